@@ -1,0 +1,3 @@
+from tinypipe.cli import entry
+
+entry()

@@ -1,0 +1,281 @@
+"""The `tinypipe` command line. Exit codes: 0 ok, 1 a budget or check failed, 2 user error, 3 internal bug."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinypipe import __version__
+from tinypipe.core.errors import CheckFailed, UserError
+
+EPILOG = """\
+examples:
+  tinypipe run pipelines/gesture            train, quantize, build and run the example on QEMU
+  tinypipe run pipelines/gesture --json     the same, one JSON document on stdout
+  tinypipe status pipelines/gesture --why   which stages would rerun, and the key that changed
+  tinypipe run . --until quantize           stop after a stage (data train quantize reference
+                                            codegen toolchain firmware build run)
+  tinypipe boards                           boards you can target
+
+Every stage's output is cached by content in .tinypipe/store next to project.yaml; a second run with
+nothing changed does nothing. Exit codes: 0 ok, 1 a budget or check failed, 2 a mistake in the input or a
+missing tool (the message says how to fix it), 3 a bug in tinypipe (please report it with the output).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinypipe", description="Declarative, reproducible TinyML firmware builds: project.yaml -> "
+        "trained int8 model -> Rust no_std firmware -> run and measured on an emulated or real board.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"tinypipe {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def project_cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_, description=help_)
+        c.add_argument("dir", nargs="?", default=".", metavar="DIR",
+                       help="directory holding project.yaml, or the YAML file itself (default: .)")
+        c.add_argument("--board", help="only the matrix cells for this board")
+        c.add_argument("--engine", choices=["native", "tflm"], help="only the matrix cells for this engine")
+        return c
+
+    run = project_cmd("run", "run the pipeline: every stage whose inputs changed, and nothing else")
+    run.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    run.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent stages at once")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress stays on stderr)")
+
+    status = project_cmd("status", "show which stages are cached and which would run")
+    status.add_argument("--why", action="store_true", help="name the input or config key that changed")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    plan = project_cmd("plan", "show the DAG: stages, shared nodes, and what would run")
+    plan.add_argument("--json", action="store_true")
+
+    report = project_cmd("report", "print the results table of the last run from the store (runs nothing)")
+    report.add_argument("--json", action="store_true")
+
+    gc = sub.add_parser("gc", help="delete store entries the lock file no longer references")
+    gc.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+
+    sub.add_parser("boards", help="list the boards tinypipe can target")
+    sub.add_parser("doctor", help="check toolchains, emulator and probes; say how to fix what is missing")
+
+    init = sub.add_parser("init", help="create a new project directory with a commented project.yaml")
+    init.add_argument("dir", metavar="DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        _error(f"error: {exc.message}", exc.hint)
+        return 2
+    except CheckFailed as exc:
+        _error(f"check failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(message + "\n")
+    if hint:
+        sys.stderr.write(f"  hint: {hint}\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    from tinypipe.engine.pipeline import Pipeline
+    from tinypipe.report.progress import PlainReporter, RichReporter
+    from tinypipe.report.results import budget_failures, render_table
+
+    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine, until=args.until)
+    console = _console()
+    if console.is_terminal:
+        with RichReporter(console) as reporter:
+            outcome = pipeline.run(reporter, jobs=args.jobs)
+    else:
+        outcome = pipeline.run(PlainReporter(), jobs=args.jobs)
+
+    rows = pipeline.results()
+    failures = []
+    for row in rows:
+        failures.extend(budget_failures(row, pipeline.project.budgets))
+    if args.json:
+        doc = {
+            "stages": [{"stage": r.stage, "variant": r.variants[0] if len(r.variants) == 1 else "+".join(r.variants),
+                        "variants": r.variants, "status": r.status, "seconds": round(r.seconds, 3)}
+                       for r in outcome.records],
+            "results": rows,
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    ran = sum(1 for r in outcome.records if r.status == "ran")
+    cached = sum(1 for r in outcome.records if r.status == "cached")
+    if not args.json:
+        if args.until is None or args.until == "run":
+            render_table(console, rows)
+    console.print(f"{ran} stage(s) ran, {cached} cached", highlight=False)
+
+    code = 0
+    for rec in outcome.failed():
+        err = rec.error
+        where = f"{rec.stage} ({', '.join(rec.variants)})"
+        if isinstance(err, UserError):
+            _error(f"error in {where}: {err.message}", err.hint)
+            code = max(code, 2)
+        else:
+            detail = getattr(err, "__traceback_text__", "") or ""
+            _error(f"internal error in {where}: {err}\n{detail}".rstrip(),
+                   "this is a tinypipe bug; please report it with this output")
+            code = 3
+    skipped = [r for r in outcome.records if r.status == "skipped"]
+    if skipped and outcome.failed():
+        _error(f"{len(skipped)} stage(s) not run because a stage they need failed")
+    for f in failures:
+        _error(f"check failed: {f}")
+    if failures and code == 0:
+        code = 1
+    return code
+
+
+def cmd_status(args) -> int:
+    from tinypipe.engine.pipeline import Pipeline
+    from tinypipe.engine.why import status
+
+    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    statuses = status(pipeline.graph, pipeline.lock)
+    if args.json:
+        sys.stdout.write(json.dumps([s.__dict__ for s in statuses], indent=2) + "\n")
+        return 0
+    current = None
+    for s in statuses:
+        if s.variant != current:
+            current = s.variant
+            print(f"{s.variant}:")
+        print(f"  {s.stage:<10} {s.state}")
+        if args.why:
+            for reason in s.reasons:
+                print(f"      because {reason}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from tinypipe.engine.pipeline import Pipeline
+
+    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    nodes = []
+    for node in pipeline.graph.nodes:
+        state = "cached" if node.meta() is not None else "will run"
+        nodes.append({"task": node.task_name, "stage": node.name, "variants": node.variants,
+                      "needs": [d.task_name for d in node.needs], "state": state,
+                      "store": "user cache" if node.stage.shared else "project"})
+    if args.json:
+        sys.stdout.write(json.dumps({"nodes": nodes}, indent=2) + "\n")
+        return 0
+    for n in nodes:
+        shared = f" (shared by {len(n['variants'])} variants)" if len(n["variants"]) > 1 else f" ({n['variants'][0]})"
+        print(f"{n['task']:<22} {n['state']:<9}{shared}  needs: {', '.join(n['needs']) or '-'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tinypipe.engine.pipeline import Pipeline
+    from tinypipe.report.results import render_table
+
+    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    rows = pipeline.results()
+    if args.json:
+        sys.stdout.write(json.dumps({"results": rows}, indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        render_table(Console(), rows)
+    return 0
+
+
+def cmd_gc(args) -> int:
+    from tinypipe.config.loader import load_project
+    from tinypipe.engine.lock import LOCK_FILE, Lock
+    from tinypipe.engine.pipeline import STATE_DIR
+    from tinypipe.engine.store import Store
+
+    project, path = load_project(Path(args.dir))
+    lock = Lock(path.parent / LOCK_FILE, project.name)
+    live = {entry["key"] for stages in lock.data["variants"].values() for entry in stages.values()}
+    store = Store(path.parent / STATE_DIR / "store")
+    swept = 0 if args.dry_run else store.sweep()
+    dead = [k for k in store.keys() if k not in live]
+    for key in dead:
+        if args.dry_run:
+            print(f"would delete {key[:16]}… ({store.meta(key).get('stage')})")
+        else:
+            store.remove(key)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(dead)} unreferenced entr{'y' if len(dead) == 1 else 'ies'}"
+          + (f" and {swept} interrupted temporaries" if swept else ""))
+    return 0
+
+
+def cmd_boards(args) -> int:
+    from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
+
+    print(f"{'board':<16} {'core':<11} {'triple':<24} {'flash':>7} {'RAM':>7}  runs on")
+    for b in BOARDS.values():
+        default = "  (default)" if b.name == DEFAULT_BOARD else ""
+        runs = f"QEMU -M {b.qemu_machine}" if b.qemu_machine else f"probe ({b.pyocd_target})"
+        print(f"{b.name:<16} {b.core:<11} {b.triple:<24} {b.flash.size // 1024:>6}K {b.ram.size // 1024:>6}K"
+              f"  {runs}{default}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from tinypipe.doctor import run_doctor
+
+    return run_doctor()
+
+
+def cmd_init(args) -> int:
+    from tinypipe.scaffold import init_project
+
+    path = init_project(Path(args.dir))
+    print(f"created {path}\nnext: tinypipe run {args.dir}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
+    "boards": cmd_boards, "doctor": cmd_doctor, "init": cmd_init,
+}
+
+
+def entry() -> None:
+    try:
+        code = main()
+    except Exception:  # noqa: BLE001 - the last line of defence: a bug, exit 3
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write("internal error: this is a tinypipe bug; please report it with the output above\n")
+        code = 3
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,304 @@
+"""Load project.yaml into a validated Project, with every error pointing at FILE:LINE:COL and the key path.
+
+PyYAML's composer gives nodes with positions; we build plain data from them and remember where each key and
+value came from, so a pydantic error's `loc` maps back to the line the user must edit.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tinypipe.core.errors import UserError
+
+PROJECT_FILE = "project.yaml"
+
+Path_ = tuple  # a key path: ("model", "layers", 2, "units")
+
+
+@dataclass(frozen=True)
+class Mark:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class ConfigError(UserError):
+    """A config mistake at a known place: `file:line:col key.path: message`."""
+
+    def __init__(self, mark: Mark | None, key_path: str, message: str, hint: str | None = None):
+        where = f"{mark} " if mark else ""
+        key = f"{key_path}: " if key_path else ""
+        super().__init__(f"{where}{key}{message}", hint)
+        self.mark = mark
+        self.key_path = key_path
+
+
+@dataclass
+class Located:
+    """Plain data plus the position of every key (`keys`) and value (`values`) by key path."""
+
+    data: Any
+    keys: dict[Path_, Mark]
+    values: dict[Path_, Mark]
+
+
+def format_key_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _mark(file: str, m: yaml.Mark) -> Mark:
+    return Mark(file, m.line + 1, m.column + 1)
+
+
+def _construct(node: yaml.Node, file: str, path: Path_, loc: Located, loader: yaml.SafeLoader) -> Any:
+    loc.values[path] = _mark(file, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ConfigError(_mark(file, key_node.start_mark), format_key_path(path),
+                                  f"keys must be strings, got {key!r}")
+            if key in out:
+                first = loc.keys[path + (key,)]
+                raise ConfigError(_mark(file, key_node.start_mark), format_key_path(path + (key,)),
+                                  f"duplicate key (first given at line {first.line})",
+                                  "remove one of the two entries")
+            loc.keys[path + (key,)] = _mark(file, key_node.start_mark)
+            out[key] = _construct(value_node, file, path + (key,), loc, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, file, path + (i,), loc, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> Located:
+    loc = Located(None, {}, {})
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(Mark(file, 1, 1), "", "the file is empty",
+                              "start from `tinypipe init` or pipelines/gesture/project.yaml")
+        loc.data = _construct(node, file, (), loc, loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = _mark(file, exc.problem_mark) if exc.problem_mark else Mark(file, 1, 1)
+        problem = exc.problem or str(exc)
+        context = f" ({exc.context})" if exc.context else ""
+        raise ConfigError(mark, "", f"invalid YAML: {problem}{context}",
+                          "check the indentation: keys of one mapping must start in the same column, "
+                          "and a value that is a mapping goes on the lines below its key, indented") from None
+    finally:
+        loader.dispose()
+    if not isinstance(loc.data, dict):
+        raise ConfigError(Mark(file, 1, 1), "", "the top level must be a mapping of sections (name:, model:, …)")
+    return loc
+
+
+def _deep_merge(base: Located, override: Located) -> Located:
+    """`extends:` — the override's keys win; mappings merge recursively, lists and scalars replace."""
+
+    def merge(b: Any, o: Any, path: Path_) -> Any:
+        if isinstance(b, dict) and isinstance(o, dict):
+            out = dict(b)
+            for k, v in o.items():
+                out[k] = merge(b[k], v, path + (k,)) if k in b else v
+            return out
+        return o
+
+    keys = dict(base.keys)
+    values = dict(base.values)
+    keys.update(override.keys)
+    values.update(override.values)
+    return Located(merge(base.data, override.data, ()), keys, values)
+
+
+def read_located(path: Path, _seen: tuple[Path, ...] = ()) -> Located:
+    path = Path(path)
+    display = _display(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{display}: no such file", "create one with `tinypipe init DIR`, or pass the "
+                        "directory that holds project.yaml") from None
+    loc = parse_yaml(text, display)
+    parent = loc.data.pop("extends", None)
+    if parent is None:
+        return loc
+    mark = loc.values.get(("extends",))
+    if not isinstance(parent, str):
+        raise ConfigError(mark, "extends", "must be a path to another YAML file")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in _seen or parent_path == path.resolve():
+        raise ConfigError(mark, "extends", f"{parent} extends itself (a cycle)")
+    if not parent_path.exists():
+        raise ConfigError(mark, "extends", f"{parent}: no such file", "the path is relative to this file")
+    base = read_located(parent_path, _seen + (path.resolve(),))
+    return _deep_merge(base, loc)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- mapping pydantic errors back to YAML positions -------------------------------------------------------
+
+
+def _yaml_path(loc: tuple, data: Any) -> Path_:
+    """Pydantic's loc includes union tags (e.g. 'dense' for a layer); drop what is not in the data."""
+    out: list = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and cur.get("type") == part:
+            continue  # discriminator tag
+        else:
+            out.append(part)
+            cur = None
+    return tuple(out)
+
+
+def _model_at(root: type[BaseModel], path: Path_, data: Any) -> type[BaseModel] | None:
+    """The pydantic model class that validates the mapping at `path` (for did-you-mean on unknown keys)."""
+    import typing
+
+    cls: Any = root
+    cur = data
+    for part in path:
+        if isinstance(part, int):
+            cur = cur[part] if isinstance(cur, list) and part < len(cur) else None
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        cls = cls.model_fields[part].annotation
+        cur = cur.get(part) if isinstance(cur, dict) else None
+        cls = _unwrap(cls, cur, typing)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _unwrap(annotation: Any, value: Any, typing: Any) -> Any:
+    """Reduce Optional[...], list[...], Annotated[Union[...]] to the model class that fits `value`."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0], value, typing)
+    if origin in (list, tuple):
+        item = value[0] if isinstance(value, list) and value else None
+        return _unwrap(typing.get_args(annotation)[0], item, typing)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if isinstance(value, dict) and "type" in value:
+            for m in models:
+                tag = m.model_fields.get("type")
+                if tag is not None and value["type"] in typing.get_args(tag.annotation):
+                    return m
+        if len(models) == 1:
+            return models[0]
+        return members[0] if len(members) == 1 else None
+    return annotation
+
+
+def _message(err: dict) -> str:
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown layer type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return "each layer needs a `type:` (conv1d, maxpool1d, avgpool1d, flatten, dense, dropout)"
+    if "input" in err and repr(err["input"]) not in msg and not isinstance(err["input"], (dict, list)):
+        return f"{msg} (got {err['input']!r})"
+    return msg
+
+
+def _hint(err: dict, path: Path_, located: Located, root: type[BaseModel]) -> str | None:
+    from tinypipe.config.boards import BOARDS
+
+    kind = err["type"]
+    if kind == "extra_forbidden" and path:
+        model = _model_at(root, path[:-1], located.data)
+        if model is not None:
+            allowed = [f for f in model.model_fields]
+            close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+            if close:
+                return f"did you mean `{close[0]}`? (allowed here: {', '.join(allowed)})"
+            return f"allowed here: {', '.join(allowed)}"
+    if path and path[-1] == "board" or (len(path) >= 2 and path[-2] == "board"):
+        given = str(err.get("input", ""))
+        close = difflib.get_close_matches(given, list(BOARDS), n=1)
+        prefix = f"did you mean `{close[0]}`? " if close else ""
+        return f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)"
+    if kind == "missing":
+        return f"add `{path[-1]}:` here" if path else None
+    return None
+
+
+def raise_validation_error(exc: ValidationError, located: Located, root: type[BaseModel], file: str) -> None:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    path = _yaml_path(tuple(first["loc"]), located.data)
+    if first["type"] == "extra_forbidden":
+        mark = located.keys.get(path)
+    else:
+        mark = located.values.get(path)
+    probe = path
+    while mark is None and probe:
+        probe = probe[:-1]
+        mark = located.values.get(probe) if probe else None
+    if mark is None:
+        mark = Mark(file, 1, 1)
+    extra = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    raise ConfigError(mark, format_key_path(path), _message(first) + extra, _hint(first, path, located, root))
+
+
+def load_project(project_dir: Path) -> "tuple[Any, Path]":
+    """Read DIR/project.yaml (or a .yaml path) and return (Project, path of the file)."""
+    from tinypipe.config.schema import Project
+
+    project_dir = Path(project_dir)
+    path = project_dir if project_dir.suffix in (".yaml", ".yml") else project_dir / PROJECT_FILE
+    located = read_located(path)
+    try:
+        project = Project.model_validate(located.data)
+    except ValidationError as exc:
+        raise_validation_error(exc, located, Project, _display(path))
+    if project.matrix and project.matrix.board:
+        from tinypipe.config.boards import BOARDS
+
+        for i, board in enumerate(project.matrix.board):
+            if board not in BOARDS:
+                key = ("matrix", "board", i)
+                close = difflib.get_close_matches(board, list(BOARDS), n=1)
+                prefix = f"did you mean `{close[0]}`? " if close else ""
+                raise ConfigError(located.values.get(key), format_key_path(key), f"unknown board {board!r}",
+                                  f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)")
+    return project, path

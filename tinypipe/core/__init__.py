@@ -1,0 +1,1 @@
+"""Hashing, atomic file writes, errors and subprocess helpers shared by every layer."""

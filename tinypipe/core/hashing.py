@@ -1,0 +1,52 @@
+"""Content hashing: canonical JSON for keys, sha256 for files and directory trees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal text, so equal keys."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def sha256_json(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(root: Path, exclude: frozenset[str] = frozenset()) -> str:
+    """Hash of a directory: every regular file's relative path and content, in sorted order.
+
+    Names in `exclude` (top-level only) are skipped, so a store entry's own metadata does not feed its hash.
+    """
+    h = hashlib.sha256()
+    root = Path(root)
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if rel in exclude:
+                continue
+            entries.append((rel, full))
+    for rel, full in sorted(entries):
+        h.update(rel.encode() + b"\0")
+        h.update(sha256_file(full).encode() + b"\n")
+    return h.hexdigest()

@@ -1,0 +1,67 @@
+"""`tinypipe doctor`: what is installed, what is missing, and the command that fixes it."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+
+APT_FIX = ("apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web "
+           "rust-web-src bindgen clang   (or: make setup)")
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0] if out.returncode == 0 and lines else None
+
+
+def run_doctor() -> int:
+    checks: list[tuple[str, str | None, str]] = []
+    for label, argv, fix in [
+        ("rustc (Debian)", ["/usr/bin/rustc", "--version"], APT_FIX),
+        ("cargo (Debian)", ["/usr/bin/cargo", "--version"], APT_FIX),
+        ("arm-none-eabi-gcc", ["arm-none-eabi-gcc", "--version"], APT_FIX),
+        ("qemu-system-arm", ["qemu-system-arm", "--version"], APT_FIX),
+        ("bindgen", ["bindgen", "--version"], APT_FIX),
+        ("clang", ["clang", "--version"], APT_FIX),
+    ]:
+        checks.append((label, _version(argv), fix))
+    rust_src = _version(["sh", "-c", "dpkg -L rust-web-src 2>/dev/null | grep -m1 'library/core/src/lib.rs$'"])
+    checks.append(("Rust library source", rust_src, APT_FIX))
+    for module, fix in [("tensorflow", "pip install tensorflow-cpu (make setup does it)"),
+                        ("tflite_micro", "pip install tflite-micro"), ("pyocd", "pip install pyocd")]:
+        found = importlib.util.find_spec(module) is not None
+        checks.append((f"python: {module}", "installed" if found else None, fix))
+
+    bad = 0
+    for label, version, fix in checks:
+        if version:
+            print(f"  ok       {label:<22} {version}")
+        else:
+            bad += 1
+            print(f"  MISSING  {label:<22} fix: {fix}")
+    print(_probes())
+    print("  note     STM32F407/F411 boards need a CMSIS pack for pyocd: `pyocd pack install stm32f407vg` "
+          "(needs the internet); nrf52840, rp2040, stm32f412/f429/f439 are built in.")
+    if shutil.which("rustup"):
+        print("  note     rustup is on PATH; tinypipe calls Debian's /usr/bin/rustc unless the rustup toolchain "
+              "has the thumb target installed (set TINYPIPE_RUSTC to choose).")
+    return 0 if bad == 0 else 2
+
+
+def _probes() -> str:
+    if importlib.util.find_spec("pyocd") is None:
+        return "  probes   pyocd not installed"
+    try:
+        from pyocd.core.helpers import ConnectHelper
+
+        probes = ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)
+    except Exception as exc:  # noqa: BLE001 - a broken USB stack is reported, not fatal
+        return f"  probes   could not enumerate debug probes: {exc}"
+    if not probes:
+        return "  probes   none attached (emulated boards need none)"
+    return "\n".join(f"  probe    {p.unique_id}  {p.description}" for p in probes)

@@ -1,0 +1,105 @@
+"""The DAG: one node per distinct (stage, transitive config). Variants that agree upstream share nodes, so a
+matrix trains once. Keys are computed lazily: a key needs its upstream output hashes, known only once the
+upstream entry exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinypipe.config.schema import Variant
+from tinypipe.core.hashing import sha256_json
+from tinypipe.engine.store import Store
+from tinypipe.stages import load, pipeline_for
+from tinypipe.stages.base import Stage
+
+
+@dataclass(eq=False)
+class Node:
+    stage: Stage
+    variant: Variant  # the first variant that uses this node (stages read their config from it)
+    variants: list[str]
+    needs: list["Node"]
+    store: Store
+    ident: str  # static identity: stage + config + tools + the needs' identities
+    config: dict[str, Any]
+    tools: dict[str, Any]
+    _meta: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    @property
+    def task_name(self) -> str:
+        return f"{self.stage.name}:{self.ident[:10]}"
+
+    def key_inputs(self) -> dict[str, Any] | None:
+        """What the key is made of, or None while an upstream output is not in the store yet."""
+        needs = {}
+        for dep in self.needs:
+            meta = dep.meta()
+            if meta is None:
+                return None
+            needs[dep.name] = meta["output"]
+        return {"stage": self.name, "version": self.stage.version, "config": self.config,
+                "needs": needs, "tools": self.tools}
+
+    def key(self) -> str | None:
+        inputs = self.key_inputs()
+        return None if inputs is None else sha256_json(inputs)
+
+    def meta(self) -> dict[str, Any] | None:
+        """This node's store entry for its current key, if it exists (memoized once found)."""
+        if self._meta is not None:
+            return self._meta
+        key = self.key()
+        if key is not None and self.store.has(key):
+            self._meta = self.store.meta(key)
+        return self._meta
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        self._meta = meta
+
+    def entry_dir(self) -> Path:
+        meta = self.meta()
+        assert meta is not None, f"{self.name} has no store entry yet"
+        return self.store.path(meta["key"])
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]  # topological order
+    by_variant: dict[str, dict[str, Node]]  # variant -> stage -> node
+    variants: list[Variant]
+
+
+def build_graph(variants: list[Variant], project_store: Store, shared_store: Store,
+                until: str | None = None) -> Graph:
+    nodes: list[Node] = []
+    by_ident: dict[str, Node] = {}
+    by_variant: dict[str, dict[str, Node]] = {}
+    for variant in variants:
+        stages = pipeline_for(variant.engine)
+        if until is not None:
+            stages = stages[: stages.index(until) + 1]
+        local: dict[str, Node] = {}
+        for name in stages:
+            stage: Stage = load(name).STAGE
+            needs = [local[n] for n in stage.needs]
+            config = stage.config(variant)
+            tools = stage.tools(variant)
+            ident = sha256_json({"stage": name, "version": stage.version, "config": config, "tools": tools,
+                                 "needs": [n.ident for n in needs]})
+            node = by_ident.get(ident)
+            if node is None:
+                node = Node(stage=stage, variant=variant, variants=[], needs=needs,
+                            store=shared_store if stage.shared else project_store,
+                            ident=ident, config=config, tools=tools)
+                by_ident[ident] = node
+                nodes.append(node)
+            node.variants.append(variant.name)
+            local[name] = node
+        by_variant[variant.name] = local
+    return Graph(nodes=nodes, by_variant=by_variant, variants=variants)

@@ -1,0 +1,93 @@
+"""`status --why`: for every stage, is it cached, and if not, exactly which input or key changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tinypipe.engine.graph import Graph, Node
+from tinypipe.engine.lock import Lock
+
+
+@dataclass
+class StageStatus:
+    variant: str
+    stage: str
+    state: str  # "cached" | "stale" | "new"
+    reasons: list[str]
+
+
+def _short(value: Any) -> str:
+    from tinypipe.core.hashing import canonical_json
+
+    text = canonical_json(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON values, by key path."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                out.append(f"{path} added ({_short(new[key])})")
+            elif key not in new:
+                out.append(f"{path} removed (was {_short(old[key])})")
+            else:
+                out.extend(diff_paths(old[key], new[key], path))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new)):
+            out.extend(diff_paths(a, b, f"{prefix}[{i}]"))
+        return out
+    if old != new:
+        return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
+    return []
+
+
+def explain(node: Node, variant: str, lock: Lock, stale_upstream: set[str]) -> StageStatus:
+    entry = lock.entry(variant, node.name)
+    current = node.key_inputs()
+    if current is None:
+        waiting = [d.name for d in node.needs if d.meta() is None]
+        reasons = [f"waits on {', '.join(waiting)} (not built yet or stale)"]
+        if entry is not None:
+            reasons = _input_diffs(entry.get("inputs", {}), None, node) + reasons
+        return StageStatus(variant, node.name, "stale" if entry else "new", reasons)
+    if node.meta() is not None:
+        return StageStatus(variant, node.name, "cached", [])
+    if entry is None:
+        return StageStatus(variant, node.name, "new", ["never built for this variant"])
+    reasons = _input_diffs(entry.get("inputs", {}), current, node)
+    if not reasons:
+        reasons = ["the store entry is missing (deleted or garbage-collected)"]
+    return StageStatus(variant, node.name, "stale", reasons)
+
+
+def _input_diffs(old: dict, new: dict | None, node: Node) -> list[str]:
+    reasons = []
+    if old.get("version") != node.stage.version:
+        reasons.append(f"stage code changed (version {old.get('version')} -> {node.stage.version})")
+    for path in diff_paths(old.get("config", {}), node.config):
+        reasons.append(f"config {path}")
+    for path in diff_paths(old.get("tools", {}), node.tools):
+        reasons.append(f"tool {path}")
+    if new is not None:
+        for dep, out in new["needs"].items():
+            if old.get("needs", {}).get(dep) != out:
+                reasons.append(f"input from {dep} changed")
+    return reasons
+
+
+def status(graph: Graph, lock: Lock) -> list[StageStatus]:
+    out = []
+    for variant in graph.variants:
+        stale: set[str] = set()
+        for name, node in graph.by_variant[variant.name].items():
+            st = explain(node, variant.name, lock, stale)
+            if st.state != "cached":
+                stale.add(name)
+            out.append(st)
+    return out

@@ -1,0 +1,1 @@
+"""Presenting results: live progress, the final table, `--json`, budget checks."""

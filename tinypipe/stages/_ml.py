@@ -1,0 +1,195 @@
+"""Helpers shared by the ML stages (data, train, quantize, reference): model files, int8 maths, TFLM calls.
+
+Not a stage (no STAGE). Cheap to import: numpy, TensorFlow and tflite_micro are imported inside functions, and
+the functions used by stage `config` callables (`model_source`) only stat and hash one small file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tinypipe.core.errors import UserError
+from tinypipe.core.fs import atomic_write_bytes
+from tinypipe.core.hashing import sha256_file
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tinypipe.config.schema import Variant
+
+MODEL_SUFFIXES = (".keras", ".tflite")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from: `layers` in project.yaml, or an imported `.keras` / `.tflite` file."""
+
+    kind: str  # "layers" | "keras" | "tflite"
+    path: Path | None = None
+    sha256: str | None = None
+
+    def key(self) -> dict:
+        """The part of a stage config that pins an imported file by content, not by name or mtime."""
+        return {} if self.kind == "layers" else {"model_file": {"kind": self.kind, "sha256": self.sha256}}
+
+
+def model_source(variant: "Variant", project_dir: Path | None = None) -> ModelSource:
+    """Resolve `model.path` (relative to the project directory) and hash it; `layers` gives kind "layers".
+
+    Stage `config` callables only get the variant, so they pass no `project_dir`: a relative path then resolves
+    against the working directory, which is the project directory when the engine runs (the config loader may
+    also make `model.path` absolute). `run(ctx)` passes `ctx.project_dir`.
+    """
+    raw = variant.project.model.path
+    if raw is None:
+        return ModelSource("layers")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = (project_dir if project_dir is not None else Path.cwd()) / path
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise UserError(
+            f"model.path: {raw!r} is neither a .keras nor a .tflite file",
+            "point model.path at a Keras 3 `.keras` file or an int8 `.tflite` file, or describe the model with `layers`",
+        )
+    if not path.is_file():
+        raise UserError(f"model.path: file not found: {path}", "fix the path; a relative path starts at project.yaml's directory")
+    return ModelSource(suffix[1:], path, sha256_file(path))
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ and Python logging before (and after) it is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders float sums: keep training bit-stable
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    tf.autograph.set_verbosity(0)
+
+
+def load_split(data_dir: Path) -> dict[str, "np.ndarray"]:
+    import numpy as np
+
+    with np.load(data_dir / "data.npz") as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:
+    """Like np.savez, but byte-reproducible: np.savez stamps each zip entry with the wall clock."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def quantize_input(x: "np.ndarray", scale: float, zero_point: int, dtype: Any) -> "np.ndarray":
+    """float -> int8/int16 exactly as TFLite's QUANTIZE kernel does it (reference AffineQuantize):
+
+    `clamp(round_half_away_from_zero(float32(x) / float32(scale)) + zero_point)`. TfLiteRound is std::round,
+    so ties go away from zero; numpy's `np.round` would round ties to even and differ by one on exact halves.
+    """
+    import numpy as np
+
+    info = np.iinfo(dtype)
+    scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
+    return np.clip(rounded.astype(np.int64) + int(zero_point), info.min, info.max).astype(dtype)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: Any  # numpy dtype class
+    scale: float | None
+    zero_point: int | None
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+    def as_json(self) -> dict:
+        import numpy as np
+
+        return {"shape": list(self.shape), "dtype": np.dtype(self.dtype).name, "scale": self.scale,
+                "zero_point": self.zero_point}
+
+
+def _tensor_info(details: dict) -> TensorInfo:
+    q = details.get("quantization_parameters") or {}
+    scales = list(q.get("scales", []))
+    zero_points = list(q.get("zero_points", []))
+    return TensorInfo(
+        shape=tuple(int(d) for d in details["shape"]),
+        dtype=details["dtype"],
+        scale=float(scales[0]) if scales else None,
+        zero_point=int(zero_points[0]) if zero_points else None,
+    )
+
+
+class MicroModel:
+    """The host TFLM interpreter (PyPI tflite-micro): the oracle every engine must match byte for byte."""
+
+    def __init__(self, model_bytes: bytes):
+        from tflite_micro.python.tflite_micro import runtime
+
+        self._interpreter = runtime.Interpreter.from_bytes(model_bytes)
+        self.input = _tensor_info(self._interpreter.get_input_details(0))
+        self.output = _tensor_info(self._interpreter.get_output_details(0))
+
+    def invoke(self, x: "np.ndarray") -> "np.ndarray":
+        """Run one example already in the input dtype; returns a copy of output 0."""
+        import numpy as np
+
+        self._interpreter.set_input(np.asarray(x, dtype=self.input.dtype).reshape(self.input.shape), 0)
+        self._interpreter.invoke()
+        return np.array(self._interpreter.get_output(0), copy=True)
+
+    def to_input(self, x_float: "np.ndarray") -> "np.ndarray":
+        """Float windows [N, ...] -> the model's input dtype (quantized when the input is an integer tensor)."""
+        import numpy as np
+
+        if np.issubdtype(self.input.dtype, np.integer):
+            return quantize_input(x_float, self.input.scale, self.input.zero_point, self.input.dtype)
+        return np.asarray(x_float, dtype=self.input.dtype)
+
+    def fits(self, x_float: "np.ndarray") -> bool:
+        """Whether one window of x_float [N, ...] has exactly the model's input element count."""
+        import numpy as np
+
+        return int(np.prod(x_float.shape[1:])) == self.input.size
+
+
+def builtin_op_names(model_bytes: bytes) -> list[str]:
+    """Builtin operator names used by a .tflite model, sorted (custom ops as `CUSTOM:<name>`)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    names = set()
+    for i in range(model.OperatorCodesLength()):
+        op = model.OperatorCodes(i)
+        # schema v3a: the int8 `deprecated_builtin_code` caps at 127; the real code is the larger of the two
+        code = max(op.BuiltinCode(), op.DeprecatedBuiltinCode())
+        if code == schema.BuiltinOperator.CUSTOM:
+            names.add(f"CUSTOM:{(op.CustomCode() or b'').decode()}")
+        else:
+            names.add(by_code.get(code, f"BUILTIN_{code}"))
+    return sorted(names)

@@ -1,0 +1,177 @@
+"""Stage `data`: a seeded, physically plausible accelerometer dataset (in g) split into train/val/test.
+
+The built-in generator simulates a wrist- or board-mounted 3-axis accelerometer at `sensor.sample_rate_hz`:
+every window sees gravity (1 g) through a randomly tilted mounting, a per-window gain error, white sensor
+noise and a slow bias drift, plus the class's motion:
+
+- `wave`: a 1-3 Hz swing in the x/y plane with varying amplitude, phase and swing direction;
+- `tap`: a short 1.5-5 g impulse, mostly on z, at a random offset, ringing down in tens of milliseconds;
+- `none`: the device at rest or barely moving (a faint slow sway, well under a wave's amplitude).
+
+Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32) and
+`classes.json` (class names in label order).
+"""
+
+from __future__ import annotations
+
+from tinypipe.core.errors import UserError
+from tinypipe.core.fs import atomic_write_json
+from tinypipe.stages._ml import write_npz
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+GENERATOR_CLASSES = ("wave", "tap", "none")
+GENERATOR_AXES = ("x", "y", "z")
+GENERATOR_KINDS = ("accelerometer", "imu", "generic")
+
+
+def _config(variant) -> dict:
+    p = variant.project
+    return {"seed": p.seed, "sensor": p.sensor.model_dump(mode="json"), "data": p.data.model_dump(mode="json")}
+
+
+STAGE = Stage(name="data", version="1", needs=(), config=_config,
+              description="generate and split the sensor dataset")
+
+
+# --- the generator: each function returns float64 [n, window, 3] in g, drawing only from `rng` -----------------
+
+def _tilted_gravity(rng, n):
+    """Unit gravity vectors for a device mounted with up to ~25 degrees of random tilt from z-up."""
+    import numpy as np
+
+    pitch = rng.uniform(-0.45, 0.45, n)
+    roll = rng.uniform(-0.45, 0.45, n)
+    return np.stack([np.sin(pitch), -np.sin(roll) * np.cos(pitch), np.cos(roll) * np.cos(pitch)], axis=1)
+
+
+def _wave(rng, t):
+    import numpy as np
+
+    n = t.shape[0]
+    freq = rng.uniform(1.0, 3.0, (n, 1))
+    amp = rng.uniform(0.25, 1.2, (n, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1))
+    direction = rng.uniform(0, np.pi, (n, 1))  # the swing's heading in the x/y plane
+    ellipse = rng.uniform(0.0, 0.5, (n, 1))  # how far the swing opens into an ellipse
+    ang = 2 * np.pi * freq * t + phase
+    along, across = amp * np.sin(ang), amp * ellipse * np.cos(ang)
+    x = along * np.cos(direction) - across * np.sin(direction)
+    y = along * np.sin(direction) + across * np.cos(direction)
+    z = 0.15 * amp * np.sin(2 * ang + rng.uniform(0, 2 * np.pi, (n, 1)))  # the arc lifts the hand at 2f
+    return np.stack([x, y, z], axis=2)
+
+
+def _tap(rng, t, sample_rate_hz):
+    import numpy as np
+
+    n, window = t.shape
+    onset = rng.integers(int(0.1 * window), max(int(0.1 * window) + 1, int(0.75 * window)), n)
+    dt = t - (onset[:, None] / sample_rate_hz)
+    amp = rng.uniform(1.5, 5.0, (n, 1)) * rng.choice([-1.0, 1.0], (n, 1))
+    ring_hz = np.minimum(rng.uniform(8.0, 20.0, (n, 1)), 0.4 * sample_rate_hz)  # kept below Nyquist
+    decay_s = rng.uniform(0.03, 0.08, (n, 1))
+    pulse = np.where(dt >= 0, amp * np.exp(-np.maximum(dt, 0) / decay_s) * np.cos(2 * np.pi * ring_hz * dt), 0.0)
+    direction = np.stack([rng.normal(0, 0.25, n), rng.normal(0, 0.25, n), np.ones(n)], axis=1)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    return pulse[:, :, None] * direction[:, None, :]
+
+
+def _none(rng, t):
+    import numpy as np
+
+    n = t.shape[0]
+    freq = rng.uniform(0.1, 0.8, (n, 1, 3))
+    amp = rng.uniform(0.0, 0.08, (n, 1, 3))
+    return amp * np.sin(2 * np.pi * freq * t[:, :, None] + rng.uniform(0, 2 * np.pi, (n, 1, 3)))
+
+
+def _sensor(rng, motion, t):
+    """Add what every window has: tilted gravity, gain error, slow bias drift and white noise."""
+    import numpy as np
+
+    n = motion.shape[0]
+    gravity = _tilted_gravity(rng, n)[:, None, :]
+    gain = rng.uniform(0.9, 1.1, (n, 1, 3))
+    drift = rng.normal(0, 0.03, (n, 1, 3)) * (t[:, :, None] / t[:, -1:, None].clip(min=1e-9))
+    noise = rng.normal(0, 1, motion.shape) * rng.uniform(0.01, 0.05, (n, 1, 1))
+    return gain * (gravity + motion) + drift + noise
+
+
+def generate(classes, samples_per_class, window, sample_rate_hz, axes, seed):
+    """Return x float32 [len(classes) * samples_per_class, window, len(axes)] and y int32, class-major order."""
+    import numpy as np
+
+    unknown = [c for c in classes if c not in GENERATOR_CLASSES]
+    if unknown:
+        raise UserError(
+            f"data.classes: the built-in accelerometer generator does not know class {unknown[0]!r}",
+            "use classes from: wave, tap, none (or load your own data)",
+        )
+    missing = [a for a in axes if a not in GENERATOR_AXES]
+    if missing:
+        raise UserError(
+            f"sensor.axes: the built-in accelerometer generator has no axis {missing[0]!r}",
+            "use axes from: x, y, z",
+        )
+    if len(set(classes)) != len(classes):
+        raise UserError("data.classes: a class is listed twice", "list each class once")
+    t = np.broadcast_to(np.arange(window) / sample_rate_hz, (samples_per_class, window))
+    columns = [GENERATOR_AXES.index(a) for a in axes]
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        # one child generator per class: adding a class leaves the other classes' windows unchanged
+        class_rng = np.random.default_rng([seed, GENERATOR_CLASSES.index(name)])
+        if name == "wave":
+            motion = _wave(class_rng, t)
+        elif name == "tap":
+            motion = _tap(class_rng, t, sample_rate_hz)
+        else:
+            motion = _none(class_rng, t)
+        xs.append(_sensor(class_rng, motion, t)[:, :, columns])
+        ys.append(np.full(samples_per_class, label, dtype=np.int32))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+
+
+def stratified_split(y, fractions, seed):
+    """Indices (train, val, test): per class, shuffle then cut by the fractions; each split shuffled again."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 1_000_003])
+    parts = {"train": [], "val": [], "test": []}
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_test = max(1, round(len(idx) * fractions.test))
+        n_val = round(len(idx) * fractions.val)
+        if len(idx) - n_test - n_val < 1:
+            raise UserError(
+                f"data.samples_per_class: {len(idx)} windows per class leave none for training after the split",
+                "raise data.samples_per_class or data.split.train",
+            )
+        parts["test"].append(idx[:n_test])
+        parts["val"].append(idx[n_test:n_test + n_val])
+        parts["train"].append(idx[n_test + n_val:])
+    return tuple(rng.permutation(np.concatenate(parts[k])) for k in ("train", "val", "test"))
+
+
+def run(ctx: StageContext) -> StageResult:
+    import numpy as np
+
+    p = ctx.variant.project
+    if p.sensor.kind not in GENERATOR_KINDS:
+        raise UserError(
+            f"sensor.kind: the built-in generator makes accelerometer data, not {p.sensor.kind!r} data",
+            "set sensor.kind to accelerometer (or imu), or import a model with model.path",
+        )
+    x, y = generate(p.data.classes, p.data.samples_per_class, p.sensor.window, p.sensor.sample_rate_hz,
+                    p.sensor.axes, p.seed)
+    train, val, test = stratified_split(y, p.data.split, p.seed)
+    arrays = {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val],
+              "x_test": x[test], "y_test": y[test]}
+    write_npz(ctx.out / "data.npz", arrays)
+    atomic_write_json(ctx.out / "classes.json", list(p.data.classes))
+    counts = {split: {name: int((arrays[f"y_{split}"] == i).sum()) for i, name in enumerate(p.data.classes)}
+              for split in ("train", "val", "test")}
+    ctx.log(f"data: {len(y)} windows of {p.sensor.window} x {len(p.sensor.axes)} "
+            f"({len(train)} train / {len(val)} val / {len(test)} test)")
+    return {"windows": int(len(y)), "train": int(len(train)), "val": int(len(val)), "test": int(len(test)),
+            "window": p.sensor.window, "axes": list(p.sensor.axes), "counts": counts}
