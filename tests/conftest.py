@@ -1,0 +1,33 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TINYPIPE_SHARED", REPO.parent / "shared"))
+GESTURE = REPO / "pipelines" / "gesture"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared not found at {SHARED} (set TINYPIPE_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """One user-level cache (Rust sysroots) for the whole session, outside the developer's real cache."""
+    cache = os.environ.get("TINYPIPE_TEST_CACHE") or str(tmp_path_factory.mktemp("user-cache"))
+    old = os.environ.get("TINYPIPE_CACHE")
+    os.environ["TINYPIPE_CACHE"] = cache
+    yield Path(cache)
+    if old is None:
+        os.environ.pop("TINYPIPE_CACHE", None)
+    else:
+        os.environ["TINYPIPE_CACHE"] = old
+
+
+def tinypipe_cmd() -> list[str]:
+    return [sys.executable, "-m", "tinypipe"]

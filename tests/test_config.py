@@ -1,0 +1,138 @@
+"""Config errors name file:line:col and the key path, give a hint, and exit 2. The messages are pinned."""
+
+import subprocess
+import textwrap
+
+import pytest
+
+from tests.conftest import GESTURE, tinypipe_cmd
+from tinypipe.config.loader import ConfigError, load_project
+from tinypipe.config.matrix import expand
+
+GOOD_MODEL = """\
+model:
+  layers:
+    - {type: dense, units: 3}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # messages name files relative to the working directory
+
+
+def write(tmp_path, text):
+    (tmp_path / "project.yaml").write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def error_of(tmp_path, text) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_project(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_gesture_example_loads_with_defaults():
+    project, path = load_project(GESTURE)
+    assert project.name == "gesture"
+    (variant,) = expand(project)
+    assert variant.name == "mps2-an386-native"
+    assert variant.triple == "thumbv7em-none-eabihf" and variant.cpu == "cortex-m4"
+
+
+def test_bad_indentation(tmp_path):
+    msg = error_of(tmp_path, """\
+        name: demo
+        model:
+          layers:
+            - {type: dense, units: 3}
+          epochs: 5
+           learning_rate: 0.1
+        """)
+    assert msg.startswith("project.yaml:6:17 invalid YAML: mapping values are not allowed here")
+    assert "hint: check the indentation" in msg
+
+
+def test_unknown_key_with_did_you_mean(tmp_path):
+    msg = error_of(tmp_path, """\
+        name: demo
+        model:
+          layers:
+            - {type: dense, units: 3}
+          epoch: 5
+        """)
+    assert msg.splitlines()[0] == "project.yaml:5:3 model.epoch: unknown key"
+    assert "did you mean `epochs`?" in msg
+
+
+def test_unknown_top_level_section(tmp_path):
+    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "quantisation:\n  io: int8\n")
+    assert msg.splitlines()[0] == "project.yaml:5:1 quantisation: unknown key"
+    assert "did you mean `quantization`?" in msg
+
+
+def test_wrong_type_in_a_layer(tmp_path):
+    msg = error_of(tmp_path, """\
+        name: demo
+        model:
+          layers:
+            - {type: conv1d, filters: 8, kernel_size: 5}
+            - type: dense
+              units: many
+        """)
+    assert msg.splitlines()[0] == (
+        "project.yaml:6:14 model.layers[1].units: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'many')")
+
+
+def test_unknown_layer_type(tmp_path):
+    msg = error_of(tmp_path, "name: demo\nmodel:\n  layers:\n    - {type: lstm, units: 3}\n")
+    assert msg.startswith("project.yaml:4:7 model.layers[0]: unknown layer type 'lstm'")
+
+
+def test_missing_board(tmp_path):
+    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "target:\n  board: mps2-an368\n")
+    lines = msg.splitlines()
+    assert lines[0] == "project.yaml:6:10 target.board: unknown board 'mps2-an368'"
+    assert lines[1].startswith("  hint: did you mean `mps2-an386`? known boards: mps2-an385, mps2-an386")
+
+
+def test_unknown_board_in_matrix(tmp_path):
+    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "matrix:\n  board: [mps2-an386, nucleo]\n")
+    assert msg.splitlines()[0] == "project.yaml:6:23 matrix.board[1]: unknown board 'nucleo'"
+
+
+def test_missing_required_section(tmp_path):
+    msg = error_of(tmp_path, "name: demo\n")
+    assert msg.splitlines()[0] == "project.yaml:1:1 model: required key is missing"
+    assert "add `model:` here" in msg
+
+
+def test_duplicate_key(tmp_path):
+    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "name: other\n")
+    assert msg.splitlines()[0] == "project.yaml:5:1 name: duplicate key (first given at line 1)"
+
+
+def test_split_must_sum_to_one(tmp_path):
+    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "data:\n  split: {train: 0.8, val: 0.2, test: 0.2}\n")
+    assert msg.splitlines()[0] == "project.yaml:6:10 data.split: train + val + test must be 1.0, got 1.2"
+
+
+def test_extends_merges_and_reports_the_right_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\n" + GOOD_MODEL + "quantization:\n  representative_samples: 10\n")
+    (tmp_path / "project.yaml").write_text("extends: base.yaml\nname: child\nquantization:\n  io: float32\n")
+    project, _ = load_project(tmp_path)
+    assert project.name == "child"
+    assert project.quantization.io == "float32" and project.quantization.representative_samples == 10
+    (tmp_path / "base.yaml").write_text("name: base\n" + GOOD_MODEL + "seed: lots\n")
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    assert str(info.value).startswith("base.yaml:5:7 seed: Input should be a valid integer")
+
+
+def test_cli_exit_code_2_and_nothing_written(tmp_path):
+    write(tmp_path, "name: demo\n" + GOOD_MODEL + "target:\n  board: nope\n")
+    proc = subprocess.run(tinypipe_cmd() + ["run", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "project.yaml:6:10 target.board: unknown board 'nope'" in proc.stderr
+    assert not (tmp_path / ".tinypipe").exists() and not (tmp_path / "tinypipe.lock").exists()
