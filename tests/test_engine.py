@@ -1,0 +1,148 @@
+"""The engine on light stand-in stages: caching, change propagation, `status --why`, failures, atomic store."""
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+import tinypipe.engine.graph as graph_mod
+import tinypipe.engine.pipeline as pipeline_mod
+from tinypipe.engine.pipeline import Pipeline
+from tinypipe.engine.store import Store
+from tinypipe.engine.why import status
+from tinypipe.stages.base import Stage
+
+CALLS: list[str] = []
+
+
+def _stage(name, needs, config, fail_when=None):
+    def run(ctx):
+        CALLS.append(name)
+        if fail_when and fail_when(ctx.variant):
+            raise RuntimeError(f"{name} exploded")
+        text = json.dumps(config(ctx.variant), sort_keys=True)
+        for dep in needs:
+            text += (ctx.inputs[dep] / "out.txt").read_text()
+        (ctx.out / "out.txt").write_text(text)
+        return {"length": len(text)}
+
+    return types.SimpleNamespace(STAGE=Stage(name=name, version="1", needs=needs, config=config), run=run)
+
+
+FAKE = {
+    "data": _stage("data", (), lambda v: {"seed": v.project.seed, "data": v.project.data.model_dump(mode="json")}),
+    "train": _stage("train", ("data",), lambda v: {"model": v.project.model.model_dump(mode="json")}),
+    "quantize": _stage("quantize", ("train",), lambda v: v.project.quantization.model_dump(mode="json")),
+    "build": _stage("build", ("quantize",), lambda v: {"board": v.board.name},
+                    fail_when=lambda v: v.board.name == "mps2-an500"),
+}
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    monkeypatch.setattr(graph_mod, "pipeline_for", lambda engine: tuple(FAKE))
+    monkeypatch.setattr(graph_mod, "load", FAKE.__getitem__)
+    monkeypatch.setattr(pipeline_mod, "load", FAKE.__getitem__)
+    CALLS.clear()
+    return CALLS
+
+
+PROJECT = """\
+name: t
+seed: 1
+model:
+  layers:
+    - {type: dense, units: 3}
+quantization:
+  representative_samples: 100
+"""
+
+
+def project(tmp_path: Path, text: str = PROJECT) -> Path:
+    (tmp_path / "project.yaml").write_text(text)
+    return tmp_path
+
+
+def statuses(outcome):
+    return {r.stage: r.status for r in outcome.records}
+
+
+def test_second_run_does_nothing(tmp_path, fake_stages):
+    d = project(tmp_path)
+    first = Pipeline(d).run()
+    assert statuses(first) == {"data": "ran", "train": "ran", "quantize": "ran", "build": "ran"}
+    assert fake_stages == ["data", "train", "quantize", "build"]
+    fake_stages.clear()
+    second = Pipeline(d).run()
+    assert statuses(second) == {s: "cached" for s in FAKE}
+    assert fake_stages == []
+
+
+def test_quantization_change_reruns_quantize_and_below_only(tmp_path, fake_stages):
+    d = project(tmp_path)
+    Pipeline(d).run()
+    fake_stages.clear()
+    project(tmp_path, PROJECT.replace("representative_samples: 100", "representative_samples: 50"))
+    p = Pipeline(d)
+    why = {s.stage: s for s in status(p.graph, p.lock)}
+    assert why["data"].state == "cached" and why["train"].state == "cached"
+    assert why["quantize"].state == "stale"
+    assert why["quantize"].reasons == ["config representative_samples: 100 -> 50"]
+    assert why["build"].reasons == ["waits on quantize (not built yet or stale)"]
+    outcome = p.run()
+    assert fake_stages == ["quantize", "build"]
+    assert statuses(outcome)["train"] == "cached"
+
+
+def test_reverting_a_change_hits_the_store_again(tmp_path, fake_stages):
+    d = project(tmp_path)
+    Pipeline(d).run()
+    project(tmp_path, PROJECT.replace("seed: 1", "seed: 2"))
+    Pipeline(d).run()
+    fake_stages.clear()
+    project(tmp_path)
+    assert statuses(Pipeline(d).run()) == {s: "cached" for s in FAKE}
+    assert fake_stages == []
+
+
+def test_a_failing_matrix_cell_does_not_stop_the_others(tmp_path, fake_stages):
+    d = project(tmp_path, PROJECT + "matrix:\n  board: [mps2-an386, mps2-an500, mps2-an385]\n")
+    p = Pipeline(d)
+    assert [n.name for n in p.graph.nodes] == ["data", "train", "quantize", "build", "build", "build"]
+    outcome = p.run(jobs=2)
+    builds = [r for r in outcome.records if r.stage == "build"]
+    assert sorted((r.variants[0], r.status) for r in builds) == [
+        ("mps2-an385-native", "ran"), ("mps2-an386-native", "ran"), ("mps2-an500-native", "failed")]
+    assert fake_stages.count("train") == 1  # shared upstream ran once for three cells
+    failed = outcome.failed()[0]
+    assert "build exploded" in str(failed.error)
+    assert not [c for c in (d / ".tinypipe" / "store").iterdir() if c.name.startswith(".tmp-")]
+
+
+def test_lock_records_every_stage_and_status_explains_a_missing_entry(tmp_path, fake_stages):
+    d = project(tmp_path)
+    p = Pipeline(d)
+    p.run()
+    lock = json.loads((d / "tinypipe.lock").read_text())
+    assert lock["version"] == 1
+    stages = lock["variants"]["mps2-an386-native"]
+    assert set(stages) == set(FAKE)
+    store = Store(d / ".tinypipe" / "store")
+    store.remove(stages["build"]["key"])
+    p2 = Pipeline(d)
+    why = {s.stage: s for s in status(p2.graph, p2.lock)}
+    assert why["build"].reasons == ["the store entry is missing (deleted or garbage-collected)"]
+
+
+def test_store_commit_is_all_or_nothing(tmp_path):
+    store = Store(tmp_path / "store")
+    tmp = store.begin()
+    (tmp / "a.bin").write_bytes(b"123")
+    assert store.keys() == []  # nothing visible before commit
+    meta = store.commit(tmp, "k1", {"stage": "x"})
+    assert store.has("k1") and meta["output"]
+    assert (store.path("k1") / "a.bin").read_bytes() == b"123"
+    dead = store.root / ".tmp-999999999-abc"  # a temporary from a process that no longer exists
+    dead.mkdir()
+    assert store.sweep() == 1 and not dead.exists()
