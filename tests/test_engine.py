@@ -41,7 +41,7 @@ FAKE = {
 
 @pytest.fixture
 def fake_stages(monkeypatch):
-    monkeypatch.setattr(graph_mod, "pipeline_for", lambda engine: tuple(FAKE))
+    monkeypatch.setattr(graph_mod, "pipeline_for", lambda engine: tuple((s, s) for s in FAKE))
     monkeypatch.setattr(graph_mod, "load", FAKE.__getitem__)
     monkeypatch.setattr(pipeline_mod, "load", FAKE.__getitem__)
     CALLS.clear()

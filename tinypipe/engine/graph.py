@@ -18,6 +18,7 @@ from tinypipe.stages.base import Stage
 @dataclass(eq=False)
 class Node:
     stage: Stage
+    module: str  # the stage module that runs it (tinypipe.stages.<module>)
     variant: Variant  # the first variant that uses this node (stages read their config from it)
     variants: list[str]
     needs: list["Node"]
@@ -83,10 +84,13 @@ def build_graph(variants: list[Variant], project_store: Store, shared_store: Sto
     for variant in variants:
         stages = pipeline_for(variant.engine)
         if until is not None:
-            stages = stages[: stages.index(until) + 1]
+            roles = [role for role, _ in stages]
+            if until in roles:
+                stages = stages[: roles.index(until) + 1]
         local: dict[str, Node] = {}
-        for name in stages:
-            stage: Stage = load(name).STAGE
+        for name, module in stages:
+            stage: Stage = load(module).STAGE
+            assert stage.name == name, f"module {module} fills role {name} but declares {stage.name}"
             needs = [local[n] for n in stage.needs]
             config = stage.config(variant)
             tools = stage.tools(variant)
@@ -94,7 +98,7 @@ def build_graph(variants: list[Variant], project_store: Store, shared_store: Sto
                                  "needs": [n.ident for n in needs]})
             node = by_ident.get(ident)
             if node is None:
-                node = Node(stage=stage, variant=variant, variants=[], needs=needs,
+                node = Node(stage=stage, module=module, variant=variant, variants=[], needs=needs,
                             store=shared_store if stage.shared else project_store,
                             ident=ident, config=config, tools=tools)
                 by_ident[ident] = node

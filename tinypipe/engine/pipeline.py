@@ -18,7 +18,7 @@ from tinypipe.engine.executor import DoitExecutor, Executor
 from tinypipe.engine.graph import Graph, Node, build_graph
 from tinypipe.engine.lock import LOCK_FILE, Lock
 from tinypipe.engine.store import Store
-from tinypipe.stages import NATIVE_PIPELINE, load
+from tinypipe.stages import ALL_STAGES, load
 from tinypipe.stages.base import StageContext
 
 STATE_DIR = ".tinypipe"
@@ -60,8 +60,8 @@ class RunOutcome:
 class Pipeline:
     def __init__(self, target: Path, board: str | None = None, engine: str | None = None,
                  until: str | None = None):
-        if until is not None and until not in NATIVE_PIPELINE:
-            raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(NATIVE_PIPELINE)}")
+        if until is not None and until not in ALL_STAGES:
+            raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(ALL_STAGES)}")
         self.project, self.config_path = load_project(Path(target))
         self.dir = self.config_path.parent
         self.variants = expand(self.project, board=board, engine=engine)
@@ -127,7 +127,7 @@ class Pipeline:
         if key_inputs is None:
             raise RuntimeError(f"{node.name}: upstream outputs missing when it was scheduled")
         key = sha256_json(key_inputs)
-        module = load(node.name)
+        module = load(node.module)
         tmp = node.store.begin()
         ctx = StageContext(
             variant=node.variant,

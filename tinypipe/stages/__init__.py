@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from tinypipe.core.errors import UserError
 
-# Order matters: a stage's `needs` come before it.
+# Order matters: a stage's `needs` come before it. Each entry is a role; ENGINE_MODULES says which module
+# fills a role for an engine (both engines produce a `codegen` output with the same firmware contract).
 NATIVE_PIPELINE = ("data", "train", "quantize", "reference", "codegen", "toolchain", "firmware", "build", "run")
+TFLM_PIPELINE = ("data", "train", "quantize", "reference", "tflm_lib", "codegen", "toolchain", "firmware", "build",
+                 "run")
+ENGINE_MODULES = {"native": {}, "tflm": {"codegen": "codegen_tflm"}}
+ALL_STAGES = tuple(dict.fromkeys(NATIVE_PIPELINE + TFLM_PIPELINE))
 
 STAGE_HELP = {
     "data": "generate or load sensor windows and split them",
     "train": "train the Keras model (TensorFlow)",
     "quantize": "convert to a full-integer int8 .tflite; host accuracy",
     "reference": "host TFLM interpreter outputs for the test set (the oracle)",
-    "codegen": "native engine: .tflite -> Rust source with static weights and arena",
+    "tflm_lib": "compile TensorFlow Lite Micro for the CPU (shared user-level cache)",
+    "codegen": "engine: .tflite -> Rust source the firmware calls",
     "toolchain": "Rust sysroot for the target (shared user-level cache)",
     "firmware": "render the no_std cargo project from firmware-template/",
     "build": "cargo build --release --offline; sizes",
@@ -23,15 +30,20 @@ STAGE_HELP = {
 }
 
 
-def pipeline_for(engine: str) -> tuple[str, ...]:
+def pipeline_for(engine: str) -> tuple[tuple[str, str], ...]:
+    """(role, module name) for every stage the engine's pipeline runs, in order."""
     if engine == "native":
-        return NATIVE_PIPELINE
-    raise UserError(
-        f"engine {engine!r} is not available in this version of tinypipe",
-        "use `engine: native` (the TFLM engine through a C shim is being built)",
-    )
+        roles = NATIVE_PIPELINE
+    elif engine == "tflm":
+        if importlib.util.find_spec("tinypipe.stages.codegen_tflm") is None:
+            raise UserError("engine 'tflm' is not available in this version of tinypipe", "use `engine: native`")
+        roles = TFLM_PIPELINE
+    else:
+        raise UserError(f"unknown engine {engine!r}", "choose `native` or `tflm`")
+    modules = ENGINE_MODULES[engine]
+    return tuple((role, modules.get(role, role)) for role in roles)
 
 
-def load(name: str) -> ModuleType:
-    """Import the stage module `tinypipe.stages.<name>` (cheap: heavy imports live inside `run`)."""
-    return importlib.import_module(f"tinypipe.stages.{name}")
+def load(module: str) -> ModuleType:
+    """Import the stage module `tinypipe.stages.<module>` (cheap: heavy imports live inside `run`)."""
+    return importlib.import_module(f"tinypipe.stages.{module}")
