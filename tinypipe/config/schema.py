@@ -121,6 +121,12 @@ class Hal(Strict):
     features: list[str] = Field(default_factory=list)
 
 
+class Tflm(Strict):
+    path: str | None = Field(None, description="TFLM source tree (else $TINYPIPE_TFLM_PATH); relative to project.yaml")
+    kernels: Literal["reference", "cmsis_nn"] = Field("cmsis_nn", description="TFLM kernel set to compile")
+    arena_bytes: int | None = Field(None, ge=256, description="fixed tensor arena size; default: measured + headroom")
+
+
 class Budgets(Strict):
     flash_bytes: int | None = Field(None, ge=1)
     ram_bytes: int | None = Field(None, ge=1)
@@ -143,6 +149,7 @@ class Project(Strict):
     target: Target = Field(default_factory=Target)
     hal: Hal | None = None
     engine: Literal["native", "tflm"] = "native"
+    tflm: Tflm = Field(default_factory=Tflm)
     budgets: Budgets = Field(default_factory=Budgets)
     matrix: Matrix | None = None
 
