@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 
 
-def expand(project: Project, board: str | None = None, engine: str | None = None) -> list[Variant]:
+def expand(project: Project, board: str | None = None, engine: str | None = None,
+           project_dir: Path | None = None) -> list[Variant]:
     """All variants, optionally narrowed by `--board` / `--engine` from the command line."""
     boards = (project.matrix.board if project.matrix and project.matrix.board else None) or [project.target.board]
     engines = (project.matrix.engine if project.matrix and project.matrix.engine else None) or [project.engine]
@@ -25,5 +27,5 @@ def expand(project: Project, board: str | None = None, engine: str | None = None
     for b, e in itertools.product(boards, engines):
         target = project.target.model_copy(update={"board": b})
         cell = project.model_copy(update={"target": target, "engine": e})
-        variants.append(Variant(name=f"{b}-{e}", project=cell, board=BOARDS[b], engine=e))
+        variants.append(Variant(name=f"{b}-{e}", project=cell, board=BOARDS[b], engine=e, project_dir=project_dir))
     return variants

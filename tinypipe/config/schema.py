@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -163,6 +164,12 @@ class Variant(BaseModel):
     project: Project
     board: Board
     engine: Literal["native", "tflm"]
+    project_dir: Path | None = None  # where project.yaml lives: relative paths in the config start here
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the project directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or self.project_dir is None else self.project_dir / p
 
     @property
     def triple(self) -> str:

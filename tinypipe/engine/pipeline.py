@@ -63,8 +63,8 @@ class Pipeline:
         if until is not None and until not in ALL_STAGES:
             raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(ALL_STAGES)}")
         self.project, self.config_path = load_project(Path(target))
-        self.dir = self.config_path.parent
-        self.variants = expand(self.project, board=board, engine=engine)
+        self.dir = self.config_path.parent.resolve()
+        self.variants = expand(self.project, board=board, engine=engine, project_dir=self.dir)
         self.store = Store(self.dir / STATE_DIR / "store")
         self.shared_store = Store(user_cache_dir() / "store")
         self.lock = Lock(self.dir / LOCK_FILE, self.project.name)

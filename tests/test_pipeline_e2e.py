@@ -1,0 +1,135 @@
+"""The gesture example end to end on the real tools: TensorFlow, tflite-micro, rustc, arm gcc, QEMU.
+
+One full run is shared by the tests below (session fixture); each then checks one promise of the Foundation:
+bit-exact device outputs, a no-op second run without TensorFlow, minimal reruns after an edit with
+`status --why` naming the key, and crash safety under SIGKILL.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GESTURE, REPO, tinypipe_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def tinypipe(*args, cwd=None, env=None, timeout=1800):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(tinypipe_cmd() + list(args), capture_output=True, text=True, cwd=cwd or REPO,
+                          env=full_env, timeout=timeout)
+
+
+def run_json(project: Path, *extra, env=None):
+    proc = tinypipe("run", str(project), "--json", *extra, env=env)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def by_stage(doc):
+    return {s["stage"]: s["status"] for s in doc["stages"]}
+
+
+@pytest.fixture(scope="session")
+def gesture(tmp_path_factory):
+    """A private copy of pipelines/gesture, built once."""
+    project = tmp_path_factory.mktemp("gesture") / "gesture"
+    project.mkdir()
+    shutil.copy(GESTURE / "project.yaml", project / "project.yaml")
+    doc = run_json(project)
+    return project, doc
+
+
+@pytest.fixture
+def poisoned_tensorflow(tmp_path):
+    """A `tensorflow` package that fails on import, shadowing the real one through PYTHONPATH."""
+    fake = tmp_path / "poison" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('tensorflow was imported during a no-op run')\n")
+    return {"PYTHONPATH": str(fake.parent)}
+
+
+def test_first_run_is_bit_exact_and_accurate(gesture):
+    _, doc = gesture
+    assert set(by_stage(doc).values()) == {"ran"} or "cached" in by_stage(doc).values()  # toolchain may be shared
+    assert by_stage(doc)["train"] == "ran"
+    (row,) = doc["results"]
+    assert row["variant"] == "mps2-an386-native" and row["board"] == "mps2-an386" and row["engine"] == "native"
+    assert row["bit_exact"] is True
+    assert row["accuracy_device"] == row["accuracy_host"]
+    assert row["accuracy_host"] >= 0.9
+    assert row["instructions_per_inference"] > 1000
+    assert row["flash_bytes"] > row["arena_bytes"] > 0
+    assert set(row) >= {"variant", "board", "engine", "instructions_per_inference", "flash_bytes", "ram_bytes",
+                        "arena_bytes", "accuracy_host", "accuracy_device", "bit_exact"}
+
+
+def test_second_run_runs_nothing_and_never_imports_tensorflow(gesture, poisoned_tensorflow):
+    project, _ = gesture
+    doc = run_json(project, env=poisoned_tensorflow)
+    assert set(by_stage(doc).values()) == {"cached"}
+    assert len(doc["stages"]) == 9
+    assert doc["results"][0]["bit_exact"] is True  # results come from the store
+
+
+def test_editing_quantization_reruns_only_quantize_and_below(gesture, tmp_path):
+    project, _ = gesture
+    edited = tmp_path / "edited"
+    shutil.copytree(project, edited)
+    text = (edited / "project.yaml").read_text()
+    assert "representative_samples: 100" in text
+    (edited / "project.yaml").write_text(text.replace("representative_samples: 100", "representative_samples: 60"))
+
+    why = tinypipe("status", str(edited), "--why")
+    assert why.returncode == 0, why.stderr
+    assert "quantize   stale" in why.stdout
+    assert "because config representative_samples: 100 -> 60" in why.stdout
+    assert "data       cached" in why.stdout and "train      cached" in why.stdout
+
+    stages = by_stage(run_json(edited))
+    assert stages["data"] == stages["train"] == "cached"
+    assert stages["quantize"] == "ran" and stages["reference"] == "ran"
+    assert stages["toolchain"] == "cached"
+
+
+def test_sigkill_mid_stage_leaves_no_partial_entry(tmp_path):
+    project = tmp_path / "killed"
+    project.mkdir()
+    text = (GESTURE / "project.yaml").read_text().replace("epochs: 20", "epochs: 400")
+    (project / "project.yaml").write_text(text)
+    store = project / ".tinypipe" / "store"
+    proc = subprocess.Popen(tinypipe_cmd() + ["run", str(project), "--until", "train"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # wait until data is stored and train is writing its temporary
+            lock = project / "tinypipe.lock"
+            if lock.exists() and "data" in lock.read_text() and any(
+                    p.name.startswith(".tmp-") for p in store.iterdir()):
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("train never started")
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    entries = [p for p in store.iterdir() if not p.name.startswith(".tmp-")]
+    assert len(entries) == 1 and (entries[0] / "meta.json").exists()  # data only, whole
+    assert json.loads((entries[0] / "meta.json").read_text())["stage"] == "data"
+
+    (project / "project.yaml").write_text(text.replace("epochs: 400", "epochs: 2"))
+    doc = run_json(project, "--until", "train")
+    assert by_stage(doc) == {"data": "cached", "train": "ran"}
+    assert not [p for p in store.iterdir() if p.name.startswith(".tmp-")]  # the killed run's temporary is swept
