@@ -6,7 +6,9 @@ the functions used by stage `config` callables (`model_source`) only stat and ha
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,27 +38,20 @@ class ModelSource:
         return {} if self.kind == "layers" else {"model_file": {"kind": self.kind, "sha256": self.sha256}}
 
 
-def model_source(variant: "Variant", project_dir: Path | None = None) -> ModelSource:
-    """Resolve `model.path` (relative to the project directory) and hash it; `layers` gives kind "layers".
-
-    Stage `config` callables only get the variant, so they pass no `project_dir`: a relative path then resolves
-    against the working directory, which is the project directory when the engine runs (the config loader may
-    also make `model.path` absolute). `run(ctx)` passes `ctx.project_dir`.
-    """
+def model_source(variant: "Variant") -> ModelSource:
+    """Resolve `model.path` (relative to the project directory, `Variant.resolve`) and hash the file; a model
+    given by `layers` gives kind "layers". Cheap enough for a `config` callable: one stat and one small hash."""
     raw = variant.project.model.path
     if raw is None:
         return ModelSource("layers")
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = (project_dir if project_dir is not None else Path.cwd()) / path
+    path = variant.resolve(raw)
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
-        raise UserError(
-            f"model.path: {raw!r} is neither a .keras nor a .tflite file",
-            "point model.path at a Keras 3 `.keras` file or an int8 `.tflite` file, or describe the model with `layers`",
-        )
+        raise UserError(f"model.path: {raw!r} is neither a .keras nor a .tflite file",
+                        "point model.path at a Keras 3 `.keras` or an int8 `.tflite` file, or give `layers`")
     if not path.is_file():
-        raise UserError(f"model.path: file not found: {path}", "fix the path; a relative path starts at project.yaml's directory")
+        raise UserError(f"model.path: file not found: {path}",
+                        "fix the path; a relative path starts at project.yaml's directory")
     return ModelSource(suffix[1:], path, sha256_file(path))
 
 
@@ -65,13 +60,50 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders float sums: keep training bit-stable
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import sys
+
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
+    # absl's handler keeps whatever sys.stderr was when absl was first imported; under doit that is a temporary
+    # Writer, which absl then tries to close at exit (AttributeError). Point it at the process's real stderr.
+    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     tf.autograph.set_verbosity(0)
+
+
+@contextlib.contextmanager
+def captured_output():
+    """Send file descriptors 1 and 2 to a temporary file while TensorFlow's C++ code talks (the converter prints
+    MLIR diagnostics there, below Python's reach). Yields a function returning the captured text, for errors.
+
+    Stages run one per process, so swapping the process's descriptors briefly is safe."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as sink:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+
+        def text() -> str:
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield text
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def load_split(data_dir: Path) -> dict[str, "np.ndarray"]:
@@ -79,6 +111,10 @@ def load_split(data_dir: Path) -> dict[str, "np.ndarray"]:
 
     with np.load(data_dir / "data.npz") as npz:
         return {name: npz[name] for name in npz.files}
+
+
+def format_accuracy(accuracy: float | None) -> str:
+    return "n/a" if accuracy is None else f"{accuracy:.3f}"
 
 
 def write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:

@@ -171,7 +171,7 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_json(ctx.out / "classes.json", list(p.data.classes))
     counts = {split: {name: int((arrays[f"y_{split}"] == i).sum()) for i, name in enumerate(p.data.classes)}
               for split in ("train", "val", "test")}
-    ctx.log(f"data: {len(y)} windows of {p.sensor.window} x {len(p.sensor.axes)} "
+    ctx.log(f"{len(y)} windows of {p.sensor.window} x {len(p.sensor.axes)} "
             f"({len(train)} train / {len(val)} val / {len(test)} test)")
     return {"windows": int(len(y)), "train": int(len(train)), "val": int(len(val)), "test": int(len(test)),
             "window": p.sensor.window, "axes": list(p.sensor.axes), "counts": counts}

@@ -1,0 +1,116 @@
+"""Stage `quantize`: the trained Keras model -> a full-integer int8 `.tflite`, checked on the host TFLM.
+
+Calibration uses `quantization.representative_samples` training windows, picked by a generator seeded from
+`seed`. With `quantization.io: int8` the model's input and output tensors are int8 too (what the firmware
+feeds); with `float32` the converter keeps float I/O and adds QUANTIZE/DEQUANTIZE at the edges.
+
+An imported `model.path: x.tflite` enters here: the file is copied as is (its sha256 is part of this stage's
+key; the train stage only left a marker) and checked by the same host interpreter.
+
+Outputs: `model.tflite` and `quant.json` (input/output scale and zero point, builtin op names, int8 accuracy on
+the test split from the tflite-micro host interpreter, Keras float accuracy on the test split).
+"""
+
+from __future__ import annotations
+
+import time
+
+from tinypipe.core.errors import UserError
+from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
+from tinypipe.stages._ml import (MicroModel, builtin_op_names, captured_output, format_accuracy, load_split,
+                                 model_source, quiet_tensorflow)
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+
+def _config(variant) -> dict:
+    p = variant.project
+    return {"seed": p.seed, "quantization": p.quantization.model_dump(mode="json"), **model_source(variant).key()}
+
+
+STAGE = Stage(name="quantize", version="1", needs=("train", "data"), config=_config,
+              description="int8 post-training quantization to .tflite")
+
+
+def representative_indices(n_train: int, count: int, seed: int):
+    """Which training windows calibrate the activation ranges: `count` distinct ones, seeded, in index order."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 2_000_003])
+    return np.sort(rng.choice(n_train, size=min(count, n_train), replace=False))
+
+
+def convert(model, x_representative, io_dtype: str) -> bytes:
+    """Keras model (batch 1) -> int8 .tflite bytes."""
+    import numpy as np
+    import tensorflow as tf
+
+    def representative_dataset():
+        for window in x_representative:
+            yield [window[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io_dtype == "int8":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    # the Keras 3 export path prints "Saved artifact at …" and the MLIR passes print to fd 2: keep them for errors
+    with captured_output() as output:
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:
+            raise RuntimeError(f"TFLite conversion failed: {exc}\n{output()[-4000:]}") from exc
+
+
+def host_accuracy(micro: MicroModel, x, y, num_classes: int):
+    """Top-1 accuracy of the .tflite on the host TFLM interpreter; None when an imported model does not take
+    the data's windows or does not output one score per class (a reference model benchmarked as is)."""
+    import numpy as np
+
+    if not len(y) or not micro.fits(x) or micro.output.size != num_classes:
+        return None
+    inputs = micro.to_input(x)
+    predicted = np.array([int(np.argmax(micro.invoke(window))) for window in inputs])
+    return float(np.mean(predicted == y))
+
+
+def run(ctx: StageContext) -> StageResult:
+    p = ctx.variant.project
+    started = time.monotonic()
+    source = model_source(ctx.variant)
+    split = load_split(ctx.inputs["data"])
+    accuracy_float = None
+    if source.kind == "tflite":
+        model_bytes = source.path.read_bytes()
+    else:
+        quiet_tensorflow()
+        import keras
+
+        model = keras.models.load_model(ctx.input("train", "model.keras"), compile=False)
+        pick = representative_indices(len(split["x_train"]), p.quantization.representative_samples, p.seed)
+        model_bytes = convert(model, split["x_train"][pick], p.quantization.io)
+        accuracy_float = read_json(ctx.input("train", "train_log.json"))["test_accuracy_float"]
+
+    try:
+        micro = MicroModel(model_bytes)
+    except Exception as exc:  # the TFLM runtime raises RuntimeError/ValueError with its own log
+        if source.kind != "tflite":
+            raise  # our converter settings made a model TFLM rejects: a bug, not the user's to fix
+        raise UserError(f"model.path: {source.path} does not load in the host TFLM interpreter: {exc}",
+                        "import a .tflite flatbuffer made of builtin ops that TFLM supports") from exc
+    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], len(p.data.classes))
+    ops = builtin_op_names(model_bytes)
+    atomic_write_bytes(ctx.out / "model.tflite", model_bytes)
+    atomic_write_json(ctx.out / "quant.json", {
+        "input_scale": micro.input.scale, "input_zero_point": micro.input.zero_point,
+        "output_scale": micro.output.scale, "output_zero_point": micro.output.zero_point,
+        "input": micro.input.as_json(), "output": micro.output.as_json(),
+        "ops": ops, "accuracy_host": accuracy_host, "accuracy_float": accuracy_float,
+        "source": source.kind,
+    })
+    seconds = time.monotonic() - started
+    ctx.log(f"{len(model_bytes)} B .tflite, ops {', '.join(ops)}; test accuracy int8 "
+            f"{format_accuracy(accuracy_host)}, float {format_accuracy(accuracy_float)}")
+    return {"tflite_bytes": len(model_bytes), "accuracy_host": accuracy_host, "accuracy_float": accuracy_float,
+            "ops": ops, "seconds": round(seconds, 2)}

@@ -1,0 +1,71 @@
+"""Stage `reference`: the host TFLM interpreter's outputs on the test windows — the oracle every engine matches.
+
+Test windows are quantized with the model's input scale and zero point exactly as TFLite's QUANTIZE kernel
+does (float32 divide, round half away from zero, add the zero point, clamp; see `_ml.quantize_input`), then run
+one by one through the tflite-micro host interpreter. Imports numpy and tflite_micro only, never TensorFlow.
+
+When an imported model does not take the data's windows (a reference model such as KWS benchmarked as is), the
+inputs are seeded uniform random tensors instead: outputs are still the bit-exact oracle, but there is no
+accuracy (`inputs: "random"`, `accuracy_host: null`).
+
+Outputs (row-major, no headers): `test_inputs.bin` (N x input_len elements of the input dtype, int8 by default),
+`test_outputs.bin` (N x output_len elements of the output dtype), `labels.bin` (uint8 N), and `reference.json`
+{n, input_len, output_len, input_shape, output_shape, input_dtype, output_dtype, input_scale, input_zero_point,
+output_scale, output_zero_point, inputs, accuracy_host, classes}.
+"""
+
+from __future__ import annotations
+
+from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
+from tinypipe.stages._ml import MicroModel, format_accuracy, load_split
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+STAGE = Stage(name="reference", version="1", needs=("quantize", "data"), config=lambda variant: {},
+              description="host TFLM outputs on the test set (the bit-exact oracle)")
+
+
+def random_inputs(micro: MicroModel, n: int, seed: int):
+    """Seeded inputs spanning the input dtype's whole range, for models that do not take the data's windows."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 3_000_017])
+    dtype = np.dtype(micro.input.dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=(n, micro.input.size)).astype(dtype)
+    return rng.uniform(-1.0, 1.0, size=(n, micro.input.size)).astype(dtype)
+
+
+def run(ctx: StageContext) -> StageResult:
+    import numpy as np
+
+    p = ctx.variant.project
+    micro = MicroModel(ctx.input("quantize", "model.tflite").read_bytes())
+    split = load_split(ctx.inputs["data"])
+    classes = read_json(ctx.input("data", "classes.json"))
+    x, y = split["x_test"], split["y_test"].astype(np.uint8)
+    if micro.fits(x):
+        inputs, origin = micro.to_input(x).reshape(len(x), micro.input.size), "data"
+    else:
+        ctx.log(f"the model takes {list(micro.input.shape)}, not the data's windows "
+                f"{list(x.shape[1:])}: using {len(x)} seeded random inputs (no accuracy)")
+        inputs, origin = random_inputs(micro, len(x), p.seed), "random"
+    outputs = np.stack([micro.invoke(row).reshape(micro.output.size) for row in inputs])
+
+    accuracy = None
+    if origin == "data" and micro.output.size == len(classes):
+        accuracy = float(np.mean(np.argmax(outputs, axis=1) == y))
+    atomic_write_bytes(ctx.out / "test_inputs.bin", np.ascontiguousarray(inputs).tobytes())
+    atomic_write_bytes(ctx.out / "test_outputs.bin", np.ascontiguousarray(outputs).tobytes())
+    atomic_write_bytes(ctx.out / "labels.bin", y.tobytes())
+    summary = {
+        "n": int(len(inputs)), "input_len": micro.input.size, "output_len": micro.output.size,
+        "input_shape": list(micro.input.shape), "output_shape": list(micro.output.shape),
+        "input_dtype": np.dtype(micro.input.dtype).name, "output_dtype": np.dtype(micro.output.dtype).name,
+        "input_scale": micro.input.scale, "input_zero_point": micro.input.zero_point,
+        "output_scale": micro.output.scale, "output_zero_point": micro.output.zero_point,
+        "inputs": origin, "accuracy_host": accuracy, "classes": classes,
+    }
+    atomic_write_json(ctx.out / "reference.json", summary)
+    ctx.log(f"{len(inputs)} test windows through host TFLM, accuracy {format_accuracy(accuracy)}")
+    return {"n": summary["n"], "accuracy_host": accuracy, "inputs": origin}
