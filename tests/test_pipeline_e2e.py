@@ -103,7 +103,7 @@ def test_editing_quantization_reruns_only_quantize_and_below(gesture, tmp_path):
 def test_sigkill_mid_stage_leaves_no_partial_entry(tmp_path):
     project = tmp_path / "killed"
     project.mkdir()
-    text = (GESTURE / "project.yaml").read_text().replace("epochs: 20", "epochs: 400")
+    text = (GESTURE / "project.yaml").read_text().replace("epochs: 30", "epochs: 400")
     (project / "project.yaml").write_text(text)
     store = project / ".tinypipe" / "store"
     proc = subprocess.Popen(tinypipe_cmd() + ["run", str(project), "--until", "train"], cwd=REPO,
