@@ -1,0 +1,37 @@
+//! Borrowing an operator's input and output from one static arena without `unsafe` or panics.
+
+/// Split `arena` into `in_len` bytes at `in_off` (read) and `out_len` bytes at `out_off` (write).
+///
+/// `None` when the ranges overlap or leave the arena; the code generator plans offsets so this never
+/// happens, and with constant arguments the checks fold away.
+#[inline(always)]
+pub fn split_io(
+    arena: &mut [i8],
+    in_off: usize,
+    in_len: usize,
+    out_off: usize,
+    out_len: usize,
+) -> Option<(&[i8], &mut [i8])> {
+    let in_end = in_off.checked_add(in_len)?;
+    let out_end = out_off.checked_add(out_len)?;
+    if in_end > arena.len() || out_end > arena.len() {
+        return None;
+    }
+    if in_end <= out_off {
+        let (head, tail) = arena.split_at_mut(out_off);
+        Some((head.get(in_off..in_end)?, tail.get_mut(..out_len)?))
+    } else if out_end <= in_off {
+        let (head, tail) = arena.split_at_mut(in_off);
+        Some((tail.get(..in_len)?, head.get_mut(out_off..out_end)?))
+    } else {
+        None
+    }
+}
+
+/// Copy as much of `src` as fits into `dst`; the rest of `dst` keeps its contents.
+#[inline(always)]
+pub fn copy_into(dst: &mut [i8], src: &[i8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+    }
+}

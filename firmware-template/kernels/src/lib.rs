@@ -1,0 +1,28 @@
+//! int8 inference kernels, bit-exact with TensorFlow Lite Micro's reference kernels
+//! (`tensorflow/lite/kernels/internal/reference/integer_ops/`), for ahead-of-time generated models.
+//!
+//! Tensors are flat `i8` slices in TFLite layout: activations NHWC, conv filters OHWI, depthwise filters
+//! 1HWC. Every kernel takes a plain-data parameter struct that tinypipe fills in at code-generation time, so
+//! nothing is computed here that TFLM computes in `Prepare`.
+//!
+//! Kernels never panic on their own: each one first checks that the slices it got are as long as its
+//! parameters say and returns without writing when they are not (generated code never passes such slices).
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod arena;
+pub mod conv;
+pub mod depthwise;
+pub mod fixedpoint;
+pub mod fully_connected;
+pub mod pool;
+pub mod quant;
+pub mod softmax;
+
+pub use arena::{copy_into, split_io};
+pub use conv::{conv2d_s8, Conv2d};
+pub use depthwise::{depthwise_conv2d_s8, DepthwiseConv2d};
+pub use fully_connected::{fully_connected_s8, FullyConnected};
+pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
+pub use quant::{multiply_by_quantized_multiplier, Requant};
+pub use softmax::{softmax_s8, Softmax};

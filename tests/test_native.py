@@ -1,0 +1,464 @@
+"""The native engine against the oracle: .tflite reader, code generator, `tinyml-kernels`, codegen stage.
+
+Bit-exactness is checked on the host: the kernels crate and a generated `model.rs` are compiled with rustc
+(std) into a small program that runs the model on inputs read from stdin and writes, for each input, the
+output of every operator (through `invoke_with_hook`) and the model output. The host tflite-micro interpreter
+(preserving all tensors) gives the same tensors; every byte must match. Compiled programs are cached for the
+session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinypipe.core.errors import UserError
+from tinypipe.native import KERNELS_DIR, generate
+from tinypipe.native import quant
+from tinypipe.native.lower import lower
+from tinypipe.native.plan import plan_arena
+from tinypipe.stages import codegen
+from tinypipe.stages.base import StageContext
+from tinypipe.tflite import parse_model, read_model
+
+RUSTC = shutil.which("rustc")
+pytestmark = pytest.mark.skipif(RUSTC is None, reason="needs rustc")
+
+SHARED_MODELS = {  # name: (random inputs checked, ops in order of first use)
+    "hello_world_int8": 64,
+    "micro_speech_quantized": 24,
+    "kws_ref_model": 16,
+    "ad01_int8": 64,
+    "person_detect": 3,
+}
+
+HOST_MAIN = r"""
+use std::io::{Read, Write};
+
+#[path = "model.rs"]
+mod model;
+
+fn main() {
+    let mut data = Vec::new();
+    std::io::stdin().read_to_end(&mut data).expect("stdin");
+    let mut arena = vec![0i8; model::ARENA_BYTES];
+    let arena: &mut [i8; model::ARENA_BYTES] = arena.as_mut_slice().try_into().expect("arena");
+    let mut output = vec![0i8; model::OUTPUT_LEN];
+    let mut bytes = Vec::new();
+    for chunk in data.chunks_exact(model::INPUT_LEN) {
+        let input: Vec<i8> = chunk.iter().map(|b| *b as i8).collect();
+        model::invoke_with_hook(arena, &input, &mut output, &mut |_, y: &[i8]| {
+            bytes.extend(y.iter().map(|v| *v as u8))
+        });
+        bytes.extend(output.iter().map(|v| *v as u8));
+    }
+    std::io::stdout().write_all(&bytes).expect("stdout");
+}
+"""
+
+
+# --- host harness --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def host_build(tmp_path_factory):
+    """compile(model_bytes, name) -> (program path, codegen info); the kernels rlib is built once."""
+    root = tmp_path_factory.mktemp("native-host")
+    rlib = root / "libtinyml_kernels.rlib"
+    subprocess.run([RUSTC, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "tinyml_kernels",
+                    "-C", "opt-level=3", "-D", "warnings", str(KERNELS_DIR / "src" / "lib.rs"), "-o", str(rlib)],
+                   check=True, capture_output=True, text=True)
+    built: dict[str, tuple[Path, dict]] = {}
+
+    def compile_model(model_bytes: bytes, name: str) -> tuple[Path, dict]:
+        if name not in built:
+            work = root / name
+            work.mkdir()
+            generated = generate(model_bytes, f"{name}.tflite")
+            (work / "model.rs").write_text(generated.model_rs)
+            (work / "main.rs").write_text(HOST_MAIN)
+            result = subprocess.run([RUSTC, "--edition", "2021", "-C", "opt-level=3", "-D", "warnings",
+                                     "--extern", f"tinyml_kernels={rlib}", str(work / "main.rs"),
+                                     "-o", str(work / "run")], capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr[-4000:]
+            built[name] = (work / "run", generated.info)
+        return built[name]
+
+    return compile_model
+
+
+def oracle_trace(model_bytes: bytes, inputs: np.ndarray, tensors: list[int]) -> list[list[np.ndarray]]:
+    """Per input: the listed tensors after a host TFLM run (the last one is the model output)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(model_bytes,
+                                        intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    out = []
+    for x in inputs:
+        it.set_input(x, 0)
+        it.invoke()
+        out.append([np.asarray(it.GetTensor(t, 0)["tensor_data"]).reshape(-1).copy() for t in tensors])
+    return out
+
+
+def assert_bit_exact(model_bytes: bytes, name: str, count: int, host_build, seed: int = 0) -> dict:
+    program, info = host_build(model_bytes, name)
+    computed = [o for o in info["ops"] if o["kernel"] != "alias"]
+    graph = parse_model(model_bytes).main
+    tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]
+    shape = tuple(info["input"]["shape"])
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(-128, 128, size=(count, *shape), dtype=np.int8)
+    result = subprocess.run([str(program)], input=inputs.tobytes(), capture_output=True, check=True)
+    ours = np.frombuffer(result.stdout, dtype=np.int8)
+    sizes = [int(np.prod(graph.tensors[t].shape)) for t in tensors]
+    assert ours.size == count * sum(sizes)
+    expected = oracle_trace(model_bytes, inputs, tensors)
+    at = 0
+    for n, per_input in enumerate(expected):
+        for t, size, ref in zip(tensors, sizes, per_input):
+            got = ours[at:at + size]
+            at += size
+            if not np.array_equal(got, ref):
+                bad = np.flatnonzero(got != ref)
+                op = next((o for o in computed if o["output_tensor"] == t), {"op": "model output", "index": "-"})
+                pytest.fail(f"{name}: input {n}, op {op['index']} {op['op']} (tensor {t}): {bad.size} of {size} "
+                            f"values differ, first at {bad[0]}: ours {got[bad[0]]}, TFLM {ref[bad[0]]}")
+    return info
+
+
+# --- the shared reference models -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(SHARED_MODELS))
+def test_shared_model_is_bit_exact_with_tflm(name, shared_dir, host_build):
+    model_bytes = (shared_dir / "models" / f"{name}.tflite").read_bytes()
+    info = assert_bit_exact(model_bytes, name, SHARED_MODELS[name], host_build)
+    assert info["arena_lower_bound"] <= info["arena_bytes"]
+
+
+def test_codegen_summary_of_reference_models(shared_dir):
+    """MAC counts match the published MLPerf Tiny figures; arenas reach their lower bound and beat TFLM's."""
+    tflm_arena = {"kws_ref_model": 22_820, "person_detect": 82_308, "ad01_int8": 2_580,
+                  "micro_speech_quantized": 6_836}
+    macs = {"kws_ref_model": 2.66e6, "ad01_int8": 0.264e6, "person_detect": 7.16e6}
+    for name in SHARED_MODELS:
+        info = generate((shared_dir / "models" / f"{name}.tflite").read_bytes(), name).info
+        if name in macs:
+            assert abs(info["macs"] - macs[name]) / macs[name] < 0.01, (name, info["macs"])
+        if name in tflm_arena:
+            assert info["arena_bytes"] < tflm_arena[name]
+        assert info["arena_bytes"] == info["arena_lower_bound"], name
+        assert info["input"]["dtype"] == info["output"]["dtype"] == "int8"
+
+
+# --- small Keras models converted in the test ----------------------------------------------------------------
+
+def _convert(model, shape, seed: int, int8_io: bool = True) -> bytes:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    def representative():
+        for _ in range(32):
+            yield [rng.normal(0.0, 1.0, size=(1, *shape)).astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return bytes(converter.convert())
+
+
+def _keras_specs(keras):
+    L = keras.layers
+
+    def seq(shape, *layers):
+        return keras.Sequential([keras.Input(shape, batch_size=1), *layers]), shape
+
+    return {
+        # the gesture example's stack: Conv1D -> MaxPool1D -> ... -> Flatten -> Dense -> softmax
+        "gesture": lambda: seq((64, 3), L.Conv1D(8, 5, activation="relu"), L.MaxPooling1D(4),
+                               L.Conv1D(16, 3, activation="relu"), L.MaxPooling1D(2), L.Flatten(), L.Dense(3),
+                               L.Softmax()),
+        # stride 2 SAME, relu6, depthwise multiplier 2 VALID, 1x1, SAME pools with clipped windows, odd channels
+        "odd_2d": lambda: seq((13, 11, 3), L.Conv2D(5, 3, strides=2, padding="same", activation="relu6"),
+                              L.DepthwiseConv2D(3, depth_multiplier=2, padding="valid", activation="relu"),
+                              L.Conv2D(7, 1), L.AveragePooling2D(2, padding="same"),
+                              L.MaxPooling2D(3, strides=2, padding="same"), L.Flatten(), L.Dense(6), L.Softmax()),
+        # dilation in conv and depthwise, depthwise stride 2 with 6 channels (a block of 4 plus 2), 3x2 kernel
+        "dilated": lambda: seq((17, 15, 6), L.Conv2D(6, 3, dilation_rate=2, padding="same", activation="relu"),
+                               L.DepthwiseConv2D(3, strides=2, padding="same"),
+                               L.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding="same", activation="relu6"),
+                               L.Conv2D(9, (3, 2), strides=(2, 1), padding="valid"),
+                               L.AveragePooling2D((4, 7)), L.Flatten(), L.Dense(4)),
+        # Conv1D stride 2 SAME, average and SAME max pooling in 1-D, two dense layers, no softmax
+        "conv1d_stride": lambda: seq((50, 5), L.Conv1D(6, 4, strides=2, padding="same", activation="relu"),
+                                     L.AveragePooling1D(3), L.Conv1D(10, 1), L.MaxPooling1D(2, padding="same"),
+                                     L.Flatten(), L.Dense(12, activation="relu"), L.Dense(5)),
+        # global average pooling converts to MEAN: not supported by the native engine
+        "with_mean": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalAveragePooling2D(), L.Dense(3)),
+    }
+
+
+@pytest.fixture(scope="session")
+def keras_models():
+    """name -> int8 .tflite bytes (plus "float_io": a model whose input and output stay float32)."""
+    pytest.importorskip("tensorflow")
+    from tinypipe.stages._ml import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    models = {}
+    for seed, (name, build) in enumerate(_keras_specs(keras).items()):
+        keras.utils.set_random_seed(seed + 1)
+        model, shape = build()
+        models[name] = _convert(model, shape, seed)
+    keras.utils.set_random_seed(99)
+    model, shape = _keras_specs(keras)["gesture"]()
+    models["float_io"] = _convert(model, shape, 99, int8_io=False)
+    return models
+
+
+@pytest.mark.parametrize("name", ["gesture", "odd_2d", "dilated", "conv1d_stride"])
+def test_keras_model_is_bit_exact_with_tflm(name, keras_models, host_build):
+    assert_bit_exact(keras_models[name], f"keras_{name}", 40, host_build, seed=5)
+
+
+def test_keras_conv1d_lowers_through_reshape_and_conv2d(keras_models):
+    ops = [o.op for o in parse_model(keras_models["gesture"]).main.operators]
+    assert ops == ["RESHAPE", "CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED",
+                   "SOFTMAX"]
+    info = generate(keras_models["gesture"], "gesture.tflite").info
+    assert [o["kernel"] for o in info["ops"]][:2] == ["alias", "conv2d_s8"]
+
+
+def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):
+    with pytest.raises(UserError) as caught:
+        generate(keras_models["with_mean"], "model.tflite")
+    assert caught.value.message == (
+        "model.tflite: operator 1 (MEAN) with inputs [int8[1, 7, 5, 5], int32[2]] and outputs [int8[1, 5]]: "
+        "operator not supported by the native engine")
+    assert caught.value.hint.startswith("use `engine: tflm` for this model (the native engine supports: "
+                                        "FULLY_CONNECTED, CONV_2D,")
+
+
+def test_float_io_is_rejected_with_the_fix(keras_models):
+    with pytest.raises(UserError) as caught:
+        generate(keras_models["float_io"], "model.tflite")
+    assert "input tensor" in caught.value.message and "float32" in caught.value.message
+    assert caught.value.hint == "set `quantization.io: int8`, or use `engine: tflm`"
+
+
+# --- the reader ----------------------------------------------------------------------------------------------
+
+def test_reader_decodes_reference_models(shared_dir):
+    from tinypipe.stages._ml import builtin_op_names
+
+    kws = read_model(shared_dir / "models" / "kws_ref_model.tflite")
+    ops = [o.op for o in kws.main.operators]
+    assert ops.count("CONV_2D") == 5 and ops.count("DEPTHWISE_CONV_2D") == 4
+    first = kws.main.operators[0]
+    assert first.options == {"padding": "SAME", "stride_w": 2, "stride_h": 2, "fused_activation": "RELU",
+                             "dilation_w": 1, "dilation_h": 1}
+    assert kws.main.tensors[first.inputs[1]].shape == (64, 10, 4, 1)
+    assert kws.main.tensors[first.inputs[1]].quantization.per_channel
+    micro = read_model(shared_dir / "models" / "micro_speech_quantized.tflite").main
+    assert micro.operators[0].options == {"new_shape": (-1, 49, 40, 1)}
+    assert micro.operators[1].options["depth_multiplier"] == 8
+    assert micro.operators[3].options == {"beta": 1.0}
+    for path in sorted((shared_dir / "models").glob("*.tflite")):
+        data = path.read_bytes()
+        model = parse_model(data, path.name)
+        assert sorted({o.op for o in model.main.operators}) == builtin_op_names(data)
+        for t in model.main.tensors:
+            if t.is_constant and t.dtype in ("int8", "int32"):
+                assert len(t.data) == t.nbytes
+
+
+@pytest.mark.parametrize("name", ["hello_world_int8", "kws_ref_model", "micro_speech_quantized"])
+def test_reader_rejects_truncated_files(name, shared_dir):
+    data = (shared_dir / "models" / f"{name}.tflite").read_bytes()
+    rng = random.Random(1)
+    cuts = sorted({0, 3, 7, 8, 12, *(rng.randrange(len(data)) for _ in range(150))})
+    rejected = 0
+    for cut in cuts:
+        try:
+            parse_model(data[:cut], f"{name}.tflite")
+        except UserError as exc:
+            assert exc.message.startswith(f"{name}.tflite: "), exc.message
+            rejected += 1
+    assert rejected == len(cuts)  # the buffers sit at the end: every cut loses data something points at
+
+
+@pytest.mark.parametrize("name", ["hello_world_int8", "kws_ref_model"])
+def test_reader_survives_random_mutations(name, shared_dir):
+    """Any corruption gives a model or a UserError: never another exception, never a hang."""
+    data = (shared_dir / "models" / f"{name}.tflite").read_bytes()
+    rng = random.Random(7)
+    outcomes = {"ok": 0, "user_error": 0}
+    for _ in range(400):
+        mutant = bytearray(data)
+        for _ in range(rng.choice((1, 2, 8, 64))):
+            mutant[rng.randrange(len(mutant))] = rng.randrange(256)
+        started = time.monotonic()
+        try:
+            parse_model(bytes(mutant), "mutant.tflite")
+            outcomes["ok"] += 1
+        except UserError as exc:
+            assert exc.message.startswith("mutant.tflite: ")
+            outcomes["user_error"] += 1
+        assert time.monotonic() - started < 2.0
+    assert outcomes["user_error"] > 0
+
+
+def test_reader_rejects_non_tflite_files(tmp_path):
+    with pytest.raises(UserError, match=r"x\.tflite: not a \.tflite model: only 3 bytes"):
+        parse_model(b"abc", "x.tflite")
+    with pytest.raises(UserError, match=r"not a \.tflite model: file identifier is b'PK\\x03\\x04'"):
+        parse_model(b"PK\x03\x04" * 8, "x.tflite")
+    with pytest.raises(UserError, match="cannot read the model"):
+        read_model(tmp_path / "missing.tflite")
+
+
+def test_reader_follows_builtin_code_over_deprecated_code(keras_models):
+    """Schema 3a: the real op code is the larger of `builtin_code` and the int8 `deprecated_builtin_code`
+    (which holds 127 for codes that do not fit); old files (the reference models) only set the latter."""
+    from tinypipe.tflite.reader import _Bytes, _Table
+
+    data = bytearray(keras_models["gesture"])
+    before = [o.op for o in parse_model(bytes(data)).main.operators]
+    buf = _Bytes(bytes(data))
+    root = _Table(buf, buf.unpack("I", 0, "root"), "model")
+    patched = 0
+    for code in root.tables(1, "operator_codes"):
+        deprecated, builtin = code._field(0, 1, "deprecated"), code._field(3, 4, "builtin_code")
+        if deprecated is not None and builtin is not None:
+            data[deprecated] = 0  # as if the converter had written ADD (0) there
+            patched += 1
+    assert patched
+    assert [o.op for o in parse_model(bytes(data)).main.operators] == before
+
+
+# --- code-generation-time arithmetic and planning ------------------------------------------------------------
+
+def test_quantize_multiplier_matches_tflm_semantics():
+    assert quant.quantize_multiplier(0.0) == (0, 0)
+    assert quant.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert quant.quantize_multiplier(1.0) == (1 << 30, 1)
+    # q rounds up to 2^31: halved, shift + 1
+    assert quant.quantize_multiplier(1.0 - 2.0 ** -40) == (1 << 30, 1)
+    # ties round away from zero (std::round)
+    assert quant.quantize_multiplier(0.5 + 2.0 ** -32) == ((1 << 30) + 1, 0)
+    assert quant.quantize_multiplier(2.0 ** -40) == (0, 0)  # below 2^-31: flushed to zero
+    assert quant.activation_range("RELU6", 0.0235294, -128) == (-128, 127)
+    assert quant.activation_range("RELU", 0.1, 5) == (5, 127)
+    assert quant.softmax_params(1.0, 0.09173192083835602) == (1575942400, 23, -248)
+
+
+def test_arena_plan_never_overlaps_live_tensors(shared_dir, keras_models):
+    models = {p.stem: p.read_bytes() for p in (shared_dir / "models").glob("*.tflite")}
+    models.update({k: v for k, v in keras_models.items() if k in ("gesture", "odd_2d", "dilated")})
+    for name, data in models.items():
+        program = lower(parse_model(data, name))
+        sizes = {t.index: t.nbytes for t in program.tensors}
+        plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of)
+        buffers = list(plan.buffers.values())
+        for i, a in enumerate(buffers):
+            assert 0 <= a.offset and a.offset + a.size <= plan.size
+            for b in buffers[i + 1:]:
+                if a.overlaps(b):
+                    assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (name, a, b)
+        assert plan.lower_bound <= plan.size
+
+
+# --- the stage ------------------------------------------------------------------------------------------------
+
+def _variant():
+    from tinypipe.config.boards import BOARDS
+    from tinypipe.config.schema import Project, Variant
+
+    return Variant(name="mps2-an386-native", project=Project(name="t", model={"path": "x.tflite"}),
+                   board=BOARDS["mps2-an386"], engine="native")
+
+
+def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
+    quantize = tmp_path / "quantize"
+    quantize.mkdir()
+    shutil.copyfile(shared_dir / "models" / "kws_ref_model.tflite", quantize / "model.tflite")
+    out = tmp_path / "out"
+    out.mkdir()
+    logs = []
+    ctx = StageContext(variant=_variant(), inputs={"quantize": quantize}, out=out, project_dir=tmp_path,
+                       _log=logs.append)
+    summary = codegen.run(ctx)
+    assert sorted(p.name for p in out.iterdir()) == ["codegen.json", "model.rs"]
+    info = json.loads((out / "codegen.json").read_text())
+    assert summary["arena_bytes"] == info["arena_bytes"] == 16_000
+    assert summary["input_len"] == 490 and summary["output_len"] == 12
+    assert info["input"]["zero_point"] == 83 and info["output"]["zero_point"] == -128
+    assert len(info["ops"]) == 13 and info["weight_bytes"] > 20_000
+    model_rs = (out / "model.rs").read_text()
+    for item in ("pub const INPUT_LEN: usize = 490;", "pub const OUTPUT_LEN: usize = 12;",
+                 "pub fn invoke(input: &[i8], output: &mut [i8])", "static W0: [i8; 2560]"):
+        assert item in model_rs
+    assert ".unwrap()" not in model_rs and "panic!" not in model_rs and ".expect(" not in model_rs
+    assert "native model: 13 ops" in logs[0]
+
+
+def test_codegen_key_follows_kernels_and_generator_edits(tmp_path, monkeypatch):
+    crate = tmp_path / "kernels"
+    shutil.copytree(KERNELS_DIR, crate, ignore=shutil.ignore_patterns("target"))
+    monkeypatch.setenv("TINYPIPE_KERNELS", str(crate))
+    variant = _variant()
+    config = codegen.STAGE.config(variant)
+    assert config["engine"] == "native" and config["cpu"] == "cortex-m4" and "dsp" in config["features"]
+    started = time.monotonic()
+    assert codegen.STAGE.config(variant) == config
+    assert time.monotonic() - started < 0.5
+    (crate / "src" / "pool.rs").write_text((crate / "src" / "pool.rs").read_text() + "\n// edit\n")
+    assert codegen.STAGE.config(variant)["source"] != config["source"]
+
+
+# --- the crate builds for the Cortex-M targets ------------------------------------------------------------------
+
+@pytest.mark.parametrize("triple,cpu", [("thumbv7em-none-eabihf", "cortex-m4"), ("thumbv7m-none-eabi", "cortex-m3")])
+def test_kernels_and_generated_model_build_no_std_for_cortex_m(triple, cpu, tmp_path, shared_dir, session_cache):
+    from tinypipe.toolchain.rust import build_sysroot, find_rust
+
+    try:
+        tc = find_rust(triple)
+    except UserError as exc:
+        pytest.skip(str(exc))
+    sysroot = Path(os.environ.get("TINYPIPE_CACHE", session_cache)) / "native-test-sysroot" / tc.release / triple
+    if not tc.has_target and not (sysroot / "lib" / "rustlib" / triple / "lib").is_dir():
+        build_sysroot(tc, triple, cpu, sysroot)
+    flags = ["--target", triple, "-C", f"target-cpu={cpu}", "-C", "opt-level=3", "-C", "panic=abort",
+             "-D", "warnings"]
+    if not tc.has_target:
+        flags += ["--sysroot", str(sysroot)]
+    env = {**os.environ, "RUSTC_BOOTSTRAP": "0"}
+    subprocess.run([str(tc.rustc), "--edition", "2021", "--crate-type", "rlib", "--crate-name", "tinyml_kernels",
+                    *flags, str(KERNELS_DIR / "src" / "lib.rs"), "--out-dir", str(tmp_path)],
+                   check=True, capture_output=True, text=True, env=env)
+    (tmp_path / "model.rs").write_text(generate((shared_dir / "models" / "kws_ref_model.tflite").read_bytes(),
+                                                "kws").model_rs)
+    (tmp_path / "lib.rs").write_text("#![no_std]\n#[path = \"model.rs\"]\npub mod model;\n")
+    result = subprocess.run([str(tc.rustc), "--edition", "2021", "--crate-type", "rlib", "--crate-name", "app",
+                             *flags, "--extern", f"tinyml_kernels={tmp_path / 'libtinyml_kernels.rlib'}",
+                             str(tmp_path / "lib.rs"), "--out-dir", str(tmp_path)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,366 @@
+"""Lower a parsed .tflite subgraph to kernel calls with every parameter TFLM's `Prepare` would compute.
+
+Each supported operator becomes a `Step`: the kernel to call, the integer parameters of its Rust struct, and
+the constant arrays it reads (weights, folded biases, per-channel requantization). RESHAPE, EXPAND_DIMS and
+SQUEEZE become aliases: their output is the same bytes as their input. Anything else, or a dtype other than
+int8 activations with int8 weights and int32 biases, is a `UserError` naming the operator.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from tinypipe.core.errors import UserError
+from tinypipe.native import quant
+from tinypipe.native.quant import QuantError
+from tinypipe.tflite.reader import Model, Operator, Subgraph, Tensor
+
+SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX",
+                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE")
+ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
+TFLM_HINT = "use `engine: tflm` for this model (the native engine supports: " + ", ".join(SUPPORTED_OPS) + ")"
+
+
+@dataclass(frozen=True)
+class ConstArray:
+    """A `static` array in the generated code."""
+
+    name: str
+    rust_type: str  # element type: "i8", "i32", "Rq"
+    values: tuple  # ints, or (multiplier, shift) pairs for "Rq"
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.values) * {"i8": 1, "i32": 4, "Rq": 8}[self.rust_type]
+
+
+@dataclass
+class Step:
+    index: int  # operator index in the subgraph
+    op: str  # TFLite builtin name
+    kernel: str  # Rust function, "" for an alias
+    params_type: str  # Rust parameter struct, "" for an alias
+    params: dict[str, int]
+    arrays: list[ConstArray]  # passed to the kernel after the input slice, in order
+    input: int  # activation tensor read
+    output: int  # tensor written
+    macs: int = 0
+    note: str = ""  # human summary for the generated comment
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+
+
+@dataclass
+class Program:
+    steps: list[Step]
+    tensors: tuple[Tensor, ...]
+    input: int
+    output: int
+    alias_of: dict[int, int] = field(default_factory=dict)  # tensor -> tensor whose bytes it shares
+
+
+def _unpack(tensor: Tensor, fmt: str) -> tuple[int, ...]:
+    count = tensor.size
+    return struct.unpack_from(f"<{count}{fmt}", tensor.data or b"", 0)
+
+
+def _describe(op: Operator, graph: Subgraph) -> str:
+    def one(i: int) -> str:
+        if i < 0:
+            return "(none)"
+        t = graph.tensors[i]
+        return f"{t.dtype}{list(t.shape)}"
+
+    ins = ", ".join(one(i) for i in op.inputs)
+    outs = ", ".join(one(i) for i in op.outputs)
+    return f"operator {op.index} ({op.op}) with inputs [{ins}] and outputs [{outs}]"
+
+
+class _Lowering:
+    def __init__(self, model: Model):
+        self.model = model
+        self.graph = model.main
+        self.t = self.graph.tensors
+
+    def fail(self, op: Operator, why: str, hint: str = TFLM_HINT) -> UserError:
+        return UserError(f"{self.model.source}: {_describe(op, self.graph)}: {why}", hint)
+
+    def quant_of(self, op: Operator, t: Tensor, what: str) -> tuple[float, int]:
+        q = t.quantization
+        if q is None or not q.scale:
+            raise self.fail(op, f"its {what} tensor {t.name!r} has no quantization parameters")
+        if len(q.scale) != 1:
+            raise self.fail(op, f"its {what} tensor {t.name!r} is quantized per channel; only weights may be")
+        return q.scale[0], q.zero_point[0] if q.zero_point else 0
+
+    def activation(self, op: Operator, idx: int, what: str) -> Tensor:
+        t = self.t[idx]
+        if t.dtype != "int8":
+            raise self.fail(op, f"its {what} tensor {t.name!r} is {t.dtype}; the native engine runs int8 only")
+        if t.is_constant:
+            raise self.fail(op, f"its {what} tensor {t.name!r} is a constant")
+        if any(d <= 0 for d in t.shape):
+            raise self.fail(op, f"its {what} tensor {t.name!r} has a dynamic or empty shape {list(t.shape)}")
+        return t
+
+    def weights(self, op: Operator, idx: int) -> Tensor:
+        t = self.t[idx]
+        if t.dtype != "int8" or not t.is_constant:
+            raise self.fail(op, f"its weights {t.name!r} are {t.dtype}{'' if t.is_constant else ' (not constant)'}; "
+                                "the native engine needs constant int8 weights")
+        q = t.quantization
+        if q is None or not q.scale:
+            raise self.fail(op, f"its weights {t.name!r} have no quantization parameters")
+        if any(z != 0 for z in q.zero_point):
+            raise self.fail(op, f"its weights {t.name!r} have a non-zero zero point (TFLM requires symmetric int8)")
+        return t
+
+    def bias(self, op: Operator, channels: int) -> tuple[int, ...]:
+        if len(op.inputs) < 3 or op.inputs[2] < 0:
+            return (0,) * channels
+        t = self.t[op.inputs[2]]
+        if t.dtype != "int32" or not t.is_constant:
+            raise self.fail(op, f"its bias {t.name!r} is {t.dtype}; the native engine needs a constant int32 bias")
+        if t.size != channels:
+            raise self.fail(op, f"its bias has {t.size} values for {channels} output channels")
+        return _unpack(t, "i")
+
+    def single_io(self, op: Operator, n_inputs: tuple[int, ...]) -> None:
+        if len(op.inputs) not in n_inputs or len(op.outputs) != 1:
+            raise self.fail(op, f"unexpected number of inputs/outputs ({len(op.inputs)}/{len(op.outputs)})")
+
+    def act_range(self, op: Operator, output: Tensor, activation: str) -> tuple[int, int]:
+        scale, zp = self.quant_of(op, output, "output")
+        try:
+            return quant.activation_range(activation, scale, zp)
+        except QuantError as exc:
+            raise self.fail(op, str(exc), "re-quantize the model") from None
+
+    def guarded(self, op: Operator, fn, *args):
+        try:
+            return fn(*args)
+        except QuantError as exc:
+            raise self.fail(op, f"its quantization cannot be reproduced: {exc}", "re-quantize the model") from None
+
+    @staticmethod
+    def folded(bias: tuple[int, ...], weights: tuple[int, ...], per: int, input_offset: int,
+               op_fail) -> tuple[int, ...]:
+        out = []
+        for c, b in enumerate(bias):
+            v = b + input_offset * sum(weights[c * per:(c + 1) * per])
+            if not -(1 << 31) <= v < (1 << 31):
+                raise op_fail("its bias with the input zero point folded in overflows int32")
+            out.append(v)
+        return tuple(out)
+
+    # --- operators -------------------------------------------------------------------------------------
+
+    def fully_connected(self, op: Operator) -> Step:
+        self.single_io(op, (2, 3))
+        x = self.activation(op, op.inputs[0], "input")
+        w = self.weights(op, op.inputs[1])
+        y = self.activation(op, op.outputs[0], "output")
+        if len(w.shape) != 2:
+            raise self.fail(op, f"its weights have shape {list(w.shape)}; expected [output, depth]")
+        if op.options.get("weights_format", 0) != 0:
+            raise self.fail(op, "its weights use the shuffled format")
+        out_depth, depth = w.shape
+        if x.size % depth or y.size % out_depth or x.size // depth != y.size // out_depth:
+            raise self.fail(op, f"its input ({x.size} values) does not split into rows of {depth} matching "
+                                f"the output ({y.size} values, {out_depth} per row)")
+        batches = y.size // out_depth
+        in_scale, in_zp = self.quant_of(op, x, "input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        wq = w.quantization
+        if wq.per_channel:
+            rq = self.guarded(op, quant.per_channel_multipliers, in_scale, wq.scale, out_scale, out_depth)
+        else:
+            rq = [self.guarded(op, quant.fully_connected_multiplier, in_scale, wq.scale[0], out_scale)] * out_depth
+        act_min, act_max = self.act_range(op, y, op.options.get("fused_activation", "NONE"))
+        wv = _unpack(w, "b")
+        bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp, lambda m: self.fail(op, m))
+        n = op.index
+        return Step(
+            index=n, op=op.op, kernel="fully_connected_s8", params_type="FullyConnected",
+            params={"batches": batches, "accum_depth": depth, "output_depth": out_depth, "output_offset": out_zp,
+                    "act_min": act_min, "act_max": act_max},
+            arrays=[ConstArray(f"W{n}", "i8", wv), ConstArray(f"BF{n}", "i32", bias), ConstArray(f"RQ{n}", "Rq", tuple(rq))],
+            input=x.index, output=y.index, macs=batches * out_depth * depth,
+            note=op.options.get("fused_activation", "NONE"), in_shape=x.shape, out_shape=y.shape)
+
+    def conv_geometry(self, op: Operator, x: Tensor, y: Tensor, k_h: int, k_w: int) -> dict[str, int]:
+        o = op.options
+        stride_h, stride_w = o.get("stride_h", 0), o.get("stride_w", 0)
+        dil_h, dil_w = o.get("dilation_h", 1), o.get("dilation_w", 1)
+        if min(stride_h, stride_w, dil_h, dil_w) <= 0:
+            raise self.fail(op, f"invalid strides {stride_h}x{stride_w} or dilation {dil_h}x{dil_w}")
+        if len(x.shape) != 4 or len(y.shape) != 4:
+            raise self.fail(op, "input and output must be 4-D (NHWC)")
+        _, in_h, in_w, _ = x.shape
+        batches, out_h, out_w, _ = y.shape
+        padding = o.get("padding", "SAME")
+        expect_h = quant.compute_out_size(padding, in_h, k_h, stride_h, dil_h)
+        expect_w = quant.compute_out_size(padding, in_w, k_w, stride_w, dil_w)
+        if (expect_h, expect_w) != (out_h, out_w) or x.shape[0] != batches:
+            raise self.fail(op, f"output shape {list(y.shape)} does not match {padding} padding "
+                                f"(expected [{x.shape[0]}, {expect_h}, {expect_w}, …])")
+        return {"batches": batches, "in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w,
+                "k_h": k_h, "k_w": k_w, "stride_h": stride_h, "stride_w": stride_w, "dil_h": dil_h, "dil_w": dil_w,
+                "pad_h": quant.compute_padding(stride_h, dil_h, in_h, k_h, out_h),
+                "pad_w": quant.compute_padding(stride_w, dil_w, in_w, k_w, out_w)}
+
+    def conv2d(self, op: Operator, depthwise: bool) -> Step:
+        self.single_io(op, (2, 3))
+        x = self.activation(op, op.inputs[0], "input")
+        w = self.weights(op, op.inputs[1])
+        y = self.activation(op, op.outputs[0], "output")
+        if len(w.shape) != 4:
+            raise self.fail(op, f"its filter has shape {list(w.shape)}; expected 4-D")
+        in_c = x.shape[-1] if len(x.shape) == 4 else 0
+        if depthwise:
+            _, k_h, k_w, out_c = w.shape
+            dm = op.options.get("depth_multiplier", 0)
+            if in_c == 0 or out_c != in_c * dm:
+                raise self.fail(op, f"depth multiplier {dm} does not turn {in_c} input channels into {out_c}")
+            q_dim = 3
+        else:
+            out_c, k_h, k_w, f_in = w.shape
+            if f_in != in_c:
+                raise self.fail(op, f"grouped convolution ({in_c} input channels, filter depth {f_in})")
+            q_dim = 0
+        if y.shape[-1] != out_c:
+            raise self.fail(op, f"output has {y.shape[-1]} channels, filter makes {out_c}")
+        geo = self.conv_geometry(op, x, y, k_h, k_w)
+        wq = w.quantization
+        if wq.per_channel and wq.quantized_dimension != q_dim:
+            raise self.fail(op, f"its filter is quantized along dimension {wq.quantized_dimension}, expected {q_dim}")
+        in_scale, in_zp = self.quant_of(op, x, "input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        rq = self.guarded(op, quant.per_channel_multipliers, in_scale, wq.scale, out_scale, out_c)
+        act_min, act_max = self.act_range(op, y, op.options.get("fused_activation", "NONE"))
+        wv = _unpack(w, "b")
+        bias = self.bias(op, out_c)
+        taps = k_h * k_w
+        if depthwise:
+            # 1HWC: channel c's taps are strided by out_c
+            sums = [sum(wv[c::out_c]) for c in range(out_c)]
+        else:
+            per = taps * in_c
+            sums = [sum(wv[c * per:(c + 1) * per]) for c in range(out_c)]
+        bias_folded = []
+        for b, s in zip(bias, sums):
+            v = b - in_zp * s
+            if not -(1 << 31) <= v < (1 << 31):
+                raise self.fail(op, "its bias with the input zero point folded in overflows int32")
+            bias_folded.append(v)
+        n = op.index
+        params = dict(geo)
+        params.update({"in_c": in_c, "input_offset": -in_zp, "output_offset": out_zp,
+                       "act_min": act_min, "act_max": act_max})
+        if depthwise:
+            params["depth_multiplier"] = out_c // in_c
+            kernel, ptype = "depthwise_conv2d_s8", "DepthwiseConv2d"
+            macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps
+        else:
+            params["out_c"] = out_c
+            kernel, ptype = "conv2d_s8", "Conv2d"
+            macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps * in_c
+        note = (f"{k_h}x{k_w} stride {geo['stride_h']}x{geo['stride_w']} {op.options.get('padding')} "
+                f"{op.options.get('fused_activation', 'NONE')}")
+        return Step(
+            index=n, op=op.op, kernel=kernel, params_type=ptype, params=params,
+            arrays=[ConstArray(f"W{n}", "i8", wv), ConstArray(f"B{n}", "i32", tuple(bias)),
+                    ConstArray(f"BF{n}", "i32", tuple(bias_folded)), ConstArray(f"RQ{n}", "Rq", tuple(rq))],
+            input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape)
+
+    def pool(self, op: Operator) -> Step:
+        self.single_io(op, (1,))
+        x = self.activation(op, op.inputs[0], "input")
+        y = self.activation(op, op.outputs[0], "output")
+        o = op.options
+        f_h, f_w = o.get("filter_h", 0), o.get("filter_w", 0)
+        if f_h <= 0 or f_w <= 0:
+            raise self.fail(op, f"invalid pool size {f_h}x{f_w}")
+        if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[3] != y.shape[3]:
+            raise self.fail(op, "input and output must be 4-D (NHWC) with the same channels")
+        in_scale, in_zp = self.quant_of(op, x, "input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        if abs(in_scale - out_scale) > 1e-6 or in_zp != out_zp:
+            raise self.fail(op, "input and output quantization differ (TFLM requires them equal)")
+        geo = self.conv_geometry(op, x, y, f_h, f_w)
+        act_min, act_max = self.act_range(op, y, o.get("fused_activation", "NONE"))
+        params = {"batches": geo["batches"], "in_h": geo["in_h"], "in_w": geo["in_w"], "channels": x.shape[3],
+                  "out_h": geo["out_h"], "out_w": geo["out_w"], "filter_h": f_h, "filter_w": f_w,
+                  "stride_h": geo["stride_h"], "stride_w": geo["stride_w"], "pad_h": geo["pad_h"],
+                  "pad_w": geo["pad_w"], "act_min": act_min, "act_max": act_max}
+        kernel = "max_pool2d_s8" if op.op == "MAX_POOL_2D" else "average_pool2d_s8"
+        note = f"{f_h}x{f_w} stride {geo['stride_h']}x{geo['stride_w']} {o.get('padding')}"
+        return Step(index=op.index, op=op.op, kernel=kernel, params_type="Pool2d", params=params, arrays=[],
+                    input=x.index, output=y.index, note=note, in_shape=x.shape, out_shape=y.shape)
+
+    def softmax(self, op: Operator) -> Step:
+        self.single_io(op, (1,))
+        x = self.activation(op, op.inputs[0], "input")
+        y = self.activation(op, op.outputs[0], "output")
+        if x.shape != y.shape:
+            raise self.fail(op, "input and output shapes differ")
+        in_scale, _ = self.quant_of(op, x, "input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        if out_zp != -128 or out_scale != 1.0 / 256:
+            raise self.fail(op, f"its int8 output has scale {out_scale!r} and zero point {out_zp}; TFLM requires "
+                                "1/256 and -128")
+        mult, shift, diff_min = self.guarded(op, quant.softmax_params, op.options.get("beta", 0.0), in_scale)
+        depth = x.shape[-1]
+        return Step(index=op.index, op=op.op, kernel="softmax_s8", params_type="Softmax",
+                    params={"outer": x.size // depth, "depth": depth, "input_multiplier": mult,
+                            "input_left_shift": shift, "diff_min": diff_min},
+                    arrays=[], input=x.index, output=y.index, note=f"beta {op.options.get('beta', 0.0):g}",
+                    in_shape=x.shape, out_shape=y.shape)
+
+    def alias(self, op: Operator) -> Step:
+        if len(op.inputs) < 1 or len(op.outputs) != 1:
+            raise self.fail(op, "unexpected number of inputs/outputs")
+        x = self.activation(op, op.inputs[0], "input")
+        y = self.activation(op, op.outputs[0], "output")
+        if x.size != y.size:
+            raise self.fail(op, f"changes the element count ({x.size} -> {y.size})")
+        if x.quantization != y.quantization:
+            raise self.fail(op, "input and output quantization differ")
+        return Step(index=op.index, op=op.op, kernel="", params_type="", params={}, arrays=[],
+                    input=x.index, output=y.index, note="no-op: output shares the input's bytes",
+                    in_shape=x.shape, out_shape=y.shape)
+
+    def lower(self) -> Program:
+        g = self.graph
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise UserError(f"{self.model.source}: the model has {len(g.inputs)} inputs and {len(g.outputs)} "
+                            "outputs; the native engine takes exactly one of each", TFLM_HINT)
+        for role, idx in (("input", g.inputs[0]), ("output", g.outputs[0])):
+            t = self.t[idx]
+            if t.dtype != "int8":
+                raise UserError(f"{self.model.source}: the model's {role} tensor {t.name!r} is {t.dtype}; the "
+                                "native engine needs int8 input and output",
+                                "set `quantization.io: int8`, or use `engine: tflm`")
+        steps = []
+        alias_of: dict[int, int] = {}
+        for op in g.operators:
+            if op.op not in SUPPORTED_OPS:
+                raise self.fail(op, "operator not supported by the native engine")
+            if op.op == "FULLY_CONNECTED":
+                step = self.fully_connected(op)
+            elif op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                step = self.conv2d(op, depthwise=op.op == "DEPTHWISE_CONV_2D")
+            elif op.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+                step = self.pool(op)
+            elif op.op == "SOFTMAX":
+                step = self.softmax(op)
+            else:
+                step = self.alias(op)
+                alias_of[step.output] = alias_of.get(step.input, step.input)
+            steps.append(step)
+        return Program(steps=steps, tensors=self.t, input=g.inputs[0], output=g.outputs[0], alias_of=alias_of)
+
+
+def lower(model: Model) -> Program:
+    return _Lowering(model).lower()

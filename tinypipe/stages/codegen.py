@@ -1,0 +1,82 @@
+"""Stage `codegen` for engine native: the quantized `.tflite` -> Rust source for the `tinyml-kernels` crate.
+
+Writes (the firmware contract shared with engine tflm: `model.rs` exposes `INPUT_LEN`, `OUTPUT_LEN` and
+`invoke(&[i8], &mut [i8])`):
+- `model.rs`: weights as `static` arrays, every TFLM `Prepare` result as constants, one planned static arena,
+  `invoke`, `invoke_with_arena` and `invoke_with_hook` (a callback after each operator, for per-layer timing);
+- `codegen.json`: `{engine, ops: [{index, op, kernel, input_shape, output_shape, macs, weight_bytes,
+  input_offset, output_offset}], arena_bytes, arena_lower_bound, weight_bytes, macs, input, output,
+  input_len, output_len}` with the input's and output's shape, scale and zero point.
+
+The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
+files, cheap enough for every no-op run), so editing either regenerates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tinypipe.core.fs import atomic_write_json, atomic_write_text
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+_GENERATOR_SOURCES = (_PACKAGE / "native", _PACKAGE / "tflite")
+
+
+def kernels_dir() -> Path:
+    """The tinyml-kernels crate (the firmware stage vendors the same one; TINYPIPE_KERNELS overrides both)."""
+    from tinypipe.native import KERNELS_DIR
+
+    return Path(os.environ.get("TINYPIPE_KERNELS") or KERNELS_DIR)
+
+
+def source_hash() -> str:
+    """sha256 over the kernels crate (Cargo.toml, src/) and the generator's Python source, by relative path."""
+    h = hashlib.sha256()
+    roots = [(kernels_dir(), ("Cargo.toml", "src")), *((d, (".",)) for d in _GENERATOR_SOURCES)]
+    for root, parts in roots:
+        files: list[Path] = []
+        for part in parts:
+            p = root / part
+            if p.is_file():
+                files.append(p)
+            elif p.is_dir():
+                files.extend(f for f in p.rglob("*") if f.is_file() and f.suffix in (".rs", ".py", ".toml"))
+        for f in sorted(files):
+            h.update(f"{root.name}/{f.relative_to(root).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _config(variant) -> dict:
+    return {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
+            "source": source_hash()}
+
+
+STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
+              description="native engine: .tflite -> Rust calls into tinyml-kernels (weights, arena, invoke)")
+
+
+def run(ctx: StageContext) -> StageResult:
+    from tinypipe.native import generate
+
+    model_path = ctx.input("quantize", "model.tflite")
+    generated = generate(model_path.read_bytes(), str(model_path))
+    info = dict(generated.info)
+    info["engine"] = "native"
+    info["input_len"] = 1
+    for d in info["input"]["shape"]:
+        info["input_len"] *= d
+    info["output_len"] = 1
+    for d in info["output"]["shape"]:
+        info["output_len"] *= d
+    atomic_write_text(ctx.out / "model.rs", generated.model_rs)
+    atomic_write_json(ctx.out / "codegen.json", info)
+    ops = [o["op"] for o in info["ops"]]
+    ctx.log(f"native model: {len(ops)} ops, {info['macs']} MACs, weights {info['weight_bytes']} B, arena "
+            f"{info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B)")
+    return {"engine": "native", "ops": ops, "input_len": info["input_len"], "output_len": info["output_len"],
+            "arena_bytes": info["arena_bytes"], "arena_lower_bound": info["arena_lower_bound"],
+            "weight_bytes": info["weight_bytes"], "macs": info["macs"]}
