@@ -26,6 +26,9 @@ class Board:
     qemu_machine: str | None = None
     pyocd_target: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # stack reservation at the top of RAM: the linker script checks .data + .bss + this fit, and the firmware
+    # paints it to measure its high-water mark
+    stack_bytes: int = 32 * 1024
 
     @property
     def emulated(self) -> bool:

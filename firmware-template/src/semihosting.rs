@@ -1,0 +1,110 @@
+//! ARM semihosting: console output and exit through the debugger (QEMU with `-semihosting-config enable=on`).
+//!
+//! A semihosting call is a `bkpt 0xAB` that traps to the host, which makes it slow: output is assembled one
+//! line at a time and sent with a single SYS_WRITE0.
+
+use core::arch::asm;
+use core::fmt;
+
+const SYS_WRITE0: usize = 0x04;
+const SYS_EXIT: usize = 0x18;
+
+/// SYS_EXIT reasons: QEMU exits 0 for ApplicationExit and 1 for anything else.
+pub const EXIT_SUCCESS: usize = 0x20026; // ADP_Stopped_ApplicationExit
+pub const EXIT_RUNTIME_ERROR: usize = 0x20023; // ADP_Stopped_RunTimeErrorUnknown
+
+#[inline(always)]
+unsafe fn call(op: usize, arg: usize) -> usize {
+    let mut r0 = op;
+    asm!("bkpt #0xAB", inout("r0") r0, in("r1") arg, options(nostack, preserves_flags));
+    r0
+}
+
+/// Stop the program; the emulator's exit status follows `reason`.
+pub fn exit(reason: usize) -> ! {
+    loop {
+        // On AArch32 the reason is passed in r1 itself, not through a parameter block.
+        unsafe { call(SYS_EXIT, reason) };
+    }
+}
+
+const LINE_CAPACITY: usize = 128;
+
+/// A line of text on the stack, sent with one SYS_WRITE0 (longer lines go out in several pieces).
+pub struct Line {
+    buf: [u8; LINE_CAPACITY],
+    len: usize,
+}
+
+impl Line {
+    pub fn new() -> Self {
+        Line { buf: [0; LINE_CAPACITY], len: 0 }
+    }
+
+    pub fn push_byte(&mut self, byte: u8) {
+        // keep one byte for the NUL terminator SYS_WRITE0 needs
+        if self.len == LINE_CAPACITY - 1 {
+            self.flush();
+        }
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    pub fn push_str(&mut self, text: &str) {
+        for &byte in text.as_bytes() {
+            // SYS_WRITE0 stops at a NUL: never send one from the text
+            self.push_byte(if byte == 0 { b'?' } else { byte });
+        }
+    }
+
+    pub fn push_u64(&mut self, mut value: u64) {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (value % 10) as u8;
+            n += 1;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        while n > 0 {
+            n -= 1;
+            self.push_byte(digits[n]);
+        }
+    }
+
+    pub fn push_hex_u8(&mut self, value: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.push_byte(HEX[(value >> 4) as usize]);
+        self.push_byte(HEX[(value & 0xF) as usize]);
+    }
+
+    pub fn push_hex_u32(&mut self, value: u32) {
+        for byte in value.to_be_bytes() {
+            self.push_hex_u8(byte);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        self.buf[self.len] = 0;
+        unsafe { call(SYS_WRITE0, self.buf.as_ptr() as usize) };
+        self.len = 0;
+    }
+
+    /// End the line and send it.
+    pub fn finish(mut self) {
+        self.push_byte(b'\n');
+        self.flush();
+    }
+}
+
+impl fmt::Write for Line {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.push_str(text);
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! Stack high-water mark: the reset handler paints the stack reservation with `rt::STACK_PAINT`; the deepest
+//! word that no longer holds it marks how far the stack grew.
+
+use crate::rt::STACK_PAINT;
+
+extern "C" {
+    static _stack_limit: u32;
+    static _stack_start: u32;
+}
+
+/// The reservation's lowest address and the initial stack pointer above it.
+#[allow(unused_unsafe)] // taking an extern static's address needed `unsafe` before Rust 1.82
+fn bounds() -> (usize, usize) {
+    let limit = unsafe { core::ptr::addr_of!(_stack_limit) } as usize;
+    let start = unsafe { core::ptr::addr_of!(_stack_start) } as usize;
+    (limit, start)
+}
+
+/// Bytes of stack used so far (the whole reservation when the stack reached or passed its bottom).
+pub fn high_water() -> usize {
+    let (limit, start) = bounds();
+    let mut addr = limit;
+    while addr < start {
+        if unsafe { core::ptr::read_volatile(addr as *const u32) } != STACK_PAINT {
+            break;
+        }
+        addr += 4;
+    }
+    start - addr
+}
+
+/// Size of the stack reservation the linker script set aside.
+pub fn reserved() -> usize {
+    let (limit, start) = bounds();
+    start - limit
+}

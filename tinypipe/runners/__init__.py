@@ -1,0 +1,1 @@
+"""Where firmware runs: the QEMU emulator (and, on hardware, a debug probe)."""

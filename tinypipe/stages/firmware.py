@@ -1,0 +1,193 @@
+"""Stage `firmware`: render the no_std cargo project for one board from `firmware-template/`.
+
+The rendered `project/` is the template (runtime, main loop, Cargo.toml) plus the kernel crate
+(`firmware-template/kernels/`), the engine's output, the test windows in `data/test_inputs.bin`, and
+`link.x`, the linker script for the board's memory map.
+
+From the codegen entry: `model.rs` becomes `src/model.rs`; its `model/` directory (submodules) and every file it
+names in `include_bytes!`/`include_str!` go next to it in `src/`. An engine with native parts (TFLM) also writes
+`link.json` (`static_libs` relative to its entry, `search_dirs`, `libs`): the archives are copied to `link/`
+and the project's own `link.json` names them relative to the project, for the build stage's link line.
+
+With `hal:` in project.yaml the project also holds `Cargo.hal.toml`, the same manifest with the HAL crate as a
+registry dependency for users who have crates.io; the offline `Cargo.toml` is the one tinypipe builds.
+
+`TINYPIPE_FIRMWARE_TEMPLATE` and `TINYPIPE_KERNELS` point at another template or kernel crate (development
+and tests); their content hash is part of the key either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import string
+from pathlib import Path
+
+from tinypipe.core.errors import UserError
+from tinypipe.core.fs import atomic_write_text, read_json
+from tinypipe.core.hashing import sha256_file, sha256_json, sha256_tree
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# build products and editor droppings that may sit in a template checkout but are not part of it
+IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~")
+LINKER_TEMPLATE = "link.x.in"
+INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
+
+
+def template_dir() -> Path:
+    return Path(os.environ.get("TINYPIPE_FIRMWARE_TEMPLATE") or REPO_ROOT / "firmware-template")
+
+
+def kernels_dir() -> Path:
+    return Path(os.environ.get("TINYPIPE_KERNELS") or template_dir() / "kernels")
+
+
+def _ignore(*extra: str):
+    return shutil.ignore_patterns(*IGNORED, *extra)
+
+
+_hash_memo: dict[tuple, str] = {}  # (root, every file's path, mtime and size) -> content hash
+
+
+def _tree_hash(root: Path, skip_top: tuple[str, ...]) -> str:
+    """Content hash of a directory tree, recomputed only when some file's mtime or size changed."""
+    if not root.is_dir():
+        return "missing"
+    top_ignore, nested_ignore = _ignore(*skip_top), _ignore()
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        ignore = top_ignore if dirpath == str(root) else nested_ignore
+        skipped = ignore(dirpath, dirnames + filenames)
+        dirnames[:] = sorted(d for d in dirnames if d not in skipped)
+        for name in filenames:
+            if name not in skipped:
+                full = Path(dirpath) / name
+                st = full.stat()
+                files.append((full.relative_to(root).as_posix(), st.st_mtime_ns, st.st_size))
+    signature = (str(root), tuple(sorted(files)))
+    if signature not in _hash_memo:
+        _hash_memo[signature] = sha256_json({rel: sha256_file(root / rel) for rel, _, _ in signature[1]})
+    return _hash_memo[signature]
+
+
+def template_hash() -> str:
+    """Content hash of the template and the kernel crate (cheap: file contents are re-read only after edits)."""
+    return sha256_json({"template": _tree_hash(template_dir(), ("kernels",)),
+                        "kernels": _tree_hash(kernels_dir(), ())})
+
+
+def _config(variant) -> dict:
+    board = variant.board
+    hal = variant.project.hal
+    return {
+        "board": board.name,
+        "memory": {"flash": [board.flash.origin, board.flash.size], "ram": [board.ram.origin, board.ram.size],
+                   "stack_bytes": board.stack_bytes},
+        "engine": variant.engine,
+        "hal": hal.model_dump(mode="json") if hal else None,
+        "template": template_hash(),
+    }
+
+
+STAGE = Stage(name="firmware", version="2", needs=("codegen", "reference"), config=_config,
+              description="render the no_std cargo project from firmware-template/")
+
+
+def render_linker_script(board) -> str:
+    text = (template_dir() / LINKER_TEMPLATE).read_text()
+    return string.Template(text).substitute(
+        board=board.name, flash_origin=f"0x{board.flash.origin:08X}", flash_length=f"0x{board.flash.size:X}",
+        ram_origin=f"0x{board.ram.origin:08X}", ram_length=f"0x{board.ram.size:X}", stack_bytes=board.stack_bytes)
+
+
+def render_hal_manifest(cargo_toml: str, hal) -> str:
+    """Cargo.toml with the HAL crate added to [dependencies], for builds that can reach crates.io."""
+    spec = {"version": hal.version}
+    if hal.features:
+        spec["features"] = list(hal.features)
+    inline = ", ".join(f"{key} = {json.dumps(value)}" for key, value in spec.items())
+    line = f"{hal.crate} = {{ {inline} }}"
+    if "\n[dependencies]\n" not in cargo_toml:
+        raise ValueError("the firmware template's Cargo.toml has no [dependencies] table")
+    header = ("# Cargo.toml plus the board's HAL crate from crates.io, rendered by tinypipe from `hal:`.\n"
+              "# tinypipe builds the offline Cargo.toml next to this file; to use the HAL, copy this file over it\n"
+              "# and build with network access. src/rt.rs provides the vector table and reset handler, so keep\n"
+              "# the HAL's `rt` feature (cortex-m-rt) off or drop src/rt.rs.\n")
+    return header + cargo_toml.replace("\n[dependencies]\n", f"\n[dependencies]\n{line}\n", 1)
+
+
+def _inside(root: Path, relative: str, what: str) -> Path:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise ValueError(f"{what} {relative!r} is not a file inside the codegen entry {root}")
+    return path
+
+
+def copy_engine_output(codegen: Path, project: Path) -> None:
+    """model.rs, the files it pulls in, and the engine's link manifest with its archives (see the module doc)."""
+    src = project / "src"
+    model_rs = (codegen / "model.rs").read_text()
+    shutil.copyfile(codegen / "model.rs", src / "model.rs")
+    if (codegen / "model").is_dir():
+        shutil.copytree(codegen / "model", src / "model")
+    for relative in sorted(set(INCLUDED_FILE.findall(model_rs))):
+        source = _inside(codegen, relative, "model.rs includes")
+        target = src / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    if (codegen / "link.json").is_file():
+        manifest = read_json(codegen / "link.json")
+        (project / "link").mkdir()
+        static_libs = []
+        for relative in manifest.get("static_libs", []):
+            name = Path(relative).name
+            shutil.copyfile(_inside(codegen, relative, "link.json names the archive"), project / "link" / name)
+            static_libs.append(f"link/{name}")
+        atomic_write_text(project / "link.json", json.dumps(
+            {"static_libs": static_libs, "search_dirs": manifest.get("search_dirs", []),
+             "libs": manifest.get("libs", [])}, indent=2, sort_keys=True) + "\n")
+
+
+def _check_test_inputs(ctx: StageContext, test_inputs: Path) -> None:
+    size = test_inputs.stat().st_size
+    meta_path = ctx.inputs["reference"] / "reference.json"
+    if size == 0:
+        raise UserError(f"{test_inputs} is empty: the firmware needs at least one test window",
+                        "give the test split more samples (data.samples_per_class, data.split.test)")
+    if meta_path.is_file():
+        meta = read_json(meta_path)
+        expected = meta.get("n", 0) * meta.get("input_len", 0)
+        if expected and size != expected:
+            raise ValueError(f"{test_inputs} has {size} bytes, reference.json says {meta['n']} x "
+                             f"{meta['input_len']} = {expected}")
+
+
+def run(ctx: StageContext) -> StageResult:
+    template, kernels = template_dir(), kernels_dir()
+    if not (template / "Cargo.toml").is_file():
+        raise UserError(f"firmware template not found at {template}",
+                        "reinstall tinypipe, or set TINYPIPE_FIRMWARE_TEMPLATE to a firmware-template directory")
+    if not (kernels / "Cargo.toml").is_file():
+        raise UserError(f"kernel crate not found at {kernels}",
+                        "reinstall tinypipe, or set TINYPIPE_KERNELS to the tinyml-kernels crate")
+    model_rs = ctx.inputs["codegen"] / "model.rs"
+    test_inputs = ctx.inputs["reference"] / "test_inputs.bin"
+    for required in (model_rs, test_inputs):
+        if not required.is_file():
+            raise FileNotFoundError(f"upstream output missing: {required}")
+    _check_test_inputs(ctx, test_inputs)
+
+    project = ctx.out / "project"
+    shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE))
+    shutil.copytree(kernels, project / "kernels", ignore=_ignore())
+    copy_engine_output(ctx.inputs["codegen"], project)
+    (project / "data").mkdir(exist_ok=True)
+    shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
+    atomic_write_text(project / "link.x", render_linker_script(ctx.variant.board))
+    hal = ctx.variant.project.hal
+    if hal is not None:
+        atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))
+    return {"board": ctx.variant.board.name, "project_hash": sha256_tree(project), "hal": hal.crate if hal else None}

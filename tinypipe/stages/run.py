@@ -1,0 +1,145 @@
+"""Stage `run`: run the firmware on its board's QEMU machine and compare every output with the oracle.
+
+The firmware prints `out <idx> <hex>` and `ticks <idx> <n>` per test window, then `stack <bytes>` and `done`
+(see firmware-template/src/main.rs). Under `-icount shift=0` a SysTick tick at `systick_hz` is exactly
+1e9 / systick_hz instructions, so the tick counts become instruction counts.
+
+Outputs: `device_outputs.bin` (N x OUTPUT_LEN int8, like the reference's `test_outputs.bin`), `qemu.log` and
+`run.json`: `n`, `bit_exact`, `mismatches` ({count, first}: window indices), `accuracy_device` (argmax of the
+device outputs against `labels.bin`; null without labels), `instructions_per_inference` (mean),
+`instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`, `qemu_seconds`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tinypipe.core.errors import CheckFailed, UserError
+from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from tinypipe.runners import qemu
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+ICOUNT_SHIFT = 0  # 2^0 ns of virtual time per instruction
+FIRST_MISMATCHES = 10
+
+
+def _config(variant) -> dict:
+    board = variant.board
+    return {"machine": board.qemu_machine, "systick_hz": board.systick_hz, "icount_shift": ICOUNT_SHIFT}
+
+
+def _tools(variant) -> dict:
+    return {"qemu": qemu.qemu_version()} if variant.board.qemu_machine else {}
+
+
+STAGE = Stage(name="run", version="1", needs=("build", "reference"), config=_config, tools=_tools,
+              description="run on the emulator, compare with the oracle, count instructions")
+
+
+class FirmwareFailed(CheckFailed):
+    """The firmware panicked, faulted or stopped without finishing its test windows."""
+
+
+@dataclass
+class DeviceReport:
+    outputs: dict[int, bytes] = field(default_factory=dict)
+    ticks: dict[int, int] = field(default_factory=dict)
+    stack_bytes: int | None = None
+    stack_overflow: bool = False
+    done: bool = False
+    failure: str | None = None  # the first `panic:` / `hardfault` / `unexpected exception` line
+
+
+def parse_output(text: str) -> DeviceReport:
+    report = DeviceReport()
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        try:
+            if words[0] == "out" and len(words) in (2, 3):
+                report.outputs[int(words[1])] = bytes.fromhex(words[2] if len(words) == 3 else "")
+            elif words[0] == "ticks" and len(words) == 3:
+                report.ticks[int(words[1])] = int(words[2])
+            elif words[0] == "stack" and len(words) == 2:
+                report.stack_bytes = int(words[1])
+            elif words[0] == "stack_overflow":
+                report.stack_overflow = True
+            elif words[0] == "done":
+                report.done = True
+            elif words[0] in ("panic:", "hardfault", "unexpected") and report.failure is None:
+                report.failure = line.strip()
+        except ValueError:
+            continue  # a line that merely looks like ours (e.g. from a panic message) is not a result
+    return report
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+def compare(device, oracle, labels) -> dict:
+    """Bit-exactness and device accuracy from [n, output_len] int8 arrays and [n] labels (or None)."""
+    import numpy as np
+
+    differs = np.any(device != oracle, axis=1)
+    mismatched = np.flatnonzero(differs)
+    accuracy = None
+    if labels is not None and len(labels) == len(device):
+        accuracy = float(np.mean(np.argmax(device, axis=1) == labels))
+    return {"bit_exact": not bool(differs.any()),
+            "mismatches": {"count": int(len(mismatched)), "first": [int(i) for i in mismatched[:FIRST_MISMATCHES]]},
+            "accuracy_device": accuracy}
+
+
+def run(ctx: StageContext) -> StageResult:
+    import numpy as np
+
+    board = ctx.variant.board
+    if board.qemu_machine is None:
+        raise UserError(f"board {board.name} has no QEMU machine, so `run` cannot emulate it",
+                        "flash it with `tinypipe flash`, or pick an emulated board (`tinypipe boards`)")
+    reference = ctx.inputs["reference"]
+    meta = read_json(reference / "reference.json")
+    n, output_len = int(meta["n"]), int(meta["output_len"])
+    oracle = np.fromfile(reference / "test_outputs.bin", dtype=np.int8)
+    if oracle.size != n * output_len:
+        raise ValueError(f"test_outputs.bin has {oracle.size} bytes, reference.json says {n} x {output_len}")
+    labels_path = reference / "labels.bin"
+    labels = np.fromfile(labels_path, dtype=np.uint8) if labels_path.is_file() else None
+
+    elf = ctx.inputs["build"] / "firmware.elf"
+    ctx.log(f"qemu-system-arm -machine {board.qemu_machine} -icount shift={ICOUNT_SHIFT} {elf.name}")
+    result = qemu.run_elf(elf, board.qemu_machine)
+    atomic_write_text(ctx.out / "qemu.log", result.output)
+    report = parse_output(result.output)
+    if result.returncode != 0 or not report.done:
+        what = report.failure or f"QEMU exited with {result.returncode} before `done`"
+        raise FirmwareFailed(f"the firmware failed on {board.qemu_machine}: {what}\n{_tail(result.output)}")
+    missing = [i for i in range(n) if i not in report.outputs or i not in report.ticks]
+    if missing or len(report.outputs) != n:
+        raise FirmwareFailed(f"the firmware reported {len(report.outputs)} outputs, the oracle has {n} "
+                             f"(first missing window: {missing[0] if missing else '-'})\n{_tail(result.output)}")
+    wrong_len = [i for i in range(n) if len(report.outputs[i]) != output_len]
+    if wrong_len:
+        raise FirmwareFailed(f"window {wrong_len[0]}: the firmware output has {len(report.outputs[wrong_len[0]])} "
+                             f"bytes, the oracle {output_len}")
+
+    device_bytes = b"".join(report.outputs[i] for i in range(n))
+    atomic_write_bytes(ctx.out / "device_outputs.bin", device_bytes)
+    device = np.frombuffer(device_bytes, dtype=np.int8).reshape(n, output_len)
+    instructions_per_tick = 1e9 / (board.systick_hz * 2 ** ICOUNT_SHIFT)
+    instructions = [report.ticks[i] * instructions_per_tick for i in range(n)]
+    summary = {
+        "n": n,
+        **compare(device, oracle.reshape(n, output_len), labels),
+        "instructions_per_inference": round(sum(instructions) / n),
+        "instructions_min": round(min(instructions)),
+        "instructions_max": round(max(instructions)),
+        "stack_bytes": report.stack_bytes,
+        "stack_overflow": report.stack_overflow,
+        "machine": board.qemu_machine,
+        "qemu_seconds": result.seconds,
+    }
+    atomic_write_json(ctx.out / "run.json", summary)
+    return summary
