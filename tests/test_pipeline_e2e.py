@@ -91,7 +91,7 @@ def test_editing_quantization_reruns_only_quantize_and_below(gesture, tmp_path):
     why = tinypipe("status", str(edited), "--why")
     assert why.returncode == 0, why.stderr
     assert "quantize   stale" in why.stdout
-    assert "because config representative_samples: 100 -> 60" in why.stdout
+    assert "because config quantization.representative_samples: 100 -> 60" in why.stdout
     assert "data       cached" in why.stdout and "train      cached" in why.stdout
 
     stages = by_stage(run_json(edited))
