@@ -35,7 +35,7 @@ def error_of(tmp_path, text) -> str:
 def test_gesture_example_loads_with_defaults():
     project, path = load_project(GESTURE)
     assert project.name == "gesture"
-    (variant,) = expand(project)
+    (variant,) = expand(project.model_dump(mode="json"))
     assert variant.name == "mps2-an386-native"
     assert variant.triple == "thumbv7em-none-eabihf" and variant.cpu == "cortex-m4"
 
@@ -128,6 +128,25 @@ def test_extends_merges_and_reports_the_right_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_project(tmp_path)
     assert str(info.value).startswith("base.yaml:5:7 seed: Input should be a valid integer")
+
+
+def test_validated_config_is_cached_until_a_file_changes(tmp_path):
+    from tinypipe.config.loader import load_config
+
+    (tmp_path / "base.yaml").write_text("name: base\n" + GOOD_MODEL)
+    write(tmp_path, "extends: base.yaml\nseed: 3\n")
+    state = tmp_path / ".tinypipe"
+    config, _ = load_config(tmp_path, state)
+    assert config["seed"] == 3 and (state / "config.json").is_file()
+    cached = (state / "config.json").read_text()
+    assert load_config(tmp_path, state)[0] == config
+    assert (state / "config.json").read_text() == cached  # a hit rewrites nothing
+    (tmp_path / "base.yaml").write_text("name: base\nseed: 1\n" + GOOD_MODEL.replace("units: 3", "units: 4"))
+    config, _ = load_config(tmp_path, state)  # an extended file changed: validated again
+    assert config["model"]["layers"][0]["units"] == 4 and config["seed"] == 3
+    (tmp_path / "base.yaml").write_text("name: base\nengine: x\n" + GOOD_MODEL)
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, state)  # never served from the cache once invalid
 
 
 def test_cli_exit_code_2_and_nothing_written(tmp_path):

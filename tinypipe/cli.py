@@ -103,12 +103,15 @@ def _console():
 
 def cmd_run(args) -> int:
     from tinypipe.engine.pipeline import Pipeline
-    from tinypipe.report.progress import PlainReporter, RichReporter
-    from tinypipe.report.results import budget_failures, render_table
+    from tinypipe.report.progress import PlainReporter
+    from tinypipe.report.results import budget_failures
 
     pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine, until=args.until)
-    console = _console()
-    if console.is_terminal:
+    interactive = sys.stderr.isatty()
+    console = _console() if interactive or not args.json else None  # rich only where it shows something
+    if interactive:
+        from tinypipe.report.progress import RichReporter
+
         with RichReporter(console) as reporter:
             outcome = pipeline.run(reporter, jobs=args.jobs)
     else:
@@ -117,7 +120,7 @@ def cmd_run(args) -> int:
     rows = pipeline.results()
     failures = []
     for row in rows:
-        failures.extend(budget_failures(row, pipeline.project.budgets))
+        failures.extend(budget_failures(row, pipeline.config["budgets"]))
     if args.json:
         doc = {
             "stages": [{"stage": r.stage, "variant": r.variants[0] if len(r.variants) == 1 else "+".join(r.variants),
@@ -126,12 +129,13 @@ def cmd_run(args) -> int:
             "results": rows,
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif args.until is None or args.until == "run":
+        from tinypipe.report.results import render_table
+
+        render_table(console, rows)
     ran = sum(1 for r in outcome.records if r.status == "ran")
     cached = sum(1 for r in outcome.records if r.status == "cached")
-    if not args.json:
-        if args.until is None or args.until == "run":
-            render_table(console, rows)
-    console.print(f"{ran} stage(s) ran, {cached} cached", highlight=False)
+    sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
 
     code = 0
     for rec in outcome.failed():

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
 
 from tinypipe.core.errors import UserError
+
+if TYPE_CHECKING:  # imported where used: a no-op run served from the config cache never loads them
+    import yaml
+    from pydantic import BaseModel, ValidationError
 
 PROJECT_FILE = "project.yaml"
 
@@ -49,6 +52,7 @@ class Located:
     data: Any
     keys: dict[Path_, Mark]
     values: dict[Path_, Mark]
+    files: tuple[Path, ...] = ()  # every file read (project.yaml and its `extends:` chain)
 
 
 def format_key_path(path: Path_) -> str:
@@ -65,7 +69,9 @@ def _mark(file: str, m: yaml.Mark) -> Mark:
     return Mark(file, m.line + 1, m.column + 1)
 
 
-def _construct(node: yaml.Node, file: str, path: Path_, loc: Located, loader: yaml.SafeLoader) -> Any:
+def _construct(node: "yaml.Node", file: str, path: Path_, loc: Located, loader: "yaml.SafeLoader") -> Any:
+    import yaml
+
     loc.values[path] = _mark(file, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -88,6 +94,8 @@ def _construct(node: yaml.Node, file: str, path: Path_, loc: Located, loader: ya
 
 
 def parse_yaml(text: str, file: str) -> Located:
+    import yaml
+
     loc = Located(None, {}, {})
     loader = yaml.SafeLoader(text)
     try:
@@ -125,7 +133,7 @@ def _deep_merge(base: Located, override: Located) -> Located:
     values = dict(base.values)
     keys.update(override.keys)
     values.update(override.values)
-    return Located(merge(base.data, override.data, ()), keys, values)
+    return Located(merge(base.data, override.data, ()), keys, values, base.files + override.files)
 
 
 def read_located(path: Path, _seen: tuple[Path, ...] = ()) -> Located:
@@ -137,6 +145,7 @@ def read_located(path: Path, _seen: tuple[Path, ...] = ()) -> Located:
         raise UserError(f"{display}: no such file", "create one with `tinypipe init DIR`, or pass the "
                         "directory that holds project.yaml") from None
     loc = parse_yaml(text, display)
+    loc.files = (path.resolve(),)
     parent = loc.data.pop("extends", None)
     if parent is None:
         return loc
@@ -181,9 +190,11 @@ def _yaml_path(loc: tuple, data: Any) -> Path_:
     return tuple(out)
 
 
-def _model_at(root: type[BaseModel], path: Path_, data: Any) -> type[BaseModel] | None:
+def _model_at(root: "type[BaseModel]", path: Path_, data: Any) -> "type[BaseModel] | None":
     """The pydantic model class that validates the mapping at `path` (for did-you-mean on unknown keys)."""
     import typing
+
+    from pydantic import BaseModel
 
     cls: Any = root
     cur = data
@@ -201,6 +212,7 @@ def _model_at(root: type[BaseModel], path: Path_, data: Any) -> type[BaseModel] 
 
 def _unwrap(annotation: Any, value: Any, typing: Any) -> Any:
     """Reduce Optional[...], list[...], Annotated[Union[...]] to the model class that fits `value`."""
+    from pydantic import BaseModel
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0], value, typing)
@@ -280,12 +292,22 @@ def raise_validation_error(exc: ValidationError, located: Located, root: type[Ba
     raise ConfigError(mark, format_key_path(path), _message(first) + extra, _hint(first, path, located, root))
 
 
+def project_file(target: Path) -> Path:
+    target = Path(target)
+    return target if target.suffix in (".yaml", ".yml") else target / PROJECT_FILE
+
+
 def load_project(project_dir: Path) -> "tuple[Any, Path]":
     """Read DIR/project.yaml (or a .yaml path) and return (Project, path of the file)."""
+    project, path, _ = _load_validated(project_file(project_dir))
+    return project, path
+
+
+def _load_validated(path: Path) -> "tuple[Any, Path, tuple[Path, ...]]":
+    from pydantic import ValidationError
+
     from tinypipe.config.schema import Project
 
-    project_dir = Path(project_dir)
-    path = project_dir if project_dir.suffix in (".yaml", ".yml") else project_dir / PROJECT_FILE
     located = read_located(path)
     try:
         project = Project.model_validate(located.data)
@@ -301,4 +323,54 @@ def load_project(project_dir: Path) -> "tuple[Any, Path]":
                 prefix = f"did you mean `{close[0]}`? " if close else ""
                 raise ConfigError(located.values.get(key), format_key_path(key), f"unknown board {board!r}",
                                   f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)")
-    return project, path
+    return project, path, located.files
+
+
+# --- the validated-config cache ---------------------------------------------------------------------------
+# A no-op run must be fast: when project.yaml (and every file it extends) and the schema are byte-identical to
+# the last validation, reuse its result (JSON) instead of importing pydantic and validating again.
+
+CACHE_FILE = "config.json"
+
+
+def _schema_fingerprint() -> str:
+    import hashlib
+
+    from tinypipe import __version__
+
+    h = hashlib.sha256(__version__.encode())
+    here = Path(__file__).parent
+    for name in ("schema.py", "boards.py", "loader.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
+
+def _file_hashes(files) -> dict[str, str]:
+    import hashlib
+
+    return {str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
+
+
+def load_config(target: Path, cache_dir: Path | None) -> "tuple[dict[str, Any], Path]":
+    """The validated config as JSON and the path of project.yaml; validated once per content change."""
+    import json
+
+    path = project_file(target)
+    cache = cache_dir / CACHE_FILE if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        try:
+            cached = json.loads(cache.read_text())
+            if (cached.get("schema") == _schema_fingerprint()
+                    and cached.get("entry") == str(path.resolve())
+                    and _file_hashes(cached["files"]) == cached["files"]):
+                return cached["config"], path
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a stale or unreadable cache is only a miss
+    project, path, files = _load_validated(path)
+    config = project.model_dump(mode="json")
+    if cache is not None:
+        from tinypipe.core.fs import atomic_write_json
+
+        atomic_write_json(cache, {"schema": _schema_fingerprint(), "entry": str(path.resolve()),
+                                  "files": _file_hashes(files), "config": config})
+    return config, path

@@ -1,31 +1,34 @@
-"""Matrix expansion: a project with `matrix:` becomes one Variant per (board, engine) cell."""
+"""Matrix expansion: a validated project with `matrix:` becomes one Variant per (board, engine) cell."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 from tinypipe.config.boards import BOARDS
-from tinypipe.config.schema import Project, Variant
+from tinypipe.config.variant import Variant
 from tinypipe.core.errors import UserError
 
+ENGINES = ("native", "tflm")
 
-def expand(project: Project, board: str | None = None, engine: str | None = None,
+
+def expand(config: dict[str, Any], board: str | None = None, engine: str | None = None,
            project_dir: Path | None = None) -> list[Variant]:
-    """All variants, optionally narrowed by `--board` / `--engine` from the command line."""
-    boards = (project.matrix.board if project.matrix and project.matrix.board else None) or [project.target.board]
-    engines = (project.matrix.engine if project.matrix and project.matrix.engine else None) or [project.engine]
+    """All variants of a validated config (JSON), optionally narrowed by `--board` / `--engine`."""
+    matrix = config.get("matrix") or {}
+    boards = matrix.get("board") or [config["target"]["board"]]
+    engines = matrix.get("engine") or [config["engine"]]
     if board is not None:
         if board not in BOARDS:
             raise UserError(f"--board {board}: unknown board", f"known boards: {', '.join(BOARDS)}")
         boards = [board]
     if engine is not None:
-        if engine not in ("native", "tflm"):
+        if engine not in ENGINES:
             raise UserError(f"--engine {engine}: unknown engine", "choose native or tflm")
         engines = [engine]
     variants = []
     for b, e in itertools.product(boards, engines):
-        target = project.target.model_copy(update={"board": b})
-        cell = project.model_copy(update={"target": target, "engine": e})
-        variants.append(Variant(name=f"{b}-{e}", project=cell, board=BOARDS[b], engine=e, project_dir=project_dir))
+        cell = dict(config, target=dict(config["target"], board=b), engine=e)
+        variants.append(Variant(name=f"{b}-{e}", config=cell, board=BOARDS[b], engine=e, project_dir=project_dir))
     return variants

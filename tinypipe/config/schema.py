@@ -155,26 +155,4 @@ class Project(Strict):
     matrix: Matrix | None = None
 
 
-class Variant(BaseModel):
-    """One matrix cell: the project with board and engine fixed. Stages read everything through this."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    name: str  # e.g. "mps2-an386-native"
-    project: Project
-    board: Board
-    engine: Literal["native", "tflm"]
-    project_dir: Path | None = None  # where project.yaml lives: relative paths in the config start here
-
-    def resolve(self, path: str) -> Path:
-        """A path from the config, relative to the project directory."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() or self.project_dir is None else self.project_dir / p
-
-    @property
-    def triple(self) -> str:
-        return self.project.target.triple or self.board.triple
-
-    @property
-    def cpu(self) -> str:
-        return self.project.target.cpu or self.board.cpu
+from tinypipe.config.variant import Variant  # noqa: E402,F401 - re-exported: stages and tests import it from here

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinypipe.config.schema import Variant
+from tinypipe.config.variant import Variant
 from tinypipe.core.hashing import sha256_json
 from tinypipe.engine.store import Store
 from tinypipe.stages import load, pipeline_for

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tinypipe.config.loader import load_project
+from tinypipe.config.loader import load_config, project_file
 from tinypipe.config.matrix import expand
 from tinypipe.core.errors import UserError
 from tinypipe.core.hashing import sha256_json
@@ -62,12 +62,12 @@ class Pipeline:
                  until: str | None = None):
         if until is not None and until not in ALL_STAGES:
             raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(ALL_STAGES)}")
-        self.project, self.config_path = load_project(Path(target))
-        self.dir = self.config_path.parent.resolve()
-        self.variants = expand(self.project, board=board, engine=engine, project_dir=self.dir)
+        self.dir = project_file(Path(target)).parent.resolve()
+        self.config, self.config_path = load_config(Path(target), self.dir / STATE_DIR)
+        self.variants = expand(self.config, board=board, engine=engine, project_dir=self.dir)
         self.store = Store(self.dir / STATE_DIR / "store")
         self.shared_store = Store(user_cache_dir() / "store")
-        self.lock = Lock(self.dir / LOCK_FILE, self.project.name)
+        self.lock = Lock(self.dir / LOCK_FILE, self.config["name"])
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
 
     # --- running ---------------------------------------------------------------------------------------
@@ -113,7 +113,11 @@ class Pipeline:
             record(node, "ran", seconds)
             return True
 
-        executor.execute(self.graph, work, cached, on_cached, jobs)
+        if all(cached(node) for node in self.graph.nodes):
+            for node in self.graph.nodes:  # nothing to schedule: the no-op path never loads the executor
+                on_cached(node)
+        else:
+            executor.execute(self.graph, work, cached, on_cached, jobs)
         done = {id(n) for n in self.graph.nodes if n.meta() is not None}
         failed_names = {(r.stage, tuple(r.variants)) for r in outcome.records}
         for node in self.graph.nodes:

@@ -41,7 +41,7 @@ class ModelSource:
 def model_source(variant: "Variant") -> ModelSource:
     """Resolve `model.path` (relative to the project directory, `Variant.resolve`) and hash the file; a model
     given by `layers` gives kind "layers". Cheap enough for a `config` callable: one stat and one small hash."""
-    raw = variant.project.model.path
+    raw = variant.config["model"]["path"]
     if raw is None:
         return ModelSource("layers")
     path = variant.resolve(raw)

@@ -15,21 +15,14 @@ files, cheap enough for every no-op run), so editing either regenerates.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from tinypipe.core.fs import atomic_write_json, atomic_write_text
 from tinypipe.stages.base import Stage, StageContext, StageResult
+from tinypipe.stages.firmware import kernels_dir  # the crate the firmware vendors: hash the same one
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _GENERATOR_SOURCES = (_PACKAGE / "native", _PACKAGE / "tflite")
-
-
-def kernels_dir() -> Path:
-    """The tinyml-kernels crate (the firmware stage vendors the same one; TINYPIPE_KERNELS overrides both)."""
-    from tinypipe.native import KERNELS_DIR
-
-    return Path(os.environ.get("TINYPIPE_KERNELS") or KERNELS_DIR)
 
 
 def source_hash() -> str:

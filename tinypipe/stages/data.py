@@ -25,8 +25,8 @@ GENERATOR_KINDS = ("accelerometer", "imu", "generic")
 
 
 def _config(variant) -> dict:
-    p = variant.project
-    return {"seed": p.seed, "sensor": p.sensor.model_dump(mode="json"), "data": p.data.model_dump(mode="json")}
+    c = variant.config
+    return {"seed": c["seed"], "sensor": c["sensor"], "data": c["data"]}
 
 
 STAGE = Stage(name="data", version="1", needs=(), config=_config,

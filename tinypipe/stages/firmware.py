@@ -81,13 +81,13 @@ def template_hash() -> str:
 
 def _config(variant) -> dict:
     board = variant.board
-    hal = variant.project.hal
+    hal = variant.config.get("hal")
     return {
         "board": board.name,
         "memory": {"flash": [board.flash.origin, board.flash.size], "ram": [board.ram.origin, board.ram.size],
                    "stack_bytes": board.stack_bytes},
         "engine": variant.engine,
-        "hal": hal.model_dump(mode="json") if hal else None,
+        "hal": hal,
         "template": template_hash(),
     }
 

@@ -23,8 +23,8 @@ from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
 def _config(variant) -> dict:
-    p = variant.project
-    return {"seed": p.seed, "quantization": p.quantization.model_dump(mode="json"), **model_source(variant).key()}
+    c = variant.config
+    return {"seed": c["seed"], "quantization": c["quantization"], **model_source(variant).key()}
 
 
 STAGE = Stage(name="quantize", version="1", needs=("train", "data"), config=_config,

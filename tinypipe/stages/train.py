@@ -27,11 +27,11 @@ from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
 def _config(variant) -> dict:
-    p = variant.project
+    c = variant.config
     source = model_source(variant)
     if source.kind == "tflite":
         return {"model": {"import": "tflite"}}  # nothing is trained: the file's hash keys the quantize stage
-    return {"seed": p.seed, "model": p.model.model_dump(mode="json"), **source.key()}
+    return {"seed": c["seed"], "model": c["model"], **source.key()}
 
 
 STAGE = Stage(name="train", version="1", needs=("data",), config=_config,
