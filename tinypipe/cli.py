@@ -95,7 +95,8 @@ def _error(message: str, hint: str | None = None) -> None:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    # in a pipe or CI log rich would assume 80 columns and squeeze the results table
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 # --- commands ------------------------------------------------------------------------------------------------
