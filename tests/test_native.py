@@ -208,6 +208,18 @@ def _keras_specs(keras):
         "conv1d_stride": lambda: seq((50, 5), L.Conv1D(6, 4, strides=2, padding="same", activation="relu"),
                                      L.AveragePooling1D(3), L.Conv1D(10, 1), L.MaxPooling1D(2, padding="same"),
                                      L.Flatten(), L.Dense(12, activation="relu"), L.Dense(5)),
+        # 1x1 convs with channel counts that are not multiples of 4 (odd out_c: a zero row in the pair),
+        # depthwise multiplier 4 (blocked, one input channel per block) and 3 (per channel), a stride-2 1x1
+        "pointwise_odd": lambda: seq((7, 5, 6), L.Conv2D(5, 1, activation="relu"),
+                                     L.DepthwiseConv2D(3, depth_multiplier=4, padding="same"),
+                                     L.Conv2D(3, 1, strides=2),
+                                     L.DepthwiseConv2D((3, 2), depth_multiplier=3, padding="valid"),
+                                     L.Flatten(), L.Dense(7)),
+        # person_detect's first layer in small: one input channel, multiplier 8, stride 2 SAME, odd sizes
+        "depthwise_broadcast": lambda: seq((11, 9, 1), L.DepthwiseConv2D(3, strides=2, depth_multiplier=8,
+                                                                         padding="same", activation="relu"),
+                                           L.Conv2D(6, 1), L.Conv2D(4, (2, 3), padding="same"), L.Flatten(),
+                                           L.Dense(5)),
         # global average pooling converts to MEAN: not supported by the native engine
         "with_mean": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalAveragePooling2D(), L.Dense(3)),
     }
@@ -233,7 +245,10 @@ def keras_models():
     return models
 
 
-@pytest.mark.parametrize("name", ["gesture", "odd_2d", "dilated", "conv1d_stride"])
+KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast"]
+
+
+@pytest.mark.parametrize("name", KERAS_CHECKED)
 def test_keras_model_is_bit_exact_with_tflm(name, keras_models, host_build):
     assert_bit_exact(keras_models[name], f"keras_{name}", 40, host_build, seed=5)
 
@@ -413,7 +428,7 @@ def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
     assert len(info["ops"]) == 13 and info["weight_bytes"] > 20_000
     model_rs = (out / "model.rs").read_text()
     for item in ("pub const INPUT_LEN: usize = 490;", "pub const OUTPUT_LEN: usize = 12;",
-                 "pub fn invoke(input: &[i8], output: &mut [i8])", "static W0: [i8; 2560]"):
+                 "pub fn invoke(input: &[i8], output: &mut [i8])", "static W0: [u32; 640]"):
         assert item in model_rs
     assert ".unwrap()" not in model_rs and "panic!" not in model_rs and ".expect(" not in model_rs
     assert "native model: 13 ops" in logs[0]
@@ -448,6 +463,8 @@ def test_kernels_and_generated_model_build_no_std_for_cortex_m(triple, cpu, tmp_
         build_sysroot(tc, triple, cpu, sysroot)
     flags = ["--target", triple, "-C", f"target-cpu={cpu}", "-C", "opt-level=3", "-C", "panic=abort",
              "-D", "warnings"]
+    if triple.startswith("thumbv7em-"):
+        flags += ["--cfg", "tinyml_dsp"]  # what the crate's build.rs sets under cargo: the DSP path
     if not tc.has_target:
         flags += ["--sysroot", str(sysroot)]
     env = {**os.environ, "RUSTC_BOOTSTRAP": "0"}
@@ -462,3 +479,50 @@ def test_kernels_and_generated_model_build_no_std_for_cortex_m(triple, cpu, tmp_
                              str(tmp_path / "lib.rs"), "--out-dir", str(tmp_path)],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# --- on the emulator: the DSP path (mps2-an386, Cortex-M4F) and the portable path (mps2-an385, Cortex-M3) ----
+
+QEMU_TOOLS = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-ld")
+                  and Path("/usr/bin/cargo").exists())
+DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_model": 3, "ad01_int8": 6,
+                 "person_detect": 1}
+
+
+@pytest.mark.skipif(not QEMU_TOOLS, reason="needs qemu-system-arm, gcc-arm-none-eabi and Debian's cargo")
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385"])
+def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, tmp_path):
+    """One firmware per board holding the five reference models (and, on the DSP board, the small Keras
+    models with odd shapes): every operator's output for seeded random inputs, byte for byte with TFLM."""
+    from benchmarks import device
+
+    models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in DEVICE_INPUTS}
+    counts = dict(DEVICE_INPUTS)
+    if board == "mps2-an386":
+        for name in KERAS_CHECKED:
+            models[f"keras_{name}"] = keras_models[name]
+            counts[f"keras_{name}"] = 4
+    rng = np.random.default_rng(11)
+    cases = {}
+    for name, data in models.items():
+        info = generate(data, name).info
+        cases[name] = (data, rng.integers(-128, 128, size=(counts[name], *info["input"]["shape"]), dtype=np.int8))
+    names = list(cases)
+    build_dir = device.build_harness(cases, board, tmp_path, device.trace_main(names))
+    outputs, ops, ticks = device.parse_trace(device.run_harness(build_dir, board))
+    for m, name in enumerate(names):
+        data, inputs = cases[name]
+        info = generate(data, name).info
+        computed = [o for o in info["ops"] if o["kernel"] != "alias"]
+        graph = parse_model(data).main
+        tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]
+        expected = oracle_trace(data, inputs, tensors)
+        for i, per_input in enumerate(expected):
+            assert (m, i) in ticks, f"{name}: input {i} was not run"
+            got = [ops[(m, i)].get(o["index"], b"") for o in computed] + [outputs.get((m, i, 0), b"")]
+            for o, g, ref in zip(computed + [{"index": "-", "op": "model output"}], got, per_input):
+                g = np.frombuffer(g, dtype=np.int8)
+                if not np.array_equal(g, ref):
+                    bad = np.flatnonzero(g != ref) if g.size == ref.size else [0]
+                    pytest.fail(f"{board} {name}: input {i}, op {o['index']} {o['op']}: {len(bad)} of {ref.size} "
+                                f"values differ (got {g.size} bytes), first at {bad[0]}")

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinypipe.native.emit import emit_model_rs
+from tinypipe.native.emit import emit_model_rs, scratch_sizes
 from tinypipe.native.lower import SUPPORTED_OPS, Program, lower
 from tinypipe.native.plan import ArenaPlan, plan_arena
 from tinypipe.tflite.reader import parse_model
@@ -39,6 +39,7 @@ def _io(program: Program) -> dict:
 
 
 def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
+    scratch_words, stage_bytes = scratch_sizes(program)
     ops = []
     for s in program.steps:
         ops.append({
@@ -52,6 +53,7 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
         "ops": ops,
         "arena_bytes": plan.size,
         "arena_lower_bound": plan.lower_bound,
+        "scratch_bytes": 4 * scratch_words + stage_bytes,
         "weight_bytes": sum(o["weight_bytes"] for o in ops),
         "macs": sum(o["macs"] for o in ops),
         "input": io["input"],
@@ -71,6 +73,6 @@ def generate(model_bytes: bytes, source: str = "model.tflite") -> Generated:
         f"model: {Path(source).name} (sha256 {sha256[:16]}…)",
         f"ops: {', '.join(s.op for s in program.steps)}",
         f"MACs: {info['macs']}, weights: {info['weight_bytes']} bytes, arena: {plan.size} bytes "
-        f"(lower bound {plan.lower_bound})",
+        f"(lower bound {plan.lower_bound}), kernel scratch on the stack: {info['scratch_bytes']} bytes",
     ]
     return Generated(model_rs=emit_model_rs(program, plan, header, io), info=info)

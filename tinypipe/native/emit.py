@@ -7,12 +7,14 @@ from __future__ import annotations
 from tinypipe.native.lower import ConstArray, Program
 from tinypipe.native.plan import ArenaPlan
 
-NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "Rq": 3}
+NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rq": 3}
 
 
 def _array(a: ConstArray) -> str:
     if a.rust_type == "Rq":
         items = [f"Rq {{ multiplier: {m}, shift: {s} }}" for m, s in a.values]
+    elif a.rust_type == "u32":
+        items = [f"0x{v:08x}" for v in a.values]
     else:
         items = [str(v) for v in a.values]
     per = NUMBERS_PER_LINE[a.rust_type]
@@ -30,8 +32,15 @@ def _shape(shape) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
+def scratch_sizes(program: Program) -> tuple[int, int]:
+    """(u32 words, staging bytes) of kernel working memory `invoke` keeps on its stack: the most any step needs."""
+    return (max((s.scratch_words for s in program.steps), default=0),
+            max((s.stage_bytes for s in program.steps), default=0))
+
+
 def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict) -> str:
     t = program.tensors
+    scratch_words, stage_bytes = scratch_sizes(program)
     in_t, out_t = t[program.input], t[program.output]
     in_off, out_off = plan.offset(program.input), plan.offset(program.output)
     out = []
@@ -50,6 +59,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append(f"pub const OUTPUT_ZERO_POINT: i32 = {io['output']['zero_point']};\n")
     out.append(f"/// Activation memory, planned at code-generation time (lower bound {plan.lower_bound} bytes).\n")
     out.append(f"pub const ARENA_BYTES: usize = {plan.size};\n")
+    out.append("/// Kernel working memory (im2col patches, staging), on `invoke`'s stack: not part of the arena.\n")
+    out.append(f"pub const SCRATCH_BYTES: usize = {4 * scratch_words + stage_bytes};\n")
+    out.append(f"const SCRATCH_WORDS: usize = {scratch_words};\nconst STAGE_BYTES: usize = {stage_bytes};\n")
     out.append(f"const INPUT_AT: usize = {in_off};\nconst OUTPUT_AT: usize = {out_off};\n\n")
     out.append("static mut ARENA: [i8; ARENA_BYTES] = [0; ARENA_BYTES];\n\n")
     out.append(
@@ -71,6 +83,10 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
                "/// the reshapes, which move no bytes): for per-layer timing or tracing. A no-op hook costs nothing.\n")
     out.append("pub fn invoke_with_hook<F: FnMut(usize, &[i8])>(\n"
                "    arena: &mut [i8; ARENA_BYTES],\n    input: &[i8],\n    output: &mut [i8],\n    hook: &mut F,\n) {\n")
+    if scratch_words:
+        out.append("    let mut scratch = [0u32; SCRATCH_WORDS];\n")
+    if stage_bytes:
+        out.append("    let mut stage = [0i8; STAGE_BYTES];\n")
     out.append("    if let Some(dst) = arena.get_mut(INPUT_AT..INPUT_AT + INPUT_LEN) {\n"
                "        k::copy_into(dst, input);\n    }\n")
     for step in program.steps:
@@ -83,8 +99,11 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         out.append(f"    //   arena[{src}..{src + n_in}] -> arena[{dst}..{dst + n_out}]"
                    f"{f', {step.macs} MACs' if step.macs else ''}\n")
         args = "".join(f"&{a.name}, " for a in step.arrays)
+        work = ""
+        if step.scratch_words:
+            work = ", &mut scratch, " + ("&mut stage" if stage_bytes else "&mut []")
         out.append(f"    if let Some((x, y)) = k::split_io(arena, {src}, {n_in}, {dst}, {n_out}) {{\n"
-                   f"        k::{step.kernel}(&P{step.index}, x, {args}y);\n"
+                   f"        k::{step.kernel}(&P{step.index}, x, {args}y{work});\n"
                    f"        hook({step.index}, y);\n    }}\n")
     out.append("    if let Some(src) = arena.get(OUTPUT_AT..OUTPUT_AT + OUTPUT_LEN) {\n"
                "        k::copy_into(output, src);\n    }\n}\n")

@@ -27,12 +27,12 @@ class ConstArray:
     """A `static` array in the generated code."""
 
     name: str
-    rust_type: str  # element type: "i8", "i32", "Rq"
+    rust_type: str  # element type: "i8", "i32", "u32" (four int8 re-laid for a kernel), "Rq"
     values: tuple  # ints, or (multiplier, shift) pairs for "Rq"
 
     @property
     def nbytes(self) -> int:
-        return len(self.values) * {"i8": 1, "i32": 4, "Rq": 8}[self.rust_type]
+        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rq": 8}[self.rust_type]
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Step:
     note: str = ""  # human summary for the generated comment
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()
+    scratch_words: int = 0  # kernel working memory (u32 words) the step needs; 0: none
+    stage_bytes: int = 0  # kernel staging bytes the step needs
 
 
 @dataclass
@@ -63,6 +65,48 @@ class Program:
 def _unpack(tensor: Tensor, fmt: str) -> tuple[int, ...]:
     count = tensor.size
     return struct.unpack_from(f"<{count}{fmt}", tensor.data or b"", 0)
+
+
+def pack_words(values: list[int]) -> tuple[int, ...]:
+    """int8 values (a multiple of four) -> little-endian u32 words, as the kernels load them."""
+    return tuple(struct.unpack(f"<{len(values) // 4}I", struct.pack(f"<{len(values)}b", *values)))
+
+
+def conv_filter_words(weights: tuple[int, ...], out_c: int, row_len: int) -> tuple[int, ...]:
+    """OHWI rows -> the `conv2d_s8` layout: rows zero-padded to whole words, an odd row count padded with a
+    zero row, and each pair of rows interleaved word by word (row 2p word g, row 2p+1 word g, ...)."""
+    words = -(-row_len // 4)
+    rows = [list(weights[o * row_len:(o + 1) * row_len]) + [0] * (4 * words - row_len) for o in range(out_c)]
+    if out_c % 2:
+        rows.append([0] * (4 * words))
+    out: list[int] = []
+    for pair in range(0, len(rows), 2):
+        for g in range(words):
+            out += rows[pair][4 * g:4 * g + 4] + rows[pair + 1][4 * g:4 * g + 4]
+    return pack_words(out)
+
+
+def fc_weight_words(weights: tuple[int, ...], out_depth: int, depth: int) -> tuple[int, ...]:
+    """[output, depth] rows -> the `fully_connected_s8` layout: rows zero-padded to whole words and to a
+    multiple of four rows, the four rows of each block interleaved word by word."""
+    words = -(-depth // 4)
+    rows = [list(weights[o * depth:(o + 1) * depth]) + [0] * (4 * words - depth) for o in range(out_depth)]
+    rows += [[0] * (4 * words)] * (-len(rows) % 4)
+    out: list[int] = []
+    for block in range(0, len(rows), 4):
+        for g in range(words):
+            for r in range(4):
+                out += rows[block + r][4 * g:4 * g + 4]
+    return pack_words(out)
+
+
+# |accumulator| bound below which the kernels' short requantization path is exact (quant.rs)
+SHORT_PATH_ACC_LIMIT = 1 << 30
+
+
+def accumulator_bound(bias: int, weights, input_span: int) -> int:
+    """Largest |bias + sum(w * x)| with |x| <= input_span."""
+    return abs(bias) + input_span * sum(abs(w) for w in weights)
 
 
 def _describe(op: Operator, graph: Subgraph) -> str:
@@ -143,6 +187,13 @@ class _Lowering:
         except QuantError as exc:
             raise self.fail(op, f"its quantization cannot be reproduced: {exc}", "re-quantize the model") from None
 
+    def check_accumulators(self, op: Operator, rq, bounds) -> None:
+        """The kernels requantize with a short path when the shift is negative, exact for |acc| < 2^30."""
+        for c, ((_, shift), bound) in enumerate(zip(rq, bounds)):
+            if shift < 0 and bound >= SHORT_PATH_ACC_LIMIT:
+                raise self.fail(op, f"output channel {c} can accumulate up to {bound}, beyond the native kernels' "
+                                    "range (2^30)")
+
     @staticmethod
     def folded(bias: tuple[int, ...], weights: tuple[int, ...], per: int, input_offset: int,
                op_fail) -> tuple[int, ...]:
@@ -180,12 +231,15 @@ class _Lowering:
         act_min, act_max = self.act_range(op, y, op.options.get("fused_activation", "NONE"))
         wv = _unpack(w, "b")
         bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp, lambda m: self.fail(op, m))
+        self.check_accumulators(op, rq, [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128)
+                                         for o, b in enumerate(bias)])
         n = op.index
         return Step(
             index=n, op=op.op, kernel="fully_connected_s8", params_type="FullyConnected",
             params={"batches": batches, "accum_depth": depth, "output_depth": out_depth, "output_offset": out_zp,
                     "act_min": act_min, "act_max": act_max},
-            arrays=[ConstArray(f"W{n}", "i8", wv), ConstArray(f"BF{n}", "i32", bias), ConstArray(f"RQ{n}", "Rq", tuple(rq))],
+            arrays=[ConstArray(f"W{n}", "u32", fc_weight_words(wv, out_depth, depth)),
+                    ConstArray(f"BF{n}", "i32", bias), ConstArray(f"RQ{n}", "Rq", tuple(rq))],
             input=x.index, output=y.index, macs=batches * out_depth * depth,
             note=op.options.get("fused_activation", "NONE"), in_shape=x.shape, out_shape=y.shape)
 
@@ -254,6 +308,13 @@ class _Lowering:
             if not -(1 << 31) <= v < (1 << 31):
                 raise self.fail(op, "its bias with the input zero point folded in overflows int32")
             bias_folded.append(v)
+        if depthwise:
+            # clipped pixels sum w * (x + input_offset) from the plain bias, |x + input_offset| <= 255
+            bounds = [max(accumulator_bound(bf, wv[c::out_c], 128), accumulator_bound(b, wv[c::out_c], 255))
+                      for c, (b, bf) in enumerate(zip(bias, bias_folded))]
+        else:
+            bounds = [accumulator_bound(bf, wv[c * per:(c + 1) * per], 128) for c, bf in enumerate(bias_folded)]
+        self.check_accumulators(op, rq, bounds)
         n = op.index
         params = dict(geo)
         params.update({"in_c": in_c, "input_offset": -in_zp, "output_offset": out_zp,
@@ -268,11 +329,20 @@ class _Lowering:
             macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps * in_c
         note = (f"{k_h}x{k_w} stride {geo['stride_h']}x{geo['stride_w']} {op.options.get('padding')} "
                 f"{op.options.get('fused_activation', 'NONE')}")
+        if depthwise:
+            arrays = [ConstArray(f"W{n}", "i8", wv), ConstArray(f"B{n}", "i32", tuple(bias)),
+                      ConstArray(f"BF{n}", "i32", tuple(bias_folded)), ConstArray(f"RQ{n}", "Rq", tuple(rq))]
+            scratch = stage = 0
+        else:
+            # the patch of an output pixel, in whole words: im2col scratch for two pixels, staging for one
+            words = -(-per // 4)
+            arrays = [ConstArray(f"W{n}", "u32", conv_filter_words(wv, out_c, per)),
+                      ConstArray(f"BF{n}", "i32", tuple(bias_folded)), ConstArray(f"RQ{n}", "Rq", tuple(rq))]
+            scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
         return Step(
-            index=n, op=op.op, kernel=kernel, params_type=ptype, params=params,
-            arrays=[ConstArray(f"W{n}", "i8", wv), ConstArray(f"B{n}", "i32", tuple(bias)),
-                    ConstArray(f"BF{n}", "i32", tuple(bias_folded)), ConstArray(f"RQ{n}", "Rq", tuple(rq))],
-            input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape)
+            index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
+            input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape,
+            scratch_words=scratch, stage_bytes=stage)
 
     def pool(self, op: Operator) -> Step:
         self.single_io(op, (1,))

@@ -1,7 +1,15 @@
-//! CONV_2D, int8 in/out, per-channel int8 filters (OHWI), int32 bias, SAME/VALID padding, strides, dilation.
+//! CONV_2D, int8 in/out, per-channel int8 filters, int32 bias, SAME/VALID padding, strides, dilation.
 //! TFLM: `reference_integer_ops::ConvPerChannel` (groups = 1).
+//!
+//! As a matrix product, like CMSIS-NN's `arm_convolve_s8`: two output pixels at a time, each one's input
+//! patch (k_h x k_w x in_c values) is widened into int16 pairs in `scratch` (im2col), then every pair of
+//! output channels is computed against both patches at once (2x2 blocking: four accumulators, each weight
+//! and each input pair loaded once per use by two accumulators). Taps outside the input read the input zero
+//! point, whose contribution the folded bias already cancels (TFLM skips those taps: same sum).
+//!
+//! Filters come re-laid by the code generator ([`conv_filter_words`] says how): rows padded with zeros to
+//! whole words, output channels in pairs (an odd count gets a zero row), the two rows' words interleaved.
 
-use crate::fully_connected::dot_s8;
 use crate::quant::{requantize, Requant};
 
 #[derive(Clone, Copy, Debug)]
@@ -29,24 +37,50 @@ pub struct Conv2d {
     pub act_max: i32,
 }
 
-/// Convolution. `bias` is the model's bias (zeros when it has none); `bias_folded[o]` is
-/// `bias[o] + input_offset * sum(filter[o])`, used where the whole filter window lies inside the input.
-/// Where it does not, TFLM skips the padded taps entirely, so those pixels sum `filter * (x + input_offset)`
-/// over the taps that exist, from the plain bias.
+impl Conv2d {
+    /// Words of one filter row: the patch length rounded up to a multiple of 4 values.
+    pub const fn row_words(&self) -> usize {
+        (self.k_h * self.k_w * self.in_c).div_ceil(4)
+    }
+
+    /// Scratch words the kernel needs: two widened patches.
+    pub const fn scratch_words(&self) -> usize {
+        4 * self.row_words()
+    }
+
+    /// Staging bytes for gathering a patch that is not one contiguous run of the input (any kernel but 1x1).
+    pub const fn stage_bytes(&self) -> usize {
+        if self.k_h * self.k_w == 1 {
+            0
+        } else {
+            4 * self.row_words()
+        }
+    }
+}
+
+/// Number of `u32` filter words for `p`: `round_up(out_c, 2) * row_words`.
+pub const fn conv_filter_words(p: &Conv2d) -> usize {
+    p.out_c.div_ceil(2) * 2 * p.row_words()
+}
+
+/// Convolution. `filter`: see the module doc; `bias_folded[o] = bias[o] + input_offset * sum(filter[o])`.
+/// `scratch` holds at least `p.scratch_words()` words, `stage` at least `p.stage_bytes()` bytes.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8(
     p: &Conv2d,
     input: &[i8],
-    filter: &[i8],
-    bias: &[i32],
+    filter: &[u32],
     bias_folded: &[i32],
     requant: &[Requant],
     output: &mut [i8],
+    scratch: &mut [u32],
+    stage: &mut [i8],
 ) {
     let in_size = p.in_h * p.in_w * p.in_c;
-    let out_size = p.out_h * p.out_w * p.out_c;
-    let row_len = p.k_w * p.in_c;
-    let filter_len = p.k_h * row_len;
-    if filter_len == 0
+    let pixels = p.out_h * p.out_w;
+    let out_size = pixels * p.out_c;
+    let words = p.row_words();
+    if words == 0
         || p.out_c == 0
         || p.stride_h == 0
         || p.stride_w == 0
@@ -54,95 +88,158 @@ pub fn conv2d_s8(
         || p.dil_w == 0
         || input.len() < p.batches * in_size
         || output.len() < p.batches * out_size
-        || filter.len() < p.out_c * filter_len
-        || bias.len() < p.out_c
+        || filter.len() < conv_filter_words(p)
         || bias_folded.len() < p.out_c
         || requant.len() < p.out_c
+        || scratch.len() < p.scratch_words()
+        || stage.len() < p.stage_bytes()
     {
         return;
     }
-    let span_h = ((p.k_h - 1) * p.dil_h) as isize;
-    let span_w = ((p.k_w - 1) * p.dil_w) as isize;
-    let filters = &filter[..p.out_c * filter_len];
+    let scratch = &mut scratch[..4 * words];
+    let filter = &filter[..conv_filter_words(p)];
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
-        for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * p.out_c).enumerate() {
-            let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
-            let rows_inside = y0 >= 0 && y0 + span_h < p.in_h as isize;
-            for (ox, out_px) in out_row.chunks_exact_mut(p.out_c).enumerate() {
-                let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
-                let inside = rows_inside && x0 >= 0 && x0 + span_w < p.in_w as isize;
-                if inside && p.dil_w == 1 {
-                    // each filter row meets one contiguous run of k_w * in_c input values
-                    let base = (y0 as usize * p.in_w + x0 as usize) * p.in_c;
-                    let row_step = p.dil_h * p.in_w * p.in_c;
-                    for (((o, f), b), rq) in out_px.iter_mut().zip(filters.chunks_exact(filter_len)).zip(bias_folded).zip(requant) {
-                        let mut acc = *b;
-                        for (ky, f_row) in f.chunks_exact(row_len).enumerate() {
-                            let start = base + ky * row_step;
-                            if let Some(x_row) = in_batch.get(start..start + row_len) {
-                                acc += dot_s8(x_row, f_row);
+        let mut px = 0;
+        while px < pixels {
+            // the second pixel of the last pair may not exist: it repeats the first and is not written
+            let second = if px + 1 < pixels { px + 1 } else { px };
+            load_patch(p, in_batch, px, scratch, 0, stage);
+            load_patch(p, in_batch, second, scratch, 1, stage);
+            let (out0, out1) = (px * p.out_c, second * p.out_c);
+            for (pair, w) in filter.chunks_exact(2 * words).enumerate() {
+                let oc = 2 * pair;
+                let acc0 = bias_folded.get(oc).copied().unwrap_or(0);
+                let acc1 = bias_folded.get(oc + 1).copied().unwrap_or(0);
+                let acc = dot_2x2(w, scratch, [acc0, acc0, acc1, acc1]);
+                for (row, accs) in [(oc, [acc[0], acc[1]]), (oc + 1, [acc[2], acc[3]])] {
+                    if let Some(rq) = requant.get(row) {
+                        for (at, a) in [(out0 + row, accs[0]), (out1 + row, accs[1])] {
+                            if let Some(o) = out_batch.get_mut(at) {
+                                *o = requantize(a, *rq, p.output_offset, p.act_min, p.act_max);
                             }
                         }
-                        *o = requantize(acc, *rq, p.output_offset, p.act_min, p.act_max);
                     }
-                } else {
-                    conv_pixel_clipped(p, in_batch, filters, bias, requant, y0, x0, out_px);
                 }
             }
+            px += 2;
         }
     }
 }
 
-/// One output pixel whose window may leave the input: taps outside are skipped, as in TFLM. Each filter row
-/// meets one contiguous run of input (without width dilation), whose contribution is
-/// `sum(f * x) + input_offset * sum(f)` over the taps that exist.
-#[allow(clippy::too_many_arguments)]
-fn conv_pixel_clipped(
-    p: &Conv2d,
-    input: &[i8],
-    filters: &[i8],
-    bias: &[i32],
-    requant: &[Requant],
-    y0: isize,
-    x0: isize,
-    out_px: &mut [i8],
-) {
-    let filter_len = p.k_h * p.k_w * p.in_c;
+/// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`.
+fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) {
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
+    let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
+    let patch = p.k_h * p.k_w * p.in_c;
+    if p.k_h * p.k_w == 1 {
+        // 1x1: the patch is the input pixel itself (never in the padding: 1x1 windows have none)
+        let at = (y0.max(0) as usize * p.in_w + x0.max(0) as usize) * p.in_c;
+        if let Some(src) = input.get(at..at + patch) {
+            widen(src, scratch, slot);
+        }
+        return;
+    }
+    let stage = &mut stage[..4 * p.row_words()];
+    let zero_point = (-p.input_offset) as i8;
     let row_len = p.k_w * p.in_c;
-    // columns of the window inside the input (contiguous when there is no width dilation)
-    let kx_lo = if x0 < 0 { ((-x0) as usize).min(p.k_w) } else { 0 };
-    let kx_hi = ((p.in_w as isize - x0).max(0) as usize).min(p.k_w).max(kx_lo);
-    for (((o, f), b), rq) in out_px.iter_mut().zip(filters.chunks_exact(filter_len)).zip(bias).zip(requant) {
-        let mut acc = *b;
-        for (ky, f_row) in f.chunks_exact(row_len).enumerate() {
-            let iy = y0 + (ky * p.dil_h) as isize;
-            if iy < 0 || iy >= p.in_h as isize {
-                continue;
+    for (ky, row) in stage[..patch].chunks_exact_mut(row_len).enumerate() {
+        let iy = y0 + (ky * p.dil_h) as isize;
+        if iy < 0 || iy >= p.in_h as isize {
+            row.fill(zero_point);
+            continue;
+        }
+        let line = iy as usize * p.in_w;
+        let inside = x0 >= 0 && x0 + (((p.k_w - 1) * p.dil_w) as isize) < p.in_w as isize;
+        if inside && p.dil_w == 1 {
+            let at = (line + x0 as usize) * p.in_c;
+            if let Some(src) = input.get(at..at + row_len) {
+                row.copy_from_slice(src);
             }
-            let row = iy as usize * p.in_w;
-            if p.dil_w == 1 {
-                if kx_hi > kx_lo {
-                    let at = (row + (x0 + kx_lo as isize) as usize) * p.in_c;
-                    let len = (kx_hi - kx_lo) * p.in_c;
-                    if let (Some(xs), Some(ws)) = (input.get(at..at + len), f_row.get(kx_lo * p.in_c..kx_lo * p.in_c + len)) {
-                        let (dot, sum) = crate::fully_connected::dot_and_sum_s8(xs, ws);
-                        acc += dot + p.input_offset * sum;
-                    }
-                }
-                continue;
-            }
-            for (kx, ws) in f_row.chunks_exact(p.in_c).enumerate() {
-                let ix = x0 + (kx * p.dil_w) as isize;
-                if ix < 0 || ix >= p.in_w as isize {
-                    continue;
-                }
-                let at = (row + ix as usize) * p.in_c;
-                if let Some(xs) = input.get(at..at + p.in_c) {
-                    let (dot, sum) = crate::fully_connected::dot_and_sum_s8(xs, ws);
-                    acc += dot + p.input_offset * sum;
-                }
+            continue;
+        }
+        for (kx, tap) in row.chunks_exact_mut(p.in_c).enumerate() {
+            let ix = x0 + (kx * p.dil_w) as isize;
+            let at = (line + ix.max(0) as usize) * p.in_c;
+            match input.get(at..at + p.in_c) {
+                Some(src) if ix >= 0 && ix < p.in_w as isize => tap.copy_from_slice(src),
+                _ => tap.fill(zero_point),
             }
         }
-        *o = requantize(acc, *rq, p.output_offset, p.act_min, p.act_max);
     }
+    stage[patch..].fill(0);
+    widen(stage, scratch, slot);
+}
+
+/// Values -> int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(v0, v2)` and
+/// `(v1, v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with zeros.
+#[inline(always)]
+fn widen(src: &[i8], scratch: &mut [u32], slot: usize) {
+    let groups = src.chunks_exact(4);
+    let tail = groups.remainder();
+    let mut dst = scratch.chunks_exact_mut(4);
+    for (g, d) in groups.zip(&mut dst) {
+        let (a, b) = widen_word(u32::from_le_bytes([g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8]));
+        d[2 * slot] = a;
+        d[2 * slot + 1] = b;
+    }
+    if !tail.is_empty() {
+        let mut bytes = [0u8; 4];
+        for (b, v) in bytes.iter_mut().zip(tail) {
+            *b = *v as u8;
+        }
+        if let Some(d) = dst.next() {
+            let (a, b) = widen_word(u32::from_le_bytes(bytes));
+            d[2 * slot] = a;
+            d[2 * slot + 1] = b;
+        }
+    }
+}
+
+/// Four int8 in a word -> (bytes 0 and 2, bytes 1 and 3) as sign-extended halfword pairs.
+#[inline(always)]
+pub(crate) fn widen_word(w: u32) -> (u32, u32) {
+    #[cfg(tinyml_dsp)]
+    {
+        (crate::dsp::sxtb16(w), crate::dsp::sxtb16_ror8(w))
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        let half = |byte: u32| (byte as u8 as i8 as i16 as u16) as u32;
+        (half(w) | half(w >> 16) << 16, half(w >> 8) | half(w >> 24) << 16)
+    }
+}
+
+/// Two filter rows (interleaved words) against the two widened patches: `acc` is
+/// `[row0 px0, row0 px1, row1 px0, row1 px1]`. Not inlined: the loop gets the registers to itself, so
+/// the four accumulators are never spilled.
+#[inline(never)]
+fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(tinyml_dsp)]
+    {
+        acc = crate::dsp::dot_2rows_2px(w, x, acc);
+    }
+    #[cfg(not(tinyml_dsp))]
+    for (wp, xq) in w.chunks_exact(2).zip(x.chunks_exact(4)) {
+        #[cfg(not(tinyml_dsp))]
+        {
+            let byte = |w: u32, i: u32| ((w << (24 - 8 * i)) as i32) >> 24;
+            let lo = |v: u32| v as u16 as i16 as i32;
+            let hi = |v: u32| (v as i32) >> 16;
+            let x0 = [lo(xq[0]), lo(xq[1]), hi(xq[0]), hi(xq[1])];
+            let x1 = [lo(xq[2]), lo(xq[3]), hi(xq[2]), hi(xq[3])];
+            for (r, w) in wp.iter().enumerate() {
+                let ws = [byte(*w, 0), byte(*w, 1), byte(*w, 2), byte(*w, 3)];
+                let mut s0 = acc[2 * r];
+                let mut s1 = acc[2 * r + 1];
+                for i in 0..4 {
+                    s0 = s0.wrapping_add(ws[i] * x0[i]);
+                    s1 = s1.wrapping_add(ws[i] * x1[i]);
+                }
+                acc[2 * r] = s0;
+                acc[2 * r + 1] = s1;
+            }
+        }
+    }
+    acc
 }

@@ -1,5 +1,11 @@
 //! DEPTHWISE_CONV_2D, int8 in/out, per-channel int8 filters (1HWC), int32 bias, depth multiplier,
 //! SAME/VALID padding, strides, dilation. TFLM: `reference_integer_ops::DepthwiseConvPerChannel`.
+//!
+//! Per output pixel, the taps that lie inside the input are one rectangle (`ky` and `kx` ranges), so the
+//! loops run over exactly those and never test a tap. Four output channels at a time share four
+//! accumulators: with multiplier 1 they read four adjacent input channels (one word), with a multiplier
+//! that is a multiple of four they all read the same input channel. Pixels whose window is entirely inside
+//! start from the folded bias; the others (TFLM skips their outside taps) add the input offset per tap.
 
 use crate::quant::{requantize, Requant};
 
@@ -27,11 +33,27 @@ pub struct DepthwiseConv2d {
     pub act_max: i32,
 }
 
-/// Output channels handled together in the depth-multiplier-1 path (four accumulators in registers).
-const BLOCK: usize = 4;
+/// The taps of one output pixel that lie inside the input.
+#[derive(Clone, Copy)]
+struct Window {
+    y0: isize,
+    x0: isize,
+    ky: (usize, usize),
+    kx: (usize, usize),
+}
+
+/// First and one-past-last tap `k` with `0 <= start + k * dil < size`.
+#[inline(always)]
+fn valid_taps(start: isize, taps: usize, dil: usize, size: usize) -> (usize, usize) {
+    let d = dil as isize;
+    let lo = if start < 0 { ((-start + d - 1) / d) as usize } else { 0 };
+    let room = size as isize - start; // taps with start + k*dil < size: k < room / dil
+    let hi = if room <= 0 { 0 } else { (((room + d - 1) / d) as usize).min(taps) };
+    (lo.min(hi), hi)
+}
 
 /// Depthwise convolution: output channel `c * depth_multiplier + m` filters input channel `c`.
-/// `bias` / `bias_folded` as in [`crate::conv2d_s8`].
+/// `bias_folded[o] = bias[o] + input_offset * sum(filter taps of o)`.
 pub fn depthwise_conv2d_s8(
     p: &DepthwiseConv2d,
     input: &[i8],
@@ -58,141 +80,144 @@ pub fn depthwise_conv2d_s8(
     {
         return;
     }
-    let span_h = ((p.k_h - 1) * p.dil_h) as isize;
-    let span_w = ((p.k_w - 1) * p.dil_w) as isize;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
         for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * out_c).enumerate() {
             let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
-            let rows_inside = y0 >= 0 && y0 + span_h < p.in_h as isize;
+            let ky = valid_taps(y0, p.k_h, p.dil_h, p.in_h);
             for (ox, out_px) in out_row.chunks_exact_mut(out_c).enumerate() {
                 let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
-                let inside = rows_inside && x0 >= 0 && x0 + span_w < p.in_w as isize;
-                if p.depth_multiplier == 1 {
-                    if inside {
-                        pixel_dm1::<false>(p, in_batch, filter, bias_folded, requant, y0, x0, out_px);
-                    } else {
-                        pixel_dm1::<true>(p, in_batch, filter, bias, requant, y0, x0, out_px);
-                    }
+                let win = Window { y0, x0, ky, kx: valid_taps(x0, p.k_w, p.dil_w, p.in_w) };
+                if win.ky == (0, p.k_h) && win.kx == (0, p.k_w) {
+                    pixel::<false>(p, in_batch, filter, bias_folded, requant, win, out_px);
                 } else {
-                    pixel_generic(p, in_batch, filter, bias, requant, y0, x0, out_px);
+                    pixel::<true>(p, in_batch, filter, bias, requant, win, out_px);
                 }
             }
         }
     }
 }
 
-/// Depth multiplier 1: channels in blocks of four, contiguous in both input and filter.
-/// `CLIPPED`: the window may leave the input; taps outside are skipped and `bias` is the plain bias,
-/// otherwise every tap exists and `bias` is the folded one.
+/// One output pixel. `CLIPPED`: `bias` is the plain bias and each tap adds the input offset.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pixel_dm1<const CLIPPED: bool>(
+fn pixel<const CLIPPED: bool>(
     p: &DepthwiseConv2d,
     input: &[i8],
     filter: &[i8],
     bias: &[i32],
     requant: &[Requant],
-    y0: isize,
-    x0: isize,
+    win: Window,
     out_px: &mut [i8],
 ) {
-    let c = p.in_c;
+    let out_c = p.in_c * p.depth_multiplier;
     let x_off = if CLIPPED { p.input_offset } else { 0 };
-    let blocks = c / BLOCK * BLOCK;
-    let mut c0 = 0;
-    while c0 < blocks {
-        let mut acc = [0i32; BLOCK];
-        if let Some(b) = bias.get(c0..c0 + BLOCK) {
+    let dm = p.depth_multiplier;
+    // output channels handled four at a time: all of them with multiplier 1 or a multiple of 4
+    let blocked = if dm == 1 { p.in_c / 4 * 4 } else if dm % 4 == 0 { out_c } else { 0 };
+    let mut oc = 0;
+    while oc < blocked {
+        let mut acc = [0i32; 4];
+        if let Some(b) = bias.get(oc..oc + 4) {
             acc.copy_from_slice(b);
         }
-        for ky in 0..p.k_h {
-            let iy = y0 + (ky * p.dil_h) as isize;
-            if CLIPPED && (iy < 0 || iy >= p.in_h as isize) {
-                continue;
-            }
-            for kx in 0..p.k_w {
-                let ix = x0 + (kx * p.dil_w) as isize;
-                if CLIPPED && (ix < 0 || ix >= p.in_w as isize) {
-                    continue;
-                }
-                let at = (iy as usize * p.in_w + ix as usize) * c + c0;
-                let tap = (ky * p.k_w + kx) * c + c0;
-                if let (Some(xs), Some(ws)) = (input.get(at..at + BLOCK), filter.get(tap..tap + BLOCK)) {
-                    acc[0] += ws[0] as i32 * (xs[0] as i32 + x_off);
-                    acc[1] += ws[1] as i32 * (xs[1] as i32 + x_off);
-                    acc[2] += ws[2] as i32 * (xs[2] as i32 + x_off);
-                    acc[3] += ws[3] as i32 * (xs[3] as i32 + x_off);
+        let ic = oc / dm;
+        for ky in win.ky.0..win.ky.1 {
+            let iy = (win.y0 + (ky * p.dil_h) as isize) as usize;
+            for kx in win.kx.0..win.kx.1 {
+                let ix = (win.x0 + (kx * p.dil_w) as isize) as usize;
+                let at = (iy * p.in_w + ix) * p.in_c + ic;
+                let tap = (ky * p.k_w + kx) * out_c + oc;
+                let w = match filter.get(tap..tap + 4) {
+                    Some(w) => u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]),
+                    None => continue,
+                };
+                if dm == 1 {
+                    if let Some(x) = input.get(at..at + 4) {
+                        let x = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
+                        acc = mac_4channels::<CLIPPED>(x, w, x_off, acc);
+                    }
+                } else if let Some(x) = input.get(at) {
+                    acc = mac_broadcast(*x as i32 + x_off, w, acc);
                 }
             }
         }
-        if let (Some(o), Some(rq)) = (out_px.get_mut(c0..c0 + BLOCK), requant.get(c0..c0 + BLOCK)) {
+        if let (Some(o), Some(rq)) = (out_px.get_mut(oc..oc + 4), requant.get(oc..oc + 4)) {
             for ((o, a), rq) in o.iter_mut().zip(acc).zip(rq) {
                 *o = requantize(a, *rq, p.output_offset, p.act_min, p.act_max);
             }
         }
-        c0 += BLOCK;
+        oc += 4;
     }
-    for ch in blocks..c {
-        let mut acc = match bias.get(ch) {
+    for oc in blocked..out_c {
+        let mut acc = match bias.get(oc) {
             Some(b) => *b,
             None => return,
         };
-        for ky in 0..p.k_h {
-            let iy = y0 + (ky * p.dil_h) as isize;
-            if CLIPPED && (iy < 0 || iy >= p.in_h as isize) {
-                continue;
-            }
-            for kx in 0..p.k_w {
-                let ix = x0 + (kx * p.dil_w) as isize;
-                if CLIPPED && (ix < 0 || ix >= p.in_w as isize) {
-                    continue;
-                }
-                let at = (iy as usize * p.in_w + ix as usize) * c + ch;
-                let tap = (ky * p.k_w + kx) * c + ch;
+        let ic = oc / dm;
+        for ky in win.ky.0..win.ky.1 {
+            let iy = (win.y0 + (ky * p.dil_h) as isize) as usize;
+            for kx in win.kx.0..win.kx.1 {
+                let ix = (win.x0 + (kx * p.dil_w) as isize) as usize;
+                let at = (iy * p.in_w + ix) * p.in_c + ic;
+                let tap = (ky * p.k_w + kx) * out_c + oc;
                 if let (Some(x), Some(w)) = (input.get(at), filter.get(tap)) {
                     acc += *w as i32 * (*x as i32 + x_off);
                 }
             }
         }
-        if let (Some(o), Some(rq)) = (out_px.get_mut(ch), requant.get(ch)) {
+        if let (Some(o), Some(rq)) = (out_px.get_mut(oc), requant.get(oc)) {
             *o = requantize(acc, *rq, p.output_offset, p.act_min, p.act_max);
         }
     }
 }
 
-/// Any depth multiplier, window possibly clipped: the reference loop, from the plain bias.
-#[allow(clippy::too_many_arguments)]
-fn pixel_generic(
-    p: &DepthwiseConv2d,
-    input: &[i8],
-    filter: &[i8],
-    bias: &[i32],
-    requant: &[Requant],
-    y0: isize,
-    x0: isize,
-    out_px: &mut [i8],
-) {
-    let out_c = p.in_c * p.depth_multiplier;
-    for (oc, ((o, b), rq)) in out_px.iter_mut().zip(bias).zip(requant).enumerate() {
-        let ic = oc / p.depth_multiplier;
-        let mut acc = *b;
-        for ky in 0..p.k_h {
-            let iy = y0 + (ky * p.dil_h) as isize;
-            if iy < 0 || iy >= p.in_h as isize {
-                continue;
-            }
-            for kx in 0..p.k_w {
-                let ix = x0 + (kx * p.dil_w) as isize;
-                if ix < 0 || ix >= p.in_w as isize {
-                    continue;
-                }
-                let at = (iy as usize * p.in_w + ix as usize) * p.in_c + ic;
-                let tap = (ky * p.k_w + kx) * out_c + oc;
-                if let (Some(x), Some(w)) = (input.get(at), filter.get(tap)) {
-                    acc += *w as i32 * (*x as i32 + p.input_offset);
-                }
-            }
+/// Four channels: `acc[i] += w[i] * (x[i] + x_off)` for the four int8 lanes of `x` and `w`.
+#[inline(always)]
+fn mac_4channels<const CLIPPED: bool>(x: u32, w: u32, x_off: i32, mut acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(tinyml_dsp)]
+    {
+        use crate::dsp::{sadd16, smlabb, smlatt, sxtb16, sxtb16_ror8};
+        let (mut x_even, mut x_odd) = (sxtb16(x), sxtb16_ror8(x));
+        if CLIPPED {
+            // x + offset lies in -255..=255: it fits each halfword
+            let off = (x_off as u32 & 0xFFFF) | (x_off as u32) << 16;
+            x_even = sadd16(x_even, off);
+            x_odd = sadd16(x_odd, off);
         }
-        *o = requantize(acc, *rq, p.output_offset, p.act_min, p.act_max);
+        let (w_even, w_odd) = (sxtb16(w), sxtb16_ror8(w));
+        acc[0] = smlabb(w_even, x_even, acc[0]);
+        acc[2] = smlatt(w_even, x_even, acc[2]);
+        acc[1] = smlabb(w_odd, x_odd, acc[1]);
+        acc[3] = smlatt(w_odd, x_odd, acc[3]);
     }
+    #[cfg(not(tinyml_dsp))]
+    {
+        for (i, a) in acc.iter_mut().enumerate() {
+            let xi = ((x << (24 - 8 * i)) as i32 >> 24) + x_off;
+            let wi = (w << (24 - 8 * i)) as i32 >> 24;
+            *a += wi * xi;
+        }
+    }
+    acc
+}
+
+/// One input value against four adjacent output channels' weights: `acc[i] += w[i] * x`.
+#[inline(always)]
+fn mac_broadcast(x: i32, w: u32, mut acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(tinyml_dsp)]
+    {
+        use crate::dsp::{smlabb, smlatb, sxtb16, sxtb16_ror8};
+        let x = x as u32; // x + offset fits the low halfword
+        let (w_even, w_odd) = (sxtb16(w), sxtb16_ror8(w));
+        acc[0] = smlabb(w_even, x, acc[0]);
+        acc[2] = smlatb(w_even, x, acc[2]);
+        acc[1] = smlabb(w_odd, x, acc[1]);
+        acc[3] = smlatb(w_odd, x, acc[3]);
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a += ((w << (24 - 8 * i)) as i32 >> 24) * x;
+        }
+    }
+    acc
 }

@@ -1,6 +1,13 @@
 //! FULLY_CONNECTED, int8 in/out, int8 weights (per-tensor or per-channel), int32 bias.
 //! TFLM: `reference_integer_ops::FullyConnected` / `FullyConnectedPerChannel`.
+//!
+//! Four output rows at a time, so every input word is loaded and widened once per four rows. The weights
+//! come re-laid by the code generator ([`fc_weight_words`]): rows padded with zeros to whole words and to a
+//! multiple of four rows, and the four rows of a block interleaved word by word, so one block's words for
+//! one input word are adjacent (one LDM on the DSP path).
 
+#[cfg(tinyml_dsp)]
+use crate::conv::widen_word;
 use crate::quant::{requantize, Requant};
 
 #[derive(Clone, Copy, Debug)]
@@ -13,35 +20,9 @@ pub struct FullyConnected {
     pub act_max: i32,
 }
 
-/// `sum(a[i] * b[i])` over two equally long int8 slices.
-#[inline(always)]
-pub fn dot_s8(a: &[i8], b: &[i8]) -> i32 {
-    let ca = a.chunks_exact(4);
-    let cb = b.chunks_exact(4);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    let mut acc = 0i32;
-    for (x, w) in ca.zip(cb) {
-        acc += x[0] as i32 * w[0] as i32
-            + x[1] as i32 * w[1] as i32
-            + x[2] as i32 * w[2] as i32
-            + x[3] as i32 * w[3] as i32;
-    }
-    for (x, w) in ra.iter().zip(rb) {
-        acc += *x as i32 * *w as i32;
-    }
-    acc
-}
-
-/// `(sum(a[i] * b[i]), sum(b[i]))`: a dot product and the sum of the weights it used, in one pass.
-#[inline(always)]
-pub fn dot_and_sum_s8(a: &[i8], b: &[i8]) -> (i32, i32) {
-    let mut dot = 0i32;
-    let mut sum = 0i32;
-    for (x, w) in a.iter().zip(b) {
-        dot += *x as i32 * *w as i32;
-        sum += *w as i32;
-    }
-    (dot, sum)
+/// Number of `u32` weight words: `round_up(output_depth, 4) * ceil(accum_depth / 4)`.
+pub const fn fc_weight_words(p: &FullyConnected) -> usize {
+    p.output_depth.div_ceil(4) * 4 * p.accum_depth.div_ceil(4)
 }
 
 /// `output[b][o] = requant(bias[o] + sum_d weights[o][d] * input[b][d])`.
@@ -52,26 +33,96 @@ pub fn dot_and_sum_s8(a: &[i8], b: &[i8]) -> (i32, i32) {
 pub fn fully_connected_s8(
     p: &FullyConnected,
     input: &[i8],
-    weights: &[i8],
+    weights: &[u32],
     bias: &[i32],
     requant: &[Requant],
     output: &mut [i8],
 ) {
     let (depth, out_depth) = (p.accum_depth, p.output_depth);
+    let words = depth.div_ceil(4);
     if depth == 0
         || out_depth == 0
         || input.len() < p.batches * depth
         || output.len() < p.batches * out_depth
-        || weights.len() < out_depth * depth
+        || weights.len() < fc_weight_words(p)
         || bias.len() < out_depth
         || requant.len() < out_depth
     {
         return;
     }
+    let weights = &weights[..fc_weight_words(p)];
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
-        for (((o, w), b), rq) in out_row.iter_mut().zip(weights.chunks_exact(depth)).zip(bias).zip(requant) {
-            let acc = *b + dot_s8(x, w);
-            *o = requantize(acc, *rq, p.output_offset, p.act_min, p.act_max);
+        let whole = x.chunks_exact(4);
+        let mut tail = [0u8; 4];
+        for (t, v) in tail.iter_mut().zip(whole.remainder()) {
+            *t = *v as u8;
+        }
+        let tail = if whole.remainder().is_empty() { None } else { Some(u32::from_le_bytes(tail)) };
+        for (block, w) in weights.chunks_exact(4 * words).enumerate() {
+            let o = 4 * block;
+            let mut acc = [0i32; 4];
+            for (a, b) in acc.iter_mut().zip(bias.iter().skip(o)) {
+                *a = *b;
+            }
+            let (w_whole, w_tail) = w.split_at(4 * (depth / 4));
+            acc = dot_4rows(x, w_whole, acc);
+            if let (Some(t), Some(ws)) = (tail, w_tail.get(..4)) {
+                acc = mac_4rows(t, ws, acc);
+            }
+            for ((out, a), rq) in out_row.iter_mut().skip(o).zip(acc).zip(requant.iter().skip(o)) {
+                *out = requantize(a, *rq, p.output_offset, p.act_min, p.act_max);
+            }
         }
     }
+}
+
+/// The whole words of `x` against a block of four interleaved rows. Not inlined: the loop gets the
+/// registers to itself.
+#[inline(never)]
+fn dot_4rows(x: &[i8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(tinyml_dsp)]
+    {
+        crate::dsp::dot_4rows(x, w, acc)
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        let mut acc = acc;
+        for (xs, ws) in x.chunks_exact(4).zip(w.chunks_exact(4)) {
+            let xs = bytes(u32::from_le_bytes([xs[0] as u8, xs[1] as u8, xs[2] as u8, xs[3] as u8]));
+            for (a, w) in acc.iter_mut().zip(ws) {
+                let v = bytes(*w);
+                *a = a.wrapping_add(v[0] * xs[0] + v[1] * xs[1] + v[2] * xs[2] + v[3] * xs[3]);
+            }
+        }
+        acc
+    }
+}
+
+/// One input word (four int8) against the same word of four rows (the tail of a row).
+#[inline(always)]
+fn mac_4rows(x: u32, ws: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(tinyml_dsp)]
+    {
+        use crate::dsp::{smlad, sxtb16, sxtb16_ror8};
+        let (x_even, x_odd) = widen_word(x);
+        for (a, w) in acc.iter_mut().zip(ws) {
+            *a = smlad(sxtb16_ror8(*w), x_odd, smlad(sxtb16(*w), x_even, *a));
+        }
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        let xs = bytes(x);
+        for (a, w) in acc.iter_mut().zip(ws) {
+            let v = bytes(*w);
+            *a = a.wrapping_add(v[0] * xs[0] + v[1] * xs[1] + v[2] * xs[2] + v[3] * xs[3]);
+        }
+    }
+    acc
+}
+
+/// The four int8 of a word, sign-extended.
+#[cfg(not(tinyml_dsp))]
+#[inline(always)]
+fn bytes(w: u32) -> [i32; 4] {
+    [(w << 24) as i32 >> 24, (w << 16) as i32 >> 24, (w << 8) as i32 >> 24, w as i32 >> 24]
 }

@@ -1,18 +1,24 @@
 //! int8 inference kernels, bit-exact with TensorFlow Lite Micro's reference kernels
 //! (`tensorflow/lite/kernels/internal/reference/integer_ops/`), for ahead-of-time generated models.
 //!
-//! Tensors are flat `i8` slices in TFLite layout: activations NHWC, conv filters OHWI, depthwise filters
-//! 1HWC. Every kernel takes a plain-data parameter struct that tinypipe fills in at code-generation time, so
-//! nothing is computed here that TFLM computes in `Prepare`.
+//! Activations are flat `i8` slices in TFLite layout (NHWC); depthwise filters stay 1HWC, while conv and
+//! fully connected weights come re-laid by the code generator as `u32` words for their kernels' blocking
+//! (see `conv` and `fully_connected`). Every kernel takes a plain-data parameter struct that tinypipe fills in
+//! at code-generation time, so nothing is computed here that TFLM computes in `Prepare`.
+//!
+//! Two paths, the same bits: with `cfg(tinyml_dsp)` (build.rs sets it for ARMv7E-M targets) the inner loops
+//! use the DSP extension's SIMD multiply-accumulates (`dsp`); otherwise portable Rust.
 //!
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed only in `dsp`: one-instruction inline assembly
 
 pub mod arena;
 pub mod conv;
 pub mod depthwise;
+#[cfg(tinyml_dsp)]
+pub mod dsp;
 pub mod fixedpoint;
 pub mod fully_connected;
 pub mod pool;
@@ -20,9 +26,9 @@ pub mod quant;
 pub mod softmax;
 
 pub use arena::{copy_into, split_io};
-pub use conv::{conv2d_s8, Conv2d};
+pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
 pub use depthwise::{depthwise_conv2d_s8, DepthwiseConv2d};
-pub use fully_connected::{fully_connected_s8, FullyConnected};
+pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, Requant};
 pub use softmax::{softmax_s8, Softmax};
