@@ -1,0 +1,368 @@
+"""Engine tflm end to end on real tools: libtflm.a, the generated shim and model.rs, a no_std Rust harness linked
+the way link.json says, run on QEMU mps2-an386 and compared byte for byte with the host TFLM interpreter.
+
+The library is compiled once per kernel set for the session, from TFLM's core plus only the kernels the test
+models use (TEST_KERNELS): a full build takes minutes per kernel set, which the suite cannot afford.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tinypipe.config.boards import BOARDS
+from tinypipe.config.schema import Project, Variant
+from tinypipe.core.errors import UserError
+from tinypipe.core.hashing import sha256_tree
+from tinypipe.stages import _tflm, codegen_tflm, tflm_lib
+from tinypipe.stages.base import StageContext
+
+HARNESS = Path(__file__).with_name("tflm_harness")
+BOARD = BOARDS["mps2-an386"]
+RUSTC = "/usr/bin/rustc"  # Debian's: rustup's rustc, first on PATH, has no thumb targets
+CORE_SRC = Path("/usr/src/rustc-1.96.0/library/core/src/lib.rs")
+# kernel files (stems) for FULLY_CONNECTED, RESHAPE, DEPTHWISE_CONV_2D (which uses conv_common) and SOFTMAX,
+# plus their helpers
+TEST_KERNELS = ("fully_connected", "fully_connected_common", "reshape", "reshape_common", "depthwise_conv",
+                "depthwise_conv_common", "conv_common", "softmax", "softmax_common", "kernel_util",
+                "micro_tensor_utils")
+MODELS = {"hello_world_int8": 16, "ad01_int8": 6, "micro_speech_quantized": 4}  # model -> random inputs
+TIMINGS: dict[str, float] = {}
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("arm-none-eabi-g++", "arm-none-eabi-ld", "qemu-system-arm", "bindgen"))
+    or not Path(RUSTC).exists() or not CORE_SRC.exists(),
+    reason="needs arm-none-eabi-gcc, qemu-system-arm, bindgen, Debian rustc and rust-src (`make setup`)")
+
+
+def variant(root: Path | None, kernels: str = "cmsis_nn", arena_bytes: int | None = None,
+            project_dir: Path | None = None) -> Variant:
+    project = Project.model_validate({
+        "name": "tflm-test", "model": {"path": "model.tflite"}, "engine": "tflm",
+        "tflm": {"path": None if root is None else str(root), "kernels": kernels, "arena_bytes": arena_bytes},
+    })
+    return Variant(name=f"{BOARD.name}-tflm", project=project, board=BOARD, engine="tflm", project_dir=project_dir)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_timings(request):
+    """Print the timings measured in this module after it ran (tests never assert them)."""
+    yield
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is None or capture is None or not TIMINGS:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        for name, seconds in TIMINGS.items():
+            reporter.write_line(f"tflm timing: {name:<52} {seconds:6.1f} s")
+
+
+# --- session fixtures: the TFLM tree, one library per kernel set, a Rust sysroot -----------------------------
+
+@pytest.fixture(scope="session")
+def tflm_root(shared_dir) -> Path:
+    root = shared_dir / "third_party" / "tflm"
+    if not (root / _tflm.MICRO / "micro_interpreter.h").is_file():
+        pytest.skip(f"no TFLM tree at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tflm_libs(tflm_root, tmp_path_factory):
+    """kernel set -> (tflm_lib output directory, build summary); built on first use."""
+    built: dict[str, tuple[Path, dict]] = {}
+
+    def get(kernels: str) -> tuple[Path, dict]:
+        if kernels not in built:
+            out = tmp_path_factory.mktemp(f"tflm-lib-{kernels}")
+            started = time.perf_counter()
+            summary = tflm_lib.build_library(variant(tflm_root, kernels), tflm_root, out, only_kernels=TEST_KERNELS)
+            TIMINGS[f"libtflm.a {kernels} ({summary['sources']} sources)"] = time.perf_counter() - started
+            built[kernels] = (out, summary)
+        return built[kernels]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sysroot(session_cache) -> Path:
+    """`core` and an empty `compiler_builtins` for thumbv7em-none-eabihf, built with Debian's rustc."""
+    triple = BOARD.triple
+    root = session_cache / "tflm-test-sysroot"
+    lib = root / "lib" / "rustlib" / triple / "lib"
+    if (lib / "libcompiler_builtins.rlib").is_file():
+        return root
+    lib.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, RUSTC_BOOTSTRAP="1")
+    common = [RUSTC, "--edition", "2024", "--crate-type", "rlib", "--target", triple, "-C", "opt-level=3",
+              "-C", "panic=abort"]
+    started = time.perf_counter()
+    subprocess.run([*common, "--crate-name", "core", CORE_SRC, "-o", lib / "libcore.rlib"], env=env, check=True,
+                   capture_output=True)
+    builtins = root / "compiler_builtins.rs"
+    builtins.write_text("#![feature(compiler_builtins)]\n#![compiler_builtins]\n#![no_builtins]\n#![no_std]\n"
+                        "#![allow(internal_features)]\n")
+    subprocess.run([*common, "--crate-name", "compiler_builtins", "--sysroot", root, builtins,
+                    "-o", lib / "libcompiler_builtins.rlib"], env=env, check=True, capture_output=True)
+    TIMINGS["rust sysroot (core)"] = time.perf_counter() - started
+    return root
+
+
+# --- helpers: codegen, the harness, QEMU, the oracle ----------------------------------------------------------
+
+def run_codegen(root: Path, lib_dir: Path, model: Path, out: Path, kernels: str,
+                arena_bytes: int | None = None) -> dict:
+    quantize = out.parent / f"{out.name}-quantize"
+    quantize.mkdir(parents=True)
+    shutil.copyfile(model, quantize / "model.tflite")
+    out.mkdir(parents=True)
+    ctx = StageContext(variant=variant(root, kernels, arena_bytes), inputs={"quantize": quantize, "tflm_lib": lib_dir},
+                       out=out, project_dir=out.parent)
+    return codegen_tflm.run(ctx)
+
+
+def build_harness(codegen: Path, inputs: np.ndarray, sysroot: Path, work: Path) -> Path:
+    """Link the harness exactly as link.json says, with the ld flavor the firmware build uses."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HARNESS / "main.rs", work / "main.rs")
+    for name in ("model.rs", "model.tflite"):
+        shutil.copyfile(codegen / name, work / name)
+    flat = ", ".join(str(int(v)) for v in inputs.reshape(-1))
+    (work / "cases.rs").write_text(f"pub static INPUTS: [i8; {inputs.size}] = [{flat}];\n")
+    script = (codegen_tflm.SUPPORT / "probe" / "link.ld.in").read_text()
+    for key, value in (("FLASH_ORIGIN", BOARD.flash.origin), ("FLASH_LENGTH", BOARD.flash.size),
+                       ("RAM_ORIGIN", BOARD.ram.origin), ("RAM_LENGTH", BOARD.ram.size)):
+        script = script.replace(f"@{key}@", hex(value))
+    (work / "link.ld").write_text(script)
+    link = json.loads((codegen / "link.json").read_text())
+    ld_args = [f"-T{work / 'link.ld'}", "--gc-sections", *[f"-L{d}" for d in link["search_dirs"]],
+               "--start-group", *[str(codegen / lib) for lib in link["static_libs"]],
+               *[f"-l{lib}" for lib in link["libs"]], "--end-group"]
+    elf = work / "harness.elf"
+    argv = [RUSTC, "--edition", "2024", "--crate-type", "bin", "--crate-name", "harness", "--target", BOARD.triple,
+            "--sysroot", str(sysroot), "-C", "opt-level=2", "-C", "panic=abort", "-C", f"target-cpu={BOARD.cpu}",
+            "-C", "linker=arm-none-eabi-ld", "-C", "linker-flavor=ld",
+            *[f"-Clink-arg={a}" for a in ld_args], "-D", "warnings", "main.rs", "-o", str(elf)]
+    result = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return elf
+
+
+def run_qemu(elf: Path) -> subprocess.CompletedProcess:
+    """Run on QEMU; `.stdout` has everything (QEMU 7.2 writes semihosting output to stderr)."""
+    return subprocess.run(["qemu-system-arm", "-M", BOARD.qemu_machine, "-nographic", "-monitor", "none",
+                           "-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
+                           "-kernel", str(elf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+
+
+def oracle(model: Path, inputs: np.ndarray) -> list[bytes]:
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(model.read_bytes())
+    shape = interpreter.get_input_details(0)["shape"]
+    outputs = []
+    for x in inputs:
+        interpreter.set_input(x.reshape(shape), 0)
+        interpreter.invoke()
+        outputs.append(interpreter.get_output(0).astype(np.int8).tobytes())
+    return outputs
+
+
+def random_inputs(codegen_summary: dict, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-128, 128, size=(count, codegen_summary["input_len"]), dtype=np.int8)
+
+
+# --- the library stage -------------------------------------------------------------------------------------------
+
+def test_library_sources_follow_provenance(tflm_root):
+    reference = _tflm.library_sources(tflm_root, "reference")
+    cmsis = _tflm.library_sources(tflm_root, "cmsis_nn")
+    assert len(reference) == 156  # PROVENANCE.md: 156 files with reference kernels
+    assert len(cmsis) == 156 + 113  # … and 156 + 113 C files with CMSIS-NN
+    assert f"{_tflm.MICRO}/cortex_m_generic/debug_log.cc" in reference
+    assert f"{_tflm.MICRO}/debug_log.cc" not in reference
+    assert f"{_tflm.KERNELS_DIR}/conv.cc" in reference and f"{_tflm.CMSIS_KERNELS_DIR}/conv.cc" not in reference
+    assert f"{_tflm.CMSIS_KERNELS_DIR}/conv.cc" in cmsis and f"{_tflm.KERNELS_DIR}/conv.cc" not in cmsis
+
+
+def test_missing_source_is_a_user_error(monkeypatch):
+    monkeypatch.delenv(_tflm.ENV_PATH, raising=False)
+    with pytest.raises(UserError) as err:
+        _tflm.require_source(variant(None))
+    assert str(err.value) == (
+        "engine tflm needs the TensorFlow Lite Micro source tree, and none is configured\n"
+        "  hint: set `tflm: {path: DIR}` in project.yaml or the environment variable TINYPIPE_TFLM_PATH to a TFLM "
+        "source tree in create_tflm_tree.py layout (tensorflow/, third_party/flatbuffers, …)")
+
+
+def test_source_from_environment(monkeypatch, tflm_root):
+    monkeypatch.setenv(_tflm.ENV_PATH, str(tflm_root))
+    assert _tflm.require_source(variant(None)) == tflm_root.resolve()
+
+
+def test_relative_source_path_starts_at_the_project(tflm_root, tmp_path):
+    relative = os.path.relpath(tflm_root, tmp_path)
+    v = variant(Path(relative), project_dir=tmp_path)
+    assert _tflm.require_source(v) == tflm_root.resolve()
+    assert tflm_lib.STAGE.config(v)["source"] == _tflm.source_identity(tflm_root)
+
+
+def test_a_directory_that_is_not_tflm_is_named(tmp_path):
+    with pytest.raises(UserError, match=f"^{tmp_path} is not a TFLM source tree \\(no tensorflow/lite/micro/"):
+        _tflm.require_source(variant(tmp_path))
+
+
+def test_stage_key_is_cheap_and_tracks_the_kernel_set(monkeypatch, tflm_root):
+    monkeypatch.setenv(_tflm.ENV_PATH, str(tflm_root))
+    started = time.perf_counter()
+    ref = tflm_lib.STAGE.config(variant(None, "reference"))
+    TIMINGS["tflm_lib config (source fingerprint)"] = time.perf_counter() - started
+    cmsis = tflm_lib.STAGE.config(variant(None, "cmsis_nn"))
+    assert ref["source"] == cmsis["source"] and ref["source"] is not None
+    assert ref != cmsis and "-DCMSIS_NN" in cmsis["flags"]["c++"] and "-DCMSIS_NN" not in ref["flags"]["c++"]
+    assert "-mfpu=fpv4-sp-d16" in ref["flags"]["c"]
+
+
+def test_object_cache_recompiles_nothing_the_second_time(tflm_root, tflm_libs, tmp_path):
+    first_dir, first = tflm_libs("reference")
+    again = tflm_lib.build_library(variant(tflm_root, "reference"), tflm_root, tmp_path, only_kernels=TEST_KERNELS)
+    assert again["compiled"] == 0 and again["reused"] == first["sources"]
+    # a deterministic archive: the same objects give the same bytes
+    assert (tmp_path / "libtflm.a").read_bytes() == (first_dir / "libtflm.a").read_bytes()
+
+
+def test_object_cache_recompiles_only_what_changed(tflm_root, tmp_path):
+    tree = tmp_path / "tflm"
+    shutil.copytree(tflm_root, tree)
+    sources = [f"{_tflm.MICRO}/memory_helpers.cc", f"{_tflm.MICRO}/micro_utils.cc"]
+    flags = _tflm.compile_flags(variant(tree, "reference"), "reference")
+
+    def build():  # a fresh cache view per build, as each stage run has
+        _, stats = _tflm.compile_sources(tree, sources, flags, cache=_tflm.ObjectCache(tree, tmp_path / "objects"))
+        return stats.compiled, stats.reused
+
+    assert build() == (2, 0)
+    assert build() == (0, 2)
+    with open(tree / sources[1], "a") as f:
+        f.write("\n// edited\n")
+    assert build() == (1, 1)
+    with open(tree / f"{_tflm.MICRO}/micro_utils.h", "a") as f:  # only micro_utils.cc includes it
+        f.write("\n// edited\n")
+    assert build() == (1, 1)
+    with open(tree / f"{_tflm.MICRO}/memory_helpers.h", "a") as f:  # both include it
+        f.write("\n// edited\n")
+    assert build() == (2, 0)
+    assert build() == (0, 2)
+
+
+def test_stage_run_compiles_through_the_cache(monkeypatch, tflm_root, tflm_libs, tmp_path):
+    """The stage entry point on the test's kernel subset: every object comes from the session's cache."""
+    _, first = tflm_libs("cmsis_nn")
+    full_list = _tflm.library_sources
+    monkeypatch.setattr(_tflm, "library_sources", lambda root, kernels, only=None: full_list(root, kernels,
+                                                                                             TEST_KERNELS))
+    steps, logs = [], []
+    ctx = StageContext(variant=variant(tflm_root, "cmsis_nn"), inputs={}, out=tmp_path, project_dir=tmp_path,
+                       _log=logs.append, _progress=lambda done, total, msg="": steps.append((done, total)))
+    summary = tflm_lib.run(ctx)
+    assert (summary["compiled"], summary["reused"]) == (0, first["sources"])
+    assert steps[0] == (0, first["sources"]) and steps[-1] == (first["sources"], first["sources"])
+    assert logs == [f"libtflm.a (cmsis_nn): {first['sources']} sources, 0 compiled, {first['sources']} from the "
+                    "object cache"]
+    manifest = json.loads((tmp_path / "tflm.json").read_text())
+    assert manifest["kernels"] == "cmsis_nn" and "-DCMSIS_NN" in manifest["flags"]["c"]
+
+
+# --- codegen ---------------------------------------------------------------------------------------------------
+
+def test_codegen_key_is_cheap(tflm_root):
+    v = variant(tflm_root, "cmsis_nn")
+    assert codegen_tflm.STAGE.needs == ("quantize", "tflm_lib")
+    assert codegen_tflm.STAGE.config(v) == {"arena_bytes": None, "arena_headroom": 16, "probe_machine": "mps2-an386",
+                                            "triple": "thumbv7em-none-eabihf", "support": codegen_tflm.support_hash()}
+    assert set(codegen_tflm.STAGE.tools(v)) == {"arm-none-eabi-g++", "bindgen", "qemu-system-arm"}
+
+
+def test_model_io_must_be_one_int8_tensor_each():
+    def model(dtype, outputs=(1,)):
+        tensors = [SimpleNamespace(dtype="int8", nbytes=4), SimpleNamespace(dtype=dtype, nbytes=8)]
+        return SimpleNamespace(main=SimpleNamespace(inputs=(0,), outputs=outputs, tensors=tensors))
+
+    assert codegen_tflm.io_lengths(model("int8")) == (4, 8)
+    with pytest.raises(UserError) as err:
+        codegen_tflm.io_lengths(model("float32"))
+    assert str(err.value) == ("model.tflite: the output tensor is float32; the firmware feeds and reads int8\n"
+                              "  hint: set `quantization: {io: int8}` (the default)")
+    with pytest.raises(UserError, match="has 1 inputs and 2 outputs; engine tflm handles one of each"):
+        codegen_tflm.io_lengths(model("int8", outputs=(1, 0)))
+
+
+def test_codegen_output_is_reproducible(tflm_root, tflm_libs, shared_dir, tmp_path):
+    """Same inputs, same bytes: the store's output hash (and the lock file) stay stable across rebuilds."""
+    model = shared_dir / "models" / "hello_world_int8.tflite"
+    lib_dir, _ = tflm_libs("reference")
+    run_codegen(tflm_root, lib_dir, model, tmp_path / "a", "reference")
+    run_codegen(tflm_root, lib_dir, model, tmp_path / "b", "reference")
+    assert sha256_tree(tmp_path / "a") == sha256_tree(tmp_path / "b")
+    assert sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file()) == [
+        "codegen.json", "lib/libtflm_model.a", "link.json", "model.rs", "model.tflite", "shim/tflm_shim.cc",
+        "shim/tflm_shim.h"]
+
+
+def test_unsupported_op_is_a_user_error(tflm_root):
+    methods = codegen_tflm.resolver_methods(tflm_root)
+    assert methods["FULLY_CONNECTED"] == "AddFullyConnected" and methods["CIRCULAR_BUFFER"] == "AddCircularBuffer"
+    assert "SignalRfft" not in methods  # the signal library is not built
+    with pytest.raises(UserError) as err:
+        codegen_tflm.check_supported(["FULLY_CONNECTED", "STABLEHLO_COMPOSITE"], methods)
+    assert str(err.value) == (
+        "model.tflite uses STABLEHLO_COMPOSITE, which this TFLM cannot run (its op resolver has no Add method "
+        "for it)\n  hint: use engine native, or change the model to use ops TFLM supports")
+
+
+@pytest.mark.parametrize("kernels", ["reference", "cmsis_nn"])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_firmware_output_equals_host_oracle(model_name, kernels, tflm_root, tflm_libs, sysroot, shared_dir,
+                                            tmp_path):
+    model = shared_dir / "models" / f"{model_name}.tflite"
+    lib_dir, _ = tflm_libs(kernels)
+    started = time.perf_counter()
+    summary = run_codegen(tflm_root, lib_dir, model, tmp_path / "codegen", kernels)
+    TIMINGS[f"codegen {model_name} {kernels}"] = time.perf_counter() - started
+    assert summary["arena_source"] == "measured"
+    assert summary["arena_bytes"] >= summary["arena_min_bytes"] > summary["arena_used_bytes"] > 0
+    inputs = random_inputs(summary, MODELS[model_name], seed=7)
+    started = time.perf_counter()
+    elf = build_harness(tmp_path / "codegen", inputs, sysroot, tmp_path / "harness")
+    result = run_qemu(elf)
+    TIMINGS[f"harness build+run {model_name} {kernels}"] = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout
+    got = [bytes.fromhex(line[4:]) for line in result.stdout.splitlines() if line.startswith("out ")]
+    assert got == oracle(model, inputs)
+    used = re.search(r"arena (\d+) of (\d+)", result.stdout)
+    assert used and int(used.group(1)) == summary["arena_used_bytes"] and int(used.group(2)) == summary["arena_bytes"]
+
+
+def test_too_small_arena_fails_loudly(tflm_root, tflm_libs, sysroot, shared_dir, tmp_path):
+    model = shared_dir / "models" / "hello_world_int8.tflite"
+    lib_dir, _ = tflm_libs("reference")
+    summary = run_codegen(tflm_root, lib_dir, model, tmp_path / "codegen", "reference", arena_bytes=256)
+    assert (summary["arena_bytes"], summary["arena_source"]) == (256, "tflm.arena_bytes")
+    elf = build_harness(tmp_path / "codegen", random_inputs(summary, 1, seed=1), sysroot, tmp_path / "harness")
+    result = run_qemu(elf)
+    assert result.returncode != 0
+    assert ("TFLM init failed: AllocateTensors failed with a tensor arena of 256 bytes: too small "
+            "(raise tflm.arena_bytes) or the model is not supported (TFLM: ") in result.stdout
+    assert "Failed to" in result.stdout  # TFLM's own words about the allocation

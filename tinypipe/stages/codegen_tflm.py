@@ -1,0 +1,382 @@
+"""Stage `codegen` for engine tflm: the model wrapped for the firmware through TFLM's interpreter and a C shim.
+
+From the quantized `.tflite` and the variant's `libtflm.a` it writes (the firmware contract shared with the
+native engine: `model.rs` exposes `INPUT_LEN`, `OUTPUT_LEN` and `invoke(&[i8], &mut [i8])`):
+
+- `model.rs`: bindgen's declarations of the shim (inlined, `no_std`), the model embedded 16-byte aligned with
+  `include_bytes!("model.tflite")`, a 16-byte-aligned static tensor arena, and `invoke`. A failure inside TFLM
+  (arena too small, bad model) panics with TFLM's own message, so the firmware's panic handler reports it and
+  exits non-zero instead of hanging.
+- `model.tflite`; `shim/` (the generated C++ shim and its header, for inspection);
+- `lib/libtflm_model.a`: the shim plus every object of `libtflm.a`, one archive to link;
+- `link.json`: what the firmware link needs besides its own objects (see `LINK_DOC`);
+- `codegen.json`: `{"engine", "ops", "arena_bytes", "arena_used_bytes", "arena_source", "input_len", ...}`.
+
+The arena is `tflm.arena_bytes` when set; otherwise it is measured: a small C probe linked against the same
+library finds on QEMU the smallest arena in which the model initialises (more than TFLM's `arena_used_bytes()`,
+since AllocateTensors needs temporary room while it plans), runs the model once in it, and the arena gets that
+plus one alignment step of headroom. The host interpreter is no substitute: 64-bit pointers, other kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from tinypipe.core import proc
+from tinypipe.core.errors import UserError
+from tinypipe.core.fs import atomic_write_json, atomic_write_text, read_json
+from tinypipe.core.hashing import sha256_file, sha256_json
+from tinypipe.stages import _tflm
+from tinypipe.stages.base import Stage, StageContext, StageResult
+
+SUPPORT = Path(__file__).with_name("tflm_support")
+RESOLVER_HEADER = f"{_tflm.MICRO}/micro_mutable_op_resolver.h"
+SHIM_LIBRARY = "lib/libtflm_model.a"
+ARENA_ALIGN = 16  # TFLM's MicroArenaBufferAlignment(); also the arena's own alignment in model.rs
+ARENA_HEADROOM = 16  # the smallest working arena plus one alignment step
+PROBE_TIMEOUT_S = 300
+QEMU = "qemu-system-arm"
+BINDGEN = "bindgen"
+# newlib-nano's C library, libm, libgcc's helpers, libnosys's syscall stubs, and libstdc++ for the C++ runtime
+# bits TFLM uses (`__cxa_pure_virtual`, `operator delete`)
+LINK_LIBS = ("stdc++_nano", "m", "c_nano", "gcc", "nosys")
+
+LINK_DOC = (
+    "static_libs: archives relative to this directory, to link after the firmware's objects; search_dirs + libs: "
+    "the toolchain libraries for a `ld`-flavored link (`-L DIR ... -l NAME ...` inside --start-group/--end-group); "
+    "gcc_link_args: the driver flags for a link by arm-none-eabi-gcc instead (followed by the static libs and the "
+    "-l libs). Start-up must enable the FPU, copy .data, zero .bss, call __libc_init_array and define "
+    "__dso_handle, _init, _fini and `end` (for _sbrk).")
+
+
+@functools.lru_cache(maxsize=None)
+def support_hash() -> str:
+    """The shim template and probe sources feed the key, so editing them rebuilds without a version bump."""
+    return sha256_json({p.relative_to(SUPPORT).as_posix(): sha256_file(p)
+                        for p in sorted(SUPPORT.rglob("*")) if p.is_file()})
+
+
+def _config(variant) -> dict:
+    s = _tflm.settings(variant)
+    return {"arena_bytes": s.arena_bytes, "arena_headroom": ARENA_HEADROOM, "probe_machine": _probe_machine(variant),
+            "triple": variant.triple, "support": support_hash()}
+
+
+def _tools(variant) -> dict:
+    return {"arm-none-eabi-g++": _tflm.tool_version(_tflm.CXX), "bindgen": _tflm.tool_version(BINDGEN),
+            "qemu-system-arm": _tflm.tool_version(QEMU)}
+
+
+STAGE = Stage(name="codegen", version="1", needs=("quantize", "tflm_lib"), config=_config, tools=_tools,
+              description="TFLM engine: C++ shim, bindgen bindings and model.rs for the firmware")
+
+
+# --- the model: ops and I/O ------------------------------------------------------------------------------------
+
+def resolver_methods(root: Path) -> dict[str, str]:
+    """Op name (builtin name or custom code) -> the MicroMutableOpResolver method registering it, read from the
+    tree's own header so the set always matches the TFLM in use."""
+    text = (root / RESOLVER_HEADER).read_text()
+    params = r"\(((?:[^()]|\([^()]*\))*)\)"  # a parameter list, default arguments' calls included
+    methods = {}
+    for name, args, op in re.findall(rf"TfLiteStatus (Add\w+){params}\s*\{{\s*return\s+AddBuiltin\(\s*"
+                                     r"BuiltinOperator_(\w+)", text, re.S):
+        if not args.strip() or "=" in args:
+            methods[op] = name
+    for name, args, op, register in re.findall(rf"TfLiteStatus (Add\w+){params}\s*\{{\s*return\s+AddCustom\(\s*"
+                                               r"\"(\w+)\",\s*([\w:]+)", text, re.S):
+        if not args.strip() and "tflm_signal" not in register:  # the signal library is not part of the build
+            methods[op] = name
+    return methods
+
+
+def model_ops(model) -> list[str]:
+    """Every op the model uses, by name (custom ops by their custom code), sorted."""
+    return sorted({op.custom_code if op.op == "CUSTOM" else op.op for sg in model.subgraphs for op in sg.operators})
+
+
+def check_supported(ops: list[str], methods: dict[str, str]) -> None:
+    unsupported = [op for op in ops if op not in methods]
+    if unsupported:
+        raise UserError(f"model.tflite uses {', '.join(unsupported)}, which this TFLM cannot run "
+                        f"(its op resolver has no Add method for {'it' if len(unsupported) == 1 else 'them'})",
+                        "use engine native, or change the model to use ops TFLM supports")
+
+
+def io_lengths(model) -> tuple[int, int]:
+    main = model.main
+    if len(main.inputs) != 1 or len(main.outputs) != 1:
+        raise UserError(f"model.tflite has {len(main.inputs)} inputs and {len(main.outputs)} outputs; engine tflm "
+                        "handles one of each", "export the model with a single input and a single output")
+    lengths = []
+    for kind, index in (("input", main.inputs[0]), ("output", main.outputs[0])):
+        tensor = main.tensors[index]
+        if tensor.dtype != "int8":
+            raise UserError(f"model.tflite: the {kind} tensor is {tensor.dtype}; the firmware feeds and reads int8",
+                            "set `quantization: {io: int8}` (the default)")
+        lengths.append(tensor.nbytes)
+    return lengths[0], lengths[1]
+
+
+# --- the shim, its library and its bindings ---------------------------------------------------------------------
+
+def render_shim(ops: list[str], methods: dict[str, str]) -> str:
+    lines = []
+    for op in ops:
+        lines.append(f"  if (resolver->{methods[op]}() != kTfLiteOk) {{\n"
+                     f"    Recordf(\"cannot register op {op}\");\n    return 2;\n  }}")
+    template = (SUPPORT / "tflm_shim.cc.in").read_text()
+    return (template.replace("@OP_LIST@", ", ".join(ops)).replace("@OP_COUNT@", str(max(len(ops), 1)))
+            .replace("@REGISTER_OPS@", "\n".join(lines)))
+
+
+def build_shim_library(variant, root: Path, kernels: str, shim_dir: Path, libtflm: Path, out_lib: Path,
+                       work: Path) -> None:
+    """Compile the shim with the library's flags and add it to a copy of libtflm.a."""
+    flags = _tflm.compile_flags(variant, kernels, root=str(root))["c++"]
+    obj = work / "tinypipe_tflm_shim.o"
+    for name in ("tflm_shim.cc", "tflm_shim.h"):
+        shutil.copyfile(shim_dir / name, work / name)
+    # compiled in `work` from relative paths, the tree's prefix mapped away: the object does not depend on
+    # where the store entry or the tree lives
+    proc.run([_tflm.CXX, *flags, f"-ffile-prefix-map={root}/=", "-I.", "-c", "tflm_shim.cc", "-o", obj.name],
+             cwd=work)
+    out_lib.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(libtflm, out_lib)
+    proc.run([_tflm.AR, "rsD", out_lib.resolve(), obj.name], cwd=work)
+
+
+def bindgen(header: Path, triple: str) -> str:
+    """Rust declarations of the shim for `no_std` (core types only)."""
+    out = proc.run([BINDGEN, header, "--use-core", "--ctypes-prefix", "core::ffi", "--size_t-is-usize",
+                    "--allowlist-function", "tflm_.*", "--no-layout-tests", "--no-doc-comments",
+                    "--", f"--target={triple}", "-ffreestanding"]).stdout
+    # bindgen 0.60 writes `extern "C" {`; edition 2024 requires `unsafe extern`, accepted since Rust 1.82
+    return out.replace('extern "C" {', 'unsafe extern "C" {')
+
+
+# --- measuring the arena on the emulator ------------------------------------------------------------------------
+
+def _probe_machine(variant) -> str | None:
+    """A QEMU machine with the variant's CPU: the board's own, else another board's with the same core."""
+    if variant.board.qemu_machine:
+        return variant.board.qemu_machine
+    from tinypipe.config.boards import BOARDS
+
+    for board in BOARDS.values():
+        if board.qemu_machine and board.cpu == variant.cpu and board.triple == variant.triple:
+            return board.qemu_machine
+    return None
+
+
+def gcc_link_args(variant) -> list[str]:
+    return [*_tflm.cpu_flags(variant), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+            "-Wl,--gc-sections"]
+
+
+def toolchain_search_dirs(variant) -> list[str]:
+    """The multilib directories holding LINK_LIBS for the variant's CPU and float ABI."""
+    dirs = []
+    for lib in LINK_LIBS:
+        found = proc.run([_tflm.CC, *_tflm.cpu_flags(variant), f"-print-file-name=lib{lib}.a"]).stdout.strip()
+        if not Path(found).is_absolute():
+            raise UserError(f"arm-none-eabi-gcc has no lib{lib}.a for {' '.join(_tflm.cpu_flags(variant))}",
+                            proc.INSTALL_HINT)
+        parent = str(Path(found).resolve().parent)
+        if parent not in dirs:
+            dirs.append(parent)
+    return dirs
+
+
+def measure_arena(variant, model_file: Path, library: Path, shim_dir: Path, input_len: int, output_len: int,
+                  work: Path) -> tuple[int, int]:
+    """(TFLM's arena_used_bytes(), the smallest arena that works), measured on QEMU."""
+    from tinypipe.config.boards import BOARDS
+
+    machine = _probe_machine(variant)
+    if machine is None:
+        raise UserError(f"cannot measure the TFLM arena for cpu {variant.cpu}: no QEMU machine emulates it",
+                        "set `tflm: {arena_bytes: N}` in project.yaml")
+    board = next(b for b in BOARDS.values() if b.qemu_machine == machine)
+    probe_arena = board.ram.size // 2
+    support = SUPPORT / "probe"
+    linker_script = work / "probe.ld"
+    linker_script.write_text((support / "link.ld.in").read_text()
+                             .replace("@FLASH_ORIGIN@", hex(board.flash.origin))
+                             .replace("@FLASH_LENGTH@", hex(board.flash.size))
+                             .replace("@RAM_ORIGIN@", hex(board.ram.origin))
+                             .replace("@RAM_LENGTH@", hex(board.ram.size)))
+    shutil.copyfile(model_file, work / "model.tflite")
+    cflags = [*_tflm.cpu_flags(variant), "-O2", "-ffunction-sections", "-fdata-sections", f"-I{support}",
+              f"-I{shim_dir}", f"-I{work}", f"-DPROBE_ARENA_BYTES={probe_arena}", f"-DINPUT_LEN={input_len}",
+              f"-DOUTPUT_LEN={output_len}"]
+    objects = []
+    for source in ("startup.c", "main.c", "model_blob.S"):
+        obj = work / (source.rsplit(".", 1)[0] + ".o")
+        proc.run([_tflm.CC, *cflags, "-c", support / source, "-o", obj])
+        objects.append(obj)
+    elf = work / "probe.elf"
+    proc.run([_tflm.CC, *gcc_link_args(variant), "-T", linker_script, *objects, library,
+              *[f"-l{lib}" for lib in LINK_LIBS], "-o", elf])
+    result = proc.run([QEMU, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+                       "-semihosting-config", "enable=on,target=native", "-kernel", elf],
+                      timeout=PROBE_TIMEOUT_S, check=False)
+    used = re.search(r"tinypipe-arena-used (\d+)", result.stdout)
+    minimum = re.search(r"tinypipe-arena-min (\d+)", result.stdout)
+    if result.returncode != 0 or used is None or minimum is None:
+        error = re.search(r"tinypipe-error (.*)", result.stdout)
+        detail = error.group(1) if error else result.stdout.strip()[-400:]
+        raise UserError(f"TFLM could not run the model on {machine} while measuring its arena: {detail}",
+                        "check that the model's ops and types are supported by TFLM's kernels")
+    return int(used.group(1)), int(minimum.group(1))
+
+
+def arena_for(minimum: int) -> int:
+    return -(-minimum // ARENA_ALIGN) * ARENA_ALIGN + ARENA_HEADROOM
+
+
+# --- model.rs ---------------------------------------------------------------------------------------------------
+
+def render_model_rs(*, ops: list[str], input_len: int, output_len: int, arena_bytes: int, model_len: int,
+                    kernels: str, bindings: str) -> str:
+    indented = "\n".join(("    " + line) if line.strip() else "" for line in bindings.strip().splitlines())
+    return f"""\
+//! The model, run by TensorFlow Lite Micro ({kernels} kernels) through tinypipe's C shim.
+//! Generated by tinypipe (engine tflm); ops: {", ".join(ops)}.
+#![allow(dead_code)]
+
+use core::ptr::addr_of_mut;
+
+/// Bytes of input tensor 0 (int8).
+pub const INPUT_LEN: usize = {input_len};
+/// Bytes of output tensor 0 (int8).
+pub const OUTPUT_LEN: usize = {output_len};
+/// Size of the static tensor arena handed to TFLM.
+pub const ARENA_BYTES: usize = {arena_bytes};
+/// The ops registered with TFLM's op resolver.
+pub const OPS: &[&str] = &[{", ".join(f'"{op}"' for op in ops)}];
+
+/// The shim's C interface (bindgen output).
+mod ffi {{
+    #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code)]
+{indented}
+}}
+
+#[repr(C, align(16))]
+struct Aligned<T>(T);
+
+/// TFLM reads the flatbuffer in place; it needs 16-byte alignment.
+static MODEL: Aligned<[u8; {model_len}]> = Aligned(*include_bytes!("model.tflite"));
+static mut ARENA: Aligned<[u8; ARENA_BYTES]> = Aligned([0; ARENA_BYTES]);
+static mut READY: bool = false;
+
+fn last_error() -> &'static str {{
+    // SAFETY: the shim returns a pointer to its own NUL-terminated static buffer.
+    let text = unsafe {{ core::ffi::CStr::from_ptr(ffi::tflm_last_error()) }};
+    text.to_str().unwrap_or("(TFLM error text is not UTF-8)")
+}}
+
+/// Set up the interpreter (done by the first `invoke` otherwise); Err carries TFLM's message.
+pub fn init() -> Result<(), &'static str> {{
+    // SAFETY: single-threaded firmware; MODEL and ARENA are 16-byte aligned and live forever.
+    unsafe {{
+        if READY {{
+            return Ok(());
+        }}
+        let arena = addr_of_mut!(ARENA.0) as *mut u8;
+        if ffi::tflm_init(MODEL.0.as_ptr(), arena, ARENA_BYTES) != 0 {{
+            return Err(last_error());
+        }}
+        READY = true;
+    }}
+    Ok(())
+}}
+
+/// Run the model on `input` (INPUT_LEN bytes) into `output` (OUTPUT_LEN bytes). A TFLM failure (an arena too
+/// small, a length mismatch) panics with TFLM's message: the firmware's panic handler reports it and exits.
+pub fn invoke(input: &[i8], output: &mut [i8]) {{
+    if let Err(message) = init() {{
+        panic!("TFLM init failed: {{}}", message);
+    }}
+    // SAFETY: the slices are valid for their lengths; the shim checks them against the tensors.
+    unsafe {{
+        if ffi::tflm_set_input(input.as_ptr(), input.len()) != 0
+            || ffi::tflm_invoke() != 0
+            || ffi::tflm_get_output(output.as_mut_ptr(), output.len()) != 0
+        {{
+            panic!("TFLM invoke failed: {{}}", last_error());
+        }}
+    }}
+}}
+
+/// Arena bytes TFLM actually uses (0 before `init`).
+pub fn arena_used_bytes() -> usize {{
+    // SAFETY: a plain query of the shim's state.
+    unsafe {{ ffi::tflm_arena_used_bytes() }}
+}}
+"""
+
+
+# --- the stage --------------------------------------------------------------------------------------------------
+
+def run(ctx: StageContext) -> StageResult:
+    from tinypipe.tflite.reader import parse_model
+
+    variant = ctx.variant
+    root = _tflm.require_source(variant, ctx.project_dir)
+    settings = _tflm.settings(variant)
+    lib_manifest = read_json(ctx.input("tflm_lib", "tflm.json"))
+    kernels = lib_manifest["kernels"]
+
+    model_bytes = ctx.input("quantize", "model.tflite").read_bytes()
+    model = parse_model(model_bytes, "model.tflite")
+    input_len, output_len = io_lengths(model)
+    ops = model_ops(model)
+    methods = resolver_methods(root)
+    check_supported(ops, methods)
+
+    out = ctx.out
+    (out / "model.tflite").write_bytes(model_bytes)
+    shim_dir = out / "shim"
+    shim_dir.mkdir()
+    shutil.copyfile(SUPPORT / "tflm_shim.h", shim_dir / "tflm_shim.h")
+    atomic_write_text(shim_dir / "tflm_shim.cc", render_shim(ops, methods))
+    library = out / SHIM_LIBRARY
+    with tempfile.TemporaryDirectory(prefix="tinypipe-tflm-") as tmp:
+        work = Path(tmp)
+        ctx.progress(0, 3, "compiling the shim")
+        build_shim_library(variant, root, kernels, shim_dir, ctx.input("tflm_lib", "libtflm.a"), library, work)
+        ctx.progress(1, 3, "bindgen")
+        bindings = bindgen(shim_dir / "tflm_shim.h", variant.triple)
+        arena_used = arena_min = None
+        if settings.arena_bytes is not None:
+            arena_bytes, arena_source = settings.arena_bytes, "tflm.arena_bytes"
+        else:
+            ctx.progress(2, 3, "measuring the arena on QEMU")
+            probe = work / "probe"
+            probe.mkdir()
+            arena_used, arena_min = measure_arena(variant, out / "model.tflite", library, shim_dir, input_len,
+                                                  output_len, probe)
+            arena_bytes, arena_source = arena_for(arena_min), "measured"
+        ctx.progress(3, 3)
+
+    atomic_write_text(out / "model.rs", render_model_rs(
+        ops=ops, input_len=input_len, output_len=output_len, arena_bytes=arena_bytes,
+        model_len=len(model_bytes), kernels=kernels, bindings=bindings))
+    atomic_write_json(out / "link.json", {
+        "static_libs": [SHIM_LIBRARY],
+        "search_dirs": toolchain_search_dirs(variant),
+        "libs": list(LINK_LIBS),
+        "gcc_link_args": gcc_link_args(variant),
+        "doc": LINK_DOC,
+    })
+    summary = {"engine": "tflm", "kernels": kernels, "ops": ops, "input_len": input_len, "output_len": output_len,
+               "arena_bytes": arena_bytes, "arena_used_bytes": arena_used, "arena_min_bytes": arena_min,
+               "arena_source": arena_source}
+    atomic_write_json(out / "codegen.json", summary)
+    ctx.log(f"TFLM model: {len(ops)} ops ({', '.join(ops)}), arena {arena_bytes} B ({arena_source})")
+    return summary
