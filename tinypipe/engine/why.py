@@ -20,6 +20,8 @@ class StageStatus:
 def _short(value: Any) -> str:
     from tinypipe.core.hashing import canonical_json
 
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:12] + "…"  # a content hash: its prefix is enough to see it changed
     text = canonical_json(value) if not isinstance(value, str) else value
     return text if len(text) <= 60 else text[:57] + "..."
 
