@@ -27,12 +27,12 @@ class ConstArray:
     """A `static` array in the generated code."""
 
     name: str
-    rust_type: str  # element type: "i8", "i32", "u32" (four int8 re-laid for a kernel), "Rq"
-    values: tuple  # ints, or (multiplier, shift) pairs for "Rq"
+    rust_type: str  # element type: "i8", "i32", "u32" (re-laid weights for a kernel), "Rq", "Rs"
+    values: tuple  # ints, (multiplier, shift) pairs for "Rq", (multiplier, add, right) for "Rs"
 
     @property
     def nbytes(self) -> int:
-        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rq": 8}[self.rust_type]
+        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rq": 8, "Rs": 12}[self.rust_type]
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Step:
     out_shape: tuple[int, ...] = ()
     scratch_words: int = 0  # kernel working memory (u32 words) the step needs; 0: none
     stage_bytes: int = 0  # kernel staging bytes the step needs
+    takes_stage: bool = False  # the kernel's signature has a staging slice after the scratch
 
 
 @dataclass
@@ -98,6 +99,52 @@ def fc_weight_words(weights: tuple[int, ...], out_depth: int, depth: int) -> tup
             for r in range(4):
                 out += rows[block + r][4 * g:4 * g + 4]
     return pack_words(out)
+
+
+def pack_halves(lo: int, hi: int) -> int:
+    """Two int16 -> one u32 word, `lo` in the low halfword."""
+    return (lo & 0xFFFF) | (hi & 0xFFFF) << 16
+
+
+def depthwise_filter_words(weights: tuple[int, ...], out_c: int, k_h: int, k_w: int, dil_w: int,
+                           row_words: int, in_c: int) -> tuple[int, ...]:
+    """1HWC filter -> the `depthwise_conv2d_s8` layout: per block of four output channels (lanes), per tap,
+    `(w02, w13, offset)`: lanes (0, 2) and (1, 3) as doubled int16 pairs, and the tap's word index in the
+    widened rows relative to the output pixel's block (`row_words` per row, two words per block per
+    column). With a depth multiplier that is a multiple of four the rows are int8 and `offset` is the byte
+    index of the block's input channel relative to the output pixel. Lanes past `out_c` have zero weights."""
+    lanes = -(-out_c // 4) * 4
+    half = lanes // 2
+    dm = out_c // in_c
+    broadcast = dm % 4 == 0
+
+    def w(tap: int, o: int) -> int:
+        return 2 * weights[tap * out_c + o] if o < out_c else 0
+
+    out: list[int] = []
+    for b in range(lanes // 4):
+        o = 4 * b
+        for ky in range(k_h):
+            for kx in range(k_w):
+                tap = ky * k_w + kx
+                if broadcast:
+                    offset = ky * 4 * row_words + kx * dil_w * in_c + o // dm
+                else:
+                    offset = ky * row_words + kx * dil_w * half
+                out += [pack_halves(w(tap, o), w(tap, o + 2)), pack_halves(w(tap, o + 1), w(tap, o + 3)), offset]
+    return tuple(out)
+
+
+def rescale(rq: tuple[int, int], output_offset: int) -> tuple[int, int, int]:
+    """A channel's `Rescale` (quant.rs): the output zero point and rounding folded in for the short path,
+    or `(multiplier, shift, 0)` for the general one."""
+    multiplier, shift = rq
+    if shift < 0:
+        e = -shift
+        add = (1 << (e - 1)) + output_offset * (1 << e)
+        if abs(add) < SHORT_PATH_ACC_LIMIT:
+            return multiplier, add, e
+    return multiplier, shift, 0
 
 
 # |accumulator| bound below which the kernels' short requantization path is exact (quant.rs)
@@ -231,15 +278,17 @@ class _Lowering:
         act_min, act_max = self.act_range(op, y, op.options.get("fused_activation", "NONE"))
         wv = _unpack(w, "b")
         bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp, lambda m: self.fail(op, m))
-        self.check_accumulators(op, rq, [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128)
-                                         for o, b in enumerate(bias)])
+        # the kernel requantizes twice the sum: every channel (not only short-path ones) below 2^30
+        self.check_accumulators(op, [(0, -1)] * out_depth,
+                                [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128) for o, b in enumerate(bias)])
         n = op.index
         return Step(
             index=n, op=op.op, kernel="fully_connected_s8", params_type="FullyConnected",
             params={"batches": batches, "accum_depth": depth, "output_depth": out_depth, "output_offset": out_zp,
                     "act_min": act_min, "act_max": act_max},
             arrays=[ConstArray(f"W{n}", "u32", fc_weight_words(wv, out_depth, depth)),
-                    ConstArray(f"BF{n}", "i32", bias), ConstArray(f"RQ{n}", "Rq", tuple(rq))],
+                    ConstArray(f"BF{n}", "i32", bias),
+                    ConstArray(f"RS{n}", "Rs", tuple(rescale(r, out_zp) for r in rq))],
             input=x.index, output=y.index, macs=batches * out_depth * depth,
             note=op.options.get("fused_activation", "NONE"), in_shape=x.shape, out_shape=y.shape)
 
@@ -308,13 +357,13 @@ class _Lowering:
             if not -(1 << 31) <= v < (1 << 31):
                 raise self.fail(op, "its bias with the input zero point folded in overflows int32")
             bias_folded.append(v)
+        # every tap reads an input value or the zero point, from the folded bias; the kernels accumulate
+        # twice the sum, so every channel (not only short-path ones) must stay below 2^30
         if depthwise:
-            # clipped pixels sum w * (x + input_offset) from the plain bias, |x + input_offset| <= 255
-            bounds = [max(accumulator_bound(bf, wv[c::out_c], 128), accumulator_bound(b, wv[c::out_c], 255))
-                      for c, (b, bf) in enumerate(zip(bias, bias_folded))]
+            bounds = [accumulator_bound(bf, wv[c::out_c], 128) for c, bf in enumerate(bias_folded)]
         else:
             bounds = [accumulator_bound(bf, wv[c * per:(c + 1) * per], 128) for c, bf in enumerate(bias_folded)]
-        self.check_accumulators(op, rq, bounds)
+        self.check_accumulators(op, [(0, -1)] * out_c, bounds)
         n = op.index
         params = dict(geo)
         params.update({"in_c": in_c, "input_offset": -in_zp, "output_offset": out_zp,
@@ -330,19 +379,27 @@ class _Lowering:
         note = (f"{k_h}x{k_w} stride {geo['stride_h']}x{geo['stride_w']} {op.options.get('padding')} "
                 f"{op.options.get('fused_activation', 'NONE')}")
         if depthwise:
-            arrays = [ConstArray(f"W{n}", "i8", wv), ConstArray(f"B{n}", "i32", tuple(bias)),
-                      ConstArray(f"BF{n}", "i32", tuple(bias_folded)), ConstArray(f"RQ{n}", "Rq", tuple(rq))]
-            scratch = stage = 0
+            lanes = -(-out_c // 4) * 4
+            span_w = (geo["out_w"] - 1) * geo["stride_w"] + (k_w - 1) * geo["dil_w"] + 1
+            # int8 rows for multipliers of four (padded to whole words), else int16 lanes: depthwise.rs
+            row_words = -(-span_w * in_c // 4) if (out_c // in_c) % 4 == 0 else span_w * lanes // 2
+            pad = lanes - out_c
+            arrays = [ConstArray(f"W{n}", "u32",
+                                 depthwise_filter_words(wv, out_c, k_h, k_w, geo["dil_w"], row_words, in_c)),
+                      ConstArray(f"B2{n}", "i32", tuple(2 * b for b in bias_folded) + (0,) * pad),
+                      ConstArray(f"RS{n}", "Rs", tuple(rescale(r, out_zp) for r in rq) + ((0, 0, 1),) * pad)]
+            scratch, stage = k_h * row_words, 0
         else:
             # the patch of an output pixel, in whole words: im2col scratch for two pixels, staging for one
             words = -(-per // 4)
             arrays = [ConstArray(f"W{n}", "u32", conv_filter_words(wv, out_c, per)),
-                      ConstArray(f"BF{n}", "i32", tuple(bias_folded)), ConstArray(f"RQ{n}", "Rq", tuple(rq))]
+                      ConstArray(f"B2{n}", "i32", tuple(2 * b for b in bias_folded)),
+                      ConstArray(f"RS{n}", "Rs", tuple(rescale(r, out_zp) for r in rq))]
             scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
             input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape,
-            scratch_words=scratch, stage_bytes=stage)
+            scratch_words=scratch, stage_bytes=stage, takes_stage=not depthwise)
 
     def pool(self, op: Operator) -> Step:
         self.single_io(op, (1,))

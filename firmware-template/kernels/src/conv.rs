@@ -10,7 +10,7 @@
 //! Filters come re-laid by the code generator ([`conv_filter_words`] says how): rows padded with zeros to
 //! whole words, output channels in pairs (an odd count gets a zero row), the two rows' words interleaved.
 
-use crate::quant::{requantize, Requant};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d {
@@ -63,15 +63,16 @@ pub const fn conv_filter_words(p: &Conv2d) -> usize {
     p.out_c.div_ceil(2) * 2 * p.row_words()
 }
 
-/// Convolution. `filter`: see the module doc; `bias_folded[o] = bias[o] + input_offset * sum(filter[o])`.
+/// Convolution. `filter`: see the module doc; `bias2[o] = 2 * (bias[o] + input_offset * sum(filter[o]))`
+/// (the widened patches hold doubled values, so the accumulators hold twice the sum: see [`Rescale`]).
 /// `scratch` holds at least `p.scratch_words()` words, `stage` at least `p.stage_bytes()` bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8(
     p: &Conv2d,
     input: &[i8],
     filter: &[u32],
-    bias_folded: &[i32],
-    requant: &[Requant],
+    bias2: &[i32],
+    rescale: &[Rescale],
     output: &mut [i8],
     scratch: &mut [u32],
     stage: &mut [i8],
@@ -89,8 +90,8 @@ pub fn conv2d_s8(
         || input.len() < p.batches * in_size
         || output.len() < p.batches * out_size
         || filter.len() < conv_filter_words(p)
-        || bias_folded.len() < p.out_c
-        || requant.len() < p.out_c
+        || bias2.len() < p.out_c
+        || rescale.len() < p.out_c
         || scratch.len() < p.scratch_words()
         || stage.len() < p.stage_bytes()
     {
@@ -98,30 +99,73 @@ pub fn conv2d_s8(
     }
     let scratch = &mut scratch[..4 * words];
     let filter = &filter[..conv_filter_words(p)];
+    let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
+    let general = rescale.iter().any(|r| r.right == 0);
+    let full = p.act_min == -128 && p.act_max == 127;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
         let mut px = 0;
         while px < pixels {
-            // the second pixel of the last pair may not exist: it repeats the first and is not written
+            // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
             load_patch(p, in_batch, px, scratch, 0, stage);
             load_patch(p, in_batch, second, scratch, 1, stage);
-            let (out0, out1) = (px * p.out_c, second * p.out_c);
-            for (pair, w) in filter.chunks_exact(2 * words).enumerate() {
-                let oc = 2 * pair;
-                let acc0 = bias_folded.get(oc).copied().unwrap_or(0);
-                let acc1 = bias_folded.get(oc + 1).copied().unwrap_or(0);
-                let acc = dot_2x2(w, scratch, [acc0, acc0, acc1, acc1]);
-                for (row, accs) in [(oc, [acc[0], acc[1]]), (oc + 1, [acc[2], acc[3]])] {
-                    if let Some(rq) = requant.get(row) {
-                        for (at, a) in [(out0 + row, accs[0]), (out1 + row, accs[1])] {
-                            if let Some(o) = out_batch.get_mut(at) {
-                                *o = requantize(a, *rq, p.output_offset, p.act_min, p.act_max);
-                            }
-                        }
+            let out = match out_batch.get_mut(px * p.out_c..(second + 1) * p.out_c) {
+                Some(o) => o,
+                None => return,
+            };
+            let px1 = (second - px) * p.out_c;
+            #[cfg(tinyml_dsp)]
+            let first_pair = if full && !general {
+                crate::dsp::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                p.out_c / 2
+            } else {
+                0
+            };
+            #[cfg(not(tinyml_dsp))]
+            let first_pair = 0;
+            match (general, full) {
+                (true, _) => pairs::<true, false>(p, filter, scratch, bias2, rescale, out, px1, first_pair),
+                (false, true) => pairs::<false, true>(p, filter, scratch, bias2, rescale, out, px1, first_pair),
+                (false, false) => pairs::<false, false>(p, filter, scratch, bias2, rescale, out, px1, first_pair),
+            }
+            px += 2;
+        }
+    }
+}
+
+/// Output channel pairs from `first_pair` on, for the two pixels whose widened patches are in `x`:
+/// pixel 0's channels at `out[..out_c]`, pixel 1's at `out[px1..]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pairs<const GENERAL: bool, const FULL: bool>(
+    p: &Conv2d,
+    filter: &[u32],
+    x: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    out: &mut [i8],
+    px1: usize,
+    first_pair: usize,
+) {
+    let words = p.row_words();
+    for (pair, w) in filter.chunks_exact(2 * words).enumerate().skip(first_pair) {
+        let oc = 2 * pair;
+        let acc0 = bias2.get(oc).copied().unwrap_or(0);
+        let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);
+        let acc = dot_2x2(w, x, [acc0, acc0, acc1, acc1]);
+        for (row, accs) in [(oc, [acc[0], acc[1]]), (oc + 1, [acc[2], acc[3]])] {
+            if let Some(rs) = rescale.get(row) {
+                for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
+                    if let Some(o) = out.get_mut(at) {
+                        let v = if GENERAL && rs.right == 0 {
+                            rescale_general(a, *rs, p.output_offset)
+                        } else {
+                            rescale_doubled(a, *rs)
+                        };
+                        *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
                     }
                 }
             }
-            px += 2;
         }
     }
 }
@@ -171,15 +215,15 @@ fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: us
     widen(stage, scratch, slot);
 }
 
-/// Values -> int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(v0, v2)` and
-/// `(v1, v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with zeros.
+/// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`
+/// and `(2 v1, 2 v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with zeros.
 #[inline(always)]
 fn widen(src: &[i8], scratch: &mut [u32], slot: usize) {
     let groups = src.chunks_exact(4);
     let tail = groups.remainder();
     let mut dst = scratch.chunks_exact_mut(4);
     for (g, d) in groups.zip(&mut dst) {
-        let (a, b) = widen_word(u32::from_le_bytes([g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8]));
+        let (a, b) = widen_word_doubled(u32::from_le_bytes([g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8]));
         d[2 * slot] = a;
         d[2 * slot + 1] = b;
     }
@@ -189,7 +233,7 @@ fn widen(src: &[i8], scratch: &mut [u32], slot: usize) {
             *b = *v as u8;
         }
         if let Some(d) = dst.next() {
-            let (a, b) = widen_word(u32::from_le_bytes(bytes));
+            let (a, b) = widen_word_doubled(u32::from_le_bytes(bytes));
             d[2 * slot] = a;
             d[2 * slot + 1] = b;
         }
@@ -207,6 +251,21 @@ pub(crate) fn widen_word(w: u32) -> (u32, u32) {
     {
         let half = |byte: u32| (byte as u8 as i8 as i16 as u16) as u32;
         (half(w) | half(w >> 16) << 16, half(w >> 8) | half(w >> 24) << 16)
+    }
+}
+
+/// [`widen_word`] with every value doubled (-256..=254 fits a halfword).
+#[inline(always)]
+fn widen_word_doubled(w: u32) -> (u32, u32) {
+    let (a, b) = widen_word(w);
+    #[cfg(tinyml_dsp)]
+    {
+        (crate::dsp::sadd16(a, a), crate::dsp::sadd16(b, b))
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        let double = |v: u32| ((v as u16).wrapping_mul(2) as u32) | (((v >> 16) as u16).wrapping_mul(2) as u32) << 16;
+        (double(a), double(b))
     }
 }
 

@@ -1,13 +1,22 @@
-//! DEPTHWISE_CONV_2D, int8 in/out, per-channel int8 filters (1HWC), int32 bias, depth multiplier,
+//! DEPTHWISE_CONV_2D, int8 in/out, per-channel int8 filters, int32 bias, depth multiplier,
 //! SAME/VALID padding, strides, dilation. TFLM: `reference_integer_ops::DepthwiseConvPerChannel`.
 //!
-//! Per output pixel, the taps that lie inside the input are one rectangle (`ky` and `kx` ranges), so the
-//! loops run over exactly those and never test a tap. Four output channels at a time share four
-//! accumulators: with multiplier 1 they read four adjacent input channels (one word), with a multiplier
-//! that is a multiple of four they all read the same input channel. Pixels whose window is entirely inside
-//! start from the folded bias; the others (TFLM skips their outside taps) add the input offset per tap.
+//! Output channels ("lanes") go four at a time. Per output row, the `k_h` input rows its windows read are
+//! widened once into `scratch` as int16 lanes: lane `o` holds input channel `o / depth_multiplier`, the
+//! columns span every window of the row, and a column or row outside the input holds the input zero point,
+//! whose contribution the folded bias cancels (TFLM skips those taps: the same sum). So every output pixel,
+//! edges included, runs the same loop over its taps, with no bounds to test.
+//!
+//! Scratch layout: row `ky`, column `j`, block `b`: two words, lanes (4b, 4b+2) and (4b+1, 4b+3) as int16
+//! pairs (what SXTB16 makes of four adjacent int8). With a depth multiplier that is a multiple of four the
+//! rows are plain int8 copies instead (a block's lanes all read one value: [`DepthwiseConv2d::broadcast`]),
+//! and tap offsets are byte indices that include the block's input channel. The filter comes re-laid by the code generator
+//! ([`depthwise_filter_words`]): per block, per tap, the words `(w02, w13, offset)`, the weights doubled
+//! and widened the same way, `offset` the tap's word index relative to the output pixel's block. Doubled
+//! weights make the accumulators twice the sum, which is what the requantization's high multiply wants
+//! ([`Rescale`]).
 
-use crate::quant::{requantize, Requant};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DepthwiseConv2d {
@@ -33,39 +42,64 @@ pub struct DepthwiseConv2d {
     pub act_max: i32,
 }
 
-/// The taps of one output pixel that lie inside the input.
-#[derive(Clone, Copy)]
-struct Window {
-    y0: isize,
-    x0: isize,
-    ky: (usize, usize),
-    kx: (usize, usize),
+impl DepthwiseConv2d {
+    /// Output channels rounded up to whole blocks of four.
+    pub const fn lanes(&self) -> usize {
+        (self.in_c * self.depth_multiplier).div_ceil(4) * 4
+    }
+
+    /// Columns of a widened row: from the first window's first tap to the last window's last.
+    pub const fn span_w(&self) -> usize {
+        if self.out_w == 0 || self.k_w == 0 {
+            0
+        } else {
+            (self.out_w - 1) * self.stride_w + (self.k_w - 1) * self.dil_w + 1
+        }
+    }
+
+    /// Multipliers of four: every block reads one input channel, so the rows stay int8 (one byte per
+    /// input channel and column, rows padded to whole words) and each tap broadcasts one value.
+    pub const fn broadcast(&self) -> bool {
+        self.depth_multiplier % 4 == 0
+    }
+
+    /// Words of one widened (or, with [`Self::broadcast`], copied) row.
+    pub const fn row_words(&self) -> usize {
+        if self.broadcast() {
+            (self.span_w() * self.in_c).div_ceil(4)
+        } else {
+            self.span_w() * self.lanes() / 2
+        }
+    }
+
+    /// Scratch words the kernel needs: `k_h` widened rows.
+    pub const fn scratch_words(&self) -> usize {
+        self.k_h * self.row_words()
+    }
 }
 
-/// First and one-past-last tap `k` with `0 <= start + k * dil < size`.
-#[inline(always)]
-fn valid_taps(start: isize, taps: usize, dil: usize, size: usize) -> (usize, usize) {
-    let d = dil as isize;
-    let lo = if start < 0 { ((-start + d - 1) / d) as usize } else { 0 };
-    let room = size as isize - start; // taps with start + k*dil < size: k < room / dil
-    let hi = if room <= 0 { 0 } else { (((room + d - 1) / d) as usize).min(taps) };
-    (lo.min(hi), hi)
+/// Number of `u32` filter words for `p`: three per tap per block of four lanes.
+pub const fn depthwise_filter_words(p: &DepthwiseConv2d) -> usize {
+    p.lanes() / 4 * p.k_h * p.k_w * 3
 }
 
 /// Depthwise convolution: output channel `c * depth_multiplier + m` filters input channel `c`.
-/// `bias_folded[o] = bias[o] + input_offset * sum(filter taps of o)`.
+/// `bias2[o] = 2 * (bias[o] + input_offset * sum(filter taps of o))`, `bias2` and `rescale` padded to
+/// `p.lanes()`; `scratch` holds at least `p.scratch_words()` words.
+#[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d_s8(
     p: &DepthwiseConv2d,
     input: &[i8],
-    filter: &[i8],
-    bias: &[i32],
-    bias_folded: &[i32],
-    requant: &[Requant],
+    filter: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
     output: &mut [i8],
+    scratch: &mut [u32],
 ) {
     let out_c = p.in_c * p.depth_multiplier;
     let in_size = p.in_h * p.in_w * p.in_c;
     let out_size = p.out_h * p.out_w * out_c;
+    let lanes = p.lanes();
     if out_c == 0
         || p.k_h == 0
         || p.k_w == 0
@@ -73,151 +107,214 @@ pub fn depthwise_conv2d_s8(
         || p.dil_w == 0
         || input.len() < p.batches * in_size
         || output.len() < p.batches * out_size
-        || filter.len() < p.k_h * p.k_w * out_c
-        || bias.len() < out_c
-        || bias_folded.len() < out_c
-        || requant.len() < out_c
+        || filter.len() < depthwise_filter_words(p)
+        || bias2.len() < lanes
+        || rescale.len() < lanes
+        || scratch.len() < p.scratch_words()
     {
         return;
     }
+    let k = Kernel {
+        p,
+        filter: &filter[..depthwise_filter_words(p)],
+        bias2: &bias2[..lanes],
+        rescale: &rescale[..lanes],
+    };
+    let scratch = &mut scratch[..p.scratch_words()];
+    let general = rescale[..out_c].iter().any(|r| r.right == 0);
+    let full = p.act_min == -128 && p.act_max == 127;
+    #[cfg(tinyml_dsp)]
+    let stream = crate::dsp::TapStream::new(k.filter);
+    #[cfg(not(tinyml_dsp))]
+    let stream = k.filter;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
         for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * out_c).enumerate() {
-            let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
-            let ky = valid_taps(y0, p.k_h, p.dil_h, p.in_h);
-            for (ox, out_px) in out_row.chunks_exact_mut(out_c).enumerate() {
-                let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
-                let win = Window { y0, x0, ky, kx: valid_taps(x0, p.k_w, p.dil_w, p.in_w) };
-                if win.ky == (0, p.k_h) && win.kx == (0, p.k_w) {
-                    pixel::<false>(p, in_batch, filter, bias_folded, requant, win, out_px);
-                } else {
-                    pixel::<true>(p, in_batch, filter, bias, requant, win, out_px);
-                }
+            widen_rows(p, in_batch, oy, scratch);
+            match (general, full, p.broadcast()) {
+                (true, _, false) => k.row::<true, false, false>(&stream, scratch, out_row),
+                (true, _, true) => k.row::<true, false, true>(&stream, scratch, out_row),
+                (false, true, false) => k.row::<false, true, false>(&stream, scratch, out_row),
+                (false, true, true) => k.row::<false, true, true>(&stream, scratch, out_row),
+                (false, false, false) => k.row::<false, false, false>(&stream, scratch, out_row),
+                (false, false, true) => k.row::<false, false, true>(&stream, scratch, out_row),
             }
         }
     }
 }
 
-/// One output pixel. `CLIPPED`: `bias` is the plain bias and each tap adds the input offset.
-#[inline(always)]
-fn pixel<const CLIPPED: bool>(
-    p: &DepthwiseConv2d,
-    input: &[i8],
-    filter: &[i8],
-    bias: &[i32],
-    requant: &[Requant],
-    win: Window,
-    out_px: &mut [i8],
-) {
-    let out_c = p.in_c * p.depth_multiplier;
-    let x_off = if CLIPPED { p.input_offset } else { 0 };
-    let dm = p.depth_multiplier;
-    // output channels handled four at a time: all of them with multiplier 1 or a multiple of 4
-    let blocked = if dm == 1 { p.in_c / 4 * 4 } else if dm % 4 == 0 { out_c } else { 0 };
-    let mut oc = 0;
-    while oc < blocked {
-        let mut acc = [0i32; 4];
-        if let Some(b) = bias.get(oc..oc + 4) {
-            acc.copy_from_slice(b);
-        }
-        let ic = oc / dm;
-        for ky in win.ky.0..win.ky.1 {
-            let iy = (win.y0 + (ky * p.dil_h) as isize) as usize;
-            for kx in win.kx.0..win.kx.1 {
-                let ix = (win.x0 + (kx * p.dil_w) as isize) as usize;
-                let at = (iy * p.in_w + ix) * p.in_c + ic;
-                let tap = (ky * p.k_w + kx) * out_c + oc;
-                let w = match filter.get(tap..tap + 4) {
-                    Some(w) => u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]),
-                    None => continue,
+/// The filter as the inner loops take it: checked once per call on the DSP path.
+#[cfg(tinyml_dsp)]
+type Taps<'a> = crate::dsp::TapStream<'a>;
+#[cfg(not(tinyml_dsp))]
+type Taps<'a> = &'a [u32];
+
+struct Kernel<'a> {
+    p: &'a DepthwiseConv2d,
+    filter: &'a [u32],
+    bias2: &'a [i32],
+    rescale: &'a [Rescale],
+}
+
+impl Kernel<'_> {
+    /// One output row from the widened rows in `x`; `BYTES`: `p.broadcast()`.
+    #[inline(always)]
+    fn row<const GENERAL: bool, const FULL: bool, const BYTES: bool>(&self, stream: &Taps, x: &[u32], out_row: &mut [i8]) {
+        let p = self.p;
+        let out_c = p.in_c * p.depth_multiplier;
+        let taps = p.k_h * p.k_w;
+        let bytes = BYTES;
+        let px_step = if bytes { p.stride_w * p.in_c } else { p.stride_w * p.lanes() / 2 };
+        for (ox, out_px) in out_row.chunks_exact_mut(out_c).enumerate() {
+            let base = ox * px_step;
+            let mut blocks = out_px.chunks_mut(4);
+            for (b, ((bias, rs), out4)) in self.bias2.chunks_exact(4).zip(self.rescale.chunks_exact(4)).zip(&mut blocks).enumerate() {
+                let acc = [bias[0], bias[1], bias[2], bias[3]];
+                #[cfg(tinyml_dsp)]
+                let acc = match (stream.part(b * taps, taps), bytes) {
+                    (Some(t), true) => crate::dsp::taps_4lanes_bytes(x, base, &t, acc),
+                    (Some(t), false) => crate::dsp::taps_4lanes(x.get(base + 2 * b..).unwrap_or(&[]), &t, acc),
+                    (None, _) => acc,
                 };
-                if dm == 1 {
-                    if let Some(x) = input.get(at..at + 4) {
-                        let x = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
-                        acc = mac_4channels::<CLIPPED>(x, w, x_off, acc);
+                #[cfg(not(tinyml_dsp))]
+                let acc = {
+                    let t = stream.get(3 * b * taps..3 * (b + 1) * taps).unwrap_or(&[]);
+                    if bytes {
+                        taps_4lanes_bytes(x, base, t, acc)
+                    } else {
+                        taps_4lanes(x.get(base + 2 * b..).unwrap_or(&[]), t, acc)
                     }
-                } else if let Some(x) = input.get(at) {
-                    acc = mac_broadcast(*x as i32 + x_off, w, acc);
+                };
+                for ((o, a), r) in out4.iter_mut().zip(acc).zip(rs) {
+                    let v = if GENERAL && r.right == 0 {
+                        rescale_general(a, *r, p.output_offset)
+                    } else {
+                        rescale_doubled(a, *r)
+                    };
+                    *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
                 }
             }
         }
-        if let (Some(o), Some(rq)) = (out_px.get_mut(oc..oc + 4), requant.get(oc..oc + 4)) {
-            for ((o, a), rq) in o.iter_mut().zip(acc).zip(rq) {
-                *o = requantize(a, *rq, p.output_offset, p.act_min, p.act_max);
-            }
-        }
-        oc += 4;
     }
-    for oc in blocked..out_c {
-        let mut acc = match bias.get(oc) {
-            Some(b) => *b,
-            None => return,
+}
+
+/// Portable twin of `dsp::taps_4lanes`.
+#[cfg(not(tinyml_dsp))]
+#[inline(always)]
+fn taps_4lanes(x: &[u32], taps: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    let lo = |v: u32| v as u16 as i16 as i32;
+    let hi = |v: u32| (v as i32) >> 16;
+    for t in taps.chunks_exact(3) {
+        let at = t[2] as usize;
+        if let (Some(&x02), Some(&x13)) = (x.get(at), x.get(at + 1)) {
+            acc[0] = acc[0].wrapping_add(lo(t[0]) * lo(x02));
+            acc[2] = acc[2].wrapping_add(hi(t[0]) * hi(x02));
+            acc[1] = acc[1].wrapping_add(lo(t[1]) * lo(x13));
+            acc[3] = acc[3].wrapping_add(hi(t[1]) * hi(x13));
+        }
+    }
+    acc
+}
+
+/// Portable twin of `dsp::taps_4lanes_bytes`.
+#[cfg(not(tinyml_dsp))]
+#[inline(always)]
+fn taps_4lanes_bytes(x: &[u32], base: usize, taps: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    let lo = |v: u32| v as u16 as i16 as i32;
+    let hi = |v: u32| (v as i32) >> 16;
+    for t in taps.chunks_exact(3) {
+        let at = base + t[2] as usize;
+        if let Some(&word) = x.get(at / 4) {
+            let v = (word >> (8 * (at % 4))) as u8 as i8 as i32;
+            acc[0] = acc[0].wrapping_add(lo(t[0]) * v);
+            acc[2] = acc[2].wrapping_add(hi(t[0]) * v);
+            acc[1] = acc[1].wrapping_add(lo(t[1]) * v);
+            acc[3] = acc[3].wrapping_add(hi(t[1]) * v);
+        }
+    }
+    acc
+}
+
+/// The input zero point in both halfwords.
+#[inline(always)]
+fn pair(v: i32) -> u32 {
+    (v as u16 as u32) | (v as u16 as u32) << 16
+}
+
+/// Widen the `k_h` input rows that output row `oy` reads into `scratch` (see the module doc).
+fn widen_rows(p: &DepthwiseConv2d, input: &[i8], oy: usize, scratch: &mut [u32]) {
+    let row_words = p.row_words();
+    let half = p.lanes() / 2;
+    let zero = pair(-p.input_offset);
+    let span = p.span_w();
+    // span column j is input column j - pad_w: inside for first <= j < last
+    let first = p.pad_w.min(span);
+    let last = (p.pad_w + p.in_w).min(span).max(first);
+    let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
+    for (ky, row) in scratch.chunks_exact_mut(row_words).take(p.k_h).enumerate() {
+        let iy = y0 + (ky * p.dil_h) as isize;
+        if p.broadcast() {
+            row.fill(u32::from_ne_bytes([(-p.input_offset) as u8; 4]));
+            if iy >= 0 && iy < p.in_h as isize {
+                let at = iy as usize * p.in_w * p.in_c;
+                if let Some(src) = input.get(at..at + (last - first) * p.in_c) {
+                    put_bytes(row, first * p.in_c, src);
+                }
+            }
+            continue;
+        }
+        if iy < 0 || iy >= p.in_h as isize {
+            row.fill(zero);
+            continue;
+        }
+        let (left, rest) = row.split_at_mut(first * half);
+        let (mid, right) = rest.split_at_mut((last - first) * half);
+        left.fill(zero);
+        right.fill(zero);
+        // span column `first` is input column 0
+        let at = iy as usize * p.in_w * p.in_c;
+        let src = match input.get(at..at + (last - first) * p.in_c) {
+            Some(s) => s,
+            None => continue,
         };
-        let ic = oc / dm;
-        for ky in win.ky.0..win.ky.1 {
-            let iy = (win.y0 + (ky * p.dil_h) as isize) as usize;
-            for kx in win.kx.0..win.kx.1 {
-                let ix = (win.x0 + (kx * p.dil_w) as isize) as usize;
-                let at = (iy * p.in_w + ix) * p.in_c + ic;
-                let tap = (ky * p.k_w + kx) * out_c + oc;
-                if let (Some(x), Some(w)) = (input.get(at), filter.get(tap)) {
-                    acc += *w as i32 * (*x as i32 + x_off);
+        widen_pixels(p, src, mid, zero);
+    }
+}
+
+/// Input pixels (`in_c` int8 each) -> widened lanes (`lanes / 2` words each).
+#[inline(always)]
+fn widen_pixels(p: &DepthwiseConv2d, src: &[i8], dst: &mut [u32], zero: u32) {
+    let dm = p.depth_multiplier;
+    let half = p.lanes() / 2;
+    if dm == 1 && p.in_c % 4 == 0 {
+        // lanes are the channels: one input word makes two scratch words
+        for (s, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(2)) {
+            let (a, b) = crate::conv::widen_word(u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]));
+            d[0] = a;
+            d[1] = b;
+        }
+    } else {
+        let out_c = p.in_c * dm;
+        for (s, d) in src.chunks_exact(p.in_c).zip(dst.chunks_exact_mut(half)) {
+            d.fill(zero);
+            for o in 0..out_c {
+                let v = s.get(o / dm).copied().unwrap_or(0) as i16 as u16 as u32;
+                // lane o: block o / 4, word (o & 1), halfword (o & 2) / 2
+                if let Some(w) = d.get_mut(o / 4 * 2 + (o & 1)) {
+                    let sh = if o & 2 == 0 { 0 } else { 16 };
+                    *w = (*w & !(0xFFFF << sh)) | v << sh;
                 }
             }
         }
-        if let (Some(o), Some(rq)) = (out_px.get_mut(oc), requant.get(oc)) {
-            *o = requantize(acc, *rq, p.output_offset, p.act_min, p.act_max);
-        }
     }
 }
 
-/// Four channels: `acc[i] += w[i] * (x[i] + x_off)` for the four int8 lanes of `x` and `w`.
-#[inline(always)]
-fn mac_4channels<const CLIPPED: bool>(x: u32, w: u32, x_off: i32, mut acc: [i32; 4]) -> [i32; 4] {
-    #[cfg(tinyml_dsp)]
-    {
-        use crate::dsp::{sadd16, smlabb, smlatt, sxtb16, sxtb16_ror8};
-        let (mut x_even, mut x_odd) = (sxtb16(x), sxtb16_ror8(x));
-        if CLIPPED {
-            // x + offset lies in -255..=255: it fits each halfword
-            let off = (x_off as u32 & 0xFFFF) | (x_off as u32) << 16;
-            x_even = sadd16(x_even, off);
-            x_odd = sadd16(x_odd, off);
-        }
-        let (w_even, w_odd) = (sxtb16(w), sxtb16_ror8(w));
-        acc[0] = smlabb(w_even, x_even, acc[0]);
-        acc[2] = smlatt(w_even, x_even, acc[2]);
-        acc[1] = smlabb(w_odd, x_odd, acc[1]);
-        acc[3] = smlatt(w_odd, x_odd, acc[3]);
-    }
-    #[cfg(not(tinyml_dsp))]
-    {
-        for (i, a) in acc.iter_mut().enumerate() {
-            let xi = ((x << (24 - 8 * i)) as i32 >> 24) + x_off;
-            let wi = (w << (24 - 8 * i)) as i32 >> 24;
-            *a += wi * xi;
+/// Store `src` at byte `at` of `row` (little-endian words).
+fn put_bytes(row: &mut [u32], at: usize, src: &[i8]) {
+    for (i, v) in src.iter().enumerate() {
+        let byte = at + i;
+        if let Some(w) = row.get_mut(byte / 4) {
+            let sh = 8 * (byte % 4);
+            *w = (*w & !(0xFF << sh)) | (*v as u8 as u32) << sh;
         }
     }
-    acc
-}
-
-/// One input value against four adjacent output channels' weights: `acc[i] += w[i] * x`.
-#[inline(always)]
-fn mac_broadcast(x: i32, w: u32, mut acc: [i32; 4]) -> [i32; 4] {
-    #[cfg(tinyml_dsp)]
-    {
-        use crate::dsp::{smlabb, smlatb, sxtb16, sxtb16_ror8};
-        let x = x as u32; // x + offset fits the low halfword
-        let (w_even, w_odd) = (sxtb16(w), sxtb16_ror8(w));
-        acc[0] = smlabb(w_even, x, acc[0]);
-        acc[2] = smlatb(w_even, x, acc[2]);
-        acc[1] = smlabb(w_odd, x, acc[1]);
-        acc[3] = smlatb(w_odd, x, acc[3]);
-    }
-    #[cfg(not(tinyml_dsp))]
-    {
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a += ((w << (24 - 8 * i)) as i32 >> 24) * x;
-        }
-    }
-    acc
 }

@@ -74,6 +74,24 @@ pub fn sadd16(a: u32, b: u32) -> u32 {
     r
 }
 
+/// `add + ((a * b + 2^31) >> 32)`: the high word of the product, rounded, plus `add`.
+#[inline(always)]
+pub fn smmlar(a: i32, b: i32, add: i32) -> i32 {
+    let r: i32;
+    // SAFETY: register-only instruction.
+    unsafe { asm!("smmlar {0}, {1}, {2}, {3}", lateout(reg) r, in(reg) a, in(reg) b, in(reg) add, options(pure, nomem, nostack, preserves_flags)) };
+    r
+}
+
+/// `v` saturated to -128..=127.
+#[inline(always)]
+pub fn ssat8(v: i32) -> i32 {
+    let r: i32;
+    // SAFETY: register-only instruction (it may set the sticky Q flag, which nothing reads).
+    unsafe { asm!("ssat {0}, #8, {1}", lateout(reg) r, in(reg) v, options(pure, nomem, nostack)) };
+    r
+}
+
 /// `(a * b + 2^31) >> 32`: the high word of the product, rounded.
 #[inline(always)]
 pub fn smmulr(a: i32, b: i32) -> i32 {
@@ -164,6 +182,335 @@ pub fn dot_4rows(x: &[i8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
             "bne 2b",
             px = inout(reg) x.as_ptr() => _, pw = inout(reg) w.as_ptr() => _, n = inout(reg) words => _,
             xw = out(reg) _, w2 = out(reg) _, xe = out(reg) _, xo = out(reg) _, t = out(reg) _,
+            a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+            options(readonly, nostack),
+        )
+    };
+    [a0, a1, a2, a3]
+}
+
+/// A depthwise filter block's taps, checked once: per tap the words `(w02, w13, offset)`, where `w02` and
+/// `w13` hold the weights of lanes (0, 2) and (1, 3) as int16 pairs and `offset` is the word index, relative
+/// to the output pixel's first word, of the tap's widened input lanes (0, 2) (lanes (1, 3) follow), or for
+/// [`taps_4lanes_bytes`] the byte index of the tap's one input value. `reach` is one past the largest
+/// offset.
+#[derive(Clone, Copy)]
+pub struct TapStream<'a> {
+    words: &'a [u32],
+    reach: usize,
+}
+
+impl<'a> TapStream<'a> {
+    /// All of a layer's blocks: whole taps only; `reach` from the largest offset.
+    pub fn new(words: &'a [u32]) -> Self {
+        let words = &words[..words.len() / 3 * 3];
+        let reach = words.chunks_exact(3).map(|t| t[2] as usize + 1).max().unwrap_or(0);
+        TapStream { words, reach }
+    }
+
+    /// Taps `first..first + count` (one block's), keeping the whole stream's `reach`.
+    #[inline(always)]
+    pub fn part(&self, first: usize, count: usize) -> Option<TapStream<'a>> {
+        let words = self.words.get(3 * first..3 * (first + count))?;
+        Some(TapStream { words, reach: self.reach })
+    }
+}
+
+/// Four lanes of a depthwise block against their taps: `acc[l] += w[t][l] * x[offset_t][l]` over the taps,
+/// with `x` the widened input starting at the output pixel's block (see [`TapStream`]). 7 instructions per
+/// tap (4 MACs): LDM of the weights and offset, two register-offset loads, four halfword MACs.
+#[inline(always)]
+pub fn taps_4lanes(x: &[u32], taps: &TapStream, acc: [i32; 4]) -> [i32; 4] {
+    let n = taps.words.len() / 3;
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    if n == 0 || x.len() < taps.reach + 1 {
+        return acc;
+    }
+    // SAFETY: reads the `3 * n` words of `taps.words` in order, and per tap the words `offset` and
+    // `offset + 1` of `x`, where `offset + 2 <= taps.reach + 1 <= x.len()` (checked by `TapStream::new` and
+    // above); all `u32`, so word-aligned as LDM requires. Registers only otherwise; no stack.
+    unsafe {
+        asm!(
+            "lsrs {n}, {n}, #1",
+            "bcc 3f",
+            "ldm {pw}!, {{r3, r4, r5}}",
+            "ldr {x0}, [{pb}, r5, lsl #2]",
+            "ldr {x1}, [{pb1}, r5, lsl #2]",
+            "smlabb {a0}, r3, {x0}, {a0}",
+            "smlatt {a2}, r3, {x0}, {a2}",
+            "smlabb {a1}, r4, {x1}, {a1}",
+            "smlatt {a3}, r4, {x1}, {a3}",
+            "3:",
+            "cmp {n}, #0",
+            "beq 4f",
+            "2:",
+            "ldm {pw}!, {{r3, r4, r5}}",
+            "ldr {x0}, [{pb}, r5, lsl #2]",
+            "ldr {x1}, [{pb1}, r5, lsl #2]",
+            "smlabb {a0}, r3, {x0}, {a0}",
+            "smlatt {a2}, r3, {x0}, {a2}",
+            "smlabb {a1}, r4, {x1}, {a1}",
+            "smlatt {a3}, r4, {x1}, {a3}",
+            "ldm {pw}!, {{r3, r4, r5}}",
+            "ldr {x0}, [{pb}, r5, lsl #2]",
+            "ldr {x1}, [{pb1}, r5, lsl #2]",
+            "smlabb {a0}, r3, {x0}, {a0}",
+            "smlatt {a2}, r3, {x0}, {a2}",
+            "smlabb {a1}, r4, {x1}, {a1}",
+            "smlatt {a3}, r4, {x1}, {a3}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "4:",
+            pw = inout(reg) taps.words.as_ptr() => _, pb = in(reg) x.as_ptr(), pb1 = in(reg) x.as_ptr().wrapping_add(1),
+            n = inout(reg) n => _, x0 = out(reg) _, x1 = out(reg) _,
+            out("r3") _, out("r4") _, out("r5") _,
+            a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+            options(readonly, nostack),
+        )
+    };
+    [a0, a1, a2, a3]
+}
+
+/// A 1x1-blocked convolution's whole output-channel loop for two output pixels: for every pair `p <
+/// pairs` of filter rows (`w`: the rows' words interleaved, `groups` words per row), the dot products with
+/// the two widened patches in `x` (per group the words `(x0 even, x0 odd, x1 even, x1 odd)`, doubled
+/// values), from `bias2`, requantized with [`crate::quant::Rescale`]'s short path and saturated to int8,
+/// written to `out[2p..2p + 2]` (pixel 0) and `out[px1 + 2p..]` (pixel 1; `px1 == 0` when both pixels
+/// are the same one, which then gets the same bytes twice). The caller checks that every channel takes the
+/// short path and that the activation range is all of int8. 18 instructions per 16 MACs in the inner
+/// loop, 31 per channel pair around it.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_pairs_2px(
+    w: &[u32],
+    x: &[u32],
+    groups: usize,
+    pairs: usize,
+    bias2: &[i32],
+    rescale: &[crate::quant::Rescale],
+    out: &mut [i8],
+    px1: usize,
+) {
+    if groups == 0
+        || pairs == 0
+        || w.len() < 2 * groups * pairs
+        || x.len() < 4 * groups
+        || bias2.len() < 2 * pairs
+        || rescale.len() < 2 * pairs
+        || out.len() < px1 + 2 * pairs
+    {
+        return;
+    }
+    let out1 = out.as_mut_ptr().wrapping_add(px1);
+    // SAFETY: reads `2 * groups * pairs` words of `w`, `4 * groups` words of `x` per pair, `2 * pairs`
+    // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, three words each), writes `2 * pairs` bytes
+    // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
+    // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
+    unsafe {
+        asm!(
+            // frame: groups, x, the caller's r6 (LLVM's, not an operand: saved and restored here), bias2,
+            // rescale, out0, out1, pairs
+            "push {{r0, r5, r6, r8, r9, r10, r11, r12}}",
+            "1:",
+            "ldr r8, [sp, #12]",
+            "ldrd r0, r2, [r8], #8",
+            "str r8, [sp, #12]",
+            "mov r1, r0",
+            "mov r3, r2",
+            "ldrd r5, r6, [sp]",
+            "2:",
+            "ldr r8, [r4], #4",
+            "ldrd r10, r11, [r6], #8",
+            "ldrd r12, lr, [r6], #8",
+            "sxtb16 r9, r8",
+            "smlad r0, r9, r10, r0",
+            "smlad r1, r9, r12, r1",
+            "sxtb16 r9, r8, ror #8",
+            "smlad r0, r9, r11, r0",
+            "smlad r1, r9, lr, r1",
+            "ldr r8, [r4], #4",
+            "sxtb16 r9, r8",
+            "smlad r2, r9, r10, r2",
+            "smlad r3, r9, r12, r3",
+            "sxtb16 r9, r8, ror #8",
+            "smlad r2, r9, r11, r2",
+            "smlad r3, r9, lr, r3",
+            "subs r5, r5, #1",
+            "bne 2b",
+            "ldr r9, [sp, #16]",
+            "ldrd r5, r6, [sp, #20]",
+            "ldm r9!, {{r10, r11, r12}}",
+            "smmlar r8, r0, r10, r11",
+            "add r8, r8, r0, asr #31",
+            "asr r8, r8, r12",
+            "ssat r8, #8, r8",
+            "strb r8, [r5], #1",
+            "smmlar r8, r1, r10, r11",
+            "add r8, r8, r1, asr #31",
+            "asr r8, r8, r12",
+            "ssat r8, #8, r8",
+            "strb r8, [r6], #1",
+            "ldm r9!, {{r10, r11, r12}}",
+            "smmlar r8, r2, r10, r11",
+            "add r8, r8, r2, asr #31",
+            "asr r8, r8, r12",
+            "ssat r8, #8, r8",
+            "strb r8, [r5], #1",
+            "smmlar r8, r3, r10, r11",
+            "add r8, r8, r3, asr #31",
+            "asr r8, r8, r12",
+            "ssat r8, #8, r8",
+            "strb r8, [r6], #1",
+            "str r9, [sp, #16]",
+            "strd r5, r6, [sp, #20]",
+            "ldr r8, [sp, #28]",
+            "subs r8, r8, #1",
+            "str r8, [sp, #28]",
+            "bne 1b",
+            "ldr r6, [sp, #8]",
+            "add sp, sp, #32",
+            inout("r0") groups => _,
+            inout("r4") w.as_ptr() => _,
+            inout("r5") x.as_ptr() => _,
+            inout("r8") bias2.as_ptr() => _,
+            inout("r9") rescale.as_ptr() => _,
+            inout("r10") out.as_mut_ptr() => _,
+            inout("r11") out1 => _,
+            inout("r12") pairs => _,
+            out("r1") _, out("r2") _, out("r3") _, out("lr") _,
+        )
+    };
+}
+
+/// A fully connected layer's whole loop over blocks of four output rows, for one input row `x` of `4 *
+/// words` int8 (any alignment): per block, four interleaved weight rows (`w`: per input word, the four
+/// rows' words), from `bias`, requantized with [`crate::quant::Rescale`]'s short path (of twice the sum)
+/// and saturated to int8, written to `out[4b..4b + 4]`. The caller checks that every channel takes the
+/// short path and that the activation range is all of int8. 23 instructions per 16 MACs in the inner
+/// loop, 38 per block around it.
+pub fn fc_blocks(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32], rescale: &[crate::quant::Rescale], out: &mut [i8]) {
+    if words == 0
+        || blocks == 0
+        || x.len() < 4 * words
+        || w.len() < 4 * words * blocks
+        || bias.len() < 4 * blocks
+        || rescale.len() < 4 * blocks
+        || out.len() < 4 * blocks
+    {
+        return;
+    }
+    // SAFETY: reads `4 * words` bytes of `x` per block (LDR allows any alignment on ARMv7-M), `4 * words *
+    // blocks` words of `w`, `4 * blocks` words of `bias` and `4 * blocks` `Rescale`s (`repr(C)`, three
+    // words each), writes `4 * blocks` bytes of `out`: all within the slices (checked above); word loads
+    // of `w`, `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped before it ends.
+    unsafe {
+        asm!(
+            // frame: x, words, bias, rescale, out, blocks
+            "push {{r5, r8, r9, r10, r11, r12}}",
+            "1:",
+            "ldr r9, [sp, #8]",
+            "ldm r9!, {{r0, r1, r2, r3}}",
+            "str r9, [sp, #8]",
+            "ldrd r5, r8, [sp]",
+            "2:",
+            "ldr r9, [r5], #4",
+            "sxtb16 r11, r9",
+            "sxtb16 r12, r9, ror #8",
+            "ldrd r9, r10, [r4], #8",
+            "sxtb16 lr, r9",
+            "smlad r0, lr, r11, r0",
+            "sxtb16 lr, r9, ror #8",
+            "smlad r0, lr, r12, r0",
+            "sxtb16 lr, r10",
+            "smlad r1, lr, r11, r1",
+            "sxtb16 lr, r10, ror #8",
+            "smlad r1, lr, r12, r1",
+            "ldrd r9, r10, [r4], #8",
+            "sxtb16 lr, r9",
+            "smlad r2, lr, r11, r2",
+            "sxtb16 lr, r9, ror #8",
+            "smlad r2, lr, r12, r2",
+            "sxtb16 lr, r10",
+            "smlad r3, lr, r11, r3",
+            "sxtb16 lr, r10, ror #8",
+            "smlad r3, lr, r12, r3",
+            "subs r8, r8, #1",
+            "bne 2b",
+            "ldr r9, [sp, #12]",
+            "ldr r5, [sp, #16]",
+            "ldm r9!, {{r10, r11, r12}}",
+            "lsl r8, r0, #1",
+            "smmlar lr, r8, r10, r11",
+            "add lr, lr, r8, asr #31",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr",
+            "strb lr, [r5], #1",
+            "ldm r9!, {{r10, r11, r12}}",
+            "lsl r8, r1, #1",
+            "smmlar lr, r8, r10, r11",
+            "add lr, lr, r8, asr #31",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr",
+            "strb lr, [r5], #1",
+            "ldm r9!, {{r10, r11, r12}}",
+            "lsl r8, r2, #1",
+            "smmlar lr, r8, r10, r11",
+            "add lr, lr, r8, asr #31",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr",
+            "strb lr, [r5], #1",
+            "ldm r9!, {{r10, r11, r12}}",
+            "lsl r8, r3, #1",
+            "smmlar lr, r8, r10, r11",
+            "add lr, lr, r8, asr #31",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr",
+            "strb lr, [r5], #1",
+            "str r9, [sp, #12]",
+            "str r5, [sp, #16]",
+            "ldr r8, [sp, #20]",
+            "subs r8, r8, #1",
+            "str r8, [sp, #20]",
+            "bne 1b",
+            "add sp, sp, #24",
+            inout("r4") w.as_ptr() => _,
+            inout("r5") x.as_ptr() => _,
+            inout("r8") words => _,
+            inout("r9") bias.as_ptr() => _,
+            inout("r10") rescale.as_ptr() => _,
+            inout("r11") out.as_mut_ptr() => _,
+            inout("r12") blocks => _,
+            out("r0") _, out("r1") _, out("r2") _, out("r3") _, out("lr") _,
+        )
+    };
+}
+
+/// Four lanes that all read one input value per tap (a depth multiplier of four or more): `acc[l] +=
+/// w[t][l] * x[base + offset_t]` over the taps, `x` the int8 rows as little-endian words. 6 instructions
+/// per tap (4 MACs).
+#[inline(always)]
+pub fn taps_4lanes_bytes(x: &[u32], base: usize, taps: &TapStream, acc: [i32; 4]) -> [i32; 4] {
+    let n = taps.words.len() / 3;
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    if n == 0 || 4 * x.len() < base + taps.reach {
+        return acc;
+    }
+    // SAFETY: reads the `3 * n` words of `taps.words` in order, and per tap byte `base + offset` of `x`'s
+    // `4 * x.len()` bytes, where `base + offset + 1 <= base + taps.reach <= 4 * x.len()` (checked by
+    // `TapStream::new` and above); LDM's words are word-aligned. Registers only otherwise; no stack.
+    unsafe {
+        asm!(
+            "2:",
+            "ldm {pw}!, {{r3, r4, r5}}",
+            "ldrsb {v}, [{pb}, r5]",
+            "smlabb {a0}, r3, {v}, {a0}",
+            "smlatb {a2}, r3, {v}, {a2}",
+            "smlabb {a1}, r4, {v}, {a1}",
+            "smlatb {a3}, r4, {v}, {a3}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            pw = inout(reg) taps.words.as_ptr() => _, pb = in(reg) x.as_ptr().cast::<u8>().wrapping_add(base),
+            n = inout(reg) n => _, v = out(reg) _,
+            out("r3") _, out("r4") _, out("r5") _,
             a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
             options(readonly, nostack),
         )

@@ -8,7 +8,7 @@
 
 #[cfg(tinyml_dsp)]
 use crate::conv::widen_word;
-use crate::quant::{requantize, Requant};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct FullyConnected {
@@ -28,50 +28,82 @@ pub const fn fc_weight_words(p: &FullyConnected) -> usize {
 /// `output[b][o] = requant(bias[o] + sum_d weights[o][d] * input[b][d])`.
 ///
 /// `bias` is folded: TFLM's `bias + input_offset * sum_d weights[o][d]`, computed at code-generation time,
-/// which is exact because every input element takes part in every sum. `requant` has one entry per output
-/// channel (a per-tensor scale is repeated).
+/// which is exact because every input element takes part in every sum. `rescale` has one entry per output
+/// channel (a per-tensor scale is repeated), applied to twice the sum (see [`Rescale`]).
 pub fn fully_connected_s8(
     p: &FullyConnected,
     input: &[i8],
     weights: &[u32],
     bias: &[i32],
-    requant: &[Requant],
+    rescale: &[Rescale],
     output: &mut [i8],
 ) {
     let (depth, out_depth) = (p.accum_depth, p.output_depth);
-    let words = depth.div_ceil(4);
     if depth == 0
         || out_depth == 0
         || input.len() < p.batches * depth
         || output.len() < p.batches * out_depth
         || weights.len() < fc_weight_words(p)
         || bias.len() < out_depth
-        || requant.len() < out_depth
+        || rescale.len() < out_depth
     {
         return;
     }
     let weights = &weights[..fc_weight_words(p)];
+    let general = rescale[..out_depth].iter().any(|r| r.right == 0);
+    let full = p.act_min == -128 && p.act_max == 127;
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
-        let whole = x.chunks_exact(4);
-        let mut tail = [0u8; 4];
-        for (t, v) in tail.iter_mut().zip(whole.remainder()) {
-            *t = *v as u8;
+        #[cfg(tinyml_dsp)]
+        let first_block = if full && !general && depth % 4 == 0 {
+            crate::dsp::fc_blocks(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            out_depth / 4
+        } else {
+            0
+        };
+        #[cfg(not(tinyml_dsp))]
+        let first_block = 0;
+        match (general, full) {
+            (true, _) => blocks::<true, false>(p, x, weights, bias, rescale, out_row, first_block),
+            (false, true) => blocks::<false, true>(p, x, weights, bias, rescale, out_row, first_block),
+            (false, false) => blocks::<false, false>(p, x, weights, bias, rescale, out_row, first_block),
         }
-        let tail = if whole.remainder().is_empty() { None } else { Some(u32::from_le_bytes(tail)) };
-        for (block, w) in weights.chunks_exact(4 * words).enumerate() {
-            let o = 4 * block;
-            let mut acc = [0i32; 4];
-            for (a, b) in acc.iter_mut().zip(bias.iter().skip(o)) {
-                *a = *b;
-            }
-            let (w_whole, w_tail) = w.split_at(4 * (depth / 4));
-            acc = dot_4rows(x, w_whole, acc);
-            if let (Some(t), Some(ws)) = (tail, w_tail.get(..4)) {
-                acc = mac_4rows(t, ws, acc);
-            }
-            for ((out, a), rq) in out_row.iter_mut().skip(o).zip(acc).zip(requant.iter().skip(o)) {
-                *out = requantize(a, *rq, p.output_offset, p.act_min, p.act_max);
-            }
+    }
+}
+
+/// Blocks of four output rows from `first_block` on, for one input row `x`.
+#[inline(always)]
+fn blocks<const GENERAL: bool, const FULL: bool>(
+    p: &FullyConnected,
+    x: &[i8],
+    weights: &[u32],
+    bias: &[i32],
+    rescale: &[Rescale],
+    out_row: &mut [i8],
+    first_block: usize,
+) {
+    let depth = p.accum_depth;
+    let words = depth.div_ceil(4);
+    let whole = x.chunks_exact(4);
+    let mut tail = [0u8; 4];
+    for (t, v) in tail.iter_mut().zip(whole.remainder()) {
+        *t = *v as u8;
+    }
+    let tail = if whole.remainder().is_empty() { None } else { Some(u32::from_le_bytes(tail)) };
+    for (block, w) in weights.chunks_exact(4 * words).enumerate().skip(first_block) {
+        let o = 4 * block;
+        let mut acc = [0i32; 4];
+        for (a, b) in acc.iter_mut().zip(bias.iter().skip(o)) {
+            *a = *b;
+        }
+        let (w_whole, w_tail) = w.split_at(4 * (depth / 4));
+        acc = dot_4rows(x, w_whole, acc);
+        if let (Some(t), Some(ws)) = (tail, w_tail.get(..4)) {
+            acc = mac_4rows(t, ws, acc);
+        }
+        for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rescale.iter().skip(o)) {
+            let a2 = a.wrapping_shl(1);
+            let v = if GENERAL && rs.right == 0 { rescale_general(a2, *rs, p.output_offset) } else { rescale_doubled(a2, *rs) };
+            *out = clamp_s8::<FULL>(v, p.act_min, p.act_max);
         }
     }
 }

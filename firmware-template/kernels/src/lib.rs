@@ -1,9 +1,9 @@
 //! int8 inference kernels, bit-exact with TensorFlow Lite Micro's reference kernels
 //! (`tensorflow/lite/kernels/internal/reference/integer_ops/`), for ahead-of-time generated models.
 //!
-//! Activations are flat `i8` slices in TFLite layout (NHWC); depthwise filters stay 1HWC, while conv and
-//! fully connected weights come re-laid by the code generator as `u32` words for their kernels' blocking
-//! (see `conv` and `fully_connected`). Every kernel takes a plain-data parameter struct that tinypipe fills in
+//! Activations are flat `i8` slices in TFLite layout (NHWC); conv, depthwise and fully connected weights
+//! come re-laid by the code generator as `u32` words for their kernels' blocking (see `conv`, `depthwise`
+//! and `fully_connected`). Every kernel takes a plain-data parameter struct that tinypipe fills in
 //! at code-generation time, so nothing is computed here that TFLM computes in `Prepare`.
 //!
 //! Two paths, the same bits: with `cfg(tinyml_dsp)` (build.rs sets it for ARMv7E-M targets) the inner loops
@@ -27,8 +27,8 @@ pub mod softmax;
 
 pub use arena::{copy_into, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
-pub use depthwise::{depthwise_conv2d_s8, DepthwiseConv2d};
+pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
-pub use quant::{multiply_by_quantized_multiplier, Requant};
+pub use quant::{multiply_by_quantized_multiplier, Requant, Rescale};
 pub use softmax::{softmax_s8, Softmax};

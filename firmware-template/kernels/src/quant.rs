@@ -54,3 +54,56 @@ pub fn requantize(acc: i32, rq: Requant, output_offset: i32, act_min: i32, act_m
 fn scale_general(acc: i32, rq: Requant) -> i32 {
     multiply_by_quantized_multiplier(acc, rq.multiplier, rq.shift)
 }
+
+/// One output channel's scale with the output zero point and the rounding folded in, for kernels whose
+/// accumulators hold twice the sum (depthwise: doubled weights), so the high multiply needs no shift.
+///
+/// `right >= 1`: the short path, `add = 2^(right-1) + output_offset * 2^right`, exact for
+/// `|acc| < 2^30` and `|add| < 2^30` (the code generator checks both). `right == 0`: a channel the short path
+/// cannot take (a multiplier of 0.5 or more, or a large shift): `add` holds TFLM's shift and the kernel takes
+/// the general path for the whole layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)] // read field by field by the DSP path's assembly
+pub struct Rescale {
+    pub multiplier: i32,
+    pub add: i32,
+    pub right: i32,
+}
+
+/// `requantize` of `acc2 / 2` before the clamp, on the short path (`rs.right >= 1`).
+///
+/// The rounding right shift by `e` of TFLM's doubling high multiply `y` is `(y + 2^(e-1) - (y < 0)) >> e`;
+/// `y < 0` only when `acc < 0`, and when `acc < 0` but `y == 0` both forms give 0, so the sign comes from
+/// the accumulator. Adding `output_offset * 2^e` before the shift adds `output_offset` after it.
+#[inline(always)]
+pub fn rescale_doubled(acc2: i32, rs: Rescale) -> i32 {
+    #[cfg(tinyml_dsp)]
+    let y = crate::dsp::smmlar(acc2, rs.multiplier, rs.add);
+    #[cfg(not(tinyml_dsp))]
+    let y = (((acc2 as i64 * rs.multiplier as i64 + (1 << 31)) >> 32) as i32).wrapping_add(rs.add);
+    (y + (acc2 >> 31)) >> rs.right
+}
+
+/// `requantize(acc2 / 2, ..)` for a `right == 0` channel of a [`Rescale`] table.
+#[cold]
+#[inline(never)]
+pub fn rescale_general(acc2: i32, rs: Rescale, output_offset: i32) -> i32 {
+    multiply_by_quantized_multiplier(acc2 >> 1, rs.multiplier, rs.add) + output_offset
+}
+
+/// Clamp to the fused activation's range; `FULL`: the range is all of int8 (one SSAT on the DSP path).
+#[inline(always)]
+pub fn clamp_s8<const FULL: bool>(v: i32, act_min: i32, act_max: i32) -> i8 {
+    if FULL {
+        #[cfg(tinyml_dsp)]
+        {
+            crate::dsp::ssat8(v) as i8
+        }
+        #[cfg(not(tinyml_dsp))]
+        {
+            v.clamp(-128, 127) as i8
+        }
+    } else {
+        v.max(act_min).min(act_max) as i8
+    }
+}
