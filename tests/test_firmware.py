@@ -509,8 +509,20 @@ def test_hung_firmware_is_stopped_at_the_timeout(tmp_path, toolchains, kernels_c
     assert "TINYPIPE_QEMU_TIMEOUT" in err.value.hint
 
 
-def test_firmware_that_does_not_fit_ram_is_a_user_error(tmp_path, toolchains, kernels_crate, test_set):
+def test_firmware_that_does_not_fit_ram_fails_before_cargo(tmp_path, kernels_crate, test_set):
     variant = make_variant(ram=Memory(0x2000_0000, 16 * 1024))  # smaller than the 32 KiB stack reservation
+    reference = write_reference(tmp_path / "reference", *test_set)
+    with pytest.raises(UserError) as err:
+        firmware.run(context(variant, tmp_path / "firmware", codegen=write_codegen(tmp_path / "codegen"),
+                             reference=reference))
+    assert err.value.message == ("the model does not fit board mps2-an386: RAM needs 32,768 B (arena 0 + stack "
+                                 "32,768) but the board has 16,384 B")
+
+
+def test_firmware_that_passes_the_fit_check_but_not_the_linker_is_a_user_error(tmp_path, toolchains,
+                                                                                kernels_crate, test_set):
+    # the fit check counts arena + stack only; .data/.bss of the runtime and model (~100 B) overflow the linker
+    variant = make_variant(ram=Memory(0x2000_0000, 32 * 1024 + 16))
     reference = write_reference(tmp_path / "reference", *test_set)
     with pytest.raises(UserError) as err:
         render_and_build(tmp_path, variant, toolchains["mps2-an386"], reference)
@@ -519,13 +531,14 @@ def test_firmware_that_does_not_fit_ram_is_a_user_error(tmp_path, toolchains, ke
         "shrink the model's arena or pick a board with more RAM")
 
 
-def test_board_without_qemu_machine_cannot_run(an386, tmp_path):
+def test_board_with_neither_emulator_nor_probe_target_cannot_run(an386, tmp_path):
     _, reference, built = an386
     variant = make_variant(qemu_machine=None)
     with pytest.raises(UserError) as err:
         run.run(context(variant, tmp_path / "run", build=built, reference=reference))
-    assert err.value.message == "board mps2-an386 has no QEMU machine, so `run` cannot emulate it"
-    assert run.STAGE.tools(variant) == {}
+    assert err.value.message == "board mps2-an386 has no pyocd target, so tinypipe cannot flash it"
+    assert run.STAGE.config(variant) == {"runner": "probe", "pyocd_target": None, "clock_hz": 25_000_000}
+    assert set(run.STAGE.tools(variant)) == {"pyocd"}
 
 
 def test_missing_qemu_is_a_user_error_with_the_fix(monkeypatch, tmp_path):

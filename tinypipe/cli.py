@@ -60,7 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("dir", nargs="?", default=".", metavar="DIR")
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
-    sub.add_parser("boards", help="list the boards tinypipe can target")
+    boards = sub.add_parser("boards", help="list the boards tinypipe can target")
+    boards.add_argument("name", nargs="?", help="show one board in full: memory map, clock, LEDs, sensor, notes")
+
+    flash = sub.add_parser("flash", help="build the firmware for a real board and flash it through a debug probe",
+                           description="Run the pipeline up to `build` for the board's matrix cell, then "
+                           "program its ELF with pyocd and reset the board (it starts its application).")
+    flash.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    flash.add_argument("--board", required=True, help="the board on the probe (`tinypipe boards`)")
+    flash.add_argument("--engine", choices=["native", "tflm"], help="the engine's cell, if the matrix has several")
     sub.add_parser("doctor", help="check toolchains, emulator and probes; say how to fix what is missing")
 
     init = sub.add_parser("init", help="create a new project directory with a commented project.yaml")
@@ -238,15 +246,75 @@ def cmd_gc(args) -> int:
     return 0
 
 
+def _runs_on(b) -> str:
+    if not b.buildable:
+        return "not buildable yet (see notes)"
+    if b.qemu_machine:
+        return f"QEMU -M {b.qemu_machine}"
+    probe = f"probe: pyocd {b.pyocd_target}" + (" (CMSIS pack)" if b.pyocd_pack else "")
+    return f"{probe}; QEMU -M {b.emulator.qemu_machine}" if b.emulator else probe
+
+
 def cmd_boards(args) -> int:
     from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 
-    print(f"{'board':<16} {'core':<11} {'triple':<24} {'flash':>7} {'RAM':>7}  runs on")
+    if args.name:
+        if args.name not in BOARDS:
+            raise UserError(f"unknown board {args.name!r}", f"known boards: {', '.join(BOARDS)}")
+        _board_details(BOARDS[args.name])
+        return 0
+    print(f"{'board':<18} {'core':<11} {'triple':<26} {'flash':>7} {'RAM':>7}  runs on")
     for b in BOARDS.values():
         default = "  (default)" if b.name == DEFAULT_BOARD else ""
-        runs = f"QEMU -M {b.qemu_machine}" if b.qemu_machine else f"probe ({b.pyocd_target})"
-        print(f"{b.name:<16} {b.core:<11} {b.triple:<24} {b.flash.size // 1024:>6}K {b.ram.size // 1024:>6}K"
-              f"  {runs}{default}")
+        print(f"{b.name:<18} {b.core:<11} {b.triple:<26} {b.flash.size // 1024:>6}K {b.ram.size // 1024:>6}K"
+              f"  {_runs_on(b)}{default}")
+    print("\n`tinypipe boards NAME` shows a board's memory map, clock, LEDs, sensor wiring and notes.")
+    return 0
+
+
+def _board_details(b) -> None:
+    print(f"{b.name}: {b.description}")
+    print(f"  core        {b.core} (rustc -C target-cpu={b.cpu}, {b.triple}), features: "
+          f"{', '.join(b.features) or 'none'}, FPU: {b.fpu or 'none (soft float)'}")
+    print(f"  flash       0x{b.flash.origin:08X}, {b.flash.size // 1024} KB")
+    print(f"  RAM         0x{b.ram.origin:08X}, {b.ram.size // 1024} KB (stack reservation {b.stack_bytes // 1024} KB)")
+    if b.clock_hz:
+        print(f"  clock       {b.clock_hz / 1e6:g} MHz")
+    print(f"  runs on     {_runs_on(b)}")
+    if b.emulator:
+        print(f"  SysTick     {b.emulator.systick_hz / 1e6:g} MHz under QEMU {b.emulator.qemu_machine} "
+              f"(-icount shift=0: {1e9 / b.emulator.systick_hz:g} instructions per tick)")
+    if b.leds:
+        print("  LEDs        " + ", ".join(f"{led.name} {led.colour} P{led.port}{led.pin}" if len(led.port) == 1
+                                          else f"{led.name} {led.colour} {led.port}.{led.pin}" for led in b.leds))
+    if b.sensor:
+        pins = ", ".join(f"{signal} {pin}" for signal, pin in b.sensor.pins)
+        print(f"  sensor      {b.sensor.part} ({b.sensor.kind}) on {b.sensor.bus}: {pins}")
+    if b.support:
+        print(f"  application firmware-template/boards/{b.support}.rs")
+    for note in b.notes:
+        print(f"  note        {note}")
+
+
+def cmd_flash(args) -> int:
+    from tinypipe.engine.pipeline import Pipeline
+    from tinypipe.report.progress import PlainReporter
+    from tinypipe.runners import probe
+
+    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine, until="build")
+    if len(pipeline.variants) != 1:
+        raise UserError(f"--board {args.board} matches {len(pipeline.variants)} cells",
+                        "choose one with --engine")
+    board = pipeline.variants[0].board
+    if board.pyocd_target is None:
+        raise UserError(f"board {board.name} is emulated only: there is nothing to flash",
+                        "run it with `tinypipe run`; `tinypipe boards` marks the boards a probe can flash")
+    outcome = pipeline.run(PlainReporter())
+    for rec in outcome.failed():
+        raise rec.error
+    elf = pipeline.graph.by_variant[pipeline.variants[0].name]["build"].entry_dir() / "firmware.elf"
+    unique_id = probe.flash_elf(elf, board)
+    print(f"flashed {elf} to {board.name} on probe {unique_id}; the board is running")
     return 0
 
 
@@ -266,7 +334,7 @@ def cmd_init(args) -> int:
 
 COMMANDS = {
     "run": cmd_run, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
-    "boards": cmd_boards, "doctor": cmd_doctor, "init": cmd_init,
+    "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor, "init": cmd_init,
 }
 
 

@@ -45,12 +45,52 @@ def run_doctor() -> int:
             bad += 1
             print(f"  MISSING  {label:<22} fix: {fix}")
     print(_probes())
-    print("  note     STM32F407/F411 boards need a CMSIS pack for pyocd: `pyocd pack install stm32f407vg` "
-          "(needs the internet); nrf52840, rp2040, stm32f412/f429/f439 are built in.")
+    for line in _board_support():
+        print(line)
     if shutil.which("rustup"):
         print("  note     rustup is on PATH; tinypipe calls Debian's /usr/bin/rustc unless the rustup toolchain "
               "has the thumb target installed (set TINYPIPE_RUSTC to choose).")
     return 0 if bad == 0 else 2
+
+
+def _pyocd_targets() -> tuple[set[str], set[str]] | None:
+    """(built-in target names, targets from installed CMSIS packs), or None without pyocd."""
+    if importlib.util.find_spec("pyocd") is None:
+        return None
+    from pyocd.target import TARGET
+
+    try:
+        from pyocd.target.pack.pack_target import ManagedPacks
+
+        packs = {t.part_number.lower() for t in ManagedPacks.get_installed_targets()}
+    except Exception:  # noqa: BLE001 - no pack index yet, or cmsis-pack-manager missing: no packs
+        packs = set()
+    return set(TARGET), packs
+
+
+def _board_support() -> list[str]:
+    """One line per real board: can pyocd reach it (built-in target, installed pack), and can we build it."""
+    from tinypipe.config.boards import BOARDS
+
+    targets = _pyocd_targets()
+    lines = []
+    for board in BOARDS.values():
+        if board.pyocd_target is None or board.qemu_machine:
+            continue
+        if not board.buildable:
+            lines.append(f"  board    {board.name:<18} not buildable yet: {board.notes[0]}")
+            continue
+        if targets is None:
+            state = "pyocd not installed (pip install pyocd)"
+        elif board.pyocd_target in targets[0]:
+            state = f"pyocd target {board.pyocd_target} built in"
+        elif board.pyocd_target in targets[1]:
+            state = f"pyocd target {board.pyocd_target} from an installed CMSIS pack"
+        else:
+            state = (f"NEEDS a CMSIS pack: pyocd pack install {board.pyocd_target}   (needs the internet once)")
+        emulated = f"; its ELF also runs on QEMU {board.emulator.qemu_machine}" if board.emulator else ""
+        lines.append(f"  board    {board.name:<18} {state}{emulated}")
+    return lines
 
 
 def _probes() -> str:

@@ -1,12 +1,19 @@
-//! The tinypipe test firmware: runs the model on every test window and reports over semihosting.
+//! The tinypipe firmware: replays the test windows through the model and reports over semihosting, then hands
+//! over to the board's application (sensor -> window -> model -> LEDs) where the board has one.
 //!
 //! Output, one line each: `out <idx> <output bytes in hex>` and `ticks <idx> <SysTick ticks of model::invoke>`
-//! per window, then `stack <high-water bytes>` and `done`; exit status 0. A panic or fault prints a line
-//! starting with `panic:` or `hardfault` and exits non-zero.
+//! (plus `cycles <idx> <DWT cycles>` on boards whose support has a cycle counter) per window, then
+//! `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the board's sensor
+//! answers; otherwise (an emulator, a board without a sensor) the firmware exits with status 0. A panic or
+//! fault prints a line starting with `panic:` or `hardfault` and exits non-zero.
+//!
+//! Without a debugger (a board on its own) there is no semihosting host: the replay is skipped and the
+//! application starts at once (see `semihosting::host_present`).
 
 #![no_std]
 #![no_main]
 
+mod board;
 mod model;
 mod rt;
 mod semihosting;
@@ -36,15 +43,27 @@ static OUTPUT: OutputBuffer = OutputBuffer(UnsafeCell::new([0; model::OUTPUT_LEN
 
 #[no_mangle]
 extern "C" fn app_main() -> ! {
+    board::init();
+    systick::start();
+    if semihosting::host_present() {
+        replay_test_set();
+    }
+    board::run_application();
+    semihosting::exit(semihosting::EXIT_SUCCESS)
+}
+
+/// Every test window through the model, each output and timing printed; then the stack high-water mark.
+fn replay_test_set() {
     // Safety: int8 and uint8 have the same size and alignment; the bytes are plain data.
     let inputs: &[i8] =
         unsafe { core::slice::from_raw_parts(TEST_INPUTS.as_ptr() as *const i8, TEST_INPUTS.len()) };
     let output = unsafe { &mut *OUTPUT.0.get() };
-    systick::start();
     for (idx, window) in inputs.chunks_exact(model::INPUT_LEN).enumerate() {
+        let cycles_begin = board::cycles();
         let begin = systick::now();
         model::invoke(window, output);
         let ticks = systick::now() - begin;
+        let cycles_end = board::cycles();
 
         let mut line = Line::new();
         line.push_str("out ");
@@ -61,6 +80,15 @@ extern "C" fn app_main() -> ! {
         line.push_byte(b' ');
         line.push_u64(ticks);
         line.finish();
+
+        if let (Some(begin), Some(end)) = (cycles_begin, cycles_end) {
+            let mut line = Line::new();
+            line.push_str("cycles ");
+            line.push_u64(idx as u64);
+            line.push_byte(b' ');
+            line.push_u64(end.wrapping_sub(begin) as u64);
+            line.finish();
+        }
     }
     let mut line = Line::new();
     line.push_str("stack ");
@@ -75,7 +103,6 @@ extern "C" fn app_main() -> ! {
     let mut line = Line::new();
     line.push_str("done");
     line.finish();
-    semihosting::exit(semihosting::EXIT_SUCCESS)
 }
 
 #[panic_handler]

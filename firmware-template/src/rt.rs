@@ -139,9 +139,12 @@ __dso_handle:
     .type hard_fault_trampoline, %function
     .thumb_func
 hard_fault_trampoline:
+    @ a register branch: a 16-bit `b` cannot reach hard_fault_handler on ARMv6-M
     mrs r0, msp
-    b hard_fault_handler
+    ldr r1, =hard_fault_handler
+    bx r1
     .size hard_fault_trampoline, . - hard_fault_trampoline
+    .ltorg
 "
     )
 );
@@ -159,9 +162,25 @@ pub struct ExceptionFrame {
     xpsr: u32,
 }
 
+extern "C" {
+    static _stext: u16;
+    static _etext: u16;
+}
+
+/// A HardFault: either a semihosting `bkpt` with no debugger attached — skipped (r0 = -1), and semihosting
+/// switched off — or a real fault, reported and fatal. Returning from here returns from the exception (the
+/// trampoline keeps LR = EXC_RETURN).
 #[no_mangle]
-unsafe extern "C" fn hard_fault_handler(frame: *const ExceptionFrame) -> ! {
-    let frame = &*frame;
+#[allow(unused_unsafe)] // taking an extern static's address needed `unsafe` before Rust 1.82
+unsafe extern "C" fn hard_fault_handler(frame: *mut ExceptionFrame) {
+    let frame = &mut *frame;
+    let code = unsafe { core::ptr::addr_of!(_stext) } as u32..unsafe { core::ptr::addr_of!(_etext) } as u32;
+    if code.contains(&frame.pc) && semihosting::is_semihosting_call(frame.pc) {
+        semihosting::no_host();
+        frame.pc += 2;
+        frame.r0 = u32::MAX;
+        return;
+    }
     let mut line = semihosting::Line::new();
     line.push_str("hardfault pc=0x");
     line.push_hex_u32(frame.pc);

@@ -5,6 +5,7 @@
 
 use core::arch::asm;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 const SYS_WRITE0: usize = 0x04;
 const SYS_EXIT: usize = 0x18;
@@ -13,11 +14,37 @@ const SYS_EXIT: usize = 0x18;
 pub const EXIT_SUCCESS: usize = 0x20026; // ADP_Stopped_ApplicationExit
 pub const EXIT_RUNTIME_ERROR: usize = 0x20023; // ADP_Stopped_RunTimeErrorUnknown
 
+const SYS_ERRNO: usize = 0x13;
+
+/// Set by the HardFault handler when a `bkpt 0xAB` trapped because no debugger is attached: from then on
+/// semihosting calls are not made at all.
+static NO_HOST: AtomicBool = AtomicBool::new(false);
+
 #[inline(always)]
 unsafe fn call(op: usize, arg: usize) -> usize {
+    if NO_HOST.load(Ordering::Relaxed) {
+        return usize::MAX;
+    }
     let mut r0 = op;
     asm!("bkpt #0xAB", inout("r0") r0, in("r1") arg, options(nostack, preserves_flags));
     r0
+}
+
+/// Whether a semihosting host (QEMU, or a debugger serving semihosting) answers. Without a debugger a `bkpt`
+/// escalates to HardFault; `rt` skips it and calls `no_host`, so the first call tells.
+pub fn host_present() -> bool {
+    unsafe { call(SYS_ERRNO, 0) };
+    !NO_HOST.load(Ordering::Relaxed)
+}
+
+/// Called by the HardFault handler for a semihosting `bkpt` that trapped (no debugger attached).
+pub fn no_host() {
+    NO_HOST.store(true, Ordering::Relaxed);
+}
+
+/// Whether `pc` holds the semihosting breakpoint `bkpt 0xAB` (Thumb encoding 0xBEAB).
+pub fn is_semihosting_call(pc: u32) -> bool {
+    pc % 2 == 0 && unsafe { core::ptr::read_volatile(pc as *const u16) } == 0xBEAB
 }
 
 /// Stop the program; the emulator's exit status follows `reason`.

@@ -107,6 +107,9 @@ class Target(Strict):
     board: str = Field(DEFAULT_BOARD, description="a name from `tinypipe boards`")
     triple: str | None = Field(None, description="Rust target triple; defaults from the board")
     cpu: str | None = Field(None, description="-C target-cpu; defaults from the board")
+    runner: Literal["emulator", "probe"] = Field(
+        "emulator", description="where `run` runs a real board QEMU also emulates (e.g. stm32f4-discovery on "
+        "netduinoplus2): the emulator, or the board itself on a debug probe (pyocd)")
 
     @field_validator("board")
     @classmethod
@@ -125,6 +128,9 @@ class Hal(Strict):
 class Tflm(Strict):
     path: str | None = Field(None, description="TFLM source tree (else $TINYPIPE_TFLM_PATH); relative to project.yaml")
     kernels: Literal["reference", "cmsis_nn"] = Field("cmsis_nn", description="TFLM kernel set to compile")
+    library: Literal["model_ops", "full"] = Field(
+        "model_ops", description="model_ops: TFLM's core plus only the kernels of the model's ops (shared by "
+        "every project with the same ops); full: every kernel, for any model")
     arena_bytes: int | None = Field(None, ge=256, description="fixed tensor arena size; default: measured + headroom")
 
 

@@ -28,12 +28,15 @@ from pathlib import Path
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_text, read_json
 from tinypipe.core.hashing import sha256_file, sha256_json, sha256_tree
+from tinypipe.stages._fit import Footprint, check_fit
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # build products and editor droppings that may sit in a template checkout but are not part of it
 IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~")
 LINKER_TEMPLATE = "link.x.in"
+BOARD_SUPPORT_DIR = "boards"  # <support>.rs per board with an application; generic.rs for the others
+GENERIC_SUPPORT = "generic"
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
 
 
@@ -82,7 +85,7 @@ def template_hash() -> str:
 def _config(variant) -> dict:
     board = variant.board
     hal = variant.config.get("hal")
-    return {
+    config = {
         "board": board.name,
         "memory": {"flash": [board.flash.origin, board.flash.size], "ram": [board.ram.origin, board.ram.size],
                    "stack_bytes": board.stack_bytes},
@@ -90,6 +93,10 @@ def _config(variant) -> dict:
         "hal": hal,
         "template": template_hash(),
     }
+    if board.support:  # the application reads the sensor: its window and rate are compiled in
+        config["support"] = board.support
+        config["sensor"] = {k: variant.config["sensor"][k] for k in ("window", "sample_rate_hz")}
+    return config
 
 
 STAGE = Stage(name="firmware", version="2", needs=("codegen", "reference"), config=_config,
@@ -101,6 +108,24 @@ def render_linker_script(board) -> str:
     return string.Template(text).substitute(
         board=board.name, flash_origin=f"0x{board.flash.origin:08X}", flash_length=f"0x{board.flash.size:X}",
         ram_origin=f"0x{board.ram.origin:08X}", ram_length=f"0x{board.ram.size:X}", stack_bytes=board.stack_bytes)
+
+
+def render_app_config(reference: dict, sensor: dict) -> str:
+    """src/app_config.rs: what a board's application must know about the model's input and classes."""
+    window, axes = int(sensor["window"]), len(sensor["axes"])
+    rate = max(1, round(float(sensor["sample_rate_hz"])))
+    classes = ", ".join(json.dumps(str(c)) for c in reference.get("classes") or [])
+    return (
+        "// Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the model's input\n"
+        "// quantization and class names) for the board's application; `include!`d by src/board.rs.\n\n"
+        f"pub const WINDOW: usize = {window};\n"
+        f"pub const SAMPLE_RATE_HZ: u32 = {rate};\n"
+        f"pub const INPUT_SCALE: f32 = {float(reference['input_scale'])!r};\n"
+        f"pub const INPUT_ZERO_POINT: i32 = {int(reference['input_zero_point'])};\n"
+        f"pub const CLASSES: &[&str] = &[{classes}];\n\n"
+        f"const _: () = assert!(crate::model::INPUT_LEN == WINDOW * {axes}, "
+        f"\"the model input must be WINDOW samples of {axes} axes\");\n"
+    )
 
 
 def render_hal_manifest(cargo_toml: str, hal) -> str:
@@ -151,6 +176,20 @@ def copy_engine_output(codegen: Path, project: Path) -> None:
              "libs": manifest.get("libs", [])}, indent=2, sort_keys=True) + "\n")
 
 
+def footprint(codegen: Path, test_inputs: Path, board) -> Footprint:
+    """The model's memory needs from the engine's codegen.json (native: weight_bytes; otherwise the files
+    model.rs includes, e.g. TFLM's flatbuffer)."""
+    info = read_json(codegen / "codegen.json") if (codegen / "codegen.json").is_file() else {}
+    weights = info.get("weight_bytes")
+    if weights is None:
+        model_rs = (codegen / "model.rs").read_text()
+        weights = sum((codegen / rel).stat().st_size for rel in set(INCLUDED_FILE.findall(model_rs))
+                      if (codegen / rel).is_file())
+    return Footprint(arena_bytes=int(info.get("arena_bytes") or 0), scratch_bytes=int(info.get("scratch_bytes") or 0),
+                     weight_bytes=int(weights), test_input_bytes=test_inputs.stat().st_size,
+                     stack_bytes=board.stack_bytes)
+
+
 def _check_test_inputs(ctx: StageContext, test_inputs: Path) -> None:
     size = test_inputs.stat().st_size
     meta_path = ctx.inputs["reference"] / "reference.json"
@@ -180,13 +219,28 @@ def run(ctx: StageContext) -> StageResult:
             raise FileNotFoundError(f"upstream output missing: {required}")
     _check_test_inputs(ctx, test_inputs)
 
+    check_fit(ctx.variant.board, footprint(ctx.inputs["codegen"], test_inputs, ctx.variant.board))
+
+    board = ctx.variant.board
+    if not board.buildable:
+        raise UserError(f"tinypipe cannot build firmware for board {board.name} yet: {board.notes[0]}",
+                        "pick another board (`tinypipe boards`)")
+    support = template / BOARD_SUPPORT_DIR / f"{board.support or GENERIC_SUPPORT}.rs"
+    if not support.is_file():
+        raise FileNotFoundError(f"board support {support} is missing from the firmware template")
+
     project = ctx.out / "project"
-    shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE))
+    shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, BOARD_SUPPORT_DIR))
+    shutil.copyfile(support, project / "src" / "board.rs")
+    if board.support:
+        atomic_write_text(project / "src" / "app_config.rs",
+                          render_app_config(read_json(ctx.inputs["reference"] / "reference.json"),
+                                            ctx.variant.config["sensor"]))
     shutil.copytree(kernels, project / "kernels", ignore=_ignore())
     copy_engine_output(ctx.inputs["codegen"], project)
     (project / "data").mkdir(exist_ok=True)
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
-    atomic_write_text(project / "link.x", render_linker_script(ctx.variant.board))
+    atomic_write_text(project / "link.x", render_linker_script(board))
     hal = ctx.variant.project.hal
     if hal is not None:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

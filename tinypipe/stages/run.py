@@ -1,4 +1,8 @@
-"""Stage `run`: run the firmware on its board's QEMU machine and compare every output with the oracle.
+"""Stage `run`: run the firmware on its board's QEMU machine — or, for a real board QEMU does not model, on a
+debug probe through pyocd — and compare every output with the oracle.
+
+A real board whose chip QEMU models (`Board.emulated_by`, e.g. the STM32F4 Discovery on `netduinoplus2`) runs
+its own ELF, unchanged, on that machine.
 
 The firmware prints `out <idx> <hex>` and `ticks <idx> <n>` per test window, then `stack <bytes>` and `done`
 (see firmware-template/src/main.rs). Under `-icount shift=0` a SysTick tick at `systick_hz` is exactly
@@ -7,14 +11,16 @@ The firmware prints `out <idx> <hex>` and `ticks <idx> <n>` per test window, the
 Outputs: `device_outputs.bin` (N x OUTPUT_LEN int8, like the reference's `test_outputs.bin`), `qemu.log` and
 `run.json`: `n`, `bit_exact`, `mismatches` ({count, first}: window indices), `accuracy_device` (argmax of the
 device outputs against `labels.bin`; null without labels), `instructions_per_inference` (mean),
-`instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`, `qemu_seconds`.
+`instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`, `qemu_seconds`; on a probe
+`cycles_per_inference`, `cycles_min`, `cycles_max`, `probe`, `probe_seconds` instead of the instruction counts
+and the machine (`probe.log` instead of `qemu.log`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinypipe.core.errors import CheckFailed, UserError
+from tinypipe.core.errors import CheckFailed
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from tinypipe.runners import qemu
 from tinypipe.stages.base import Stage, StageContext, StageResult
@@ -23,13 +29,27 @@ ICOUNT_SHIFT = 0  # 2^0 ns of virtual time per instruction
 FIRST_MISMATCHES = 10
 
 
+def emulator_for(variant):
+    """The board whose QEMU machine runs the variant, or None to run on a probe (`target.runner`)."""
+    if variant.config["target"].get("runner", "emulator") == "probe" and variant.board.pyocd_target:
+        return None
+    return variant.board.emulator
+
+
 def _config(variant) -> dict:
-    board = variant.board
-    return {"machine": board.qemu_machine, "systick_hz": board.systick_hz, "icount_shift": ICOUNT_SHIFT}
+    emulator = emulator_for(variant)
+    if emulator is None:  # a real board: run on a debug probe
+        board = variant.board
+        return {"runner": "probe", "pyocd_target": board.pyocd_target, "clock_hz": board.clock_hz}
+    return {"machine": emulator.qemu_machine, "systick_hz": emulator.systick_hz, "icount_shift": ICOUNT_SHIFT}
 
 
 def _tools(variant) -> dict:
-    return {"qemu": qemu.qemu_version()} if variant.board.qemu_machine else {}
+    if emulator_for(variant) is None:
+        from tinypipe.runners import probe
+
+        return {"pyocd": probe.pyocd_version()}
+    return {"qemu": qemu.qemu_version()}
 
 
 STAGE = Stage(name="run", version="1", needs=("build", "reference"), config=_config, tools=_tools,
@@ -44,6 +64,7 @@ class FirmwareFailed(CheckFailed):
 class DeviceReport:
     outputs: dict[int, bytes] = field(default_factory=dict)
     ticks: dict[int, int] = field(default_factory=dict)
+    cycles: dict[int, int] = field(default_factory=dict)  # DWT CYCCNT, from boards whose support has it
     stack_bytes: int | None = None
     stack_overflow: bool = False
     done: bool = False
@@ -61,6 +82,8 @@ def parse_output(text: str) -> DeviceReport:
                 report.outputs[int(words[1])] = bytes.fromhex(words[2] if len(words) == 3 else "")
             elif words[0] == "ticks" and len(words) == 3:
                 report.ticks[int(words[1])] = int(words[2])
+            elif words[0] == "cycles" and len(words) == 3:
+                report.cycles[int(words[1])] = int(words[2])
             elif words[0] == "stack" and len(words) == 2:
                 report.stack_bytes = int(words[1])
             elif words[0] == "stack_overflow":
@@ -96,9 +119,7 @@ def run(ctx: StageContext) -> StageResult:
     import numpy as np
 
     board = ctx.variant.board
-    if board.qemu_machine is None:
-        raise UserError(f"board {board.name} has no QEMU machine, so `run` cannot emulate it",
-                        "flash it with `tinypipe flash`, or pick an emulated board (`tinypipe boards`)")
+    emulator = emulator_for(ctx.variant)
     reference = ctx.inputs["reference"]
     meta = read_json(reference / "reference.json")
     n, output_len = int(meta["n"]), int(meta["output_len"])
@@ -109,13 +130,22 @@ def run(ctx: StageContext) -> StageResult:
     labels = np.fromfile(labels_path, dtype=np.uint8) if labels_path.is_file() else None
 
     elf = ctx.inputs["build"] / "firmware.elf"
-    ctx.log(f"qemu-system-arm -machine {board.qemu_machine} -icount shift={ICOUNT_SHIFT} {elf.name}")
-    result = qemu.run_elf(elf, board.qemu_machine)
-    atomic_write_text(ctx.out / "qemu.log", result.output)
+    if emulator is None:
+        from tinypipe.runners import probe
+
+        ctx.log(f"pyocd: flash and run {elf.name} on {board.pyocd_target}")
+        result = probe.run_elf(elf, board)
+        where, log_name = f"{board.name} (probe {result.probe})", "probe.log"
+    else:
+        ctx.log(f"qemu-system-arm -machine {emulator.qemu_machine} -icount shift={ICOUNT_SHIFT} {elf.name}")
+        result = qemu.run_elf(elf, emulator.qemu_machine)
+        where, log_name = emulator.qemu_machine, "qemu.log"
+    atomic_write_text(ctx.out / log_name, result.output)
     report = parse_output(result.output)
     if result.returncode != 0 or not report.done:
-        what = report.failure or f"QEMU exited with {result.returncode} before `done`"
-        raise FirmwareFailed(f"the firmware failed on {board.qemu_machine}: {what}\n{_tail(result.output)}")
+        what = report.failure or f"{'the probe run' if emulator is None else 'QEMU'} exited with " \
+                                 f"{result.returncode} before `done`"
+        raise FirmwareFailed(f"the firmware failed on {where}: {what}\n{_tail(result.output)}")
     missing = [i for i in range(n) if i not in report.outputs or i not in report.ticks]
     if missing or len(report.outputs) != n:
         raise FirmwareFailed(f"the firmware reported {len(report.outputs)} outputs, the oracle has {n} "
@@ -128,18 +158,20 @@ def run(ctx: StageContext) -> StageResult:
     device_bytes = b"".join(report.outputs[i] for i in range(n))
     atomic_write_bytes(ctx.out / "device_outputs.bin", device_bytes)
     device = np.frombuffer(device_bytes, dtype=np.int8).reshape(n, output_len)
-    instructions_per_tick = 1e9 / (board.systick_hz * 2 ** ICOUNT_SHIFT)
-    instructions = [report.ticks[i] * instructions_per_tick for i in range(n)]
-    summary = {
-        "n": n,
-        **compare(device, oracle.reshape(n, output_len), labels),
-        "instructions_per_inference": round(sum(instructions) / n),
-        "instructions_min": round(min(instructions)),
-        "instructions_max": round(max(instructions)),
-        "stack_bytes": report.stack_bytes,
-        "stack_overflow": report.stack_overflow,
-        "machine": board.qemu_machine,
-        "qemu_seconds": result.seconds,
-    }
+    summary = {"n": n, **compare(device, oracle.reshape(n, output_len), labels)}
+    if emulator is None:
+        # on the chip SysTick runs on the core clock: ticks are cycles (DWT CYCCNT where the firmware has it)
+        cycles = [report.cycles.get(i, report.ticks[i]) for i in range(n)]
+        summary.update({"cycles_per_inference": round(sum(cycles) / n), "cycles_min": min(cycles),
+                        "cycles_max": max(cycles), "instructions_per_inference": None,
+                        "probe": result.probe, "probe_seconds": result.seconds})
+    else:
+        instructions_per_tick = 1e9 / (emulator.systick_hz * 2 ** ICOUNT_SHIFT)
+        instructions = [report.ticks[i] * instructions_per_tick for i in range(n)]
+        summary.update({"instructions_per_inference": round(sum(instructions) / n),
+                        "instructions_min": round(min(instructions)),
+                        "instructions_max": round(max(instructions)),
+                        "machine": emulator.qemu_machine, "qemu_seconds": result.seconds})
+    summary.update({"stack_bytes": report.stack_bytes, "stack_overflow": report.stack_overflow})
     atomic_write_json(ctx.out / "run.json", summary)
     return summary

@@ -20,11 +20,14 @@ from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json
 from tinypipe.stages.base import Stage, StageContext, StageResult
 from tinypipe.toolchain import gnu
-from tinypipe.toolchain.rust import build_sysroot, find_rust
+from tinypipe.toolchain.rust import build_sysroot, core_cpu, find_rust
 
 
 def _config(variant) -> dict:
-    return {"triple": variant.triple, "cpu": variant.cpu}
+    config = {"triple": variant.triple, "cpu": variant.cpu}
+    if core_cpu(variant.cpu) != variant.cpu:
+        config["core_cpu"] = core_cpu(variant.cpu)  # only where it differs: other boards keep their keys
+    return config
 
 
 def _tools(variant) -> dict:

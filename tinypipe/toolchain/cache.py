@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from tinypipe.core.paths import user_cache_dir
 
 CACHE_FILE = "tool-versions.json"
 _memory: dict[str, dict[str, str]] = {}  # cache file path -> its entries, read once per process
+_lock = threading.Lock()  # stages ask from several threads under `-j N`
 
 
 def _cache_path() -> Path:
@@ -57,7 +59,11 @@ def cached_output(binary: str | os.PathLike, args: Sequence[str], env: dict[str,
 
     A missing binary raises UserError (from core.proc); a failing one raises ToolFailed.
     """
-    binary = Path(binary)
+    with _lock:
+        return _cached_output(Path(binary), args, env, cwd)
+
+
+def _cached_output(binary: Path, args: Sequence[str], env: dict[str, str] | None, cwd: Path | None) -> str:
     try:
         stamp = _stamp(binary) + _rustup_stamp(binary)
     except FileNotFoundError:

@@ -153,6 +153,17 @@ def rust_library_source(tc: RustToolchain) -> Path | None:
     return None
 
 
+# CPUs whose `core` LLVM cannot compile: rustc 1.96's LLVM aborts on core for cortex-m55 ("Do not know how to
+# promote this operator!", with or without MVE). `core` is built for the named CPU of the same ISA instead; the
+# firmware itself is still compiled for the real CPU, and fat LTO keeps each function's own target features.
+CORE_CPU_FALLBACK = {"cortex-m55": "cortex-m33"}
+
+
+def core_cpu(cpu: str) -> str:
+    """The -C target-cpu `core` is compiled with for a firmware built for `cpu`."""
+    return CORE_CPU_FALLBACK.get(cpu, cpu)
+
+
 def _crate_edition(cargo_toml: Path) -> str:
     match = re.search(r'^edition\s*=\s*"(\d+)"', cargo_toml.read_text(), re.M) if cargo_toml.is_file() else None
     return match.group(1) if match else "2021"
@@ -170,12 +181,12 @@ def build_sysroot(tc: RustToolchain, triple: str, cpu: str, dest: Path,
                         f"{APT_HINT}   (or with rustup: rustup component add rust-src)")
     out = Path(dest) / "lib" / "rustlib" / triple / "lib"
     out.mkdir(parents=True, exist_ok=True)
-    flags = ["--target", triple, "-C", "opt-level=3", "-C", "panic=abort", "-C", f"target-cpu={cpu}",
+    flags = ["--target", triple, "-C", "opt-level=3", "-C", "panic=abort", "-C", f"target-cpu={core_cpu(cpu)}",
              "-C", "debuginfo=0", "-C", "embed-bitcode=yes",  # bitcode: the firmware is built with LTO
              "--remap-path-prefix", f"{library}=/rustc/library"]  # no machine-specific path in panic messages
     env = {"RUSTC_BOOTSTRAP": "1"}  # core uses unstable features; this is how the Rust build itself compiles it
     started = time.monotonic()
-    log(f"building core for {triple} ({cpu}) with {first_line(tc.version)}")
+    log(f"building core for {triple} ({core_cpu(cpu)}) with {first_line(tc.version)}")
     proc.run([tc.rustc, "--edition", _crate_edition(library / "core" / "Cargo.toml"), "--crate-type", "rlib",
               "--crate-name", "core", *flags, "--out-dir", out, library / "core" / "src" / "lib.rs"],
              env=env, cwd=Path("/"))
