@@ -7,13 +7,11 @@ from __future__ import annotations
 from tinypipe.native.lower import ConstArray, Program
 from tinypipe.native.plan import ArenaPlan
 
-NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rq": 3, "Rs": 2}
+NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
 
 
 def _array(a: ConstArray) -> str:
-    if a.rust_type == "Rq":
-        items = [f"Rq {{ multiplier: {m}, shift: {s} }}" for m, s in a.values]
-    elif a.rust_type == "Rs":
+    if a.rust_type == "Rs":
         items = [f"Rs {{ multiplier: {m}, add: {d}, right: {r} }}" for m, d, r in a.values]
     elif a.rust_type == "u32":
         items = [f"0x{v:08x}" for v in a.values]
@@ -50,7 +48,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.extend(f"//! {line}\n" for line in header)
     out.append("//!\n//! `invoke` runs the model on one int8 input; all activations live in one static arena.\n")
     out.append("#![allow(dead_code, unused_imports, clippy::all)]\n\n")
-    out.append("use tinyml_kernels as k;\nuse tinyml_kernels::{Requant as Rq, Rescale as Rs};\n\n")
+    out.append("use tinyml_kernels as k;\nuse tinyml_kernels::Rescale as Rs;\n\n")
     out.append(f"/// int8 values the model reads: shape {list(in_t.shape)}\n")
     out.append(f"pub const INPUT_LEN: usize = {in_t.size};\n")
     out.append(f"/// int8 values the model writes: shape {list(out_t.shape)}\n")

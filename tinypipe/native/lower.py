@@ -27,12 +27,12 @@ class ConstArray:
     """A `static` array in the generated code."""
 
     name: str
-    rust_type: str  # element type: "i8", "i32", "u32" (re-laid weights for a kernel), "Rq", "Rs"
-    values: tuple  # ints, (multiplier, shift) pairs for "Rq", (multiplier, add, right) for "Rs"
+    rust_type: str  # element type: "i8", "i32", "u32" (re-laid weights for a kernel), "Rs"
+    values: tuple  # ints, or (multiplier, add, right) for "Rs"
 
     @property
     def nbytes(self) -> int:
-        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rq": 8, "Rs": 12}[self.rust_type]
+        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rs": 12}[self.rust_type]
 
 
 @dataclass
@@ -147,7 +147,7 @@ def rescale(rq: tuple[int, int], output_offset: int) -> tuple[int, int, int]:
     return multiplier, shift, 0
 
 
-# |accumulator| bound below which the kernels' short requantization path is exact (quant.rs)
+# |accumulator| bound below which twice it fits an int32 and the short requantization path is exact (`Rescale`)
 SHORT_PATH_ACC_LIMIT = 1 << 30
 
 
@@ -234,10 +234,10 @@ class _Lowering:
         except QuantError as exc:
             raise self.fail(op, f"its quantization cannot be reproduced: {exc}", "re-quantize the model") from None
 
-    def check_accumulators(self, op: Operator, rq, bounds) -> None:
-        """The kernels requantize with a short path when the shift is negative, exact for |acc| < 2^30."""
-        for c, ((_, shift), bound) in enumerate(zip(rq, bounds)):
-            if shift < 0 and bound >= SHORT_PATH_ACC_LIMIT:
+    def check_accumulators(self, op: Operator, bounds) -> None:
+        """The kernels accumulate twice the sum in an int32: every channel must stay below 2^30."""
+        for c, bound in enumerate(bounds):
+            if bound >= SHORT_PATH_ACC_LIMIT:
                 raise self.fail(op, f"output channel {c} can accumulate up to {bound}, beyond the native kernels' "
                                     "range (2^30)")
 
@@ -278,9 +278,8 @@ class _Lowering:
         act_min, act_max = self.act_range(op, y, op.options.get("fused_activation", "NONE"))
         wv = _unpack(w, "b")
         bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp, lambda m: self.fail(op, m))
-        # the kernel requantizes twice the sum: every channel (not only short-path ones) below 2^30
-        self.check_accumulators(op, [(0, -1)] * out_depth,
-                                [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128) for o, b in enumerate(bias)])
+        self.check_accumulators(op, [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128)
+                                     for o, b in enumerate(bias)])
         n = op.index
         return Step(
             index=n, op=op.op, kernel="fully_connected_s8", params_type="FullyConnected",
@@ -357,13 +356,12 @@ class _Lowering:
             if not -(1 << 31) <= v < (1 << 31):
                 raise self.fail(op, "its bias with the input zero point folded in overflows int32")
             bias_folded.append(v)
-        # every tap reads an input value or the zero point, from the folded bias; the kernels accumulate
-        # twice the sum, so every channel (not only short-path ones) must stay below 2^30
+        # every tap reads an input value or the zero point, from the folded bias
         if depthwise:
             bounds = [accumulator_bound(bf, wv[c::out_c], 128) for c, bf in enumerate(bias_folded)]
         else:
             bounds = [accumulator_bound(bf, wv[c * per:(c + 1) * per], 128) for c, bf in enumerate(bias_folded)]
-        self.check_accumulators(op, [(0, -1)] * out_c, bounds)
+        self.check_accumulators(op, bounds)
         n = op.index
         params = dict(geo)
         params.update({"in_c": in_c, "input_offset": -in_zp, "output_offset": out_zp,

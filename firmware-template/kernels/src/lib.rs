@@ -12,7 +12,7 @@
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
 #![no_std]
-#![deny(unsafe_code)] // allowed only in `dsp`: one-instruction inline assembly
+#![deny(unsafe_code)] // allowed only in `dsp`: inline assembly
 
 pub mod arena;
 pub mod conv;
@@ -30,5 +30,5 @@ pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
-pub use quant::{multiply_by_quantized_multiplier, Requant, Rescale};
+pub use quant::{multiply_by_quantized_multiplier, Rescale};
 pub use softmax::{softmax_s8, Softmax};
