@@ -475,7 +475,7 @@ def test_panic_in_model_fails_the_run_with_its_message(tmp_path, toolchains, ker
     with pytest.raises(run.FirmwareFailed) as err:
         run.run(context(variant, tmp_path / "run", build=built, reference=reference))
     message = str(err.value)
-    assert f"the firmware failed on mps2-an386: panic: panicked at src/model.rs:" in message
+    assert "the firmware failed on mps2-an386: panic: panicked at src/model.rs:" in message
     assert f"model refuses window with {int(inputs[4, 2])}" in message
     assert err.value.exit_code == 1
     result = qemu.run_elf(built / "firmware.elf", "mps2-an386", timeout_s=60)

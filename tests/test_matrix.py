@@ -8,7 +8,6 @@ with the bytes it needs and has, and the other cells go on.
 
 import json
 import shutil
-import subprocess
 
 import pytest
 

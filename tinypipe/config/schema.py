@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tinypipe.config.boards import BOARDS, DEFAULT_BOARD, Board
+from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 
 
 class Strict(BaseModel):

@@ -87,7 +87,6 @@ def _none(rng, t):
 
 def _sensor(rng, motion, t):
     """Add what every window has: tilted gravity, gain error, slow bias drift and white noise."""
-    import numpy as np
 
     n = motion.shape[0]
     gravity = _tilted_gravity(rng, n)[:, None, :]
@@ -154,7 +153,6 @@ def stratified_split(y, fractions, seed):
 
 
 def run(ctx: StageContext) -> StageResult:
-    import numpy as np
 
     p = ctx.variant.project
     if p.sensor.kind not in GENERATOR_KINDS:
