@@ -14,6 +14,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -220,9 +221,24 @@ def _keras_specs(keras):
                                                                          padding="same", activation="relu"),
                                            L.Conv2D(6, 1), L.Conv2D(4, (2, 3), padding="same"), L.Flatten(),
                                            L.Dense(5)),
+        # standalone RELU, RELU6, LEAKY_RELU; ADD, SUB; MUL broadcasting a 1x1x6 tensor and a constant [6]
+        # vector, ADD broadcasting one channel; 7x5 with 6 channels (not a multiple of 4)
+        "elementwise": lambda: _elementwise(keras),
         # global average pooling converts to MEAN: not supported by the native engine
         "with_mean": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalAveragePooling2D(), L.Dense(3)),
     }
+
+
+def _elementwise(keras):
+    L = keras.layers
+    x = keras.Input((5, 7, 3), batch_size=1)
+    a = L.Conv2D(6, 1)(x)
+    y = L.Add()([L.ReLU()(a), L.LeakyReLU(0.2)(a)])
+    y = L.Subtract()([y, L.ReLU(6.0)(a)])
+    y = L.Multiply()([y, L.Conv2D(6, (5, 7))(x)])
+    y = keras.ops.multiply(y, np.linspace(-1.0, 2.0, 6).astype("float32"))
+    y = L.Add()([y, L.Conv2D(1, 1)(x)])
+    return keras.Model(x, y), (5, 7, 3)
 
 
 @pytest.fixture(scope="session")
@@ -245,7 +261,8 @@ def keras_models():
     return models
 
 
-KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast"]
+KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
+                 "elementwise"]
 
 
 @pytest.mark.parametrize("name", KERAS_CHECKED)
@@ -259,6 +276,15 @@ def test_keras_conv1d_lowers_through_reshape_and_conv2d(keras_models):
                    "SOFTMAX"]
     info = generate(keras_models["gesture"], "gesture.tflite").info
     assert [o["kernel"] for o in info["ops"]][:2] == ["alias", "conv2d_s8"]
+
+
+def test_elementwise_model_uses_every_new_kernel(keras_models):
+    ops = [o.op for o in parse_model(keras_models["elementwise"]).main.operators]
+    assert sorted(ops) == ["ADD", "ADD", "CONV_2D", "CONV_2D", "CONV_2D", "LEAKY_RELU", "MUL", "MUL", "RELU",
+                           "RELU6", "SUB"]
+    model_rs = generate(keras_models["elementwise"], "elementwise.tflite").model_rs
+    assert model_rs.count("k::split_inputs(arena, [(") == 5  # one MUL reads its constant operand from flash
+    assert re.search(r"static C\d+_1: \[i8; 6\]", model_rs) and model_rs.count("k::lookup_s8(") == 3
 
 
 def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):

@@ -4,7 +4,7 @@ with its operator, shapes and arena offsets."""
 
 from __future__ import annotations
 
-from tinypipe.native.lower import ConstArray, Program
+from tinypipe.native.lower import ConstArray, Program, Step
 from tinypipe.native.plan import ArenaPlan
 
 NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
@@ -23,13 +23,38 @@ def _array(a: ConstArray) -> str:
     return f"static {a.name}: [{a.rust_type}; {len(a.values)}] = [\n{body}\n];\n"
 
 
+def _value(v) -> str:
+    """A parameter as Rust: ints, bools, lists (arrays), or a string already in Rust (a nested struct)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
 def _params(step) -> str:
-    fields = "\n".join(f"    {k}: {v}," for k, v in step.params.items())
+    fields = "\n".join(f"    {k}: {_value(v)}," for k, v in step.params.items())
     return f"const P{step.index}: k::{step.params_type} = k::{step.params_type} {{\n{fields}\n}};\n"
 
 
 def _shape(shape) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
+
+
+def _multi_input_call(step: Step, plan: ArenaPlan, t) -> str:
+    """A kernel reading several operands: arena tensors through `split_inputs`, constants from flash, in the
+    operator's input order."""
+    live = [step.input, *step.more_inputs]
+    ranges = ", ".join(f"({plan.offset(i)}, {t[i].size})" for i in live)
+    names = [f"x{j}" for j in range(len(live))]
+    dst, n_out = plan.offset(step.output), t[step.output].size
+    operands, it = [], iter(names)
+    for pos in range(len(live) + len(step.const_inputs)):
+        operands.append(f"&{step.const_inputs[pos].name}" if pos in step.const_inputs else next(it))
+    reads = ", ".join(f"arena[{plan.offset(i)}..{plan.offset(i) + t[i].size}]" for i in live)
+    args = "".join(f"{o}, " for o in operands) + "".join(f"&{a.name}, " for a in step.arrays)
+    return (f"    //   {reads} -> arena[{dst}..{dst + n_out}]\n"
+            f"    if let Some(([{', '.join(names)}], y)) = k::split_inputs(arena, [{ranges}], {dst}, {n_out}) {{\n"
+            f"        k::{step.kernel}(&P{step.index}, {args}y);\n"
+            f"        hook({step.index}, y);\n    }}\n")
 
 
 def scratch_sizes(program: Program) -> tuple[int, int]:
@@ -96,6 +121,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
                    f"{', ' + step.note if step.note else ''}\n")
         if not step.kernel:
             continue
+        if step.more_inputs or step.const_inputs:
+            out.append(_multi_input_call(step, plan, t))
+            continue
         out.append(f"    //   arena[{src}..{src + n_in}] -> arena[{dst}..{dst + n_out}]"
                    f"{f', {step.macs} MACs' if step.macs else ''}\n")
         args = "".join(f"&{a.name}, " for a in step.arrays)
@@ -114,6 +142,6 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
             continue
         out.append(f"\n// --- op {step.index} {step.op} ---\n")
         out.append(_params(step))
-        for a in step.arrays:
+        for a in [*step.const_inputs.values(), *step.arrays]:
             out.append(_array(a))
     return "".join(out)

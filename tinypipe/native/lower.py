@@ -2,8 +2,10 @@
 
 Each supported operator becomes a `Step`: the kernel to call, the integer parameters of its Rust struct, and
 the constant arrays it reads (weights, folded biases, per-channel requantization). RESHAPE, EXPAND_DIMS and
-SQUEEZE become aliases: their output is the same bytes as their input. Anything else, or a dtype other than
-int8 activations with int8 weights and int32 biases, is a `UserError` naming the operator.
+SQUEEZE become aliases: their output is the same bytes as their input. Unary int8 -> int8 operators (RELU,
+RELU6, LEAKY_RELU) become a 256-entry table; binary ones (ADD, SUB, MUL) read two operands, either of which
+may be a constant in flash. Anything else, or a dtype other than int8 activations with int8 weights and
+int32 biases, is a `UserError` naming the operator.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from tinypipe.native import quant
 from tinypipe.native.quant import QuantError
 from tinypipe.tflite.reader import Model, Operator, Subgraph, Tensor
 
+LOOKUP_OPS = ("RELU", "RELU6", "LEAKY_RELU")  # int8 -> int8 through a 256-entry table
+BINARY_OPS = ("ADD", "SUB", "MUL")
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX",
-                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE")
+                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE", *LOOKUP_OPS, *BINARY_OPS)
+BROADCAST_DIMS = 5  # the binary kernels' loop nest (elementwise.rs `Broadcast`)
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
 TFLM_HINT = "use `engine: tflm` for this model (the native engine supports: " + ", ".join(SUPPORTED_OPS) + ")"
 
@@ -52,6 +57,8 @@ class Step:
     scratch_words: int = 0  # kernel working memory (u32 words) the step needs; 0: none
     stage_bytes: int = 0  # kernel staging bytes the step needs
     takes_stage: bool = False  # the kernel's signature has a staging slice after the scratch
+    more_inputs: tuple[int, ...] = ()  # further activation tensors read, after `input` (ADD, MUL, ...)
+    const_inputs: dict[int, ConstArray] = field(default_factory=dict)  # input position -> constant operand
 
 
 @dataclass
@@ -443,6 +450,87 @@ class _Lowering:
                     arrays=[], input=x.index, output=y.index, note=f"beta {op.options.get('beta', 0.0):g}",
                     in_shape=x.shape, out_shape=y.shape)
 
+    def lookup(self, op: Operator) -> Step:
+        """A unary int8 -> int8 operator as a table of its output for each of the 256 inputs."""
+        self.single_io(op, (1,))
+        x = self.activation(op, op.inputs[0], "input")
+        y = self.activation(op, op.outputs[0], "output")
+        if x.size != y.size:
+            raise self.fail(op, f"input ({x.size} values) and output ({y.size}) differ in size")
+        in_scale, in_zp = self.quant_of(op, x, "input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        if op.op == "RELU":
+            table = self.guarded(op, quant.relu_table, in_scale, in_zp, out_scale, out_zp)
+        elif op.op == "RELU6":
+            table = self.guarded(op, quant.relu6_table, in_scale, in_zp)
+        else:
+            alpha = op.options.get("alpha", 0.0)
+            table = self.guarded(op, quant.leaky_relu_table, alpha, in_scale, in_zp, out_scale, out_zp)
+        n = op.index
+        return Step(index=n, op=op.op, kernel="lookup_s8", params_type="Lookup", params={"len": x.size},
+                    arrays=[ConstArray(f"T{n}", "i8", tuple(table))], input=x.index, output=y.index,
+                    note="256-entry table", in_shape=x.shape, out_shape=y.shape)
+
+    def operand(self, op: Operator, idx: int, what: str) -> Tensor:
+        """An int8 input that may be a constant (a binary operator's second operand, say)."""
+        t = self.t[idx]
+        if t.is_constant:
+            if t.dtype != "int8" or t.data is None or len(t.data) != t.size:
+                raise self.fail(op, f"its {what} {t.name!r} is a {t.dtype} constant; the native engine needs int8")
+            return t
+        return self.activation(op, idx, what)
+
+    def broadcast(self, op: Operator, a: Tensor, b: Tensor, y: Tensor) -> str:
+        """The `Broadcast` loop nest: the output shape, right-aligned, and each input's element strides."""
+        rank = len(y.shape)
+        if rank > BROADCAST_DIMS or len(a.shape) > rank or len(b.shape) > rank:
+            raise self.fail(op, f"broadcasting over more than {BROADCAST_DIMS} dimensions")
+        dims = (1,) * (BROADCAST_DIMS - rank) + tuple(y.shape)
+
+        def strides(t: Tensor) -> list[int]:
+            shape = (1,) * (BROADCAST_DIMS - len(t.shape)) + tuple(t.shape)
+            out, step = [0] * BROADCAST_DIMS, 1
+            for d in reversed(range(BROADCAST_DIMS)):
+                if shape[d] == dims[d]:
+                    out[d] = step if dims[d] > 1 else 0
+                elif shape[d] != 1:
+                    raise self.fail(op, f"input shape {list(t.shape)} does not broadcast to {list(y.shape)}")
+                step *= shape[d]
+            return out
+
+        return (f"k::Broadcast {{ dims: {list(dims)}, a_strides: {strides(a)}, b_strides: {strides(b)} }}")
+
+    def binary(self, op: Operator) -> Step:
+        self.single_io(op, (2,))
+        a = self.operand(op, op.inputs[0], "first input")
+        b = self.operand(op, op.inputs[1], "second input")
+        y = self.activation(op, op.outputs[0], "output")
+        if a.is_constant and b.is_constant:
+            raise self.fail(op, "both inputs are constants")
+        a_scale, a_zp = self.quant_of(op, a, "first input")
+        b_scale, b_zp = self.quant_of(op, b, "second input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        activation = op.options.get("fused_activation", "NONE")
+        act_min, act_max = self.act_range(op, y, activation)
+        params = {"shape": self.broadcast(op, a, b, y), "a_offset": -a_zp, "b_offset": -b_zp}
+        if op.op == "MUL":
+            # CalculateOpDataMul: double(s1) * double(s2) / double(s_out)
+            m, shift = self.guarded(op, quant.quantize_multiplier, a_scale * b_scale / out_scale)
+            params.update({"output_multiplier": m, "output_shift": shift})
+            kernel, ptype = "mul_s8", "Mul"
+        else:
+            params.update(self.guarded(op, quant.add_params, a_scale, b_scale, out_scale, op.op == "SUB"))
+            params["negate_b"] = op.op == "SUB"
+            kernel, ptype = "add_s8", "Add"
+        params.update({"output_offset": out_zp, "act_min": act_min, "act_max": act_max})
+        n = op.index
+        const_inputs = {pos: ConstArray(f"C{n}_{pos}", "i8", _unpack(t, "b"))
+                        for pos, t in enumerate((a, b)) if t.is_constant}
+        live = [t.index for t in (a, b) if not t.is_constant]
+        return Step(index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=[],
+                    input=live[0], output=y.index, more_inputs=tuple(live[1:]), const_inputs=const_inputs,
+                    note=f"{list(a.shape)} with {list(b.shape)} {activation}", in_shape=a.shape, out_shape=y.shape)
+
     def alias(self, op: Operator) -> Step:
         if len(op.inputs) < 1 or len(op.outputs) != 1:
             raise self.fail(op, "unexpected number of inputs/outputs")
@@ -480,6 +568,10 @@ class _Lowering:
                 step = self.pool(op)
             elif op.op == "SOFTMAX":
                 step = self.softmax(op)
+            elif op.op in LOOKUP_OPS:
+                step = self.lookup(op)
+            elif op.op in BINARY_OPS:
+                step = self.binary(op)
             else:
                 step = self.alias(op)
                 alias_of[step.output] = alias_of.get(step.input, step.input)

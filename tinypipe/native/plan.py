@@ -38,7 +38,8 @@ class ArenaPlan:
 
 def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int,
                alias_of: dict[int, int]) -> ArenaPlan:
-    """`steps`: objects with `.input`, `.output`, `.kernel` ("" for aliases); `sizes`: tensor -> bytes."""
+    """`steps`: objects with `.input`, `.more_inputs` (other tensors read; ints), `.output`, `.kernel` ("" for
+    aliases); `sizes`: tensor -> bytes."""
     owner = lambda t: alias_of.get(t, t)  # noqa: E731
     buffers: dict[int, Buffer] = {}
 
@@ -52,6 +53,8 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
     touch(model_input, -1)
     for i, step in enumerate(steps):
         touch(step.input, i)
+        for tensor in step.more_inputs:
+            touch(tensor, i)
         touch(step.output, i)
     touch(model_output, len(steps))
 

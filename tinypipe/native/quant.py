@@ -121,3 +121,93 @@ def compute_out_size(padding: str, in_size: int, filter_size: int, stride: int, 
         return (in_size + stride - 1) // stride
     return (in_size + stride - effective) // stride
 
+
+
+# --- TFLM's integer arithmetic, for tables filled at code-generation time -----------------------------------
+
+def _wrap32(x: int) -> int:
+    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def saturating_rounding_doubling_high_mul(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul: (a * b * 2) / 2^32 rounded, ties away from zero."""
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    num = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    return int(math.copysign(abs(num) // (1 << 31), num))  # C++ `/`: truncates toward zero
+
+
+def rounding_divide_by_pot(x: int, exponent: int) -> int:
+    """gemmlowp's RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero."""
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """MultiplyByQuantizedMultiplier, double rounding (TFLITE_SINGLE_ROUNDING unset, as in the oracle)."""
+    left, right = max(shift, 0), max(-shift, 0)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(_wrap32(x * (1 << left)), multiplier), right)
+
+
+def clamp8(v: int, lo: int = INT8_MIN, hi: int = INT8_MAX) -> int:
+    return max(lo, min(hi, v))
+
+
+def requantize_table(input_zp: int, output_zp: int, real: float, lo: int = INT8_MIN,
+                     hi: int = INT8_MAX) -> list[int]:
+    """For x = -128..127: clamp(out_zp + MBQM(x - in_zp, QuantizeMultiplier(real)), lo, hi)."""
+    m, s = quantize_multiplier(real)
+    return [clamp8(output_zp + multiply_by_quantized_multiplier(x - input_zp, m, s), lo, hi)
+            for x in range(INT8_MIN, INT8_MAX + 1)]
+
+
+def relu_table(input_scale: float, input_zp: int, output_scale: float, output_zp: int) -> list[int]:
+    """RELU (activations_common.cc CalculateReluOpData): the multiplier is a float quotient; the lower bound
+    is the output zero point."""
+    return requantize_table(input_zp, output_zp, f32(input_scale / output_scale), lo=max(INT8_MIN, output_zp))
+
+
+def relu6_table(input_scale: float, input_zp: int) -> list[int]:
+    """RELU6 (Relu6Prepare): a clamp of the input's integers to [zero point, quantized 6], no rescaling."""
+    six = clamp8(int(round_half_away(f32(6.0 / input_scale))) + input_zp)
+    return [max(input_zp, min(six, x)) for x in range(INT8_MIN, INT8_MAX + 1)]
+
+
+def leaky_relu_table(alpha: float, input_scale: float, input_zp: int, output_scale: float,
+                     output_zp: int) -> list[int]:
+    """LEAKY_RELU (CalculateOpDataLeakyRelu, reference_ops::QuantizeLeakyRelu): float products and quotients;
+    a negative alpha multiplies by |alpha| and negates."""
+    m_alpha, s_alpha = quantize_multiplier(f32(f32(input_scale * f32(alpha)) / output_scale))
+    m_id, s_id = quantize_multiplier(f32(input_scale / output_scale))
+    out = []
+    for x in range(INT8_MIN, INT8_MAX + 1):
+        v = x - input_zp
+        if v >= 0:
+            y = multiply_by_quantized_multiplier(v, m_id, s_id)
+        else:
+            scaled = multiply_by_quantized_multiplier(v, abs(m_alpha), s_alpha)
+            y = -scaled if m_alpha < 0 else scaled
+        out.append(clamp8(output_zp + y))
+    return out
+
+
+def add_params(input1_scale: float, input2_scale: float, output_scale: float, sub: bool) -> dict[str, int]:
+    """CalculateOpDataAdd / CalculateOpDataSub for int8 (left shift 20): ADD in double, SUB (sub_common.cc)
+    with the twice-max scale and the quotients in float."""
+    left_shift = 20
+    if sub:
+        twice_max = f32(2 * max(input1_scale, input2_scale))
+        real1, real2 = f32(input1_scale / twice_max), f32(input2_scale / twice_max)
+        real_out = f32(twice_max / f32((1 << left_shift) * output_scale))
+    else:
+        twice_max = 2 * max(input1_scale, input2_scale)
+        real1, real2 = input1_scale / twice_max, input2_scale / twice_max
+        real_out = twice_max / ((1 << left_shift) * output_scale)
+    (m1, s1), (m2, s2), (mo, so) = (quantize_multiplier(r) for r in (real1, real2, real_out))
+    if max(s1, s2, so) > 0:
+        raise QuantError("an input or output multiplier is not below one")
+    return {"left_shift": left_shift, "a_multiplier": m1, "a_shift": s1, "b_multiplier": m2, "b_shift": s2,
+            "output_multiplier": mo, "output_shift": so}

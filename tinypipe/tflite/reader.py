@@ -75,6 +75,7 @@ _RESHAPE_OPTIONS = 17
 _MUL_OPTIONS = 21
 _SUB_OPTIONS = 28
 _SQUEEZE_OPTIONS = 30
+_LEAKY_RELU_OPTIONS = 75
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,8 @@ def _options(kind: int, opts: _Table | None) -> dict[str, Any]:
         return {"axis": opts.scalar(0, "i", 0, "axis"),
                 "fused_activation": _enum(ACTIVATIONS, opts.scalar(1, "b", 0, "fused_activation_function"),
                                           "activation")}
+    if kind == _LEAKY_RELU_OPTIONS:
+        return {"alpha": opts.scalar(0, "f", 0.0, "alpha")}
     if kind in (_ADD_OPTIONS, _MUL_OPTIONS, _SUB_OPTIONS):
         return {"fused_activation": _enum(ACTIVATIONS, opts.scalar(0, "b", 0, "fused_activation_function"),
                                           "activation")}

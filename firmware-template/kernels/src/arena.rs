@@ -35,3 +35,33 @@ pub fn copy_into(dst: &mut [i8], src: &[i8]) {
         *d = *s;
     }
 }
+
+/// Like [`split_io`] for an operator reading `N` arena ranges `(offset, len)`, which may overlap each
+/// other (ADD of a tensor to itself) but not the output.
+#[inline(always)]
+pub fn split_inputs<const N: usize>(
+    arena: &mut [i8],
+    inputs: [(usize, usize); N],
+    out_off: usize,
+    out_len: usize,
+) -> Option<([&[i8]; N], &mut [i8])> {
+    let out_end = out_off.checked_add(out_len)?;
+    if out_end > arena.len() {
+        return None;
+    }
+    let (head, tail) = arena.split_at_mut(out_off);
+    let (output, rest) = tail.split_at_mut(out_len);
+    let (head, rest): (&[i8], &[i8]) = (head, rest);
+    let mut slices: [&[i8]; N] = [&[]; N];
+    for (slot, (off, len)) in slices.iter_mut().zip(inputs) {
+        let end = off.checked_add(len)?;
+        *slot = if end <= out_off {
+            head.get(off..end)?
+        } else if off >= out_end {
+            rest.get(off - out_end..end - out_end)?
+        } else {
+            return None;
+        };
+    }
+    Some((slices, output))
+}

@@ -6,8 +6,9 @@
 //! and `fully_connected`). Every kernel takes a plain-data parameter struct that tinypipe fills in
 //! at code-generation time, so nothing is computed here that TFLM computes in `Prepare`.
 //!
-//! Two paths, the same bits: with `cfg(tinyml_dsp)` (build.rs sets it for ARMv7E-M targets) the inner loops
-//! use the DSP extension's SIMD multiply-accumulates (`dsp`); otherwise portable Rust.
+//! Two paths, the same bits: with `cfg(tinyml_dsp)` (build.rs sets it for ARMv7E-M targets and
+//! ARMv8-M Mainline cores with the extension) the inner loops use the DSP extension's SIMD
+//! multiply-accumulates (`dsp`); otherwise portable Rust.
 //!
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
@@ -19,14 +20,16 @@ pub mod conv;
 pub mod depthwise;
 #[cfg(tinyml_dsp)]
 pub mod dsp;
+pub mod elementwise;
 pub mod fixedpoint;
 pub mod fully_connected;
 pub mod pool;
 pub mod quant;
 pub mod softmax;
 
-pub use arena::{copy_into, split_io};
+pub use arena::{copy_into, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
+pub use elementwise::{add_s8, lookup_s8, mul_s8, Add, Broadcast, Lookup, Mul};
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
