@@ -132,3 +132,24 @@ def test_sigkill_mid_stage_leaves_no_partial_entry(tmp_path):
     doc = run_json(project, "--until", "train")
     assert by_stage(doc) == {"data": "cached", "train": "ran"}
     assert not [p for p in store.iterdir() if p.name.startswith(".tmp-")]  # the killed run's temporary is swept
+
+
+def test_verify_rebuilds_every_stage_bit_for_bit(gesture):
+    project, _ = gesture
+    proc = tinypipe("verify", str(project), "--json")
+    assert proc.returncode == 0, proc.stderr
+    verdicts = json.loads(proc.stdout)
+    assert [v["stage"] for v in verdicts] == ["data", "train", "quantize", "reference", "codegen", "toolchain",
+                                              "firmware", "build"]
+    assert all(v["same"] and v["rebuilt"] == v["locked"] for v in verdicts)
+
+
+def test_verify_refuses_a_lock_that_is_not_current(gesture, tmp_path):
+    project, _ = gesture
+    edited = tmp_path / "edited"
+    shutil.copytree(project, edited)
+    text = (edited / "project.yaml").read_text()
+    (edited / "project.yaml").write_text(text.replace("seed: 7", "seed: 8"))
+    proc = tinypipe("verify", str(edited))
+    assert proc.returncode == 2
+    assert "tinypipe.lock is not current: the inputs of data (mps2-an386-native) changed" in proc.stderr

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     report = project_cmd("report", "print the results table of the last run from the store (runs nothing)")
     report.add_argument("--json", action="store_true")
 
+    verify = project_cmd("verify", "rebuild from scratch in a temporary store and check every output is "
+                         "bit-for-bit what tinypipe.lock records")
+    verify.add_argument("--until", metavar="STAGE", default="build",
+                        help="last stage to rebuild (default: build — the run log holds wall-clock times)")
+    verify.add_argument("--json", action="store_true")
+
     gc = sub.add_parser("gc", help="delete store entries the lock file no longer references")
     gc.add_argument("dir", nargs="?", default=".", metavar="DIR")
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted")
@@ -223,6 +229,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from tinypipe.engine.verify import verify
+    from tinypipe.report.progress import PlainReporter
+
+    verdicts = verify(Path(args.dir), board=args.board, engine=args.engine, until=args.until,
+                      reporter=PlainReporter(quiet=True))
+    if args.json:
+        sys.stdout.write(json.dumps([{**v.__dict__, "same": v.same} for v in verdicts], indent=2) + "\n")
+    else:
+        for v in verdicts:
+            mark = "identical" if v.same else f"DIFFERS (lock {v.locked[:12]}…, rebuilt {str(v.rebuilt)[:12]}…)"
+            print(f"{v.variant:<24} {v.stage:<10} {mark}")
+    bad = [v for v in verdicts if not v.same]
+    if bad:
+        sys.stderr.write(f"check failed: {len(bad)} stage output(s) are not reproducible\n")
+        return 1
+    print(f"all {len(verdicts)} stage outputs rebuilt bit for bit")
+    return 0
+
+
 def cmd_gc(args) -> int:
     from tinypipe.config.loader import load_project
     from tinypipe.engine.lock import LOCK_FILE, Lock
@@ -333,7 +359,7 @@ def cmd_init(args) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
+    "run": cmd_run, "verify": cmd_verify, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
     "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor, "init": cmd_init,
 }
 

@@ -59,22 +59,26 @@ class RunOutcome:
 
 class Pipeline:
     def __init__(self, target: Path, board: str | None = None, engine: str | None = None,
-                 until: str | None = None):
+                 until: str | None = None, scratch: Path | None = None):
+        """`scratch`: keep every store, cache and lock under this directory instead (for `verify`)."""
         if until is not None and until not in ALL_STAGES:
             raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(ALL_STAGES)}")
         self.dir = project_file(Path(target)).parent.resolve()
-        self.config, self.config_path = load_config(Path(target), self.dir / STATE_DIR)
+        state = self.dir / STATE_DIR if scratch is None else Path(scratch) / "project"
+        self.config, self.config_path = load_config(Path(target), state)
         self.variants = expand(self.config, board=board, engine=engine, project_dir=self.dir)
-        self.store = Store(self.dir / STATE_DIR / "store")
-        self.shared_store = Store(user_cache_dir() / "store")
-        self.lock = Lock(self.dir / LOCK_FILE, self.config["name"])
+        self.store = Store(state / "store")
+        self.shared_store = Store((user_cache_dir() if scratch is None else Path(scratch) / "shared") / "store")
+        lock_path = self.dir / LOCK_FILE if scratch is None else Path(scratch) / LOCK_FILE
+        self.lock = Lock(lock_path, self.config["name"])
+        self.state_dir = state
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
 
     # --- running ---------------------------------------------------------------------------------------
 
     def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None) -> RunOutcome:
         reporter = reporter or NullReporter()
-        executor = executor or DoitExecutor(self.dir / STATE_DIR / "doit.json")
+        executor = executor or DoitExecutor(self.state_dir / "doit.json")
         self.store.sweep()
         self.shared_store.sweep()
         outcome = RunOutcome()
