@@ -245,7 +245,7 @@ def cmd_verify(args) -> int:
     if bad:
         sys.stderr.write(f"check failed: {len(bad)} stage output(s) are not reproducible\n")
         return 1
-    print(f"all {len(verdicts)} stage outputs rebuilt bit for bit")
+    sys.stderr.write(f"all {len(verdicts)} stage outputs rebuilt bit for bit\n")
     return 0
 
 
