@@ -153,3 +153,15 @@ def test_verify_refuses_a_lock_that_is_not_current(gesture, tmp_path):
     proc = tinypipe("verify", str(edited))
     assert proc.returncode == 2
     assert "tinypipe.lock is not current: the inputs of data (mps2-an386-native) changed" in proc.stderr
+
+
+def test_report_html_shows_the_measured_results(gesture, tmp_path):
+    project, doc = gesture
+    out = tmp_path / "report.html"
+    proc = tinypipe("report", str(project), "--html", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    row = doc["results"][0]
+    assert f"<td>{row['instructions_per_inference']:,}</td>" in page
+    assert f"{row['accuracy_device'] * 100:.1f}%" in page
+    assert page.count("<svg") == 4 and page.count("<rect") == 4  # one bar per chart for the one variant

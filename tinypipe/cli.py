@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     report = project_cmd("report", "print the results table of the last run from the store (runs nothing)")
     report.add_argument("--json", action="store_true")
+    report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
 
     verify = project_cmd("verify", "rebuild from scratch in a temporary store and check every output is "
                          "bit-for-bit what tinypipe.lock records")
@@ -225,7 +226,16 @@ def cmd_report(args) -> int:
     else:
         from rich.console import Console
 
-        render_table(Console(), rows)
+        render_table(Console(width=None if sys.stdout.isatty() else 120), rows)
+    if args.html:
+        from tinypipe.core.fs import atomic_write_text
+        from tinypipe.report.html import render_html
+
+        stages = [{"variant": v.name, "stage": stage, "seconds": meta.get("seconds", 0.0)}
+                  for v in pipeline.variants for stage, node in pipeline.graph.by_variant[v.name].items()
+                  if (meta := node.meta()) is not None]
+        atomic_write_text(Path(args.html), render_html(pipeline.config["name"], rows, stages))
+        sys.stderr.write(f"wrote {args.html}\n")
     return 0
 
 
