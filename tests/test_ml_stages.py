@@ -298,6 +298,7 @@ def test_an_imported_tflite_skips_training_and_is_copied(pipeline, hello_world):
     run_stage(reference, variant, hello_world / "reference", {"data": dirs["data"], "quantize": dirs["quantize"]})
     ref = json.loads((hello_world / "reference" / "reference.json").read_text())
     assert ref["inputs"] == "random" and ref["accuracy_host"] is None and ref["input_len"] == 1
+    assert not (hello_world / "reference" / "labels.bin").exists()  # the data's labels are not these inputs'
 
 
 def test_an_imported_tflite_keys_quantize_by_content(hello_world):

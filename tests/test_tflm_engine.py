@@ -1,8 +1,9 @@
 """Engine tflm end to end on real tools: libtflm.a, the generated shim and model.rs, a no_std Rust harness linked
 the way link.json says, run on QEMU mps2-an386 and compared byte for byte with the host TFLM interpreter.
 
-The library is compiled once per kernel set for the session, from TFLM's core plus only the kernels the test
-models use (TEST_KERNELS): a full build takes minutes per kernel set, which the suite cannot afford.
+The library is compiled once per kernel set for the session, as the default `tflm.library: model_ops` does: TFLM's
+core plus only the kernels of the test models' ops (TEST_OPS); a full build takes minutes per kernel set, which the
+suite cannot afford.
 """
 
 from __future__ import annotations
@@ -23,18 +24,14 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.core.hashing import sha256_tree
-from tinypipe.stages import _tflm, codegen_tflm, tflm_lib
+from tinypipe.stages import _tflm, codegen_tflm, tflm_lib, tflm_ops
 from tinypipe.stages.base import StageContext
 
 HARNESS = Path(__file__).with_name("tflm_harness")
 BOARD = BOARDS["mps2-an386"]
 RUSTC = "/usr/bin/rustc"  # Debian's: rustup's rustc, first on PATH, has no thumb targets
 CORE_SRC = Path("/usr/src/rustc-1.96.0/library/core/src/lib.rs")
-# kernel files (stems) for FULLY_CONNECTED, RESHAPE, DEPTHWISE_CONV_2D (which uses conv_common) and SOFTMAX,
-# plus their helpers
-TEST_KERNELS = ("fully_connected", "fully_connected_common", "reshape", "reshape_common", "depthwise_conv",
-                "depthwise_conv_common", "conv_common", "softmax", "softmax_common", "kernel_util",
-                "micro_tensor_utils")
+TEST_OPS = ("DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX")  # every op of the MODELS below
 MODELS = {"hello_world_int8": 16, "ad01_int8": 6, "micro_speech_quantized": 4}  # model -> random inputs
 TIMINGS: dict[str, float] = {}
 
@@ -86,7 +83,7 @@ def tflm_libs(tflm_root, tmp_path_factory):
         if kernels not in built:
             out = tmp_path_factory.mktemp(f"tflm-lib-{kernels}")
             started = time.perf_counter()
-            summary = tflm_lib.build_library(variant(tflm_root, kernels), tflm_root, out, only_kernels=TEST_KERNELS)
+            summary = tflm_lib.build_library(variant(tflm_root, kernels), tflm_root, out, ops=TEST_OPS)
             TIMINGS[f"libtflm.a {kernels} ({summary['sources']} sources)"] = time.perf_counter() - started
             built[kernels] = (out, summary)
         return built[kernels]
@@ -237,7 +234,7 @@ def test_stage_key_is_cheap_and_tracks_the_kernel_set(monkeypatch, tflm_root):
 
 def test_object_cache_recompiles_nothing_the_second_time(tflm_root, tflm_libs, tmp_path):
     first_dir, first = tflm_libs("reference")
-    again = tflm_lib.build_library(variant(tflm_root, "reference"), tflm_root, tmp_path, only_kernels=TEST_KERNELS)
+    again = tflm_lib.build_library(variant(tflm_root, "reference"), tflm_root, tmp_path, ops=TEST_OPS)
     assert again["compiled"] == 0 and again["reused"] == first["sources"]
     # a deterministic archive: the same objects give the same bytes
     assert (tmp_path / "libtflm.a").read_bytes() == (first_dir / "libtflm.a").read_bytes()
@@ -267,22 +264,65 @@ def test_object_cache_recompiles_only_what_changed(tflm_root, tmp_path):
     assert build() == (0, 2)
 
 
-def test_stage_run_compiles_through_the_cache(monkeypatch, tflm_root, tflm_libs, tmp_path):
-    """The stage entry point on the test's kernel subset: every object comes from the session's cache."""
+def test_stage_run_compiles_through_the_cache(tflm_root, tflm_libs, tmp_path):
+    """The stage entry point on the test models' ops: every object comes from the session's cache."""
     _, first = tflm_libs("cmsis_nn")
-    full_list = _tflm.library_sources
-    monkeypatch.setattr(_tflm, "library_sources", lambda root, kernels, only=None: full_list(root, kernels,
-                                                                                             TEST_KERNELS))
+    ops_dir = tmp_path / "tflm_ops"
+    ops_dir.mkdir()
+    (ops_dir / "ops.json").write_text(json.dumps({"library": "model_ops", "ops": list(TEST_OPS)}))
     steps, logs = [], []
-    ctx = StageContext(variant=variant(tflm_root, "cmsis_nn"), inputs={}, out=tmp_path, project_dir=tmp_path,
-                       _log=logs.append, _progress=lambda done, total, msg="": steps.append((done, total)))
+    ctx = StageContext(variant=variant(tflm_root, "cmsis_nn"), inputs={"tflm_ops": ops_dir}, out=tmp_path / "out",
+                       project_dir=tmp_path, _log=logs.append,
+                       _progress=lambda done, total, msg="": steps.append((done, total)))
+    ctx.out.mkdir()
     summary = tflm_lib.run(ctx)
     assert (summary["compiled"], summary["reused"]) == (0, first["sources"])
     assert steps[0] == (0, first["sources"]) and steps[-1] == (first["sources"], first["sources"])
-    assert logs == [f"libtflm.a (cmsis_nn): {first['sources']} sources, 0 compiled, {first['sources']} from the "
-                    "object cache"]
-    manifest = json.loads((tmp_path / "tflm.json").read_text())
+    assert logs == [f"libtflm.a (cmsis_nn; DEPTHWISE_CONV_2D, FULLY_CONNECTED, RESHAPE, SOFTMAX): "
+                    f"{first['sources']} sources, 0 compiled, {first['sources']} from the object cache"]
+    manifest = json.loads((ctx.out / "tflm.json").read_text())
     assert manifest["kernels"] == "cmsis_nn" and "-DCMSIS_NN" in manifest["flags"]["c"]
+    assert manifest["library"] == "model_ops" and manifest["ops"] == list(TEST_OPS)
+
+
+# --- the op selection: tflm_ops and the kernel files of a model_ops library ----------------------------------
+
+def test_kernel_files_come_from_the_tree(tflm_root):
+    files = _tflm.kernel_files_for_ops(tflm_root, "reference", ["DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
+    # depthwise_conv.h includes conv.h: conv_common.cc implements it; TFLM's core (micro_context.cc) includes
+    # decompress.h; kernel_util.h is everyone's
+    assert files == ["conv_common", "decompress", "decompress_common", "depthwise_conv", "depthwise_conv_common",
+                     "fully_connected", "fully_connected_common", "kernel_util"]
+    # AVERAGE_POOL_2D and MAX_POOL_2D live in one file; CMSIS-NN's add.cc needs no add_common.cc
+    assert "pooling" in _tflm.kernel_files_for_ops(tflm_root, "cmsis_nn", ["MAX_POOL_2D"])
+    assert "add_common" not in _tflm.kernel_files_for_ops(tflm_root, "cmsis_nn", ["ADD"])
+    assert "add_common" in _tflm.kernel_files_for_ops(tflm_root, "reference", ["ADD"])
+    sources = _tflm.library_sources(tflm_root, "cmsis_nn", files)
+    assert f"{_tflm.CMSIS_KERNELS_DIR}/depthwise_conv.cc" in sources and len(sources) == 40 + len(files) + 113
+    with pytest.raises(UserError, match="^model.tflite uses STABLEHLO_COMPOSITE, which this TFLM cannot run"):
+        _tflm.kernel_files_for_ops(tflm_root, "reference", ["STABLEHLO_COMPOSITE"])
+
+
+def test_op_selection_depends_on_the_ops_only(shared_dir, tmp_path):
+    """hello_world and ad01 are different models with the same single op: the same tflm_ops output, so the same
+    shared tflm_lib key; `library: full` is one selection for every model."""
+    outputs = {}
+    for name in ("hello_world_int8", "ad01_int8"):
+        for library in ("model_ops", "full"):
+            quantize = tmp_path / f"{name}-quantize"
+            quantize.mkdir(exist_ok=True)
+            shutil.copyfile(shared_dir / "models" / f"{name}.tflite", quantize / "model.tflite")
+            v = variant(None)
+            v.config["tflm"]["library"] = library
+            assert tflm_ops.STAGE.config(v) == {"library": library}
+            out = tmp_path / f"{name}-{library}"
+            out.mkdir()
+            tflm_ops.run(StageContext(variant=v, inputs={"quantize": quantize}, out=out, project_dir=tmp_path))
+            outputs[name, library] = sha256_tree(out)
+    assert json.loads((tmp_path / "ad01_int8-model_ops" / "ops.json").read_text()) == {
+        "library": "model_ops", "ops": ["FULLY_CONNECTED"]}
+    assert outputs["hello_world_int8", "model_ops"] == outputs["ad01_int8", "model_ops"]
+    assert outputs["hello_world_int8", "full"] == outputs["ad01_int8", "full"] != outputs["ad01_int8", "model_ops"]
 
 
 # --- codegen ---------------------------------------------------------------------------------------------------
@@ -322,11 +362,11 @@ def test_codegen_output_is_reproducible(tflm_root, tflm_libs, shared_dir, tmp_pa
 
 
 def test_unsupported_op_is_a_user_error(tflm_root):
-    methods = codegen_tflm.resolver_methods(tflm_root)
+    methods = _tflm.resolver_methods(tflm_root)
     assert methods["FULLY_CONNECTED"] == "AddFullyConnected" and methods["CIRCULAR_BUFFER"] == "AddCircularBuffer"
     assert "SignalRfft" not in methods  # the signal library is not built
     with pytest.raises(UserError) as err:
-        codegen_tflm.check_supported(["FULLY_CONNECTED", "STABLEHLO_COMPOSITE"], methods)
+        _tflm.check_supported(["FULLY_CONNECTED", "STABLEHLO_COMPOSITE"], methods)
     assert str(err.value) == (
         "model.tflite uses STABLEHLO_COMPOSITE, which this TFLM cannot run (its op resolver has no Add method "
         "for it)\n  hint: use engine native, or change the model to use ops TFLM supports")

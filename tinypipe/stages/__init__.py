@@ -11,8 +11,8 @@ from tinypipe.core.errors import UserError
 # Order matters: a stage's `needs` come before it. Each entry is a role; ENGINE_MODULES says which module
 # fills a role for an engine (both engines produce a `codegen` output with the same firmware contract).
 NATIVE_PIPELINE = ("data", "train", "quantize", "reference", "codegen", "toolchain", "firmware", "build", "run")
-TFLM_PIPELINE = ("data", "train", "quantize", "reference", "tflm_lib", "codegen", "toolchain", "firmware", "build",
-                 "run")
+TFLM_PIPELINE = ("data", "train", "quantize", "reference", "tflm_ops", "tflm_lib", "codegen", "toolchain", "firmware",
+                 "build", "run")
 ENGINE_MODULES = {"native": {}, "tflm": {"codegen": "codegen_tflm"}}
 ALL_STAGES = tuple(dict.fromkeys(NATIVE_PIPELINE + TFLM_PIPELINE))
 
@@ -21,7 +21,8 @@ STAGE_HELP = {
     "train": "train the Keras model (TensorFlow)",
     "quantize": "convert to a full-integer int8 .tflite; host accuracy",
     "reference": "host TFLM interpreter outputs for the test set (the oracle)",
-    "tflm_lib": "compile TensorFlow Lite Micro for the CPU (shared user-level cache)",
+    "tflm_ops": "the ops the TFLM library must hold (the model's, or all with tflm.library: full)",
+    "tflm_lib": "compile TensorFlow Lite Micro for the CPU and those ops (shared user-level cache)",
     "codegen": "engine: .tflite -> Rust source the firmware calls",
     "toolchain": "Rust sysroot for the target (shared user-level cache)",
     "firmware": "render the no_std cargo project from firmware-template/",

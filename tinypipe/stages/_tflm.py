@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 ENV_PATH = "TINYPIPE_TFLM_PATH"
 KERNEL_SETS = ("reference", "cmsis_nn")
 DEFAULT_KERNELS = "cmsis_nn"
+# `model_ops`: TFLM's core plus the kernels of the model's ops; `full`: every kernel (any model links against it)
+LIBRARY_MODES = ("model_ops", "full")
+DEFAULT_LIBRARY = "model_ops"
 CXX = "arm-none-eabi-g++"
 CC = "arm-none-eabi-gcc"
 AR = "arm-none-eabi-ar"
@@ -75,6 +79,7 @@ SOURCE_HINT = (f"set `tflm: {{path: DIR}}` in project.yaml or the environment va
 class Settings:
     path: str | None
     kernels: str
+    library: str
     arena_bytes: int | None
 
 
@@ -90,7 +95,11 @@ def settings(variant: "Variant") -> Settings:
     kernels = section.get("kernels") or DEFAULT_KERNELS
     if kernels not in KERNEL_SETS:
         raise UserError(f"tflm.kernels: unknown kernel set {kernels!r}", f"choose one of {', '.join(KERNEL_SETS)}")
-    return Settings(path=section.get("path"), kernels=kernels, arena_bytes=section.get("arena_bytes"))
+    library = section.get("library") or DEFAULT_LIBRARY
+    if library not in LIBRARY_MODES:
+        raise UserError(f"tflm.library: unknown library mode {library!r}", f"choose one of {', '.join(LIBRARY_MODES)}")
+    return Settings(path=section.get("path"), kernels=kernels, library=library,
+                    arena_bytes=section.get("arena_bytes"))
 
 
 def locate_source(variant: "Variant", project_dir: Path | None = None) -> Path | None:
@@ -144,9 +153,10 @@ def library_sources(root: Path, kernels: str, only_kernels: Iterable[str] | None
     """Relative paths of one build's sources: every library `.cc` under tensorflow/ with one kernel set and one
     platform variant, plus CMSIS-NN's C sources for `cmsis_nn`.
 
-    `only_kernels` (kernel file stems such as "fully_connected", "kernel_util") restricts the op kernels in
-    `tensorflow/lite/micro/kernels` to those files — for builds that know their ops, like the test suite; the
-    default compiles them all, which is what a shared library for any model needs.
+    `only_kernels` (kernel file stems such as "fully_connected", "kernel_util"; see `kernel_files_for_ops`)
+    restricts the files in `tensorflow/lite/micro/kernels` (and its cmsis_nn/) to those; the default compiles
+    them all, which is what a library for any model needs. CMSIS-NN's C sources are always all compiled: the
+    113 of them take seconds, and which ones a kernel calls is only known to the linker.
     """
     cmsis_overrides = {p.stem for p in (root / CMSIS_KERNELS_DIR).glob("*.cc")} if kernels == "cmsis_nn" else set()
     wanted = None if only_kernels is None else set(only_kernels)
@@ -173,6 +183,112 @@ def library_sources(root: Path, kernels: str, only_kernels: Iterable[str] | None
     if kernels == "cmsis_nn":
         sources += sorted(p.relative_to(root).as_posix() for p in (root / CMSIS_NN_SOURCES).rglob("*.c"))
     return sources
+
+
+# --- ops and the kernel files that implement them -------------------------------------------------------------
+
+RESOLVER_HEADER = f"{MICRO}/micro_mutable_op_resolver.h"
+KERNEL_INCLUDE = re.compile(r'#include\s+"tensorflow/lite/micro/kernels/(\w+)\.h"')
+
+
+def _resolver_text(root: Path) -> str:
+    return (root / RESOLVER_HEADER).read_text()
+
+
+def resolver_methods(root: Path) -> dict[str, str]:
+    """Op name (builtin name or custom code) -> the MicroMutableOpResolver method registering it, read from the
+    tree's own header so the set always matches the TFLM in use."""
+    text = _resolver_text(root)
+    params = r"\(((?:[^()]|\([^()]*\))*)\)"  # a parameter list, default arguments' calls included
+    methods = {}
+    for name, args, op in re.findall(rf"TfLiteStatus (Add\w+){params}\s*\{{\s*return\s+AddBuiltin\(\s*"
+                                     r"BuiltinOperator_(\w+)", text, re.S):
+        if not args.strip() or "=" in args:
+            methods[op] = name
+    for name, args, op, register in re.findall(rf"TfLiteStatus (Add\w+){params}\s*\{{\s*return\s+AddCustom\(\s*"
+                                               r"\"(\w+)\",\s*([\w:]+)", text, re.S):
+        if not args.strip() and "tflm_signal" not in register:  # the signal library is not part of the build
+            methods[op] = name
+    return methods
+
+
+def model_ops(model) -> list[str]:
+    """Every op the model uses, by name (custom ops by their custom code), sorted."""
+    return sorted({op.custom_code if op.op == "CUSTOM" else op.op for sg in model.subgraphs for op in sg.operators})
+
+
+def check_supported(ops: list[str], methods: dict[str, str]) -> None:
+    unsupported = [op for op in ops if op not in methods]
+    if unsupported:
+        raise UserError(f"model.tflite uses {', '.join(unsupported)}, which this TFLM cannot run "
+                        f"(its op resolver has no Add method for {'it' if len(unsupported) == 1 else 'them'})",
+                        "use engine native, or change the model to use ops TFLM supports")
+
+
+def method_registrations(root: Path) -> dict[str, set[str]]:
+    """Resolver method -> the `Register_*` functions its declaration and body name (the kernels it links in)."""
+    text = _resolver_text(root)
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r"TfLiteStatus (Add\w+)\(", text)]
+    registrations = {}
+    for (start, name), (end, _) in zip(starts, starts[1:] + [(len(text), "")]):
+        registrations[name] = set(re.findall(r"\b(Register_\w+)\s*\(", text[start:end]))
+    return registrations
+
+
+def kernel_files_for_ops(root: Path, kernels: str, ops: Iterable[str]) -> list[str]:
+    """Kernel file stems (as `library_sources(only_kernels=…)` takes them) that a library for `ops` needs.
+
+    From the tree itself, no table of ours: the resolver header names each op's `Register_*` functions; the kernel
+    file of this kernel set that defines one is an op file. Helper files (no `Register_*` definition, such as
+    conv_common.cc or kernel_util.cc) implement a kernel header whose name starts theirs (conv.h, kernel_util.h):
+    a helper is taken when a chosen file — or TFLM's core, which includes decompress.h — includes its header,
+    directly or through other kernel headers; repeated until nothing new is added.
+    """
+    ops = sorted(set(ops))
+    methods = resolver_methods(root)
+    check_supported(ops, methods)
+    registrations = method_registrations(root)
+    wanted = set().union(*(registrations.get(methods[op], set()) for op in ops)) if ops else set()
+
+    files = {Path(rel).stem: root / rel for rel in library_sources(root, kernels)
+             if rel.rsplit("/", 1)[0] in (KERNELS_DIR, CMSIS_KERNELS_DIR)}
+    texts = {stem: path.read_text(errors="replace") for stem, path in files.items()}
+    defines = {stem: set(re.findall(r"^TFLMRegistration\*?\s+(Register_\w+)\s*\(\s*\)\s*\{", text, re.M))
+               for stem, text in texts.items()}
+    chosen = {stem for stem, names in defines.items() if names & wanted}
+    missing = wanted - set().union(*defines.values())
+    if missing:
+        raise UserError(f"the TFLM tree at {root} defines no {', '.join(sorted(missing))} for the "
+                        f"{kernels} kernels (needed by ops {', '.join(ops)})",
+                        "use `tflm: {library: full}`, or a complete TFLM tree")
+    helpers = {stem: set(KERNEL_INCLUDE.findall(text)) for stem, text in texts.items() if not defines[stem]}
+    header_includes: dict[str, set[str]] = {}
+
+    def kernel_headers(text: str) -> set[str]:
+        seen, todo = set(), list(KERNEL_INCLUDE.findall(text))
+        while todo:
+            header = todo.pop()
+            if header in seen:
+                continue
+            seen.add(header)
+            if header not in header_includes:
+                path = root / KERNELS_DIR / f"{header}.h"
+                header_includes[header] = set(KERNEL_INCLUDE.findall(path.read_text())) if path.is_file() else set()
+            todo.extend(header_includes[header])
+        return seen
+
+    core = [root / rel for rel in library_sources(root, kernels, only_kernels=())
+            if rel.endswith(".cc") and rel.rsplit("/", 1)[0] not in (KERNELS_DIR, CMSIS_KERNELS_DIR)]
+    needed_headers = set().union(*(kernel_headers(p.read_text(errors="replace")) for p in core))
+    todo = sorted(chosen)
+    while True:
+        for stem in todo:
+            needed_headers |= kernel_headers(texts[stem])
+        todo = sorted(stem for stem, own in helpers.items() if stem not in chosen
+                      and any(h in needed_headers and stem.startswith(h) for h in own))
+        if not todo:
+            return sorted(chosen)
+        chosen.update(todo)
 
 
 # --- flags ------------------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from tinypipe.stages import _tflm
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 SUPPORT = Path(__file__).with_name("tflm_support")
-RESOLVER_HEADER = f"{_tflm.MICRO}/micro_mutable_op_resolver.h"
 SHIM_LIBRARY = "lib/libtflm_model.a"
 ARENA_ALIGN = 16  # TFLM's MicroArenaBufferAlignment(); also the arena's own alignment in model.rs
 ARENA_HEADROOM = 16  # the smallest working arena plus one alignment step
@@ -76,36 +75,6 @@ STAGE = Stage(name="codegen", version="1", needs=("quantize", "tflm_lib"), confi
 
 
 # --- the model: ops and I/O ------------------------------------------------------------------------------------
-
-def resolver_methods(root: Path) -> dict[str, str]:
-    """Op name (builtin name or custom code) -> the MicroMutableOpResolver method registering it, read from the
-    tree's own header so the set always matches the TFLM in use."""
-    text = (root / RESOLVER_HEADER).read_text()
-    params = r"\(((?:[^()]|\([^()]*\))*)\)"  # a parameter list, default arguments' calls included
-    methods = {}
-    for name, args, op in re.findall(rf"TfLiteStatus (Add\w+){params}\s*\{{\s*return\s+AddBuiltin\(\s*"
-                                     r"BuiltinOperator_(\w+)", text, re.S):
-        if not args.strip() or "=" in args:
-            methods[op] = name
-    for name, args, op, register in re.findall(rf"TfLiteStatus (Add\w+){params}\s*\{{\s*return\s+AddCustom\(\s*"
-                                               r"\"(\w+)\",\s*([\w:]+)", text, re.S):
-        if not args.strip() and "tflm_signal" not in register:  # the signal library is not part of the build
-            methods[op] = name
-    return methods
-
-
-def model_ops(model) -> list[str]:
-    """Every op the model uses, by name (custom ops by their custom code), sorted."""
-    return sorted({op.custom_code if op.op == "CUSTOM" else op.op for sg in model.subgraphs for op in sg.operators})
-
-
-def check_supported(ops: list[str], methods: dict[str, str]) -> None:
-    unsupported = [op for op in ops if op not in methods]
-    if unsupported:
-        raise UserError(f"model.tflite uses {', '.join(unsupported)}, which this TFLM cannot run "
-                        f"(its op resolver has no Add method for {'it' if len(unsupported) == 1 else 'them'})",
-                        "use engine native, or change the model to use ops TFLM supports")
-
 
 def io_lengths(model) -> tuple[int, int]:
     main = model.main
@@ -335,9 +304,9 @@ def run(ctx: StageContext) -> StageResult:
     model_bytes = ctx.input("quantize", "model.tflite").read_bytes()
     model = parse_model(model_bytes, "model.tflite")
     input_len, output_len = io_lengths(model)
-    ops = model_ops(model)
-    methods = resolver_methods(root)
-    check_supported(ops, methods)
+    ops = _tflm.model_ops(model)
+    methods = _tflm.resolver_methods(root)
+    _tflm.check_supported(ops, methods)
 
     out = ctx.out
     (out / "model.tflite").write_bytes(model_bytes)

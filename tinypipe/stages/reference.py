@@ -6,10 +6,11 @@ one by one through the tflite-micro host interpreter. Imports numpy and tflite_m
 
 When an imported model does not take the data's windows (a reference model such as KWS benchmarked as is), the
 inputs are seeded uniform random tensors instead: outputs are still the bit-exact oracle, but there is no
-accuracy (`inputs: "random"`, `accuracy_host: null`).
+accuracy (`inputs: "random"`, `accuracy_host: null`, and no `labels.bin`, so the device has none either).
 
 Outputs (row-major, no headers): `test_inputs.bin` (N x input_len elements of the input dtype, int8 by default),
-`test_outputs.bin` (N x output_len elements of the output dtype), `labels.bin` (uint8 N), and `reference.json`
+`test_outputs.bin` (N x output_len elements of the output dtype), `labels.bin` (uint8 N; only for the data's
+windows), and `reference.json`
 {n, input_len, output_len, input_shape, output_shape, input_dtype, output_dtype, input_scale, input_zero_point,
 output_scale, output_zero_point, inputs, accuracy_host, classes}.
 """
@@ -20,7 +21,7 @@ from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
 from tinypipe.stages._ml import MicroModel, format_accuracy, load_split
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
-STAGE = Stage(name="reference", version="1", needs=("quantize", "data"), config=lambda variant: {},
+STAGE = Stage(name="reference", version="2", needs=("quantize", "data"), config=lambda variant: {},
               description="host TFLM outputs on the test set (the bit-exact oracle)")
 
 
@@ -57,7 +58,8 @@ def run(ctx: StageContext) -> StageResult:
         accuracy = float(np.mean(np.argmax(outputs, axis=1) == y))
     atomic_write_bytes(ctx.out / "test_inputs.bin", np.ascontiguousarray(inputs).tobytes())
     atomic_write_bytes(ctx.out / "test_outputs.bin", np.ascontiguousarray(outputs).tobytes())
-    atomic_write_bytes(ctx.out / "labels.bin", y.tobytes())
+    if origin == "data":
+        atomic_write_bytes(ctx.out / "labels.bin", y.tobytes())
     summary = {
         "n": int(len(inputs)), "input_len": micro.input.size, "output_len": micro.output.size,
         "input_shape": list(micro.input.shape), "output_shape": list(micro.output.shape),

@@ -1,10 +1,13 @@
 """Stage `tflm_lib`: TensorFlow Lite Micro compiled for the variant's CPU into `libtflm.a` (user-level cache).
 
-One library per (CPU flags, float ABI, kernel set, source tree): every project with the same target shares it.
-The sources and flags follow the tree's PROVENANCE.md (see `_tflm`); objects are cached by content, so a
-changed source recompiles alone and a second kernel set or CPU reuses nothing it should not.
+One library per (CPU flags, float ABI, kernel set, source tree, op selection): every project with the same
+target and the same ops shares it. The op selection comes from `tflm_ops` — the model's ops by default, so the
+library is TFLM's core plus the kernel files those ops need (`_tflm.kernel_files_for_ops`), or every kernel with
+`tflm.library: full`. Its key therefore holds the op list, never the model or the project's path.
+The sources and flags follow the tree's PROVENANCE.md (see `_tflm`); objects are cached by content, so a model
+with other ops compiles only its missing kernels, and a changed source recompiles alone.
 
-Outputs: `libtflm.a` and `tflm.json` (kernel set, compile flags, source fingerprint, object counts).
+Outputs: `libtflm.a` and `tflm.json` (kernel set, ops, compile flags, source fingerprint, sources).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from tinypipe.core.fs import atomic_write_json
+from tinypipe.core.fs import atomic_write_json, read_json
 from tinypipe.stages import _tflm
 from tinypipe.stages.base import Stage, StageContext, StageResult
+from tinypipe.stages.tflm_ops import OPS_FILE
 
 LIBRARY = "libtflm.a"
 MANIFEST = "tflm.json"
@@ -36,33 +40,38 @@ def _tools(variant) -> dict:
     return {"arm-none-eabi-g++": _tflm.tool_version(_tflm.CXX)}
 
 
-STAGE = Stage(name="tflm_lib", version="1", needs=(), config=_config, tools=_tools, shared=True,
-              description="compile TensorFlow Lite Micro for the CPU into libtflm.a")
+STAGE = Stage(name="tflm_lib", version="2", needs=("tflm_ops",), config=_config, tools=_tools, shared=True,
+              description="compile TensorFlow Lite Micro (core + the ops' kernels) for the CPU into libtflm.a")
 
 
-def build_library(variant, root: Path, out: Path, *, kernels: str | None = None,
-                  only_kernels: Iterable[str] | None = None, jobs: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> StageResult:
-    """Compile one build's sources and archive them into `out/libtflm.a`; write `out/tflm.json`."""
+def build_library(variant, root: Path, out: Path, *, kernels: str | None = None, ops: Iterable[str] | None = None,
+                  jobs: int | None = None, progress: Callable[[int, int], None] | None = None) -> StageResult:
+    """Compile one build's sources — TFLM's core plus the kernels of `ops`, or every kernel when `ops` is None —
+    and archive them into `out/libtflm.a`; write `out/tflm.json`."""
     kernels = kernels or _tflm.settings(variant).kernels
-    sources = _tflm.library_sources(root, kernels, only_kernels)
+    ops = None if ops is None else sorted(set(ops))
+    kernel_files = None if ops is None else _tflm.kernel_files_for_ops(root, kernels, ops)
+    sources = _tflm.library_sources(root, kernels, kernel_files)
     flags = _tflm.compile_flags(variant, kernels)
     objects, stats = _tflm.compile_sources(root, sources, flags, jobs=jobs, progress=progress)
     _tflm.archive(objects, out / LIBRARY)
-    summary = {"kernels": kernels, "sources": len(sources), "compiled": stats.compiled, "reused": stats.reused,
+    summary = {"kernels": kernels, "library": "full" if ops is None else "model_ops", "ops": ops,
+               "sources": len(sources), "compiled": stats.compiled, "reused": stats.reused,
                "library_bytes": (out / LIBRARY).stat().st_size}
     atomic_write_json(out / MANIFEST, {
-        "kernels": kernels, "cpu_flags": _tflm.cpu_flags(variant), "flags": flags,
-        "source": _tflm.source_identity(root), "sources": sources,
-        "only_kernels": None if only_kernels is None else sorted(only_kernels),
+        "kernels": kernels, "library": summary["library"], "ops": ops, "kernel_files": kernel_files,
+        "cpu_flags": _tflm.cpu_flags(variant), "flags": flags, "source": _tflm.source_identity(root),
+        "sources": sources,
     })
     return summary
 
 
 def run(ctx: StageContext) -> StageResult:
     root = _tflm.require_source(ctx.variant, ctx.project_dir)
-    summary = build_library(ctx.variant, root, ctx.out,
+    selection = read_json(ctx.input("tflm_ops", OPS_FILE))
+    summary = build_library(ctx.variant, root, ctx.out, ops=selection["ops"],
                             progress=lambda done, total: ctx.progress(done, total, "compiling TFLM"))
-    ctx.log(f"libtflm.a ({summary['kernels']}): {summary['sources']} sources, {summary['compiled']} compiled, "
-            f"{summary['reused']} from the object cache")
+    what = "every kernel" if summary["ops"] is None else ", ".join(summary["ops"])
+    ctx.log(f"libtflm.a ({summary['kernels']}; {what}): {summary['sources']} sources, {summary['compiled']} "
+            f"compiled, {summary['reused']} from the object cache")
     return summary
