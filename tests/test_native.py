@@ -224,8 +224,13 @@ def _keras_specs(keras):
         # standalone RELU, RELU6, LEAKY_RELU; ADD, SUB; MUL broadcasting a 1x1x6 tensor and a constant [6]
         # vector, ADD broadcasting one channel; 7x5 with 6 channels (not a multiple of 4)
         "elementwise": lambda: _elementwise(keras),
-        # global average pooling converts to MEAN: not supported by the native engine
-        "with_mean": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalAveragePooling2D(), L.Dense(3)),
+        # LOGISTIC, TANH, HARD_SWISH, QUANTIZE; PAD, PADV2, TRANSPOSE, STRIDED_SLICE; CONCATENATION along
+        # channels, rows and flat vectors; 6 channels
+        "activations_and_copies": lambda: _activations_and_copies(keras),
+        # MEAN: global average pooling (axes 1, 2), keep_dims, the channel axis, one spatial axis
+        "means": lambda: _means(keras),
+        # global max pooling converts to REDUCE_MAX: not supported by the native engine
+        "with_reduce_max": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Dense(3)),
     }
 
 
@@ -239,6 +244,31 @@ def _elementwise(keras):
     y = keras.ops.multiply(y, np.linspace(-1.0, 2.0, 6).astype("float32"))
     y = L.Add()([y, L.Conv2D(1, 1)(x)])
     return keras.Model(x, y), (5, 7, 3)
+
+
+def _activations_and_copies(keras):
+    L = keras.layers
+    x = keras.Input((7, 5, 3), batch_size=1)
+    a = L.Conv2D(6, 1)(x)
+    # concatenating tensors of different scales: the converter requantizes them with QUANTIZE int8 -> int8
+    acts = L.Concatenate()([L.Activation("sigmoid")(a), L.Activation("tanh")(a), L.Activation("hard_swish")(a), a])
+    padded = L.ZeroPadding2D(((1, 2), (0, 3)))(a)  # PAD
+    padded_v2 = keras.ops.pad(a, [[0, 0], [2, 1], [1, 1], [0, 0]], constant_values=0.5)  # QUANTIZE, PADV2
+    sliced = a[:, 1:6:2, ::-1, 1:5]  # STRIDED_SLICE, stepping backwards along the width
+    rows = L.Concatenate(axis=1)([L.Permute((2, 1, 3))(padded)[:, :, :5, :],  # TRANSPOSE, STRIDED_SLICE
+                                  L.Conv2D(6, 1)(padded_v2)[:, :, :5, :]])
+    y = L.Concatenate()([L.Flatten()(acts), L.Flatten()(sliced), L.Flatten()(rows)])
+    return keras.Model(x, y), (7, 5, 3)
+
+
+def _means(keras):
+    L = keras.layers
+    x = keras.Input((9, 7, 4), batch_size=1)
+    a = L.Conv2D(5, 3)(x)
+    means = [L.GlobalAveragePooling2D()(a), keras.ops.mean(a, axis=(1, 2), keepdims=True),
+             keras.ops.mean(a, axis=-1), keras.ops.mean(a, axis=1, keepdims=True)]
+    y = L.Concatenate()([L.Flatten()(m) for m in means])
+    return keras.Model(x, L.Dense(6)(y)), (9, 7, 4)
 
 
 @pytest.fixture(scope="session")
@@ -262,7 +292,7 @@ def keras_models():
 
 
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
-                 "elementwise"]
+                 "elementwise", "activations_and_copies", "means"]
 
 
 @pytest.mark.parametrize("name", KERAS_CHECKED)
@@ -287,11 +317,22 @@ def test_elementwise_model_uses_every_new_kernel(keras_models):
     assert re.search(r"static C\d+_1: \[i8; 6\]", model_rs) and model_rs.count("k::lookup_s8(") == 3
 
 
+def test_activations_and_copies_model_uses_tables_and_strided_copies(keras_models):
+    data = keras_models["activations_and_copies"]
+    ops = [o.op for o in parse_model(data).main.operators]
+    assert {op: ops.count(op) for op in sorted(set(ops))} == {
+        "CONCATENATION": 3, "CONV_2D": 2, "HARD_SWISH": 1, "LOGISTIC": 1, "PAD": 1, "PADV2": 1, "QUANTIZE": 3,
+        "RESHAPE": 3, "STRIDED_SLICE": 3, "TANH": 1, "TRANSPOSE": 1}
+    model_rs = generate(data, "activations_and_copies.tflite").model_rs
+    assert model_rs.count("k::lookup_s8(") == 6 and model_rs.count("k::strided_copy_s8(") == 6
+    assert "const P19: k::Concatenation<3> = k::Concatenation {" in model_rs
+
+
 def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):
     with pytest.raises(UserError) as caught:
-        generate(keras_models["with_mean"], "model.tflite")
+        generate(keras_models["with_reduce_max"], "model.tflite")
     assert caught.value.message == (
-        "model.tflite: operator 1 (MEAN) with inputs [int8[1, 7, 5, 5], int32[2]] and outputs [int8[1, 5]]: "
+        "model.tflite: operator 1 (REDUCE_MAX) with inputs [int8[1, 7, 5, 5], int32[2]] and outputs [int8[1, 5]]: "
         "operator not supported by the native engine")
     assert caught.value.hint.startswith("use `engine: tflm` for this model (the native engine supports: "
                                         "FULLY_CONNECTED, CONV_2D,")

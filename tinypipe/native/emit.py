@@ -32,7 +32,8 @@ def _value(v) -> str:
 
 def _params(step) -> str:
     fields = "\n".join(f"    {k}: {_value(v)}," for k, v in step.params.items())
-    return f"const P{step.index}: k::{step.params_type} = k::{step.params_type} {{\n{fields}\n}};\n"
+    literal = step.params_type.split("<")[0]  # `Concatenation<3>`: the literal infers the length
+    return f"const P{step.index}: k::{step.params_type} = k::{literal} {{\n{fields}\n}};\n"
 
 
 def _shape(shape) -> str:
@@ -48,8 +49,10 @@ def _multi_input_call(step: Step, plan: ArenaPlan, t) -> str:
     dst, n_out = plan.offset(step.output), t[step.output].size
     operands, it = [], iter(names)
     for pos in range(len(live) + len(step.const_inputs)):
-        operands.append(f"&{step.const_inputs[pos].name}" if pos in step.const_inputs else next(it))
+        operands.append(f"&{step.const_inputs[pos].name}[..]" if pos in step.const_inputs else next(it))
     reads = ", ".join(f"arena[{plan.offset(i)}..{plan.offset(i) + t[i].size}]" for i in live)
+    if step.inputs_as_array:
+        operands = [f"[{', '.join(operands)}]"]
     args = "".join(f"{o}, " for o in operands) + "".join(f"&{a.name}, " for a in step.arrays)
     return (f"    //   {reads} -> arena[{dst}..{dst + n_out}]\n"
             f"    if let Some(([{', '.join(names)}], y)) = k::split_inputs(arena, [{ranges}], {dst}, {n_out}) {{\n"

@@ -3,9 +3,11 @@
 Each supported operator becomes a `Step`: the kernel to call, the integer parameters of its Rust struct, and
 the constant arrays it reads (weights, folded biases, per-channel requantization). RESHAPE, EXPAND_DIMS and
 SQUEEZE become aliases: their output is the same bytes as their input. Unary int8 -> int8 operators (RELU,
-RELU6, LEAKY_RELU) become a 256-entry table; binary ones (ADD, SUB, MUL) read two operands, either of which
-may be a constant in flash. Anything else, or a dtype other than int8 activations with int8 weights and
-int32 biases, is a `UserError` naming the operator.
+RELU6, LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, QUANTIZE) become a 256-entry table; binary ones (ADD, SUB,
+MUL) read two operands, either of which may be a constant in flash. PAD, PADV2, TRANSPOSE and STRIDED_SLICE
+become one strided copy; CONCATENATION copies rows of its inputs; MEAN sums over two loop nests. Anything
+else, or a dtype other than int8 activations with int8 weights and int32 biases, is a `UserError` naming the
+operator.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from tinypipe.native import quant
 from tinypipe.native.quant import QuantError
 from tinypipe.tflite.reader import Model, Operator, Subgraph, Tensor
 
-LOOKUP_OPS = ("RELU", "RELU6", "LEAKY_RELU")  # int8 -> int8 through a 256-entry table
+# int8 -> int8 through a 256-entry table
+LOOKUP_OPS = ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH", "QUANTIZE")
 BINARY_OPS = ("ADD", "SUB", "MUL")
+COPY_OPS = ("PAD", "PADV2", "TRANSPOSE", "STRIDED_SLICE")  # one strided copy (copy.rs `StridedCopy`)
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX",
-                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE", *LOOKUP_OPS, *BINARY_OPS)
-BROADCAST_DIMS = 5  # the binary kernels' loop nest (elementwise.rs `Broadcast`)
+                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE", *LOOKUP_OPS, *BINARY_OPS, *COPY_OPS, "CONCATENATION", "MEAN")
+BROADCAST_DIMS = 5  # the binary kernels' loop nest (elementwise.rs `Broadcast`), and the strided copy's
+MAX_CONCAT_INPUTS = 10  # TFLM's kMaxInputNum
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
 TFLM_HINT = "use `engine: tflm` for this model (the native engine supports: " + ", ".join(SUPPORTED_OPS) + ")"
 
@@ -59,6 +64,7 @@ class Step:
     takes_stage: bool = False  # the kernel's signature has a staging slice after the scratch
     more_inputs: tuple[int, ...] = ()  # further activation tensors read, after `input` (ADD, MUL, ...)
     const_inputs: dict[int, ConstArray] = field(default_factory=dict)  # input position -> constant operand
+    inputs_as_array: bool = False  # the kernel takes its operands as one array (CONCATENATION)
 
 
 @dataclass
@@ -161,6 +167,14 @@ SHORT_PATH_ACC_LIMIT = 1 << 30
 def accumulator_bound(bias: int, weights, input_span: int) -> int:
     """Largest |bias + sum(w * x)| with |x| <= input_span."""
     return abs(bias) + input_span * sum(abs(w) for w in weights)
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> list[int]:
+    out, step = [0] * len(shape), 1
+    for d in reversed(range(len(shape))):
+        out[d] = step
+        step *= shape[d]
+    return out
 
 
 def _describe(op: Operator, graph: Subgraph) -> str:
@@ -463,6 +477,17 @@ class _Lowering:
             table = self.guarded(op, quant.relu_table, in_scale, in_zp, out_scale, out_zp)
         elif op.op == "RELU6":
             table = self.guarded(op, quant.relu6_table, in_scale, in_zp)
+        elif op.op == "LOGISTIC":
+            if out_zp != -128:
+                raise self.fail(op, f"its int8 output has zero point {out_zp}; TFLM requires -128")
+            table = self.guarded(op, quant.logistic_table, in_scale, in_zp)
+        elif op.op == "TANH":
+            # TFLM's int8 TANH writes scale 1/128, zero point 0 whatever the output tensor says
+            table = self.guarded(op, quant.tanh_table, in_scale, in_zp)
+        elif op.op == "HARD_SWISH":
+            table = self.guarded(op, quant.hard_swish_table, in_scale, in_zp, out_scale, out_zp)
+        elif op.op == "QUANTIZE":
+            table = self.guarded(op, quant.quantize_table, in_zp, out_zp, in_scale, out_scale)
         else:
             alpha = op.options.get("alpha", 0.0)
             table = self.guarded(op, quant.leaky_relu_table, alpha, in_scale, in_zp, out_scale, out_zp)
@@ -531,6 +556,183 @@ class _Lowering:
                     input=live[0], output=y.index, more_inputs=tuple(live[1:]), const_inputs=const_inputs,
                     note=f"{list(a.shape)} with {list(b.shape)} {activation}", in_shape=a.shape, out_shape=y.shape)
 
+    def const_ints(self, op: Operator, idx: int, what: str, count: int) -> tuple[int, ...]:
+        """A constant int32 operand (paddings, a permutation, slice bounds) of `count` values."""
+        t = self.t[idx] if idx >= 0 else None
+        if t is None or not t.is_constant or t.dtype != "int32":
+            raise self.fail(op, f"its {what} must be a constant int32 tensor")
+        if t.size != count:
+            raise self.fail(op, f"its {what} has {t.size} values, expected {count}")
+        return _unpack(t, "i")
+
+    def copy_io(self, op: Operator, n_inputs: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        self.single_io(op, n_inputs)
+        x = self.activation(op, op.inputs[0], "input")
+        y = self.activation(op, op.outputs[0], "output")
+        if len(x.shape) > BROADCAST_DIMS:
+            raise self.fail(op, f"its input has {len(x.shape)} dimensions; the native engine handles up to "
+                                f"{BROADCAST_DIMS}")
+        return x, y
+
+    def strided_copy(self, op: Operator, x: Tensor, y: Tensor, dims, in_start: int, in_strides, out_start: int,
+                     out_strides, fill: int | None = None, note: str = "") -> Step:
+        """A `StridedCopy` step; the loop nest is left-padded to five dimensions."""
+        lead = BROADCAST_DIMS - len(dims)
+        params = {"dims": [1] * lead + list(dims), "in_start": in_start, "in_strides": [0] * lead + list(in_strides),
+                  "out_start": out_start, "out_strides": [0] * lead + list(out_strides), "out_len": y.size,
+                  "pad": fill is not None, "fill": 0 if fill is None else fill}
+        return Step(index=op.index, op=op.op, kernel="strided_copy_s8", params_type="StridedCopy", params=params,
+                    arrays=[], input=x.index, output=y.index, note=note, in_shape=x.shape, out_shape=y.shape)
+
+    def pad(self, op: Operator) -> Step:
+        """PAD / PADV2: the output filled with the pad value, then the input copied into its middle."""
+        x, y = self.copy_io(op, (2, 3) if op.op == "PADV2" else (2,))
+        rank = len(x.shape)
+        pads = self.const_ints(op, op.inputs[1], "paddings", 2 * rank)
+        if any(p < 0 for p in pads):
+            raise self.fail(op, f"negative paddings {list(pads)}")
+        if tuple(d + pads[2 * i] + pads[2 * i + 1] for i, d in enumerate(x.shape)) != tuple(y.shape):
+            raise self.fail(op, f"paddings {list(pads)} do not turn {list(x.shape)} into {list(y.shape)}")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        fill = out_zp
+        if len(op.inputs) == 3 and op.inputs[2] >= 0:
+            c = self.t[op.inputs[2]]
+            if not c.is_constant or c.dtype != "int8" or c.size != 1:
+                raise self.fail(op, "its pad value must be one constant int8")
+            if self.quant_of(op, c, "pad value") != (out_scale, out_zp):
+                raise self.fail(op, "its pad value is quantized differently from the output (TFLM requires the same)")
+            fill = _unpack(c, "b")[0]
+        out_strides = contiguous_strides(y.shape)
+        start = sum(pads[2 * i] * s for i, s in enumerate(out_strides))
+        return self.strided_copy(op, x, y, x.shape, 0, contiguous_strides(x.shape), start, out_strides, fill,
+                                 note=f"paddings {[list(pads[i:i + 2]) for i in range(0, 2 * rank, 2)]}, value {fill}")
+
+    def transpose(self, op: Operator) -> Step:
+        x, y = self.copy_io(op, (2,))
+        rank = len(x.shape)
+        perm = self.const_ints(op, op.inputs[1], "permutation", rank)
+        if sorted(perm) != list(range(rank)) or tuple(x.shape[p] for p in perm) != tuple(y.shape):
+            raise self.fail(op, f"permutation {list(perm)} does not turn {list(x.shape)} into {list(y.shape)}")
+        in_strides = contiguous_strides(x.shape)
+        return self.strided_copy(op, x, y, y.shape, 0, [in_strides[p] for p in perm], 0,
+                                 contiguous_strides(y.shape), note=f"permutation {list(perm)}")
+
+    def strided_slice(self, op: Operator) -> Step:
+        """STRIDED_SLICE: begin, end and strides resolved per axis as `reference_ops::StartForAxis` /
+        `EndForAxis` do. TFLM passes no ellipsis or new-axis mask to its kernel, so models using them are
+        refused rather than guessed at."""
+        x, y = self.copy_io(op, (4,))
+        rank = len(x.shape)
+        begin, end, strides = (self.const_ints(op, op.inputs[i], what, rank)
+                               for i, what in ((1, "begin"), (2, "end"), (3, "strides")))
+        o = op.options
+        if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", False):
+            raise self.fail(op, "it uses an ellipsis or new-axis mask or offset bounds")
+        starts, counts = [], []
+        for axis, size in enumerate(x.shape):
+            stride, bit = strides[axis], 1 << axis
+            if stride == 0:
+                raise self.fail(op, f"stride 0 on axis {axis}")
+            start = begin[axis] + (size if begin[axis] < 0 else 0)
+            start = min(max(start, 0), size) if stride > 0 else min(max(start, -1), size - 1)
+            if o.get("begin_mask", 0) & bit:
+                start = 0 if stride > 0 else size - 1
+            if o.get("shrink_axis_mask", 0) & bit:
+                stop = start if start >= size else start + 1
+            else:
+                stop = end[axis] + (size if end[axis] < 0 else 0)
+                stop = min(max(stop, 0), size) if stride > 0 else min(max(stop, -1), size - 1)
+                if o.get("end_mask", 0) & bit:
+                    stop = size if stride > 0 else -1
+            starts.append(start)
+            counts.append(max(0, -(-(stop - start) // stride)))
+        kept = [c for axis, c in enumerate(counts) if not o.get("shrink_axis_mask", 0) & (1 << axis)]
+        if tuple(kept) != tuple(y.shape) or 0 in counts:
+            raise self.fail(op, f"the slice has shape {kept}, the output {list(y.shape)}")
+        if self.quant_of(op, x, "input") != self.quant_of(op, y, "output"):
+            raise self.fail(op, "input and output quantization differ")
+        in_strides = contiguous_strides(x.shape)
+        return self.strided_copy(op, x, y, counts, sum(b * s for b, s in zip(starts, in_strides)),
+                                 [st * s for st, s in zip(strides, in_strides)], 0, contiguous_strides(counts),
+                                 note=f"from {starts} by {list(strides)}")
+
+    def concatenation(self, op: Operator) -> Step:
+        """CONCATENATION: TFLM's int8 kernel requires every input to share the output's scale and zero point
+        (the converter inserts QUANTIZE operators where they differ), so it only copies."""
+        if not 1 <= len(op.inputs) <= MAX_CONCAT_INPUTS or len(op.outputs) != 1:
+            raise self.fail(op, f"unexpected number of inputs/outputs ({len(op.inputs)}/{len(op.outputs)})")
+        if op.options.get("fused_activation", "NONE") != "NONE":
+            raise self.fail(op, "it has a fused activation (TFLM supports none)")
+        y = self.activation(op, op.outputs[0], "output")
+        xs = [self.operand(op, i, f"input {k}") for k, i in enumerate(op.inputs)]
+        if all(x.is_constant for x in xs):
+            raise self.fail(op, "all its inputs are constants")
+        rank = len(y.shape)
+        axis = op.options.get("axis", 0)
+        axis += rank if axis < 0 else 0
+        if not 0 <= axis < rank:
+            raise self.fail(op, f"axis {op.options.get('axis', 0)} is outside the output's {rank} dimensions")
+        out_q = self.quant_of(op, y, "output")
+        for k, x in enumerate(xs):
+            if len(x.shape) != rank or any(a != b for d, (a, b) in enumerate(zip(x.shape, y.shape)) if d != axis):
+                raise self.fail(op, f"input {k} has shape {list(x.shape)}, which does not concatenate into "
+                                    f"{list(y.shape)} along axis {axis}")
+            if self.quant_of(op, x, f"input {k}") != out_q:
+                raise self.fail(op, f"input {k} is quantized differently from the output (TFLM requires the same "
+                                    "scale and zero point for int8)")
+        if sum(x.shape[axis] for x in xs) != y.shape[axis]:
+            raise self.fail(op, f"the inputs' sizes along axis {axis} do not add up to the output's")
+        n = op.index
+        outer = 1
+        for d in y.shape[:axis]:
+            outer *= d
+        const_inputs = {k: ConstArray(f"C{n}_{k}", "i8", _unpack(x, "b")) for k, x in enumerate(xs) if x.is_constant}
+        live = [x.index for x in xs if not x.is_constant]
+        return Step(index=n, op=op.op, kernel="concatenation_s8", params_type=f"Concatenation<{len(xs)}>",
+                    params={"outer": outer, "sizes": [x.size // outer for x in xs]}, arrays=[], input=live[0],
+                    output=y.index, more_inputs=tuple(live[1:]), const_inputs=const_inputs, inputs_as_array=True,
+                    note=f"{len(xs)} inputs along axis {axis}", in_shape=xs[0].shape, out_shape=y.shape)
+
+    def mean(self, op: Operator) -> Step:
+        """MEAN over any axes, keep_dims either way: the kept and the reduced axes as two loop nests."""
+        x, y = self.copy_io(op, (2,))
+        rank = len(x.shape)
+        axis_t = self.t[op.inputs[1]]
+        raw_axes = self.const_ints(op, op.inputs[1], "axes", axis_t.size)
+        axes: list[int] = []
+        for a in raw_axes:  # ResolveAxis: negative axes count from the end, repeats are dropped
+            r = a + rank if a < 0 else a
+            if not 0 <= r < rank:
+                raise self.fail(op, f"axis {a} is outside the input's {rank} dimensions")
+            if r not in axes:
+                axes.append(r)
+        keep_dims = op.options.get("keep_dims", False)
+        expected = [1 if d in axes else n for d, n in enumerate(x.shape) if keep_dims or d not in axes]
+        if tuple(expected) != tuple(y.shape):
+            raise self.fail(op, f"reducing axes {axes} of {list(x.shape)} does not give {list(y.shape)}")
+        in_scale, in_zp = self.quant_of(op, x, "input")
+        out_scale, out_zp = self.quant_of(op, y, "output")
+        kept = [d for d in range(rank) if d not in axes]
+        count = 1
+        for d in axes:
+            count *= x.shape[d]
+        multiplier, shift = self.guarded(op, quant.mean_multiplier, in_scale, out_scale, count)
+        strides = contiguous_strides(x.shape)
+
+        def nest(dims: list[int]) -> tuple[list[int], list[int]]:
+            lead = BROADCAST_DIMS - len(dims)
+            return [1] * lead + [x.shape[d] for d in dims], [0] * lead + [strides[d] for d in dims]
+
+        out_dims, out_strides = nest(kept)
+        reduce_dims, reduce_strides = nest(sorted(axes))
+        zero_point_sum = (in_zp * count + (1 << 31)) % (1 << 32) - (1 << 31)  # int32 wrap-around, as in TFLM
+        return Step(index=op.index, op=op.op, kernel="mean_s8", params_type="Mean",
+                    params={"out_dims": out_dims, "out_strides": out_strides, "reduce_dims": reduce_dims,
+                            "reduce_strides": reduce_strides, "zero_point_sum": zero_point_sum,
+                            "multiplier": multiplier, "shift": shift, "output_offset": out_zp},
+                    arrays=[], input=x.index, output=y.index,
+                    note=f"axes {axes}{' keep_dims' if keep_dims else ''}", in_shape=x.shape, out_shape=y.shape)
+
     def alias(self, op: Operator) -> Step:
         if len(op.inputs) < 1 or len(op.outputs) != 1:
             raise self.fail(op, "unexpected number of inputs/outputs")
@@ -572,6 +774,16 @@ class _Lowering:
                 step = self.lookup(op)
             elif op.op in BINARY_OPS:
                 step = self.binary(op)
+            elif op.op in ("PAD", "PADV2"):
+                step = self.pad(op)
+            elif op.op == "TRANSPOSE":
+                step = self.transpose(op)
+            elif op.op == "STRIDED_SLICE":
+                step = self.strided_slice(op)
+            elif op.op == "CONCATENATION":
+                step = self.concatenation(op)
+            elif op.op == "MEAN":
+                step = self.mean(op)
             else:
                 step = self.alias(op)
                 alias_of[step.output] = alias_of.get(step.input, step.input)

@@ -211,3 +211,189 @@ def add_params(input1_scale: float, input2_scale: float, output_scale: float, su
         raise QuantError("an input or output multiplier is not below one")
     return {"left_shift": left_shift, "a_multiplier": m1, "a_shift": s1, "b_multiplier": m2, "b_shift": s2,
             "output_multiplier": mo, "output_shift": so}
+
+
+def quantize_table(input_zp: int, output_zp: int, input_scale: float, output_scale: float) -> list[int]:
+    """QUANTIZE int8 -> int8 (PrepareQuantizeReference, reference_ops::Requantize): double quotient."""
+    return requantize_table(input_zp, output_zp, input_scale / output_scale)
+
+
+# --- gemmlowp's fixed-point logistic and tanh (fixedpoint.h), on Python ints with int32 wrap-around ------------
+
+_Q0_ONE = (1 << 31) - 1
+
+
+def _saturating_shift(x: int, exponent: int) -> int:
+    """SaturatingRoundingMultiplyByPOT<exponent> on int32."""
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    return (1 << 31) - 1 if x > threshold else -(1 << 31) if x < -threshold else x << exponent
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: int) -> int:
+    mul = saturating_rounding_doubling_high_mul
+    constant_term, one_third = 1895147668, 715827883
+    x = _wrap32(a + (1 << 28))
+    x2 = mul(x, x)
+    x3 = mul(x2, x)
+    x4 = mul(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(_wrap32(mul(_wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return _wrap32(constant_term + mul(constant_term, _wrap32(x + poly)))
+
+
+def _exp_on_negative_values(a: int, integer_bits: int) -> int:
+    """exp(a) for a <= 0 in Q`integer_bits`, result in Q0."""
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    a_mod = _wrap32((a & (one_quarter - 1)) - one_quarter)
+    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(_saturating_shift(a_mod, integer_bits))
+    remainder = _wrap32(a_mod - a)
+    barrel = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401),
+              (4, 242))
+    for exponent, multiplier in barrel:
+        if integer_bits > exponent and remainder & (1 << (fractional_bits + exponent)):
+            result = saturating_rounding_doubling_high_mul(result, multiplier)
+    if integer_bits > 5 and a < -(1 << (36 - integer_bits)):
+        result = 0
+    return _Q0_ONE if a == 0 else result
+
+
+def _newton_reciprocal_q2(a: int) -> int:
+    """The Newton-Raphson loop shared by one_over_one_plus_x and one_minus_x_over_one_plus_x: 1 / (1 + a)
+    in Q2 for a in [0, 1) in Q0."""
+    mul = saturating_rounding_doubling_high_mul
+    half_denominator = (a + _Q0_ONE + 1) // 2  # RoundingHalfSum(a, 1) in int64; the sum is positive here
+    x = _wrap32(1515870810 + mul(half_denominator, -1010580540))
+    for _ in range(3):
+        one_minus = _wrap32((1 << 29) - mul(half_denominator, x))
+        x = _wrap32(x + _saturating_shift(mul(x, one_minus), 2))
+    return x
+
+
+def _logistic_q0(a: int, integer_bits: int) -> int:
+    """gemmlowp::logistic: input Q`integer_bits`, output Q0."""
+    if a == 0:
+        return 1 << 30
+    positive = _saturating_shift(_newton_reciprocal_q2(_exp_on_negative_values(-abs(a), integer_bits)), 1)
+    return positive if a > 0 else _wrap32(_Q0_ONE - positive)
+
+
+def _tanh_q0(a: int, integer_bits: int) -> int:
+    """gemmlowp::tanh: input Q`integer_bits`, output Q0 (exp(-2|a|) read in Q`integer_bits + 1`)."""
+    if a == 0:
+        return 0
+    e = _exp_on_negative_values(-abs(a), integer_bits + 1)
+    t = _saturating_shift(_wrap32(_newton_reciprocal_q2(e) - (1 << 29)), 2)
+    return -t if a < 0 else t
+
+
+def _input_q4_params(input_scale: float) -> tuple[int, int, int]:
+    """The int8 Prepare of LOGISTIC and TANH: (multiplier, left shift, range radius) turning the input's
+    integers into Q4 (kInputIntegerBits = 4): frexp of the double scale * 2^27, with no QuantizeMultiplier
+    normalization (a mantissa rounding up to 2^31 would overflow in TFLM: rejected)."""
+    integer_bits = 4
+    q, shift = math.frexp(input_scale * (1 << (31 - integer_bits)))
+    multiplier = int(round_half_away(q * (1 << 31)))
+    if multiplier >= 1 << 31 or not 0 <= shift <= 30:
+        raise QuantError(f"input scale {input_scale!r} is outside the range TFLM's fixed-point path handles")
+    radius = math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift))
+    return multiplier, shift, int(radius)
+
+
+def logistic_table(input_scale: float, input_zp: int) -> list[int]:
+    """LOGISTIC int8 (reference_integer_ops::Logistic): the output is always scale 1/256, zero point -128."""
+    multiplier, shift, radius = _input_q4_params(input_scale)
+    out = []
+    for x in range(INT8_MIN, INT8_MAX + 1):
+        v = x - input_zp
+        if v <= -radius:
+            out.append(INT8_MIN)
+        elif v >= radius:
+            out.append(INT8_MAX)
+        else:
+            q0 = _logistic_q0(multiply_by_quantized_multiplier(v, multiplier, shift), 4)
+            out.append(clamp8(rounding_divide_by_pot(q0, 23) - 128))
+    return out
+
+
+def tanh_table(input_scale: float, input_zp: int) -> list[int]:
+    """TANH int8 (reference_integer_ops::Tanh): the output is always scale 1/128, zero point 0."""
+    multiplier, shift, radius = _input_q4_params(input_scale)
+    out = []
+    for x in range(INT8_MIN, INT8_MAX + 1):
+        v = x - input_zp
+        if v <= -radius:
+            out.append(INT8_MIN)
+        elif v >= radius:
+            out.append(INT8_MAX)
+        else:
+            q0 = _tanh_q0(multiply_by_quantized_multiplier(v, multiplier, shift), 4)
+            out.append(clamp8(rounding_divide_by_pot(q0, 24)))
+    return out
+
+
+def _srdhm16(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    num = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
+    return int(math.copysign(abs(num) // (1 << 15), num))
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """reference_ops::SaturatingDoublingHighMul on int16: truncates toward zero."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    return int(math.copysign(abs(ab) // (1 << 15), ab))
+
+
+def _saturating_left_shift16(value: int, amount: int) -> int:
+    return max(-(1 << 15), min((1 << 15) - 1, value * (1 << amount)))
+
+
+def _int16_multiplier(multiplier: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (multiplier + (1 << 15)) >> 16
+
+
+def hard_swish_table(input_scale: float, input_zp: int, output_scale: float, output_zp: int) -> list[int]:
+    """HARD_SWISH int8 (HardSwishPrepare with float scales, reference_ops::HardSwish in int16)."""
+    hires_input_scale = f32(f32(1.0 / 128.0) * input_scale)
+    out_m, out_e = quantize_multiplier(f32(hires_input_scale / output_scale))
+    if out_e > 0:
+        raise QuantError("the output multiplier is above one (TFLM rejects it)")
+    relu_m, relu_e = quantize_multiplier(f32(hires_input_scale / f32(3.0 / 32768.0)))
+    out_m16, relu_m16 = _int16_multiplier(out_m), _int16_multiplier(relu_m)
+    out = []
+    for x in range(INT8_MIN, INT8_MAX + 1):
+        hires = (x - input_zp) * (1 << 7)
+        preshift_output = _srdhm16(hires, out_m16)
+        reluish = hires
+        if relu_e > 0:
+            reluish = _saturating_left_shift16(reluish, relu_e - 1)
+        reluish = _srdhm16(reluish, relu_m16)
+        if relu_e > 0:
+            reluish = _saturating_left_shift16(reluish, 1)
+        if relu_e < 0:
+            reluish = rounding_divide_by_pot(reluish, -relu_e)
+        reluish = (reluish + (1 << 15)) >> 1
+        value = rounding_divide_by_pot(_sdhm16(reluish, preshift_output), -out_e) + output_zp
+        out.append(clamp8(value))
+    return out
+
+
+def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """MEAN int8 (PrepareMeanOrSumHelper, then reference_ops::QuantizedMeanOrSum): QuantizeMultiplier of the
+    double quotient, then 1/count folded in with a shift of floor(log2(count)), at most 32 and 31 + shift."""
+    multiplier, shift = quantize_multiplier(input_scale / output_scale)
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    scaled = (multiplier << extra) // count  # C++ int64 division of non-negative values
+    if scaled >= 1 << 31:
+        raise QuantError(f"the multiplier for a mean of {count} values overflows int32")
+    return scaled, shift - extra

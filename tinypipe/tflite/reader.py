@@ -74,7 +74,9 @@ _ADD_OPTIONS = 11
 _RESHAPE_OPTIONS = 17
 _MUL_OPTIONS = 21
 _SUB_OPTIONS = 28
+_REDUCER_OPTIONS = 27
 _SQUEEZE_OPTIONS = 30
+_STRIDED_SLICE_OPTIONS = 32
 _LEAKY_RELU_OPTIONS = 75
 
 
@@ -310,6 +312,13 @@ def _options(kind: int, opts: _Table | None) -> dict[str, Any]:
         return {"axis": opts.scalar(0, "i", 0, "axis"),
                 "fused_activation": _enum(ACTIVATIONS, opts.scalar(1, "b", 0, "fused_activation_function"),
                                           "activation")}
+    if kind == _STRIDED_SLICE_OPTIONS:
+        masks = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+        out = {name: opts.scalar(slot, "i", 0, name) for slot, name in enumerate(masks)}
+        out["offset"] = bool(opts.scalar(5, "B", 0, "offset"))
+        return out
+    if kind == _REDUCER_OPTIONS:
+        return {"keep_dims": bool(opts.scalar(0, "B", 0, "keep_dims"))}
     if kind == _LEAKY_RELU_OPTIONS:
         return {"alpha": opts.scalar(0, "f", 0.0, "alpha")}
     if kind in (_ADD_OPTIONS, _MUL_OPTIONS, _SUB_OPTIONS):

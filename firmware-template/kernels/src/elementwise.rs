@@ -1,7 +1,8 @@
 //! Element-wise int8 operators.
 //!
-//! Unary ones (RELU, RELU6, LEAKY_RELU) map each int8 value through a 256-entry table the code generator
-//! fills with TFLM's arithmetic for every possible input: one load per element.
+//! Unary ones (RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, QUANTIZE) map each int8 value through a
+//! 256-entry table the code generator fills with TFLM's arithmetic for every possible input: one load per
+//! element.
 //! Binary ones (ADD, SUB, MUL) compute TFLM's `reference_integer_ops` arithmetic per element, with
 //! broadcasting by strides (0 along a broadcast dimension) over up to five dimensions
 //! (TFLM: `BroadcastAdd4DSlow`, `BroadcastQuantSubSlow`, `BroadcastMul4DSlow`).

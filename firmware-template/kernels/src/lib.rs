@@ -17,6 +17,7 @@
 
 pub mod arena;
 pub mod conv;
+pub mod copy;
 pub mod depthwise;
 #[cfg(tinyml_dsp)]
 pub mod dsp;
@@ -25,13 +26,16 @@ pub mod fixedpoint;
 pub mod fully_connected;
 pub mod pool;
 pub mod quant;
+pub mod reduce;
 pub mod softmax;
 
 pub use arena::{copy_into, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
+pub use copy::{concatenation_s8, strided_copy_s8, Concatenation, StridedCopy};
 pub use elementwise::{add_s8, lookup_s8, mul_s8, Add, Broadcast, Lookup, Mul};
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, Rescale};
+pub use reduce::{mean_s8, Mean};
 pub use softmax::{softmax_s8, Softmax};
