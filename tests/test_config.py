@@ -149,6 +149,17 @@ def test_validated_config_is_cached_until_a_file_changes(tmp_path):
         load_config(tmp_path, state)  # never served from the cache once invalid
 
 
+def test_hal_takes_one_crate_or_a_list(tmp_path):
+    one, _ = load_project(write(tmp_path, "name: demo\n" + GOOD_MODEL + "hal: {crate: stm32f4xx-hal, version: '0.21'}\n"))
+    assert [c.crate for c in one.hal] == ["stm32f4xx-hal"]
+    many, _ = load_project(write(tmp_path, "name: demo\n" + GOOD_MODEL + "hal:\n"
+                                 "  - {crate: stm32f4xx-hal, version: '0.21', features: [stm32f407]}\n"
+                                 "  - {crate: cortex-m-rt, version: '0.7'}\n"))
+    assert [c.crate for c in many.hal] == ["stm32f4xx-hal", "cortex-m-rt"]
+    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "hal:\n  - {crate: cortex-m-rt}\n")
+    assert msg.splitlines()[0] == "project.yaml:6:5 hal[0].version: required key is missing"
+
+
 def test_cli_exit_code_2_and_nothing_written(tmp_path):
     write(tmp_path, "name: demo\n" + GOOD_MODEL + "target:\n  board: nope\n")
     proc = subprocess.run(tinypipe_cmd() + ["run", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)

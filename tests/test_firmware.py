@@ -271,7 +271,8 @@ def test_render_project(tmp_path, kernels_crate, test_set):
     codegen = write_codegen(tmp_path / "codegen")
     (codegen / "model").mkdir()
     (codegen / "model" / "weights.bin").write_bytes(b"\x01\x02")
-    variant = make_variant("mps2-an386", hal=Hal(crate="stm32f4xx-hal", version="0.21", features=["stm32f405"]))
+    variant = make_variant("mps2-an386", hal=[Hal(crate="stm32f4xx-hal", version="0.21", features=["stm32f405"]),
+                                              Hal(crate="cortex-m-rt", version="0.7")])
     out = tmp_path / "firmware"
     firmware.run(context(variant, out, codegen=codegen, reference=reference))
     project = out / "project"
@@ -292,7 +293,8 @@ def test_render_project(tmp_path, kernels_crate, test_set):
                                               "debug": False, "incremental": False, "overflow-checks": False}
     hal = tomllib.loads((project / "Cargo.hal.toml").read_text())
     assert hal["dependencies"] == {"tinyml-kernels": {"path": "kernels"},
-                                   "stm32f4xx-hal": {"version": "0.21", "features": ["stm32f405"]}}
+                                   "stm32f4xx-hal": {"version": "0.21", "features": ["stm32f405"]},
+                                   "cortex-m-rt": {"version": "0.7"}}
 
 
 def test_render_without_hal_has_no_hal_manifest(tmp_path, kernels_crate, test_set):
@@ -312,7 +314,7 @@ def test_firmware_key_follows_board_hal_and_template_edits(tmp_path, monkeypatch
     assert base["memory"] == {"flash": [0, 4 << 20], "ram": [0x2000_0000, 4 << 20], "stack_bytes": 32768}
     assert firmware.STAGE.config(make_variant()) == base
     assert firmware.STAGE.config(make_variant("mps2-an385"))["board"] == "mps2-an385"
-    assert firmware.STAGE.config(make_variant(hal=Hal(crate="x-hal", version="1")))["hal"]["crate"] == "x-hal"
+    assert firmware.STAGE.config(make_variant(hal=Hal(crate="x-hal", version="1")))["hal"][0]["crate"] == "x-hal"
     main = template / "src" / "main.rs"
     main.write_text(main.read_text() + "\n// edited\n")
     assert firmware.STAGE.config(make_variant())["template"] != base["template"]

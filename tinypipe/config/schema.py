@@ -153,7 +153,14 @@ class Project(Strict):
     model: Model
     quantization: Quantization = Field(default_factory=Quantization)
     target: Target = Field(default_factory=Target)
-    hal: Hal | None = None
+    hal: list[Hal] | None = Field(
+        None, description="crates.io crates for a registry build (Cargo.hal.toml): one mapping or a list, e.g. "
+        "[{crate: stm32f4xx-hal, version: '0.21', features: [stm32f407]}, {crate: cortex-m-rt, version: '0.7'}]")
+
+    @field_validator("hal", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return value if value is None or isinstance(value, list) else [value]
     engine: Literal["native", "tflm"] = "native"
     tflm: Tflm = Field(default_factory=Tflm)
     budgets: Budgets = Field(default_factory=Budgets)

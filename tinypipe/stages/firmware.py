@@ -9,8 +9,9 @@ names in `include_bytes!`/`include_str!` go next to it in `src/`. An engine with
 `link.json` (`static_libs` relative to its entry, `search_dirs`, `libs`): the archives are copied to `link/`
 and the project's own `link.json` names them relative to the project, for the build stage's link line.
 
-With `hal:` in project.yaml the project also holds `Cargo.hal.toml`, the same manifest with the HAL crate as a
-registry dependency for users who have crates.io; the offline `Cargo.toml` is the one tinypipe builds.
+With `hal:` in project.yaml the project also holds `Cargo.hal.toml`, the same manifest with those crates (a HAL,
+cortex-m-rt, …) as registry dependencies for users who have crates.io; the offline `Cargo.toml` is the one
+tinypipe builds.
 
 `TINYPIPE_FIRMWARE_TEMPLATE` and `TINYPIPE_KERNELS` point at another template or kernel crate (development
 and tests); their content hash is part of the key either way.
@@ -128,20 +129,23 @@ def render_app_config(reference: dict, sensor: dict) -> str:
     )
 
 
-def render_hal_manifest(cargo_toml: str, hal) -> str:
-    """Cargo.toml with the HAL crate added to [dependencies], for builds that can reach crates.io."""
-    spec = {"version": hal.version}
-    if hal.features:
-        spec["features"] = list(hal.features)
-    inline = ", ".join(f"{key} = {json.dumps(value)}" for key, value in spec.items())
-    line = f"{hal.crate} = {{ {inline} }}"
+def render_hal_manifest(cargo_toml: str, crates) -> str:
+    """Cargo.toml with the `hal:` crates added to [dependencies], for builds that can reach crates.io."""
+    lines = []
+    for crate in crates:
+        spec = {"version": crate.version}
+        if crate.features:
+            spec["features"] = list(crate.features)
+        inline = ", ".join(f"{key} = {json.dumps(value)}" for key, value in spec.items())
+        lines.append(f"{crate.crate} = {{ {inline} }}")
     if "\n[dependencies]\n" not in cargo_toml:
         raise ValueError("the firmware template's Cargo.toml has no [dependencies] table")
-    header = ("# Cargo.toml plus the board's HAL crate from crates.io, rendered by tinypipe from `hal:`.\n"
-              "# tinypipe builds the offline Cargo.toml next to this file; to use the HAL, copy this file over it\n"
-              "# and build with network access. src/rt.rs provides the vector table and reset handler, so keep\n"
-              "# the HAL's `rt` feature (cortex-m-rt) off or drop src/rt.rs.\n")
-    return header + cargo_toml.replace("\n[dependencies]\n", f"\n[dependencies]\n{line}\n", 1)
+    header = ("# Cargo.toml plus the crates.io crates from `hal:`, rendered by tinypipe.\n"
+              "# tinypipe builds the offline Cargo.toml next to this file; to use these crates, copy this file over\n"
+              "# it and build with network access. src/rt.rs provides the vector table and reset handler: with\n"
+              "# cortex-m-rt (or a HAL's `rt` feature) drop `mod rt;` and mark `main` with `#[cortex_m_rt::entry]`.\n")
+    deps = "".join(f"{line}\n" for line in lines)
+    return header + cargo_toml.replace("\n[dependencies]\n", f"\n[dependencies]\n{deps}", 1)
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:
@@ -242,6 +246,7 @@ def run(ctx: StageContext) -> StageResult:
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
     atomic_write_text(project / "link.x", render_linker_script(board))
     hal = ctx.variant.project.hal
-    if hal is not None:
+    if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))
-    return {"board": ctx.variant.board.name, "project_hash": sha256_tree(project), "hal": hal.crate if hal else None}
+    return {"board": ctx.variant.board.name, "project_hash": sha256_tree(project),
+            "hal": [crate.crate for crate in hal] if hal else None}
