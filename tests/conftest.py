@@ -31,3 +31,15 @@ def session_cache(tmp_path_factory):
 
 def tinypipe_cmd() -> list[str]:
     return [sys.executable, "-m", "tinypipe"]
+
+
+def print_timings(request, timings: dict[str, float], label: str) -> None:
+    """Print timings a module measured, after its tests (tests report timings; they never assert them)."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is None or capture is None or not timings:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        for name, seconds in timings.items():
+            reporter.write_line(f"{label}: {name:<52} {seconds:6.1f} s")

@@ -20,6 +20,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.conftest import print_timings
+
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
@@ -52,16 +54,8 @@ def variant(root: Path | None, kernels: str = "cmsis_nn", arena_bytes: int | Non
 
 @pytest.fixture(scope="module", autouse=True)
 def report_timings(request):
-    """Print the timings measured in this module after it ran (tests never assert them)."""
     yield
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None or not TIMINGS:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        for name, seconds in TIMINGS.items():
-            reporter.write_line(f"tflm timing: {name:<52} {seconds:6.1f} s")
+    print_timings(request, TIMINGS, "tflm timing")
 
 
 # --- session fixtures: the TFLM tree, one library per kernel set, a Rust sysroot -----------------------------

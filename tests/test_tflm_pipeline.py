@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GESTURE, REPO, SHARED, tinypipe_cmd
+from tests.conftest import GESTURE, REPO, SHARED, print_timings, tinypipe_cmd
 
 TFLM_TREE = SHARED / "third_party" / "tflm"
 MODELS_DIR = SHARED / "models"
@@ -81,16 +81,8 @@ def gesture_yaml(tflm_section: str, **replace: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def report_timings(request):
-    """Print the timings measured in this module after it ran (tests never assert them)."""
     yield
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None or not TIMINGS:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        for name, seconds in TIMINGS.items():
-            reporter.write_line(f"tflm pipeline timing: {name:<48} {seconds:6.1f} s")
+    print_timings(request, TIMINGS, "tflm pipeline timing")
 
 
 @pytest.fixture(scope="session")
