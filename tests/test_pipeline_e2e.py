@@ -165,3 +165,13 @@ def test_report_html_shows_the_measured_results(gesture, tmp_path):
     assert f"<td>{row['instructions_per_inference']:,}</td>" in page
     assert f"{row['accuracy_device'] * 100:.1f}%" in page
     assert page.count("<svg") == 4 and page.count("<rect") == 4  # one bar per chart for the one variant
+
+
+def test_show_prints_where_the_generated_rust_is(gesture):
+    project, _ = gesture
+    proc = tinypipe("show", str(project))
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("mps2-an386-native codegen: ")
+    entry = Path(first.split(": ", 1)[1])
+    assert "pub fn invoke(" in (entry / "model.rs").read_text()

@@ -17,6 +17,7 @@ examples:
   tinypipe status pipelines/gesture --why   which stages would rerun, and the key that changed
   tinypipe run . --until quantize           stop after a stage (data train quantize reference
                                             codegen toolchain firmware build run)
+  tinypipe show pipelines/gesture           where the generated Rust (model.rs) is
   tinypipe boards                           boards you can target
 
 Every stage's output is cached by content in .tinypipe/store next to project.yaml; a second run with
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--until", metavar="STAGE", default="build",
                         help="last stage to rebuild (default: build — the run log holds wall-clock times)")
     verify.add_argument("--json", action="store_true")
+
+    show = project_cmd("show", "print where a stage's output is in the store (e.g. the generated model.rs)")
+    show.add_argument("stage", nargs="?", default="codegen", help="stage whose entry to show (default: codegen)")
 
     gc = sub.add_parser("gc", help="delete store entries the lock file no longer references")
     gc.add_argument("dir", nargs="?", default=".", metavar="DIR")
@@ -259,6 +263,28 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from tinypipe.engine.pipeline import Pipeline
+
+    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    for v in pipeline.variants:
+        node = pipeline.graph.by_variant[v.name].get(args.stage)
+        if node is None:
+            raise UserError(f"no stage {args.stage!r} in the {v.engine} pipeline",
+                            f"stages: {', '.join(pipeline.graph.by_variant[v.name])}")
+        if node.meta() is None:
+            raise UserError(f"{args.stage} ({v.name}) is not built for the current config",
+                            f"run `tinypipe run {args.dir}` first")
+        entry = node.entry_dir()
+        files = sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file())
+        print(f"{v.name} {args.stage}: {entry}")
+        for name in files[:40]:
+            print(f"  {name}")
+        if len(files) > 40:
+            print(f"  … and {len(files) - 40} more")
+    return 0
+
+
 def cmd_gc(args) -> int:
     from tinypipe.config.loader import load_project
     from tinypipe.engine.lock import LOCK_FILE, Lock
@@ -369,7 +395,7 @@ def cmd_init(args) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "verify": cmd_verify, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
+    "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
     "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor, "init": cmd_init,
 }
 
