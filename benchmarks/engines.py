@@ -6,7 +6,8 @@ arena plus the kernels' stack scratch) and the arena lower bound, all measured i
 engine, with its bit-exact verdict against the host TFLM interpreter. The TFLM reference and TFLM + CMSIS-NN
 columns are measured in the same run on the same inputs (benchmarks/tflm_columns.py), with the ratios and
 PASS/MISS against the targets (issue: Native AOT engine): native <= 0.7x the instructions of TFLM + CMSIS-NN on
-kws_ref_model, ad01_int8 and person_detect; flash <= 0.6x TFLM's; arena <= TFLM's arena_used_bytes.
+kws_ref_model, ad01_int8 and person_detect; flash <= 0.6x TFLM's, per model and in total (a TOTAL row: the
+sums over the models measured); arena <= TFLM's arena_used_bytes.
 Usage: python benchmarks/engines.py [MODEL ...] [--inputs N] [--tflm-library model_ops|full]
 """
 

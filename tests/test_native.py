@@ -161,7 +161,23 @@ def test_codegen_summary_of_reference_models(shared_dir):
         assert info["input"]["dtype"] == info["output"]["dtype"] == "int8"
 
 
+def test_generated_code_names_only_the_kernel_variants_it_uses(shared_dir):
+    """Flash: a per-tensor fully connected layer stores one `Rescale` for all its rows (per-channel layers one
+    each), and every requantizing call names its `<GENERAL, FULL>` variant, so the others are not linked."""
+    def model_rs(name: str) -> str:
+        return generate((shared_dir / "models" / f"{name}.tflite").read_bytes(), name).model_rs
+
+    def rescale_lengths(text: str) -> list[int]:
+        return [int(n) for n in re.findall(r"static RS\d+: \[Rs; (\d+)\]", text)]
+
+    ad01, kws = model_rs("ad01_int8"), model_rs("kws_ref_model")
+    assert rescale_lengths(ad01) == [1] * 10  # ten per-tensor FCs (128, ..., 8, ..., 640 rows)
+    assert rescale_lengths(kws) == [64] * 9 + [1]  # per-channel convs, then the per-tensor FC
+    assert "k::fully_connected_s8::<false, true>(&P0, x, &W0, &BF0, &RS0, y);" in ad01
+
+
 # --- small Keras models converted in the test ----------------------------------------------------------------
+
 
 def _convert(model, shape, seed: int, int8_io: bool = True) -> bytes:
     import tensorflow as tf

@@ -57,6 +57,17 @@ pub fn exit(reason: usize) -> ! {
 
 const LINE_CAPACITY: usize = 128;
 
+/// 10^19 (the largest power of ten in a u64) down to 1.
+const POWERS_OF_TEN: [u64; 20] = {
+    let mut powers = [1u64; 20];
+    let mut i = 19;
+    while i > 0 {
+        powers[i - 1] = powers[i] * 10;
+        i -= 1;
+    }
+    powers
+};
+
 /// A line of text on the stack, sent with one SYS_WRITE0 (longer lines go out in several pieces).
 pub struct Line {
     buf: [u8; LINE_CAPACITY],
@@ -84,20 +95,21 @@ impl Line {
         }
     }
 
+    /// Decimal digits by subtracting powers of ten: a 64-bit division links the compiler's `__udivmoddi4`
+    /// and grows every inlined call site (~1.8 KB of flash in all on Cortex-M4) for a few printed numbers.
+    #[inline(never)] // one copy for its several call sites
     pub fn push_u64(&mut self, mut value: u64) {
-        let mut digits = [0u8; 20];
-        let mut n = 0;
-        loop {
-            digits[n] = b'0' + (value % 10) as u8;
-            n += 1;
-            value /= 10;
-            if value == 0 {
-                break;
+        let mut started = false;
+        for (i, &power) in POWERS_OF_TEN.iter().enumerate() {
+            let mut digit = b'0';
+            while value >= power {
+                value -= power;
+                digit += 1;
             }
-        }
-        while n > 0 {
-            n -= 1;
-            self.push_byte(digits[n]);
+            if started || digit != b'0' || i == POWERS_OF_TEN.len() - 1 {
+                self.push_byte(digit);
+                started = true;
+            }
         }
     }
 

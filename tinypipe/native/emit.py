@@ -56,7 +56,7 @@ def _multi_input_call(step: Step, plan: ArenaPlan, t) -> str:
     args = "".join(f"{o}, " for o in operands) + "".join(f"&{a.name}, " for a in step.arrays)
     return (f"    //   {reads} -> arena[{dst}..{dst + n_out}]\n"
             f"    if let Some(([{', '.join(names)}], y)) = k::split_inputs(arena, [{ranges}], {dst}, {n_out}) {{\n"
-            f"        k::{step.kernel}(&P{step.index}, {args}y);\n"
+            f"        k::{step.kernel}{step.generics}(&P{step.index}, {args}y);\n"
             f"        hook({step.index}, y);\n    }}\n")
 
 
@@ -136,7 +136,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
             if step.takes_stage:
                 work += ", &mut stage" if stage_bytes else ", &mut []"
         out.append(f"    if let Some((x, y)) = k::split_io(arena, {src}, {n_in}, {dst}, {n_out}) {{\n"
-                   f"        k::{step.kernel}(&P{step.index}, x, {args}y{work});\n"
+                   f"        k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
                    f"        hook({step.index}, y);\n    }}\n")
     out.append("    if let Some(src) = arena.get(OUTPUT_AT..OUTPUT_AT + OUTPUT_LEN) {\n"
                "        k::copy_into(output, src);\n    }\n}\n")

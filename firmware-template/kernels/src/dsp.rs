@@ -345,30 +345,11 @@ pub fn conv_pairs_2px(
     };
 }
 
-/// A fully connected layer's whole loop over blocks of four output rows, for one input row `x` of `4 *
-/// words` int8 (any alignment): per block, four interleaved weight rows (`w`: per input word, the four
-/// rows' words), from `bias`, requantized with [`crate::quant::Rescale`]'s short path (of twice the sum)
-/// and saturated to int8, written to `out[4b..4b + 4]`. The caller checks that every channel takes the
-/// short path and that the activation range is all of int8. 22 instructions per 16 MACs in the inner
-/// loop (two input words per iteration), 42 per block around it.
-pub fn fc_blocks(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32], rescale: &[crate::quant::Rescale], out: &mut [i8]) {
-    if words == 0
-        || blocks == 0
-        || x.len() < 4 * words
-        || w.len() < 4 * words * blocks
-        || bias.len() < 4 * blocks
-        || rescale.len() < 4 * blocks
-        || out.len() < 4 * blocks
-    {
-        return;
-    }
-    // SAFETY: reads `4 * words` bytes of `x` per block (LDR allows any alignment on ARMv7-M), `4 * words *
-    // blocks` words of `w`, `4 * blocks` words of `bias` and `4 * blocks` `Rescale`s (`repr(C)`, three
-    // words each), writes `4 * blocks` bytes of `out`: all within the slices (checked above); word loads
-    // of `w`, `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped before it ends.
-    unsafe {
+/// `fc_blocks`' assembly around its epilogue (the template lines after label `4:` that requantize and store
+/// a block's four rows, and keep the frame's `rescale` and `out` pointers).
+macro_rules! fc_blocks_asm {
+    ($x:ident, $w:ident, $words:ident, $blocks:ident, $bias:ident, $rescale:ident, $out:ident, $($epilogue:literal,)*) => {
         asm!(
-            // frame: x, words, bias, rescale, out, blocks
             "push {{r5, r8, r9, r10, r11, r12}}",
             "1:",
             "ldr r9, [sp, #8]",
@@ -447,53 +428,117 @@ pub fn fc_blocks(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32],
             "smlad r3, lr, r12, r3",
             "subs r8, r8, #1",
             "bne 2b",
-            "4:",
-            "ldr r9, [sp, #12]",
-            "ldr r5, [sp, #16]",
-            "ldm r9!, {{r10, r11, r12}}",
-            "lsl r8, r0, #1",
-            "smmlar lr, r8, r10, r11",
-            "add lr, lr, r8, asr #31",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr",
-            "strb lr, [r5], #1",
-            "ldm r9!, {{r10, r11, r12}}",
-            "lsl r8, r1, #1",
-            "smmlar lr, r8, r10, r11",
-            "add lr, lr, r8, asr #31",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr",
-            "strb lr, [r5], #1",
-            "ldm r9!, {{r10, r11, r12}}",
-            "lsl r8, r2, #1",
-            "smmlar lr, r8, r10, r11",
-            "add lr, lr, r8, asr #31",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr",
-            "strb lr, [r5], #1",
-            "ldm r9!, {{r10, r11, r12}}",
-            "lsl r8, r3, #1",
-            "smmlar lr, r8, r10, r11",
-            "add lr, lr, r8, asr #31",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr",
-            "strb lr, [r5], #1",
-            "str r9, [sp, #12]",
-            "str r5, [sp, #16]",
+            $($epilogue,)*
             "ldr r8, [sp, #20]",
             "subs r8, r8, #1",
             "str r8, [sp, #20]",
             "bne 1b",
             "add sp, sp, #24",
-            inout("r4") w.as_ptr() => _,
-            inout("r5") x.as_ptr() => _,
-            inout("r8") words => _,
-            inout("r9") bias.as_ptr() => _,
-            inout("r10") rescale.as_ptr() => _,
-            inout("r11") out.as_mut_ptr() => _,
-            inout("r12") blocks => _,
+            inout("r4") $w.as_ptr() => _,
+            inout("r5") $x.as_ptr() => _,
+            inout("r8") $words => _,
+            inout("r9") $bias.as_ptr() => _,
+            inout("r10") $rescale.as_ptr() => _,
+            inout("r11") $out.as_mut_ptr() => _,
+            inout("r12") $blocks => _,
             out("r0") _, out("r1") _, out("r2") _, out("r3") _, out("lr") _,
         )
+    };
+}
+
+/// A fully connected layer's whole loop over blocks of four output rows, for one input row `x` of `4 *
+/// words` int8 (any alignment): per block, four interleaved weight rows (`w`: per input word, the four
+/// rows' words), from `bias`, requantized with [`crate::quant::Rescale`]'s short path (of twice the sum)
+/// and saturated to int8, written to `out[4b..4b + 4]`. `PER_TENSOR`: `rescale` holds one entry that
+/// serves every row (loaded once per block), else one per row. The caller checks that every channel takes
+/// the short path and that the activation range is all of int8. 22 instructions per 16 MACs in the inner
+/// loop (two input words per iteration), 42 per block around it (38 per tensor).
+pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32], rescale: &[crate::quant::Rescale], out: &mut [i8]) {
+    if words == 0
+        || blocks == 0
+        || x.len() < 4 * words
+        || w.len() < 4 * words * blocks
+        || bias.len() < 4 * blocks
+        || rescale.len() < if PER_TENSOR { 1 } else { 4 * blocks }
+        || out.len() < 4 * blocks
+    {
+        return;
+    }
+    // SAFETY: reads `4 * words` bytes of `x` per block (LDR allows any alignment on ARMv7-M), `4 * words *
+    // blocks` words of `w`, `4 * blocks` words of `bias` and `4 * blocks` `Rescale`s (one if `PER_TENSOR`;
+    // `repr(C)`, three words each), writes `4 * blocks` bytes of `out`: all within the slices (checked
+    // above); word loads of `w`, `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped
+    // before it ends.
+    unsafe {
+        if PER_TENSOR {
+            fc_blocks_asm!(x, w, words, blocks, bias, rescale, out,
+                "4:",
+                "ldr r9, [sp, #12]",
+                "ldr r5, [sp, #16]",
+                "ldm r9, {{r10, r11, r12}}",
+                "lsl r8, r0, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "lsl r8, r1, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "lsl r8, r2, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "lsl r8, r3, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "str r5, [sp, #16]",
+            );
+        } else {
+            fc_blocks_asm!(x, w, words, blocks, bias, rescale, out,
+                "4:",
+                "ldr r9, [sp, #12]",
+                "ldr r5, [sp, #16]",
+                "ldm r9!, {{r10, r11, r12}}",
+                "lsl r8, r0, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "ldm r9!, {{r10, r11, r12}}",
+                "lsl r8, r1, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "ldm r9!, {{r10, r11, r12}}",
+                "lsl r8, r2, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "ldm r9!, {{r10, r11, r12}}",
+                "lsl r8, r3, #1",
+                "smmlar lr, r8, r10, r11",
+                "add lr, lr, r8, asr #31",
+                "asr lr, lr, r12",
+                "ssat lr, #8, lr",
+                "strb lr, [r5], #1",
+                "str r9, [sp, #12]",
+                "str r5, [sp, #16]",
+            );
+        }
     };
 }
 

@@ -8,7 +8,7 @@
 
 #[cfg(tinyml_dsp)]
 use crate::conv::widen_word;
-use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, variant_fits, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct FullyConnected {
@@ -29,8 +29,10 @@ pub const fn fc_weight_words(p: &FullyConnected) -> usize {
 ///
 /// `bias` is folded: TFLM's `bias + input_offset * sum_d weights[o][d]`, computed at code-generation time,
 /// which is exact because every input element takes part in every sum. `rescale` has one entry per output
-/// channel (a per-tensor scale is repeated), applied to twice the sum (see [`Rescale`]).
-pub fn fully_connected_s8(
+/// channel, or a single one serving every channel (a per-tensor scale: one entry in flash instead of one
+/// per row), applied to twice the sum (see [`Rescale`]). `GENERAL`, `FULL`: the requantization variant
+/// (see [`variant_fits`]).
+pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
     p: &FullyConnected,
     input: &[i8],
     weights: &[u32],
@@ -45,17 +47,26 @@ pub fn fully_connected_s8(
         || output.len() < p.batches * out_depth
         || weights.len() < fc_weight_words(p)
         || bias.len() < out_depth
-        || rescale.len() < out_depth
+        || rescale.is_empty()
+        || (rescale.len() > 1 && rescale.len() < out_depth)
     {
         return;
     }
     let weights = &weights[..fc_weight_words(p)];
-    let general = rescale[..out_depth].iter().any(|r| r.right == 0);
-    let full = p.act_min == -128 && p.act_max == 127;
+    let per_tensor = rescale.len() < out_depth;
+    let rescale = &rescale[..rescale.len().min(out_depth)];
+    if !variant_fits::<GENERAL, FULL>(rescale, p.act_min, p.act_max) {
+        return;
+    }
+    let (general, full) = (GENERAL, FULL);
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
         #[cfg(tinyml_dsp)]
         let first_block = if full && !general && depth % 4 == 0 {
-            crate::dsp::fc_blocks(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            if per_tensor {
+                crate::dsp::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            } else {
+                crate::dsp::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            }
             out_depth / 4
         } else {
             0
@@ -63,14 +74,15 @@ pub fn fully_connected_s8(
         #[cfg(not(tinyml_dsp))]
         let first_block = 0;
         match (general, full) {
-            (true, _) => blocks::<true, false>(p, x, weights, bias, rescale, out_row, first_block),
-            (false, true) => blocks::<false, true>(p, x, weights, bias, rescale, out_row, first_block),
-            (false, false) => blocks::<false, false>(p, x, weights, bias, rescale, out_row, first_block),
+            (true, _) => blocks::<true, false>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
+            (false, true) => blocks::<false, true>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
+            (false, false) => blocks::<false, false>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
         }
     }
 }
 
-/// Blocks of four output rows from `first_block` on, for one input row `x`.
+/// Blocks of four output rows from `first_block` on, for one input row `x`; `per_tensor`: `rescale[0]` serves
+/// every row.
 #[inline(always)]
 fn blocks<const GENERAL: bool, const FULL: bool>(
     p: &FullyConnected,
@@ -78,9 +90,11 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
     weights: &[u32],
     bias: &[i32],
     rescale: &[Rescale],
+    per_tensor: bool,
     out_row: &mut [i8],
     first_block: usize,
 ) {
+    let broadcast = [rescale.first().copied().unwrap_or(Rescale { multiplier: 0, add: 0, right: 1 }); 4];
     let depth = p.accum_depth;
     let words = depth.div_ceil(4);
     let whole = x.chunks_exact(4);
@@ -100,7 +114,8 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
         if let (Some(t), Some(ws)) = (tail, w_tail.get(..4)) {
             acc = mac_4rows(t, ws, acc);
         }
-        for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rescale.iter().skip(o)) {
+        let rs_block = if per_tensor { &broadcast[..] } else { rescale.get(o..).unwrap_or(&[]) };
+        for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rs_block) {
             let a2 = a.wrapping_shl(1);
             let v = if GENERAL && rs.right == 0 { rescale_general(a2, *rs, p.output_offset) } else { rescale_doubled(a2, *rs) };
             *out = clamp_s8::<FULL>(v, p.act_min, p.act_max);

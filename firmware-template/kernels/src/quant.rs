@@ -49,6 +49,16 @@ pub fn rescale_general(acc2: i32, rs: Rescale, output_offset: i32) -> i32 {
     multiply_by_quantized_multiplier(acc2 >> 1, rs.multiplier, rs.add) + output_offset
 }
 
+/// Whether a kernel's requantization variant, chosen by the code generator, computes a layer exactly:
+/// `GENERAL` (TFLM's general path for `right == 0` channels) must be set when any channel needs it, and
+/// `FULL` (the activation range is all of int8: saturation only) only when the range is. A kernel taking
+/// the variant as const generics (`fully_connected_s8`) returns without writing when it does not, and a
+/// model links only the variants its layers name.
+#[inline(always)]
+pub fn variant_fits<const GENERAL: bool, const FULL: bool>(rescale: &[Rescale], act_min: i32, act_max: i32) -> bool {
+    (GENERAL || rescale.iter().all(|r| r.right != 0)) && (!FULL || (act_min == -128 && act_max == 127))
+}
+
 /// Clamp to the fused activation's range; `FULL`: the range is all of int8 (one SSAT on the DSP path).
 #[inline(always)]
 pub fn clamp_s8<const FULL: bool>(v: i32, act_min: i32, act_max: i32) -> i8 {
