@@ -4,7 +4,7 @@ with its operator, shapes and arena offsets."""
 
 from __future__ import annotations
 
-from tinypipe.native.lower import ConstArray, Program, Step
+from tinypipe.native.lower import ConstArray, Program, Step, rescale_word
 from tinypipe.native.plan import ArenaPlan
 
 NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
@@ -12,7 +12,7 @@ NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
 
 def _array(a: ConstArray) -> str:
     if a.rust_type == "Rs":
-        items = [f"Rs {{ multiplier: {m}, add: {d}, right: {r} }}" for m, d, r in a.values]
+        items = [f"Rs {{ multiplier: {m}, add: {rescale_word(d, r)} }}" for m, d, r in a.values]
     elif a.rust_type == "u32":
         items = [f"0x{v:08x}" for v in a.values]
     else:

@@ -42,7 +42,7 @@ class ConstArray:
 
     @property
     def nbytes(self) -> int:
-        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rs": 12}[self.rust_type]
+        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rs": 8}[self.rust_type]
 
 
 @dataclass
@@ -156,9 +156,27 @@ def rescale(rq: tuple[int, int], output_offset: int) -> tuple[int, int, int]:
     if shift < 0:
         e = -shift
         add = (1 << (e - 1)) + output_offset * (1 << e)
-        if abs(add) < SHORT_PATH_ACC_LIMIT:
+        if abs(add) < SHORT_PATH_ACC_LIMIT and e <= RESCALE_GENERAL_TZ:
             return multiplier, add, e
     return multiplier, shift, 0
+
+
+# `trailing_zeros` of a general-path `Rescale.add` (quant.rs `GENERAL_TZ`); short-path channels have `right <=` it
+RESCALE_GENERAL_TZ = 25
+
+
+def rescale_word(add: int, right: int) -> int:
+    """`Rescale.add` as stored (quant.rs): the short path's `add` (`right = trailing_zeros(add) + 1`), or for
+    the general path (`right == 0`, `add` TFLM's shift) the shift in the top six bits over `1 << 25`."""
+    if right == 0:
+        assert -32 <= add < 32
+        v = (add << 26) | (1 << RESCALE_GENERAL_TZ)
+        v &= 0xFFFFFFFF
+        return v - (1 << 32) if v >= 1 << 31 else v
+    if add == 0:  # padding lanes
+        return 1 << (right - 1)
+    assert (add & -add) == 1 << (right - 1), (add, right)
+    return add
 
 
 def requant_variant(rescales, act_min: int, act_max: int) -> str:

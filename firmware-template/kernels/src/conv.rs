@@ -100,7 +100,7 @@ pub fn conv2d_s8(
     let scratch = &mut scratch[..4 * words];
     let filter = &filter[..conv_filter_words(p)];
     let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
-    let general = rescale.iter().any(|r| r.right == 0);
+    let general = rescale.iter().any(|r| r.is_general());
     let full = p.act_min == -128 && p.act_max == 127;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
         let mut px = 0;
@@ -157,7 +157,7 @@ fn pairs<const GENERAL: bool, const FULL: bool>(
             if let Some(rs) = rescale.get(row) {
                 for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
                     if let Some(o) = out.get_mut(at) {
-                        let v = if GENERAL && rs.right == 0 {
+                        let v = if GENERAL && rs.is_general() {
                             rescale_general(a, *rs, p.output_offset)
                         } else {
                             rescale_doubled(a, *rs)

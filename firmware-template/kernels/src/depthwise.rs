@@ -121,7 +121,7 @@ pub fn depthwise_conv2d_s8(
         rescale: &rescale[..lanes],
     };
     let scratch = &mut scratch[..p.scratch_words()];
-    let general = rescale[..out_c].iter().any(|r| r.right == 0);
+    let general = rescale[..out_c].iter().any(|r| r.is_general());
     let full = p.act_min == -128 && p.act_max == 127;
     #[cfg(tinyml_dsp)]
     let stream = crate::dsp::TapStream::new(k.filter);
@@ -185,7 +185,7 @@ impl Kernel<'_> {
                     }
                 };
                 for ((o, a), r) in out4.iter_mut().zip(acc).zip(rs) {
-                    let v = if GENERAL && r.right == 0 {
+                    let v = if GENERAL && r.is_general() {
                         rescale_general(a, *r, p.output_offset)
                     } else {
                         rescale_doubled(a, *r)

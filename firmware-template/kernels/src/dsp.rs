@@ -242,7 +242,7 @@ pub fn taps_4lanes(x: &[u32], taps: &TapStream, acc: [i32; 4]) -> [i32; 4] {
 /// written to `out[2p..2p + 2]` (pixel 0) and `out[px1 + 2p..]` (pixel 1; `px1 == 0` when both pixels
 /// are the same one, which then gets the same bytes twice). The caller checks that every channel takes the
 /// short path and that the activation range is all of int8. 18 instructions per 16 MACs in the inner
-/// loop, 31 per channel pair around it.
+/// loop, 35 per channel pair around it.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_pairs_2px(
     w: &[u32],
@@ -266,7 +266,7 @@ pub fn conv_pairs_2px(
     }
     let out1 = out.as_mut_ptr().wrapping_add(px1);
     // SAFETY: reads `2 * groups * pairs` words of `w`, `4 * groups` words of `x` per pair, `2 * pairs`
-    // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, three words each), writes `2 * pairs` bytes
+    // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, two words each), writes `2 * pairs` bytes
     // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
     // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
     unsafe {
@@ -302,27 +302,31 @@ pub fn conv_pairs_2px(
             "bne 2b",
             "ldr r9, [sp, #16]",
             "ldrd r5, r6, [sp, #20]",
-            "ldm r9!, {{r10, r11, r12}}",
+            "ldrd r10, r11, [r9], #8",
+            "rbit r12, r11",
+            "clz r12, r12",
             "smmlar r8, r0, r10, r11",
             "add r8, r8, r0, asr #31",
             "asr r8, r8, r12",
-            "ssat r8, #8, r8",
+            "ssat r8, #8, r8, asr #1",
             "strb r8, [r5], #1",
             "smmlar r8, r1, r10, r11",
             "add r8, r8, r1, asr #31",
             "asr r8, r8, r12",
-            "ssat r8, #8, r8",
+            "ssat r8, #8, r8, asr #1",
             "strb r8, [r6], #1",
-            "ldm r9!, {{r10, r11, r12}}",
+            "ldrd r10, r11, [r9], #8",
+            "rbit r12, r11",
+            "clz r12, r12",
             "smmlar r8, r2, r10, r11",
             "add r8, r8, r2, asr #31",
             "asr r8, r8, r12",
-            "ssat r8, #8, r8",
+            "ssat r8, #8, r8, asr #1",
             "strb r8, [r5], #1",
             "smmlar r8, r3, r10, r11",
             "add r8, r8, r3, asr #31",
             "asr r8, r8, r12",
-            "ssat r8, #8, r8",
+            "ssat r8, #8, r8, asr #1",
             "strb r8, [r6], #1",
             "str r9, [sp, #16]",
             "strd r5, r6, [sp, #20]",
@@ -452,7 +456,7 @@ macro_rules! fc_blocks_asm {
 /// and saturated to int8, written to `out[4b..4b + 4]`. `PER_TENSOR`: `rescale` holds one entry that
 /// serves every row (loaded once per block), else one per row. The caller checks that every channel takes
 /// the short path and that the activation range is all of int8. 22 instructions per 16 MACs in the inner
-/// loop (two input words per iteration), 42 per block around it (38 per tensor).
+/// loop (two input words per iteration), 50 per block around it (40 per tensor).
 pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32], rescale: &[crate::quant::Rescale], out: &mut [i8]) {
     if words == 0
         || blocks == 0
@@ -466,7 +470,7 @@ pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, bloc
     }
     // SAFETY: reads `4 * words` bytes of `x` per block (LDR allows any alignment on ARMv7-M), `4 * words *
     // blocks` words of `w`, `4 * blocks` words of `bias` and `4 * blocks` `Rescale`s (one if `PER_TENSOR`;
-    // `repr(C)`, three words each), writes `4 * blocks` bytes of `out`: all within the slices (checked
+    // `repr(C)`, two words each), writes `4 * blocks` bytes of `out`: all within the slices (checked
     // above); word loads of `w`, `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped
     // before it ends.
     unsafe {
@@ -475,30 +479,32 @@ pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, bloc
                 "4:",
                 "ldr r9, [sp, #12]",
                 "ldr r5, [sp, #16]",
-                "ldm r9, {{r10, r11, r12}}",
+                "ldrd r10, r11, [r9]",
+                "rbit r12, r11",
+                "clz r12, r12",
                 "lsl r8, r0, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
                 "lsl r8, r1, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
                 "lsl r8, r2, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
                 "lsl r8, r3, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
                 "str r5, [sp, #16]",
             );
@@ -507,33 +513,41 @@ pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, bloc
                 "4:",
                 "ldr r9, [sp, #12]",
                 "ldr r5, [sp, #16]",
-                "ldm r9!, {{r10, r11, r12}}",
+                "ldrd r10, r11, [r9], #8",
+                "rbit r12, r11",
+                "clz r12, r12",
                 "lsl r8, r0, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
-                "ldm r9!, {{r10, r11, r12}}",
+                "ldrd r10, r11, [r9], #8",
+                "rbit r12, r11",
+                "clz r12, r12",
                 "lsl r8, r1, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
-                "ldm r9!, {{r10, r11, r12}}",
+                "ldrd r10, r11, [r9], #8",
+                "rbit r12, r11",
+                "clz r12, r12",
                 "lsl r8, r2, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
-                "ldm r9!, {{r10, r11, r12}}",
+                "ldrd r10, r11, [r9], #8",
+                "rbit r12, r11",
+                "clz r12, r12",
                 "lsl r8, r3, #1",
                 "smmlar lr, r8, r10, r11",
                 "add lr, lr, r8, asr #31",
                 "asr lr, lr, r12",
-                "ssat lr, #8, lr",
+                "ssat lr, #8, lr, asr #1",
                 "strb lr, [r5], #1",
                 "str r9, [sp, #12]",
                 "str r5, [sp, #16]",

@@ -94,7 +94,7 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
     out_row: &mut [i8],
     first_block: usize,
 ) {
-    let broadcast = [rescale.first().copied().unwrap_or(Rescale { multiplier: 0, add: 0, right: 1 }); 4];
+    let broadcast = [rescale.first().copied().unwrap_or(Rescale { multiplier: 0, add: 1 }); 4];
     let depth = p.accum_depth;
     let words = depth.div_ceil(4);
     let whole = x.chunks_exact(4);
@@ -117,7 +117,7 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
         let rs_block = if per_tensor { &broadcast[..] } else { rescale.get(o..).unwrap_or(&[]) };
         for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rs_block) {
             let a2 = a.wrapping_shl(1);
-            let v = if GENERAL && rs.right == 0 { rescale_general(a2, *rs, p.output_offset) } else { rescale_doubled(a2, *rs) };
+            let v = if GENERAL && rs.is_general() { rescale_general(a2, *rs, p.output_offset) } else { rescale_doubled(a2, *rs) };
             *out = clamp_s8::<FULL>(v, p.act_min, p.act_max);
         }
     }

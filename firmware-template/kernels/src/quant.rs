@@ -14,21 +14,45 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
 
 /// One output channel's scale with the output zero point and the rounding folded in, for kernels whose
 /// accumulators hold twice the sum (depthwise: doubled weights), so the high multiply needs no shift.
+/// Eight bytes: the shift is derived from `add`.
 ///
-/// `right >= 1`: the short path, `add = 2^(right-1) + output_offset * 2^right`, exact for
-/// `|acc| < 2^30` and `|add| < 2^30` (the code generator checks both). `right == 0`: a channel the short path
-/// cannot take (a multiplier of 0.5 or more, or a large shift): `add` holds TFLM's shift and the kernel takes
-/// the general path for the whole layer.
+/// Short path: `add = 2^(right-1) + output_offset * 2^right = 2^(right-1) * (2 * output_offset + 1)`, so
+/// `right = trailing_zeros(add) + 1` (`1 <= right <= GENERAL_TZ`), exact for `|acc| < 2^30` and `|add| <
+/// 2^30` (the code generator checks both). A channel the short path cannot take (a multiplier of 0.5 or
+/// more, or a large shift) has `add = (shift << 26) | (1 << GENERAL_TZ)` (TFLM's shift in the top six bits,
+/// `trailing_zeros(add) == GENERAL_TZ`), and the kernel takes the general path for the whole layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)] // read field by field by the DSP path's assembly
 pub struct Rescale {
     pub multiplier: i32,
     pub add: i32,
-    pub right: i32,
+}
+
+/// `trailing_zeros(add)` of a general-path [`Rescale`]; short-path channels have fewer.
+pub const GENERAL_TZ: u32 = 25;
+
+impl Rescale {
+    /// Whether this channel needs TFLM's general path.
+    #[inline(always)]
+    pub fn is_general(self) -> bool {
+        self.add.trailing_zeros() == GENERAL_TZ
+    }
+
+    /// `right - 1` of a short-path channel.
+    #[inline(always)]
+    pub fn right_minus_one(self) -> u32 {
+        self.add.trailing_zeros()
+    }
+
+    /// TFLM's shift of a general-path channel.
+    #[inline(always)]
+    pub fn general_shift(self) -> i32 {
+        self.add >> 26
+    }
 }
 
 /// TFLM's requantization of `acc2 / 2` (`multiply_by_quantized_multiplier` plus the output zero point)
-/// before the clamp, on the short path (`rs.right >= 1`).
+/// before the clamp, on the short path.
 ///
 /// The rounding right shift by `e` of TFLM's doubling high multiply `y` is `(y + 2^(e-1) - (y < 0)) >> e`;
 /// `y < 0` only when `acc < 0`, and when `acc < 0` but `y == 0` both forms give 0, so the sign comes from
@@ -39,14 +63,14 @@ pub fn rescale_doubled(acc2: i32, rs: Rescale) -> i32 {
     let y = crate::dsp::smmlar(acc2, rs.multiplier, rs.add);
     #[cfg(not(tinyml_dsp))]
     let y = (((acc2 as i64 * rs.multiplier as i64 + (1 << 31)) >> 32) as i32).wrapping_add(rs.add);
-    (y + (acc2 >> 31)) >> rs.right
+    ((y + (acc2 >> 31)) >> rs.right_minus_one()) >> 1
 }
 
-/// The same for a `right == 0` channel of a [`Rescale`] table: TFLM's general path.
+/// The same for a general-path channel of a [`Rescale`] table: TFLM's general path.
 #[cold]
 #[inline(never)]
 pub fn rescale_general(acc2: i32, rs: Rescale, output_offset: i32) -> i32 {
-    multiply_by_quantized_multiplier(acc2 >> 1, rs.multiplier, rs.add) + output_offset
+    multiply_by_quantized_multiplier(acc2 >> 1, rs.multiplier, rs.general_shift()) + output_offset
 }
 
 /// Whether a kernel's requantization variant, chosen by the code generator, computes a layer exactly:
@@ -56,7 +80,7 @@ pub fn rescale_general(acc2: i32, rs: Rescale, output_offset: i32) -> i32 {
 /// model links only the variants its layers name.
 #[inline(always)]
 pub fn variant_fits<const GENERAL: bool, const FULL: bool>(rescale: &[Rescale], act_min: i32, act_max: i32) -> bool {
-    (GENERAL || rescale.iter().all(|r| r.right != 0)) && (!FULL || (act_min == -128 && act_max == 127))
+    (GENERAL || rescale.iter().all(|r| !r.is_general())) && (!FULL || (act_min == -128 && act_max == 127))
 }
 
 /// Clamp to the fused activation's range; `FULL`: the range is all of int8 (one SSAT on the DSP path).
