@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Callable
 
 INT8_MIN, INT8_MAX = -128, 127
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # TFLM's kScaledDiffIntegerBits: the exp() input is Q5.26
@@ -302,8 +303,10 @@ def _input_q4_params(input_scale: float) -> tuple[int, int, int]:
     return multiplier, shift, int(radius)
 
 
-def logistic_table(input_scale: float, input_zp: int) -> list[int]:
-    """LOGISTIC int8 (reference_integer_ops::Logistic): the output is always scale 1/256, zero point -128."""
+def _q4_activation_table(input_scale: float, input_zp: int, q0: Callable[[int, int], int], out_shift: int,
+                         out_offset: int) -> list[int]:
+    """LOGISTIC/TANH int8: inputs beyond the radius saturate; inside it, the Q4 fixed-point function `q0`,
+    rounded down by `out_shift` bits and moved to the output zero point."""
     multiplier, shift, radius = _input_q4_params(input_scale)
     out = []
     for x in range(INT8_MIN, INT8_MAX + 1):
@@ -313,25 +316,19 @@ def logistic_table(input_scale: float, input_zp: int) -> list[int]:
         elif v >= radius:
             out.append(INT8_MAX)
         else:
-            q0 = _logistic_q0(multiply_by_quantized_multiplier(v, multiplier, shift), 4)
-            out.append(clamp8(rounding_divide_by_pot(q0, 23) - 128))
+            fixed = q0(multiply_by_quantized_multiplier(v, multiplier, shift), 4)
+            out.append(clamp8(rounding_divide_by_pot(fixed, out_shift) + out_offset))
     return out
+
+
+def logistic_table(input_scale: float, input_zp: int) -> list[int]:
+    """LOGISTIC int8 (reference_integer_ops::Logistic): the output is always scale 1/256, zero point -128."""
+    return _q4_activation_table(input_scale, input_zp, _logistic_q0, 23, -128)
 
 
 def tanh_table(input_scale: float, input_zp: int) -> list[int]:
     """TANH int8 (reference_integer_ops::Tanh): the output is always scale 1/128, zero point 0."""
-    multiplier, shift, radius = _input_q4_params(input_scale)
-    out = []
-    for x in range(INT8_MIN, INT8_MAX + 1):
-        v = x - input_zp
-        if v <= -radius:
-            out.append(INT8_MIN)
-        elif v >= radius:
-            out.append(INT8_MAX)
-        else:
-            q0 = _tanh_q0(multiply_by_quantized_multiplier(v, multiplier, shift), 4)
-            out.append(clamp8(rounding_divide_by_pot(q0, 24)))
-    return out
+    return _q4_activation_table(input_scale, input_zp, _tanh_q0, 24, 0)
 
 
 def _srdhm16(a: int, b: int) -> int:
