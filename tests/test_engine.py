@@ -146,3 +146,22 @@ def test_store_commit_is_all_or_nothing(tmp_path):
     dead = store.root / ".tmp-999999999-abc"  # a temporary from a process that no longer exists
     dead.mkdir()
     assert store.sweep() == 1 and not dead.exists()
+
+
+def test_gc_deletes_only_entries_the_lock_no_longer_references(tmp_path, fake_stages):
+    import subprocess
+    import sys
+
+    d = project(tmp_path)
+    Pipeline(d).run()
+    old_keys = set(Store(d / ".tinypipe" / "store").keys())
+    project(tmp_path, PROJECT.replace("representative_samples: 100", "representative_samples: 50"))
+    Pipeline(d).run()
+    store = Store(d / ".tinypipe" / "store")
+    live = {e["key"] for e in json.loads((d / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"].values()}
+    assert len(store.keys()) == 6 and len(live) == 4
+    # gc reads only the lock and the store, so entries of the stand-in stages are judged like real ones
+    proc = subprocess.run([sys.executable, "-m", "tinypipe", "gc", str(d)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "deleted 2 unreferenced entries" in proc.stdout
+    assert set(store.keys()) == live and not (old_keys - live) & set(store.keys())

@@ -286,15 +286,11 @@ def cmd_show(args) -> int:
 
 
 def cmd_gc(args) -> int:
-    from tinypipe.config.loader import load_project
-    from tinypipe.engine.lock import LOCK_FILE, Lock
-    from tinypipe.engine.pipeline import STATE_DIR
-    from tinypipe.engine.store import Store
+    from tinypipe.engine.pipeline import Pipeline
 
-    project, path = load_project(Path(args.dir))
-    lock = Lock(path.parent / LOCK_FILE, project.name)
-    live = {entry["key"] for stages in lock.data["variants"].values() for entry in stages.values()}
-    store = Store(path.parent / STATE_DIR / "store")
+    pipeline = Pipeline(Path(args.dir))
+    live = {entry["key"] for stages in pipeline.lock.data["variants"].values() for entry in stages.values()}
+    store = pipeline.store
     swept = 0 if args.dry_run else store.sweep()
     dead = [k for k in store.keys() if k not in live]
     for key in dead:

@@ -1,6 +1,6 @@
 """tinypipe.lock: every stage's key, the inputs that made it, and its output hash, per variant.
 
-The lock is what `status --why` compares against, and what `release`/`verify` rebuild from. Its schema is
+The lock is what `status --why` compares against, and what `verify` rebuilds and checks against. Its schema is
 versioned; a lock from a newer schema is refused rather than misread.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, read_json
+from tinypipe.core.hashing import canonical_json
 
 LOCK_FILE = "tinypipe.lock"
 SCHEMA_VERSION = 1
@@ -37,8 +38,6 @@ class Lock:
                 )
             self.data = data
             self.data["project"] = project
-        from tinypipe.core.hashing import canonical_json
-
         self._loaded_text = canonical_json(self.data)
 
     def entry(self, variant: str, stage: str) -> dict[str, Any] | None:
@@ -56,8 +55,6 @@ class Lock:
             self._save_locked()
 
     def _save_locked(self) -> None:
-        from tinypipe.core.hashing import canonical_json
-
         text = canonical_json(self.data)
         if text != self._loaded_text:  # a no-op run leaves the file untouched
             atomic_write_json(self.path, self.data)

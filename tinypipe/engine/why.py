@@ -49,7 +49,7 @@ def diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
     return []
 
 
-def explain(node: Node, variant: str, lock: Lock, stale_upstream: set[str]) -> StageStatus:
+def explain(node: Node, variant: str, lock: Lock) -> StageStatus:
     entry = lock.entry(variant, node.name)
     current = node.key_inputs()
     if current is None:
@@ -86,10 +86,6 @@ def _input_diffs(old: dict, new: dict | None, node: Node) -> list[str]:
 def status(graph: Graph, lock: Lock) -> list[StageStatus]:
     out = []
     for variant in graph.variants:
-        stale: set[str] = set()
-        for name, node in graph.by_variant[variant.name].items():
-            st = explain(node, variant.name, lock, stale)
-            if st.state != "cached":
-                stale.add(name)
-            out.append(st)
+        for node in graph.by_variant[variant.name].values():
+            out.append(explain(node, variant.name, lock))
     return out

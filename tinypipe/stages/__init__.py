@@ -16,20 +16,6 @@ TFLM_PIPELINE = ("data", "train", "quantize", "reference", "tflm_ops", "tflm_lib
 ENGINE_MODULES = {"native": {}, "tflm": {"codegen": "codegen_tflm"}}
 ALL_STAGES = tuple(dict.fromkeys(NATIVE_PIPELINE + TFLM_PIPELINE))
 
-STAGE_HELP = {
-    "data": "generate or load sensor windows and split them",
-    "train": "train the Keras model (TensorFlow)",
-    "quantize": "convert to a full-integer int8 .tflite; host accuracy",
-    "reference": "host TFLM interpreter outputs for the test set (the oracle)",
-    "tflm_ops": "the ops the TFLM library must hold (the model's, or all with tflm.library: full)",
-    "tflm_lib": "compile TensorFlow Lite Micro for the CPU and those ops (shared user-level cache)",
-    "codegen": "engine: .tflite -> Rust source the firmware calls",
-    "toolchain": "Rust sysroot for the target (shared user-level cache)",
-    "firmware": "render the no_std cargo project from firmware-template/",
-    "build": "cargo build --release --offline; sizes",
-    "run": "run on the emulator, compare with the oracle, count instructions",
-}
-
 
 def pipeline_for(engine: str) -> tuple[tuple[str, str], ...]:
     """(role, module name) for every stage the engine's pipeline runs, in order."""
