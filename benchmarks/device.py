@@ -72,11 +72,13 @@ def oracle_outputs(model_bytes: bytes, inputs: np.ndarray, tensors: list[int] | 
 
 
 def write_reference(root: Path, inputs: np.ndarray, outputs: np.ndarray) -> Path:
+    """The reference stage's files for `inputs` and `outputs` (int8 or float32 arrays [n, ...])."""
     root.mkdir(parents=True)
-    inputs.astype(np.int8).tofile(root / "test_inputs.bin")
-    outputs.astype(np.int8).tofile(root / "test_outputs.bin")
+    np.ascontiguousarray(inputs).tofile(root / "test_inputs.bin")
+    np.ascontiguousarray(outputs).tofile(root / "test_outputs.bin")
     (root / "reference.json").write_text(json.dumps(
-        {"n": len(inputs), "input_len": int(inputs[0].size), "output_len": int(outputs[0].size)}))
+        {"n": len(inputs), "input_len": int(inputs[0].size), "output_len": int(outputs[0].size),
+         "input_dtype": inputs.dtype.name, "output_dtype": outputs.dtype.name}))
     return root
 
 
@@ -127,10 +129,11 @@ def run_firmware(built: Built, work: Path) -> dict:
 # --- harness firmware: several models, main.rs of our own ---------------------------------------------------
 
 def build_harness(models: dict[str, tuple[bytes, np.ndarray]], board: str, work: Path, main_rs: str) -> Path:
-    """Firmware holding `model::<name>` for each (model bytes, int8 inputs [n, ...]); `main_rs` drives them.
+    """Firmware holding `model::<name>` for each (model bytes, inputs [n, ...] of the model's input dtype);
+    `main_rs` drives them.
 
-    Each module exposes the generated API plus `INPUTS: &[u8]` (its windows, back to back). Returns the
-    build directory (firmware.elf, size.json).
+    Each module exposes the generated API plus `inputs() -> &[Input]` (its windows, back to back). Returns
+    the build directory (firmware.elf, size.json).
     """
     v = variant(board)
     codegen_dir = work / "codegen"
@@ -138,15 +141,27 @@ def build_harness(models: dict[str, tuple[bytes, np.ndarray]], board: str, work:
     mods = []
     for name, (model_bytes, inputs) in models.items():
         generated = generate(model_bytes, f"{name}.tflite")
-        (codegen_dir / "model" / f"{name}.rs").write_text(
-            generated.model_rs + f'\npub const INPUTS: &[u8] = include_bytes!("{name}.bin");\n')
-        inputs.astype(np.int8).tofile(codegen_dir / "model" / f"{name}.bin")
+        (codegen_dir / "model" / f"{name}.rs").write_text(generated.model_rs + _INPUTS_RS.replace("@NAME@", name))
+        np.ascontiguousarray(inputs).tofile(codegen_dir / "model" / f"{name}.bin")
         mods.append(f"pub mod {name};\n")
     (codegen_dir / "model.rs").write_text("".join(mods))
     dummy = np.zeros((1, 1), dtype=np.int8)
     reference = write_reference(work / "reference", dummy, dummy)
     return _build(v, work, codegen_dir, reference, main_rs)
 
+
+_INPUTS_RS = """
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+static INPUTS: &Aligned<[u8]> = &Aligned(*include_bytes!("@NAME@.bin"));
+
+/// The test windows, back to back.
+pub fn inputs() -> &'static [Input] {
+    // Safety: aligned for `Input` (i8 or f32), any bit pattern is a valid value, whole elements only.
+    unsafe { core::slice::from_raw_parts(INPUTS.0.as_ptr() as *const Input, INPUTS.0.len() / size_of::<Input>()) }
+}
+"""
 
 _MAIN_HEAD = """\
 #![no_std]
@@ -171,11 +186,17 @@ fn panic(info: &PanicInfo) -> ! {
     semihosting::exit(semihosting::EXIT_RUNTIME_ERROR)
 }
 
-fn hex_line(tag: &str, idx: [usize; 3], bytes: &[i8]) {
+/// `values` (i8, f32: plain data) as their bytes, little-endian on these targets.
+fn bytes_of<T: Copy>(values: &[T]) -> &[u8] {
+    // Safety: plain data seen as bytes, for printing.
+    unsafe { core::slice::from_raw_parts(values.as_ptr() as *const u8, size_of_val(values)) }
+}
+
+fn hex_line<T: Copy>(tag: &str, idx: [usize; 3], values: &[T]) {
     let mut line = Line::new();
     let _ = write!(line, "{} {} {} {} ", tag, idx[0], idx[1], idx[2]);
-    for &b in bytes {
-        line.push_hex_u8(b as u8);
+    for &b in bytes_of(values) {
+        line.push_hex_u8(b);
     }
     line.finish();
 }
@@ -190,10 +211,8 @@ def trace_main(names: list[str]) -> str:
         body.append(f"""
     {{
         use model::{name} as md;
-        let mut output = [0i8; md::OUTPUT_LEN];
-        for (i, window) in md::INPUTS.chunks_exact(md::INPUT_LEN).enumerate() {{
-            // Safety: int8 and uint8 have the same layout.
-            let input: &[i8] = unsafe {{ core::slice::from_raw_parts(window.as_ptr() as *const i8, window.len()) }};
+        let mut output = [0 as md::Output; md::OUTPUT_LEN];
+        for (i, input) in md::inputs().chunks_exact(md::INPUT_LEN).enumerate() {{
             let begin = systick::now();
             md::invoke(input, &mut output);
             let ticks = systick::now() - begin;
@@ -221,11 +240,10 @@ const MAX_OPS: usize = 256;
 extern "C" fn app_main() -> ! {{
     use model::{name} as md;
     systick::start();
-    let mut output = [0i8; md::OUTPUT_LEN];
+    let mut output = [0 as md::Output; md::OUTPUT_LEN];
     let mut ticks = [0u64; MAX_OPS];
     let arena = unsafe {{ &mut *core::ptr::addr_of_mut!(ARENA) }};
-    for window in md::INPUTS.chunks_exact(md::INPUT_LEN) {{
-        let input: &[i8] = unsafe {{ core::slice::from_raw_parts(window.as_ptr() as *const i8, window.len()) }};
+    for input in md::inputs().chunks_exact(md::INPUT_LEN) {{
         let mut last = systick::now();
         md::invoke_with_hook(arena, input, &mut output, &mut |op, _| {{
             let now = systick::now();

@@ -25,6 +25,11 @@ from tinypipe.stages.base import StageContext
 
 LOOP_ITERATIONS = 1_000_000
 LOOP_MODEL_RS = """\
+pub type Input = i8;
+pub type Output = i8;
+pub fn input_from_real(x: f32) -> Input {
+    x as i8
+}
 pub const INPUT_LEN: usize = 4;
 pub const OUTPUT_LEN: usize = 1;
 pub fn invoke(input: &[i8], output: &mut [i8]) {

@@ -51,6 +51,11 @@ pub fn saturate_i8(value: i32) -> i8 {
 MODEL_RS = """\
 use core::sync::atomic::{AtomicI32, AtomicI8, Ordering};
 
+pub type Input = i8;
+pub type Output = i8;
+pub fn input_from_real(x: f32) -> Input {
+    x as i8
+}
 pub const INPUT_LEN: usize = 64;
 pub const OUTPUT_LEN: usize = 4;
 
@@ -401,6 +406,11 @@ static Factor factor;
 extern "C" int32_t tp_scale(int32_t x) { return x * factor.n; }
 """
 CXX_MODEL_RS = """\
+pub type Input = i8;
+pub type Output = i8;
+pub fn input_from_real(x: f32) -> Input {
+    x as i8
+}
 pub const INPUT_LEN: usize = 64;
 pub const OUTPUT_LEN: usize = 4;
 static TABLE: &[u8; 4] = include_bytes!("table.bin");

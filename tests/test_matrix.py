@@ -81,7 +81,8 @@ def test_discovery_elf_runs_unchanged_on_netduinoplus2(matrix):
     assert elf.read_bytes() != (entry("netduinoplus2", "build") / "firmware.elf").read_bytes()
     project_src = entry("stm32f4-discovery", "firmware") / "project" / "src"
     assert "LIS3DSH" in (project_src / "board.rs").read_text()
-    assert "pub const INPUT_ZERO_POINT: i32 = " in (project_src / "app_config.rs").read_text()
+    assert "pub const WINDOW: usize = 128;" in (project_src / "app_config.rs").read_text()
+    assert "model::input_from_real(g)" in (project_src / "board.rs").read_text()
     with open(elf, "rb") as f:
         vectors = ELFFile(f).get_section_by_name(".vector_table")
         assert vectors["sh_addr"] == 0x0800_0000  # linked for the STM32F407's flash

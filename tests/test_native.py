@@ -46,22 +46,28 @@ SHARED_MODELS = {  # name: (random inputs checked, ops in order of first use)
 HOST_MAIN = r"""
 use std::io::{Read, Write};
 
+use tinyml_kernels::Element;
+
 #[path = "model.rs"]
 mod model;
 
 fn main() {
     let mut data = Vec::new();
     std::io::stdin().read_to_end(&mut data).expect("stdin");
+    let data: Vec<i8> = data.iter().map(|b| *b as i8).collect();
     let mut arena = vec![0i8; model::ARENA_BYTES];
     let arena: &mut [i8; model::ARENA_BYTES] = arena.as_mut_slice().try_into().expect("arena");
-    let mut output = vec![0i8; model::OUTPUT_LEN];
+    let mut input = vec![model::Input::default(); model::INPUT_LEN];
+    let mut output = vec![model::Output::default(); model::OUTPUT_LEN];
+    let mut output_bytes = vec![0i8; model::OUTPUT_LEN * <model::Output as Element>::BYTES];
     let mut bytes = Vec::new();
-    for chunk in data.chunks_exact(model::INPUT_LEN) {
-        let input: Vec<i8> = chunk.iter().map(|b| *b as i8).collect();
+    for chunk in data.chunks_exact(model::INPUT_LEN * <model::Input as Element>::BYTES) {
+        tinyml_kernels::load(&mut input, chunk);
         model::invoke_with_hook(arena, &input, &mut output, &mut |_, y: &[i8]| {
             bytes.extend(y.iter().map(|v| *v as u8))
         });
-        bytes.extend(output.iter().map(|v| *v as u8));
+        tinyml_kernels::store(&mut output_bytes, &output);
+        bytes.extend(output_bytes.iter().map(|v| *v as u8));
     }
     std::io::stdout().write_all(&bytes).expect("stdout");
 }
@@ -111,29 +117,47 @@ def oracle_trace(model_bytes: bytes, inputs: np.ndarray, tensors: list[int]) -> 
     return out
 
 
+def random_inputs(model_bytes: bytes, count: int, rng) -> np.ndarray:
+    """Seeded inputs for a model: int8 over the whole range; float32 around the range of the QUANTIZE that
+    reads it, a quarter of them exactly on a rounding tie `(k + 0.5) * scale` and a few far outside."""
+    graph = parse_model(model_bytes).main
+    x_t = graph.tensors[graph.inputs[0]]
+    shape = (count, *x_t.shape)
+    if x_t.dtype == "int8":
+        return rng.integers(-128, 128, size=shape, dtype=np.int8)
+    quantize = next(o for o in graph.operators if o.op == "QUANTIZE" and o.inputs[0] == x_t.index)
+    q = graph.tensors[quantize.outputs[0]].quantization
+    scale, zp = q.scale[0], q.zero_point[0]
+    k = rng.integers(-128 - zp, 128 - zp, size=shape)
+    x = (k + rng.uniform(-0.5, 0.5, size=shape)) * scale
+    ties = rng.random(shape) < 0.25
+    x = np.where(ties, (k + np.where(rng.random(shape) < 0.5, 0.5, -0.5)) * scale, x)
+    x = np.where(rng.random(shape) < 0.02, rng.normal(0, 1000 * scale, size=shape), x)
+    return x.astype(np.float32)
+
+
 def assert_bit_exact(model_bytes: bytes, name: str, count: int, host_build, seed: int = 0) -> dict:
+    """Every computing operator's output tensor and the model output, byte for byte with the oracle."""
     program, info = host_build(model_bytes, name)
     computed = [o for o in info["ops"] if o["kernel"] != "alias"]
     graph = parse_model(model_bytes).main
     tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]
-    shape = tuple(info["input"]["shape"])
-    rng = np.random.default_rng(seed)
-    inputs = rng.integers(-128, 128, size=(count, *shape), dtype=np.int8)
+    inputs = random_inputs(model_bytes, count, np.random.default_rng(seed))
     result = subprocess.run([str(program)], input=inputs.tobytes(), capture_output=True, check=True)
-    ours = np.frombuffer(result.stdout, dtype=np.int8)
-    sizes = [int(np.prod(graph.tensors[t].shape)) for t in tensors]
-    assert ours.size == count * sum(sizes)
+    ours = result.stdout
+    sizes = [graph.tensors[t].nbytes for t in tensors]
+    assert len(ours) == count * sum(sizes)
     expected = oracle_trace(model_bytes, inputs, tensors)
     at = 0
     for n, per_input in enumerate(expected):
         for t, size, ref in zip(tensors, sizes, per_input):
-            got = ours[at:at + size]
+            got = np.frombuffer(ours[at:at + size], dtype=ref.dtype)
             at += size
-            if not np.array_equal(got, ref):
-                bad = np.flatnonzero(got != ref)
+            if got.tobytes() != ref.tobytes():
+                bad = np.flatnonzero(got.view(np.uint8) != ref.view(np.uint8)) // ref.itemsize
                 op = next((o for o in computed if o["output_tensor"] == t), {"op": "model output", "index": "-"})
-                pytest.fail(f"{name}: input {n}, op {op['index']} {op['op']} (tensor {t}): {bad.size} of {size} "
-                            f"values differ, first at {bad[0]}: ours {got[bad[0]]}, TFLM {ref[bad[0]]}")
+                pytest.fail(f"{name}: input {n}, op {op['index']} {op['op']} (tensor {t}): {len(set(bad))} of "
+                            f"{ref.size} values differ, first at {bad[0]}: ours {got[bad[0]]}, TFLM {ref[bad[0]]}")
     return info
 
 
@@ -179,7 +203,8 @@ def test_generated_code_names_only_the_kernel_variants_it_uses(shared_dir):
 # --- small Keras models converted in the test ----------------------------------------------------------------
 
 
-def _convert(model, shape, seed: int, int8_io: bool = True) -> bytes:
+def _convert(model, shape, seed: int, dtypes: tuple[str, str] = ("int8", "int8")) -> bytes:
+    """Full-integer conversion; `dtypes`: the input and output dtypes ("float32" keeps QUANTIZE/DEQUANTIZE)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -192,9 +217,8 @@ def _convert(model, shape, seed: int, int8_io: bool = True) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if int8_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+    converter.inference_input_type = getattr(tf, dtypes[0])
+    converter.inference_output_type = getattr(tf, dtypes[1])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return bytes(converter.convert())
 
@@ -289,7 +313,8 @@ def _means(keras):
 
 @pytest.fixture(scope="session")
 def keras_models():
-    """name -> int8 .tflite bytes (plus "float_io": a model whose input and output stay float32)."""
+    """name -> .tflite bytes: int8 I/O, and three with float32 at one or both ends (QUANTIZE float32 -> int8
+    after the input, DEQUANTIZE int8 -> float32 before the output)."""
     pytest.importorskip("tensorflow")
     from tinypipe.stages._ml import quiet_tensorflow
 
@@ -301,14 +326,18 @@ def keras_models():
         keras.utils.set_random_seed(seed + 1)
         model, shape = build()
         models[name] = _convert(model, shape, seed)
-    keras.utils.set_random_seed(99)
-    model, shape = _keras_specs(keras)["gesture"]()
-    models["float_io"] = _convert(model, shape, 99, int8_io=False)
+    for seed, (name, base, io) in enumerate([("float_io", "gesture", ("float32", "float32")),
+                                             ("float_in", "odd_2d", ("float32", "int8")),
+                                             ("float_out", "pointwise_odd", ("int8", "float32"))]):
+        keras.utils.set_random_seed(99 + seed)
+        model, shape = _keras_specs(keras)[base]()
+        models[name] = _convert(model, shape, 99 + seed, io)
     return models
 
 
+FLOAT_IO = ["float_io", "float_in", "float_out"]
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
-                 "elementwise", "activations_and_copies", "means"]
+                 "elementwise", "activations_and_copies", "means", *FLOAT_IO]
 
 
 @pytest.mark.parametrize("name", KERAS_CHECKED)
@@ -354,11 +383,19 @@ def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):
                                         "FULLY_CONNECTED, CONV_2D,")
 
 
-def test_float_io_is_rejected_with_the_fix(keras_models):
-    with pytest.raises(UserError) as caught:
-        generate(keras_models["float_io"], "model.tflite")
-    assert "input tensor" in caught.value.message and "float32" in caught.value.message
-    assert caught.value.hint == "set `quantization.io: int8`, or use `engine: tflm`"
+def test_float_io_models_quantize_and_dequantize_at_the_edges(keras_models):
+    graph = parse_model(keras_models["float_io"]).main
+    ops = [o.op for o in graph.operators]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    assert [graph.tensors[graph.inputs[0]].dtype, graph.tensors[graph.outputs[0]].dtype] == ["float32", "float32"]
+    generated = generate(keras_models["float_io"], "float_io.tflite")
+    assert "pub type Input = f32;" in generated.model_rs and "pub type Output = f32;" in generated.model_rs
+    assert [o["kernel"] for o in generated.info["ops"]][::9] == ["quantize_f32_s8", "dequantize_s8_f32"]
+    assert generated.info["input"]["dtype"] == "float32"
+    float_in, float_out = (generate(keras_models[n], f"{n}.tflite").model_rs for n in ("float_in", "float_out"))
+    assert "pub type Input = f32;" in float_in and "pub type Output = i8;" in float_in
+    assert "pub type Input = i8;" in float_out and "pub type Output = f32;" in float_out
+    assert "k::quantize_f32(x, INPUT_SCALE, INPUT_ZERO_POINT)" in float_out
 
 
 # --- the reader ----------------------------------------------------------------------------------------------
@@ -511,7 +548,8 @@ def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
     assert len(info["ops"]) == 13 and info["weight_bytes"] > 20_000
     model_rs = (out / "model.rs").read_text()
     for item in ("pub const INPUT_LEN: usize = 490;", "pub const OUTPUT_LEN: usize = 12;",
-                 "pub fn invoke(input: &[i8], output: &mut [i8])", "static W0: [u32; 640]"):
+                 "pub type Input = i8;", "pub fn invoke(input: &[Input], output: &mut [Output])",
+                 "static W0: [u32; 640]"):
         assert item in model_rs
     assert ".unwrap()" not in model_rs and "panic!" not in model_rs and ".expect(" not in model_rs
     assert "native model: 13 ops" in logs[0]
@@ -575,21 +613,18 @@ DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_mo
 @pytest.mark.skipif(not QEMU_TOOLS, reason="needs qemu-system-arm, gcc-arm-none-eabi and Debian's cargo")
 @pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385"])
 def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, tmp_path):
-    """One firmware per board holding the five reference models (and, on the DSP board, the small Keras
-    models with odd shapes): every operator's output for seeded random inputs, byte for byte with TFLM."""
+    """One firmware per board holding the five reference models and small Keras models (on the DSP board all
+    of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones):
+    every operator's output for seeded random inputs, byte for byte with TFLM."""
     from benchmarks import device
 
     models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in DEVICE_INPUTS}
     counts = dict(DEVICE_INPUTS)
-    if board == "mps2-an386":
-        for name in KERAS_CHECKED:
-            models[f"keras_{name}"] = keras_models[name]
-            counts[f"keras_{name}"] = 4
+    for name in KERAS_CHECKED if board == "mps2-an386" else FLOAT_IO:
+        models[f"keras_{name}"] = keras_models[name]
+        counts[f"keras_{name}"] = 4
     rng = np.random.default_rng(11)
-    cases = {}
-    for name, data in models.items():
-        info = generate(data, name).info
-        cases[name] = (data, rng.integers(-128, 128, size=(counts[name], *info["input"]["shape"]), dtype=np.int8))
+    cases = {name: (data, random_inputs(data, counts[name], rng)) for name, data in models.items()}
     names = list(cases)
     build_dir = device.build_harness(cases, board, tmp_path, device.trace_main(names))
     outputs, ops, ticks = device.parse_trace(device.run_harness(build_dir, board))
@@ -604,8 +639,9 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, tm
             assert (m, i) in ticks, f"{name}: input {i} was not run"
             got = [ops[(m, i)].get(o["index"], b"") for o in computed] + [outputs.get((m, i, 0), b"")]
             for o, g, ref in zip(computed + [{"index": "-", "op": "model output"}], got, per_input):
-                g = np.frombuffer(g, dtype=np.int8)
-                if not np.array_equal(g, ref):
-                    bad = np.flatnonzero(g != ref) if g.size == ref.size else [0]
+                if g != ref.tobytes():
+                    g = np.frombuffer(g[:len(g) // ref.itemsize * ref.itemsize], dtype=ref.dtype)
+                    bad = np.flatnonzero(g.view(np.uint8) != ref.view(np.uint8)) // ref.itemsize \
+                        if g.size == ref.size else [0]
                     pytest.fail(f"{board} {name}: input {i}, op {o['index']} {o['op']}: {len(bad)} of {ref.size} "
-                                f"values differ (got {g.size} bytes), first at {bad[0]}")
+                                f"values differ (got {g.size} values), first at {bad[0]}")

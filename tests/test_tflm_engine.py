@@ -26,6 +26,7 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.core.hashing import sha256_tree
+from tinypipe.native import KERNELS_DIR
 from tinypipe.stages import _tflm, codegen_tflm, tflm_lib, tflm_ops
 from tinypipe.stages.base import StageContext
 
@@ -140,8 +141,15 @@ def build_harness(codegen: Path, inputs: np.ndarray, sysroot: Path, work: Path) 
                "--start-group", *[str(codegen / lib) for lib in link["static_libs"]],
                *[f"-l{lib}" for lib in link["libs"]], "--end-group"]
     elf = work / "harness.elf"
-    argv = [RUSTC, "--edition", "2024", "--crate-type", "bin", "--crate-name", "harness", "--target", BOARD.triple,
-            "--sysroot", str(sysroot), "-C", "opt-level=2", "-C", "panic=abort", "-C", f"target-cpu={BOARD.cpu}",
+    target = ["--target", BOARD.triple, "--sysroot", str(sysroot), "-C", "opt-level=2", "-C", "panic=abort",
+              "-C", f"target-cpu={BOARD.cpu}"]
+    # model.rs calls the kernels crate for `input_from_real`, as in the firmware
+    kernels = subprocess.run([RUSTC, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "tinyml_kernels",
+                              *target, str(KERNELS_DIR / "src" / "lib.rs"), "--out-dir", str(work)],
+                             capture_output=True, text=True)
+    assert kernels.returncode == 0, kernels.stderr[-4000:]
+    argv = [RUSTC, "--edition", "2024", "--crate-type", "bin", "--crate-name", "harness", *target,
+            "--extern", f"tinyml_kernels={work / 'libtinyml_kernels.rlib'}",
             "-C", "linker=arm-none-eabi-ld", "-C", "linker-flavor=ld",
             *[f"-Clink-arg={a}" for a in ld_args], "-D", "warnings", "main.rs", "-o", str(elf)]
     result = subprocess.run(argv, cwd=work, capture_output=True, text=True)
@@ -329,18 +337,19 @@ def test_codegen_key_is_cheap(tflm_root):
     assert set(codegen_tflm.STAGE.tools(v)) == {"arm-none-eabi-g++", "bindgen", "qemu-system-arm"}
 
 
-def test_model_io_must_be_one_int8_tensor_each():
+def test_model_io_must_be_one_int8_or_float32_tensor_each():
     def model(dtype, outputs=(1,)):
         tensors = [SimpleNamespace(dtype="int8", nbytes=4), SimpleNamespace(dtype=dtype, nbytes=8)]
         return SimpleNamespace(main=SimpleNamespace(inputs=(0,), outputs=outputs, tensors=tensors))
 
-    assert codegen_tflm.io_lengths(model("int8")) == (4, 8)
+    assert [t.nbytes for t in codegen_tflm.io_tensors(model("int8"))] == [4, 8]
+    assert codegen_tflm.io_tensors(model("float32"))[1].dtype == "float32"
     with pytest.raises(UserError) as err:
-        codegen_tflm.io_lengths(model("float32"))
-    assert str(err.value) == ("model.tflite: the output tensor is float32; the firmware feeds and reads int8\n"
-                              "  hint: set `quantization: {io: int8}` (the default)")
+        codegen_tflm.io_tensors(model("int16"))
+    assert str(err.value) == ("model.tflite: the output tensor is int16; the firmware feeds and reads int8 or float32\n"
+                              "  hint: set `quantization: {io: int8}` (the default) or `{io: float32}`")
     with pytest.raises(UserError, match="has 1 inputs and 2 outputs; engine tflm handles one of each"):
-        codegen_tflm.io_lengths(model("int8", outputs=(1, 0)))
+        codegen_tflm.io_tensors(model("int8", outputs=(1, 0)))
 
 
 def test_codegen_output_is_reproducible(tflm_root, tflm_libs, shared_dir, tmp_path):

@@ -1,21 +1,22 @@
 //! Board support for the STM32F4 Discovery (STM32F407VG), register level and without crates: the on-board
 //! LIS3DSH accelerometer on SPI1 (PA5 SCK, PA6 MISO, PA7 MOSI, PE3 chip select), the four user LEDs on
-//! PD12-PD15, and DWT CYCCNT for cycles. Rendered as `src/board.rs`; `src/app_config.rs` carries the model's
-//! input quantization, the window and the class names from the pipeline.
+//! PD12-PD15, and DWT CYCCNT for cycles. Rendered as `src/board.rs`; `src/app_config.rs` carries the window,
+//! the sample rate and the class names from the pipeline.
 //!
 //! The core stays on the 16 MHz HSI it resets to: no PLL to wait for, which also keeps the same ELF running
 //! on QEMU's netduinoplus2 (an STM32F405 whose clock tree and GPIO QEMU does not model: writes there are
 //! ignored and reads return 0, so the LIS3DSH never answers and `run_application` returns).
 //!
 //! The application: sample X/Y/Z at `SAMPLE_RATE_HZ` (timed by SysTick), keep the last `WINDOW` samples,
-//! quantize them with the model's input scale and zero point, classify after every `STRIDE` new samples, and
+//! turn them into model input with `model::input_from_real` (quantized with the model's input scale and zero
+//! point, or as they are for a float32 input), classify after every `STRIDE` new samples, and
 //! show the class on the LEDs: `wave` turns the four LEDs round in a circle, `tap` flashes all four, `none`
 //! lights the green one; any other class lights LED (class index mod 4).
 
 use core::ptr::{read_volatile, write_volatile};
 
 use crate::{model, systick};
-use app_config::{CLASSES, INPUT_SCALE, INPUT_ZERO_POINT, SAMPLE_RATE_HZ, WINDOW};
+use app_config::{CLASSES, SAMPLE_RATE_HZ, WINDOW};
 
 mod app_config {
     include!("app_config.rs");
@@ -163,16 +164,10 @@ fn read_sample() -> Result<[f32; 3], ()> {
     Ok(out)
 }
 
-fn quantize(g: f32) -> i8 {
-    let q = g / INPUT_SCALE + INPUT_ZERO_POINT as f32;
-    let rounded = if q >= 0.0 { (q + 0.5) as i32 } else { (q - 0.5) as i32 };
-    rounded.clamp(-128, 127) as i8
-}
-
-fn argmax(values: &[i8]) -> usize {
+fn argmax<T: PartialOrd>(values: &[T]) -> usize {
     let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
             best = i;
         }
     }
@@ -199,8 +194,8 @@ pub fn run_application() {
         return;
     }
     let axes = model::INPUT_LEN / WINDOW;
-    let mut window = [0i8; model::INPUT_LEN];
-    let mut output = [0i8; model::OUTPUT_LEN];
+    let mut window = [0 as model::Input; model::INPUT_LEN];
+    let mut output = [0 as model::Output; model::OUTPUT_LEN];
     let period = CORE_HZ / SAMPLE_RATE_HZ as u64;
     let mut next = systick::now();
     let mut since_last = 0;
@@ -212,7 +207,7 @@ pub fn run_application() {
         let Ok(sample) = read_sample() else { continue };
         window.copy_within(axes.., 0); // oldest sample out, newest in at the end
         for (slot, g) in window[model::INPUT_LEN - axes..].iter_mut().zip(sample) {
-            *slot = quantize(g);
+            *slot = model::input_from_real(g);
         }
         since_last += 1;
         if since_last >= STRIDE {

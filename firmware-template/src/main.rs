@@ -1,7 +1,7 @@
 //! The tinypipe firmware: replays the test windows through the model and reports over semihosting, then hands
 //! over to the board's application (sensor -> window -> model -> LEDs) where the board has one.
 //!
-//! Output, one line each: `out <idx> <output bytes in hex>` and `ticks <idx> <SysTick ticks of model::invoke>`
+//! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and `ticks <idx> <SysTick ticks of model::invoke>`
 //! (plus `cycles <idx> <DWT cycles>` on boards whose support has a cycle counter) per window, then
 //! `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the board's sensor
 //! answers; otherwise (an emulator, a board without a sensor) the firmware exits with status 0. A panic or
@@ -26,20 +26,26 @@ use core::panic::PanicInfo;
 
 use semihosting::Line;
 
-/// N windows of `model::INPUT_LEN` int8 values, written by tinypipe from the reference stage's test set.
-const TEST_INPUTS: &[u8] = include_bytes!("../data/test_inputs.bin");
+/// Aligned for any element type (`model::Input` is `i8` or `f32`), so the windows are read in place.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
 
+/// N windows of `model::INPUT_LEN` values of type `model::Input` (little-endian), written by tinypipe from the
+/// reference stage's test set.
+static TEST_INPUTS: &Aligned<[u8]> = &Aligned(*include_bytes!("../data/test_inputs.bin"));
+
+const INPUT_BYTES: usize = model::INPUT_LEN * size_of::<model::Input>();
 const _: () = assert!(model::INPUT_LEN > 0 && model::OUTPUT_LEN > 0, "the model has empty input or output");
 const _: () = assert!(
-    !TEST_INPUTS.is_empty() && TEST_INPUTS.len() % model::INPUT_LEN == 0,
+    !TEST_INPUTS.0.is_empty() && TEST_INPUTS.0.len() % INPUT_BYTES == 0,
     "data/test_inputs.bin must hold a whole, non-zero number of model::INPUT_LEN windows"
 );
 
 /// The output buffer lives in .bss so the stack high-water mark is about the model, not about us.
-struct OutputBuffer(UnsafeCell<[i8; model::OUTPUT_LEN]>);
+struct OutputBuffer(UnsafeCell<[model::Output; model::OUTPUT_LEN]>);
 // Safety: one thread, no interrupt touches it.
 unsafe impl Sync for OutputBuffer {}
-static OUTPUT: OutputBuffer = OutputBuffer(UnsafeCell::new([0; model::OUTPUT_LEN]));
+static OUTPUT: OutputBuffer = OutputBuffer(UnsafeCell::new([0 as model::Output; model::OUTPUT_LEN]));
 
 #[no_mangle]
 extern "C" fn app_main() -> ! {
@@ -54,9 +60,12 @@ extern "C" fn app_main() -> ! {
 
 /// Every test window through the model, each output and timing printed; then the stack high-water mark.
 fn replay_test_set() {
-    // Safety: int8 and uint8 have the same size and alignment; the bytes are plain data.
-    let inputs: &[i8] =
-        unsafe { core::slice::from_raw_parts(TEST_INPUTS.as_ptr() as *const i8, TEST_INPUTS.len()) };
+    let bytes = &TEST_INPUTS.0;
+    // Safety: the bytes are aligned for `model::Input` (i8 or f32), every bit pattern is a valid value of
+    // either, and the length is a whole number of elements (checked above).
+    let inputs: &[model::Input] = unsafe {
+        core::slice::from_raw_parts(bytes.as_ptr() as *const model::Input, bytes.len() / size_of::<model::Input>())
+    };
     let output = unsafe { &mut *OUTPUT.0.get() };
     for (idx, window) in inputs.chunks_exact(model::INPUT_LEN).enumerate() {
         let cycles_begin = board::cycles();
@@ -69,8 +78,10 @@ fn replay_test_set() {
         line.push_str("out ");
         line.push_u64(idx as u64);
         line.push_byte(b' ');
-        for &value in output.iter() {
-            line.push_hex_u8(value as u8);
+        // Safety: plain data of either element type seen as its bytes, for printing.
+        let printed: &[u8] = unsafe { core::slice::from_raw_parts(output.as_ptr() as *const u8, size_of_val(output)) };
+        for &value in printed {
+            line.push_hex_u8(value);
         }
         line.finish();
 

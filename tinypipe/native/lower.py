@@ -5,9 +5,11 @@ the constant arrays it reads (weights, folded biases, per-channel requantization
 SQUEEZE become aliases: their output is the same bytes as their input. Unary int8 -> int8 operators (RELU,
 RELU6, LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH, QUANTIZE) become a 256-entry table; binary ones (ADD, SUB,
 MUL) read two operands, either of which may be a constant in flash. PAD, PADV2, TRANSPOSE and STRIDED_SLICE
-become one strided copy; CONCATENATION copies rows of its inputs; MEAN sums over two loop nests. Anything
-else, or a dtype other than int8 activations with int8 weights and int32 biases, is a `UserError` naming the
-operator.
+become one strided copy; CONCATENATION copies rows of its inputs; MEAN sums over two loop nests. QUANTIZE
+float32 -> int8 and DEQUANTIZE int8 -> float32 convert a float32 model input or output (the converter's
+`inference_input_type`/`inference_output_type` left at float32); float32 tensors live in the arena as bytes.
+Anything else, or a dtype other than int8 activations with int8 weights and int32 biases, is a `UserError`
+naming the operator.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ LOOKUP_OPS = ("RELU", "RELU6", "LEAKY_RELU", "LOGISTIC", "TANH", "HARD_SWISH", "
 BINARY_OPS = ("ADD", "SUB", "MUL")
 COPY_OPS = ("PAD", "PADV2", "TRANSPOSE", "STRIDED_SLICE")  # one strided copy (copy.rs `StridedCopy`)
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX",
-                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE", *LOOKUP_OPS, *BINARY_OPS, *COPY_OPS, "CONCATENATION", "MEAN")
+                 "RESHAPE", "EXPAND_DIMS", "SQUEEZE", *LOOKUP_OPS, "DEQUANTIZE", *BINARY_OPS, *COPY_OPS,
+                 "CONCATENATION", "MEAN")
+IO_DTYPES = {"int8": "i8", "float32": "f32"}  # model input/output dtype -> Rust element type
 BROADCAST_DIMS = 5  # the binary kernels' loop nest (elementwise.rs `Broadcast`), and the strided copy's
 MAX_CONCAT_INPUTS = 10  # TFLM's kMaxInputNum
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
@@ -234,10 +238,11 @@ class _Lowering:
             raise self.fail(op, f"its {what} tensor {t.name!r} is quantized per channel; only weights may be")
         return q.scale[0], q.zero_point[0] if q.zero_point else 0
 
-    def activation(self, op: Operator, idx: int, what: str) -> Tensor:
+    def activation(self, op: Operator, idx: int, what: str, dtype: str = "int8") -> Tensor:
         t = self.t[idx]
-        if t.dtype != "int8":
-            raise self.fail(op, f"its {what} tensor {t.name!r} is {t.dtype}; the native engine runs int8 only")
+        if t.dtype != dtype:
+            raise self.fail(op, f"its {what} tensor {t.name!r} is {t.dtype}; " + (
+                "the native engine runs int8 only" if dtype == "int8" else f"the native engine needs {dtype}"))
         if t.is_constant:
             raise self.fail(op, f"its {what} tensor {t.name!r} is a constant")
         if any(d <= 0 for d in t.shape):
@@ -528,6 +533,24 @@ class _Lowering:
                     arrays=[ConstArray(f"T{n}", "i8", tuple(table))], input=x.index, output=y.index,
                     note="256-entry table", in_shape=x.shape, out_shape=y.shape)
 
+    def float_edge(self, op: Operator) -> Step:
+        """QUANTIZE float32 -> int8 or DEQUANTIZE int8 -> float32, element by element (per-tensor scales)."""
+        self.single_io(op, (1,))
+        quantize = op.op == "QUANTIZE"
+        x = self.activation(op, op.inputs[0], "input", "float32" if quantize else "int8")
+        y = self.activation(op, op.outputs[0], "output", "int8" if quantize else "float32")
+        if x.size != y.size:
+            raise self.fail(op, f"input ({x.size} values) and output ({y.size}) differ in size")
+        scale, zp = self.quant_of(op, y if quantize else x, "output" if quantize else "input")
+        if not (scale > 0 and scale < float("inf")):
+            raise self.fail(op, f"its scale {scale} is not a positive number", "re-quantize the model")
+        scale_bits = struct.unpack("<I", struct.pack("<f", scale))[0]
+        kernel, params_type = ("quantize_f32_s8", "Quantize") if quantize else ("dequantize_s8_f32", "Dequantize")
+        return Step(index=op.index, op=op.op, kernel=kernel, params_type=params_type,
+                    params={"len": x.size, "scale_bits": f"0x{scale_bits:08x}", "zero_point": zp}, arrays=[],
+                    input=x.index, output=y.index, note=f"{x.dtype} -> {y.dtype}, scale {scale!r}, zero point {zp}",
+                    in_shape=x.shape, out_shape=y.shape)
+
     def operand(self, op: Operator, idx: int, what: str) -> Tensor:
         """An int8 input that may be a constant (a binary operator's second operand, say)."""
         t = self.t[idx]
@@ -768,8 +791,9 @@ class _Lowering:
     def alias(self, op: Operator) -> Step:
         if len(op.inputs) < 1 or len(op.outputs) != 1:
             raise self.fail(op, "unexpected number of inputs/outputs")
-        x = self.activation(op, op.inputs[0], "input")
-        y = self.activation(op, op.outputs[0], "output")
+        dtype = "float32" if self.t[op.inputs[0]].dtype == "float32" else "int8"  # a float input reshaped
+        x = self.activation(op, op.inputs[0], "input", dtype)
+        y = self.activation(op, op.outputs[0], "output", dtype)
         if x.size != y.size:
             raise self.fail(op, f"changes the element count ({x.size} -> {y.size})")
         if x.quantization != y.quantization:
@@ -785,9 +809,9 @@ class _Lowering:
                             "outputs; the native engine takes exactly one of each", TFLM_HINT)
         for role, idx in (("input", g.inputs[0]), ("output", g.outputs[0])):
             t = self.t[idx]
-            if t.dtype != "int8":
+            if t.dtype not in IO_DTYPES:
                 raise UserError(f"{self.model.source}: the model's {role} tensor {t.name!r} is {t.dtype}; the "
-                                "native engine needs int8 input and output",
+                                "native engine takes int8 or float32 input and output",
                                 "set `quantization.io: int8`, or use `engine: tflm`")
         steps = []
         alias_of: dict[int, int] = {}
@@ -802,6 +826,9 @@ class _Lowering:
                 step = self.pool(op)
             elif op.op == "SOFTMAX":
                 step = self.softmax(op)
+            elif op.op == "DEQUANTIZE" or (op.op == "QUANTIZE" and op.inputs
+                                            and self.t[op.inputs[0]].dtype == "float32"):
+                step = self.float_edge(op)
             elif op.op in LOOKUP_OPS:
                 step = self.lookup(op)
             elif op.op in BINARY_OPS:

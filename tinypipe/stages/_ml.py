@@ -137,14 +137,21 @@ def quantize_input(x: "np.ndarray", scale: float, zero_point: int, dtype: Any) -
     """float -> int8/int16 exactly as TFLite's QUANTIZE kernel does it (reference AffineQuantize):
 
     `clamp(round_half_away_from_zero(float32(x) / float32(scale)) + zero_point)`. TfLiteRound is std::round,
-    so ties go away from zero; numpy's `np.round` would round ties to even and differ by one on exact halves.
+    so ties go away from zero; numpy's `np.round` would round ties to even and differ by one on exact halves,
+    and `floor(|q| + 0.5)` would round 0.49999997 up (the sum rounds to 1.0 in float32). The fraction left by
+    truncation is exact, as in the kernels crate's `quantize_f32`.
     """
     import numpy as np
 
     info = np.iinfo(dtype)
-    scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
-    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
-    return np.clip(rounded.astype(np.int64) + int(zero_point), info.min, info.max).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
+        whole = np.trunc(scaled)
+        frac = scaled - whole
+        rounded = whole + (frac >= np.float32(0.5)) - (frac <= np.float32(-0.5))
+        rounded = np.nan_to_num(rounded, nan=0.0)
+    return np.clip(np.clip(rounded, -2.0 ** 40, 2.0 ** 40).astype(np.int64) + int(zero_point), info.min,
+                   info.max).astype(dtype)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Stage `codegen` for engine tflm: the model wrapped for the firmware through TFLM's interpreter and a C shim.
 
 From the quantized `.tflite` and the variant's `libtflm.a` it writes (the firmware contract shared with the
-native engine: `model.rs` exposes `INPUT_LEN`, `OUTPUT_LEN` and `invoke(&[i8], &mut [i8])`):
+native engine: `model.rs` exposes the element types `Input` and `Output` (`i8`, or `f32` for a float32 tensor),
+`INPUT_LEN`, `OUTPUT_LEN`, `invoke(&[Input], &mut [Output])` and `input_from_real(f32) -> Input`):
 
 - `model.rs`: bindgen's declarations of the shim (inlined, `no_std`), the model embedded 16-byte aligned with
   `include_bytes!("model.tflite")`, a 16-byte-aligned static tensor arena, and `invoke`. A failure inside TFLM
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+import struct
 import shutil
 import tempfile
 from pathlib import Path
@@ -70,25 +72,45 @@ def _tools(variant) -> dict:
             "qemu-system-arm": _tflm.tool_version(QEMU)}
 
 
-STAGE = Stage(name="codegen", version="1", needs=("quantize", "tflm_lib"), config=_config, tools=_tools,
+STAGE = Stage(name="codegen", version="2", needs=("quantize", "tflm_lib"), config=_config, tools=_tools,
               description="TFLM engine: C++ shim, bindgen bindings and model.rs for the firmware")
 
 
 # --- the model: ops and I/O ------------------------------------------------------------------------------------
 
-def io_lengths(model) -> tuple[int, int]:
+IO_TYPES = {"int8": "i8", "float32": "f32"}  # model input/output dtype -> Rust element type
+
+
+def io_tensors(model) -> tuple:
+    """The model's input and output tensors, each int8 or float32 (what the firmware feeds and reads)."""
     main = model.main
     if len(main.inputs) != 1 or len(main.outputs) != 1:
         raise UserError(f"model.tflite has {len(main.inputs)} inputs and {len(main.outputs)} outputs; engine tflm "
                         "handles one of each", "export the model with a single input and a single output")
-    lengths = []
+    tensors = []
     for kind, index in (("input", main.inputs[0]), ("output", main.outputs[0])):
         tensor = main.tensors[index]
-        if tensor.dtype != "int8":
-            raise UserError(f"model.tflite: the {kind} tensor is {tensor.dtype}; the firmware feeds and reads int8",
-                            "set `quantization: {io: int8}` (the default)")
-        lengths.append(tensor.nbytes)
-    return lengths[0], lengths[1]
+        if tensor.dtype not in IO_TYPES:
+            raise UserError(f"model.tflite: the {kind} tensor is {tensor.dtype}; the firmware feeds and reads int8 "
+                            "or float32", "set `quantization: {io: int8}` (the default) or `{io: float32}`")
+        tensors.append(tensor)
+    return tensors[0], tensors[1]
+
+
+def input_from_real_rs(tensor) -> str:
+    """`input_from_real` for model.rs: TFLite's QUANTIZE arithmetic for an int8 input, the value itself for float32."""
+    if tensor.dtype == "float32":
+        return ("/// The model takes float32 and quantizes it itself.\n#[inline]\n"
+                "pub fn input_from_real(x: f32) -> Input {\n    x\n}\n")
+    q = tensor.quantization
+    if q is None or not q.scale:
+        raise UserError(f"model.tflite: the int8 input tensor {tensor.name!r} has no quantization parameters",
+                        "re-export the model with full-integer quantization")
+    scale_bits = struct.unpack("<I", struct.pack("<f", q.scale[0]))[0]
+    zero_point = q.zero_point[0] if q.zero_point else 0
+    return ("/// Quantized as TFLite's QUANTIZE does, with the input tensor's scale and zero point.\n#[inline]\n"
+            "pub fn input_from_real(x: f32) -> Input {\n"
+            f"    tinyml_kernels::quantize_f32(x, f32::from_bits(0x{scale_bits:08x}), {zero_point})\n}}\n")
 
 
 # --- the shim, its library and its bindings ---------------------------------------------------------------------
@@ -210,8 +232,8 @@ def arena_for(minimum: int) -> int:
 
 # --- model.rs ---------------------------------------------------------------------------------------------------
 
-def render_model_rs(*, ops: list[str], input_len: int, output_len: int, arena_bytes: int, model_len: int,
-                    kernels: str, bindings: str) -> str:
+def render_model_rs(*, ops: list[str], input_t, output_t, arena_bytes: int, model_len: int, kernels: str,
+                    bindings: str) -> str:
     indented = "\n".join(("    " + line) if line.strip() else "" for line in bindings.strip().splitlines())
     return f"""\
 //! The model, run by TensorFlow Lite Micro ({kernels} kernels) through tinypipe's C shim.
@@ -220,10 +242,14 @@ def render_model_rs(*, ops: list[str], input_len: int, output_len: int, arena_by
 
 use core::ptr::addr_of_mut;
 
-/// Bytes of input tensor 0 (int8).
-pub const INPUT_LEN: usize = {input_len};
-/// Bytes of output tensor 0 (int8).
-pub const OUTPUT_LEN: usize = {output_len};
+/// The element type of input tensor 0 ({input_t.dtype}).
+pub type Input = {IO_TYPES[input_t.dtype]};
+/// The element type of output tensor 0 ({output_t.dtype}).
+pub type Output = {IO_TYPES[output_t.dtype]};
+/// Values of input tensor 0: shape {list(input_t.shape)}.
+pub const INPUT_LEN: usize = {input_t.size};
+/// Values of output tensor 0: shape {list(output_t.shape)}.
+pub const OUTPUT_LEN: usize = {output_t.size};
 /// Size of the static tensor arena handed to TFLM.
 pub const ARENA_BYTES: usize = {arena_bytes};
 /// The ops registered with TFLM's op resolver.
@@ -265,17 +291,19 @@ pub fn init() -> Result<(), &'static str> {{
     Ok(())
 }}
 
-/// Run the model on `input` (INPUT_LEN bytes) into `output` (OUTPUT_LEN bytes). A TFLM failure (an arena too
+/// A real-valued sample (a sensor reading, in the units the model was trained on) as an input element.
+{input_from_real_rs(input_t)}
+/// Run the model on `input` (INPUT_LEN values) into `output` (OUTPUT_LEN values). A TFLM failure (an arena too
 /// small, a length mismatch) panics with TFLM's message: the firmware's panic handler reports it and exits.
-pub fn invoke(input: &[i8], output: &mut [i8]) {{
+pub fn invoke(input: &[Input], output: &mut [Output]) {{
     if let Err(message) = init() {{
         panic!("TFLM init failed: {{}}", message);
     }}
     // SAFETY: the slices are valid for their lengths; the shim checks them against the tensors.
     unsafe {{
-        if ffi::tflm_set_input(input.as_ptr(), input.len()) != 0
+        if ffi::tflm_set_input(input.as_ptr() as *const i8, core::mem::size_of_val(input)) != 0
             || ffi::tflm_invoke() != 0
-            || ffi::tflm_get_output(output.as_mut_ptr(), output.len()) != 0
+            || ffi::tflm_get_output(output.as_mut_ptr() as *mut i8, core::mem::size_of_val(output)) != 0
         {{
             panic!("TFLM invoke failed: {{}}", last_error());
         }}
@@ -303,7 +331,8 @@ def run(ctx: StageContext) -> StageResult:
 
     model_bytes = ctx.input("quantize", "model.tflite").read_bytes()
     model = parse_model(model_bytes, "model.tflite")
-    input_len, output_len = io_lengths(model)
+    input_t, output_t = io_tensors(model)
+    input_len, output_len = input_t.nbytes, output_t.nbytes
     ops = _tflm.model_ops(model)
     methods = _tflm.resolver_methods(root)
     _tflm.check_supported(ops, methods)
@@ -334,7 +363,7 @@ def run(ctx: StageContext) -> StageResult:
         ctx.progress(3, 3)
 
     atomic_write_text(out / "model.rs", render_model_rs(
-        ops=ops, input_len=input_len, output_len=output_len, arena_bytes=arena_bytes,
+        ops=ops, input_t=input_t, output_t=output_t, arena_bytes=arena_bytes,
         model_len=len(model_bytes), kernels=kernels, bindings=bindings))
     atomic_write_json(out / "link.json", {
         "static_libs": [SHIM_LIBRARY],
@@ -343,7 +372,8 @@ def run(ctx: StageContext) -> StageResult:
         "gcc_link_args": gcc_link_args(variant),
         "doc": LINK_DOC,
     })
-    summary = {"engine": "tflm", "kernels": kernels, "ops": ops, "input_len": input_len, "output_len": output_len,
+    summary = {"engine": "tflm", "kernels": kernels, "ops": ops, "input_len": input_t.size,
+               "output_len": output_t.size, "input_dtype": input_t.dtype, "output_dtype": output_t.dtype,
                "arena_bytes": arena_bytes, "arena_used_bytes": arena_used, "arena_min_bytes": arena_min,
                "arena_source": arena_source}
     atomic_write_json(out / "codegen.json", summary)

@@ -112,17 +112,16 @@ def render_linker_script(board) -> str:
 
 
 def render_app_config(reference: dict, sensor: dict) -> str:
-    """src/app_config.rs: what a board's application must know about the model's input and classes."""
+    """src/app_config.rs: what a board's application must know about its sensor window and the classes (the
+    model's input conversion is `model::input_from_real`)."""
     window, axes = int(sensor["window"]), len(sensor["axes"])
     rate = max(1, round(float(sensor["sample_rate_hz"])))
     classes = ", ".join(json.dumps(str(c)) for c in reference.get("classes") or [])
     return (
-        "// Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the model's input\n"
-        "// quantization and class names) for the board's application; `include!`d by src/board.rs.\n\n"
+        "// Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the class names) for the\n"
+        "// board's application; `include!`d by src/board.rs.\n\n"
         f"pub const WINDOW: usize = {window};\n"
         f"pub const SAMPLE_RATE_HZ: u32 = {rate};\n"
-        f"pub const INPUT_SCALE: f32 = {float(reference['input_scale'])!r};\n"
-        f"pub const INPUT_ZERO_POINT: i32 = {int(reference['input_zero_point'])};\n"
         f"pub const CLASSES: &[&str] = &[{classes}];\n\n"
         f"const _: () = assert!(crate::model::INPUT_LEN == WINDOW * {axes}, "
         f"\"the model input must be WINDOW samples of {axes} axes\");\n"
@@ -202,10 +201,11 @@ def _check_test_inputs(ctx: StageContext, test_inputs: Path) -> None:
                         "give the test split more samples (data.samples_per_class, data.split.test)")
     if meta_path.is_file():
         meta = read_json(meta_path)
-        expected = meta.get("n", 0) * meta.get("input_len", 0)
+        itemsize = {"int8": 1, "float32": 4}.get(meta.get("input_dtype", "int8"), 1)
+        expected = meta.get("n", 0) * meta.get("input_len", 0) * itemsize
         if expected and size != expected:
             raise ValueError(f"{test_inputs} has {size} bytes, reference.json says {meta['n']} x "
-                             f"{meta['input_len']} = {expected}")
+                             f"{meta['input_len']} x {itemsize} = {expected}")
 
 
 def run(ctx: StageContext) -> StageResult:

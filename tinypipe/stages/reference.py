@@ -21,7 +21,7 @@ from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
 from tinypipe.stages._ml import MicroModel, format_accuracy, load_split
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
-STAGE = Stage(name="reference", version="2", needs=("quantize", "data"), config=lambda variant: {},
+STAGE = Stage(name="reference", version="3", needs=("quantize", "data"), config=lambda variant: {},
               description="host TFLM outputs on the test set (the bit-exact oracle)")
 
 

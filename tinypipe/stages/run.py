@@ -8,7 +8,10 @@ The firmware prints `out <idx> <hex>` and `ticks <idx> <n>` per test window, the
 (see firmware-template/src/main.rs). Under `-icount shift=0` a SysTick tick at `systick_hz` is exactly
 1e9 / systick_hz instructions, so the tick counts become instruction counts.
 
-Outputs: `device_outputs.bin` (N x OUTPUT_LEN int8, like the reference's `test_outputs.bin`), `qemu.log` and
+Outputs are compared as bytes: a float32 output (`quantization.io: float32`) must match to the bit too.
+
+Outputs: `device_outputs.bin` (N x OUTPUT_LEN values of the output dtype, like the reference's
+`test_outputs.bin`), `qemu.log` and
 `run.json`: `n`, `bit_exact`, `mismatches` ({count, first}: window indices), `accuracy_device` (argmax of the
 device outputs against `labels.bin`; null without labels), `instructions_per_inference` (mean),
 `instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`, `qemu_seconds`; on a probe
@@ -102,10 +105,11 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 def compare(device, oracle, labels) -> dict:
-    """Bit-exactness and device accuracy from [n, output_len] int8 arrays and [n] labels (or None)."""
+    """Bit-exactness (byte for byte) and device accuracy from [n, output_len] arrays of the output dtype and
+    [n] labels (or None)."""
     import numpy as np
 
-    differs = np.any(device != oracle, axis=1)
+    differs = np.any(device.view(np.uint8) != oracle.view(np.uint8), axis=1)
     mismatched = np.flatnonzero(differs)
     accuracy = None
     if labels is not None and len(labels) == len(device):
@@ -123,9 +127,11 @@ def run(ctx: StageContext) -> StageResult:
     reference = ctx.inputs["reference"]
     meta = read_json(reference / "reference.json")
     n, output_len = int(meta["n"]), int(meta["output_len"])
-    oracle = np.fromfile(reference / "test_outputs.bin", dtype=np.int8)
+    dtype = np.dtype(meta.get("output_dtype", "int8"))
+    oracle = np.fromfile(reference / "test_outputs.bin", dtype=dtype)
     if oracle.size != n * output_len:
-        raise ValueError(f"test_outputs.bin has {oracle.size} bytes, reference.json says {n} x {output_len}")
+        raise ValueError(f"test_outputs.bin has {oracle.size} values, reference.json says {n} x {output_len}")
+    output_bytes = output_len * dtype.itemsize
     labels_path = reference / "labels.bin"
     labels = np.fromfile(labels_path, dtype=np.uint8) if labels_path.is_file() else None
 
@@ -150,14 +156,14 @@ def run(ctx: StageContext) -> StageResult:
     if missing or len(report.outputs) != n:
         raise FirmwareFailed(f"the firmware reported {len(report.outputs)} outputs, the oracle has {n} "
                              f"(first missing window: {missing[0] if missing else '-'})\n{_tail(result.output)}")
-    wrong_len = [i for i in range(n) if len(report.outputs[i]) != output_len]
+    wrong_len = [i for i in range(n) if len(report.outputs[i]) != output_bytes]
     if wrong_len:
         raise FirmwareFailed(f"window {wrong_len[0]}: the firmware output has {len(report.outputs[wrong_len[0]])} "
-                             f"bytes, the oracle {output_len}")
+                             f"bytes, the oracle {output_bytes} ({output_len} x {dtype.name})")
 
     device_bytes = b"".join(report.outputs[i] for i in range(n))
     atomic_write_bytes(ctx.out / "device_outputs.bin", device_bytes)
-    device = np.frombuffer(device_bytes, dtype=np.int8).reshape(n, output_len)
+    device = np.frombuffer(device_bytes, dtype=dtype).reshape(n, output_len)
     summary = {"n": n, **compare(device, oracle.reshape(n, output_len), labels)}
     if emulator is None:
         # on the chip SysTick runs on the core clock: ticks are cycles (DWT CYCCNT where the firmware has it)

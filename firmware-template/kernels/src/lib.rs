@@ -1,9 +1,10 @@
 //! int8 inference kernels, bit-exact with TensorFlow Lite Micro's reference kernels
 //! (`tensorflow/lite/kernels/internal/reference/integer_ops/`), for ahead-of-time generated models.
 //!
-//! Activations are flat `i8` slices in TFLite layout (NHWC); conv, depthwise and fully connected weights
-//! come re-laid by the code generator as `u32` words for their kernels' blocking (see `conv`, `depthwise`
-//! and `fully_connected`). Every kernel takes a plain-data parameter struct that tinypipe fills in
+//! Activations are flat `i8` slices in TFLite layout (NHWC); a float32 model input or output (read by
+//! QUANTIZE, written by DEQUANTIZE) is stored as little-endian bytes (see `convert`). Conv, depthwise and
+//! fully connected weights come re-laid by the code generator as `u32` words for their kernels' blocking (see
+//! `conv`, `depthwise` and `fully_connected`). Every kernel takes a plain-data parameter struct that tinypipe fills in
 //! at code-generation time, so nothing is computed here that TFLM computes in `Prepare`.
 //!
 //! Two paths, the same bits: with `cfg(tinyml_dsp)` (build.rs sets it for ARMv7E-M targets and
@@ -17,6 +18,7 @@
 
 pub mod arena;
 pub mod conv;
+pub mod convert;
 pub mod copy;
 pub mod depthwise;
 #[cfg(tinyml_dsp)]
@@ -31,6 +33,7 @@ pub mod softmax;
 
 pub use arena::{copy_into, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
+pub use convert::{dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize};
 pub use copy::{concatenation_s8, strided_copy_s8, Concatenation, StridedCopy};
 pub use elementwise::{add_s8, lookup_s8, mul_s8, Add, Broadcast, Lookup, Mul};
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};

@@ -1,0 +1,94 @@
+"""`quantization.io: float32` end to end through the CLI: the model keeps float32 input and output (QUANTIZE after
+the input, DEQUANTIZE before the output), the firmware feeds float32 windows and prints float32 outputs, and the
+run stage compares them with the host TFLM interpreter bit for bit.
+
+One project, the gesture example with float32 I/O, run as a matrix of the native engine on the Cortex-M4F
+(hardware float), the Cortex-M3 (float in software) and the STM32F4 Discovery (its sensor application built
+with float input, run on netduinoplus2); then the same project with `--engine tflm` on the Cortex-M4F.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import GESTURE, REPO, SHARED, tinypipe_cmd
+
+TFLM_TREE = SHARED / "third_party" / "tflm"
+BOARDS = ["mps2-an386", "mps2-an385", "stm32f4-discovery"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm", "cargo")),
+                       reason="needs arm-none-eabi-gcc, qemu-system-arm and cargo (`make setup`)"),
+]
+
+
+def run_json(project: Path, *extra: str) -> dict:
+    proc = subprocess.run(tinypipe_cmd() + ["run", str(project), "--json", *extra], capture_output=True, text=True,
+                          cwd=REPO, timeout=1800)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-6000:]}"
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def float_project(tmp_path_factory) -> tuple[Path, dict]:
+    text = (GESTURE / "project.yaml").read_text()
+    for old, new in (("  io: int8\n", "  io: float32\n"),
+                     ("\nengine: native\n", f"\nengine: native\ntflm: {{path: {TFLM_TREE}, kernels: cmsis_nn}}\n"
+                                            f"matrix:\n  board: [{', '.join(BOARDS)}]\n")):
+        assert old in text, old
+        text = text.replace(old, new)
+    project = tmp_path_factory.mktemp("float-io") / "gesture-float"
+    project.mkdir()
+    (project / "project.yaml").write_text(text)
+    return project, run_json(project)
+
+
+def store_entry(project: Path, variant: str, stage: str) -> Path:
+    lock = json.loads((project / "tinypipe.lock").read_text())
+    return project / ".tinypipe" / "store" / lock["variants"][variant][stage]["key"]
+
+
+def test_native_engine_runs_float32_io_bit_exact_on_every_board(float_project):
+    project, doc = float_project
+    rows = {row["board"]: row for row in doc["results"]}
+    assert sorted(rows) == sorted(BOARDS)
+    for board, row in rows.items():
+        assert row["bit_exact"] is True, board
+        assert row["accuracy_device"] == row["accuracy_host"] >= 0.9, board
+    reference = json.loads((store_entry(project, "mps2-an386-native", "reference") / "reference.json").read_text())
+    assert (reference["input_dtype"], reference["output_dtype"]) == ("float32", "float32")
+    codegen = json.loads((store_entry(project, "mps2-an386-native", "codegen") / "codegen.json").read_text())
+    ops = [o["op"] for o in codegen["ops"]]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    # the device printed float32 bytes: they decode to probabilities (the model ends in SOFTMAX)
+    run_dir = store_entry(project, "mps2-an385-native", "run")
+    outputs = np.fromfile(run_dir / "device_outputs.bin", dtype=np.float32).reshape(reference["n"], -1)
+    assert outputs.shape[1] == 3 and np.all((outputs >= 0) & (outputs <= 1))
+    assert np.allclose(outputs.sum(axis=1), 1.0, atol=0.02)
+    first_line = next(line for line in (run_dir / "qemu.log").read_text().splitlines() if line.startswith("out 0 "))
+    assert struct.unpack("<3f", bytes.fromhex(first_line.split()[2])) == tuple(outputs[0])
+
+
+@pytest.mark.skipif(not (shutil.which("bindgen") and shutil.which("arm-none-eabi-g++")
+                         and (TFLM_TREE / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file()),
+                    reason="needs bindgen, arm-none-eabi-g++ and the shared TFLM tree")
+def test_tflm_engine_runs_the_same_float32_model_bit_exact(float_project):
+    project, native_doc = float_project
+    doc = run_json(project, "--engine", "tflm", "--board", "mps2-an386")
+    (row,) = doc["results"]
+    assert (row["engine"], row["bit_exact"]) == ("tflm", True)
+    native = next(r for r in native_doc["results"] if r["board"] == "mps2-an386")
+    assert row["accuracy_device"] == native["accuracy_device"]
+    stages = {s["stage"]: s["status"] for s in doc["stages"]}
+    assert stages["quantize"] == stages["reference"] == "cached"  # the model both engines ran is one
+    native_out = store_entry(project, "mps2-an386-native", "run") / "device_outputs.bin"
+    tflm_out = store_entry(project, "mps2-an386-tflm", "run") / "device_outputs.bin"
+    assert native_out.read_bytes() == tflm_out.read_bytes()
