@@ -357,9 +357,18 @@ def test_elementwise_model_uses_every_new_kernel(keras_models):
     ops = [o.op for o in parse_model(keras_models["elementwise"]).main.operators]
     assert sorted(ops) == ["ADD", "ADD", "CONV_2D", "CONV_2D", "CONV_2D", "LEAKY_RELU", "MUL", "MUL", "RELU",
                            "RELU6", "SUB"]
-    model_rs = generate(keras_models["elementwise"], "elementwise.tflite").model_rs
-    assert model_rs.count("k::split_inputs(arena, [(") == 5  # one MUL reads its constant operand from flash
-    assert re.search(r"static C\d+_1: \[i8; 6\]", model_rs) and model_rs.count("k::lookup_s8(") == 3
+    generated = generate(keras_models["elementwise"], "elementwise.tflite")
+    model_rs = generated.model_rs
+    # every binary operator writes over an operand that dies with it: four read a second arena tensor, and one
+    # MUL reads its constant operand from flash
+    op_names = {o["index"]: o["op"] for o in generated.info["ops"]}
+    in_place = sorted(op_names[i] for i in generated.info["in_place_ops"])
+    assert in_place == ["ADD", "ADD", "MUL", "MUL", "RELU6", "SUB"]
+    assert model_rs.count("k::split_in_place(arena, ") == 4 and "k::split_inputs(" not in model_rs
+    assert re.search(r"k::mul_s8_in_place::<false>\(&P(\d+), &C\1_1\[\.\.\], y\);", model_rs)
+    assert re.search(r"static C\d+_1: \[i8; 6\]", model_rs)
+    # the activation tables: RELU and LEAKY_RELU read `a`, which later operators read too; RELU6 is its last reader
+    assert model_rs.count("k::lookup_s8(") == 2 and model_rs.count("k::lookup_s8_in_place(") == 1
 
 
 def test_activations_and_copies_model_uses_tables_and_strided_copies(keras_models):
@@ -369,7 +378,9 @@ def test_activations_and_copies_model_uses_tables_and_strided_copies(keras_model
         "CONCATENATION": 3, "CONV_2D": 2, "HARD_SWISH": 1, "LOGISTIC": 1, "PAD": 1, "PADV2": 1, "QUANTIZE": 3,
         "RESHAPE": 3, "STRIDED_SLICE": 3, "TANH": 1, "TRANSPOSE": 1}
     model_rs = generate(data, "activations_and_copies.tflite").model_rs
-    assert model_rs.count("k::lookup_s8(") == 6 and model_rs.count("k::strided_copy_s8(") == 6
+    # six tables; the QUANTIZEs that requantize LOGISTIC's and TANH's outputs for the concatenation overwrite them
+    assert model_rs.count("k::lookup_s8(") + model_rs.count("k::lookup_s8_in_place(") == 6
+    assert model_rs.count("k::lookup_s8_in_place(") == 2 and model_rs.count("k::strided_copy_s8(") == 6
     assert "const P19: k::Concatenation<3> = k::Concatenation {" in model_rs
 
 
@@ -502,6 +513,35 @@ def test_quantize_multiplier_matches_tflm_semantics():
     assert quant.activation_range("RELU6", 0.0235294, -128) == (-128, 127)
     assert quant.activation_range("RELU", 0.1, 5) == (5, 127)
     assert quant.softmax_params(1.0, 0.09173192083835602) == (1575942400, 23, -248)
+
+
+def test_in_place_ops_overwrite_only_tensors_nothing_reads_later(shared_dir, keras_models):
+    """In place, an operator's output takes the bytes of an input that no later operator reads (nor the model
+    output); the arena never grows from it, and the plan reports each placement order it tried."""
+    models = {p.stem: p.read_bytes() for p in (shared_dir / "models").glob("*.tflite")}
+    models.update(keras_models)
+    models.pop("with_reduce_max")
+    in_place_total = 0
+    for name, data in models.items():
+        program = lower(parse_model(data, name))
+        sizes = {t.index: t.nbytes for t in program.tensors}
+        plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of)
+        apart = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of, in_place=False)
+        assert plan.size <= apart.size and plan.lower_bound <= apart.lower_bound, name
+        assert set(plan.strategies) == {"largest_first", "first_written", "longest_lived"}
+        assert plan.size == min(plan.strategies.values()) == plan.strategies[plan.strategy]
+        position = {s.index: i for i, s in enumerate(program.steps)}
+        for op_index, tensor in plan.in_place.items():
+            step = program.steps[position[op_index]]
+            assert tensor in step.in_place_inputs and plan.offset(step.output) == plan.offset(tensor)
+            # the bytes overwritten hold `tensor` and its reshapes: none may be read afterwards
+            root = program.alias_of.get(tensor, tensor)
+            same_bytes = {root} | {u for u, o in program.alias_of.items() if o == root}
+            later = [s.index for s in program.steps[position[op_index] + 1:]
+                     if same_bytes & {s.input, *s.more_inputs}]
+            assert not later and program.output not in same_bytes, (name, op_index, later)
+        in_place_total += len(plan.in_place)
+    assert in_place_total >= 10
 
 
 def test_arena_plan_never_overlaps_live_tensors(shared_dir, keras_models):

@@ -60,6 +60,29 @@ def _multi_input_call(step: Step, plan: ArenaPlan, t) -> str:
             f"        hook({step.index}, y);\n    }}\n")
 
 
+def _in_place_call(step: Step, plan: ArenaPlan, t, tensor: int) -> str:
+    """A kernel writing its output over input `tensor` (plan.py decides when that is legal)."""
+    at, n = plan.offset(tensor), t[tensor].nbytes  # the output has as many bytes
+    head = f"    //   arena[{at}..{at + n}] -> the same bytes, in place\n"
+    if not step.operands:  # unary: the kernel reads and writes `y`
+        args = "".join(f"&{a.name}, " for a in step.arrays)
+        return (head + f"    if let Some(y) = arena.get_mut({at}..{at + n}) {{\n"
+                f"        k::{step.kernel}_in_place(&P{step.index}, {args}y);\n"
+                f"        hook({step.index}, y);\n    }}\n")
+    pos = step.operands.index(tensor)
+    generics = "::<true>" if pos == 1 else "::<false>"
+    other_pos = 1 - pos
+    call = f"k::{step.kernel}_in_place{generics}(&P{step.index}, "
+    if other_pos in step.const_inputs:
+        return (head + f"    if let Some(y) = arena.get_mut({at}..{at + n}) {{\n"
+                f"        {call}&{step.const_inputs[other_pos].name}[..], y);\n"
+                f"        hook({step.index}, y);\n    }}\n")
+    other = step.operands[other_pos]
+    o_at, o_n = plan.offset(other), t[other].nbytes
+    return (head + f"    if let Some((y, [x])) = k::split_in_place(arena, {at}, {n}, [({o_at}, {o_n})]) {{\n"
+            f"        {call}x, y);\n        hook({step.index}, y);\n    }}\n")
+
+
 def scratch_sizes(program: Program) -> tuple[int, int]:
     """(u32 words, staging bytes) of kernel working memory `invoke` keeps on its stack: the most any step needs."""
     return (max((s.scratch_words for s in program.steps), default=0),
@@ -139,6 +162,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         out.append(f"    // op {step.index} {step.op} {_shape(step.in_shape)} -> {_shape(step.out_shape)}"
                    f"{', ' + step.note if step.note else ''}\n")
         if not step.kernel:
+            continue
+        if step.index in plan.in_place:
+            out.append(_in_place_call(step, plan, t, plan.in_place[step.index]))
             continue
         if step.more_inputs or step.const_inputs:
             out.append(_multi_input_call(step, plan, t))

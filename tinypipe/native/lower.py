@@ -70,6 +70,8 @@ class Step:
     const_inputs: dict[int, ConstArray] = field(default_factory=dict)  # input position -> constant operand
     inputs_as_array: bool = False  # the kernel takes its operands as one array (CONCATENATION)
     generics: str = ""  # the kernel's const generic arguments (`::<false, true>`), "" for none
+    in_place_inputs: tuple[int, ...] = ()  # inputs the kernel can write its output over (see plan.py)
+    operands: tuple[int, ...] = ()  # a binary operator's (a, b) tensors, constants included
 
 
 @dataclass
@@ -499,7 +501,7 @@ class _Lowering:
                     params={"outer": x.size // depth, "depth": depth, "input_multiplier": mult,
                             "input_left_shift": shift, "diff_min": diff_min},
                     arrays=[], input=x.index, output=y.index, note=f"beta {op.options.get('beta', 0.0):g}",
-                    in_shape=x.shape, out_shape=y.shape)
+                    in_shape=x.shape, out_shape=y.shape, in_place_inputs=(x.index,))
 
     def lookup(self, op: Operator) -> Step:
         """A unary int8 -> int8 operator as a table of its output for each of the 256 inputs."""
@@ -531,7 +533,7 @@ class _Lowering:
         n = op.index
         return Step(index=n, op=op.op, kernel="lookup_s8", params_type="Lookup", params={"len": x.size},
                     arrays=[ConstArray(f"T{n}", "i8", tuple(table))], input=x.index, output=y.index,
-                    note="256-entry table", in_shape=x.shape, out_shape=y.shape)
+                    note="256-entry table", in_shape=x.shape, out_shape=y.shape, in_place_inputs=(x.index,))
 
     def float_edge(self, op: Operator) -> Step:
         """QUANTIZE float32 -> int8 or DEQUANTIZE int8 -> float32, element by element (per-tensor scales)."""
@@ -607,9 +609,13 @@ class _Lowering:
         const_inputs = {pos: ConstArray(f"C{n}_{pos}", "i8", _unpack(t, "b"))
                         for pos, t in enumerate((a, b)) if t.is_constant}
         live = [t.index for t in (a, b) if not t.is_constant]
+        # an operand laid out like the output (same element count: no broadcasting) can take the output
+        overwritable = tuple(t.index for t in (a, b)
+                             if not t.is_constant and t.size == y.size and a.index != b.index)
         return Step(index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=[],
                     input=live[0], output=y.index, more_inputs=tuple(live[1:]), const_inputs=const_inputs,
-                    note=f"{list(a.shape)} with {list(b.shape)} {activation}", in_shape=a.shape, out_shape=y.shape)
+                    note=f"{list(a.shape)} with {list(b.shape)} {activation}", in_shape=a.shape, out_shape=y.shape,
+                    in_place_inputs=overwritable, operands=(a.index, b.index))
 
     def const_ints(self, op: Operator, idx: int, what: str, count: int) -> tuple[int, ...]:
         """A constant int32 operand (paddings, a permutation, slice bounds) of `count` values."""

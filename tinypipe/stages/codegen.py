@@ -1,12 +1,13 @@
 """Stage `codegen` for engine native: the quantized `.tflite` -> Rust source for the `tinyml-kernels` crate.
 
-Writes (the firmware contract shared with engine tflm: `model.rs` exposes `INPUT_LEN`, `OUTPUT_LEN` and
-`invoke(&[i8], &mut [i8])`):
+Writes (the firmware contract shared with engine tflm: `model.rs` exposes the element types `Input` and
+`Output`, `INPUT_LEN`, `OUTPUT_LEN`, `invoke(&[Input], &mut [Output])` and `input_from_real`):
 - `model.rs`: weights as `static` arrays, every TFLM `Prepare` result as constants, one planned static arena,
   `invoke`, `invoke_with_arena` and `invoke_with_hook` (a callback after each operator, for per-layer timing);
 - `codegen.json`: `{engine, ops: [{index, op, kernel, input_shape, output_shape, macs, weight_bytes,
-  input_offset, output_offset}], arena_bytes, arena_lower_bound, weight_bytes, macs, input, output,
-  input_len, output_len}` with the input's and output's shape, scale and zero point.
+  input_offset, output_offset}], arena_bytes, arena_lower_bound, arena_strategies (placement order -> bytes),
+  arena_strategy, in_place_ops (operator indices writing over an input), weight_bytes, macs, input, output,
+  input_len, output_len}` with the input's and output's shape, dtype, scale and zero point.
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.
@@ -69,7 +70,8 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_json(ctx.out / "codegen.json", info)
     ops = [o["op"] for o in info["ops"]]
     ctx.log(f"native model: {len(ops)} ops, {info['macs']} MACs, weights {info['weight_bytes']} B, arena "
-            f"{info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B)")
+            f"{info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B, {info['arena_strategy']} placement, "
+            f"{len(info['in_place_ops'])} ops in place)")
     return {"engine": "native", "ops": ops, "input_len": info["input_len"], "output_len": info["output_len"],
             "arena_bytes": info["arena_bytes"], "arena_lower_bound": info["arena_lower_bound"],
             "weight_bytes": info["weight_bytes"], "macs": info["macs"]}

@@ -65,3 +65,16 @@ pub fn split_inputs<const N: usize>(
     }
     Some((slices, output))
 }
+
+/// For an operator that writes its output over one of its inputs: the `len` bytes at `off` (read, then
+/// overwritten) and `N` further arena ranges `(offset, len)` it only reads, which must not overlap the first.
+#[inline(always)]
+pub fn split_in_place<const N: usize>(
+    arena: &mut [i8],
+    off: usize,
+    len: usize,
+    inputs: [(usize, usize); N],
+) -> Option<(&mut [i8], [&[i8]; N])> {
+    let (others, buf) = split_inputs(arena, inputs, off, len)?;
+    Some((buf, others))
+}

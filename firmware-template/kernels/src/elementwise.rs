@@ -24,6 +24,13 @@ pub fn lookup_s8(p: &Lookup, input: &[i8], table: &[i8; 256], output: &mut [i8])
     }
 }
 
+/// `lookup_s8` with the output written over the input.
+pub fn lookup_s8_in_place(p: &Lookup, table: &[i8; 256], buf: &mut [i8]) {
+    for v in buf.iter_mut().take(p.len) {
+        *v = table[(*v as i32 + 128) as u8 as usize];
+    }
+}
+
 /// The loop nest of a broadcasting binary operator: output dimensions (outermost first) and each input's
 /// strides in elements (0 where it is broadcast).
 #[derive(Clone, Copy, Debug)]
@@ -48,12 +55,11 @@ impl Broadcast {
             && b.len() >= self.reach(&self.b_strides)
     }
 
-    /// Calls `f(a, b)` for every output element in order.
+    /// Calls `visit(index into a, index into b)` for every output element, in order.
     #[inline(always)]
-    fn for_each(&self, a: &[i8], b: &[i8], y: &mut [i8], f: impl Fn(i32, i32) -> i8) {
+    fn visit(&self, mut visit: impl FnMut(usize, usize)) {
         let [d0, d1, d2, d3, d4] = self.dims;
         let (sa, sb) = (self.a_strides, self.b_strides);
-        let mut out = y.iter_mut();
         for i0 in 0..d0 {
             for i1 in 0..d1 {
                 for i2 in 0..d2 {
@@ -61,16 +67,47 @@ impl Broadcast {
                         let ra = i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
                         let rb = i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
                         for i4 in 0..d4 {
-                            let va = a.get(ra + i4 * sa[4]).copied().unwrap_or(0) as i32;
-                            let vb = b.get(rb + i4 * sb[4]).copied().unwrap_or(0) as i32;
-                            if let Some(o) = out.next() {
-                                *o = f(va, vb);
-                            }
+                            visit(ra + i4 * sa[4], rb + i4 * sb[4]);
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Calls `f(a, b)` for every output element in order.
+    #[inline(always)]
+    fn for_each(&self, a: &[i8], b: &[i8], y: &mut [i8], f: impl Fn(i32, i32) -> i8) {
+        let mut out = y.iter_mut();
+        self.visit(|ia, ib| {
+            let va = a.get(ia).copied().unwrap_or(0) as i32;
+            let vb = b.get(ib).copied().unwrap_or(0) as i32;
+            if let Some(o) = out.next() {
+                *o = f(va, vb);
+            }
+        });
+    }
+
+    /// `for_each` with the output written over one operand (`b` when `IN_B`, else `a`) held in `buf`; the
+    /// code generator does this only when that operand is laid out like the output (no broadcasting), so
+    /// element `k` is read just before it is overwritten.
+    #[inline(always)]
+    fn for_each_in_place<const IN_B: bool>(&self, other: &[i8], buf: &mut [i8], f: impl Fn(i32, i32) -> i8) {
+        let (own, theirs) = if IN_B { (&self.b_strides, &self.a_strides) } else { (&self.a_strides, &self.b_strides) };
+        let n = self.len();
+        if n == 0 || buf.len() < n || buf.len() < self.reach(own) || other.len() < self.reach(theirs) {
+            return;
+        }
+        let mut k = 0;
+        self.visit(|ia, ib| {
+            let (mine, theirs) = if IN_B { (ib, ia) } else { (ia, ib) };
+            let vm = buf.get(mine).copied().unwrap_or(0) as i32;
+            let vo = other.get(theirs).copied().unwrap_or(0) as i32;
+            if let Some(o) = buf.get_mut(k) {
+                *o = if IN_B { f(vo, vm) } else { f(vm, vo) };
+            }
+            k += 1;
+        });
     }
 }
 
@@ -93,17 +130,28 @@ pub struct Add {
     pub act_max: i32,
 }
 
+impl Add {
+    #[inline(always)]
+    fn apply(&self, x: i32, z: i32) -> i8 {
+        let shift = self.left_shift;
+        let sa = multiply_by_quantized_multiplier((x + self.a_offset) << shift, self.a_multiplier, self.a_shift);
+        let sb = multiply_by_quantized_multiplier((z + self.b_offset) << shift, self.b_multiplier, self.b_shift);
+        let raw = if self.negate_b { sa - sb } else { sa + sb };
+        let v = multiply_by_quantized_multiplier(raw, self.output_multiplier, self.output_shift) + self.output_offset;
+        v.max(self.act_min).min(self.act_max) as i8
+    }
+}
+
 pub fn add_s8(p: &Add, a: &[i8], b: &[i8], output: &mut [i8]) {
     if !p.shape.fits(a, b, output) {
         return;
     }
-    p.shape.for_each(a, b, output, |x, z| {
-        let sa = multiply_by_quantized_multiplier((x + p.a_offset) << p.left_shift, p.a_multiplier, p.a_shift);
-        let sb = multiply_by_quantized_multiplier((z + p.b_offset) << p.left_shift, p.b_multiplier, p.b_shift);
-        let raw = if p.negate_b { sa - sb } else { sa + sb };
-        let v = multiply_by_quantized_multiplier(raw, p.output_multiplier, p.output_shift) + p.output_offset;
-        v.max(p.act_min).min(p.act_max) as i8
-    });
+    p.shape.for_each(a, b, output, |x, z| p.apply(x, z));
+}
+
+/// `add_s8` writing its output over operand `b` (`IN_B`) or `a`, held in `buf`; `other` is the other operand.
+pub fn add_s8_in_place<const IN_B: bool>(p: &Add, other: &[i8], buf: &mut [i8]) {
+    p.shape.for_each_in_place::<IN_B>(other, buf, |x, z| p.apply(x, z));
 }
 
 /// MUL: TFLM's `MulElementwise` for int8.
@@ -119,13 +167,23 @@ pub struct Mul {
     pub act_max: i32,
 }
 
+impl Mul {
+    #[inline(always)]
+    fn apply(&self, x: i32, z: i32) -> i8 {
+        let prod = (x + self.a_offset) * (z + self.b_offset);
+        let v = multiply_by_quantized_multiplier(prod, self.output_multiplier, self.output_shift) + self.output_offset;
+        v.max(self.act_min).min(self.act_max) as i8
+    }
+}
+
 pub fn mul_s8(p: &Mul, a: &[i8], b: &[i8], output: &mut [i8]) {
     if !p.shape.fits(a, b, output) {
         return;
     }
-    p.shape.for_each(a, b, output, |x, z| {
-        let prod = (x + p.a_offset) * (z + p.b_offset);
-        let v = multiply_by_quantized_multiplier(prod, p.output_multiplier, p.output_shift) + p.output_offset;
-        v.max(p.act_min).min(p.act_max) as i8
-    });
+    p.shape.for_each(a, b, output, |x, z| p.apply(x, z));
+}
+
+/// `mul_s8` writing its output over operand `b` (`IN_B`) or `a`, held in `buf`; `other` is the other operand.
+pub fn mul_s8_in_place<const IN_B: bool>(p: &Mul, other: &[i8], buf: &mut [i8]) {
+    p.shape.for_each_in_place::<IN_B>(other, buf, |x, z| p.apply(x, z));
 }

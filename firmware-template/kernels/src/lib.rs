@@ -31,14 +31,18 @@ pub mod quant;
 pub mod reduce;
 pub mod softmax;
 
-pub use arena::{copy_into, split_inputs, split_io};
+pub use arena::{copy_into, split_in_place, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
-pub use convert::{dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize};
+pub use convert::{
+    dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize,
+};
 pub use copy::{concatenation_s8, strided_copy_s8, Concatenation, StridedCopy};
-pub use elementwise::{add_s8, lookup_s8, mul_s8, Add, Broadcast, Lookup, Mul};
+pub use elementwise::{
+    add_s8, add_s8_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, Broadcast, Lookup, Mul,
+};
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, Rescale};
 pub use reduce::{mean_s8, Mean};
-pub use softmax::{softmax_s8, Softmax};
+pub use softmax::{softmax_s8, softmax_s8_in_place, Softmax};
