@@ -142,7 +142,7 @@ def report(native: dict[str, dict], tflm: dict[str, dict[str, dict]], board: str
         native_flash, tflm_flash = flash_totals(native, tflm)
         total_ratio = native_flash / tflm_flash
         label = f"TOTAL ({len(tflm)} models)"
-        print(f"{label:<24} {'-':>11} {'-':>7} {'-':>7} {total_ratio:>11.2f} "
+        print(f"{label:<24} {'-':>11} {'-':>7} {'-':>7} {total_ratio:>11.3f} "
               f"{'PASS' if total_ratio <= TARGET_FLASH else 'MISS':>7}   flash {native_flash:,} / {tflm_flash:,} B")
 
     sanity = [name for name in tflm if name in PUBLISHED_CMSIS]

@@ -29,6 +29,14 @@ def session_cache(tmp_path_factory):
         os.environ["TINYPIPE_CACHE"] = old
 
 
+def standin_model_rs(input_len: int, output_len: int, body: str) -> str:
+    """A hand-written `model.rs` for firmware tests: the engines' contract for int8 I/O (see
+    firmware-template/README.md) with `INPUT_LEN`/`OUTPUT_LEN`, then `body` (which defines `invoke`)."""
+    return ("pub type Input = i8;\npub type Output = i8;\n"
+            "pub fn input_from_real(x: f32) -> Input {\n    x as i8\n}\n"
+            f"pub const INPUT_LEN: usize = {input_len};\npub const OUTPUT_LEN: usize = {output_len};\n" + body)
+
+
 def tinypipe_cmd() -> list[str]:
     return [sys.executable, "-m", "tinypipe"]
 

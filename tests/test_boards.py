@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import standin_model_rs
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
@@ -24,14 +25,7 @@ from tinypipe.stages import build, firmware, run, toolchain
 from tinypipe.stages.base import StageContext
 
 LOOP_ITERATIONS = 1_000_000
-LOOP_MODEL_RS = """\
-pub type Input = i8;
-pub type Output = i8;
-pub fn input_from_real(x: f32) -> Input {
-    x as i8
-}
-pub const INPUT_LEN: usize = 4;
-pub const OUTPUT_LEN: usize = 1;
+LOOP_MODEL_RS = standin_model_rs(4, 1, """\
 pub fn invoke(input: &[i8], output: &mut [i8]) {
     if input[0] == 1 {
         unsafe { core::arch::asm!("1:", "subs {0}, #1", "bne 1b", inout(reg) 1_000_000u32 => _,
@@ -39,7 +33,7 @@ pub fn invoke(input: &[i8], output: &mut [i8]) {
     }
     output[0] = input[1];
 }
-"""
+""")
 
 
 def variant_for(board: str) -> Variant:

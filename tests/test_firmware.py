@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import standin_model_rs
 from tinypipe.config.boards import BOARDS, Memory
 from tinypipe.config.schema import Hal, Project, Variant
 from tinypipe.core.errors import UserError
@@ -48,16 +49,8 @@ pub fn saturate_i8(value: i32) -> i8 {
 
 # output[j] = saturate(trunc(sum(input[16j..16j+16]) * 0.75) + OFFSETS[j]); the float multiply runs on the FPU
 # (M4F) or in libgcc (M3), OFFSETS lives in .data (checks the reset handler's copy), SCRATCH in .bss.
-MODEL_RS = """\
+MODEL_RS = standin_model_rs(64, 4, """\
 use core::sync::atomic::{AtomicI32, AtomicI8, Ordering};
-
-pub type Input = i8;
-pub type Output = i8;
-pub fn input_from_real(x: f32) -> Input {
-    x as i8
-}
-pub const INPUT_LEN: usize = 64;
-pub const OUTPUT_LEN: usize = 4;
 
 static OFFSETS: [AtomicI32; OUTPUT_LEN] =
     [AtomicI32::new(1), AtomicI32::new(-2), AtomicI32::new(3), AtomicI32::new(-4)];
@@ -79,7 +72,7 @@ pub fn invoke(input: &[i8], output: &mut [i8]) {
     }
     /*EXTRA*/
 }
-"""
+""")
 
 
 def expected_outputs(inputs: np.ndarray) -> np.ndarray:
@@ -405,14 +398,7 @@ struct Factor { int32_t n; Factor() : n(read_factor()) {} ~Factor() { n = 0; } }
 static Factor factor;
 extern "C" int32_t tp_scale(int32_t x) { return x * factor.n; }
 """
-CXX_MODEL_RS = """\
-pub type Input = i8;
-pub type Output = i8;
-pub fn input_from_real(x: f32) -> Input {
-    x as i8
-}
-pub const INPUT_LEN: usize = 64;
-pub const OUTPUT_LEN: usize = 4;
+CXX_MODEL_RS = standin_model_rs(64, 4, """\
 static TABLE: &[u8; 4] = include_bytes!("table.bin");
 extern "C" {
     fn tp_scale(x: i32) -> i32;
@@ -422,7 +408,7 @@ pub fn invoke(input: &[i8], output: &mut [i8]) {
         output[j] = tinyml_kernels::saturate_i8(unsafe { tp_scale(input[j] as i32) } + TABLE[j] as i32);
     }
 }
-"""
+""")
 
 
 def test_engine_with_a_cxx_archive_links_through_its_manifest(tmp_path, toolchains, kernels_crate, test_set):

@@ -4,7 +4,8 @@ run stage compares them with the host TFLM interpreter bit for bit.
 
 One project, the gesture example with float32 I/O, run as a matrix of the native engine on the Cortex-M4F
 (hardware float), the Cortex-M3 (float in software) and the STM32F4 Discovery (its sensor application built
-with float input, run on netduinoplus2); then the same project with `--engine tflm` on the Cortex-M4F.
+with float input, run on netduinoplus2); then the same project with `--engine tflm` on the Cortex-M4F. The
+project also sets `target.profile_layers`, so the native cells time every operator on the device.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def run_json(project: Path, *extra: str) -> dict:
 @pytest.fixture(scope="module")
 def float_project(tmp_path_factory) -> tuple[Path, dict]:
     text = (GESTURE / "project.yaml").read_text()
-    for old, new in (("  io: int8\n", "  io: float32\n"),
+    for old, new in (("  io: int8\n", "  io: float32\n"), ("\ntarget:\n", "\ntarget:\n  profile_layers: true\n"),
                      ("\nengine: native\n", f"\nengine: native\ntflm: {{path: {TFLM_TREE}, kernels: cmsis_nn}}\n"
                                             f"matrix:\n  board: [{', '.join(BOARDS)}]\n")):
         assert old in text, old
@@ -92,3 +93,27 @@ def test_tflm_engine_runs_the_same_float32_model_bit_exact(float_project):
     native_out = store_entry(project, "mps2-an386-native", "run") / "device_outputs.bin"
     tflm_out = store_entry(project, "mps2-an386-tflm", "run") / "device_outputs.bin"
     assert native_out.read_bytes() == tflm_out.read_bytes()
+    assert row["layers"] is None  # target.profile_layers is for the native engine
+
+
+def test_profile_layers_times_every_operator_on_the_device(float_project):
+    project, doc = float_project
+    codegen = json.loads((store_entry(project, "mps2-an386-native", "codegen") / "codegen.json").read_text())
+    computing = [(o["index"], o["op"]) for o in codegen["ops"] if o["kernel"] != "alias"]
+    for row in doc["results"]:
+        layers = row["layers"]
+        assert [(layer["op_index"], layer["op"]) for layer in layers] == computing, row["board"]
+        assert all(layer["instructions"] > 0 for layer in layers)
+        assert abs(sum(layer["share"] for layer in layers) - 1) < 1e-6
+        # the traced pass adds a SysTick read per operator and skips the output copy: close to the plain pass
+        traced = sum(layer["instructions"] for layer in layers)
+        assert 0.85 < traced / row["instructions_per_inference"] < 1.15, (row["board"], traced)
+    by_op = {layer["op"]: layer["instructions"] for layer in doc["results"][0]["layers"]}
+    assert by_op["CONV_2D"] > by_op["SOFTMAX"]  # 12,480 MACs of convolution against a 3-value softmax
+    report = subprocess.run(tinypipe_cmd() + ["report", str(project)], capture_output=True, text=True, cwd=REPO)
+    assert report.returncode == 0 and "mps2-an385-native: instructions per operator" in report.stdout
+    assert "DEQUANTIZE" in report.stdout
+    page = project / "report.html"
+    assert subprocess.run(tinypipe_cmd() + ["report", str(project), "--html", str(page)], capture_output=True,
+                          cwd=REPO).returncode == 0
+    assert "mps2-an386-native: instructions per operator" in page.read_text()

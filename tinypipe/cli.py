@@ -150,9 +150,10 @@ def cmd_run(args) -> int:
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif args.until is None or args.until == "run":
-        from tinypipe.report.results import render_table
+        from tinypipe.report.results import render_layers, render_table
 
         render_table(console, rows)
+        render_layers(console, rows)
     ran = sum(1 for r in outcome.records if r.status == "ran")
     cached = sum(1 for r in outcome.records if r.status == "cached")
     sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
@@ -221,7 +222,7 @@ def cmd_plan(args) -> int:
 
 def cmd_report(args) -> int:
     from tinypipe.engine.pipeline import Pipeline
-    from tinypipe.report.results import render_table
+    from tinypipe.report.results import render_layers, render_table
 
     pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
     rows = pipeline.results()
@@ -230,7 +231,9 @@ def cmd_report(args) -> int:
     else:
         from rich.console import Console
 
-        render_table(Console(width=None if sys.stdout.isatty() else 120), rows)
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        render_table(console, rows)
+        render_layers(console, rows)
     if args.html:
         from tinypipe.core.fs import atomic_write_text
         from tinypipe.report.html import render_html

@@ -33,11 +33,13 @@ model:
   epochs: 20
 
 quantization:
-  scheme: int8               # full-integer int8, int8 input and output
+  scheme: int8               # full-integer int8 (weights per channel, activations per tensor)
+  io: int8                   # the model's input and output; float32 keeps them float (quantized inside)
   representative_samples: 100
 
 target:
   board: mps2-an386          # `tinypipe boards` lists them
+  profile_layers: false      # true: also time every operator on the device (engine native)
 
 engine: native               # our ahead-of-time Rust engine
 

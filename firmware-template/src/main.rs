@@ -2,7 +2,8 @@
 //! over to the board's application (sensor -> window -> model -> LEDs) where the board has one.
 //!
 //! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and `ticks <idx> <SysTick ticks of model::invoke>`
-//! (plus `cycles <idx> <DWT cycles>` on boards whose support has a cycle counter) per window, then
+//! (plus `cycles <idx> <DWT cycles>` on boards whose support has a cycle counter, and with the `layers` feature
+//! `layer <idx> <op index> <op> <ticks>` per operator) per window, then
 //! `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the board's sensor
 //! answers; otherwise (an emulator, a board without a sensor) the firmware exits with status 0. A panic or
 //! fault prints a line starting with `panic:` or `hardfault` and exits non-zero.
@@ -92,6 +93,9 @@ fn replay_test_set() {
         line.push_u64(ticks);
         line.finish();
 
+        #[cfg(feature = "layers")]
+        time_layers(idx, window, output);
+
         if let (Some(begin), Some(end)) = (cycles_begin, cycles_end) {
             let mut line = Line::new();
             line.push_str("cycles ");
@@ -114,6 +118,27 @@ fn replay_test_set() {
     let mut line = Line::new();
     line.push_str("done");
     line.finish();
+}
+
+/// The window once more through `model::invoke_traced`: `layer <idx> <op index> <op> <ticks>` per operator
+/// (ticks from the previous operator's end, the first from the call; hook overhead included).
+#[cfg(feature = "layers")]
+fn time_layers(idx: usize, window: &[model::Input], output: &mut [model::Output]) {
+    let mut last = systick::now();
+    model::invoke_traced(window, output, &mut |op, _| {
+        let now = systick::now();
+        let mut line = Line::new();
+        line.push_str("layer ");
+        line.push_u64(idx as u64);
+        line.push_byte(b' ');
+        line.push_u64(op as u64);
+        line.push_byte(b' ');
+        line.push_str(model::op_name(op));
+        line.push_byte(b' ');
+        line.push_u64(now - last);
+        line.finish();
+        last = systick::now(); // printing is not the next operator's time
+    });
 }
 
 #[panic_handler]

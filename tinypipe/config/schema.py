@@ -109,6 +109,9 @@ class Target(Strict):
     runner: Literal["emulator", "probe"] = Field(
         "emulator", description="where `run` runs a real board QEMU also emulates (e.g. stm32f4-discovery on "
         "netduinoplus2): the emulator, or the board itself on a debug probe (pyocd)")
+    profile_layers: bool = Field(
+        False, description="also time every operator on the device (engine native): run.json gets `layers`, "
+        "and `tinypipe run` and `tinypipe report` print them")
 
     @field_validator("board")
     @classmethod

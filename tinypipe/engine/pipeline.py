@@ -191,5 +191,6 @@ class Pipeline:
                 "accuracy_host": quant.get("accuracy_host"),
                 "accuracy_device": run.get("accuracy_device"),
                 "bit_exact": run.get("bit_exact"),
+                "layers": run.get("layers"),
             })
         return rows

@@ -140,6 +140,17 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         "    let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };\n"
         "    invoke_with_arena(arena, input, output);\n"
         "}\n\n")
+    out.append("/// `invoke` calling `hook(op_index, op_output)` after each operator that computes (see\n"
+               "/// `invoke_with_hook`), on the model's own arena: for per-layer timing. Not re-entrant either.\n"
+               "pub fn invoke_traced<F: FnMut(usize, &[i8])>(input: &[Input], output: &mut [Output], hook: &mut F) {\n"
+               "    // SAFETY: as in `invoke`.\n"
+               "    let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };\n"
+               "    invoke_with_hook(arena, input, output, hook);\n"
+               "}\n\n")
+    names = "".join(f"        {s.index} => \"{s.op}\",\n" for s in program.steps if s.kernel)
+    out.append("/// The TFLite operator at `index` (those `invoke_with_hook` reports).\n"
+               f"pub fn op_name(index: usize) -> &'static str {{\n    match index {{\n{names}"
+               "        _ => \"?\",\n    }\n}\n\n")
     out.append("/// `invoke` with a caller-provided arena.\n")
     out.append("pub fn invoke_with_arena(arena: &mut [i8; ARENA_BYTES], input: &[Input], output: &mut [Output]) {\n"
                "    invoke_with_hook(arena, input, output, &mut |_, _| {});\n}\n\n")

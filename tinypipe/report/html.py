@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from tinypipe.report.results import fmt_value
+
 CHARTS = [
     ("instructions_per_inference", "Instructions per inference", ""),
     ("flash_bytes", "Flash", " B"),
@@ -36,16 +38,19 @@ def _bar_chart(title: str, rows: list[dict[str, Any]], field: str, unit: str) ->
     return f"<h3>{html.escape(title)}</h3>\n" + "".join(parts)
 
 
+def _layer_chart(row: dict[str, Any]) -> str:
+    """One variant's per-operator cost, in model order."""
+    layers = row["layers"]
+    unit = "instructions" if "instructions" in layers[0] else "cycles"
+    bars = [{"variant": f"{layer['op_index']} {layer['op']}", unit: layer[unit]} for layer in layers]
+    return _bar_chart(f"{row['variant']}: {unit} per operator", bars, unit, "")
+
+
 def _cell(value: Any, kind: str = "") -> str:
-    if value is None:
-        return "—"
-    if kind == "pct":
-        return f"{value * 100:.1f}%"
-    if isinstance(value, bool):
-        return "yes" if value else '<b class="bad">NO</b>'
-    if isinstance(value, (int, float)):
-        return f"{value:,}"
-    return html.escape(str(value))
+    """A table cell: the terminal table's formatting, escaped, with a failed check in red."""
+    if value is False:
+        return '<b class="bad">NO</b>'
+    return html.escape(fmt_value(value, kind))
 
 
 def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str, Any]]) -> str:
@@ -59,6 +64,9 @@ def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str,
         f"<td>{_cell(r.get('ram_bytes'))}</td><td>{_cell(r.get('arena_bytes'))}</td></tr>"
         for r in rows)
     charts = "\n".join(_bar_chart(title, rows, field, unit) for field, title, unit in CHARTS)
+    layers = "\n".join(_layer_chart(r) for r in rows if r.get("layers"))
+    if layers:
+        layers = "<h2>Per operator (<code>target.profile_layers</code>)</h2>\n" + layers
     timing = "".join(f"<tr><td>{html.escape(s['variant'])}</td><td>{html.escape(s['stage'])}</td>"
                      f"<td>{s['seconds']:.2f}</td></tr>" for s in stages)
     return f"""<!doctype html>
@@ -77,6 +85,7 @@ byte equals the host TensorFlow Lite Micro interpreter's.</p>
 <table>{head}{body}</table>
 <h2>Per variant</h2>
 {charts}
+{layers}
 <h2>Stage times (last build of each stage)</h2>
 <table><tr><th>variant</th><th>stage</th><th>seconds</th></tr>{timing}</table>
 </body></html>

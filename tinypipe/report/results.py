@@ -28,7 +28,8 @@ def _budget_key(field: str) -> str:
     return "accuracy_device_min" if field == "accuracy_device" else field
 
 
-def _fmt(value: Any, kind: str = "") -> str:
+def fmt_value(value: Any, kind: str = "") -> str:
+    """A result as the reports show it: — for missing, percentages, yes/NO, thousands separators."""
     if value is None:
         return "—"
     if kind == "pct":
@@ -51,7 +52,32 @@ def render_table(console, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         exact = r.get("bit_exact")
         exact_text = "—" if exact is None else ("[green]yes[/green]" if exact else "[red]NO[/red]")
-        table.add_row(r["variant"], _fmt(r.get("accuracy_host"), "pct"), _fmt(r.get("accuracy_device"), "pct"),
-                      exact_text, _fmt(r.get("instructions_per_inference")), _fmt(r.get("flash_bytes")),
-                      _fmt(r.get("ram_bytes")), _fmt(r.get("arena_bytes")))
+        table.add_row(r["variant"], fmt_value(r.get("accuracy_host"), "pct"),
+                      fmt_value(r.get("accuracy_device"), "pct"), exact_text,
+                      fmt_value(r.get("instructions_per_inference")), fmt_value(r.get("flash_bytes")),
+                      fmt_value(r.get("ram_bytes")), fmt_value(r.get("arena_bytes")))
     console.print(table)
+
+
+def render_layers(console, rows: list[dict[str, Any]], top: int = 12) -> None:
+    """Per-operator tables (per inference, the costliest first) for the variants profiled with
+    `target.profile_layers`."""
+    from rich.table import Table
+
+    for r in rows:
+        layers = r.get("layers")
+        if not layers:
+            continue
+        unit = "instructions" if "instructions" in layers[0] else "cycles"
+        table = Table(title=f"{r['variant']}: {unit} per operator", title_style="bold")
+        for column, justify in [("op", "right"), ("operator", "left"), (unit, "right"), ("share", "right")]:
+            table.add_column(column, justify=justify)
+        ranked = sorted(layers, key=lambda layer: -layer[unit])
+        for layer in ranked[:top]:
+            table.add_row(str(layer["op_index"]), layer["op"], fmt_value(layer[unit]),
+                          fmt_value(layer["share"], "pct"))
+        if len(ranked) > top:
+            rest = ranked[top:]
+            table.add_row("", f"{len(rest)} more", fmt_value(sum(x[unit] for x in rest)),
+                          fmt_value(sum(x["share"] for x in rest), "pct"))
+        console.print(table)

@@ -83,6 +83,18 @@ def template_hash() -> str:
                         "kernels": _tree_hash(kernels_dir(), ())})
 
 
+def profiles_layers(variant) -> bool:
+    """`target.profile_layers` on a native-engine variant (TFLM's interpreter has no per-operator hook here)."""
+    return bool(variant.config["target"].get("profile_layers")) and variant.engine == "native"
+
+
+def enable_layers_feature(cargo_toml: str) -> str:
+    """Cargo.toml with the `layers` feature on by default (per-operator timing in main.rs)."""
+    if "\n[features]\n" not in cargo_toml:
+        raise ValueError("the firmware template's Cargo.toml has no [features] table")
+    return cargo_toml.replace("\n[features]\n", '\n[features]\ndefault = ["layers"]\n', 1)
+
+
 def _config(variant) -> dict:
     board = variant.board
     hal = variant.config.get("hal")
@@ -94,6 +106,8 @@ def _config(variant) -> dict:
         "hal": hal,
         "template": template_hash(),
     }
+    if profiles_layers(variant):
+        config["profile_layers"] = True
     if board.support:  # the application reads the sensor: its window and rate are compiled in
         config["support"] = board.support
         config["sensor"] = {k: variant.config["sensor"][k] for k in ("window", "sample_rate_hz")}
@@ -245,6 +259,10 @@ def run(ctx: StageContext) -> StageResult:
     (project / "data").mkdir(exist_ok=True)
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
     atomic_write_text(project / "link.x", render_linker_script(board))
+    if profiles_layers(ctx.variant):
+        atomic_write_text(project / "Cargo.toml", enable_layers_feature((project / "Cargo.toml").read_text()))
+    elif ctx.variant.config["target"].get("profile_layers"):
+        ctx.log("target.profile_layers: per-operator timing needs engine native; this variant is timed whole")
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

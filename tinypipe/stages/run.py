@@ -16,7 +16,8 @@ Outputs: `device_outputs.bin` (N x OUTPUT_LEN values of the output dtype, like t
 device outputs against `labels.bin`; null without labels), `instructions_per_inference` (mean),
 `instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`, `qemu_seconds`; on a probe
 `cycles_per_inference`, `cycles_min`, `cycles_max`, `probe`, `probe_seconds` instead of the instruction counts
-and the machine (`probe.log` instead of `qemu.log`).
+and the machine (`probe.log` instead of `qemu.log`); `layers` (with `target.profile_layers`: per operator
+`{op_index, op, instructions (or cycles), share}`, means over the windows from `layer` lines; else null).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class DeviceReport:
     outputs: dict[int, bytes] = field(default_factory=dict)
     ticks: dict[int, int] = field(default_factory=dict)
     cycles: dict[int, int] = field(default_factory=dict)  # DWT CYCCNT, from boards whose support has it
+    layers: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)  # (window, op) -> (name, ticks)
     stack_bytes: int | None = None
     stack_overflow: bool = False
     done: bool = False
@@ -85,6 +87,8 @@ def parse_output(text: str) -> DeviceReport:
                 report.outputs[int(words[1])] = bytes.fromhex(words[2] if len(words) == 3 else "")
             elif words[0] == "ticks" and len(words) == 3:
                 report.ticks[int(words[1])] = int(words[2])
+            elif words[0] == "layer" and len(words) == 5:
+                report.layers[(int(words[1]), int(words[2]))] = (words[3], int(words[4]))
             elif words[0] == "cycles" and len(words) == 3:
                 report.cycles[int(words[1])] = int(words[2])
             elif words[0] == "stack" and len(words) == 2:
@@ -117,6 +121,22 @@ def compare(device, oracle, labels) -> dict:
     return {"bit_exact": not bool(differs.any()),
             "mismatches": {"count": int(len(mismatched)), "first": [int(i) for i in mismatched[:FIRST_MISMATCHES]]},
             "accuracy_device": accuracy}
+
+
+def layer_profile(layers: dict[tuple[int, int], tuple[str, int]], n: int, per_tick: float,
+                  unit: str) -> list[dict] | None:
+    """Per operator (in model order): its mean `instructions` (or `cycles` on a probe) over the windows and its
+    share of their sum; None when the firmware printed no `layer` lines (`target.profile_layers` off)."""
+    if not layers:
+        return None
+    ticks: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for (_, op), (name, t) in layers.items():
+        ticks[op] = ticks.get(op, 0) + t
+        names[op] = name
+    total = sum(ticks.values()) or 1
+    return [{"op_index": op, "op": names[op], unit: round(ticks[op] * per_tick / n), "share": ticks[op] / total}
+            for op in sorted(ticks)]
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -178,6 +198,8 @@ def run(ctx: StageContext) -> StageResult:
                         "instructions_min": round(min(instructions)),
                         "instructions_max": round(max(instructions)),
                         "machine": emulator.qemu_machine, "qemu_seconds": result.seconds})
+    summary["layers"] = layer_profile(report.layers, n, 1.0 if emulator is None else instructions_per_tick,
+                                      "cycles" if emulator is None else "instructions")
     summary.update({"stack_bytes": report.stack_bytes, "stack_overflow": report.stack_overflow})
     atomic_write_json(ctx.out / "run.json", summary)
     return summary
