@@ -165,3 +165,52 @@ def test_gc_deletes_only_entries_the_lock_no_longer_references(tmp_path, fake_st
     assert proc.returncode == 0, proc.stderr
     assert "deleted 2 unreferenced entries" in proc.stdout
     assert set(store.keys()) == live and not (old_keys - live) & set(store.keys())
+
+
+def test_gc_cache_prunes_what_no_run_used_lately(tmp_path, fake_stages, monkeypatch):
+    """A cached run marks the user-level cache entries it used; `gc --cache --days N` deletes only the shared
+    store entries and TFLM objects idle for longer, and `--dry-run` deletes nothing."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TINYPIPE_CACHE", str(cache))
+    shared_data = types.SimpleNamespace(STAGE=Stage(name="data", version="1", needs=(), shared=True,
+                                                    config=FAKE["data"].STAGE.config), run=FAKE["data"].run)
+    monkeypatch.setitem(FAKE, "data", shared_data)
+    (tmp_path / "p").mkdir()
+    d = project(tmp_path / "p")
+    Pipeline(d).run()
+    shared = Store(cache / "store")
+    (key,) = shared.keys()
+    long_ago = time.time() - 90 * 86_400
+    os.utime(shared.path(key) / "meta.json", (long_ago, long_ago))
+    assert statuses(Pipeline(d).run())["data"] == "cached"
+    assert time.time() - shared.last_used(key) < 3_600  # the cached run touched it
+
+    stale = shared.begin()
+    (stale / "out.txt").write_text("old")
+    shared.commit(stale, "f" * 64, {"stage": "toolchain"})
+    os.utime(shared.path("f" * 64) / "meta.json", (long_ago, long_ago))
+    objects = cache / "tflm-objects" / "ab"
+    for name, when in (("old", long_ago), ("new", time.time())):
+        entry = objects / f"ab{name}"
+        entry.mkdir(parents=True)
+        for suffix in (".o", ".json"):
+            (entry / f"x{suffix}").write_text(name)
+            os.utime(entry / f"x{suffix}", (when, when))
+
+    def gc(*extra):
+        proc = subprocess.run([sys.executable, "-m", "tinypipe", "gc", "--cache", "--days", "30", *extra],
+                              capture_output=True, text=True, env=dict(os.environ))
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    listed = gc("--dry-run")
+    assert "would delete store toolchain ffffffffffffffff… (unused for 90 days)" in listed
+    assert "would delete 2 entries" in listed and shared.has("f" * 64) and (objects / "abold").is_dir()
+    assert "deleted 2 entries unused for 30+ days" in gc()
+    assert set(shared.keys()) == {key}
+    assert not (objects / "abold").exists() and (objects / "abnew" / "x.o").is_file()

@@ -67,9 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     show = project_cmd("show", "print where a stage's output is in the store (e.g. the generated model.rs)")
     show.add_argument("stage", nargs="?", default="codegen", help="stage whose entry to show (default: codegen)")
 
-    gc = sub.add_parser("gc", help="delete store entries the lock file no longer references")
+    gc = sub.add_parser("gc", help="delete store entries the lock file no longer references",
+                        description="Delete the project store's entries that tinypipe.lock no longer references. "
+                        "With --cache, prune the user-level cache instead ($TINYPIPE_CACHE, else "
+                        "$XDG_CACHE_HOME/tinypipe: shared Rust sysroots, TFLM libraries and objects) of what no "
+                        "run has used for --days days; a later run rebuilds what it needs.")
     gc.add_argument("dir", nargs="?", default=".", metavar="DIR")
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    gc.add_argument("--cache", action="store_true", help="prune the user-level cache instead of DIR's store")
+    gc.add_argument("--days", type=float, default=30.0, metavar="N",
+                    help="with --cache: delete what has not been used for N days (default 30; 0: everything)")
 
     boards = sub.add_parser("boards", help="list the boards tinypipe can target")
     boards.add_argument("name", nargs="?", help="show one board in full: memory map, clock, LEDs, sensor, notes")
@@ -289,6 +296,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_gc(args) -> int:
+    if args.cache:
+        return _gc_cache(args)
     from tinypipe.engine.pipeline import Pipeline
 
     pipeline = Pipeline(Path(args.dir))
@@ -304,6 +313,23 @@ def cmd_gc(args) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {len(dead)} unreferenced entr{'y' if len(dead) == 1 else 'ies'}"
           + (f" and {swept} interrupted temporaries" if swept else ""))
+    return 0
+
+
+def _gc_cache(args) -> int:
+    from tinypipe.core.paths import user_cache_dir
+    from tinypipe.engine.cache_gc import prune_user_cache
+
+    if args.days < 0:
+        raise UserError(f"--days {args.days:g}: must be 0 or more", "give the idle time in days, e.g. --days 14")
+    cache = user_cache_dir()
+    pruned = prune_user_cache(cache, args.days, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.dry_run:
+        for what, name, idle in pruned.entries:
+            print(f"would delete {what} {name}… (unused for {idle:.0f} days)")
+    print(f"{cache}: {verb} {len(pruned.entries)} entr{'y' if len(pruned.entries) == 1 else 'ies'} unused for "
+          f"{args.days:g}+ days ({pruned.bytes / 1e6:.1f} MB)")
     return 0
 
 

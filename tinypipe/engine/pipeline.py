@@ -92,6 +92,8 @@ class Pipeline:
             return node.meta() is not None
 
         def on_cached(node: Node) -> None:
+            if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`
+                node.store.touch(node.meta()["key"])
             self._lock_record(node, save=False)
             reporter.finish(node, "cached", 0.0)
             record(node, "cached")

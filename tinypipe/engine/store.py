@@ -95,3 +95,14 @@ class Store:
 
     def remove(self, key: str) -> None:
         shutil.rmtree(self.root / key, ignore_errors=True)
+
+    def touch(self, key: str) -> None:
+        """Mark the entry used now (its meta.json's mtime): `tinypipe gc --cache` keeps recently used ones."""
+        try:
+            os.utime(self.root / key / META)
+        except OSError:
+            pass
+
+    def last_used(self, key: str) -> float:
+        """When the entry was last written or `touch`ed (seconds since the epoch)."""
+        return (self.root / key / META).stat().st_mtime

@@ -377,6 +377,10 @@ class ObjectCache:
             if all(self._header_hash(h) == digest for h, digest in headers.items()):
                 obj = manifest.with_suffix(".o")
                 if obj.is_file():
+                    try:
+                        os.utime(obj)  # last use, for `tinypipe gc --cache`
+                    except OSError:
+                        pass
                     return obj
         return None
 
