@@ -38,60 +38,58 @@ impl Pool2d {
         };
         (clip(y0, self.filter_h, self.in_h), clip(x0, self.filter_w, self.in_w))
     }
+
+    /// For every output value: fold `add` over its window's taps inside the input (one channel), starting
+    /// from `init`; `finish(acc, taps)` gives the value before the activation clamp, or None to stop there
+    /// (leaving the rest of the output as it was).
+    #[inline(always)]
+    fn reduce(
+        &self,
+        input: &[i8],
+        output: &mut [i8],
+        init: i32,
+        add: impl Fn(i32, i8) -> i32,
+        finish: impl Fn(i32, i32) -> Option<i32>,
+    ) {
+        if !self.fits(input, output) {
+            return;
+        }
+        let in_size = self.in_h * self.in_w * self.channels;
+        let out_size = self.out_h * self.out_w * self.channels;
+        let batches = input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(self.batches);
+        for (in_batch, out_batch) in batches {
+            for (pixel, out_px) in out_batch.chunks_exact_mut(self.channels).enumerate() {
+                let (ys, xs) = self.window(pixel / self.out_w, pixel % self.out_w);
+                let taps = (ys.len() * xs.len()) as i32;
+                for (ch, o) in out_px.iter_mut().enumerate() {
+                    let mut acc = init;
+                    for y in ys.clone() {
+                        for x in xs.clone() {
+                            if let Some(v) = in_batch.get((y * self.in_w + x) * self.channels + ch) {
+                                acc = add(acc, *v);
+                            }
+                        }
+                    }
+                    let Some(value) = finish(acc, taps) else { return };
+                    *o = value.max(self.act_min).min(self.act_max) as i8;
+                }
+            }
+        }
+    }
 }
 
 /// Maximum over each window (padding never wins), clamped to the fused activation.
 pub fn max_pool2d_s8(p: &Pool2d, input: &[i8], output: &mut [i8]) {
-    if !p.fits(input, output) {
-        return;
-    }
-    let in_size = p.in_h * p.in_w * p.channels;
-    let out_size = p.out_h * p.out_w * p.channels;
-    for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
-        for (pixel, out_px) in out_batch.chunks_exact_mut(p.channels).enumerate() {
-            let (ys, xs) = p.window(pixel / p.out_w, pixel % p.out_w);
-            for (ch, o) in out_px.iter_mut().enumerate() {
-                let mut max = i8::MIN;
-                for y in ys.clone() {
-                    for x in xs.clone() {
-                        if let Some(v) = in_batch.get((y * p.in_w + x) * p.channels + ch) {
-                            max = max.max(*v);
-                        }
-                    }
-                }
-                *o = (max as i32).max(p.act_min).min(p.act_max) as i8;
-            }
-        }
-    }
+    p.reduce(input, output, i8::MIN as i32, |acc, v| acc.max(v as i32), |acc, _| Some(acc));
 }
 
 /// Mean over each window's taps inside the input, rounded half away from zero, clamped.
 pub fn average_pool2d_s8(p: &Pool2d, input: &[i8], output: &mut [i8]) {
-    if !p.fits(input, output) {
-        return;
-    }
-    let in_size = p.in_h * p.in_w * p.channels;
-    let out_size = p.out_h * p.out_w * p.channels;
-    for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
-        for (pixel, out_px) in out_batch.chunks_exact_mut(p.channels).enumerate() {
-            let (ys, xs) = p.window(pixel / p.out_w, pixel % p.out_w);
-            let count = (ys.len() * xs.len()) as i32;
-            if count == 0 {
-                // TFLM's kernel reports an error and leaves the output as it was
-                return;
-            }
-            for (ch, o) in out_px.iter_mut().enumerate() {
-                let mut acc = 0i32;
-                for y in ys.clone() {
-                    for x in xs.clone() {
-                        if let Some(v) = in_batch.get((y * p.in_w + x) * p.channels + ch) {
-                            acc += *v as i32;
-                        }
-                    }
-                }
-                let mean = if acc > 0 { (acc + count / 2) / count } else { (acc - count / 2) / count };
-                *o = mean.max(p.act_min).min(p.act_max) as i8;
-            }
+    p.reduce(input, output, 0, |acc, v| acc + v as i32, |acc, count| {
+        if count == 0 {
+            return None; // TFLM's kernel reports an error and leaves the output as it was
         }
-    }
+        Some(if acc > 0 { (acc + count / 2) / count } else { (acc - count / 2) / count })
+    });
 }
+
