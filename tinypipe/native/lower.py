@@ -548,8 +548,11 @@ class _Lowering:
             raise self.fail(op, f"its scale {scale} is not a positive number", "re-quantize the model")
         scale_bits = struct.unpack("<I", struct.pack("<f", scale))[0]
         kernel, params_type = ("quantize_f32_s8", "Quantize") if quantize else ("dequantize_s8_f32", "Dequantize")
+        # QUANTIZE on cores without an FPU: thresholds instead of a software division (convert.rs)
+        arrays = [ConstArray(f"Q{op.index}", "u32", tuple(self.guarded(op, quant.quantize_thresholds, scale, zp)))
+                  ] if quantize else []
         return Step(index=op.index, op=op.op, kernel=kernel, params_type=params_type,
-                    params={"len": x.size, "scale_bits": f"0x{scale_bits:08x}", "zero_point": zp}, arrays=[],
+                    params={"len": x.size, "scale_bits": f"0x{scale_bits:08x}", "zero_point": zp}, arrays=arrays,
                     input=x.index, output=y.index, note=f"{x.dtype} -> {y.dtype}, scale {scale!r}, zero point {zp}",
                     in_shape=x.shape, out_shape=y.shape)
 

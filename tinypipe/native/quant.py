@@ -219,6 +219,55 @@ def quantize_table(input_zp: int, output_zp: int, input_scale: float, output_sca
     return requantize_table(input_zp, output_zp, input_scale / output_scale)
 
 
+# --- QUANTIZE float32 -> int8 without floating point: thresholds ----------------------------------------------
+
+F32_KEY_NEG_INF, F32_KEY_POS_INF = 0x007F_FFFF, 0xFF80_0000  # order keys of -inf and +inf
+
+
+def f32_order_key(bits: int) -> int:
+    """A float32's bit pattern -> an unsigned key in the floats' order (NaNs beyond the infinities)."""
+    return (~bits & 0xFFFF_FFFF) if bits & 0x8000_0000 else bits | 0x8000_0000
+
+
+def f32_from_key(key: int) -> float:
+    bits = (~key & 0xFFFF_FFFF) if not key & 0x8000_0000 else key & 0x7FFF_FFFF
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def quantize_value(x: float, scale: float, zero_point: int) -> int:
+    """One float32 value through TFLM's AffineQuantize: `round(float(x) / float(scale)) + zero_point`, clamped.
+    The quotient is a double rounded to float32, which is the correctly rounded float32 quotient (double
+    rounding is harmless for division from 53 to 24 bits, since 53 >= 2 * 24 + 2)."""
+    if math.isinf(x):
+        return INT8_MAX if x > 0 else INT8_MIN
+    q = f32(x / f32(scale))
+    if math.isinf(q):
+        return INT8_MAX if q > 0 else INT8_MIN
+    whole = math.trunc(q)
+    frac = q - whole
+    rounded = whole + (frac >= 0.5) - (frac <= -0.5)
+    return max(INT8_MIN, min(INT8_MAX, rounded + zero_point))
+
+
+def quantize_thresholds(scale: float, zero_point: int) -> list[int]:
+    """QUANTIZE float32 -> int8 as a monotone step function: for k = -127..127 the order key of the smallest
+    float32 whose output is >= k (F32_KEY_POS_INF + 1 if none is). A value's output is then -128 plus the
+    number of thresholds at or below its key: integer compares only, for cores without an FPU."""
+    if not (scale > 0 and math.isfinite(scale)):
+        raise QuantError(f"scale {scale} is not a positive finite number")
+    out = []
+    for k in range(INT8_MIN + 1, INT8_MAX + 1):
+        lo, hi = F32_KEY_NEG_INF, F32_KEY_POS_INF + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if quantize_value(f32_from_key(mid), scale, zero_point) >= k:
+                hi = mid
+            else:
+                lo = mid + 1
+        out.append(lo)
+    return out
+
+
 # --- gemmlowp's fixed-point logistic and tanh (fixedpoint.h), on Python ints with int32 wrap-around ------------
 
 _Q0_ONE = (1 << 31) - 1

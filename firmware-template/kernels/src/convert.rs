@@ -101,14 +101,40 @@ pub struct Quantize {
     pub zero_point: i32,
 }
 
+/// A float32's bit pattern as an unsigned key in the floats' order (NaNs beyond the infinities).
+#[inline(always)]
+pub fn f32_order_key(bits: u32) -> u32 {
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
 /// `input`: `len` float32 values as little-endian bytes; `output`: `len` int8 values.
-pub fn quantize_f32_s8(p: &Quantize, input: &[i8], output: &mut [i8]) {
+///
+/// With a hardware FPU (`eabihf` targets) each value is divided as [`quantize_f32`] does. Without one, a
+/// float division in software costs hundreds of instructions, so the value's order key is looked up
+/// instead in `thresholds`: for k = -127..127, the key of the smallest float32 whose output is >= k, computed
+/// by tinypipe with TFLM's arithmetic; the output is -128 plus the number of thresholds at or below the key.
+/// Both give the same bits for every value but NaN (TFLM: undefined; here the zero point with an FPU, -128
+/// or 127 by sign without).
+pub fn quantize_f32_s8(p: &Quantize, input: &[i8], thresholds: &[u32; 255], output: &mut [i8]) {
     if input.len() < 4 * p.len || output.len() < p.len {
         return;
     }
-    let scale = f32::from_bits(p.scale_bits);
+    #[cfg(target_abi = "eabihf")]
+    {
+        let _ = thresholds;
+        let scale = f32::from_bits(p.scale_bits);
+        for (o, x) in output.iter_mut().zip(input.chunks_exact(4)).take(p.len) {
+            *o = quantize_f32(f32::load(x), scale, p.zero_point);
+        }
+    }
+    #[cfg(not(target_abi = "eabihf"))]
     for (o, x) in output.iter_mut().zip(input.chunks_exact(4)).take(p.len) {
-        *o = quantize_f32(f32::load(x), scale, p.zero_point);
+        let key = f32_order_key(f32::load(x).to_bits());
+        *o = (thresholds.partition_point(|&t| t <= key) as i32 - 128) as i8;
     }
 }
 
