@@ -39,7 +39,7 @@ quantization:
 
 target:
   board: mps2-an386          # `tinypipe boards` lists them
-  profile_layers: false      # true: also time every operator on the device (engine native)
+  profile_layers: false      # true: also time every operator on the device
 
 engine: native               # our ahead-of-time Rust engine
 

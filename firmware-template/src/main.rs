@@ -120,24 +120,20 @@ fn replay_test_set() {
     line.finish();
 }
 
-/// The window once more through `model::invoke_traced`: `layer <idx> <op index> <op> <ticks>` per operator
-/// (ticks from the previous operator's end, the first from the call; hook overhead included).
+/// The window once more through `model::profile`: `layer <idx> <op index> <op> <ticks>` per operator.
 #[cfg(feature = "layers")]
 fn time_layers(idx: usize, window: &[model::Input], output: &mut [model::Output]) {
-    let mut last = systick::now();
-    model::invoke_traced(window, output, &mut |op, _| {
-        let now = systick::now();
+    model::profile(window, output, systick::now, &mut |op, name, ticks| {
         let mut line = Line::new();
         line.push_str("layer ");
         line.push_u64(idx as u64);
         line.push_byte(b' ');
         line.push_u64(op as u64);
         line.push_byte(b' ');
-        line.push_str(model::op_name(op));
+        line.push_str(name);
         line.push_byte(b' ');
-        line.push_u64(now - last);
+        line.push_u64(ticks);
         line.finish();
-        last = systick::now(); // printing is not the next operator's time
     });
 }
 

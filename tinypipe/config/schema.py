@@ -110,8 +110,8 @@ class Target(Strict):
         "emulator", description="where `run` runs a real board QEMU also emulates (e.g. stm32f4-discovery on "
         "netduinoplus2): the emulator, or the board itself on a debug probe (pyocd)")
     profile_layers: bool = Field(
-        False, description="also time every operator on the device (engine native): run.json gets `layers`, "
-        "and `tinypipe run` and `tinypipe report` print them")
+        False, description="also time every operator on the device (native: its own hook; tflm: TFLM's "
+        "profiler): run.json gets `layers`, and `tinypipe run` and `tinypipe report` print them")
 
     @field_validator("board")
     @classmethod

@@ -147,6 +147,17 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
                "    let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };\n"
                "    invoke_with_hook(arena, input, output, hook);\n"
                "}\n\n")
+    out.append("/// Run the model once reporting each operator that computes: `report(op_index, op, ticks)`, ticks of\n"
+               "/// `clock` from the previous operator's end (the first from the call); `report`'s own time is not\n"
+               "/// counted. For `target.profile_layers`.\n"
+               "pub fn profile<F: FnMut(usize, &'static str, u64)>(\n"
+               "    input: &[Input],\n    output: &mut [Output],\n    clock: fn() -> u64,\n    report: &mut F,\n"
+               ") {\n"
+               "    let mut last = clock();\n"
+               "    invoke_traced(input, output, &mut |op, _| {\n"
+               "        report(op, op_name(op), clock() - last);\n"
+               "        last = clock();\n"
+               "    });\n}\n\n")
     names = "".join(f"        {s.index} => \"{s.op}\",\n" for s in program.steps if s.kernel)
     out.append("/// The TFLite operator at `index` (those `invoke_with_hook` reports).\n"
                f"pub fn op_name(index: usize) -> &'static str {{\n    match index {{\n{names}"

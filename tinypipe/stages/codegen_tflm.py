@@ -310,6 +310,51 @@ pub fn invoke(input: &[Input], output: &mut [Output]) {{
     }}
 }}
 
+/// The clock `profile` hands TFLM's profiler, as the C function the shim calls.
+static mut CLOCK: fn() -> u64 = no_clock;
+
+fn no_clock() -> u64 {{
+    0
+}}
+
+extern "C" fn clock_ticks() -> u32 {{
+    // SAFETY: single-threaded firmware; CLOCK is set before the profiled run that calls this.
+    unsafe {{ CLOCK() as u32 }}
+}}
+
+/// Run the model once with TFLM's per-operator profiling: `report(op_index, op, ticks)` for each operator it
+/// ran, ticks of `clock`. Re-initialises the interpreter with the profiler for this run and without it after,
+/// so plain `invoke` calls are timed as they are without profiling.
+pub fn profile<F: FnMut(usize, &'static str, u64)>(
+    input: &[Input],
+    output: &mut [Output],
+    clock: fn() -> u64,
+    report: &mut F,
+) {{
+    // SAFETY: single-threaded firmware; MODEL and ARENA as in `init`.
+    unsafe {{
+        CLOCK = clock;
+        READY = false;
+        let arena = addr_of_mut!(ARENA.0) as *mut u8;
+        let clock_fn: unsafe extern "C" fn() -> u32 = clock_ticks;
+        if ffi::tflm_init_profiled(MODEL.0.as_ptr(), arena, ARENA_BYTES, Some(clock_fn)) != 0 {{
+            panic!("TFLM init (profiled) failed: {{}}", last_error());
+        }}
+        READY = true;
+    }}
+    invoke(input, output);
+    // SAFETY: the shim's event names are TFLM's static operator names.
+    unsafe {{
+        for index in 0..ffi::tflm_profile_count() {{
+            let mut ticks = 0u32;
+            let tag = ffi::tflm_profile_event(index, &mut ticks);
+            let name = if tag.is_null() {{ "?" }} else {{ core::ffi::CStr::from_ptr(tag).to_str().unwrap_or("?") }};
+            report(index, name, ticks as u64);
+        }}
+        READY = false; // the next `invoke` initialises again, without the profiler
+    }}
+}}
+
 /// Arena bytes TFLM actually uses (0 before `init`).
 pub fn arena_used_bytes() -> usize {{
     // SAFETY: a plain query of the shim's state.

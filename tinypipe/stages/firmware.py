@@ -84,8 +84,8 @@ def template_hash() -> str:
 
 
 def profiles_layers(variant) -> bool:
-    """`target.profile_layers` on a native-engine variant (TFLM's interpreter has no per-operator hook here)."""
-    return bool(variant.config["target"].get("profile_layers")) and variant.engine == "native"
+    """`target.profile_layers`: per-operator timing (native: `invoke_traced`; tflm: TFLM's profiler)."""
+    return bool(variant.config["target"].get("profile_layers"))
 
 
 def enable_layers_feature(cargo_toml: str) -> str:
@@ -261,8 +261,6 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_text(project / "link.x", render_linker_script(board))
     if profiles_layers(ctx.variant):
         atomic_write_text(project / "Cargo.toml", enable_layers_feature((project / "Cargo.toml").read_text()))
-    elif ctx.variant.config["target"].get("profile_layers"):
-        ctx.log("target.profile_layers: per-operator timing needs engine native; this variant is timed whole")
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

@@ -25,6 +25,14 @@ size_t tflm_arena_used_bytes(void);
 /* A NUL-terminated description of the last failure ("" if none). */
 const char* tflm_last_error(void);
 
+/* tflm_init with TFLM's per-operator profiling on: each tflm_invoke then records, per operator it runs, the
+ * operator's name and the ticks `clock` advanced meanwhile. tflm_init turns it off again. */
+int32_t tflm_init_profiled(const uint8_t* model, uint8_t* arena, size_t arena_bytes, uint32_t (*clock)(void));
+/* How many operators the last tflm_invoke recorded (0 without profiling). */
+size_t tflm_profile_count(void);
+/* Operator `index` of the last tflm_invoke: its name (a static string) and, in `ticks`, its clock ticks. */
+const char* tflm_profile_event(size_t index, uint32_t* ticks);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif
