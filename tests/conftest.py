@@ -34,6 +34,7 @@ def standin_model_rs(input_len: int, output_len: int, body: str) -> str:
     firmware-template/README.md) with `INPUT_LEN`/`OUTPUT_LEN`, then `body` (which defines `invoke`)."""
     return ("pub type Input = i8;\npub type Output = i8;\n"
             "pub fn input_from_real(x: f32) -> Input {\n    x as i8\n}\n"
+            "pub fn init() -> Result<(), &'static str> {\n    Ok(())\n}\n"
             f"pub const INPUT_LEN: usize = {input_len};\npub const OUTPUT_LEN: usize = {output_len};\n" + body)
 
 

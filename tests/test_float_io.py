@@ -102,10 +102,12 @@ def test_tflm_engine_runs_the_same_float32_model_bit_exact(float_project):
     assert [(layer["op_index"], layer["op"]) for layer in row["layers"]] == list(enumerate(operators))
     assert set(codegen["ops"]) == set(operators)
     assert abs(sum(layer["share"] for layer in row["layers"]) - 1) < 1e-6
-    # the operators are part of the whole: the rest is the interpreter's own work between them (and the copies
-    # in and out), which on this small model is a large share
+    # TFLM's set-up (AllocateTensors) happens in model::init before the first window is timed
+    run_json_doc = json.loads((store_entry(project, "mps2-an386-tflm", "run") / "run.json").read_text())
+    assert run_json_doc["instructions_max"] < 1.05 * run_json_doc["instructions_min"]
+    # the operators are most of the whole; the rest is the interpreter between them and the copies in and out
     traced = sum(layer["instructions"] for layer in row["layers"])
-    assert 0 < traced < row["instructions_per_inference"]
+    assert 0.7 < traced / row["instructions_per_inference"] < 1.0
 
 
 def test_profile_layers_times_every_operator_on_the_device(float_project):

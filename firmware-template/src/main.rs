@@ -51,6 +51,10 @@ static OUTPUT: OutputBuffer = OutputBuffer(UnsafeCell::new([0 as model::Output; 
 #[no_mangle]
 extern "C" fn app_main() -> ! {
     board::init();
+    // the engine's one-time set-up (TFLM: the interpreter and AllocateTensors) before anything is timed
+    if let Err(message) = model::init() {
+        panic!("model init failed: {}", message);
+    }
     systick::start();
     if semihosting::host_present() {
         replay_test_set();

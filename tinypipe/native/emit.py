@@ -162,6 +162,8 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append("/// The TFLite operator at `index` (those `invoke_with_hook` reports).\n"
                f"pub fn op_name(index: usize) -> &'static str {{\n    match index {{\n{names}"
                "        _ => \"?\",\n    }\n}\n\n")
+    out.append("/// One-time set-up before the first `invoke`: none, everything was planned at code-generation time.\n"
+               "pub fn init() -> Result<(), &'static str> {\n    Ok(())\n}\n\n")
     out.append("/// `invoke` with a caller-provided arena.\n")
     out.append("pub fn invoke_with_arena(arena: &mut [i8; ARENA_BYTES], input: &[Input], output: &mut [Output]) {\n"
                "    invoke_with_hook(arena, input, output, &mut |_, _| {});\n}\n\n")

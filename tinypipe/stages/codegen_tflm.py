@@ -323,8 +323,8 @@ extern "C" fn clock_ticks() -> u32 {{
 }}
 
 /// Run the model once with TFLM's per-operator profiling: `report(op_index, op, ticks)` for each operator it
-/// ran, ticks of `clock`. Re-initialises the interpreter with the profiler for this run and without it after,
-/// so plain `invoke` calls are timed as they are without profiling.
+/// ran, ticks of `clock`. Re-initialises the interpreter with the profiler for this run and without it before
+/// returning, so plain `invoke` calls are timed as they are without profiling.
 pub fn profile<F: FnMut(usize, &'static str, u64)>(
     input: &[Input],
     output: &mut [Output],
@@ -351,7 +351,11 @@ pub fn profile<F: FnMut(usize, &'static str, u64)>(
             let name = if tag.is_null() {{ "?" }} else {{ core::ffi::CStr::from_ptr(tag).to_str().unwrap_or("?") }};
             report(index, name, ticks as u64);
         }}
-        READY = false; // the next `invoke` initialises again, without the profiler
+        READY = false;
+    }}
+    // back to the interpreter without the profiler now, so the next `invoke` does not pay for it
+    if let Err(message) = init() {{
+        panic!("TFLM init failed: {{}}", message);
     }}
 }}
 
