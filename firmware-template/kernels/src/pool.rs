@@ -78,9 +78,35 @@ impl Pool2d {
     }
 }
 
-/// Maximum over each window (padding never wins), clamped to the fused activation.
+/// Maximum over each window (padding never wins), clamped to the fused activation. Tap by tap over whole
+/// pixels (all channels contiguous), with the output pixel as the running maximum.
 pub fn max_pool2d_s8(p: &Pool2d, input: &[i8], output: &mut [i8]) {
-    p.reduce(input, output, i8::MIN as i32, |acc, v| acc.max(v as i32), |acc, _| Some(acc));
+    if !p.fits(input, output) {
+        return;
+    }
+    let c = p.channels;
+    let in_size = p.in_h * p.in_w * c;
+    let out_size = p.out_h * p.out_w * c;
+    for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
+        for (pixel, out_px) in out_batch.chunks_exact_mut(c).enumerate() {
+            let (ys, xs) = p.window(pixel / p.out_w, pixel % p.out_w);
+            out_px.fill(i8::MIN);
+            for y in ys {
+                let row = y * p.in_w;
+                for x in xs.clone() {
+                    let start = (row + x) * c;
+                    if let Some(tap) = in_batch.get(start..start + c) {
+                        for (o, &v) in out_px.iter_mut().zip(tap) {
+                            *o = (*o).max(v);
+                        }
+                    }
+                }
+            }
+            for o in out_px.iter_mut() {
+                *o = (*o as i32).max(p.act_min).min(p.act_max) as i8;
+            }
+        }
+    }
 }
 
 /// Mean over each window's taps inside the input, rounded half away from zero, clamped.
