@@ -61,10 +61,19 @@ def support_hash() -> str:
                         for p in sorted(SUPPORT.rglob("*")) if p.is_file()})
 
 
+def profiled(variant) -> bool:
+    """`target.profile_layers`: the shim is compiled with TFLM's per-operator profiler (TINYPIPE_TFLM_PROFILE)
+    and `model.rs` gets `profile`; otherwise neither exists, so unprofiled builds carry none of it."""
+    return bool(variant.config["target"].get("profile_layers"))
+
+
 def _config(variant) -> dict:
     s = _tflm.settings(variant)
-    return {"arena_bytes": s.arena_bytes, "arena_headroom": ARENA_HEADROOM, "probe_machine": _probe_machine(variant),
-            "triple": variant.triple, "support": support_hash()}
+    config = {"arena_bytes": s.arena_bytes, "arena_headroom": ARENA_HEADROOM,
+              "probe_machine": _probe_machine(variant), "triple": variant.triple, "support": support_hash()}
+    if profiled(variant):
+        config["profile_layers"] = True
+    return config
 
 
 def _tools(variant) -> dict:
@@ -127,8 +136,11 @@ def render_shim(ops: list[str], methods: dict[str, str]) -> str:
 
 def build_shim_library(variant, root: Path, kernels: str, shim_dir: Path, libtflm: Path, out_lib: Path,
                        work: Path) -> None:
-    """Compile the shim with the library's flags and add it to a copy of libtflm.a."""
+    """Compile the shim with the library's flags (plus the profiler with `target.profile_layers`) and add it
+    to a copy of libtflm.a."""
     flags = _tflm.compile_flags(variant, kernels, root=str(root))["c++"]
+    if profiled(variant):
+        flags = [*flags, "-DTINYPIPE_TFLM_PROFILE"]
     obj = work / "tinypipe_tflm_shim.o"
     for name in ("tflm_shim.cc", "tflm_shim.h"):
         shutil.copyfile(shim_dir / name, work / name)
@@ -232,8 +244,61 @@ def arena_for(minimum: int) -> int:
 
 # --- model.rs ---------------------------------------------------------------------------------------------------
 
+PROFILE_RS = """\
+/// The clock `profile` hands TFLM's profiler, as the C function the shim calls.
+static mut CLOCK: fn() -> u64 = no_clock;
+
+fn no_clock() -> u64 {
+    0
+}
+
+extern "C" fn clock_ticks() -> u32 {
+    // SAFETY: single-threaded firmware; CLOCK is set before the profiled run that calls this.
+    unsafe { CLOCK() as u32 }
+}
+
+/// Run the model once with TFLM's per-operator profiling: `report(op_index, op, ticks)` for each operator it
+/// ran, ticks of `clock`. Re-initialises the interpreter with the profiler for this run and without it before
+/// returning, so plain `invoke` calls are timed as they are without profiling.
+pub fn profile<F: FnMut(usize, &'static str, u64)>(
+    input: &[Input],
+    output: &mut [Output],
+    clock: fn() -> u64,
+    report: &mut F,
+) {
+    // SAFETY: single-threaded firmware; MODEL and ARENA as in `init`.
+    unsafe {
+        CLOCK = clock;
+        READY = false;
+        let arena = addr_of_mut!(ARENA.0) as *mut u8;
+        let clock_fn: unsafe extern "C" fn() -> u32 = clock_ticks;
+        if ffi::tflm_init_profiled(MODEL.0.as_ptr(), arena, ARENA_BYTES, Some(clock_fn)) != 0 {
+            panic!("TFLM init (profiled) failed: {}", last_error());
+        }
+        READY = true;
+    }
+    invoke(input, output);
+    // SAFETY: the shim's event names are TFLM's static operator names.
+    unsafe {
+        for index in 0..ffi::tflm_profile_count() {
+            let mut ticks = 0u32;
+            let tag = ffi::tflm_profile_event(index, &mut ticks);
+            let name = if tag.is_null() { "?" } else { core::ffi::CStr::from_ptr(tag).to_str().unwrap_or("?") };
+            report(index, name, ticks as u64);
+        }
+        READY = false;
+    }
+    // back to the interpreter without the profiler now, so the next `invoke` does not pay for it
+    if let Err(message) = init() {
+        panic!("TFLM init failed: {}", message);
+    }
+}
+
+"""
+
+
 def render_model_rs(*, ops: list[str], input_t, output_t, arena_bytes: int, model_len: int, kernels: str,
-                    bindings: str) -> str:
+                    bindings: str, profile: bool = False) -> str:
     indented = "\n".join(("    " + line) if line.strip() else "" for line in bindings.strip().splitlines())
     return f"""\
 //! The model, run by TensorFlow Lite Micro ({kernels} kernels) through tinypipe's C shim.
@@ -310,56 +375,7 @@ pub fn invoke(input: &[Input], output: &mut [Output]) {{
     }}
 }}
 
-/// The clock `profile` hands TFLM's profiler, as the C function the shim calls.
-static mut CLOCK: fn() -> u64 = no_clock;
-
-fn no_clock() -> u64 {{
-    0
-}}
-
-extern "C" fn clock_ticks() -> u32 {{
-    // SAFETY: single-threaded firmware; CLOCK is set before the profiled run that calls this.
-    unsafe {{ CLOCK() as u32 }}
-}}
-
-/// Run the model once with TFLM's per-operator profiling: `report(op_index, op, ticks)` for each operator it
-/// ran, ticks of `clock`. Re-initialises the interpreter with the profiler for this run and without it before
-/// returning, so plain `invoke` calls are timed as they are without profiling.
-pub fn profile<F: FnMut(usize, &'static str, u64)>(
-    input: &[Input],
-    output: &mut [Output],
-    clock: fn() -> u64,
-    report: &mut F,
-) {{
-    // SAFETY: single-threaded firmware; MODEL and ARENA as in `init`.
-    unsafe {{
-        CLOCK = clock;
-        READY = false;
-        let arena = addr_of_mut!(ARENA.0) as *mut u8;
-        let clock_fn: unsafe extern "C" fn() -> u32 = clock_ticks;
-        if ffi::tflm_init_profiled(MODEL.0.as_ptr(), arena, ARENA_BYTES, Some(clock_fn)) != 0 {{
-            panic!("TFLM init (profiled) failed: {{}}", last_error());
-        }}
-        READY = true;
-    }}
-    invoke(input, output);
-    // SAFETY: the shim's event names are TFLM's static operator names.
-    unsafe {{
-        for index in 0..ffi::tflm_profile_count() {{
-            let mut ticks = 0u32;
-            let tag = ffi::tflm_profile_event(index, &mut ticks);
-            let name = if tag.is_null() {{ "?" }} else {{ core::ffi::CStr::from_ptr(tag).to_str().unwrap_or("?") }};
-            report(index, name, ticks as u64);
-        }}
-        READY = false;
-    }}
-    // back to the interpreter without the profiler now, so the next `invoke` does not pay for it
-    if let Err(message) = init() {{
-        panic!("TFLM init failed: {{}}", message);
-    }}
-}}
-
-/// Arena bytes TFLM actually uses (0 before `init`).
+{PROFILE_RS if profile else ''}/// Arena bytes TFLM actually uses (0 before `init`).
 pub fn arena_used_bytes() -> usize {{
     // SAFETY: a plain query of the shim's state.
     unsafe {{ ffi::tflm_arena_used_bytes() }}
@@ -412,7 +428,7 @@ def run(ctx: StageContext) -> StageResult:
         ctx.progress(3, 3)
 
     atomic_write_text(out / "model.rs", render_model_rs(
-        ops=ops, input_t=input_t, output_t=output_t, arena_bytes=arena_bytes,
+        ops=ops, input_t=input_t, output_t=output_t, arena_bytes=arena_bytes, profile=profiled(variant),
         model_len=len(model_bytes), kernels=kernels, bindings=bindings))
     atomic_write_json(out / "link.json", {
         "static_libs": [SHIM_LIBRARY],

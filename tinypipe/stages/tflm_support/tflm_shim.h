@@ -25,7 +25,8 @@ size_t tflm_arena_used_bytes(void);
 /* A NUL-terminated description of the last failure ("" if none). */
 const char* tflm_last_error(void);
 
-/* tflm_init with TFLM's per-operator profiling on: each tflm_invoke then records, per operator it runs, the
+/* Only in a shim compiled with TINYPIPE_TFLM_PROFILE (`target.profile_layers`):
+ * tflm_init with TFLM's per-operator profiling on: each tflm_invoke then records, per operator it runs, the
  * operator's name and the ticks `clock` advanced meanwhile. tflm_init turns it off again. */
 int32_t tflm_init_profiled(const uint8_t* model, uint8_t* arena, size_t arena_bytes, uint32_t (*clock)(void));
 /* How many operators the last tflm_invoke recorded (0 without profiling). */
