@@ -19,7 +19,8 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.stages import data, quantize, reference, train
-from tinypipe.stages._ml import MicroModel, builtin_op_names, quantize_input
+from tinypipe.native.quant import quantize_input
+from tinypipe.stages._ml import MicroModel, builtin_op_names
 from tinypipe.stages.base import StageContext
 
 # The recommended gesture stack: 819 parameters, float and int8 test accuracy 0.97-1.0 over seeds at 30 epochs.

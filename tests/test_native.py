@@ -547,10 +547,8 @@ def test_in_place_ops_overwrite_only_tensors_nothing_reads_later(shared_dir, ker
 @pytest.mark.parametrize("scale,zero_point", [(0.0235294122248888, -3), (1e-3, 127), (3.5, -128), (1.0, 0)])
 def test_quantize_thresholds_give_tflm_arithmetic_on_every_kind_of_float(scale, zero_point):
     """Cores without an FPU quantize float32 by counting thresholds (convert.rs): the same outputs as TFLM's
-    division and rounding (tinypipe.stages._ml.quantize_input) on random bit patterns, rounding ties,
+    division and rounding (tinypipe.native.quant.quantize_input) on random bit patterns, rounding ties,
     subnormals, zeros and infinities."""
-    from tinypipe.stages._ml import quantize_input
-
     rng = np.random.default_rng(1)
     x = rng.integers(0, 2 ** 32, size=100_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     ties = ((rng.integers(-300, 300, size=50_000) + 0.5) * np.float32(scale)).astype(np.float32)
@@ -559,9 +557,9 @@ def test_quantize_thresholds_give_tflm_arithmetic_on_every_kind_of_float(scale, 
     x = np.concatenate([x[~np.isnan(x)], ties, near, special])
     thresholds = np.array(quant.quantize_thresholds(scale, zero_point), dtype=np.uint64)
     assert np.all(np.diff(thresholds.astype(np.int64)) >= 0)
-    keys = np.array([quant.f32_order_key(int(b)) for b in x.view(np.uint32)], dtype=np.uint64)
+    keys = quant.f32_order_keys(x.view(np.uint32))
     ours = np.searchsorted(thresholds, keys, side="right").astype(np.int64) - 128
-    expected = quantize_input(x, scale, zero_point, np.int8).astype(np.int64)
+    expected = quant.quantize_input(x, scale, zero_point, np.int8).astype(np.int64)
     bad = np.flatnonzero(ours != expected)
     assert bad.size == 0, f"{bad.size} differ, first {x[bad[0]]!r}: thresholds {ours[bad[0]]}, TFLM {expected[bad[0]]}"
 

@@ -546,7 +546,7 @@ class _Lowering:
         scale, zp = self.quant_of(op, y if quantize else x, "output" if quantize else "input")
         if not (scale > 0 and scale < float("inf")):
             raise self.fail(op, f"its scale {scale} is not a positive number", "re-quantize the model")
-        scale_bits = struct.unpack("<I", struct.pack("<f", scale))[0]
+        scale_bits = quant.f32_bits(scale)
         kernel, params_type = ("quantize_f32_s8", "Quantize") if quantize else ("dequantize_s8_f32", "Dequantize")
         # QUANTIZE on cores without an FPU: thresholds instead of a software division (convert.rs)
         arrays = [ConstArray(f"Q{op.index}", "u32", tuple(self.guarded(op, quant.quantize_thresholds, scale, zp)))

@@ -4,14 +4,18 @@ TFLM does this in C++ `double` (and `float` where the source says so); Python fl
 scales in a .tflite are float32 values, so the same operations in the same order give the same bits. `f32()`
 rounds to float32 where TFLM computes in `float`. Sources: tensorflow/lite/kernels/internal/quantization_util.cc,
 tensorflow/lite/kernels/kernel_util.cc (GetQuantizedConvolutionMultipler, CalculateActivationRangeQuantized),
-tensorflow/lite/micro/kernels/softmax_common.cc.
+tensorflow/lite/micro/kernels/softmax_common.cc. Also TFLM's QUANTIZE of float32 (`quantize_input`, numpy; the
+reference stage uses it too) and the thresholds the kernels use for it on cores without an FPU.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # TFLM's kScaledDiffIntegerBits: the exp() input is Q5.26
@@ -219,53 +223,72 @@ def quantize_table(input_zp: int, output_zp: int, input_scale: float, output_sca
     return requantize_table(input_zp, output_zp, input_scale / output_scale)
 
 
-# --- QUANTIZE float32 -> int8 without floating point: thresholds ----------------------------------------------
+# --- QUANTIZE float32 -> int8: TFLM's AffineQuantize, and thresholds for cores without an FPU -----------------
 
 F32_KEY_NEG_INF, F32_KEY_POS_INF = 0x007F_FFFF, 0xFF80_0000  # order keys of -inf and +inf
 
 
-def f32_order_key(bits: int) -> int:
-    """A float32's bit pattern -> an unsigned key in the floats' order (NaNs beyond the infinities)."""
-    return (~bits & 0xFFFF_FFFF) if bits & 0x8000_0000 else bits | 0x8000_0000
+def f32_bits(x: float) -> int:
+    """The IEEE-754 bit pattern of `x` rounded to float32 (how generated code spells a scale exactly)."""
+    return struct.unpack("<I", struct.pack("<f", x))[0]
 
 
-def f32_from_key(key: int) -> float:
-    bits = (~key & 0xFFFF_FFFF) if not key & 0x8000_0000 else key & 0x7FFF_FFFF
-    return struct.unpack("<f", struct.pack("<I", bits))[0]
+def quantize_input(x: "np.ndarray", scale: float, zero_point: int, dtype: Any) -> "np.ndarray":
+    """float -> int8/int16 exactly as TFLite's QUANTIZE kernel does it (reference AffineQuantize):
+
+    `clamp(round_half_away_from_zero(float32(x) / float32(scale)) + zero_point)`. TfLiteRound is std::round,
+    so ties go away from zero; numpy's `np.round` would round ties to even and differ by one on exact halves,
+    and `floor(|q| + 0.5)` would round 0.49999997 up (the sum rounds to 1.0 in float32). The fraction left by
+    truncation is exact, as in the kernels crate's `quantize_f32`.
+    """
+    import numpy as np
+
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
+        whole = np.trunc(scaled)
+        frac = scaled - whole
+        rounded = whole + (frac >= np.float32(0.5)) - (frac <= np.float32(-0.5))
+        rounded = np.nan_to_num(rounded, nan=0.0)
+    return np.clip(np.clip(rounded, -2.0 ** 40, 2.0 ** 40).astype(np.int64) + int(zero_point), info.min,
+                   info.max).astype(dtype)
 
 
-def quantize_value(x: float, scale: float, zero_point: int) -> int:
-    """One float32 value through TFLM's AffineQuantize: `round(float(x) / float(scale)) + zero_point`, clamped.
-    The quotient is a double rounded to float32, which is the correctly rounded float32 quotient (double
-    rounding is harmless for division from 53 to 24 bits, since 53 >= 2 * 24 + 2)."""
-    if math.isinf(x):
-        return INT8_MAX if x > 0 else INT8_MIN
-    q = f32(x / f32(scale))
-    if math.isinf(q):
-        return INT8_MAX if q > 0 else INT8_MIN
-    whole = math.trunc(q)
-    frac = q - whole
-    rounded = whole + (frac >= 0.5) - (frac <= -0.5)
-    return max(INT8_MIN, min(INT8_MAX, rounded + zero_point))
+def f32_order_keys(bits: "np.ndarray") -> "np.ndarray":
+    """float32 bit patterns (uint32) -> unsigned keys (uint64) in the floats' order, NaNs beyond the
+    infinities: the kernels crate's `f32_order_key`."""
+    import numpy as np
+
+    bits = np.asarray(bits, dtype=np.uint64)
+    return np.where(bits & 0x8000_0000, ~bits & 0xFFFF_FFFF, bits | 0x8000_0000)
+
+
+def _f32_from_keys(keys: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    bits = np.where(keys & 0x8000_0000, keys & 0x7FFF_FFFF, ~keys & 0xFFFF_FFFF)
+    return bits.astype(np.uint32).view(np.float32)
 
 
 def quantize_thresholds(scale: float, zero_point: int) -> list[int]:
     """QUANTIZE float32 -> int8 as a monotone step function: for k = -127..127 the order key of the smallest
-    float32 whose output is >= k (F32_KEY_POS_INF + 1 if none is). A value's output is then -128 plus the
-    number of thresholds at or below its key: integer compares only, for cores without an FPU."""
+    float32 whose output (`quantize_input`) is >= k (F32_KEY_POS_INF + 1 if none is). A value's output is then
+    -128 plus the number of thresholds at or below its key: integer compares only, for cores without an FPU.
+    All 255 bisections run at once over the non-NaN keys."""
+    import numpy as np
+
     if not (scale > 0 and math.isfinite(scale)):
         raise QuantError(f"scale {scale} is not a positive finite number")
-    out = []
-    for k in range(INT8_MIN + 1, INT8_MAX + 1):
-        lo, hi = F32_KEY_NEG_INF, F32_KEY_POS_INF + 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if quantize_value(f32_from_key(mid), scale, zero_point) >= k:
-                hi = mid
-            else:
-                lo = mid + 1
-        out.append(lo)
-    return out
+    k = np.arange(INT8_MIN + 1, INT8_MAX + 1)
+    lo = np.full(k.shape, F32_KEY_NEG_INF, dtype=np.uint64)
+    hi = np.full(k.shape, F32_KEY_POS_INF + 1, dtype=np.uint64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        reached = quantize_input(_f32_from_keys(np.minimum(mid, F32_KEY_POS_INF)), scale, zero_point, np.int8) >= k
+        searching = lo < hi
+        hi = np.where(searching & reached, mid, hi)
+        lo = np.where(searching & ~reached, mid + 1, lo)
+    return [int(v) for v in lo]
 
 
 # --- gemmlowp's fixed-point logistic and tanh (fixedpoint.h), on Python ints with int32 wrap-around ------------

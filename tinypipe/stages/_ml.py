@@ -133,27 +133,6 @@ def write_npz(path: Path, arrays: dict[str, "np.ndarray"]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def quantize_input(x: "np.ndarray", scale: float, zero_point: int, dtype: Any) -> "np.ndarray":
-    """float -> int8/int16 exactly as TFLite's QUANTIZE kernel does it (reference AffineQuantize):
-
-    `clamp(round_half_away_from_zero(float32(x) / float32(scale)) + zero_point)`. TfLiteRound is std::round,
-    so ties go away from zero; numpy's `np.round` would round ties to even and differ by one on exact halves,
-    and `floor(|q| + 0.5)` would round 0.49999997 up (the sum rounds to 1.0 in float32). The fraction left by
-    truncation is exact, as in the kernels crate's `quantize_f32`.
-    """
-    import numpy as np
-
-    info = np.iinfo(dtype)
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
-        whole = np.trunc(scaled)
-        frac = scaled - whole
-        rounded = whole + (frac >= np.float32(0.5)) - (frac <= np.float32(-0.5))
-        rounded = np.nan_to_num(rounded, nan=0.0)
-    return np.clip(np.clip(rounded, -2.0 ** 40, 2.0 ** 40).astype(np.int64) + int(zero_point), info.min,
-                   info.max).astype(dtype)
-
-
 @dataclass(frozen=True)
 class TensorInfo:
     shape: tuple[int, ...]
@@ -210,6 +189,8 @@ class MicroModel:
         import numpy as np
 
         if np.issubdtype(self.input.dtype, np.integer):
+            from tinypipe.native.quant import quantize_input  # TFLM's QUANTIZE; not at the top: no-op runs import us
+
             return quantize_input(x_float, self.input.scale, self.input.zero_point, self.input.dtype)
         return np.asarray(x_float, dtype=self.input.dtype)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import re
-import struct
 import shutil
 import tempfile
 from pathlib import Path
@@ -87,11 +86,10 @@ STAGE = Stage(name="codegen", version="2", needs=("quantize", "tflm_lib"), confi
 
 # --- the model: ops and I/O ------------------------------------------------------------------------------------
 
-IO_TYPES = {"int8": "i8", "float32": "f32"}  # model input/output dtype -> Rust element type
-
-
 def io_tensors(model) -> tuple:
     """The model's input and output tensors, each int8 or float32 (what the firmware feeds and reads)."""
+    from tinypipe.native.lower import IO_DTYPES  # here, not at the top: no-op runs import this module
+
     main = model.main
     if len(main.inputs) != 1 or len(main.outputs) != 1:
         raise UserError(f"model.tflite has {len(main.inputs)} inputs and {len(main.outputs)} outputs; engine tflm "
@@ -99,7 +97,7 @@ def io_tensors(model) -> tuple:
     tensors = []
     for kind, index in (("input", main.inputs[0]), ("output", main.outputs[0])):
         tensor = main.tensors[index]
-        if tensor.dtype not in IO_TYPES:
+        if tensor.dtype not in IO_DTYPES:
             raise UserError(f"model.tflite: the {kind} tensor is {tensor.dtype}; the firmware feeds and reads int8 "
                             "or float32", "set `quantization: {io: int8}` (the default) or `{io: float32}`")
         tensors.append(tensor)
@@ -115,7 +113,9 @@ def input_from_real_rs(tensor) -> str:
     if q is None or not q.scale:
         raise UserError(f"model.tflite: the int8 input tensor {tensor.name!r} has no quantization parameters",
                         "re-export the model with full-integer quantization")
-    scale_bits = struct.unpack("<I", struct.pack("<f", q.scale[0]))[0]
+    from tinypipe.native.quant import f32_bits
+
+    scale_bits = f32_bits(q.scale[0])
     zero_point = q.zero_point[0] if q.zero_point else 0
     return ("/// Quantized as TFLite's QUANTIZE does, with the input tensor's scale and zero point.\n#[inline]\n"
             "pub fn input_from_real(x: f32) -> Input {\n"
@@ -299,6 +299,8 @@ pub fn profile<F: FnMut(usize, &'static str, u64)>(
 
 def render_model_rs(*, ops: list[str], input_t, output_t, arena_bytes: int, model_len: int, kernels: str,
                     bindings: str, profile: bool = False) -> str:
+    from tinypipe.native.lower import IO_DTYPES
+
     indented = "\n".join(("    " + line) if line.strip() else "" for line in bindings.strip().splitlines())
     return f"""\
 //! The model, run by TensorFlow Lite Micro ({kernels} kernels) through tinypipe's C shim.
@@ -308,9 +310,9 @@ def render_model_rs(*, ops: list[str], input_t, output_t, arena_bytes: int, mode
 use core::ptr::addr_of_mut;
 
 /// The element type of input tensor 0 ({input_t.dtype}).
-pub type Input = {IO_TYPES[input_t.dtype]};
+pub type Input = {IO_DTYPES[input_t.dtype]};
 /// The element type of output tensor 0 ({output_t.dtype}).
-pub type Output = {IO_TYPES[output_t.dtype]};
+pub type Output = {IO_DTYPES[output_t.dtype]};
 /// Values of input tensor 0: shape {list(input_t.shape)}.
 pub const INPUT_LEN: usize = {input_t.size};
 /// Values of output tensor 0: shape {list(output_t.shape)}.

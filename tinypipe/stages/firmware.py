@@ -215,7 +215,9 @@ def _check_test_inputs(ctx: StageContext, test_inputs: Path) -> None:
                         "give the test split more samples (data.samples_per_class, data.split.test)")
     if meta_path.is_file():
         meta = read_json(meta_path)
-        itemsize = {"int8": 1, "float32": 4}.get(meta.get("input_dtype", "int8"), 1)
+        from tinypipe.tflite.reader import DTYPE_SIZES
+
+        itemsize = DTYPE_SIZES.get(meta.get("input_dtype", "int8"), 1)
         expected = meta.get("n", 0) * meta.get("input_len", 0) * itemsize
         if expected and size != expected:
             raise ValueError(f"{test_inputs} has {size} bytes, reference.json says {meta['n']} x "
