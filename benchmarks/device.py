@@ -232,7 +232,8 @@ def trace_main(names: list[str]) -> str:
 
 
 def profile_main(name: str) -> str:
-    """main.rs printing `layer <op index> <ticks>` for every computing operator of each window, then `done`."""
+    """main.rs printing `layer <op index> <ticks>` for every computing operator, summed over the windows
+    (`model::profile`), then `done`."""
     return _MAIN_HEAD + f"""
 const MAX_OPS: usize = 256;
 
@@ -242,15 +243,11 @@ extern "C" fn app_main() -> ! {{
     systick::start();
     let mut output = [0 as md::Output; md::OUTPUT_LEN];
     let mut ticks = [0u64; MAX_OPS];
-    let arena = unsafe {{ &mut *core::ptr::addr_of_mut!(ARENA) }};
     for input in md::inputs().chunks_exact(md::INPUT_LEN) {{
-        let mut last = systick::now();
-        md::invoke_with_hook(arena, input, &mut output, &mut |op, _| {{
-            let now = systick::now();
+        md::profile(input, &mut output, systick::now, &mut |op, _, t| {{
             if op < MAX_OPS {{
-                ticks[op] += now - last;
+                ticks[op] += t;
             }}
-            last = systick::now();
         }});
     }}
     for (op, t) in ticks.iter().enumerate() {{
@@ -265,8 +262,6 @@ extern "C" fn app_main() -> ! {{
     line.finish();
     semihosting::exit(semihosting::EXIT_SUCCESS)
 }}
-
-static mut ARENA: [i8; model::{name}::ARENA_BYTES] = [0; model::{name}::ARENA_BYTES];
 """
 
 

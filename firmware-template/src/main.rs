@@ -1,12 +1,12 @@
 //! The tinypipe firmware: replays the test windows through the model and reports over semihosting, then hands
 //! over to the board's application (sensor -> window -> model -> LEDs) where the board has one.
 //!
-//! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and `ticks <idx> <SysTick ticks of model::invoke>`
-//! (plus `cycles <idx> <DWT cycles>` on boards whose support has a cycle counter, and with the `layers` feature
-//! `layer <idx> <op index> <op> <ticks>` per operator) per window, then
-//! `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the board's sensor
-//! answers; otherwise (an emulator, a board without a sensor) the firmware exits with status 0. A panic or
-//! fault prints a line starting with `panic:` or `hardfault` and exits non-zero.
+//! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and
+//! `ticks <idx> <SysTick ticks of model::invoke>` (plus `cycles <idx> <DWT cycles>` on boards whose support
+//! has a cycle counter, and with the `layers` feature `layer <idx> <op index> <op> <ticks>` per operator) per
+//! window, then `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the
+//! board's sensor answers; otherwise (an emulator, a board without a sensor) the firmware exits with status 0.
+//! A panic or fault prints a line starting with `panic:` or `hardfault` and exits non-zero.
 //!
 //! Without a debugger (a board on its own) there is no semihosting host: the replay is skipped and the
 //! application starts at once (see `semihosting::host_present`).
@@ -84,7 +84,8 @@ fn replay_test_set() {
         line.push_u64(idx as u64);
         line.push_byte(b' ');
         // Safety: plain data of either element type seen as its bytes, for printing.
-        let printed: &[u8] = unsafe { core::slice::from_raw_parts(output.as_ptr() as *const u8, size_of_val(output)) };
+        let printed: &[u8] =
+            unsafe { core::slice::from_raw_parts(output.as_ptr() as *const u8, size_of_val(output)) };
         for &value in printed {
             line.push_hex_u8(value);
         }

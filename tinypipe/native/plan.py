@@ -53,7 +53,8 @@ class ArenaPlan:
         return self.buffers[self.alias_of.get(tensor, tensor)].offset
 
 
-def _place(buffers: list[Buffer], order) -> int:
+def _place(buffers: list[Buffer], order) -> dict[int, int]:
+    """Greedy placement in `order`: owner tensor -> offset."""
     placed: list[Buffer] = []
     for b in sorted(buffers, key=order):
         offset = 0
@@ -63,7 +64,7 @@ def _place(buffers: list[Buffer], order) -> int:
             offset = max(offset, other.offset + other.size)
         b.offset = offset
         placed.append(b)
-    return max((b.offset + b.size for b in placed), default=0)
+    return {b.tensor: b.offset for b in placed}
 
 
 def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int,
@@ -95,7 +96,7 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
     for i, step in enumerate(steps if in_place else ()):
         out = owner(step.output)
         reads = [owner(t) for t in (step.input, *step.more_inputs)]
-        for tensor in getattr(step, "in_place_inputs", ()):
+        for tensor in step.in_place_inputs:
             src = owner(tensor)
             if last[src] == i and reads.count(src) == 1 and sizes[src] == sizes[out] and out != src \
                     and first[out] == i:
@@ -106,9 +107,13 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
                 break
 
     buffers = {o: Buffer(o, sizes[o], first[o], last[o]) for o in first}
-    strategies = {name: _place(list(buffers.values()), order) for name, order in ORDERS.items()}
+    placements = {name: _place(list(buffers.values()), order) for name, order in ORDERS.items()}
+    strategies = {name: max((o + buffers[t].size for t, o in offsets.items()), default=0)
+                  for name, offsets in placements.items()}
     best = min(strategies, key=lambda name: (strategies[name], list(ORDERS).index(name)))
-    size = _place(list(buffers.values()), ORDERS[best])
+    for tensor, offset in placements[best].items():
+        buffers[tensor].offset = offset
+    size = strategies[best]
     lower_bound = max((sum(b.size for b in buffers.values() if b.first <= t <= b.last)
                        for t in range(-1, len(steps) + 1)), default=0)
     every = {t: owner(t) for t in set(sizes) if owner(t) != t and owner(t) in buffers}
