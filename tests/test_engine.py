@@ -8,6 +8,7 @@ import pytest
 
 import tinypipe.engine.graph as graph_mod
 import tinypipe.engine.pipeline as pipeline_mod
+from tinypipe.engine.executor import InlineExecutor
 from tinypipe.engine.pipeline import Pipeline
 from tinypipe.engine.store import Store
 from tinypipe.engine.why import status
@@ -43,7 +44,8 @@ FAKE = {
 def fake_stages(monkeypatch):
     monkeypatch.setattr(graph_mod, "pipeline_for", lambda engine: tuple((s, s) for s in FAKE))
     monkeypatch.setattr(graph_mod, "load", FAKE.__getitem__)
-    monkeypatch.setattr(pipeline_mod, "load", FAKE.__getitem__)
+    # the stand-in stages exist only in this process: run them inline instead of in worker processes
+    monkeypatch.setattr(pipeline_mod, "ProcessExecutor", lambda jobs: InlineExecutor(load=FAKE.__getitem__))
     CALLS.clear()
     return CALLS
 

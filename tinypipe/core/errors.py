@@ -31,3 +31,32 @@ class StageFailed(Exception):
         self.stage = stage
         self.variant = variant
         self.cause = cause
+
+
+class StageCrashed(Exception):
+    """A stage raised something that is neither a UserError nor a CheckFailed: a tinypipe bug (exit 3)."""
+
+
+# --- the exit-code map: every command ends through `exit_code` --------------------------------------------
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # a budget or a check (bit-exactness, accuracy, a stale lock) failed
+EXIT_USER_ERROR = 2  # a mistake in the input, or a missing tool
+EXIT_BUG = 3  # a bug in tinypipe
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), or SIGTERM/SIGHUP
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`tinypipe status | head -1`), as SIGPIPE would
+
+
+def exit_code(exc: BaseException | None) -> int:
+    """The exit code an outcome maps to: None is success; anything not named here is a tinypipe bug."""
+    if exc is None:
+        return EXIT_OK
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
+    if isinstance(exc, CheckFailed):
+        return EXIT_CHECK_FAILED
+    if isinstance(exc, UserError):
+        return EXIT_USER_ERROR
+    return EXIT_BUG

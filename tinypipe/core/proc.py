@@ -16,6 +16,15 @@ INSTALL_HINT = (
 )
 
 
+_transcript = None  # where a stage's tool output is copied (the stage log, in a worker process)
+
+
+def set_transcript(stream) -> None:
+    """Copy every tool's command line and output to `stream` (a worker points it at the stage's log)."""
+    global _transcript
+    _transcript = stream
+
+
 class ToolFailed(Exception):
     """A tool ran and failed; carries its command line and output tail for the report."""
 
@@ -55,6 +64,11 @@ def run(
         )
     except FileNotFoundError as exc:
         raise UserError(f"required tool `{argv[0]}` not found", INSTALL_HINT) from exc
+    if _transcript is not None:
+        _transcript.write(f"$ {' '.join(argv)}\n{proc.stdout}")
+        if proc.returncode != 0:
+            _transcript.write(f"(exit {proc.returncode})\n")
+        _transcript.flush()
     if check and proc.returncode != 0:
         raise ToolFailed(argv, proc.returncode, proc.stdout)
     return proc

@@ -1,109 +1,281 @@
-"""Executors schedule the DAG; what a node does is the caller's `work` function.
+"""Executors run stage tasks; the scheduler (engine/scheduler.py) decides what is ready and owns the store.
 
-`DoitExecutor` hands the nodes to doit as tasks (uptodate = "the store has this key"), serially or on threads
-with `-j N`. Any other executor — dask.distributed or Ray — needs only `execute`: submit `work(node)` for each
-node whose needs are done, with the store on a shared filesystem or remote cache.
+An executor has job slots. `submit(task)` hands a task to a free slot; `wait(timeout)` returns the events
+that arrived (a stage's log lines and progress, then exactly one `done` or `error` per task); `cancel()` kills
+everything still running; `close()` ends the workers. The task says which stage module to run and where its
+inputs and temporary output directory are; it never carries live objects, so it can cross a process (or, for
+an executor to come, a machine) boundary.
+
+`ProcessExecutor` (the default) runs each stage in a long-lived worker process of its own session: the
+stage's stdout and stderr (TensorFlow's prints, compiler output) go to the stage's log file, never to the
+terminal the live display draws on, and killing a worker's process group also kills the cargo, rustc, QEMU or
+gcc it started. `InlineExecutor` runs stages in this process, one at a time (tests of the engine on stand-in
+stages, which exist only in the test's process).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
-from tinypipe.engine.graph import Graph, Node
+from tinypipe.engine.store import LOG as LOG_FILE  # a stage's own output, in its store entry
+
+
+@dataclass
+class Task:
+    ident: int  # unique within one run
+    module: str  # stage module, `tinypipe.stages.<module>`
+    variant: Any  # config.variant.Variant (pickled to workers)
+    inputs: dict[str, Path]
+    out: Path
+    project_dir: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / LOG_FILE
+
+
+@dataclass
+class Event:
+    task: int
+    kind: str  # log | progress | done | error
+    payload: Any = None
+
+
+@dataclass
+class Failure:
+    """A stage's exception, as data: it crosses a process boundary without pickling the exception itself."""
+
+    category: str  # user | check | internal | died
+    message: str
+    hint: str | None = None
+    traceback: str = ""
+    type_name: str = ""
 
 
 class Executor(Protocol):
-    def execute(self, graph: Graph, work: Callable[[Node], None], cached: Callable[[Node], bool],
-                on_cached: Callable[[Node], None], jobs: int) -> None:
-        """Run `work(node)` for every node that is not `cached(node)`, after the nodes it needs.
+    jobs: int
 
-        `work` records its own failure (and never raises); a node whose needs failed is skipped."""
+    def free_slots(self) -> int: ...
+    def submit(self, task: Task) -> None: ...
+    def wait(self, timeout: float) -> list[Event]: ...
+    def cancel(self) -> None: ...
+    def close(self) -> None: ...
 
 
-class _DoitReporter:
-    """doit's reporter interface, forwarding the one event our runner does not see: a task skipped as up to date."""
+def describe_failure(exc: BaseException) -> Failure:
+    import traceback
 
-    def __init__(self, nodes: dict[str, Node], on_cached: Callable[[Node], None]):
-        self.nodes = nodes
-        self.on_cached = on_cached
-        self.errors: list[str] = []
+    from tinypipe.core.errors import CheckFailed, UserError
 
-    def initialize(self, tasks, selected_tasks):  # noqa: D401 - doit API
+    if isinstance(exc, UserError):
+        return Failure("user", exc.message, exc.hint, type_name=type(exc).__name__)
+    if isinstance(exc, CheckFailed):
+        return Failure("check", str(exc), type_name=type(exc).__name__)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Failure("internal", f"{type(exc).__name__}: {exc}", traceback=text, type_name=type(exc).__name__)
+
+
+def run_task(task: Task, send: Callable[[Event], None], load: Callable[[str], Any] | None = None) -> None:
+    """Run one stage task, sending its log, progress and outcome as events (never raises an Exception)."""
+    import sys
+
+    from tinypipe.stages.base import StageContext
+
+    if load is None:
+        from tinypipe.stages import load
+
+    def log(message: str) -> None:
+        sys.stderr.write(f"[tinypipe] {message}\n")
+        sys.stderr.flush()
+        send(Event(task.ident, "log", message))
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        send(Event(task.ident, "progress", (done, total, message)))
+
+    ctx = StageContext(variant=task.variant, inputs=dict(task.inputs), out=Path(task.out),
+                       project_dir=Path(task.project_dir), _log=log, _progress=progress)
+    try:
+        summary = load(task.module).run(ctx) or {}
+    except Exception as exc:  # noqa: BLE001 - every failure is reported as an event
+        send(Event(task.ident, "error", describe_failure(exc)))
+        return
+    send(Event(task.ident, "done", summary))
+
+
+class InlineExecutor:
+    """Runs each task in this process when submitted; one slot. Stage output is not redirected."""
+
+    def __init__(self, load: Callable[[str], Any] | None = None):
+        self.jobs = 1
+        self.load = load
+        self._events: list[Event] = []
+
+    def free_slots(self) -> int:
+        return 1
+
+    def submit(self, task: Task) -> None:
+        run_task(task, self._events.append, self.load)
+
+    def wait(self, timeout: float) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def cancel(self) -> None:
         pass
 
-    def get_status(self, task):
-        pass
-
-    def execute_task(self, task):
-        pass
-
-    def add_failure(self, task, fail):
-        pass
-
-    def add_success(self, task):
-        pass
-
-    def skip_uptodate(self, task):
-        self.on_cached(self.nodes[task.name])
-
-    def skip_ignore(self, task):
-        pass
-
-    def cleanup_error(self, exception):
-        self.errors.append(str(exception))
-
-    def runtime_error(self, msg):
-        self.errors.append(msg)
-
-    def teardown_task(self, task):
-        pass
-
-    def complete_run(self):
+    def close(self) -> None:
         pass
 
 
-class DoitExecutor:
-    def __init__(self, db_path: Path):
-        self.db_path = Path(db_path)
-
-    def execute(self, graph: Graph, work, cached, on_cached, jobs: int = 1) -> None:
-        from doit.control import TaskControl
-        from doit.dependency import Dependency, JsonDB
-        from doit.runner import MThreadRunner, Runner
-        from doit.task import Stream, Task
-
-        nodes = {n.task_name: n for n in graph.nodes}
-        tasks = []
-        for node in graph.nodes:
-            tasks.append(Task(
-                node.task_name,
-                actions=[(_action, (work, node))],
-                task_dep=[dep.task_name for dep in node.needs],
-                uptodate=[(_uptodate, (cached, node))],
-                verbosity=2,  # our stages report through the reporter; doit must not capture
-            ))
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        dep_manager = Dependency(JsonDB, str(self.db_path))
-        reporter = _DoitReporter(nodes, on_cached)
-        control = TaskControl(tasks)
-        control.process(None)
-        stream = Stream(2)
-        if jobs > 1:
-            runner = MThreadRunner(dep_manager, reporter, True, False, stream, jobs)
-        else:
-            runner = Runner(dep_manager, reporter, True, False, stream)
-        runner.run_all(control.task_dispatcher())
-        if reporter.errors:
-            raise RuntimeError("doit: " + "; ".join(reporter.errors))
+# --- worker processes --------------------------------------------------------------------------------------
 
 
-def _action(work: Callable[[Node], bool], node: Node):
-    from doit.exceptions import TaskFailed
+def _worker_main(conn, parent_pid: int) -> None:
+    """A worker's life: its own session (so its process group holds every tool it starts), stdin from
+    /dev/null, and between tasks stdout/stderr to /dev/null; during a task both go to the task's log file."""
+    import sys
+    import threading
 
-    ok = work(node)
-    return None if ok else TaskFailed(f"{node.task_name} failed")
+    from tinypipe.core import proc
+
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a worker ends
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+    def orphan_watch() -> None:  # the run was killed (even SIGKILL): take our compilers down with us
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
+    proc.set_transcript(sys.stderr)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        log = os.open(task.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        try:
+            run_task(task, conn.send)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
 
 
-def _uptodate(cached: Callable[[Node], bool], node: Node) -> bool:
-    return cached(node)
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    task: Task | None = None
+    pending: list[Event] = field(default_factory=list)
+
+
+class ProcessExecutor:
+    """`jobs` long-lived worker processes, started when first needed (TensorFlow is imported once per worker)."""
+
+    def __init__(self, jobs: int = 1):
+        self.jobs = max(1, int(jobs))
+        self._workers: list[_Worker] = []
+
+    def _spawn(self) -> _Worker:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold threads or TensorFlow
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_worker_main, args=(child, os.getpid()), name="tinypipe-worker")
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self._workers.append(worker)
+        return worker
+
+    def free_slots(self) -> int:
+        busy = sum(1 for w in self._workers if w.task is not None)
+        return self.jobs - busy
+
+    def submit(self, task: Task) -> None:
+        worker = next((w for w in self._workers if w.task is None), None)
+        if worker is None:
+            worker = self._spawn()
+        worker.task = task
+        worker.conn.send(task)
+
+    def wait(self, timeout: float) -> list[Event]:
+        from multiprocessing.connection import wait
+
+        busy = {w.conn: w for w in self._workers if w.task is not None}
+        if not busy:
+            return []
+        events: list[Event] = []
+        for conn in wait(list(busy), timeout):
+            worker = busy[conn]
+            try:
+                while conn.poll():
+                    event = conn.recv()
+                    events.append(event)
+                    if event.kind in ("done", "error"):
+                        worker.task = None
+            except (EOFError, OSError):
+                events.append(self._died(worker))
+        return events
+
+    def _died(self, worker: _Worker) -> Event:
+        """A worker that died mid-task (segfault, OOM kill): its stage fails, a new worker takes its slot later."""
+        task = worker.task
+        worker.process.join(timeout=2)
+        code = worker.process.exitcode
+        self._kill_group(worker)
+        self._workers.remove(worker)
+        how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+               else f"exited with {code}")
+        return Event(task.ident if task else -1, "error", Failure(
+            "died", f"the worker process running this stage died ({how})",
+            hint=f"its output is in the stage log; a crash in TensorFlow or a tool is often memory: "
+                 f"try again with fewer jobs (-j 1)"))
+
+    @staticmethod
+    def _kill_group(worker: _Worker, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(worker.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def cancel(self) -> None:
+        """Kill every worker and whatever it started; returns once they are gone (at most about a second)."""
+        for worker in self._workers:
+            self._kill_group(worker, signal.SIGTERM)
+        deadline = time.monotonic() + 0.5
+        for worker in self._workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            self._kill_group(worker)  # the group may outlive its leader: SIGKILL whatever is left
+            worker.process.join(timeout=0.5)
+            worker.conn.close()
+        self._workers.clear()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for worker in self._workers:
+            worker.process.join(timeout=2)
+        self.cancel()

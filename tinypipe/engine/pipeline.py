@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import threading
+import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from tinypipe.config.loader import load_config, project_file
 from tinypipe.config.matrix import expand
-from tinypipe.core.errors import UserError
+from tinypipe.core.errors import CheckFailed, StageCrashed, UserError
 from tinypipe.core.hashing import sha256_json
 from tinypipe.core.paths import user_cache_dir
-from tinypipe.engine.executor import DoitExecutor, Executor
+from tinypipe.engine.executor import Executor, Failure, ProcessExecutor, Task
 from tinypipe.engine.graph import Graph, Node, build_graph
 from tinypipe.engine.lock import LOCK_FILE, Lock
 from tinypipe.engine.store import Store
-from tinypipe.stages import ALL_STAGES, load
-from tinypipe.stages.base import StageContext
+from tinypipe.stages import ALL_STAGES
 
 STATE_DIR = ".tinypipe"
 
@@ -77,88 +75,135 @@ class Pipeline:
     # --- running ---------------------------------------------------------------------------------------
 
     def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None) -> RunOutcome:
+        """Run every stage whose entry is missing, after the stages it needs, up to `jobs` at once.
+
+        A failed stage fails only the stages that need it; the other cells go on. Ctrl-C (KeyboardInterrupt)
+        kills every running stage with its tools, discards their partial outputs and re-raises."""
         reporter = reporter or NullReporter()
-        executor = executor or DoitExecutor(self.state_dir / "doit.json")
         self.store.sweep()
         self.shared_store.sweep()
         outcome = RunOutcome()
-        guard = threading.Lock()
-
-        def record(node: Node, status: str, seconds: float = 0.0, error: BaseException | None = None) -> None:
-            with guard:
-                outcome.records.append(StageRecord(node.name, list(node.variants), status, seconds, error))
-
-        def cached(node: Node) -> bool:
-            return node.meta() is not None
-
-        def on_cached(node: Node) -> None:
-            if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`
-                node.store.touch(node.meta()["key"])
-            self._lock_record(node, save=False)
-            reporter.finish(node, "cached", 0.0)
-            record(node, "cached")
-
-        def work(node: Node) -> bool:
-            if node.meta() is not None:  # doit's own database may not know an entry the store has
-                on_cached(node)
-                return True
-            reporter.start(node)
-            started = time.perf_counter()
-            try:
-                self._execute(node, reporter)
-            except BaseException as exc:  # noqa: BLE001 - reported per cell; the others go on
-                if not isinstance(exc, UserError):
-                    exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
-                reporter.fail(node, exc)
-                record(node, "failed", time.perf_counter() - started, exc)
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                return False
-            seconds = time.perf_counter() - started
-            reporter.finish(node, "ran", seconds)
-            record(node, "ran", seconds)
-            return True
-
-        if all(cached(node) for node in self.graph.nodes):
-            for node in self.graph.nodes:  # nothing to schedule: the no-op path never loads the executor
-                on_cached(node)
-        else:
-            executor.execute(self.graph, work, cached, on_cached, jobs)
-        done = {id(n) for n in self.graph.nodes if n.meta() is not None}
-        failed_names = {(r.stage, tuple(r.variants)) for r in outcome.records}
-        for node in self.graph.nodes:
-            if id(node) not in done and (node.name, tuple(node.variants)) not in failed_names:
-                record(node, "skipped")
-        self.lock.save()
+        if all(node.meta() is not None for node in self.graph.nodes):
+            for node in self.graph.nodes:  # nothing to schedule: the no-op path starts no worker
+                self._on_cached(node, reporter, outcome)
+            self.lock.save()
+            return outcome
+        executor = executor or ProcessExecutor(jobs)
+        try:
+            self._schedule(executor, reporter, outcome)
+        finally:
+            self.lock.save()
         return outcome
 
-    def _execute(self, node: Node, reporter: Reporter) -> None:
+    def _on_cached(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> None:
+        if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`
+            node.store.touch(node.meta()["key"])
+        self._lock_record(node, save=False)
+        reporter.finish(node, "cached", 0.0)
+        outcome.records.append(StageRecord(node.name, list(node.variants), "cached"))
+
+    def _schedule(self, executor: Executor, reporter: Reporter, outcome: RunOutcome) -> None:
+        waiting = list(self.graph.nodes)  # topological order
+        settled: dict[int, str] = {}  # id(node) -> ran | cached | failed | skipped
+        running: dict[int, tuple[Node, Task, float, dict]] = {}
+        next_ident = 0
+        try:
+            while waiting or running:
+                progressed = True
+                while progressed:  # settle everything that needs no worker, start what fits
+                    progressed = False
+                    for node in list(waiting):
+                        states = [settled.get(id(dep)) for dep in node.needs]
+                        if any(s in ("failed", "skipped") for s in states):
+                            waiting.remove(node)
+                            settled[id(node)] = "skipped"
+                            outcome.records.append(StageRecord(node.name, list(node.variants), "skipped"))
+                            progressed = True
+                        elif all(s in ("ran", "cached") for s in states):
+                            if node.meta() is not None:
+                                waiting.remove(node)
+                                settled[id(node)] = "cached"
+                                self._on_cached(node, reporter, outcome)
+                                progressed = True
+                            elif executor.free_slots() > 0:
+                                waiting.remove(node)
+                                next_ident += 1
+                                task, key_inputs = self._task(node, next_ident)
+                                reporter.start(node)
+                                running[next_ident] = (node, task, time.perf_counter(), key_inputs)
+                                executor.submit(task)
+                                progressed = True
+                for event in executor.wait(0.2):
+                    node, task, started, key_inputs = running[event.task]
+                    if event.kind == "log":
+                        reporter.log(node, event.payload)
+                    elif event.kind == "progress":
+                        reporter.progress(node, *event.payload)
+                    else:
+                        del running[event.task]
+                        seconds = time.perf_counter() - started
+                        if event.kind == "done":
+                            self._commit(node, task, key_inputs, event.payload, seconds)
+                            settled[id(node)] = "ran"
+                            reporter.finish(node, "ran", seconds)
+                            outcome.records.append(StageRecord(node.name, list(node.variants), "ran", seconds))
+                        else:
+                            error = self._failed(node, task, event.payload)
+                            settled[id(node)] = "failed"
+                            reporter.fail(node, error)
+                            outcome.records.append(StageRecord(node.name, list(node.variants), "failed",
+                                                               seconds, error))
+        except BaseException:  # Ctrl-C, SIGTERM or our own bug: nothing may outlive the run or stay half-written
+            executor.cancel()
+            for node, task, started, _ in running.values():
+                self._keep_log(node, task)
+                node.store.abort(task.out)
+            raise
+        finally:
+            executor.close()
+
+    def _task(self, node: Node, ident: int) -> tuple[Task, dict]:
         key_inputs = node.key_inputs()
         if key_inputs is None:
             raise RuntimeError(f"{node.name}: upstream outputs missing when it was scheduled")
-        key = sha256_json(key_inputs)
-        module = load(node.module)
         tmp = node.store.begin()
-        ctx = StageContext(
-            variant=node.variant,
-            inputs={dep.name: dep.entry_dir() for dep in node.needs},
-            out=tmp,
-            project_dir=self.dir,
-            _log=lambda msg: reporter.log(node, msg),
-            _progress=lambda done, total, msg="": reporter.progress(node, done, total, msg),
-        )
-        started = time.perf_counter()
-        try:
-            summary = module.run(ctx) or {}
-        except BaseException:
-            node.store.abort(tmp)
-            raise
-        meta = node.store.commit(tmp, key, {
+        task = Task(ident=ident, module=node.module, variant=node.variant,
+                    inputs={dep.name: dep.entry_dir() for dep in node.needs}, out=tmp, project_dir=self.dir)
+        return task, key_inputs
+
+    def _commit(self, node: Node, task: Task, key_inputs: dict, summary: dict, seconds: float) -> None:
+        meta = node.store.commit(task.out, sha256_json(key_inputs), {
             "stage": node.name, "variants": node.variants, "inputs": key_inputs, "summary": summary,
-            "seconds": round(time.perf_counter() - started, 3),
+            "seconds": round(seconds, 3),
         })
         node.set_meta(meta)
         self._lock_record(node, save=True)
+
+    def _failed(self, node: Node, task: Task, failure: Failure) -> BaseException:
+        """The stage's failure as the exception the CLI maps to an exit code; its log is kept outside the store."""
+        log = self._keep_log(node, task)
+        node.store.abort(task.out)
+        where = f" (its output: {log})" if log else ""
+        if failure.category == "user":
+            return UserError(failure.message, failure.hint)
+        if failure.category == "check":
+            return CheckFailed(failure.message + where)
+        if failure.category == "died":
+            return UserError(failure.message + where, failure.hint)
+        error = StageCrashed(failure.message)
+        error.__traceback_text__ = failure.traceback  # type: ignore[attr-defined]
+        error.log = log  # type: ignore[attr-defined]
+        return error
+
+    def _keep_log(self, node: Node, task: Task) -> Path | None:
+        """Move a failed or interrupted stage's log to `.tinypipe/logs/` before its entry is discarded."""
+        log = task.log_path
+        if not log.is_file() or log.stat().st_size == 0:
+            return None
+        keep = self.state_dir / "logs" / f"{node.name}-{node.variants[0]}.log"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(log, keep)
+        return keep
 
     def _lock_record(self, node: Node, save: bool) -> None:
         meta = node.meta()
@@ -173,26 +218,3 @@ class Pipeline:
         node = self.graph.by_variant[variant].get(stage)
         meta = node.meta() if node is not None else None
         return None if meta is None else meta.get("summary", {})
-
-    def results(self) -> list[dict[str, Any]]:
-        """One row per variant in the `--json` shape of DESIGN.md; a value is None where its stage did not run."""
-        rows = []
-        for v in self.variants:
-            quant = self.summary(v.name, "quantize") or {}
-            codegen = self.summary(v.name, "codegen") or {}
-            build = self.summary(v.name, "build") or {}
-            run = self.summary(v.name, "run") or {}
-            rows.append({
-                "variant": v.name,
-                "board": v.board.name,
-                "engine": v.engine,
-                "instructions_per_inference": run.get("instructions_per_inference"),
-                "flash_bytes": build.get("flash_bytes"),
-                "ram_bytes": build.get("ram_bytes"),
-                "arena_bytes": codegen.get("arena_bytes"),
-                "accuracy_host": quant.get("accuracy_host"),
-                "accuracy_device": run.get("accuracy_device"),
-                "bit_exact": run.get("bit_exact"),
-                "layers": run.get("layers"),
-            })
-        return rows

@@ -17,6 +17,7 @@ from tinypipe.core.fs import atomic_write_json, read_json
 from tinypipe.core.hashing import sha256_tree
 
 META = "meta.json"
+LOG = "log.txt"  # the stage's own output: kept in the entry, not part of its output hash
 TMP_PREFIX = ".tmp-"
 
 
@@ -54,7 +55,7 @@ class Store:
         """Hash the outputs, write meta.json, and rename the temporary directory to its key."""
         meta = dict(meta)
         meta["key"] = key
-        meta["output"] = sha256_tree(tmp, exclude=frozenset({META}))
+        meta["output"] = sha256_tree(tmp, exclude=frozenset({META, LOG}))
         meta["created"] = time.time()
         atomic_write_json(tmp / META, meta)
         final = self.root / key

@@ -1,6 +1,8 @@
 """Live progress on stderr: a line per stage as it starts and ends, a bar for stages that report steps.
 
-On a terminal this is a rich live display; elsewhere (CI logs, pipes) plain lines, one per event.
+On a terminal this is a rich live display; elsewhere (CI logs, pipes) plain lines, one per event. Stages run in
+worker processes whose output goes to their log files, so nothing but the reporter writes to our stderr while
+the display is live: the display never captures (and never re-emits) any stream.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ def _label(node: Node) -> str:
 class PlainReporter:
     """One line per event; also used when stderr is not a terminal."""
 
-    def __init__(self, stream=None, quiet: bool = False):
+    def __init__(self, stream=None, quiet: bool = False, verbose: bool = False):
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.verbose = verbose
         self._last_progress: dict[int, float] = {}
         self._guard = threading.Lock()
 
@@ -33,9 +36,12 @@ class PlainReporter:
             self.stream.flush()
 
     def start(self, node: Node) -> None:
-        self._write(f"  ▶ {_label(node)}: {node.stage.description or 'running'}")
+        if not self.quiet:
+            self._write(f"  ▶ {_label(node)}: {node.stage.description or 'running'}")
 
     def progress(self, node: Node, done: int, total: int, message: str) -> None:
+        if self.quiet:
+            return
         now = time.monotonic()
         if now - self._last_progress.get(id(node), 0.0) < 2.0 and done < total:
             return  # throttle: a CI log needs a heartbeat, not every step
@@ -47,8 +53,11 @@ class PlainReporter:
             self._write(f"    {node.name}: {message}")
 
     def finish(self, node: Node, status: str, seconds: float) -> None:
+        if self.quiet:
+            return
         if status == "cached":
-            self._write(f"  · {_label(node)}: cached")
+            if self.verbose:
+                self._write(f"  · {_label(node)}: cached")
         else:
             self._write(f"  ✓ {_label(node)}: {status} in {seconds:.1f}s")
 
@@ -60,13 +69,16 @@ class PlainReporter:
 class RichReporter:
     """A rich Progress: spinner and bar per running stage, a final line per finished stage."""
 
-    def __init__(self, console):
+    def __init__(self, console, verbose: bool = False):
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console
+        self.verbose = verbose
+        # redirect_*=False: rich must not swap sys.stdout/sys.stderr for proxies that write back to its console
         self.progress_ui = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.fields[label]}"), BarColumn(bar_width=24),
-            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console, transient=True,
+            TextColumn("{task.fields[message]}"), TimeElapsedColumn(), console=console,
+            transient=True, redirect_stdout=False, redirect_stderr=False,
         )
         self.tasks: dict[int, int] = {}
         self._guard = threading.Lock()
@@ -76,7 +88,7 @@ class RichReporter:
         return self
 
     def __exit__(self, *exc):
-        self.progress_ui.stop()
+        self.progress_ui.stop()  # also shows the cursor again, on Ctrl-C too
 
     def start(self, node: Node) -> None:
         with self._guard:
@@ -92,6 +104,8 @@ class RichReporter:
         task = self.tasks.get(id(node))
         if task is not None:
             self.progress_ui.update(task, message=message)
+        if self.verbose:
+            self.console.print(f"    [dim]{node.name}: {message}[/dim]", highlight=False)
 
     def _done(self, node: Node) -> None:
         with self._guard:
@@ -102,7 +116,8 @@ class RichReporter:
     def finish(self, node: Node, status: str, seconds: float) -> None:
         self._done(node)
         if status == "cached":
-            self.console.print(f"  [dim]· {_label(node)}: cached[/dim]")
+            if self.verbose:
+                self.console.print(f"  [dim]· {_label(node)}: cached[/dim]")
         else:
             self.console.print(f"  [green]✓[/green] {_label(node)}: {status} in {seconds:.1f}s")
 
