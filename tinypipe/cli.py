@@ -1,217 +1,377 @@
-"""The `tinypipe` command line. Exit codes: 0 ok, 1 a budget or check failed, 2 user error, 3 internal bug."""
+"""The `tinypipe` command line: parse, dispatch, and end through the one exit-code map (core.errors.exit_code).
+
+Results (tables, JSON) go to stdout; progress, warnings and errors to stderr. Every command behaves the same
+under a terminal and in a pipe; only the look of the progress (a live display or plain lines) differs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
 from tinypipe import __version__
-from tinypipe.core.errors import CheckFailed, UserError
+from tinypipe.core.errors import EXIT_BUG, EXIT_USER_ERROR, CheckFailed, UserError, exit_code
+
+STAGES = ("data", "train", "quantize", "reference", "tflm_ops", "tflm_lib", "codegen", "toolchain", "firmware",
+          "build", "run")  # the order a pipeline runs them in (tflm_* only for engine tflm)
 
 EPILOG = """\
 examples:
+  tinypipe init myproject                   a commented project.yaml that runs as is
   tinypipe run pipelines/gesture            train, quantize, build and run the example on QEMU
   tinypipe run pipelines/gesture --json     the same, one JSON document on stdout
   tinypipe status pipelines/gesture --why   which stages would rerun, and the key that changed
-  tinypipe run . --until quantize           stop after a stage (data train quantize reference
-                                            codegen toolchain firmware build run)
-  tinypipe show pipelines/gesture           where the generated Rust (model.rs) is
+  tinypipe run . --until quantize           stop after a stage
+  tinypipe report . --html report.html      results table and charts as one HTML file
   tinypipe boards                           boards you can target
 
 Every stage's output is cached by content in .tinypipe/store next to project.yaml; a second run with
-nothing changed does nothing. Exit codes: 0 ok, 1 a budget or check failed, 2 a mistake in the input or a
-missing tool (the message says how to fix it), 3 a bug in tinypipe (please report it with the output).
+nothing changed does nothing. The config keys are documented in docs/config.md.
+
+exit codes: 0 ok · 1 a budget or check failed · 2 a mistake in the input or a missing tool (the message
+says how to fix it) · 3 a bug in tinypipe (please report it with the output) · 130 interrupted
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30)
+
+
+def _common() -> argparse.ArgumentParser:
+    """-q/-v/--color for every command; given before or after the command name."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="print only results, warnings and errors")
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="also print each stage's log lines and the cached stages")
+    group.add_argument("--color", choices=("auto", "always", "never"), default=argparse.SUPPRESS,
+                       help="colour in the output (default auto: on a terminal, unless NO_COLOR is set)")
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
+    common = _common()
     p = argparse.ArgumentParser(
-        prog="tinypipe", description="Declarative, reproducible TinyML firmware builds: project.yaml -> "
-        "trained int8 model -> Rust no_std firmware -> run and measured on an emulated or real board.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="tinypipe", parents=[common], formatter_class=_Formatter, epilog=EPILOG,
+        description="Declarative, reproducible TinyML firmware builds: project.yaml -> trained int8 model -> "
+                    "Rust no_std firmware -> run and measured on an emulated or real board.")
     p.add_argument("--version", action="version", version=f"tinypipe {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def project_cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help_, description=help_)
+    def command(name: str, summary: str, description: str, examples: list[tuple[str, str]]):
+        width = max(len(cmd) for cmd, _ in examples) + 3
+        epilog = "examples:\n" + "\n".join(f"  {cmd:<{width}}{what}" for cmd, what in examples)
+        return sub.add_parser(name, help=summary, description=description, epilog=epilog, parents=[common],
+                              formatter_class=_Formatter)
+
+    def project_args(c: argparse.ArgumentParser, filters: bool = True) -> None:
         c.add_argument("dir", nargs="?", default=".", metavar="DIR",
                        help="directory holding project.yaml, or the YAML file itself (default: .)")
-        c.add_argument("--board", help="only the matrix cells for this board")
-        c.add_argument("--engine", choices=["native", "tflm"], help="only the matrix cells for this engine")
-        return c
+        if filters:
+            c.add_argument("--board", help="only the matrix cells for this board (`tinypipe boards` lists them)")
+            c.add_argument("--engine", choices=["native", "tflm"], help="only the matrix cells for this engine")
 
-    run = project_cmd("run", "run the pipeline: every stage whose inputs changed, and nothing else")
-    run.add_argument("--until", metavar="STAGE", help="stop after this stage")
-    run.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run up to N independent stages at once")
-    run.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress stays on stderr)")
+    def json_arg(c: argparse.ArgumentParser, what: str = "the same data") -> None:
+        c.add_argument("--json", action="store_true", help=f"print {what} as one JSON document on stdout")
 
-    status = project_cmd("status", "show which stages are cached and which would run")
+    run = command("run", "run the pipeline: every stage whose inputs changed, and nothing else",
+                  "Run every stage whose inputs changed since its output was stored (train, quantize, codegen, "
+                  "build, run on the board...), then print the results table on stdout. Progress goes to "
+                  "stderr; each stage's own output (TensorFlow, compilers) goes to the log.txt in its store "
+                  "entry, or to .tinypipe/logs/ when it fails.",
+                  [("tinypipe run pipelines/gesture", "everything that changed"),
+                   ("tinypipe run . --until quantize", "stop after quantize"),
+                   ("tinypipe run . -j 2 --engine tflm", "two stages at once, only the tflm cells"),
+                   ("tinypipe run . --json 2>/dev/null", "results as JSON for a script")])
+    project_args(run)
+    run.add_argument("--until", metavar="STAGE", type=_stage_name,
+                     help=f"stop after this stage ({' '.join(STAGES)})")
+    run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                     help="run up to N independent stages at once, each in its own worker process (default 1)")
+    json_arg(run, "the stages run and the results")
+
+    status = command("status", "show which stages are cached and which would run",
+                     "For every stage of every matrix cell: cached, stale (its inputs changed) or new. Runs "
+                     "nothing. With --check it is a CI gate: exit 1 when any stage would run.",
+                     [("tinypipe status .", "one line per stage"),
+                      ("tinypipe status . --why", "and the config key or input that changed"),
+                      ("tinypipe status . --check", "exit 1 if a run would do anything")])
+    project_args(status)
     status.add_argument("--why", action="store_true", help="name the input or config key that changed")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--check", action="store_true", help="exit 1 when any stage would run (0: all cached)")
+    json_arg(status)
 
-    plan = project_cmd("plan", "show the DAG: stages, shared nodes, and what would run")
-    plan.add_argument("--json", action="store_true")
+    plan = command("plan", "show the DAG: stages, shared nodes, and what would run",
+                   "Print the stages of every matrix cell as one graph: a stage the cells share (training, "
+                   "say) is one node, run once.",
+                   [("tinypipe plan pipelines/gesture-matrix", "nodes, their needs and their state")])
+    project_args(plan)
+    json_arg(plan)
 
-    report = project_cmd("report", "print the results table of the last run from the store (runs nothing)")
-    report.add_argument("--json", action="store_true")
+    report = command("report", "print the results table of the last run from the store (runs nothing)",
+                     "Print the results of the current config from the store: accuracy, bit-exactness, "
+                     "instructions, flash and RAM per cell. Runs nothing.",
+                     [("tinypipe report .", "the table"),
+                      ("tinypipe report . --html report.html", "and an HTML report with charts")])
+    project_args(report)
+    json_arg(report)
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
 
-    verify = project_cmd("verify", "rebuild from scratch in a temporary store and check every output is "
-                         "bit-for-bit what tinypipe.lock records")
-    verify.add_argument("--until", metavar="STAGE", default="build",
-                        help="last stage to rebuild (default: build — the run log holds wall-clock times)")
-    verify.add_argument("--json", action="store_true")
+    verify = command("verify", "rebuild from scratch and check every output is what tinypipe.lock records",
+                     "Rebuild every stage in a temporary store (nothing cached is used) and compare each output "
+                     "with the hash tinypipe.lock records: exit 1 when a stage is not reproducible.",
+                     [("tinypipe verify .", "up to build"), ("tinypipe verify . --until quantize", "the model only")])
+    project_args(verify)
+    verify.add_argument("--until", metavar="STAGE", default="build", type=_stage_name,
+                        help="last stage to rebuild (default: build — the run stage's log holds wall-clock times)")
+    json_arg(verify, "the verdicts")
 
-    show = project_cmd("show", "print where a stage's output is in the store (e.g. the generated model.rs)")
-    show.add_argument("stage", nargs="?", default="codegen", help="stage whose entry to show (default: codegen)")
+    show = command("show", "print where a stage's output is in the store (e.g. the generated model.rs)",
+                   "Print the store entry of a stage for each matrix cell, and the files in it.",
+                   [("tinypipe show .", "the codegen entry: model.rs"),
+                    ("tinypipe show . build", "the ELF and its sizes")])
+    project_args(show)
+    show.add_argument("stage", nargs="?", default="codegen", type=_stage_name,
+                      help="stage whose entry to show (default: codegen)")
+    json_arg(show)
 
-    gc = sub.add_parser("gc", help="delete store entries the lock file no longer references",
-                        description="Delete the project store's entries that tinypipe.lock no longer references. "
-                        "With --cache, prune the user-level cache instead ($TINYPIPE_CACHE, else "
-                        "$XDG_CACHE_HOME/tinypipe: shared Rust sysroots, TFLM libraries and objects) of what no "
-                        "run has used for --days days; a later run rebuilds what it needs.")
-    gc.add_argument("dir", nargs="?", default=".", metavar="DIR")
-    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    gc = command("gc", "delete store entries the lock file no longer references",
+                 "Delete the project store's entries that tinypipe.lock no longer references. With --cache, "
+                 "prune the user-level cache instead ($TINYPIPE_CACHE, else $XDG_CACHE_HOME/tinypipe: shared "
+                 "Rust sysroots, TFLM libraries and objects) of what no run has used for --days days; a later "
+                 "run rebuilds what it needs.",
+                 [("tinypipe gc . --dry-run", "what would be deleted"),
+                  ("tinypipe gc --cache --days 14", "prune the shared cache")])
+    project_args(gc, filters=False)
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     gc.add_argument("--cache", action="store_true", help="prune the user-level cache instead of DIR's store")
     gc.add_argument("--days", type=float, default=30.0, metavar="N",
                     help="with --cache: delete what has not been used for N days (default 30; 0: everything)")
+    json_arg(gc, "what was (or would be) deleted")
 
-    boards = sub.add_parser("boards", help="list the boards tinypipe can target")
+    boards = command("boards", "list the boards tinypipe can target",
+                     "List the board registry: core, target triple, memory, and whether it runs on QEMU or "
+                     "through a debug probe.",
+                     [("tinypipe boards", "the table"), ("tinypipe boards stm32f4-discovery", "one board in full")])
     boards.add_argument("name", nargs="?", help="show one board in full: memory map, clock, LEDs, sensor, notes")
+    json_arg(boards)
 
-    flash = sub.add_parser("flash", help="build the firmware for a real board and flash it through a debug probe",
-                           description="Run the pipeline up to `build` for the board's matrix cell, then "
-                           "program its ELF with pyocd and reset the board (it starts its application).")
-    flash.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    flash = command("flash", "build the firmware for a real board and flash it through a debug probe",
+                    "Run the pipeline up to `build` for the board's matrix cell, then program its ELF with "
+                    "pyocd and reset the board (it starts its application).",
+                    [("tinypipe flash . --board stm32f4-discovery", "build and flash")])
+    project_args(flash, filters=False)
     flash.add_argument("--board", required=True, help="the board on the probe (`tinypipe boards`)")
     flash.add_argument("--engine", choices=["native", "tflm"], help="the engine's cell, if the matrix has several")
-    sub.add_parser("doctor", help="check toolchains, emulator and probes; say how to fix what is missing")
 
-    init = sub.add_parser("init", help="create a new project directory with a commented project.yaml")
-    init.add_argument("dir", metavar="DIR")
+    doctor = command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
+                     "Check every tool tinypipe uses (rustc, cargo, arm gcc, QEMU, bindgen, Python packages) "
+                     "and the debug probes attached; exit 2 when something required is missing.",
+                     [("tinypipe doctor", "a line per tool, with the fix for what is missing")])
+    json_arg(doctor)
+
+    init = command("init", "create a new project directory with a commented project.yaml",
+                   "Create DIR with a commented project.yaml (a gesture classifier on generated data) that "
+                   "runs as is. DIR must not hold a project.yaml yet.",
+                   [("tinypipe init myproject", "then: tinypipe run myproject")])
+    init.add_argument("dir", metavar="DIR", help="the new project's directory (created if missing)")
     return p
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return value
+
+
+def _stage_name(text: str) -> str:
+    if text in STAGES:
+        return text
+    close = difflib.get_close_matches(text, STAGES, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise argparse.ArgumentTypeError(f"no stage {text!r}: {hint}stages: {', '.join(STAGES)}")
+
+
+# --- running a command ------------------------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled like Ctrl-C (workers killed, partial outputs discarded, terminal restored)."""
+
+
+def _on_signal(signum, frame):
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.quiet = getattr(args, "quiet", False)
+    args.verbose = getattr(args, "verbose", False)
+    args.color = getattr(args, "color", "auto")
     if args.command is None:
-        _parser().print_help()
-        return 2
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
         _error(f"error: {exc.message}", exc.hint)
-        return 2
+        return exit_code(exc)
     except CheckFailed as exc:
         _error(f"check failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        return exit_code(exc)
+    except KeyboardInterrupt as exc:
+        _error("interrupted" if not isinstance(exc, Terminated) else f"terminated ({exc})")
+        return exit_code(exc)
 
 
 def _error(message: str, hint: str | None = None) -> None:
     sys.stderr.write(message + "\n")
     if hint:
         sys.stderr.write(f"  hint: {hint}\n")
+    sys.stderr.flush()
 
 
-def _console():
+def _console(args, stderr: bool = False):
+    """A rich console for stdout (results) or stderr (progress), honouring --color and NO_COLOR.
+
+    Off a terminal the width is 100 columns (CI logs); the results table fits 80 anyway."""
     from rich.console import Console
 
-    # in a pipe or CI log rich would assume 80 columns and squeeze the results table
-    return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    kwargs = {"stderr": stderr, "width": None if tty else 100, "highlight": False}
+    if args.color == "always":
+        kwargs["force_terminal"] = True
+    elif args.color == "never" or os.environ.get("NO_COLOR"):
+        kwargs["no_color"] = True
+        kwargs["color_system"] = None
+    return Console(**kwargs)
+
+
+def _print_json(value) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def _pipeline(args, until: str | None = None):
+    from tinypipe.engine.pipeline import Pipeline
+
+    return Pipeline(Path(args.dir), board=getattr(args, "board", None), engine=getattr(args, "engine", None),
+                    until=until)
+
+
+def _reporter(args):
+    """A live display on a terminal (unless -q), plain lines elsewhere; a context manager either way."""
+    import contextlib
+
+    from tinypipe.report.progress import PlainReporter
+
+    if sys.stderr.isatty() and not args.quiet:
+        from tinypipe.report.progress import RichReporter
+
+        return RichReporter(_console(args, stderr=True), verbose=args.verbose)
+    return contextlib.nullcontext(PlainReporter(quiet=args.quiet, verbose=args.verbose))
 
 
 # --- commands ------------------------------------------------------------------------------------------------
 
 
 def cmd_run(args) -> int:
-    from tinypipe.engine.pipeline import Pipeline
-    from tinypipe.report.progress import PlainReporter
-    from tinypipe.report.results import budget_failures
+    from tinypipe.report.results import run_document, render_results
 
-    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine, until=args.until)
-    interactive = sys.stderr.isatty()
-    console = _console() if interactive or not args.json else None  # rich only where it shows something
-    if interactive:
-        from tinypipe.report.progress import RichReporter
-
-        with RichReporter(console) as reporter:
-            outcome = pipeline.run(reporter, jobs=args.jobs)
-    else:
-        outcome = pipeline.run(PlainReporter(), jobs=args.jobs)
-
-    rows = pipeline.results()
-    failures = []
-    for row in rows:
-        failures.extend(budget_failures(row, pipeline.config["budgets"]))
+    pipeline = _pipeline(args, until=args.until)
+    with _reporter(args) as reporter:
+        outcome = pipeline.run(reporter, jobs=args.jobs)
+    doc = run_document(pipeline, outcome)
     if args.json:
-        doc = {
-            "stages": [{"stage": r.stage, "variant": r.variants[0] if len(r.variants) == 1 else "+".join(r.variants),
-                        "variants": r.variants, "status": r.status, "seconds": round(r.seconds, 3)}
-                       for r in outcome.records],
-            "results": rows,
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        _print_json(doc)
     elif args.until is None or args.until == "run":
-        from tinypipe.report.results import render_layers, render_table
-
-        render_table(console, rows)
-        render_layers(console, rows)
+        render_results(_console(args), doc["results"])
+    _record_history(pipeline, doc["results"])
     ran = sum(1 for r in outcome.records if r.status == "ran")
     cached = sum(1 for r in outcome.records if r.status == "cached")
-    sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
+    if not args.quiet:
+        sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
+    return _report_outcome(outcome, doc["checks"])
 
+
+def _record_history(pipeline, rows) -> None:
+    """Keep this run's results for the report's "change against the previous run" (best effort)."""
+    try:
+        from tinypipe.report import history
+    except ImportError:
+        return
+    if any(r.get("instructions_per_inference") is not None for r in rows):
+        history.record(pipeline.state_dir, rows)
+
+
+def _report_outcome(outcome, checks: list[str]) -> int:
+    """Print each failed stage and failed check; the exit code of the worst of them."""
     code = 0
     for rec in outcome.failed():
         err = rec.error
         where = f"{rec.stage} ({', '.join(rec.variants)})"
         if isinstance(err, UserError):
             _error(f"error in {where}: {err.message}", err.hint)
-            code = max(code, 2)
+        elif isinstance(err, CheckFailed):
+            _error(f"check failed in {where}: {err}")
         else:
             detail = getattr(err, "__traceback_text__", "") or ""
+            log = getattr(err, "log", None)
             _error(f"internal error in {where}: {err}\n{detail}".rstrip(),
-                   "this is a tinypipe bug; please report it with this output")
-            code = 3
+                   "this is a tinypipe bug; please report it with this output"
+                   + (f" and the stage's log {log}" if log else ""))
+        code = max(code, exit_code(err))  # the worst: a bug (3) over a user error (2) over a check (1)
     skipped = [r for r in outcome.records if r.status == "skipped"]
     if skipped and outcome.failed():
         _error(f"{len(skipped)} stage(s) not run because a stage they need failed")
-    for f in failures:
-        _error(f"check failed: {f}")
-    if failures and code == 0:
-        code = 1
+    for failure in checks:
+        _error(f"check failed: {failure}")
+    if checks and code == 0:
+        code = exit_code(CheckFailed())
     return code
 
 
 def cmd_status(args) -> int:
-    from tinypipe.engine.pipeline import Pipeline
     from tinypipe.engine.why import status
 
-    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    pipeline = _pipeline(args)
     statuses = status(pipeline.graph, pipeline.lock)
+    would_run = [s for s in statuses if s.state != "cached"]
     if args.json:
-        sys.stdout.write(json.dumps([s.__dict__ for s in statuses], indent=2) + "\n")
-        return 0
-    current = None
-    for s in statuses:
-        if s.variant != current:
-            current = s.variant
-            print(f"{s.variant}:")
-        print(f"  {s.stage:<10} {s.state}")
-        if args.why:
-            for reason in s.reasons:
-                print(f"      because {reason}")
+        _print_json([s.__dict__ for s in statuses])
+    else:
+        current = None
+        for s in statuses:
+            if s.variant != current:
+                current = s.variant
+                print(f"{s.variant}:")
+            print(f"  {s.stage:<10} {s.state}")
+            if args.why:
+                for reason in s.reasons:
+                    print(f"      because {reason}")
+    if args.check and would_run:
+        _error(f"check failed: {len(would_run)} stage(s) would run", f"run `tinypipe run {shlex.quote(args.dir)}`")
+        return exit_code(CheckFailed())
     return 0
 
 
 def cmd_plan(args) -> int:
-    from tinypipe.engine.pipeline import Pipeline
-
-    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    pipeline = _pipeline(args)
     nodes = []
     for node in pipeline.graph.nodes:
         state = "cached" if node.meta() is not None else "will run"
@@ -219,7 +379,7 @@ def cmd_plan(args) -> int:
                       "needs": [d.task_name for d in node.needs], "state": state,
                       "store": "user cache" if node.stage.shared else "project"})
     if args.json:
-        sys.stdout.write(json.dumps({"nodes": nodes}, indent=2) + "\n")
+        _print_json({"nodes": nodes})
         return 0
     for n in nodes:
         shared = f" (shared by {len(n['variants'])} variants)" if len(n["variants"]) > 1 else f" ({n['variants'][0]})"
@@ -228,55 +388,51 @@ def cmd_plan(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from tinypipe.engine.pipeline import Pipeline
-    from tinypipe.report.results import render_layers, render_table
+    from tinypipe.report.results import render_results, result_rows
 
-    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
-    rows = pipeline.results()
+    pipeline = _pipeline(args)
+    rows = result_rows(pipeline)
     if args.json:
-        sys.stdout.write(json.dumps({"results": rows}, indent=2) + "\n")
+        _print_json({"results": rows})
     else:
-        from rich.console import Console
-
-        console = Console(width=None if sys.stdout.isatty() else 120)
-        render_table(console, rows)
-        render_layers(console, rows)
+        render_results(_console(args), rows)
     if args.html:
         from tinypipe.core.fs import atomic_write_text
-        from tinypipe.report.html import render_html
+        from tinypipe.report import history
+        from tinypipe.report.html import html_rows, render_html, stage_times
 
-        stages = [{"variant": v.name, "stage": stage, "seconds": meta.get("seconds", 0.0)}
-                  for v in pipeline.variants for stage, node in pipeline.graph.by_variant[v.name].items()
-                  if (meta := node.meta()) is not None]
-        atomic_write_text(Path(args.html), render_html(pipeline.config["name"], rows, stages))
+        page = render_html(pipeline.config["name"], html_rows(pipeline, rows),
+                           stage_times(pipeline, history.last_run(pipeline.state_dir)),
+                           previous=history.previous(pipeline.state_dir, rows))
+        atomic_write_text(Path(args.html), page)
         sys.stderr.write(f"wrote {args.html}\n")
     return 0
 
 
 def cmd_verify(args) -> int:
     from tinypipe.engine.verify import verify
-    from tinypipe.report.progress import PlainReporter
 
-    verdicts = verify(Path(args.dir), board=args.board, engine=args.engine, until=args.until,
-                      reporter=PlainReporter(quiet=True))
+    with _reporter(args) as reporter:
+        verdicts = verify(Path(args.dir), board=args.board, engine=args.engine, until=args.until,
+                          reporter=reporter)
     if args.json:
-        sys.stdout.write(json.dumps([{**v.__dict__, "same": v.same} for v in verdicts], indent=2) + "\n")
+        _print_json([{**v.__dict__, "same": v.same} for v in verdicts])
     else:
         for v in verdicts:
             mark = "identical" if v.same else f"DIFFERS (lock {v.locked[:12]}…, rebuilt {str(v.rebuilt)[:12]}…)"
             print(f"{v.variant:<24} {v.stage:<10} {mark}")
     bad = [v for v in verdicts if not v.same]
     if bad:
-        sys.stderr.write(f"check failed: {len(bad)} stage output(s) are not reproducible\n")
-        return 1
-    sys.stderr.write(f"all {len(verdicts)} stage outputs rebuilt bit for bit\n")
+        _error(f"check failed: {len(bad)} stage output(s) are not reproducible")
+        return exit_code(CheckFailed())
+    if not args.quiet:
+        sys.stderr.write(f"all {len(verdicts)} stage outputs rebuilt bit for bit\n")
     return 0
 
 
 def cmd_show(args) -> int:
-    from tinypipe.engine.pipeline import Pipeline
-
-    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine)
+    pipeline = _pipeline(args)
+    shown = []
     for v in pipeline.variants:
         node = pipeline.graph.by_variant[v.name].get(args.stage)
         if node is None:
@@ -284,14 +440,19 @@ def cmd_show(args) -> int:
                             f"stages: {', '.join(pipeline.graph.by_variant[v.name])}")
         if node.meta() is None:
             raise UserError(f"{args.stage} ({v.name}) is not built for the current config",
-                            f"run `tinypipe run {args.dir}` first")
+                            f"run `tinypipe run {shlex.quote(args.dir)}` first")
         entry = node.entry_dir()
         files = sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file())
-        print(f"{v.name} {args.stage}: {entry}")
-        for name in files[:40]:
+        shown.append({"variant": v.name, "stage": args.stage, "entry": str(entry), "files": files})
+    if args.json:
+        _print_json(shown)
+        return 0
+    for item in shown:
+        print(f"{item['variant']} {item['stage']}: {item['entry']}")
+        for name in item["files"][:40]:
             print(f"  {name}")
-        if len(files) > 40:
-            print(f"  … and {len(files) - 40} more")
+        if len(item["files"]) > 40:
+            print(f"  … and {len(item['files']) - 40} more")
     return 0
 
 
@@ -305,12 +466,17 @@ def cmd_gc(args) -> int:
     store = pipeline.store
     swept = 0 if args.dry_run else store.sweep()
     dead = [k for k in store.keys() if k not in live]
-    for key in dead:
-        if args.dry_run:
-            print(f"would delete {key[:16]}… ({store.meta(key).get('stage')})")
-        else:
+    entries = [{"key": key, "stage": store.meta(key).get("stage")} for key in dead]
+    if not args.dry_run:
+        for key in dead:
             store.remove(key)
+    if args.json:
+        _print_json({"dry_run": args.dry_run, "entries": entries, "interrupted_temporaries": swept})
+        return 0
     verb = "would delete" if args.dry_run else "deleted"
+    if args.dry_run:
+        for e in entries:
+            print(f"would delete {e['key'][:16]}… ({e['stage']})")
     print(f"{verb} {len(dead)} unreferenced entr{'y' if len(dead) == 1 else 'ies'}"
           + (f" and {swept} interrupted temporaries" if swept else ""))
     return 0
@@ -324,6 +490,11 @@ def _gc_cache(args) -> int:
         raise UserError(f"--days {args.days:g}: must be 0 or more", "give the idle time in days, e.g. --days 14")
     cache = user_cache_dir()
     pruned = prune_user_cache(cache, args.days, dry_run=args.dry_run)
+    if args.json:
+        _print_json({"cache": str(cache), "dry_run": args.dry_run, "bytes": pruned.bytes,
+                     "entries": [{"kind": what, "name": name, "idle_days": round(idle, 1)}
+                                 for what, name, idle in pruned.entries]})
+        return 0
     verb = "would delete" if args.dry_run else "deleted"
     if args.dry_run:
         for what, name, idle in pruned.entries:
@@ -342,12 +513,27 @@ def _runs_on(b) -> str:
     return f"{probe}; QEMU -M {b.emulator.qemu_machine}" if b.emulator else probe
 
 
+def _board_json(b) -> dict:
+    return {"name": b.name, "description": b.description, "core": b.core, "cpu": b.cpu, "triple": b.triple,
+            "features": list(b.features), "fpu": b.fpu, "flash": {"origin": b.flash.origin, "bytes": b.flash.size},
+            "ram": {"origin": b.ram.origin, "bytes": b.ram.size}, "stack_bytes": b.stack_bytes,
+            "clock_hz": b.clock_hz, "qemu_machine": b.qemu_machine or (b.emulator.qemu_machine if b.emulator else None),
+            "pyocd_target": b.pyocd_target, "buildable": b.buildable, "runs_on": _runs_on(b),
+            "notes": list(b.notes)}
+
+
 def cmd_boards(args) -> int:
     from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 
+    if args.name and args.name not in BOARDS:
+        close = difflib.get_close_matches(args.name, BOARDS, n=1)
+        raise UserError(f"unknown board {args.name!r}" + (f": did you mean {close[0]!r}?" if close else ""),
+                        f"known boards: {', '.join(BOARDS)}")
+    if args.json:
+        chosen = [BOARDS[args.name]] if args.name else list(BOARDS.values())
+        _print_json([{**_board_json(b), "default": b.name == DEFAULT_BOARD} for b in chosen])
+        return 0
     if args.name:
-        if args.name not in BOARDS:
-            raise UserError(f"unknown board {args.name!r}", f"known boards: {', '.join(BOARDS)}")
         _board_details(BOARDS[args.name])
         return 0
     print(f"{'board':<18} {'core':<11} {'triple':<26} {'flash':>7} {'RAM':>7}  runs on")
@@ -355,7 +541,8 @@ def cmd_boards(args) -> int:
         default = "  (default)" if b.name == DEFAULT_BOARD else ""
         print(f"{b.name:<18} {b.core:<11} {b.triple:<26} {b.flash.size // 1024:>6}K {b.ram.size // 1024:>6}K"
               f"  {_runs_on(b)}{default}")
-    print("\n`tinypipe boards NAME` shows a board's memory map, clock, LEDs, sensor wiring and notes.")
+    if not args.quiet:
+        print("\n`tinypipe boards NAME` shows a board's memory map, clock, LEDs, sensor wiring and notes.")
     return 0
 
 
@@ -384,11 +571,9 @@ def _board_details(b) -> None:
 
 
 def cmd_flash(args) -> int:
-    from tinypipe.engine.pipeline import Pipeline
-    from tinypipe.report.progress import PlainReporter
     from tinypipe.runners import probe
 
-    pipeline = Pipeline(Path(args.dir), board=args.board, engine=args.engine, until="build")
+    pipeline = _pipeline(args, until="build")
     if len(pipeline.variants) != 1:
         raise UserError(f"--board {args.board} matches {len(pipeline.variants)} cells",
                         "choose one with --engine")
@@ -396,7 +581,8 @@ def cmd_flash(args) -> int:
     if board.pyocd_target is None:
         raise UserError(f"board {board.name} is emulated only: there is nothing to flash",
                         "run it with `tinypipe run`; `tinypipe boards` marks the boards a probe can flash")
-    outcome = pipeline.run(PlainReporter())
+    with _reporter(args) as reporter:
+        outcome = pipeline.run(reporter)
     for rec in outcome.failed():
         raise rec.error
     elf = pipeline.graph.by_variant[pipeline.variants[0].name]["build"].entry_dir() / "firmware.elf"
@@ -408,32 +594,37 @@ def cmd_flash(args) -> int:
 def cmd_doctor(args) -> int:
     from tinypipe.doctor import run_doctor
 
-    return run_doctor()
+    return run_doctor(as_json=args.json)
 
 
 def cmd_init(args) -> int:
     from tinypipe.scaffold import init_project
 
     path = init_project(Path(args.dir))
-    print(f"created {path}\nnext: tinypipe run {args.dir}")
+    print(f"created {path}\nnext: tinypipe run {shlex.quote(args.dir)}")
     return 0
 
 
 COMMANDS = {
-    "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan, "report": cmd_report, "gc": cmd_gc,
-    "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor, "init": cmd_init,
+    "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan,
+    "report": cmd_report, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor,
+    "init": cmd_init,
 }
 
 
 def entry() -> None:
     try:
         code = main()
-    except Exception:  # noqa: BLE001 - the last line of defence: a bug, exit 3
+        sys.stdout.flush()
+    except BrokenPipeError as exc:  # the reader went away: no traceback, and no second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = exit_code(exc)
+    except Exception:  # noqa: BLE001 - the last line of defence: a bug
         import traceback
 
         traceback.print_exc()
         sys.stderr.write("internal error: this is a tinypipe bug; please report it with the output above\n")
-        code = 3
+        code = EXIT_BUG
     sys.exit(code)
 
 

@@ -19,7 +19,7 @@ def _version(argv: list[str]) -> str | None:
     return lines[0] if out.returncode == 0 and lines else None
 
 
-def run_doctor() -> int:
+def run_doctor(as_json: bool = False) -> int:
     checks: list[tuple[str, str | None, str]] = []
     for label, argv, fix in [
         ("rustc (Debian)", ["/usr/bin/rustc", "--version"], APT_FIX),
@@ -37,19 +37,35 @@ def run_doctor() -> int:
         found = importlib.util.find_spec(module) is not None
         checks.append((f"python: {module}", "installed" if found else None, fix))
 
-    bad = 0
+    probes = _probes()
+    boards = _board_support()
+    rustup_note = ("rustup is on PATH; tinypipe calls Debian's /usr/bin/rustc unless the rustup toolchain has the "
+                   "thumb target installed (set TINYPIPE_RUSTC to choose)") if shutil.which("rustup") else None
+    bad = sum(1 for _, version, _ in checks if not version)
+    if as_json:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({
+            "ok": bad == 0,
+            "tools": [{"name": label, "found": bool(version), "version": version, "fix": None if version else fix}
+                      for label, version, fix in checks],
+            "probes": probes, "boards": boards, "notes": [rustup_note] if rustup_note else [],
+        }, indent=2) + "\n")
+        return 0 if bad == 0 else 2
     for label, version, fix in checks:
         if version:
             print(f"  ok       {label:<22} {version}")
         else:
-            bad += 1
             print(f"  MISSING  {label:<22} fix: {fix}")
-    print(_probes())
-    for line in _board_support():
-        print(line)
-    if shutil.which("rustup"):
-        print("  note     rustup is on PATH; tinypipe calls Debian's /usr/bin/rustc unless the rustup toolchain "
-              "has the thumb target installed (set TINYPIPE_RUSTC to choose).")
+    if not probes:
+        print("  probes   none attached (emulated boards need none)")
+    for probe in probes:
+        print(f"  probe    {probe}")
+    for board in boards:
+        print(f"  board    {board['board']:<18} {board['state']}")
+    if rustup_note:
+        print(f"  note     {rustup_note}.")
     return 0 if bad == 0 else 2
 
 
@@ -68,7 +84,7 @@ def _pyocd_targets() -> tuple[set[str], set[str]] | None:
     return set(TARGET), packs
 
 
-def _board_support() -> list[str]:
+def _board_support() -> list[dict]:
     """One line per real board: can pyocd reach it (built-in target, installed pack), and can we build it."""
     from tinypipe.config.boards import BOARDS
 
@@ -78,7 +94,7 @@ def _board_support() -> list[str]:
         if board.pyocd_target is None or board.qemu_machine:
             continue
         if not board.buildable:
-            lines.append(f"  board    {board.name:<18} not buildable yet: {board.notes[0]}")
+            lines.append({"board": board.name, "state": f"not buildable yet: {board.notes[0]}"})
             continue
         if targets is None:
             state = "pyocd not installed (pip install pyocd)"
@@ -89,19 +105,18 @@ def _board_support() -> list[str]:
         else:
             state = (f"NEEDS a CMSIS pack: pyocd pack install {board.pyocd_target}   (needs the internet once)")
         emulated = f"; its ELF also runs on QEMU {board.emulator.qemu_machine}" if board.emulator else ""
-        lines.append(f"  board    {board.name:<18} {state}{emulated}")
+        lines.append({"board": board.name, "state": f"{state}{emulated}"})
     return lines
 
 
-def _probes() -> str:
+def _probes() -> list[str]:
+    """One line per attached debug probe; a line saying why when they cannot be listed."""
     if importlib.util.find_spec("pyocd") is None:
-        return "  probes   pyocd not installed"
+        return ["pyocd not installed: no probes can be used"]
     try:
         from pyocd.core.helpers import ConnectHelper
 
         probes = ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)
     except Exception as exc:  # noqa: BLE001 - a broken USB stack is reported, not fatal
-        return f"  probes   could not enumerate debug probes: {exc}"
-    if not probes:
-        return "  probes   none attached (emulated boards need none)"
-    return "\n".join(f"  probe    {p.unique_id}  {p.description}" for p in probes)
+        return [f"could not enumerate debug probes: {exc}"]
+    return [f"{p.unique_id}  {p.description}" for p in probes]

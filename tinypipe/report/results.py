@@ -1,8 +1,50 @@
-"""The final table, the `--json` document, and budget checks."""
+"""Results: the rows of the `--json` document (one per matrix cell), the document itself, budget checks, and
+the table people read (fits 80 columns, says its units, one-line legend)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def result_rows(pipeline) -> list[dict[str, Any]]:
+    """One row per variant in the `--json` shape of DESIGN.md; a value is None where its stage did not run."""
+    rows = []
+    for v in pipeline.variants:
+        quant = pipeline.summary(v.name, "quantize") or {}
+        codegen = pipeline.summary(v.name, "codegen") or {}
+        build = pipeline.summary(v.name, "build") or {}
+        run = pipeline.summary(v.name, "run") or {}
+        flash = build.get("flash_bytes")
+        rows.append({
+            "variant": v.name,
+            "board": v.board.name,
+            "engine": v.engine,
+            "instructions_per_inference": run.get("instructions_per_inference"),
+            "flash_bytes": flash,
+            "ram_bytes": build.get("ram_bytes"),
+            "arena_bytes": codegen.get("arena_bytes"),
+            "accuracy_host": quant.get("accuracy_host"),
+            "accuracy_device": run.get("accuracy_device"),
+            "bit_exact": run.get("bit_exact"),
+            "layers": run.get("layers"),
+            "realtime": None,
+            # flash without the test windows the emulator replays: what the application takes on a board
+            "app_flash_bytes": build.get("app_flash_bytes", flash),
+            "test_data_bytes": build.get("test_data_bytes"),
+            "flash_capacity_bytes": v.board.flash.size,
+            "ram_capacity_bytes": v.board.ram.size,
+        })
+    return rows
+
+
+def run_document(pipeline, outcome) -> dict[str, Any]:
+    """The `tinypipe run --json` document; `checks` lists the budgets and checks that failed."""
+    rows = result_rows(pipeline)
+    checks = [failure for row in rows for failure in budget_failures(row, pipeline.config["budgets"])]
+    stages = [{"stage": r.stage, "variant": r.variants[0] if len(r.variants) == 1 else "+".join(r.variants),
+               "variants": r.variants, "status": r.status, "seconds": round(r.seconds, 3)}
+              for r in outcome.records]
+    return {"stages": stages, "results": rows, "checks": checks}
 
 def budget_failures(row: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
     """Budgets (the validated `budgets:` section) the variant's results break; a missing measurement is not."""
@@ -41,22 +83,62 @@ def fmt_value(value: Any, kind: str = "") -> str:
     return str(value)
 
 
+def _kib(value: int | None) -> str:
+    return "—" if value is None else f"{value / 1024:.1f}"
+
+
+def _capacity(used: int | None, capacity: int | None) -> str:
+    """`18.9/4096` (KiB): the figure a user compares with the board's memory, beside the board's memory."""
+    if used is None:
+        return "—"
+    return f"{_kib(used)}/{capacity // 1024}" if capacity else _kib(used)
+
+
+def _count(value: int | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 10_000_000:
+        return f"{value / 1e6:.2f} M"
+    return f"{value:,}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}"
+
+
+LEGEND = ("bit-exact: every output byte equals the host TFLM interpreter's. instr/inference: instructions "
+          "counted by QEMU (-icount), not cycles. flash: the application, without the {test} of test data the "
+          "emulator replays. RAM includes the stack reservation. KiB used/board.")
+
+
+def render_results(console, rows: list[dict[str, Any]]) -> None:
+    render_table(console, rows)
+    render_layers(console, rows)
+
+
 def render_table(console, rows: list[dict[str, Any]]) -> None:
+    """Fits 80 columns: the variant column wraps (never truncates) when names are long."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="tinypipe results", title_style="bold")
-    for column, justify in [("variant", "left"), ("acc host", "right"), ("acc device", "right"),
-                            ("bit-exact", "center"), ("instr/inference", "right"), ("flash B", "right"),
-                            ("RAM B", "right"), ("arena B", "right")]:
-        table.add_column(column, justify=justify)
+    table = Table(title="tinypipe results", title_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, show_edge=False,
+                  pad_edge=False)
+    columns = [("variant", "left"), ("accuracy %\nhost/dev", "right"), ("bit-\nexact", "center"),
+               ("instr/\ninference", "right"), ("flash KiB\nused/board", "right"),
+               ("RAM KiB\nused/board", "right"), ("arena\nKiB", "right")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "variant")
     for r in rows:
         exact = r.get("bit_exact")
         exact_text = "—" if exact is None else ("[green]yes[/green]" if exact else "[red]NO[/red]")
-        table.add_row(r["variant"], fmt_value(r.get("accuracy_host"), "pct"),
-                      fmt_value(r.get("accuracy_device"), "pct"), exact_text,
-                      fmt_value(r.get("instructions_per_inference")), fmt_value(r.get("flash_bytes")),
-                      fmt_value(r.get("ram_bytes")), fmt_value(r.get("arena_bytes")))
+        accuracy = f"{_percent(r.get('accuracy_host'))}/{_percent(r.get('accuracy_device'))}"
+        table.add_row(r["variant"], accuracy, exact_text, _count(r.get("instructions_per_inference")),
+                      _capacity(r.get("app_flash_bytes", r.get("flash_bytes")), r.get("flash_capacity_bytes")),
+                      _capacity(r.get("ram_bytes"), r.get("ram_capacity_bytes")), _kib(r.get("arena_bytes")))
     console.print(table)
+    test_data = {r.get("test_data_bytes") for r in rows if r.get("test_data_bytes")}
+    amount = f"{_kib(test_data.pop())} KiB" if len(test_data) == 1 else "KiBs"
+    console.print(LEGEND.format(test=amount), style="dim", highlight=False)
 
 
 def render_layers(console, rows: list[dict[str, Any]], top: int = 12) -> None:

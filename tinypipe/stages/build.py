@@ -7,7 +7,9 @@ remapped (`--remap-path-prefix`), so the ELF is byte-identical wherever and howe
 
 Outputs: `firmware.elf`, `firmware.bin` (flash image from the ELF's load addresses) and `size.json`:
 `text`, `rodata`, `data`, `bss`, `stack` (the linker script's reservation), `flash_bytes` (text + rodata +
-.data initialisers) and `ram_bytes` (data + bss + stack).
+.data initialisers), `test_data_bytes` (the test windows the emulator replays, symbol `TINYPIPE_TEST_INPUTS`),
+`app_flash_bytes` (flash without them: what the model, kernels and runtime take on a board) and `ram_bytes`
+(data + bss + stack).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tinypipe.toolchain import gnu
 REMAPPED_ROOT = "/tinypipe/firmware"  # what the build directory is called inside the ELF
 BINARY = "firmware"  # the [[bin]] name in firmware-template/Cargo.toml
 BUILD_TIMEOUT_S = 3600
+TEST_DATA_SYMBOL = "TINYPIPE_TEST_INPUTS"  # firmware-template/src/main.rs
 
 
 def _config(variant) -> dict:
@@ -37,7 +40,7 @@ def _tools(variant) -> dict:
     return {"arm-none-eabi-objcopy": gnu.version(gnu.OBJCOPY)}  # rustc, cargo, ld: in the toolchain entry
 
 
-STAGE = Stage(name="build", version="1", needs=("firmware", "toolchain"), config=_config, tools=_tools,
+STAGE = Stage(name="build", version="2", needs=("firmware", "toolchain"), config=_config, tools=_tools,
               description="cargo build --release --offline; sizes")
 
 
@@ -77,7 +80,7 @@ def section_sizes(elf_path: Path) -> dict[str, int]:
     from elftools.elf.constants import SH_FLAGS
     from elftools.elf.elffile import ELFFile
 
-    sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0, "stack": 0}
+    sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0, "stack": 0, "test_data_bytes": 0}
     with open(elf_path, "rb") as f:
         elf = ELFFile(f)
         for section in elf.iter_sections():
@@ -95,9 +98,13 @@ def section_sizes(elf_path: Path) -> dict[str, int]:
             sizes[kind] += section["sh_size"]
         symtab = elf.get_section_by_name(".symtab")
         stack = symtab.get_symbol_by_name("_stack_size") if symtab else None
+        test_data = symtab.get_symbol_by_name(TEST_DATA_SYMBOL) if symtab else None
+        if test_data:
+            sizes["test_data_bytes"] = test_data[0]["st_size"]
         if stack:
             sizes["stack"] = stack[0]["st_value"]
     sizes["flash_bytes"] = sizes["text"] + sizes["rodata"] + sizes["data"]
+    sizes["app_flash_bytes"] = sizes["flash_bytes"] - sizes["test_data_bytes"]
     sizes["ram_bytes"] = sizes["data"] + sizes["bss"] + sizes["stack"]
     return sizes
 
