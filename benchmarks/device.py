@@ -23,7 +23,7 @@ import numpy as np
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.paths import user_cache_dir
-from tinypipe.native import generate
+from tinypipe.engines.native.generate import generate
 from tinypipe.stages import build, firmware, run, toolchain
 from tinypipe.stages.base import StageContext
 from tinypipe.toolchain.rust import find_rust

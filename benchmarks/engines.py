@@ -32,7 +32,7 @@ ORDER = ("hello_world_int8", "micro_speech_quantized", "kws_ref_model", "ad01_in
 
 def measure_native(name: str, count: int, work: Path) -> dict:
     model_bytes = (MODELS / f"{name}.tflite").read_bytes()
-    from tinypipe.native import generate
+    from tinypipe.engines.native.generate import generate
 
     info = generate(model_bytes, name).info
     inputs = np.random.default_rng(0).integers(-128, 128, size=(count, *info["input"]["shape"]), dtype=np.int8)

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import device  # noqa: E402
-from tinypipe.native import generate  # noqa: E402
+from tinypipe.engines.native.generate import generate  # noqa: E402
 
 MODELS = REPO.parent / "shared" / "models"
 DEFAULT_MODELS = ("hello_world_int8", "micro_speech_quantized", "kws_ref_model", "ad01_int8", "person_detect")

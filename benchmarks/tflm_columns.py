@@ -25,7 +25,10 @@ import numpy as np
 from benchmarks import device
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
-from tinypipe.stages import _tflm, build, codegen_tflm, firmware, run, tflm_lib
+from tinypipe.engines.tflm import codegen as codegen_tflm
+from tinypipe.engines.tflm import lib as tflm_lib
+from tinypipe.engines.tflm import source as _tflm
+from tinypipe.stages import build, firmware, run
 from tinypipe.tflite.reader import parse_model
 
 SHARED_TFLM = Path(__file__).resolve().parents[2] / "shared" / "third_party" / "tflm"

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 from tinypipe.core.errors import UserError
-from tinypipe.native import KERNELS_DIR, generate
-from tinypipe.native import quant
-from tinypipe.native.lower import lower
-from tinypipe.native.plan import plan_arena
+from tinypipe.engines.native.generate import KERNELS_DIR, generate
+from tinypipe.engines.native import quant
+from tinypipe.engines.native.lower import lower
+from tinypipe.engines.native.plan import plan_arena
 from tinypipe.stages import codegen
 from tinypipe.stages.base import StageContext
 from tinypipe.tflite import parse_model, read_model

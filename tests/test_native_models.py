@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinypipe.native import generate
+from tinypipe.engines.native.generate import generate
 
 MODELS = ["hello_world_int8", "micro_speech_quantized", "kws_ref_model", "ad01_int8", "person_detect"]
 INPUTS = 20

@@ -26,8 +26,11 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.core.hashing import sha256_tree
-from tinypipe.native import KERNELS_DIR
-from tinypipe.stages import _tflm, codegen_tflm, tflm_lib, tflm_ops
+from tinypipe.engines.native.generate import KERNELS_DIR
+from tinypipe.engines.tflm import codegen as codegen_tflm
+from tinypipe.engines.tflm import lib as tflm_lib
+from tinypipe.engines.tflm import ops as tflm_ops
+from tinypipe.engines.tflm import source as _tflm
 from tinypipe.stages.base import StageContext
 
 HARNESS = Path(__file__).with_name("tflm_harness")

@@ -18,8 +18,9 @@ from pathlib import Path
 from tinypipe import __version__
 from tinypipe.core.errors import EXIT_BUG, EXIT_USER_ERROR, CheckFailed, UserError, exit_code
 
-STAGES = ("data", "train", "quantize", "reference", "tflm_ops", "tflm_lib", "codegen", "toolchain", "firmware",
-          "build", "run")  # the order a pipeline runs them in (tflm_* only for engine tflm)
+from tinypipe.engines import ENGINES, all_stage_names
+
+STAGES = all_stage_names()  # in pipeline order; an engine's own stages only run for that engine
 
 EPILOG = """\
 examples:
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="directory holding project.yaml, or the YAML file itself (default: .)")
         if filters:
             c.add_argument("--board", help="only the matrix cells for this board (`tinypipe boards` lists them)")
-            c.add_argument("--engine", choices=["native", "tflm"], help="only the matrix cells for this engine")
+            c.add_argument("--engine", choices=list(ENGINES), help="only the matrix cells for this engine")
 
     def json_arg(c: argparse.ArgumentParser, what: str = "the same data") -> None:
         c.add_argument("--json", action="store_true", help=f"print {what} as one JSON document on stdout")
@@ -170,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
                     [("tinypipe flash . --board stm32f4-discovery", "build and flash")])
     project_args(flash, filters=False)
     flash.add_argument("--board", required=True, help="the board on the probe (`tinypipe boards`)")
-    flash.add_argument("--engine", choices=["native", "tflm"], help="the engine's cell, if the matrix has several")
+    flash.add_argument("--engine", choices=list(ENGINES), help="the engine's cell, if the matrix has several")
 
     doctor = command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
                      "Check every tool tinypipe uses (rustc, cargo, arm gcc, QEMU, bindgen, Python packages) "

@@ -50,3 +50,34 @@ def sha256_tree(root: Path, exclude: frozenset[str] = frozenset()) -> str:
         h.update(rel.encode() + b"\0")
         h.update(sha256_file(full).encode() + b"\n")
     return h.hexdigest()
+
+
+_tree_memo: dict[tuple, str] = {}  # (root, every file's path, mtime and size) -> content hash
+
+
+def tree_hash(root: Path, ignore: tuple[str, ...] = (), skip_top: tuple[str, ...] = ()) -> str:
+    """Content hash of a source tree for stage keys, memoized per process: file contents are re-read only when
+    some file's mtime or size changed, so every no-op run can afford it. `ignore`: glob patterns skipped at any
+    depth; `skip_top`: names skipped at the top only. "missing" for a tree that does not exist."""
+    import fnmatch
+
+    root = Path(root)
+    if not root.is_dir():
+        return "missing"
+
+    def skipped(name: str, top: bool) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in ignore) or (top and name in skip_top)
+
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        top = dirpath == str(root)
+        dirnames[:] = sorted(d for d in dirnames if not skipped(d, top))
+        for name in filenames:
+            if not skipped(name, top):
+                full = Path(dirpath) / name
+                st = full.stat()
+                files.append((full.relative_to(root).as_posix(), st.st_mtime_ns, st.st_size))
+    signature = (str(root), tuple(sorted(files)))
+    if signature not in _tree_memo:
+        _tree_memo[signature] = sha256_json({rel: sha256_file(root / rel) for rel, _, _ in signature[1]})
+    return _tree_memo[signature]

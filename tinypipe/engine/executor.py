@@ -28,7 +28,7 @@ from tinypipe.engine.store import LOG as LOG_FILE  # a stage's own output, in it
 @dataclass
 class Task:
     ident: int  # unique within one run
-    module: str  # stage module, `tinypipe.stages.<module>`
+    module: str  # stage module, a dotted path
     variant: Any  # config.variant.Variant (pickled to workers)
     inputs: dict[str, Path]
     out: Path
@@ -247,8 +247,8 @@ class ProcessExecutor:
                else f"exited with {code}")
         return Event(task.ident if task else -1, "error", Failure(
             "died", f"the worker process running this stage died ({how})",
-            hint=f"its output is in the stage log; a crash in TensorFlow or a tool is often memory: "
-                 f"try again with fewer jobs (-j 1)"))
+            hint="its output is in the stage log; a crash in TensorFlow or a tool is often memory: "
+                 "try again with fewer jobs (-j 1)"))
 
     @staticmethod
     def _kill_group(worker: _Worker, sig: int = signal.SIGKILL) -> None:

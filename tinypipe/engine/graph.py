@@ -11,14 +11,15 @@ from typing import Any
 from tinypipe.config.variant import Variant
 from tinypipe.core.hashing import sha256_json
 from tinypipe.engine.store import Store
-from tinypipe.stages import load, pipeline_for
+from tinypipe.engines import pipeline_for
+from tinypipe.stages import load
 from tinypipe.stages.base import Stage
 
 
 @dataclass(eq=False)
 class Node:
     stage: Stage
-    module: str  # the stage module that runs it (tinypipe.stages.<module>)
+    module: str  # the stage module that runs it (a dotted path)
     variant: Variant  # the first variant that uses this node (stages read their config from it)
     variants: list[str]
     needs: list["Node"]

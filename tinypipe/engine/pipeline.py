@@ -17,7 +17,7 @@ from tinypipe.engine.executor import Executor, Failure, ProcessExecutor, Task
 from tinypipe.engine.graph import Graph, Node, build_graph
 from tinypipe.engine.lock import LOCK_FILE, Lock
 from tinypipe.engine.store import Store
-from tinypipe.stages import ALL_STAGES
+from tinypipe.engines import all_stage_names
 
 STATE_DIR = ".tinypipe"
 
@@ -59,8 +59,8 @@ class Pipeline:
     def __init__(self, target: Path, board: str | None = None, engine: str | None = None,
                  until: str | None = None, scratch: Path | None = None):
         """`scratch`: keep every store, cache and lock under this directory instead (for `verify`)."""
-        if until is not None and until not in ALL_STAGES:
-            raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(ALL_STAGES)}")
+        if until is not None and until not in all_stage_names():
+            raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(all_stage_names())}")
         self.dir = project_file(Path(target)).parent.resolve()
         state = self.dir / STATE_DIR if scratch is None else Path(scratch) / "project"
         self.config, self.config_path = load_config(Path(target), state)

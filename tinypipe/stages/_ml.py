@@ -189,7 +189,7 @@ class MicroModel:
         import numpy as np
 
         if np.issubdtype(self.input.dtype, np.integer):
-            from tinypipe.native.quant import quantize_input  # TFLM's QUANTIZE; not at the top: no-op runs import us
+            from tinypipe.tflite.io import quantize_input  # TFLM's QUANTIZE; not at the top: no-op runs import us
 
             return quantize_input(x_float, self.input.scale, self.input.zero_point, self.input.dtype)
         return np.asarray(x_float, dtype=self.input.dtype)

@@ -20,7 +20,6 @@ and tests); their content hash is part of the key either way.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import string
@@ -28,11 +27,11 @@ from pathlib import Path
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_text, read_json
-from tinypipe.core.hashing import sha256_file, sha256_json, sha256_tree
+from tinypipe.core.hashing import sha256_json, sha256_tree, tree_hash
+from tinypipe.core.paths import kernels_dir, template_dir
 from tinypipe.stages._fit import Footprint, check_fit
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # build products and editor droppings that may sit in a template checkout but are not part of it
 IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~")
 LINKER_TEMPLATE = "link.x.in"
@@ -41,46 +40,14 @@ GENERIC_SUPPORT = "generic"
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
 
 
-def template_dir() -> Path:
-    return Path(os.environ.get("TINYPIPE_FIRMWARE_TEMPLATE") or REPO_ROOT / "firmware-template")
-
-
-def kernels_dir() -> Path:
-    return Path(os.environ.get("TINYPIPE_KERNELS") or template_dir() / "kernels")
+def template_hash() -> str:
+    """Content hash of the template and the kernel crate (cheap: file contents are re-read only after edits)."""
+    return sha256_json({"template": tree_hash(template_dir(), IGNORED, skip_top=("kernels",)),
+                        "kernels": tree_hash(kernels_dir(), IGNORED)})
 
 
 def _ignore(*extra: str):
     return shutil.ignore_patterns(*IGNORED, *extra)
-
-
-_hash_memo: dict[tuple, str] = {}  # (root, every file's path, mtime and size) -> content hash
-
-
-def _tree_hash(root: Path, skip_top: tuple[str, ...]) -> str:
-    """Content hash of a directory tree, recomputed only when some file's mtime or size changed."""
-    if not root.is_dir():
-        return "missing"
-    top_ignore, nested_ignore = _ignore(*skip_top), _ignore()
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        ignore = top_ignore if dirpath == str(root) else nested_ignore
-        skipped = ignore(dirpath, dirnames + filenames)
-        dirnames[:] = sorted(d for d in dirnames if d not in skipped)
-        for name in filenames:
-            if name not in skipped:
-                full = Path(dirpath) / name
-                st = full.stat()
-                files.append((full.relative_to(root).as_posix(), st.st_mtime_ns, st.st_size))
-    signature = (str(root), tuple(sorted(files)))
-    if signature not in _hash_memo:
-        _hash_memo[signature] = sha256_json({rel: sha256_file(root / rel) for rel, _, _ in signature[1]})
-    return _hash_memo[signature]
-
-
-def template_hash() -> str:
-    """Content hash of the template and the kernel crate (cheap: file contents are re-read only after edits)."""
-    return sha256_json({"template": _tree_hash(template_dir(), ("kernels",)),
-                        "kernels": _tree_hash(kernels_dir(), ())})
 
 
 def profiles_layers(variant) -> bool:

@@ -4,8 +4,9 @@ with its operator, shapes and arena offsets."""
 
 from __future__ import annotations
 
-from tinypipe.native.lower import IO_DTYPES, ConstArray, Program, Step, rescale_word
-from tinypipe.native.plan import ArenaPlan
+from tinypipe.engines.native.lower import ConstArray, Program, Step, rescale_word
+from tinypipe.tflite.io import IO_DTYPES
+from tinypipe.engines.native.plan import ArenaPlan
 
 NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
 

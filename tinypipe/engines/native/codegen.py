@@ -15,33 +15,22 @@ files, cheap enough for every no-op run), so editing either regenerates.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from tinypipe.core.fs import atomic_write_json, atomic_write_text
+from tinypipe.core.hashing import sha256_json, tree_hash
+from tinypipe.core.paths import kernels_dir
 from tinypipe.stages.base import Stage, StageContext, StageResult
-from tinypipe.stages.firmware import kernels_dir  # the crate the firmware vendors: hash the same one
 
-_PACKAGE = Path(__file__).resolve().parents[1]
-_GENERATOR_SOURCES = (_PACKAGE / "native", _PACKAGE / "tflite")
+_HERE = Path(__file__).resolve().parent
+_GENERATOR_SOURCES = (_HERE, _HERE.parents[1] / "tflite")  # this package and the model reader
+_NOT_SOURCE = ("__pycache__", "*.pyc", "target", "Cargo.lock", "*.swp", "*~")
 
 
 def source_hash() -> str:
-    """sha256 over the kernels crate (Cargo.toml, src/) and the generator's Python source, by relative path."""
-    h = hashlib.sha256()
-    roots = [(kernels_dir(), ("Cargo.toml", "src")), *((d, (".",)) for d in _GENERATOR_SOURCES)]
-    for root, parts in roots:
-        files: list[Path] = []
-        for part in parts:
-            p = root / part
-            if p.is_file():
-                files.append(p)
-            elif p.is_dir():
-                files.extend(f for f in p.rglob("*") if f.is_file() and f.suffix in (".rs", ".py", ".toml"))
-        for f in sorted(files):
-            h.update(f"{root.name}/{f.relative_to(root).as_posix()}\0".encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+    """Content hash of the kernels crate (the one the firmware vendors) and the generator's Python source."""
+    return sha256_json({"kernels": tree_hash(kernels_dir(), _NOT_SOURCE),
+                        **{d.name: tree_hash(d, _NOT_SOURCE) for d in _GENERATOR_SOURCES}})
 
 
 def _config(variant) -> dict:
@@ -54,7 +43,7 @@ STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
 
 
 def run(ctx: StageContext) -> StageResult:
-    from tinypipe.native import generate
+    from tinypipe.engines.native.generate import generate
 
     model_path = ctx.input("quantize", "model.tflite")
     generated = generate(model_path.read_bytes(), str(model_path))

@@ -31,10 +31,10 @@ from tinypipe.core import proc
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, atomic_write_text, read_json
 from tinypipe.core.hashing import sha256_file, sha256_json
-from tinypipe.stages import _tflm
+from tinypipe.engines.tflm import source as _tflm
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
-SUPPORT = Path(__file__).with_name("tflm_support")
+SUPPORT = Path(__file__).with_name("support")
 SHIM_LIBRARY = "lib/libtflm_model.a"
 ARENA_ALIGN = 16  # TFLM's MicroArenaBufferAlignment(); also the arena's own alignment in model.rs
 ARENA_HEADROOM = 16  # the smallest working arena plus one alignment step
@@ -88,7 +88,7 @@ STAGE = Stage(name="codegen", version="2", needs=("quantize", "tflm_lib"), confi
 
 def io_tensors(model) -> tuple:
     """The model's input and output tensors, each int8 or float32 (what the firmware feeds and reads)."""
-    from tinypipe.native.lower import IO_DTYPES  # here, not at the top: no-op runs import this module
+    from tinypipe.tflite.io import IO_DTYPES  # here, not at the top: no-op runs import this module
 
     main = model.main
     if len(main.inputs) != 1 or len(main.outputs) != 1:
@@ -113,7 +113,7 @@ def input_from_real_rs(tensor) -> str:
     if q is None or not q.scale:
         raise UserError(f"model.tflite: the int8 input tensor {tensor.name!r} has no quantization parameters",
                         "re-export the model with full-integer quantization")
-    from tinypipe.native.quant import f32_bits
+    from tinypipe.tflite.io import f32_bits
 
     scale_bits = f32_bits(q.scale[0])
     zero_point = q.zero_point[0] if q.zero_point else 0
@@ -299,7 +299,7 @@ pub fn profile<F: FnMut(usize, &'static str, u64)>(
 
 def render_model_rs(*, ops: list[str], input_t, output_t, arena_bytes: int, model_len: int, kernels: str,
                     bindings: str, profile: bool = False) -> str:
-    from tinypipe.native.lower import IO_DTYPES
+    from tinypipe.tflite.io import IO_DTYPES
 
     indented = "\n".join(("    " + line) if line.strip() else "" for line in bindings.strip().splitlines())
     return f"""\

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from tinypipe.core.fs import atomic_write_json, read_json
-from tinypipe.stages import _tflm
+from tinypipe.engines.tflm import source as _tflm
 from tinypipe.stages.base import Stage, StageContext, StageResult
-from tinypipe.stages.tflm_ops import OPS_FILE
+from tinypipe.engines.tflm.ops import OPS_FILE
 
 LIBRARY = "libtflm.a"
 MANIFEST = "tflm.json"

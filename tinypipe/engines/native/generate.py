@@ -11,9 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinypipe.native.emit import emit_model_rs, scratch_sizes
-from tinypipe.native.lower import SUPPORTED_OPS, Program, lower
-from tinypipe.native.plan import ArenaPlan, plan_arena
+from tinypipe.engines.native.emit import emit_model_rs, scratch_sizes
+from tinypipe.engines.native.lower import SUPPORTED_OPS, Program, lower
+from tinypipe.engines.native.plan import ArenaPlan, plan_arena
 from tinypipe.tflite.reader import parse_model
 
 # The Rust crate the generated code calls; the firmware template vendors it as `kernels/`.

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
+
+from tinypipe.tflite.io import f32_bits, quantize_input  # noqa: F401 - the kernels' QUANTIZE reproduces it
 
 if TYPE_CHECKING:
     import numpy as np
@@ -226,32 +228,6 @@ def quantize_table(input_zp: int, output_zp: int, input_scale: float, output_sca
 # --- QUANTIZE float32 -> int8: TFLM's AffineQuantize, and thresholds for cores without an FPU -----------------
 
 F32_KEY_NEG_INF, F32_KEY_POS_INF = 0x007F_FFFF, 0xFF80_0000  # order keys of -inf and +inf
-
-
-def f32_bits(x: float) -> int:
-    """The IEEE-754 bit pattern of `x` rounded to float32 (how generated code spells a scale exactly)."""
-    return struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-def quantize_input(x: "np.ndarray", scale: float, zero_point: int, dtype: Any) -> "np.ndarray":
-    """float -> int8/int16 exactly as TFLite's QUANTIZE kernel does it (reference AffineQuantize):
-
-    `clamp(round_half_away_from_zero(float32(x) / float32(scale)) + zero_point)`. TfLiteRound is std::round,
-    so ties go away from zero; numpy's `np.round` would round ties to even and differ by one on exact halves,
-    and `floor(|q| + 0.5)` would round 0.49999997 up (the sum rounds to 1.0 in float32). The fraction left by
-    truncation is exact, as in the kernels crate's `quantize_f32`.
-    """
-    import numpy as np
-
-    info = np.iinfo(dtype)
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
-        whole = np.trunc(scaled)
-        frac = scaled - whole
-        rounded = whole + (frac >= np.float32(0.5)) - (frac <= np.float32(-0.5))
-        rounded = np.nan_to_num(rounded, nan=0.0)
-    return np.clip(np.clip(rounded, -2.0 ** 40, 2.0 ** 40).astype(np.int64) + int(zero_point), info.min,
-                   info.max).astype(dtype)
 
 
 def f32_order_keys(bits: "np.ndarray") -> "np.ndarray":

@@ -11,7 +11,7 @@ Output: `ops.json` — `{"library": "model_ops", "ops": ["CONV_2D", …]}` or `{
 from __future__ import annotations
 
 from tinypipe.core.fs import atomic_write_json
-from tinypipe.stages import _tflm
+from tinypipe.engines.tflm import source as _tflm
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 OPS_FILE = "ops.json"

@@ -18,8 +18,9 @@ import struct
 from dataclasses import dataclass, field
 
 from tinypipe.core.errors import UserError
-from tinypipe.native import quant
-from tinypipe.native.quant import QuantError
+from tinypipe.engines.native import quant
+from tinypipe.engines.native.quant import QuantError
+from tinypipe.tflite.io import IO_DTYPES
 from tinypipe.tflite.reader import Model, Operator, Subgraph, Tensor
 
 # int8 -> int8 through a 256-entry table
@@ -29,7 +30,6 @@ COPY_OPS = ("PAD", "PADV2", "TRANSPOSE", "STRIDED_SLICE")  # one strided copy (c
 SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX",
                  "RESHAPE", "EXPAND_DIMS", "SQUEEZE", *LOOKUP_OPS, "DEQUANTIZE", *BINARY_OPS, *COPY_OPS,
                  "CONCATENATION", "MEAN")
-IO_DTYPES = {"int8": "i8", "float32": "f32"}  # model input/output dtype -> Rust element type
 BROADCAST_DIMS = 5  # the binary kernels' loop nest (elementwise.rs `Broadcast`), and the strided copy's
 MAX_CONCAT_INPUTS = 10  # TFLM's kMaxInputNum
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
