@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                      help="run up to N independent stages at once, each in its own worker process (default 1)")
     json_arg(run, "the stages run and the results")
+    run.add_argument("--no-wait", action="store_true",
+                     help="if another run is writing this project, exit 2 at once instead of waiting for it")
+    run.add_argument("--paranoid", action="store_true",
+                     help="hash every cached entry before trusting it (default: only entries whose files' sizes or "
+                          "mtimes changed)")
 
     status = command("status", "show which stages are cached and which would run",
                      "For every stage of every matrix cell: cached, stale (its inputs changed) or new. Runs "
@@ -272,7 +277,7 @@ def _pipeline(args, until: str | None = None):
     from tinypipe.engine.pipeline import Pipeline
 
     return Pipeline(Path(args.dir), board=getattr(args, "board", None), engine=getattr(args, "engine", None),
-                    until=until)
+                    until=until, paranoid=getattr(args, "paranoid", False))
 
 
 def _reporter(args):
@@ -296,7 +301,7 @@ def cmd_run(args) -> int:
 
     pipeline = _pipeline(args, until=args.until)
     with _reporter(args) as reporter:
-        outcome = pipeline.run(reporter, jobs=args.jobs)
+        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait)
     doc = run_document(pipeline, outcome)
     if args.json:
         _print_json(doc)

@@ -57,8 +57,8 @@ class Node:
         if self._meta is not None:
             return self._meta
         key = self.key()
-        if key is not None and self.store.has(key):
-            self._meta = self.store.meta(key)
+        if key is not None:
+            self._meta = self.store.lookup(key)
         return self._meta
 
     def set_meta(self, meta: dict[str, Any]) -> None:

@@ -25,20 +25,37 @@ class Lock:
         self._guard = threading.Lock()
         self.data: dict[str, Any] = {"version": SCHEMA_VERSION, "project": project, "variants": {}}
         self._loaded_text: str | None = None
-        if self.path.exists():
-            try:
-                data = read_json(self.path)
-            except ValueError as exc:
-                raise UserError(f"{self.path}: not valid JSON ({exc})",
-                                "delete the lock file; the next run writes a new one") from None
-            if data.get("version") != SCHEMA_VERSION:
-                raise UserError(
-                    f"{self.path}: lock schema version {data.get('version')!r} is not {SCHEMA_VERSION}",
-                    "this lock was written by another tinypipe version; delete it or use that version",
-                )
-            self.data = data
+        if self.path.exists() or self.path.is_symlink():
+            self.data = self._read()
             self.data["project"] = project
         self._loaded_text = canonical_json(self.data)
+
+    def _read(self) -> dict[str, Any]:
+        """The lock's content, or a UserError (exit 2) with the fix for any file that is not a lock."""
+        fix = "delete it; the next `tinypipe run` writes a new one (or restore it from version control)"
+        try:
+            data = read_json(self.path)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{self.path}: not a tinypipe lock: not valid JSON ({exc})", fix) from None
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot read the lock file: {exc.strerror or exc}", fix) from None
+        if not isinstance(data, dict):
+            kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+                type(data), "null")
+            raise UserError(f"{self.path}: not a tinypipe lock: {kind}, not a JSON object", fix)
+        if data.get("version") != SCHEMA_VERSION:
+            raise UserError(
+                f"{self.path}: lock schema version {data.get('version')!r} is not {SCHEMA_VERSION}",
+                "this lock was written by another tinypipe version; delete it or use that version",
+            )
+        variants = data.get("variants")
+        if not isinstance(variants, dict) or not all(
+                isinstance(stages, dict) and all(isinstance(e, dict) and isinstance(e.get("key"), str)
+                                                 and isinstance(e.get("output"), str) for e in stages.values())
+                for stages in variants.values()):
+            raise UserError(f"{self.path}: not a tinypipe lock: `variants` must map each variant to its stages' "
+                            "{key, output, inputs}", fix)
+        return data
 
     def entry(self, variant: str, stage: str) -> dict[str, Any] | None:
         return self.data["variants"].get(variant, {}).get(stage)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from tinypipe.config.loader import load_config, project_file
 from tinypipe.config.matrix import expand
@@ -20,9 +21,35 @@ from tinypipe.engine.store import Store
 from tinypipe.engines import all_stage_names
 
 STATE_DIR = ".tinypipe"
+WRITER_LOCK = "lock"  # .tinypipe/lock: held (flock) by the run writing the project; holds its PID
+
+
+@contextlib.contextmanager
+def writer_lock(state_dir: Path, wait: bool, say: Callable[[str], None]):
+    """Hold the project's writer lock for the duration; the kernel releases it when the process dies."""
+    import fcntl
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            if not wait:
+                raise UserError(f"another tinypipe run (PID {holder}) is writing {state_dir.parent}",
+                                "let it finish, or leave out --no-wait to wait for it") from None
+            say(f"waiting for the run with PID {holder} to finish (it holds {state_dir / WRITER_LOCK})")
+            fcntl.flock(fd, fcntl.LOCK_EX)  # Ctrl-C interrupts the wait
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Reporter(Protocol):
+    def warn(self, message: str) -> None: ...
     def start(self, node: Node) -> None: ...
     def progress(self, node: Node, done: int, total: int, message: str) -> None: ...
     def log(self, node: Node, message: str) -> None: ...
@@ -31,6 +58,7 @@ class Reporter(Protocol):
 
 
 class NullReporter:
+    def warn(self, message): pass
     def start(self, node): pass
     def progress(self, node, done, total, message): pass
     def log(self, node, message): pass
@@ -57,16 +85,18 @@ class RunOutcome:
 
 class Pipeline:
     def __init__(self, target: Path, board: str | None = None, engine: str | None = None,
-                 until: str | None = None, scratch: Path | None = None):
-        """`scratch`: keep every store, cache and lock under this directory instead (for `verify`)."""
+                 until: str | None = None, scratch: Path | None = None, paranoid: bool = False):
+        """`scratch`: keep every store, cache and lock under this directory instead (for `verify`).
+        `paranoid`: hash every cached entry's files before trusting it (not only those whose size or mtime moved)."""
         if until is not None and until not in all_stage_names():
             raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(all_stage_names())}")
         self.dir = project_file(Path(target)).parent.resolve()
         state = self.dir / STATE_DIR if scratch is None else Path(scratch) / "project"
         self.config, self.config_path = load_config(Path(target), state)
         self.variants = expand(self.config, board=board, engine=engine, project_dir=self.dir)
-        self.store = Store(state / "store")
-        self.shared_store = Store((user_cache_dir() if scratch is None else Path(scratch) / "shared") / "store")
+        self.store = Store(state / "store", paranoid=paranoid)
+        self.shared_store = Store((user_cache_dir() if scratch is None else Path(scratch) / "shared") / "store",
+                                  paranoid=paranoid)
         lock_path = self.dir / LOCK_FILE if scratch is None else Path(scratch) / LOCK_FILE
         self.lock = Lock(lock_path, self.config["name"])
         self.state_dir = state
@@ -74,26 +104,31 @@ class Pipeline:
 
     # --- running ---------------------------------------------------------------------------------------
 
-    def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None) -> RunOutcome:
+    def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None,
+            wait: bool = True) -> RunOutcome:
         """Run every stage whose entry is missing, after the stages it needs, up to `jobs` at once.
 
-        A failed stage fails only the stages that need it; the other cells go on. Ctrl-C (KeyboardInterrupt)
-        kills every running stage with its tools, discards their partial outputs and re-raises."""
+        One run writes a project at a time: a second one waits for the first (or, with `wait=False`, stops
+        with a UserError) and then finds what the first built. A failed stage fails only the stages that need
+        it; the other cells go on. Ctrl-C (KeyboardInterrupt) kills every running stage with its tools,
+        discards their partial outputs and re-raises."""
         reporter = reporter or NullReporter()
-        self.store.sweep()
-        self.shared_store.sweep()
-        outcome = RunOutcome()
-        if all(node.meta() is not None for node in self.graph.nodes):
-            for node in self.graph.nodes:  # nothing to schedule: the no-op path starts no worker
-                self._on_cached(node, reporter, outcome)
-            self.lock.save()
+        with writer_lock(self.state_dir, wait, reporter.warn):
+            self.store.warn = self.shared_store.warn = reporter.warn
+            self.store.sweep()
+            self.shared_store.sweep()
+            outcome = RunOutcome()
+            if all(node.meta() is not None for node in self.graph.nodes):
+                for node in self.graph.nodes:  # nothing to schedule: the no-op path starts no worker
+                    self._on_cached(node, reporter, outcome)
+                self.lock.save()
+                return outcome
+            executor = executor or ProcessExecutor(jobs)
+            try:
+                self._schedule(executor, reporter, outcome)
+            finally:
+                self.lock.save()
             return outcome
-        executor = executor or ProcessExecutor(jobs)
-        try:
-            self._schedule(executor, reporter, outcome)
-        finally:
-            self.lock.save()
-        return outcome
 
     def _on_cached(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> None:
         if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`

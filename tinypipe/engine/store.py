@@ -2,6 +2,11 @@
 
 An entry is built in a temporary directory beside the entries and renamed into place in one step, so a
 crash (even SIGKILL) leaves either a whole entry or none; leftover temporaries are swept on the next open.
+
+An entry is trusted only while its output hash holds. `lookup` checks it cheaply: the size and mtime of every
+file, recorded at commit, must be unchanged — on any difference (or always, with `paranoid`) the files are
+hashed again. An entry that fails (a flipped byte, a truncated meta.json) is moved aside to `corrupt/` with a
+warning, never deleted, and the stage is rebuilt.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from tinypipe.core.hashing import sha256_tree
 META = "meta.json"
 LOG = "log.txt"  # the stage's own output: kept in the entry, not part of its output hash
 TMP_PREFIX = ".tmp-"
+CORRUPT_DIR = "corrupt"  # entries that failed their check, kept for inspection (not a key: no meta.json)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -31,9 +37,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _signature(root: Path) -> dict[str, list[int]]:
+    """{relative path: [size, mtime_ns]} of every file of an entry but its meta.json."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel != META and path.is_file():
+            st = path.stat()
+            out[rel] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _warn_stderr(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+
+
 class Store:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, paranoid: bool = False):
         self.root = Path(root)
+        self.paranoid = paranoid  # hash every entry's files on lookup, not only those whose size or mtime moved
+        self.warn = _warn_stderr  # the pipeline routes warnings through its reporter while a display is live
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -43,6 +68,47 @@ class Store:
 
     def meta(self, key: str) -> dict[str, Any]:
         return read_json(self.root / key / META)
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The entry's meta if the entry exists and its files still hash to its recorded output, else None
+        (a corrupt entry is set aside with a warning, so the stage runs again)."""
+        if not self.has(key):
+            return None
+        entry = self.root / key
+        problem = None
+        try:
+            meta = self.meta(key)
+            if not isinstance(meta, dict) or meta.get("key") != key or not isinstance(meta.get("output"), str):
+                raise ValueError("meta.json does not describe this entry")
+        except (OSError, ValueError) as exc:
+            meta, problem = None, f"its meta.json is unreadable ({exc})"
+        if meta is not None:
+            recorded = meta.get("files")
+            signature = _signature(entry)
+            if self.paranoid or signature != recorded:
+                if sha256_tree(entry, exclude=frozenset({META, LOG})) != meta["output"]:
+                    problem = f"the files of this {meta.get('stage', '')} entry no longer match their recorded hash"
+                elif signature != recorded:  # copied (new mtimes) or from before signatures: hash once only
+                    meta["files"] = signature
+                    try:
+                        atomic_write_json(entry / META, meta)
+                    except OSError:
+                        pass  # a read-only store stays correct, only slower
+        if problem is None:
+            return meta
+        self.set_aside(key, problem)
+        return None
+
+    def set_aside(self, key: str, problem: str) -> None:
+        aside = self.root / CORRUPT_DIR / f"{key}-{uuid.uuid4().hex[:8]}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.root / key, aside)
+        except OSError:
+            shutil.rmtree(self.root / key, ignore_errors=True)
+            aside = None
+        self.warn(f"store entry {key[:12]}… is corrupt: {problem}; "
+                  + (f"moved to {aside} and rebuilding" if aside else "removed and rebuilding"))
 
     def begin(self) -> Path:
         """A fresh temporary directory for a stage to write into; named with our pid for the sweeper."""
@@ -56,6 +122,7 @@ class Store:
         meta = dict(meta)
         meta["key"] = key
         meta["output"] = sha256_tree(tmp, exclude=frozenset({META, LOG}))
+        meta["files"] = _signature(tmp)  # renaming the directory keeps sizes and mtimes
         meta["created"] = time.time()
         atomic_write_json(tmp / META, meta)
         final = self.root / key
@@ -92,7 +159,8 @@ class Store:
     def keys(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return [p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / META).is_file()]
+        return [p.name for p in self.root.iterdir()
+                if not p.name.startswith(".") and p.name != CORRUPT_DIR and (p / META).is_file()]
 
     def remove(self, key: str) -> None:
         shutil.rmtree(self.root / key, ignore_errors=True)

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinypipe.core.errors import UserError
+from tinypipe.core.errors import CheckFailed, UserError
 from tinypipe.engine.pipeline import Pipeline, Reporter
 
 
@@ -29,7 +29,13 @@ class Verdict:
 
 def verify(target: Path, board: str | None = None, engine: str | None = None, until: str = "build",
            reporter: Reporter | None = None) -> list[Verdict]:
-    original = Pipeline(target, board=board, engine=engine, until=until)
+    original = Pipeline(target, board=board, engine=engine, until=until, paranoid=True)
+    corrupt: list[str] = []
+    original.store.warn = original.shared_store.warn = corrupt.append
+    for node in original.graph.nodes:  # every stored output must still hash to what it recorded
+        if node.meta() is None and corrupt:
+            raise CheckFailed(f"the stored output of {node.name} ({', '.join(node.variants)}) differs from its "
+                              f"recorded hash: {corrupt[0]}; `tinypipe run` rebuilds it")
     missing = [(v.name, stage) for v in original.variants for stage in original.graph.by_variant[v.name]
                if original.lock.entry(v.name, stage) is None]
     if missing:

@@ -35,6 +35,9 @@ class PlainReporter:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    def warn(self, message: str) -> None:
+        self._write(f"warning: {message}")
+
     def start(self, node: Node) -> None:
         if not self.quiet:
             self._write(f"  ▶ {_label(node)}: {node.stage.description or 'running'}")
@@ -89,6 +92,9 @@ class RichReporter:
 
     def __exit__(self, *exc):
         self.progress_ui.stop()  # also shows the cursor again, on Ctrl-C too
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
     def start(self, node: Node) -> None:
         with self._guard:
