@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # imported where used: a no-op run served from the config cac
     from pydantic import BaseModel, ValidationError
 
 PROJECT_FILE = "project.yaml"
+YAML_SUFFIXES = (".yaml", ".yml")
+# bounds for files downloaded from anywhere: a project file is a few KB; these are far beyond any real one
+MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 100_000  # values after expanding aliases (a 457-byte alias bomb expands to billions)
+MAX_DEPTH = 64  # nesting of mappings and lists (a recursive alias is infinitely deep)
 
 Path_ = tuple  # a key path: ("model", "layers", 2, "units")
 
@@ -69,41 +74,72 @@ def _mark(file: str, m: yaml.Mark) -> Mark:
     return Mark(file, m.line + 1, m.column + 1)
 
 
-def _construct(node: "yaml.Node", file: str, path: Path_, loc: Located, loader: "yaml.SafeLoader") -> Any:
+def _construct(node: "yaml.Node", file: str, path: Path_, loc: Located, loader: "yaml.SafeLoader",
+               budget: list[int]) -> Any:
     import yaml
 
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(_mark(file, node.start_mark), format_key_path(path),
+                          f"the document expands to more than {MAX_VALUES:,} values (YAML aliases repeating "
+                          "large parts?)", "write the values out; a project file needs no aliases")
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(_mark(file, node.start_mark), format_key_path(path[:3]) + "…",
+                          f"nested more than {MAX_DEPTH} levels deep (or a YAML alias that contains itself)",
+                          "a project file nests a few levels: check the indentation and the aliases")
     loc.values[path] = _mark(file, node.start_mark)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (
+            "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+        raise ConfigError(_mark(file, node.start_mark), format_key_path(path), f"unsupported YAML tag {node.tag[:60]!r}",
+                          "a project file needs no tags: remove it")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _scalar(key_node, file, path, loader)
             if not isinstance(key, str):
                 raise ConfigError(_mark(file, key_node.start_mark), format_key_path(path),
-                                  f"keys must be strings, got {key!r}")
+                                  f"keys must be strings, got {key!r}"[:200])
             if key in out:
                 first = loc.keys[path + (key,)]
                 raise ConfigError(_mark(file, key_node.start_mark), format_key_path(path + (key,)),
                                   f"duplicate key (first given at line {first.line})",
                                   "remove one of the two entries")
             loc.keys[path + (key,)] = _mark(file, key_node.start_mark)
-            out[key] = _construct(value_node, file, path + (key,), loc, loader)
+            out[key] = _construct(value_node, file, path + (key,), loc, loader, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, file, path + (i,), loc, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_construct(item, file, path + (i,), loc, loader, budget) for i, item in enumerate(node.value)]
+    return _scalar(node, file, path, loader)
+
+
+def _scalar(node: "yaml.Node", file: str, path: Path_, loader: "yaml.SafeLoader") -> Any:
+    """A scalar as its tag says (`!!int 7`); a value its tag cannot read is a config error, not a crash."""
+    import yaml
+
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(_mark(file, node.start_mark), format_key_path(path), "a key must be a plain string")
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(_mark(file, node.start_mark), format_key_path(path),
+                          f"cannot read this {node.tag.rsplit(':', 1)[-1]} value: {str(exc)[:120]}",
+                          "write a plain value (a number, true/false, or a string in quotes)") from None
 
 
 def parse_yaml(text: str, file: str) -> Located:
     import yaml
 
     loc = Located(None, {}, {})
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters right here
         node = loader.get_single_node()
         if node is None:
             raise ConfigError(Mark(file, 1, 1), "", "the file is empty",
                               "start from `tinypipe init` or pipelines/gesture/project.yaml")
-        loc.data = _construct(node, file, (), loc, loader)
+        loc.data = _construct(node, file, (), loc, loader, [MAX_VALUES])
     except yaml.MarkedYAMLError as exc:
         mark = _mark(file, exc.problem_mark) if exc.problem_mark else Mark(file, 1, 1)
         problem = exc.problem or str(exc)
@@ -111,11 +147,53 @@ def parse_yaml(text: str, file: str) -> Located:
         raise ConfigError(mark, "", f"invalid YAML: {problem}{context}",
                           "check the indentation: keys of one mapping must start in the same column, "
                           "and a value that is a mapping goes on the lines below its key, indented") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(Mark(file, line, column), "",
+                          f"invalid character {exc.character!r} (code {ord(exc.character) if isinstance(exc.character, str) else exc.character:#x})",
+                          "a project file is plain text: remove the character") from None
+    except RecursionError:
+        raise ConfigError(Mark(file, 1, 1), "", f"nested too deeply to read (more than {MAX_DEPTH} levels)",
+                          "a project file nests a few levels: check the brackets and indentation") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(loc.data, dict):
         raise ConfigError(Mark(file, 1, 1), "", "the top level must be a mapping of sections (name:, model:, …)")
     return loc
+
+
+def read_text_file(path: Path, display: str, what: str = "project file") -> str:
+    """The text of a config file: a regular file of bounded size in UTF-8, or a UserError saying which rule
+    it breaks (never its content: the path may point anywhere)."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{display}: no such file", "create one with `tinypipe init DIR`, or pass the "
+                        "directory that holds project.yaml") from None
+    except OSError as exc:
+        raise UserError(f"{display}: cannot read the {what}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise UserError(f"{display}: the {what} is {kind}", f"point at a YAML file ({' or '.join(YAML_SUFFIXES)})")
+    if st.st_size > MAX_FILE_BYTES:
+        raise UserError(f"{display}: the {what} is {st.st_size:,} bytes; a project file is at most "
+                        f"{MAX_FILE_BYTES:,}", "is this the right file?")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"{display}: cannot read the {what}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(Mark(display, line, column), "", f"not UTF-8 text (byte 0x{data[exc.start]:02x})",
+                          "save the file as UTF-8") from None
 
 
 def _deep_merge(base: Located, override: Located) -> Located:
@@ -139,20 +217,23 @@ def _deep_merge(base: Located, override: Located) -> Located:
 def read_located(path: Path, _seen: tuple[Path, ...] = ()) -> Located:
     path = Path(path)
     display = _display(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{display}: no such file", "create one with `tinypipe init DIR`, or pass the "
-                        "directory that holds project.yaml") from None
-    loc = parse_yaml(text, display)
+    what = "file named by `extends:`" if _seen else "project file"
+    loc = parse_yaml(read_text_file(path, display, what), display)
     loc.files = (path.resolve(),)
     parent = loc.data.pop("extends", None)
     if parent is None:
         return loc
     mark = loc.values.get(("extends",))
-    if not isinstance(parent, str):
+    if not isinstance(parent, str) or not parent.strip():
         raise ConfigError(mark, "extends", "must be a path to another YAML file")
-    parent_path = (path.parent / parent).resolve()
+    try:
+        parent_path = (path.parent / parent).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise ConfigError(mark, "extends", f"{parent}: cannot resolve the path (a symlink loop?)") from None
+    if parent_path.suffix not in YAML_SUFFIXES:
+        raise ConfigError(mark, "extends", f"{parent}: not a YAML file (the name must end in "
+                          f"{' or '.join(YAML_SUFFIXES)})", "extends names another project fragment, e.g. "
+                          "`extends: ../base.yaml`")
     if parent_path in _seen or parent_path == path.resolve():
         raise ConfigError(mark, "extends", f"{parent} extends itself (a cycle)")
     if not parent_path.exists():
@@ -164,7 +245,7 @@ def read_located(path: Path, _seen: tuple[Path, ...] = ()) -> Located:
 def _display(path: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # elsewhere, or a symlink loop
         return str(path)
 
 
@@ -294,7 +375,7 @@ def raise_validation_error(exc: ValidationError, located: Located, root: type[Ba
 
 def project_file(target: Path) -> Path:
     target = Path(target)
-    return target if target.suffix in (".yaml", ".yml") else target / PROJECT_FILE
+    return target if target.suffix in YAML_SUFFIXES else target / PROJECT_FILE
 
 
 def load_project(project_dir: Path) -> "tuple[Any, Path]":
