@@ -13,8 +13,16 @@
 
 #![no_std]
 #![no_main]
+// Every `unsafe` operation sits in an `unsafe` block with a `// SAFETY:` argument, also inside `unsafe fn`s.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+/// The board support the `board-*` feature selects (see Cargo.toml); boards without an application get
+/// `generic.rs`.
+#[cfg_attr(feature = "board-stm32f4-discovery", path = "board/stm32f4_discovery.rs")]
+#[cfg_attr(not(feature = "board-stm32f4-discovery"), path = "board/generic.rs")]
 mod board;
+mod contract;
 mod model;
 mod rt;
 mod semihosting;
@@ -49,7 +57,7 @@ const _: () = assert!(
 
 /// The output buffer lives in .bss so the stack high-water mark is about the model, not about us.
 struct OutputBuffer(UnsafeCell<[model::Output; model::OUTPUT_LEN]>);
-// Safety: one thread, no interrupt touches it.
+// SAFETY: the firmware has one thread, and only `replay_test_set` (never an interrupt handler) touches it.
 unsafe impl Sync for OutputBuffer {}
 static OUTPUT: OutputBuffer = OutputBuffer(UnsafeCell::new([0 as model::Output; model::OUTPUT_LEN]));
 
@@ -71,11 +79,14 @@ extern "C" fn app_main() -> ! {
 /// Every test window through the model, each output and timing printed; then the stack high-water mark.
 fn replay_test_set() {
     let bytes = &TEST_INPUTS.0;
-    // Safety: the bytes are aligned for `model::Input` (i8 or f32), every bit pattern is a valid value of
-    // either, and the length is a whole number of elements (checked above).
+    // SAFETY: the bytes are 8-byte aligned (`Aligned`), enough for `model::Input` (i8 or f32, `contract`), every
+    // bit pattern is a valid value of either, the length is a whole number of elements (checked above), and
+    // the static is never written.
     let inputs: &[model::Input] = unsafe {
         core::slice::from_raw_parts(bytes.as_ptr() as *const model::Input, bytes.len() / size_of::<model::Input>())
     };
+    // SAFETY: this function runs once, from `app_main`, so this is the only reference to OUTPUT (see its
+    // `Sync`).
     let output = unsafe { &mut *OUTPUT.0.get() };
     for (idx, window) in inputs.chunks_exact(model::INPUT_LEN).enumerate() {
         let cycles_begin = board::cycles();
@@ -88,7 +99,8 @@ fn replay_test_set() {
         line.push_str("out ");
         line.push_u64(idx as u64);
         line.push_byte(b' ');
-        // Safety: plain data of either element type seen as its bytes, for printing.
+        // SAFETY: `output` is plain data (i8 or f32, `contract`) without padding, so all its
+        // `size_of_val(output)` bytes are initialised; they are only read while `output` is not written.
         let printed: &[u8] =
             unsafe { core::slice::from_raw_parts(output.as_ptr() as *const u8, size_of_val(output)) };
         for &value in printed {

@@ -170,11 +170,18 @@ extern "C" {
 /// A HardFault: either a semihosting `bkpt` with no debugger attached — skipped (r0 = -1), and semihosting
 /// switched off — or a real fault, reported and fatal. Returning from here returns from the exception (the
 /// trampoline keeps LR = EXC_RETURN).
+///
+/// # Safety
+///
+/// Only for `hard_fault_trampoline`: `frame` is the main stack pointer at exception entry, which points at
+/// the exception frame the core stacked (the firmware runs on MSP alone).
 #[no_mangle]
-#[allow(unused_unsafe)] // taking an extern static's address needed `unsafe` before Rust 1.82
 unsafe extern "C" fn hard_fault_handler(frame: *mut ExceptionFrame) {
-    let frame = &mut *frame;
-    let code = unsafe { core::ptr::addr_of!(_stext) } as u32..unsafe { core::ptr::addr_of!(_etext) } as u32;
+    // SAFETY: the caller's contract: a valid, aligned frame on the stack, which nothing else refers to while
+    // the handler runs (exceptions of lower priority cannot preempt a HardFault).
+    let frame = unsafe { &mut *frame };
+    let code = &raw const _stext as u32..&raw const _etext as u32;
+    // `is_semihosting_call` reads the halfword at `pc`: only for a pc inside the firmware's own code
     if code.contains(&frame.pc) && semihosting::is_semihosting_call(frame.pc) {
         semihosting::no_host();
         frame.pc += 2;
@@ -187,7 +194,8 @@ unsafe extern "C" fn hard_fault_handler(frame: *mut ExceptionFrame) {
     line.push_str(" lr=0x");
     line.push_hex_u32(frame.lr);
     line.push_str(" cfsr=0x");
-    line.push_hex_u32(core::ptr::read_volatile(0xE000_ED28 as *const u32));
+    // SAFETY: CFSR, a status register of the System Control Block: always mapped, aligned, no read side effect.
+    line.push_hex_u32(unsafe { core::ptr::read_volatile(0xE000_ED28 as *const u32) });
     line.finish();
     semihosting::exit(semihosting::EXIT_RUNTIME_ERROR)
 }

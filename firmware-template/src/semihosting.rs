@@ -20,19 +20,28 @@ const SYS_ERRNO: usize = 0x13;
 /// semihosting calls are not made at all.
 static NO_HOST: AtomicBool = AtomicBool::new(false);
 
+/// Semihosting operation `op` with argument `arg` (r1).
+///
+/// # Safety
+///
+/// `arg` must be what `op` expects: for SYS_WRITE0 the address of a NUL-terminated string that stays valid
+/// for the call; for SYS_EXIT and SYS_ERRNO a plain value.
 #[inline(always)]
 unsafe fn call(op: usize, arg: usize) -> usize {
     if NO_HOST.load(Ordering::Relaxed) {
         return usize::MAX;
     }
     let mut r0 = op;
-    asm!("bkpt #0xAB", inout("r0") r0, in("r1") arg, options(nostack, preserves_flags));
+    // SAFETY: the host reads only the memory `arg` names (the caller's contract) and writes only r0; without
+    // a host the HardFault handler skips the `bkpt` and sets r0. No stack use, flags preserved.
+    unsafe { asm!("bkpt #0xAB", inout("r0") r0, in("r1") arg, options(nostack, preserves_flags)) };
     r0
 }
 
 /// Whether a semihosting host (QEMU, or a debugger serving semihosting) answers. Without a debugger a `bkpt`
 /// escalates to HardFault; `rt` skips it and calls `no_host`, so the first call tells.
 pub fn host_present() -> bool {
+    // SAFETY: SYS_ERRNO takes no argument.
     unsafe { call(SYS_ERRNO, 0) };
     !NO_HOST.load(Ordering::Relaxed)
 }
@@ -42,15 +51,18 @@ pub fn no_host() {
     NO_HOST.store(true, Ordering::Relaxed);
 }
 
-/// Whether `pc` holds the semihosting breakpoint `bkpt 0xAB` (Thumb encoding 0xBEAB).
+/// Whether `pc` holds the semihosting breakpoint `bkpt 0xAB` (Thumb encoding 0xBEAB). `pc` must lie in the
+/// firmware's code (`_stext.._etext`), as the HardFault handler checks first.
 pub fn is_semihosting_call(pc: u32) -> bool {
+    // SAFETY: an aligned halfword inside the firmware's code in flash (the caller checks the range), which is
+    // always mapped and never written.
     pc % 2 == 0 && unsafe { core::ptr::read_volatile(pc as *const u16) } == 0xBEAB
 }
 
 /// Stop the program; the emulator's exit status follows `reason`.
 pub fn exit(reason: usize) -> ! {
     loop {
-        // On AArch32 the reason is passed in r1 itself, not through a parameter block.
+        // SAFETY: on AArch32 SYS_EXIT takes the reason in r1 itself, not through a parameter block.
         unsafe { call(SYS_EXIT, reason) };
     }
 }
@@ -130,6 +142,8 @@ impl Line {
             return;
         }
         self.buf[self.len] = 0;
+        // SAFETY: `buf` is NUL-terminated at `len` (just written; `push_byte` keeps that byte free) and is
+        // borrowed for the whole call.
         unsafe { call(SYS_WRITE0, self.buf.as_ptr() as usize) };
         self.len = 0;
     }

@@ -9,11 +9,8 @@ extern "C" {
 }
 
 /// The reservation's lowest address and the initial stack pointer above it.
-#[allow(unused_unsafe)] // taking an extern static's address needed `unsafe` before Rust 1.82
 fn bounds() -> (usize, usize) {
-    let limit = unsafe { core::ptr::addr_of!(_stack_limit) } as usize;
-    let start = unsafe { core::ptr::addr_of!(_stack_start) } as usize;
-    (limit, start)
+    (&raw const _stack_limit as usize, &raw const _stack_start as usize)
 }
 
 /// Bytes of stack used so far (the whole reservation when the stack reached or passed its bottom).
@@ -21,6 +18,9 @@ pub fn high_water() -> usize {
     let (limit, start) = bounds();
     let mut addr = limit;
     while addr < start {
+        // SAFETY: `addr` is word-aligned (the linker script asserts 8-byte alignment of both bounds) and
+        // inside the stack reservation, which is RAM; words below the stack pointer are not Rust objects, so
+        // a volatile read of whatever they hold is fine.
         if unsafe { core::ptr::read_volatile(addr as *const u32) } != STACK_PAINT {
             break;
         }

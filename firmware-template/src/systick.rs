@@ -27,6 +27,8 @@ extern "C" fn systick_handler() {
 
 /// Start the free-running counter.
 pub fn start() {
+    // SAFETY: the SysTick registers of the System Control Space, word-aligned and always mapped on every
+    // Cortex-M; only this module uses SysTick, and its exception only counts wraps.
     unsafe {
         write_volatile(SYST_CSR, 0);
         write_volatile(SYST_RVR, RELOAD);
@@ -43,7 +45,10 @@ pub fn start() {
 pub fn now() -> u64 {
     loop {
         let wraps_before = WRAPS.load(Ordering::SeqCst);
+        // SAFETY: reads of SysTick's current value and the SCB's ICSR (always mapped, aligned); reading
+        // either has no side effect.
         let current = unsafe { read_volatile(SYST_CVR) } & RELOAD;
+        // SAFETY: as above.
         let pending = unsafe { read_volatile(SCB_ICSR) } & ICSR_PENDSTSET != 0;
         let wraps_after = WRAPS.load(Ordering::SeqCst);
         if wraps_before != wraps_after {

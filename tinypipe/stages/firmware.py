@@ -1,8 +1,10 @@
 """Stage `firmware`: render the no_std cargo project for one board from `firmware-template/`.
 
-The rendered `project/` is the template (runtime, main loop, Cargo.toml) plus the kernel crate
+The rendered `project/` is the template (runtime, main loop, board support, Cargo.toml) plus the kernel crate
 (`firmware-template/kernels/`), the engine's output, the test windows in `data/test_inputs.bin`, and
-`link.x`, the linker script for the board's memory map.
+`link.x`, the linker script for the board's memory map. The template's stand-ins for these generated files
+(`STANDINS`, which let it build and lint on its own) are left out. The board's support module is chosen by a
+cargo feature (`board-<support>`) that Cargo.toml turns on by default, with `layers` when layers are profiled.
 
 From the codegen entry: `model.rs` becomes `src/model.rs`; its `model/` directory (submodules) and every file it
 names in `include_bytes!`/`include_str!` go next to it in `src/`. An engine with native parts (TFLM) also writes
@@ -35,8 +37,9 @@ from tinypipe.stages.base import Stage, StageContext, StageResult
 # build products and editor droppings that may sit in a template checkout but are not part of it
 IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~")
 LINKER_TEMPLATE = "link.x.in"
-BOARD_SUPPORT_DIR = "boards"  # <support>.rs per board with an application; generic.rs for the others
-GENERIC_SUPPORT = "generic"
+BOARD_SUPPORT_DIR = "src/board"  # <support>.rs per board with an application, selected by a cargo feature
+# what the template holds in place of generated files, so that it builds and lints on its own
+STANDINS = ("model.rs", "app_config.rs", "test_inputs.bin", "link.x")
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
 
 
@@ -55,11 +58,28 @@ def profiles_layers(variant) -> bool:
     return bool(variant.config["target"].get("profile_layers"))
 
 
-def enable_layers_feature(cargo_toml: str) -> str:
-    """Cargo.toml with the `layers` feature on by default (per-operator timing in main.rs)."""
+def board_feature(support: str) -> str:
+    """The cargo feature selecting `src/board/<support>.rs` (firmware-template/Cargo.toml)."""
+    return "board-" + support.replace("_", "-")
+
+
+def cell_features(variant) -> list[str]:
+    """The template's cargo features one cell needs: its board support, per-operator timing."""
+    features = [board_feature(variant.board.support)] if variant.board.support else []
+    return features + (["layers"] if profiles_layers(variant) else [])
+
+
+def enable_features(cargo_toml: str, features: list[str]) -> str:
+    """Cargo.toml with `features` on by default; unchanged for none."""
+    if not features:
+        return cargo_toml
     if "\n[features]\n" not in cargo_toml:
         raise ValueError("the firmware template's Cargo.toml has no [features] table")
-    return cargo_toml.replace("\n[features]\n", '\n[features]\ndefault = ["layers"]\n', 1)
+    for feature in features:
+        if not re.search(rf"^{re.escape(feature)} = ", cargo_toml, re.M):
+            raise ValueError(f"the firmware template's Cargo.toml has no feature {feature!r}")
+    default = ", ".join(json.dumps(feature) for feature in features)
+    return cargo_toml.replace("\n[features]\n", f"\n[features]\ndefault = [{default}]\n", 1)
 
 
 def _config(variant) -> dict:
@@ -81,7 +101,7 @@ def _config(variant) -> dict:
     return config
 
 
-STAGE = Stage(name="firmware", version="2", needs=("codegen", "reference"), config=_config,
+STAGE = Stage(name="firmware", version="3", needs=("codegen", "reference"), config=_config,
               description="render the no_std cargo project from firmware-template/")
 
 
@@ -100,7 +120,7 @@ def render_app_config(reference: dict, sensor: dict) -> str:
     classes = ", ".join(json.dumps(str(c)) for c in reference.get("classes") or [])
     return (
         "// Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the class names) for the\n"
-        "// board's application; `include!`d by src/board.rs.\n\n"
+        "// board's application: the `app_config` module of its src/board/<support>.rs.\n\n"
         f"pub const WINDOW: usize = {window};\n"
         f"pub const SAMPLE_RATE_HZ: u32 = {rate};\n"
         f"pub const CLASSES: &[&str] = &[{classes}];\n\n"
@@ -212,13 +232,12 @@ def run(ctx: StageContext) -> StageResult:
     if not board.buildable:
         raise UserError(f"tinypipe cannot build firmware for board {board.name} yet: {board.notes[0]}",
                         "pick another board (`tinypipe boards`)")
-    support = template / BOARD_SUPPORT_DIR / f"{board.support or GENERIC_SUPPORT}.rs"
-    if not support.is_file():
-        raise FileNotFoundError(f"board support {support} is missing from the firmware template")
+    if board.support and not (template / BOARD_SUPPORT_DIR / f"{board.support}.rs").is_file():
+        raise FileNotFoundError(f"board support {BOARD_SUPPORT_DIR}/{board.support}.rs is missing from the "
+                                f"firmware template {template}")
 
     project = ctx.out / "project"
-    shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, BOARD_SUPPORT_DIR))
-    shutil.copyfile(support, project / "src" / "board.rs")
+    shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, *STANDINS))
     if board.support:
         atomic_write_text(project / "src" / "app_config.rs",
                           render_app_config(read_json(ctx.inputs["reference"] / "reference.json"),
@@ -228,8 +247,8 @@ def run(ctx: StageContext) -> StageResult:
     (project / "data").mkdir(exist_ok=True)
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
     atomic_write_text(project / "link.x", render_linker_script(board))
-    if profiles_layers(ctx.variant):
-        atomic_write_text(project / "Cargo.toml", enable_layers_feature((project / "Cargo.toml").read_text()))
+    atomic_write_text(project / "Cargo.toml",
+                      enable_features((project / "Cargo.toml").read_text(), cell_features(ctx.variant)))
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

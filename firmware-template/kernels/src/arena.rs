@@ -1,4 +1,46 @@
 //! Borrowing an operator's input and output from one static arena without `unsafe` or panics.
+//!
+//! Each `split_*` returns `None` for ranges it cannot hand out; the `const fn`s `range_fits`, `io_fits` and
+//! `inputs_fit` say the same at compile time, so generated code asserts its planned offsets in `const` items
+//! (a planning bug fails the build, naming the operator) and the run-time checks fold away.
+
+/// Whether `len` bytes at `off` lie inside an arena of `arena_len` bytes (`arena.get(off..off + len)`).
+pub const fn range_fits(arena_len: usize, off: usize, len: usize) -> bool {
+    match off.checked_add(len) {
+        Some(end) => end <= arena_len,
+        None => false,
+    }
+}
+
+/// Whether [`split_io`] hands out these ranges of an arena of `arena_len` bytes: both inside, no overlap.
+pub const fn io_fits(arena_len: usize, in_off: usize, in_len: usize, out_off: usize, out_len: usize) -> bool {
+    if !range_fits(arena_len, in_off, in_len) || !range_fits(arena_len, out_off, out_len) {
+        return false;
+    }
+    in_off + in_len <= out_off || out_off + out_len <= in_off
+}
+
+/// Whether [`split_inputs`] (and [`split_in_place`], whose own range is the output here) hands out these
+/// ranges: all inside, no input overlapping the output (inputs may overlap each other).
+pub const fn inputs_fit<const N: usize>(
+    arena_len: usize,
+    inputs: [(usize, usize); N],
+    out_off: usize,
+    out_len: usize,
+) -> bool {
+    if !range_fits(arena_len, out_off, out_len) {
+        return false;
+    }
+    let mut i = 0;
+    while i < N {
+        let (off, len) = inputs[i];
+        if !range_fits(arena_len, off, len) || !(off + len <= out_off || off >= out_off + out_len) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// Split `arena` into `in_len` bytes at `in_off` (read) and `out_len` bytes at `out_off` (write).
 ///

@@ -84,6 +84,7 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
 /// Blocks of four output rows from `first_block` on, for one input row `x`; `per_tensor`: `rescale[0]` serves
 /// every row.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the slices of one layer, as its caller holds them: inlined anyway
 fn blocks<const GENERAL: bool, const FULL: bool>(
     p: &FullyConnected,
     x: &[i8],

@@ -31,7 +31,7 @@ pub mod quant;
 pub mod reduce;
 pub mod softmax;
 
-pub use arena::{copy_into, split_in_place, split_inputs, split_io};
+pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
 pub use convert::{
     dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize,

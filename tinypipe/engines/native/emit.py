@@ -1,6 +1,11 @@
 """Write the generated `model.rs`: constants, weights as `static` arrays (flash), one static arena, and
 `invoke` calling `tinyml_kernels` step by step. The text is meant to be read: each step carries a comment
-with its operator, shapes and arena offsets."""
+with its operator, shapes and arena offsets.
+
+Every arena range a step uses is asserted in a `const` item next to it (`k::io_fits` and friends), so a
+planning bug fails `cargo build` with a message naming the operator; the run-time split that follows cannot
+fail then, and should it ever, it panics naming the operator instead of skipping it. Lints are allowed only
+on the items that need it, each with its reason."""
 
 from __future__ import annotations
 
@@ -24,6 +29,14 @@ def _array(a: ConstArray) -> str:
     return f"static {a.name}: [{a.rust_type}; {len(a.values)}] = [\n{body}\n];\n"
 
 
+def _f32(value: float) -> str:
+    """The shortest literal that reads back as the same f32 (TFLite stores scales as float32): no digits
+    beyond what an f32 holds, which clippy would flag."""
+    import numpy as np
+
+    return np.format_float_positional(np.float32(value), unique=True, trim="0")
+
+
 def _value(v) -> str:
     """A parameter as Rust: ints, bools, lists (arrays), or a string already in Rust (a nested struct)."""
     if isinstance(v, bool):
@@ -41,6 +54,17 @@ def _shape(shape) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
+# the items the firmware's main.rs does not use, which rustc would report as dead code
+UNUSED_API = "part of the generated model's API; the firmware does not call it"
+
+
+def _checked(step: Step, fits: str, pattern: str, split: str) -> str:
+    """A compile-time assertion of a step's arena ranges, then the run-time split bound to `pattern`."""
+    what = f"op {step.index} {step.op}"
+    return (f"    const _: () = assert!(k::{fits}, \"{what}: its arena ranges overlap or leave the arena\");\n"
+            f"    let Some({pattern}) = {split} else {{ broken_plan({step.index}) }};\n")
+
+
 def _multi_input_call(step: Step, plan: ArenaPlan, t) -> str:
     """A kernel reading several operands: arena tensors through `split_inputs`, constants from flash, in the
     operator's input order."""
@@ -56,32 +80,33 @@ def _multi_input_call(step: Step, plan: ArenaPlan, t) -> str:
         operands = [f"[{', '.join(operands)}]"]
     args = "".join(f"{o}, " for o in operands) + "".join(f"&{a.name}, " for a in step.arrays)
     return (f"    //   {reads} -> arena[{dst}..{dst + n_out}]\n"
-            f"    if let Some(([{', '.join(names)}], y)) = k::split_inputs(arena, [{ranges}], {dst}, {n_out}) {{\n"
-            f"        k::{step.kernel}{step.generics}(&P{step.index}, {args}y);\n"
-            f"        hook({step.index}, y);\n    }}\n")
+            + _checked(step, f"inputs_fit(ARENA_BYTES, [{ranges}], {dst}, {n_out})", f"([{', '.join(names)}], y)",
+                       f"k::split_inputs(arena, [{ranges}], {dst}, {n_out})")
+            + f"    k::{step.kernel}{step.generics}(&P{step.index}, {args}y);\n"
+            f"    hook({step.index}, y);\n")
 
 
 def _in_place_call(step: Step, plan: ArenaPlan, t, tensor: int) -> str:
     """A kernel writing its output over input `tensor` (plan.py decides when that is legal)."""
     at, n = plan.offset(tensor), t[tensor].nbytes  # the output has as many bytes
     head = f"    //   arena[{at}..{at + n}] -> the same bytes, in place\n"
+    own = _checked(step, f"range_fits(ARENA_BYTES, {at}, {n})", "y", f"arena.get_mut({at}..{at + n})")
     if not step.operands:  # unary: the kernel reads and writes `y`
         args = "".join(f"&{a.name}, " for a in step.arrays)
-        return (head + f"    if let Some(y) = arena.get_mut({at}..{at + n}) {{\n"
-                f"        k::{step.kernel}_in_place(&P{step.index}, {args}y);\n"
-                f"        hook({step.index}, y);\n    }}\n")
+        return (head + own + f"    k::{step.kernel}_in_place(&P{step.index}, {args}y);\n"
+                f"    hook({step.index}, y);\n")
     pos = step.operands.index(tensor)
     generics = "::<true>" if pos == 1 else "::<false>"
     other_pos = 1 - pos
     call = f"k::{step.kernel}_in_place{generics}(&P{step.index}, "
     if other_pos in step.const_inputs:
-        return (head + f"    if let Some(y) = arena.get_mut({at}..{at + n}) {{\n"
-                f"        {call}&{step.const_inputs[other_pos].name}[..], y);\n"
-                f"        hook({step.index}, y);\n    }}\n")
+        return (head + own + f"    {call}&{step.const_inputs[other_pos].name}[..], y);\n"
+                f"    hook({step.index}, y);\n")
     other = step.operands[other_pos]
     o_at, o_n = plan.offset(other), t[other].nbytes
-    return (head + f"    if let Some((y, [x])) = k::split_in_place(arena, {at}, {n}, [({o_at}, {o_n})]) {{\n"
-            f"        {call}x, y);\n        hook({step.index}, y);\n    }}\n")
+    return (head + _checked(step, f"inputs_fit(ARENA_BYTES, [({o_at}, {o_n})], {at}, {n})", "(y, [x])",
+                            f"k::split_in_place(arena, {at}, {n}, [({o_at}, {o_n})])")
+            + f"    {call}x, y);\n    hook({step.index}, y);\n")
 
 
 def scratch_sizes(program: Program) -> tuple[int, int]:
@@ -101,8 +126,10 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     in_type, out_type = IO_DTYPES[in_t.dtype], IO_DTYPES[out_t.dtype]
     out.append(f"//!\n//! `invoke` runs the model on one {in_t.dtype} input; all activations live in one static "
                "arena.\n")
-    out.append("#![allow(dead_code, unused_imports, clippy::all)]\n\n")
-    out.append("use tinyml_kernels as k;\nuse tinyml_kernels::Rescale as Rs;\n\n")
+    out.append("\nuse tinyml_kernels as k;\n")
+    if any(a.rust_type == "Rs" for s in program.steps for a in [*s.const_inputs.values(), *s.arrays]):
+        out.append("use tinyml_kernels::Rescale as Rs;\n")
+    out.append("\n")
     out.append(f"/// The element type of the model's input tensor ({in_t.dtype}).\npub type Input = {in_type};\n")
     out.append(f"/// The element type of the model's output tensor ({out_t.dtype}).\npub type Output = {out_type};\n")
     out.append(f"/// Input values the model reads: shape {list(in_t.shape)}\n")
@@ -111,8 +138,10 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append(f"pub const OUTPUT_LEN: usize = {out_t.size};\n")
     for name, io_t, info in (("INPUT", in_t, io["input"]), ("OUTPUT", out_t, io["output"])):
         if io_t.dtype == "int8":
-            out.append(f"pub const {name}_SCALE: f32 = {info['scale']!r};\n")
-            out.append(f"pub const {name}_ZERO_POINT: i32 = {info['zero_point']};\n")
+            unused = "" if name == "INPUT" else f"#[allow(dead_code, reason = \"{UNUSED_API}\")]\n"
+            out.append(f"/// The {name.lower()} tensor's quantization: real = scale * (q - zero point).\n")
+            out.append(f"{unused}pub const {name}_SCALE: f32 = {_f32(info['scale'])};\n")
+            out.append(f"{unused}pub const {name}_ZERO_POINT: i32 = {info['zero_point']};\n")
     out.append("\n/// A real-valued sample (a sensor reading, in the units the model was trained on) as an input "
                "element")
     if in_t.dtype == "int8":
@@ -124,8 +153,12 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append(f"/// Activation memory, planned at code-generation time (lower bound {plan.lower_bound} bytes).\n")
     out.append(f"pub const ARENA_BYTES: usize = {plan.size};\n")
     out.append("/// Kernel working memory (im2col patches, staging), on `invoke`'s stack: not part of the arena.\n")
+    out.append(f"#[allow(dead_code, reason = \"{UNUSED_API}\")]\n")
     out.append(f"pub const SCRATCH_BYTES: usize = {4 * scratch_words + stage_bytes};\n")
-    out.append(f"const SCRATCH_WORDS: usize = {scratch_words};\nconst STAGE_BYTES: usize = {stage_bytes};\n")
+    if scratch_words:
+        out.append(f"const SCRATCH_WORDS: usize = {scratch_words};\n")
+    if stage_bytes:
+        out.append(f"const STAGE_BYTES: usize = {stage_bytes};\n")
     out.append(f"const INPUT_AT: usize = {in_off};\nconst INPUT_BYTES: usize = {in_t.nbytes};\n")
     out.append(f"const OUTPUT_AT: usize = {out_off};\nconst OUTPUT_BYTES: usize = {out_t.nbytes};\n\n")
     out.append("static mut ARENA: [i8; ARENA_BYTES] = [0; ARENA_BYTES];\n\n")
@@ -149,6 +182,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append("/// Run the model once reporting each operator that computes: `report(op_index, op, ticks)`, ticks of\n"
                "/// `clock` from the previous operator's end (the first from the call); `report`'s own time is not\n"
                "/// counted. For `target.profile_layers`.\n"
+               "#[allow(dead_code, reason = \"the firmware calls it with its `layers` feature only\")]\n"
                "pub fn profile<F: FnMut(usize, &'static str, u64)>(\n"
                "    input: &[Input],\n    output: &mut [Output],\n    clock: fn() -> u64,\n    report: &mut F,\n"
                ") {\n"
@@ -159,11 +193,13 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
                "    });\n}\n\n")
     names = "".join(f"        {s.index} => \"{s.op}\",\n" for s in program.steps if s.kernel)
     out.append("/// The TFLite operator at `index` (those `invoke_with_hook` reports).\n"
+               "#[allow(dead_code, reason = \"the firmware calls it through `profile` only\")]\n"
                f"pub fn op_name(index: usize) -> &'static str {{\n    match index {{\n{names}"
                "        _ => \"?\",\n    }\n}\n\n")
     out.append("/// One-time set-up before the first `invoke`: none, everything was planned at code-generation time.\n"
                "pub fn init() -> Result<(), &'static str> {\n    Ok(())\n}\n\n")
     out.append("/// `invoke` with a caller-provided arena.\n")
+    out.append(f"#[allow(dead_code, reason = \"{UNUSED_API}\")]\n")
     out.append("pub fn invoke_with_arena(arena: &mut [i8; ARENA_BYTES], input: &[Input], output: &mut [Output]) {\n"
                "    invoke_with_hook(arena, input, output, &mut |_, _| {});\n}\n\n")
     out.append("/// `invoke_with_arena` calling `hook(op_index, op_output)` after each operator that computes (not\n"
@@ -177,8 +213,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         out.append("    let mut scratch = [0u32; SCRATCH_WORDS];\n")
     if stage_bytes:
         out.append("    let mut stage = [0i8; STAGE_BYTES];\n")
-    out.append("    if let Some(dst) = arena.get_mut(INPUT_AT..INPUT_AT + INPUT_BYTES) {\n"
-               "        k::store(dst, input);\n    }\n")
+    out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, INPUT_AT, INPUT_BYTES), \"the input leaves the arena\");\n"
+               "    let Some(dst) = arena.get_mut(INPUT_AT..INPUT_AT + INPUT_BYTES) else { broken_plan(usize::MAX) };\n"
+               "    k::store(dst, input);\n")
     for step in program.steps:
         src, dst = plan.offset(step.input), plan.offset(step.output)
         n_in, n_out = t[step.input].nbytes, t[step.output].nbytes
@@ -200,11 +237,19 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
             work = ", &mut scratch"
             if step.takes_stage:
                 work += ", &mut stage" if stage_bytes else ", &mut []"
-        out.append(f"    if let Some((x, y)) = k::split_io(arena, {src}, {n_in}, {dst}, {n_out}) {{\n"
-                   f"        k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
-                   f"        hook({step.index}, y);\n    }}\n")
-    out.append("    if let Some(src) = arena.get(OUTPUT_AT..OUTPUT_AT + OUTPUT_BYTES) {\n"
-               "        k::load(output, src);\n    }\n}\n")
+        out.append(_checked(step, f"io_fits(ARENA_BYTES, {src}, {n_in}, {dst}, {n_out})", "(x, y)",
+                            f"k::split_io(arena, {src}, {n_in}, {dst}, {n_out})")
+                   + f"    k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
+                   f"    hook({step.index}, y);\n")
+    out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, OUTPUT_AT, OUTPUT_BYTES), \"the output leaves the arena\");\n"
+               "    let Some(src) = arena.get(OUTPUT_AT..OUTPUT_AT + OUTPUT_BYTES) else { broken_plan(usize::MAX) };\n"
+               "    k::load(output, src);\n}\n\n")
+    out.append("/// Unreachable: the `const` assertions in `invoke_with_hook` prove every arena range when this file\n"
+               "/// compiles. Should a range ever be refused all the same, the run stops naming the operator\n"
+               "/// (`usize::MAX`: the model's input or output) rather than skipping it.\n"
+               "#[cold]\n#[inline(never)]\n"
+               "fn broken_plan(op: usize) -> ! {\n"
+               "    panic!(\"model.rs: the arena plan is broken at operator {}\", op)\n}\n")
     for step in program.steps:
         if not step.kernel:
             continue

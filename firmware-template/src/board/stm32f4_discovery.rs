@@ -1,7 +1,7 @@
 //! Board support for the STM32F4 Discovery (STM32F407VG), register level and without crates: the on-board
 //! LIS3DSH accelerometer on SPI1 (PA5 SCK, PA6 MISO, PA7 MOSI, PE3 chip select), the four user LEDs on
-//! PD12-PD15, and DWT CYCCNT for cycles. Rendered as `src/board.rs`; `src/app_config.rs` carries the window,
-//! the sample rate and the class names from the pipeline.
+//! PD12-PD15, and DWT CYCCNT for cycles. Selected by the `board-stm32f4-discovery` feature; `src/app_config.rs`
+//! carries the window, the sample rate and the class names from the pipeline.
 //!
 //! The core stays on the 16 MHz HSI it resets to: no PLL to wait for, which also keeps the same ELF running
 //! on QEMU's netduinoplus2 (an STM32F405 whose clock tree and GPIO QEMU does not model: writes there are
@@ -18,9 +18,8 @@ use core::ptr::{read_volatile, write_volatile};
 use crate::{model, systick};
 use app_config::{CLASSES, SAMPLE_RATE_HZ, WINDOW};
 
-mod app_config {
-    include!("app_config.rs");
-}
+#[path = "../app_config.rs"]
+mod app_config;
 
 const RCC: usize = 0x4002_3800;
 const RCC_AHB1ENR: usize = RCC + 0x30;
@@ -33,7 +32,7 @@ const OSPEEDR: usize = 0x08;
 const BSRR: usize = 0x18;
 const AFRL: usize = 0x20;
 const SPI1: usize = 0x4001_3000;
-const SPI_CR1: usize = SPI1 + 0x00;
+const SPI_CR1: usize = SPI1; // offset 0x00
 const SPI_SR: usize = SPI1 + 0x08;
 const SPI_DR: usize = SPI1 + 0x0C;
 const SR_RXNE: u32 = 1 << 0;
@@ -47,7 +46,7 @@ const CORE_HZ: u64 = 16_000_000;
 /// LED pins on port D: green LD4, orange LD3, red LD5, blue LD6.
 const LED_PINS: [u32; 4] = [12, 13, 14, 15];
 /// New samples between two classifications (a quarter window).
-const STRIDE: usize = if WINDOW / 4 > 0 { WINDOW / 4 } else { 1 };
+const STRIDE: usize = if WINDOW >= 4 { WINDOW / 4 } else { 1 };
 /// SPI polls before a transfer counts as unanswered (no SPI peripheral, e.g. under QEMU).
 const SPI_POLLS: u32 = 10_000;
 
@@ -62,11 +61,16 @@ const READ: u8 = 0x80;
 const FSCALE_8G: u8 = 0b011 << 3;
 const G_PER_DIGIT: f32 = 0.000_24;
 
+/// A memory-mapped register. Every address passed here is one of the constants above: a 32-bit register of
+/// the STM32F407 (RM0090) or the Cortex-M4 core, word-aligned and always mapped, so volatile accesses to it
+/// are sound (on QEMU's netduinoplus2 the unmodelled ones read 0 and ignore writes).
 fn reg(addr: usize) -> *mut u32 {
     addr as *mut u32
 }
 
 fn set_bits(addr: usize, mask: u32, value: u32) {
+    // SAFETY: `addr` is a register constant (see `reg`); a read-modify-write from the one thread of execution,
+    // and no interrupt handler touches these peripherals.
     unsafe { write_volatile(reg(addr), (read_volatile(reg(addr)) & !mask) | value) }
 }
 
@@ -74,7 +78,8 @@ pub fn init() {
     // clocks for GPIOA, GPIOD, GPIOE and SPI1
     set_bits(RCC_AHB1ENR, 0, (1 << 0) | (1 << 3) | (1 << 4));
     set_bits(RCC_APB2ENR, 0, 1 << 12);
-    let _ = unsafe { read_volatile(reg(RCC_APB2ENR)) }; // the enable takes effect before the first access
+    // SAFETY: a read of an RCC register (see `reg`): the enable takes effect before the first SPI1 access.
+    let _ = unsafe { read_volatile(reg(RCC_APB2ENR)) };
     // LEDs: PD12-15 outputs, off
     for pin in LED_PINS {
         set_bits(GPIOD + MODER, 0b11 << (2 * pin), 0b01 << (2 * pin));
@@ -89,11 +94,14 @@ pub fn init() {
     set_bits(GPIOE + MODER, 0b11 << 6, 0b01 << 6);
     chip_select(false);
     // SPI1 master, mode 3 (CPOL = CPHA = 1, what the LIS3DSH wants), fPCLK/16 = 1 MHz, software NSS
+    // SAFETY: SPI1's CR1 (see `reg`), clocked above; configured (SPE off) before it is enabled (bit 6).
     unsafe {
         write_volatile(reg(SPI_CR1), (1 << 9) | (1 << 8) | (0b011 << 3) | (1 << 2) | (1 << 1) | (1 << 0));
         write_volatile(reg(SPI_CR1), read_volatile(reg(SPI_CR1)) | (1 << 6));
     }
     // DWT cycle counter
+    // SAFETY: the core's DEMCR and DWT registers (see `reg`): TRCENA first, then the counter is cleared and
+    // started; nothing else uses the DWT.
     unsafe {
         write_volatile(reg(DEMCR), read_volatile(reg(DEMCR)) | (1 << 24));
         write_volatile(reg(DWT_CYCCNT), 0);
@@ -104,9 +112,11 @@ pub fn init() {
 /// DWT CYCCNT, when the counter exists (QEMU has no DWT: its CTRL reads 0).
 #[inline(always)]
 pub fn cycles() -> Option<u32> {
+    // SAFETY: reads of the core's DWT registers (see `reg`), which have no side effects.
     if unsafe { read_volatile(reg(DWT_CTRL)) } & 1 == 0 {
         return None;
     }
+    // SAFETY: as above.
     Some(unsafe { read_volatile(reg(DWT_CYCCNT)) })
 }
 
@@ -116,15 +126,18 @@ fn leds(mask: u32) {
     for (i, pin) in LED_PINS.iter().enumerate() {
         bsrr |= if mask & (1 << i) != 0 { 1 << pin } else { 1 << (pin + 16) };
     }
+    // SAFETY: GPIOD's BSRR (see `reg`): a write sets or resets exactly the LED pins, atomically.
     unsafe { write_volatile(reg(GPIOD + BSRR), bsrr) }
 }
 
 fn chip_select(selected: bool) {
+    // SAFETY: GPIOE's BSRR (see `reg`): a write sets or resets PE3 alone, atomically.
     unsafe { write_volatile(reg(GPIOE + BSRR), if selected { 1 << (3 + 16) } else { 1 << 3 }) }
 }
 
 fn wait_for(flag: u32) -> Result<(), ()> {
     for _ in 0..SPI_POLLS {
+        // SAFETY: SPI1's status register (see `reg`); reading it has no side effects.
         if unsafe { read_volatile(reg(SPI_SR)) } & flag != 0 {
             return Ok(());
         }
@@ -134,8 +147,10 @@ fn wait_for(flag: u32) -> Result<(), ()> {
 
 fn transfer(byte: u8) -> Result<u8, ()> {
     wait_for(SR_TXE)?;
+    // SAFETY: SPI1's data register (see `reg`), written once TXE says the transmit buffer is empty.
     unsafe { write_volatile(reg(SPI_DR), byte as u32) };
     wait_for(SR_RXNE)?;
+    // SAFETY: SPI1's data register, read once RXNE says a byte arrived (the read clears RXNE).
     Ok(unsafe { read_volatile(reg(SPI_DR)) } as u8)
 }
 
@@ -217,7 +232,7 @@ pub fn run_application() {
         }
         if class != usize::MAX {
             step = step.wrapping_add(1);
-            leds(pattern(class, step / (SAMPLE_RATE_HZ as u32 / 8).max(1)));
+            leds(pattern(class, step / (SAMPLE_RATE_HZ / 8).max(1)));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Board support for boards without an application (emulated boards, boards without a sensor): nothing to
-//! set up, no cycle counter, and no application after the test-set replay. Rendered as `src/board.rs`.
+//! set up, no cycle counter, and no application after the test-set replay. The board module when no
+//! `board-*` feature is on.
 
 /// Clocks and pins the application needs; called first thing after reset.
 pub fn init() {}

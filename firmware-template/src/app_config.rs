@@ -1,0 +1,8 @@
+// Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the class names) for the
+// board's application; `include!`d by src/board.rs.
+
+pub const WINDOW: usize = 2;
+pub const SAMPLE_RATE_HZ: u32 = 50;
+pub const CLASSES: &[&str] = &["wave", "tap", "none"];
+
+const _: () = assert!(crate::model::INPUT_LEN == WINDOW * 3, "the model input must be WINDOW samples of 3 axes");
