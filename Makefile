@@ -1,11 +1,11 @@
-# `make demo` and `make test` set everything up idempotently, then run. `make setup` alone installs.
+# `make demo`, `make test` and `make test-fast` set everything up idempotently, then run. `make setup` alone installs.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src \
                 bindgen clang python3-venv
 
-.PHONY: setup apt venv demo test bench clean
+.PHONY: setup apt venv demo test test-fast bench clean
 
 setup: apt venv
 
@@ -30,6 +30,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest -q
+
+# the tests not marked `slow` (no sysroot, firmware, TFLM library or training): a couple of minutes at most
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: setup
 	$(VENV)/bin/python benchmarks/noop.py

@@ -1,12 +1,26 @@
+"""Session fixtures, one per expensive concept: the shared files, the user-level cache, the Rust toolchain entry
+(sysroot) per target, the host TFLM oracle; and the rule that marks a test `slow` by the fixtures it needs.
+Helpers that are not fixtures live in tests/helpers.py."""
+
+import hashlib
 import os
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TINYPIPE_SHARED", REPO.parent / "shared"))
-GESTURE = REPO / "pipelines" / "gesture"
+from tests.helpers import SHARED, TracingMicroModel, native_variant, stage_context
+
+
+# Fixtures that build something expensive (a Rust sysroot and firmware, a TFLM library, a trained model, the
+# Keras test models, the host kernels program): a test that needs one is `slow`, whichever module it is in.
+SLOW_FIXTURES = {"rust_toolchain", "tflm_libs", "pipeline", "keras_models", "host_build"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -29,26 +43,43 @@ def session_cache(tmp_path_factory):
         os.environ["TINYPIPE_CACHE"] = old
 
 
-def standin_model_rs(input_len: int, output_len: int, body: str) -> str:
-    """A hand-written `model.rs` for firmware tests: the engines' contract for int8 I/O (see
-    firmware-template/README.md) with `INPUT_LEN`/`OUTPUT_LEN`, then `body` (which defines `invoke`)."""
-    return ("pub type Input = i8;\npub type Output = i8;\n"
-            "pub fn input_from_real(x: f32) -> Input {\n    x as i8\n}\n"
-            "pub fn init() -> Result<(), &'static str> {\n    Ok(())\n}\n"
-            f"pub const INPUT_LEN: usize = {input_len};\npub const OUTPUT_LEN: usize = {output_len};\n" + body)
+@pytest.fixture(scope="session")
+def rust_toolchain(session_cache):
+    """board -> the toolchain stage's output for the board's (triple, cpu): the Rust sysroot (`core`,
+    `compiler_builtins`) built by the rustc `find_rust` picks, and the link flags. Built on first use, once per
+    session (TINYPIPE_TEST_CACHE keeps it between sessions); the one way tests get a sysroot."""
+    from tinypipe.core.errors import UserError
+    from tinypipe.stages import toolchain
+    from tinypipe.toolchain.rust import find_rust
+
+    def entry(board: str) -> Path:
+        variant = native_variant(board)
+        try:
+            release = find_rust(variant.triple).release
+        except UserError as exc:
+            pytest.skip(str(exc))
+        out = session_cache / "toolchain-test" / f"{variant.triple}-{variant.cpu}-{release}"
+        if not (out / "toolchain.json").is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a killed session's partial entry
+            toolchain.run(stage_context(variant, out))
+        return out
+
+    return entry
 
 
-def tinypipe_cmd() -> list[str]:
-    return [sys.executable, "-m", "tinypipe"]
+@pytest.fixture(scope="session")
+def host_tflm():
+    """The host TFLM oracle: (model bytes, trace=False) -> a MicroModel, one per model for the session;
+    `trace=True` gives a TracingMicroModel, which keeps every tensor for per-operator comparisons."""
+    pytest.importorskip("tflite_micro")
+    from tinypipe.stages._ml import MicroModel
 
+    models: dict[tuple[bytes, bool], MicroModel] = {}
 
-def print_timings(request, timings: dict[str, float], label: str) -> None:
-    """Print timings a module measured, after its tests (tests report timings; they never assert them)."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None or not timings:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        for name, seconds in timings.items():
-            reporter.write_line(f"{label}: {name:<52} {seconds:6.1f} s")
+    def get(model_bytes: bytes, trace: bool = False) -> MicroModel:
+        key = (hashlib.sha256(model_bytes).digest(), trace)
+        if key not in models:
+            models[key] = (TracingMicroModel if trace else MicroModel)(model_bytes)
+        return models[key]
+
+    return get

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import standin_model_rs
+from tests.helpers import GESTURE, build_firmware, native_variant, run_json, stage_context, standin_model_rs
+from tests.helpers import write_reference as write_reference_files
 from tinypipe.config.boards import BOARDS
-from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.runners import probe
-from tinypipe.stages import build, firmware, run, toolchain
-from tinypipe.stages.base import StageContext
+from tinypipe.stages import firmware, run
 
 LOOP_ITERATIONS = 1_000_000
 LOOP_MODEL_RS = standin_model_rs(4, 1, """\
@@ -34,16 +32,6 @@ pub fn invoke(input: &[i8], output: &mut [i8]) {
     output[0] = input[1];
 }
 """)
-
-
-def variant_for(board: str) -> Variant:
-    return Variant(name=f"{board}-native", project=Project(name="t", model={"path": "x.tflite"}),
-                   board=BOARDS[board], engine="native")
-
-
-def context(variant, out: Path, **inputs) -> StageContext:
-    out.mkdir(parents=True)
-    return StageContext(variant=variant, inputs=inputs, out=out, project_dir=out.parent, _log=lambda m: None)
 
 
 # --- the registry ---------------------------------------------------------------------------------------------
@@ -78,7 +66,7 @@ def test_unbuildable_board_fails_in_firmware_with_the_reason(tmp_path):
     (codegen / "model.rs").write_text(LOOP_MODEL_RS)
     reference = write_reference(tmp_path / "reference")
     with pytest.raises(UserError) as err:
-        firmware.run(context(variant_for("pico"), tmp_path / "fw", codegen=codegen, reference=reference))
+        firmware.run(stage_context(native_variant("pico"), tmp_path / "fw", codegen=codegen, reference=reference))
     assert err.value.message.startswith("tinypipe cannot build firmware for board pico yet: the RP2040 boots")
 
 
@@ -90,7 +78,7 @@ def test_fit_error_names_bytes_needed_and_available(tmp_path):
                                                       "scratch_bytes": 64}))
     reference = write_reference(tmp_path / "reference")
     with pytest.raises(UserError) as err:
-        firmware.run(context(variant_for("mps3-an547"), tmp_path / "fw", codegen=codegen, reference=reference))
+        firmware.run(stage_context(native_variant("mps3-an547"), tmp_path / "fw", codegen=codegen, reference=reference))
     assert err.value.message == (
         "the model does not fit board mps3-an547: flash needs at least 600,008 B (weights 600,000 + test windows 8) "
         "but the board has 524,288 B")
@@ -100,35 +88,21 @@ def test_fit_error_names_bytes_needed_and_available(tmp_path):
 # --- SysTick calibration on QEMU --------------------------------------------------------------------------------
 
 def write_reference(root: Path) -> Path:
-    root.mkdir(parents=True)
-    np.array([[0, 5, 0, 0], [1, 7, 0, 0]], dtype=np.int8).tofile(root / "test_inputs.bin")
-    np.array([[5], [7]], dtype=np.int8).tofile(root / "test_outputs.bin")
-    (root / "reference.json").write_text(json.dumps({"n": 2, "input_len": 4, "output_len": 1}))
-    return root
+    """Two windows: the second (input[0] == 1) spins the loop; the output is input[1]."""
+    return write_reference_files(root, np.array([[0, 5, 0, 0], [1, 7, 0, 0]], dtype=np.int8),
+                                 np.array([[5], [7]], dtype=np.int8))
 
 
-@pytest.fixture(scope="module")
-def toolchain_for(tmp_path_factory):
-    """A toolchain entry per (triple, cpu), kept in the session's user-level cache."""
-    def get(variant) -> Path:
-        out = Path(os.environ["TINYPIPE_CACHE"]) / "toolchain-test" / f"{variant.triple}-{variant.cpu}"
-        if not (out / "toolchain.json").is_file():
-            shutil.rmtree(out, ignore_errors=True)
-            toolchain.run(context(variant, out))
-        return out
-    return get
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("board", ["mps2-an505", "mps3-an547", "microbit", "netduinoplus2"])
-def test_systick_calibration(board, tmp_path, toolchain_for):
-    variant = variant_for(board)
+def test_systick_calibration(board, tmp_path, rust_toolchain):
+    variant = native_variant(board)
     codegen = tmp_path / "codegen"
     codegen.mkdir()
     (codegen / "model.rs").write_text(LOOP_MODEL_RS)
     reference = write_reference(tmp_path / "reference")
-    firmware.run(context(variant, tmp_path / "fw", codegen=codegen, reference=reference))
-    build.run(context(variant, tmp_path / "build", firmware=tmp_path / "fw", toolchain=toolchain_for(variant)))
-    result = run.run(context(variant, tmp_path / "run", build=tmp_path / "build", reference=reference))
+    built = build_firmware(variant, codegen, reference, rust_toolchain(board), tmp_path)
+    result = run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert result["bit_exact"] is True and result["machine"] == BOARDS[board].emulator.qemu_machine
     loop = result["instructions_max"] - result["instructions_min"]
     assert abs(loop - 2 * LOOP_ITERATIONS) <= 50, loop  # within a few ticks
@@ -165,9 +139,6 @@ HARDWARE_BOARD = os.environ.get("TINYPIPE_HARDWARE_BOARD", "stm32f4-discovery")
 @pytest.mark.skipif(not attached_probes(), reason="no debug probe attached (pyocd sees none)")
 def test_gesture_on_the_real_board_is_bit_exact(tmp_path):
     """With a probe and TINYPIPE_HARDWARE_BOARD (default stm32f4-discovery) attached: flash, run, compare."""
-    from tests.test_pipeline_e2e import run_json
-    from tests.conftest import GESTURE
-
     project = tmp_path / "gesture"
     project.mkdir()
     text = (GESTURE / "project.yaml").read_text().replace(

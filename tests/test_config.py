@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import GESTURE, tinypipe_cmd
+from tests.helpers import GESTURE, tinypipe_cmd
 from tinypipe.config.loader import ConfigError, load_project
 from tinypipe.config.matrix import expand
 

@@ -6,7 +6,6 @@ engine's part; the sysroots are built once per session into the session's user-l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -16,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import standin_model_rs
-from tinypipe.config.boards import BOARDS, Memory
-from tinypipe.config.schema import Hal, Project, Variant
+from tests.helpers import build_firmware, native_variant, stage_context, standin_model_rs, write_reference
+from tinypipe.config.boards import Memory
+from tinypipe.config.schema import Hal
 from tinypipe.core.errors import UserError
+from tinypipe.core.paths import template_dir
 from tinypipe.runners import qemu
 from tinypipe.stages import build, firmware, run, toolchain
-from tinypipe.stages.base import StageContext
 from tinypipe.toolchain import cache
 from tinypipe.toolchain.rust import find_rust
 
@@ -81,19 +80,6 @@ def expected_outputs(inputs: np.ndarray) -> np.ndarray:
     return np.clip(scaled + np.array(OFFSETS), -128, 127).astype(np.int8)
 
 
-def make_variant(board: str = "mps2-an386", hal: Hal | None = None, **board_changes) -> Variant:
-    b = BOARDS[board]
-    if board_changes:
-        b = dataclasses.replace(b, **board_changes)
-    return Variant(name=f"{b.name}-native", project=Project(name="t", model={"path": "x.tflite"}, hal=hal),
-                   board=b, engine="native")
-
-
-def context(variant: Variant, out: Path, **inputs: Path) -> StageContext:
-    out.mkdir(parents=True, exist_ok=False)
-    return StageContext(variant=variant, inputs=inputs, out=out, project_dir=out.parent, _log=lambda m: None)
-
-
 @pytest.fixture(scope="module")
 def kernels_crate(tmp_path_factory):
     """The stand-in kernel crate, through TINYPIPE_KERNELS for this module only (other tests get the real one)."""
@@ -110,21 +96,6 @@ def kernels_crate(tmp_path_factory):
         os.environ["TINYPIPE_KERNELS"] = old
 
 
-@pytest.fixture(scope="session")
-def toolchains(session_cache):
-    """The toolchain entry per board's triple, built once under the session's TINYPIPE_CACHE."""
-    def entry(board: str) -> Path:
-        variant = make_variant(board)
-        out = Path(os.environ["TINYPIPE_CACHE"]) / "toolchain-test" / variant.triple
-        if not (out / "toolchain.json").is_file():  # TINYPIPE_TEST_CACHE may keep it between sessions
-            shutil.rmtree(out, ignore_errors=True)
-            toolchain.run(context(variant, out))
-        return out
-
-    # one after the other: rustc already keeps both cores busy building `core`
-    return {board: entry(board) for board in ("mps2-an386", "mps2-an385")}
-
-
 @pytest.fixture(scope="module")
 def test_set():
     rng = np.random.default_rng(7)
@@ -137,44 +108,29 @@ def test_set():
     return inputs, outputs, labels
 
 
-def write_reference(root: Path, inputs: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None) -> Path:
-    root.mkdir(parents=True)
-    inputs.astype(np.int8).tofile(root / "test_inputs.bin")
-    outputs.astype(np.int8).tofile(root / "test_outputs.bin")
-    if labels is not None:
-        labels.tofile(root / "labels.bin")
-    (root / "reference.json").write_text(json.dumps(
-        {"n": len(inputs), "input_len": inputs.shape[1], "output_len": outputs.shape[1]}))
-    return root
-
-
 def write_codegen(root: Path, extra: str = "") -> Path:
     root.mkdir(parents=True)
     (root / "model.rs").write_text(MODEL_RS.replace("/*EXTRA*/", extra))
     return root
 
 
-def render_and_build(tmp: Path, variant: Variant, toolchain_entry: Path, reference: Path, extra: str = "") -> Path:
-    codegen = write_codegen(tmp / "codegen", extra)
-    fw = tmp / "firmware"
-    firmware.run(context(variant, fw, codegen=codegen, reference=reference))
-    out = tmp / "build"
-    build.run(context(variant, out, firmware=fw, toolchain=toolchain_entry))
-    return out
+def render_and_build(tmp: Path, variant, toolchain_entry: Path, reference: Path, extra: str = "") -> Path:
+    """The stand-in model (with `extra` Rust in its `invoke`) through the firmware and build stages."""
+    return build_firmware(variant, write_codegen(tmp / "codegen", extra), reference, toolchain_entry, tmp)
 
 
 @pytest.fixture(scope="module")
-def an386(tmp_path_factory, toolchains, kernels_crate, test_set):
+def an386(tmp_path_factory, rust_toolchain, kernels_crate, test_set):
     tmp = tmp_path_factory.mktemp("an386")
     reference = write_reference(tmp / "reference", *test_set)
-    variant = make_variant("mps2-an386")
-    return variant, reference, render_and_build(tmp, variant, toolchains["mps2-an386"], reference)
+    variant = native_variant("mps2-an386")
+    return variant, reference, render_and_build(tmp, variant, rust_toolchain("mps2-an386"), reference)
 
 
 # --- toolchain ----------------------------------------------------------------------------------------------
 
-def test_toolchain_entry_has_sysroot_and_link_flags(toolchains):
-    entry = toolchains["mps2-an386"]
+def test_toolchain_entry_has_sysroot_and_link_flags(rust_toolchain):
+    entry = rust_toolchain("mps2-an386")
     meta = json.loads((entry / "toolchain.json").read_text())
     assert meta["triple"] == "thumbv7em-none-eabihf" and meta["cpu"] == "cortex-m4"
     assert meta["sysroot"] == "sysroot"
@@ -185,12 +141,12 @@ def test_toolchain_entry_has_sysroot_and_link_flags(toolchains):
     assert meta["link_libs"] == [meta["libc"], meta["libgcc"]]
     assert "target-cpu=cortex-m4" in meta["rustflags"] and "linker-flavor=ld" in meta["rustflags"]
     assert meta["rustc_version"].startswith("rustc ") and "release: " in meta["rustc_version"]
-    soft = json.loads((toolchains["mps2-an385"] / "toolchain.json").read_text())
+    soft = json.loads((rust_toolchain("mps2-an385") / "toolchain.json").read_text())
     assert soft["libgcc"].endswith("thumb/v7-m/nofp/libgcc.a")
 
 
 def test_toolchain_stage_key_inputs_are_cheap_and_complete():
-    variant = make_variant("mps2-an386")
+    variant = native_variant("mps2-an386")
     assert toolchain.STAGE.shared and toolchain.STAGE.needs == ()
     assert toolchain.STAGE.config(variant) == {"triple": "thumbv7em-none-eabihf", "cpu": "cortex-m4"}
     tools = toolchain.STAGE.tools(variant)
@@ -203,25 +159,28 @@ def test_debian_rustc_is_chosen_when_no_rustc_has_the_target():
     assert tc.rustc == Path("/usr/bin/rustc") and not tc.has_target
 
 
-def test_rustc_with_the_target_installed_needs_no_sysroot(tmp_path, monkeypatch, toolchains, kernels_crate,
+def test_rustc_with_the_target_installed_needs_no_sysroot(tmp_path, monkeypatch, rust_toolchain, kernels_crate,
                                                          test_set):
-    # a toolchain that ships the target, like `rustup target add`: Debian's rustc over a sysroot that has it
+    # a toolchain that ships the target, like `rustup target add`: the rustc that built the session's sysroot,
+    # over a copy of that sysroot
+    built_by = rust_toolchain("mps2-an386")
+    meta = json.loads((built_by / "toolchain.json").read_text())
     sysroot = tmp_path / "rust"
-    shutil.copytree(toolchains["mps2-an386"] / "sysroot", sysroot)
+    shutil.copytree(built_by / "sysroot", sysroot)
     (sysroot / "bin").mkdir()
-    (sysroot / "bin" / "rustc").write_text(f'#!/bin/sh\nexec /usr/bin/rustc --sysroot {sysroot} "$@"\n')
+    (sysroot / "bin" / "rustc").write_text(f'#!/bin/sh\nexec {meta["rustc"]} --sysroot {sysroot} "$@"\n')
     (sysroot / "bin" / "rustc").chmod(0o755)
-    (sysroot / "bin" / "cargo").symlink_to("/usr/bin/cargo")
+    (sysroot / "bin" / "cargo").symlink_to(meta["cargo"])
     monkeypatch.setenv("PATH", f"{sysroot / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    variant = make_variant()
+    variant = native_variant()
     tc = find_rust(variant.triple)
     assert tc.rustc == sysroot / "bin" / "rustc" and tc.has_target
     entry = tmp_path / "toolchain"
-    assert toolchain.run(context(variant, entry))["sysroot_built"] is False
+    assert toolchain.run(stage_context(variant, entry))["sysroot_built"] is False
     assert json.loads((entry / "toolchain.json").read_text())["sysroot"] is None and not (entry / "sysroot").exists()
     reference = write_reference(tmp_path / "reference", *test_set)
     built = render_and_build(tmp_path, variant, entry, reference)
-    assert run.run(context(variant, tmp_path / "run", build=built, reference=reference))["bit_exact"] is True
+    assert run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))["bit_exact"] is True
 
 
 def test_no_rustc_at_all_is_a_user_error_with_the_fix(tmp_path, monkeypatch):
@@ -233,7 +192,7 @@ def test_no_rustc_at_all_is_a_user_error_with_the_fix(tmp_path, monkeypatch):
         find_rust("thumbv7m-none-eabi")
     assert err.value.message == f"no Rust compiler found (rustc is not on PATH and {tmp_path}/rustc does not exist)"
     assert err.value.hint == "apt-get install -y rustc-web cargo-web rust-web-src"
-    assert toolchain.STAGE.tools(make_variant("mps2-an385"))["rustc"] == "missing"
+    assert toolchain.STAGE.tools(native_variant("mps2-an385"))["rustc"] == "missing"
 
 
 def test_rustc_override_that_does_not_exist_is_a_user_error(monkeypatch):
@@ -269,10 +228,10 @@ def test_render_project(tmp_path, kernels_crate, test_set):
     codegen = write_codegen(tmp_path / "codegen")
     (codegen / "model").mkdir()
     (codegen / "model" / "weights.bin").write_bytes(b"\x01\x02")
-    variant = make_variant("mps2-an386", hal=[Hal(crate="stm32f4xx-hal", version="0.21", features=["stm32f405"]),
+    variant = native_variant("mps2-an386", hal=[Hal(crate="stm32f4xx-hal", version="0.21", features=["stm32f405"]),
                                               Hal(crate="cortex-m-rt", version="0.7")])
     out = tmp_path / "firmware"
-    firmware.run(context(variant, out, codegen=codegen, reference=reference))
+    firmware.run(stage_context(variant, out, codegen=codegen, reference=reference))
     project = out / "project"
     assert (project / "src" / "model.rs").read_text() == (codegen / "model.rs").read_text()
     assert (project / "src" / "model" / "weights.bin").read_bytes() == b"\x01\x02"
@@ -298,27 +257,27 @@ def test_render_project(tmp_path, kernels_crate, test_set):
 def test_render_without_hal_has_no_hal_manifest(tmp_path, kernels_crate, test_set):
     reference = write_reference(tmp_path / "reference", *test_set)
     out = tmp_path / "firmware"
-    firmware.run(context(make_variant(), out, codegen=write_codegen(tmp_path / "codegen"), reference=reference))
+    firmware.run(stage_context(native_variant(), out, codegen=write_codegen(tmp_path / "codegen"), reference=reference))
     assert not (out / "project" / "Cargo.hal.toml").exists()
 
 
 def test_firmware_key_follows_board_hal_and_template_edits(tmp_path, monkeypatch, kernels_crate):
     template = tmp_path / "template"
-    shutil.copytree(firmware.REPO_ROOT / "firmware-template", template,
+    shutil.copytree(template_dir(), template,
                     ignore=shutil.ignore_patterns("kernels", "target"))
     monkeypatch.setenv("TINYPIPE_FIRMWARE_TEMPLATE", str(template))
-    base = firmware.STAGE.config(make_variant())
+    base = firmware.STAGE.config(native_variant())
     assert base["board"] == "mps2-an386" and base["engine"] == "native" and base["hal"] is None
     assert base["memory"] == {"flash": [0, 4 << 20], "ram": [0x2000_0000, 4 << 20], "stack_bytes": 32768}
-    assert firmware.STAGE.config(make_variant()) == base
-    assert firmware.STAGE.config(make_variant("mps2-an385"))["board"] == "mps2-an385"
-    assert firmware.STAGE.config(make_variant(hal=Hal(crate="x-hal", version="1")))["hal"][0]["crate"] == "x-hal"
+    assert firmware.STAGE.config(native_variant()) == base
+    assert firmware.STAGE.config(native_variant("mps2-an385"))["board"] == "mps2-an385"
+    assert firmware.STAGE.config(native_variant(hal=Hal(crate="x-hal", version="1")))["hal"][0]["crate"] == "x-hal"
     main = template / "src" / "main.rs"
     main.write_text(main.read_text() + "\n// edited\n")
-    assert firmware.STAGE.config(make_variant())["template"] != base["template"]
+    assert firmware.STAGE.config(native_variant())["template"] != base["template"]
     (kernels_crate / "src" / "extra.rs").write_text("// a new kernel file\n")
     try:
-        assert firmware.STAGE.config(make_variant())["template"] not in (base["template"],)
+        assert firmware.STAGE.config(native_variant())["template"] not in (base["template"],)
     finally:
         (kernels_crate / "src" / "extra.rs").unlink()
 
@@ -339,11 +298,11 @@ def test_build_writes_elf_bin_and_sizes(an386):
     assert b"/tmp" not in elf and b"tinypipe-build-" not in elf  # build paths are remapped
 
 
-def test_build_is_reproducible(an386, toolchains, tmp_path):
+def test_build_is_reproducible(an386, rust_toolchain, tmp_path):
     variant, _, first = an386
     fw = first.parent / "firmware"
     again = tmp_path / "build"
-    build.run(context(variant, again, firmware=fw, toolchain=toolchains["mps2-an386"]))
+    build.run(stage_context(variant, again, firmware=fw, toolchain=rust_toolchain("mps2-an386")))
     assert (again / "firmware.elf").read_bytes() == (first / "firmware.elf").read_bytes()
     assert (again / "firmware.bin").read_bytes() == (first / "firmware.bin").read_bytes()
 
@@ -351,7 +310,7 @@ def test_build_is_reproducible(an386, toolchains, tmp_path):
 def test_run_on_an386_matches_python_bit_exactly(an386, test_set, tmp_path):
     variant, reference, built = an386
     out = tmp_path / "run"
-    result = run.run(context(variant, out, build=built, reference=reference))
+    result = run.run(stage_context(variant, out, build=built, reference=reference))
     inputs, outputs, _ = test_set
     device = np.fromfile(out / "device_outputs.bin", dtype=np.int8).reshape(N, OUTPUT_LEN)
     np.testing.assert_array_equal(device, expected_outputs(inputs))
@@ -373,18 +332,18 @@ def test_run_reports_mismatches_against_the_oracle(an386, test_set, tmp_path):
     wrong[3, 2] ^= 1
     wrong[8, 0] ^= 1
     reference = write_reference(tmp_path / "reference", inputs, wrong, None)
-    result = run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+    result = run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert result["bit_exact"] is False
     assert result["mismatches"] == {"count": 2, "first": [3, 8]}
     assert result["accuracy_device"] is None  # no labels.bin
 
 
-def test_run_on_an385_soft_float(tmp_path, toolchains, kernels_crate, test_set):
-    variant = make_variant("mps2-an385")
+def test_run_on_an385_soft_float(tmp_path, rust_toolchain, kernels_crate, test_set):
+    variant = native_variant("mps2-an385")
     assert variant.triple == "thumbv7m-none-eabi"
     reference = write_reference(tmp_path / "reference", *test_set)
-    built = render_and_build(tmp_path, variant, toolchains["mps2-an385"], reference)
-    result = run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+    built = render_and_build(tmp_path, variant, rust_toolchain("mps2-an385"), reference)
+    result = run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert result["bit_exact"] is True and result["machine"] == "mps2-an385"
     device = np.fromfile(tmp_path / "run" / "device_outputs.bin", dtype=np.int8).reshape(N, OUTPUT_LEN)
     np.testing.assert_array_equal(device, expected_outputs(test_set[0]))
@@ -411,13 +370,14 @@ pub fn invoke(input: &[i8], output: &mut [i8]) {
 """)
 
 
-def test_engine_with_a_cxx_archive_links_through_its_manifest(tmp_path, toolchains, kernels_crate, test_set):
+def test_engine_with_a_cxx_archive_links_through_its_manifest(tmp_path, rust_toolchain, kernels_crate, test_set):
     """The TFLM engine's contract: include_bytes! files, a C++ archive and link.json; constructors run."""
     from tinypipe.core import proc
     from tinypipe.toolchain import gnu
+    from tinypipe.toolchain.flags import gcc_flags
 
-    variant = make_variant()
-    flags = gnu.cpu_flags(variant.cpu, variant.triple)
+    variant = native_variant()
+    flags = gcc_flags(variant)
     codegen = tmp_path / "codegen"
     (codegen / "lib").mkdir(parents=True)
     (codegen / "model.rs").write_text(CXX_MODEL_RS)
@@ -426,7 +386,7 @@ def test_engine_with_a_cxx_archive_links_through_its_manifest(tmp_path, toolchai
     proc.run(["arm-none-eabi-g++", *flags, "-O2", "-fno-exceptions", "-fno-rtti", "-c", tmp_path / "part.cc",
               "-o", tmp_path / "part.o"])
     proc.run(["arm-none-eabi-ar", "rcs", codegen / "lib" / "libpart.a", tmp_path / "part.o"])
-    search = sorted({str(gnu.library(name, variant.cpu, variant.triple).parent)
+    search = sorted({str(gnu.library(name, variant).parent)
                      for name in ("libc_nano.a", "libnosys.a", "libgcc.a")})
     (codegen / "link.json").write_text(json.dumps(
         {"static_libs": ["lib/libpart.a"], "search_dirs": search, "libs": ["c_nano", "gcc", "nosys"]}))
@@ -435,17 +395,17 @@ def test_engine_with_a_cxx_archive_links_through_its_manifest(tmp_path, toolchai
     reference = write_reference(tmp_path / "reference", inputs, expected, None)
 
     fw = tmp_path / "firmware"
-    firmware.run(context(variant, fw, codegen=codegen, reference=reference))
+    firmware.run(stage_context(variant, fw, codegen=codegen, reference=reference))
     project = fw / "project"
     assert (project / "src" / "table.bin").read_bytes() == bytes([5, 6, 7, 8])
     assert json.loads((project / "link.json").read_text())["static_libs"] == ["link/libpart.a"]
     built = tmp_path / "build"
-    build.run(context(variant, built, firmware=fw, toolchain=toolchains["mps2-an386"]))
-    result = run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+    build.run(stage_context(variant, built, firmware=fw, toolchain=rust_toolchain("mps2-an386")))
+    result = run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert result["bit_exact"] is True  # factor == 3 only if the C++ constructor ran
 
 
-def test_long_inference_is_timed_across_systick_wraps(tmp_path, toolchains, kernels_crate, test_set):
+def test_long_inference_is_timed_across_systick_wraps(tmp_path, rust_toolchain, kernels_crate, test_set):
     # 400 M iterations of a 2-instruction loop: 800 M instructions = 20 M ticks, past the 24-bit counter
     loop = ('if input[0] == 1 { unsafe { core::arch::asm!("1:", "subs {0}, #1", "bne 1b", '
             'inout(reg) 400_000_000u32 => _, options(nomem, nostack)) } }')
@@ -454,24 +414,24 @@ def test_long_inference_is_timed_across_systick_wraps(tmp_path, toolchains, kern
     inputs[1, 0] = 1
     outputs[1] = expected_outputs(inputs[1:2])[0]
     reference = write_reference(tmp_path / "reference", inputs, outputs, None)
-    variant = make_variant()
-    built = render_and_build(tmp_path, variant, toolchains["mps2-an386"], reference, extra=loop)
-    result = run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+    variant = native_variant()
+    built = render_and_build(tmp_path, variant, rust_toolchain("mps2-an386"), reference, extra=loop)
+    result = run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert result["bit_exact"] is True
     # the loop adds 800 M instructions (SysTick x 40) to the window's ordinary work, to within a few
     assert abs(result["instructions_max"] - result["instructions_min"] - 800_000_000) <= 200
 
 
-def test_panic_in_model_fails_the_run_with_its_message(tmp_path, toolchains, kernels_crate, test_set):
+def test_panic_in_model_fails_the_run_with_its_message(tmp_path, rust_toolchain, kernels_crate, test_set):
     inputs, outputs, labels = test_set
     inputs = inputs.copy()
     inputs[4, :2] = 42
     reference = write_reference(tmp_path / "reference", inputs, expected_outputs(inputs), labels)
-    variant = make_variant()
+    variant = native_variant()
     panic = 'if input[0] == 42 && input[1] == 42 { panic!("model refuses window with {}", input[2]); }'
-    built = render_and_build(tmp_path, variant, toolchains["mps2-an386"], reference, extra=panic)
+    built = render_and_build(tmp_path, variant, rust_toolchain("mps2-an386"), reference, extra=panic)
     with pytest.raises(run.FirmwareFailed) as err:
-        run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+        run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     message = str(err.value)
     assert "the firmware failed on mps2-an386: panic: panicked at src/model.rs:" in message
     assert f"model refuses window with {int(inputs[4, 2])}" in message
@@ -480,50 +440,50 @@ def test_panic_in_model_fails_the_run_with_its_message(tmp_path, toolchains, ker
     assert result.returncode == 1 and "out 3 " in result.output and "out 4 " not in result.output
 
 
-def test_hard_fault_in_model_fails_the_run(tmp_path, toolchains, kernels_crate, test_set):
+def test_hard_fault_in_model_fails_the_run(tmp_path, rust_toolchain, kernels_crate, test_set):
     inputs, outputs, labels = test_set
     reference = write_reference(tmp_path / "reference", inputs[:3], outputs[:3], labels[:3])
-    variant = make_variant()
+    variant = native_variant()
     fault = "if input[0] == -128 { unsafe { core::ptr::read_volatile(0xF000_0000 as *const u32); } }"  # unmapped
-    built = render_and_build(tmp_path, variant, toolchains["mps2-an386"], reference, extra=fault)
+    built = render_and_build(tmp_path, variant, rust_toolchain("mps2-an386"), reference, extra=fault)
     with pytest.raises(run.FirmwareFailed) as err:
-        run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+        run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert "the firmware failed on mps2-an386: hardfault pc=0x" in str(err.value)
     assert "out 0 " in str(err.value)  # the log tail comes with it
 
 
-def test_hung_firmware_is_stopped_at_the_timeout(tmp_path, toolchains, kernels_crate, test_set, monkeypatch):
+def test_hung_firmware_is_stopped_at_the_timeout(tmp_path, rust_toolchain, kernels_crate, test_set, monkeypatch):
     inputs, outputs, labels = test_set
     reference = write_reference(tmp_path / "reference", inputs[:2], outputs[:2], labels[:2])
-    variant = make_variant()
+    variant = native_variant()
     hang = "if input[0] == 127 { loop { core::hint::spin_loop(); } }"
-    built = render_and_build(tmp_path, variant, toolchains["mps2-an386"], reference, extra=hang)
+    built = render_and_build(tmp_path, variant, rust_toolchain("mps2-an386"), reference, extra=hang)
     with pytest.raises(qemu.QemuTimeout) as err:
         qemu.run_elf(built / "firmware.elf", "mps2-an386", timeout_s=1.0)
     assert "did not finish on QEMU mps2-an386 within 1 s" in str(err.value)
     monkeypatch.setenv("TINYPIPE_QEMU_TIMEOUT", "0.5")
     with pytest.raises(UserError) as err:
-        run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+        run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert "TINYPIPE_QEMU_TIMEOUT" in err.value.hint
 
 
 def test_firmware_that_does_not_fit_ram_fails_before_cargo(tmp_path, kernels_crate, test_set):
-    variant = make_variant(ram=Memory(0x2000_0000, 16 * 1024))  # smaller than the 32 KiB stack reservation
+    variant = native_variant(ram=Memory(0x2000_0000, 16 * 1024))  # smaller than the 32 KiB stack reservation
     reference = write_reference(tmp_path / "reference", *test_set)
     with pytest.raises(UserError) as err:
-        firmware.run(context(variant, tmp_path / "firmware", codegen=write_codegen(tmp_path / "codegen"),
+        firmware.run(stage_context(variant, tmp_path / "firmware", codegen=write_codegen(tmp_path / "codegen"),
                              reference=reference))
     assert err.value.message == ("the model does not fit board mps2-an386: RAM needs 32,768 B (arena 0 + stack "
                                  "32,768) but the board has 16,384 B")
 
 
-def test_firmware_that_passes_the_fit_check_but_not_the_linker_is_a_user_error(tmp_path, toolchains,
+def test_firmware_that_passes_the_fit_check_but_not_the_linker_is_a_user_error(tmp_path, rust_toolchain,
                                                                                 kernels_crate, test_set):
     # the fit check counts arena + stack only; .data/.bss of the runtime and model (~100 B) overflow the linker
-    variant = make_variant(ram=Memory(0x2000_0000, 32 * 1024 + 16))
+    variant = native_variant(ram=Memory(0x2000_0000, 32 * 1024 + 16))
     reference = write_reference(tmp_path / "reference", *test_set)
     with pytest.raises(UserError) as err:
-        render_and_build(tmp_path, variant, toolchains["mps2-an386"], reference)
+        render_and_build(tmp_path, variant, rust_toolchain("mps2-an386"), reference)
     assert err.value.message == (
         "the firmware does not fit board mps2-an386: .data + .bss + the stack reservation do not fit in RAM: "
         "shrink the model's arena or pick a board with more RAM")
@@ -531,9 +491,9 @@ def test_firmware_that_passes_the_fit_check_but_not_the_linker_is_a_user_error(t
 
 def test_board_with_neither_emulator_nor_probe_target_cannot_run(an386, tmp_path):
     _, reference, built = an386
-    variant = make_variant(qemu_machine=None)
+    variant = native_variant(qemu_machine=None)
     with pytest.raises(UserError) as err:
-        run.run(context(variant, tmp_path / "run", build=built, reference=reference))
+        run.run(stage_context(variant, tmp_path / "run", build=built, reference=reference))
     assert err.value.message == "board mps2-an386 has no pyocd target, so tinypipe cannot flash it"
     assert run.STAGE.config(variant) == {"runner": "probe", "pyocd_target": None, "clock_hz": 25_000_000}
     assert set(run.STAGE.tools(variant)) == {"pyocd"}

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import GESTURE, REPO, SHARED, tinypipe_cmd
+from tests.helpers import GESTURE, SHARED, run_json, store_entry, tinypipe
 
 TFLM_TREE = SHARED / "third_party" / "tflm"
 BOARDS = ["mps2-an386", "mps2-an385", "stm32f4-discovery"]
@@ -29,13 +28,6 @@ pytestmark = [
     pytest.mark.skipif(not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm", "cargo")),
                        reason="needs arm-none-eabi-gcc, qemu-system-arm and cargo (`make setup`)"),
 ]
-
-
-def run_json(project: Path, *extra: str) -> dict:
-    proc = subprocess.run(tinypipe_cmd() + ["run", str(project), "--json", *extra], capture_output=True, text=True,
-                          cwd=REPO, timeout=1800)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-6000:]}"
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +42,6 @@ def float_project(tmp_path_factory) -> tuple[Path, dict]:
     project.mkdir()
     (project / "project.yaml").write_text(text)
     return project, run_json(project)
-
-
-def store_entry(project: Path, variant: str, stage: str) -> Path:
-    lock = json.loads((project / "tinypipe.lock").read_text())
-    return project / ".tinypipe" / "store" / lock["variants"][variant][stage]["key"]
 
 
 def test_native_engine_runs_float32_io_bit_exact_on_every_board(float_project):
@@ -124,10 +111,9 @@ def test_profile_layers_times_every_operator_on_the_device(float_project):
         assert 0.85 < traced / row["instructions_per_inference"] < 1.15, (row["board"], traced)
     by_op = {layer["op"]: layer["instructions"] for layer in doc["results"][0]["layers"]}
     assert by_op["CONV_2D"] > by_op["SOFTMAX"]  # 12,480 MACs of convolution against a 3-value softmax
-    report = subprocess.run(tinypipe_cmd() + ["report", str(project)], capture_output=True, text=True, cwd=REPO)
+    report = tinypipe("report", str(project))
     assert report.returncode == 0 and "mps2-an385-native: instructions per operator" in report.stdout
     assert "DEQUANTIZE" in report.stdout
     page = project / "report.html"
-    assert subprocess.run(tinypipe_cmd() + ["report", str(project), "--html", str(page)], capture_output=True,
-                          cwd=REPO).returncode == 0
+    assert tinypipe("report", str(project), "--html", str(page)).returncode == 0
     assert "mps2-an386-native: instructions per operator" in page.read_text()

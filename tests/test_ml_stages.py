@@ -14,13 +14,13 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SHARED
+from tests.helpers import REPO, SHARED
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.stages import data, quantize, reference, train
 from tinypipe.engines.native.quant import quantize_input
-from tinypipe.stages._ml import MicroModel, builtin_op_names
+from tinypipe.stages._ml import builtin_op_names
 from tinypipe.stages.base import StageContext
 
 # The recommended gesture stack: 819 parameters, float and int8 test accuracy 0.97-1.0 over seeds at 30 epochs.
@@ -234,11 +234,11 @@ def test_reference_files_have_the_documented_layout(pipeline):
     assert ref["accuracy_host"] == quant["accuracy_host"]
 
 
-def test_reference_outputs_replay_bit_exactly(pipeline, tmp_path):
+def test_reference_outputs_replay_bit_exactly(pipeline, host_tflm, tmp_path):
     ref_dir = pipeline["dirs"]["reference"]
     inputs = np.fromfile(ref_dir / "test_inputs.bin", dtype=np.int8).reshape(90, 192)
     outputs = np.fromfile(ref_dir / "test_outputs.bin", dtype=np.int8).reshape(90, 3)
-    micro = MicroModel((pipeline["dirs"]["quantize"] / "model.tflite").read_bytes())
+    micro = host_tflm((pipeline["dirs"]["quantize"] / "model.tflite").read_bytes())
     replayed = np.stack([micro.invoke(row).reshape(3) for row in inputs])
     assert np.array_equal(replayed, outputs)
     run_stage(reference, pipeline["variant"], tmp_path / "again",

@@ -15,36 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GESTURE, REPO, tinypipe_cmd
+from tests.helpers import GESTURE, REPO, by_stage, run_json, tinypipe, tinypipe_cmd
 
 pytestmark = pytest.mark.slow
 
 
-def tinypipe(*args, cwd=None, env=None, timeout=1800):
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(tinypipe_cmd() + list(args), capture_output=True, text=True, cwd=cwd or REPO,
-                          env=full_env, timeout=timeout)
-
-
-def run_json(project: Path, *extra, env=None):
-    proc = tinypipe("run", str(project), "--json", *extra, env=env)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return json.loads(proc.stdout)
-
-
-def by_stage(doc):
-    return {s["stage"]: s["status"] for s in doc["stages"]}
+def shared_keys(stage: str) -> set[str]:
+    """Keys of the session's user-level store entries of `stage` (shared stages, e.g. the toolchain)."""
+    store = Path(os.environ["TINYPIPE_CACHE"]) / "store"
+    metas = [p / "meta.json" for p in store.iterdir()] if store.is_dir() else []
+    return {m.parent.name for m in metas if m.is_file() and json.loads(m.read_text())["stage"] == stage}
 
 
 @pytest.fixture(scope="session")
 def gesture(tmp_path_factory):
-    """A private copy of pipelines/gesture, built once."""
+    """A private copy of pipelines/gesture, built once; and the toolchain entries the shared store held before."""
     project = tmp_path_factory.mktemp("gesture") / "gesture"
     project.mkdir()
     shutil.copy(GESTURE / "project.yaml", project / "project.yaml")
+    toolchains_before = shared_keys("toolchain")
     doc = run_json(project)
-    return project, doc
+    return project, doc, toolchains_before
 
 
 @pytest.fixture
@@ -57,9 +48,15 @@ def poisoned_tensorflow(tmp_path):
 
 
 def test_first_run_is_bit_exact_and_accurate(gesture):
-    _, doc = gesture
-    assert set(by_stage(doc).values()) == {"ran"} or "cached" in by_stage(doc).values()  # toolchain may be shared
-    assert by_stage(doc)["train"] == "ran"
+    project, doc, toolchains_before = gesture
+    stages = by_stage(doc)
+    assert list(stages) == ["data", "train", "quantize", "reference", "codegen", "toolchain", "firmware", "build",
+                            "run"]
+    assert {s for s, status in stages.items() if status != "ran"} <= {"toolchain"}
+    # the toolchain lives in the user-level store: cached exactly when an earlier test of the session built it
+    toolchain_key = json.loads((project / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"][
+        "toolchain"]["key"]
+    assert stages["toolchain"] == ("cached" if toolchain_key in toolchains_before else "ran")
     (row,) = doc["results"]
     assert row["variant"] == "mps2-an386-native" and row["board"] == "mps2-an386" and row["engine"] == "native"
     assert row["bit_exact"] is True
@@ -72,7 +69,7 @@ def test_first_run_is_bit_exact_and_accurate(gesture):
 
 
 def test_second_run_runs_nothing_and_never_imports_tensorflow(gesture, poisoned_tensorflow):
-    project, _ = gesture
+    project, _, _ = gesture
     doc = run_json(project, env=poisoned_tensorflow)
     assert set(by_stage(doc).values()) == {"cached"}
     assert len(doc["stages"]) == 9
@@ -80,7 +77,7 @@ def test_second_run_runs_nothing_and_never_imports_tensorflow(gesture, poisoned_
 
 
 def test_editing_quantization_reruns_only_quantize_and_below(gesture, tmp_path):
-    project, _ = gesture
+    project, _, _ = gesture
     edited = tmp_path / "edited"
     shutil.copytree(project, edited)
     text = (edited / "project.yaml").read_text()
@@ -135,7 +132,7 @@ def test_sigkill_mid_stage_leaves_no_partial_entry(tmp_path):
 
 
 def test_verify_rebuilds_every_stage_bit_for_bit(gesture):
-    project, _ = gesture
+    project, _, _ = gesture
     proc = tinypipe("verify", str(project), "--json")
     assert proc.returncode == 0, proc.stderr
     verdicts = json.loads(proc.stdout)
@@ -145,7 +142,7 @@ def test_verify_rebuilds_every_stage_bit_for_bit(gesture):
 
 
 def test_verify_refuses_a_lock_that_is_not_current(gesture, tmp_path):
-    project, _ = gesture
+    project, _, _ = gesture
     edited = tmp_path / "edited"
     shutil.copytree(project, edited)
     text = (edited / "project.yaml").read_text()
@@ -156,7 +153,7 @@ def test_verify_refuses_a_lock_that_is_not_current(gesture, tmp_path):
 
 
 def test_report_html_shows_the_measured_results(gesture, tmp_path):
-    project, doc = gesture
+    project, doc, _ = gesture
     out = tmp_path / "report.html"
     proc = tinypipe("report", str(project), "--html", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -168,7 +165,7 @@ def test_report_html_shows_the_measured_results(gesture, tmp_path):
 
 
 def test_show_prints_where_the_generated_rust_is(gesture):
-    project, _ = gesture
+    project, _, _ = gesture
     proc = tinypipe("show", str(project))
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]

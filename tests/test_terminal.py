@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import GESTURE, REPO
+from tests.helpers import GESTURE, REPO
 
 pytestmark = pytest.mark.slow
 

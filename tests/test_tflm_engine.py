@@ -13,14 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tests.conftest import print_timings
+from tests.helpers import print_timings, rustc_for, timed
 
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
@@ -31,20 +30,19 @@ from tinypipe.engines.tflm import codegen as codegen_tflm
 from tinypipe.engines.tflm import lib as tflm_lib
 from tinypipe.engines.tflm import ops as tflm_ops
 from tinypipe.engines.tflm import source as _tflm
+from tinypipe.runners import qemu
 from tinypipe.stages.base import StageContext
+from tinypipe.toolchain import objects
 
 HARNESS = Path(__file__).with_name("tflm_harness")
 BOARD = BOARDS["mps2-an386"]
-RUSTC = "/usr/bin/rustc"  # Debian's: rustup's rustc, first on PATH, has no thumb targets
-CORE_SRC = Path("/usr/src/rustc-1.96.0/library/core/src/lib.rs")
 TEST_OPS = ("DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX")  # every op of the MODELS below
 MODELS = {"hello_world_int8": 16, "ad01_int8": 6, "micro_speech_quantized": 4}  # model -> random inputs
 TIMINGS: dict[str, float] = {}
 
 pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("arm-none-eabi-g++", "arm-none-eabi-ld", "qemu-system-arm", "bindgen"))
-    or not Path(RUSTC).exists() or not CORE_SRC.exists(),
-    reason="needs arm-none-eabi-gcc, qemu-system-arm, bindgen, Debian rustc and rust-src (`make setup`)")
+    not all(shutil.which(t) for t in ("arm-none-eabi-g++", "arm-none-eabi-ld", "qemu-system-arm", "bindgen")),
+    reason="needs arm-none-eabi-gcc, qemu-system-arm and bindgen (`make setup`)")
 
 
 def variant(root: Path | None, kernels: str = "cmsis_nn", arena_bytes: int | None = None,
@@ -62,7 +60,7 @@ def report_timings(request):
     print_timings(request, TIMINGS, "tflm timing")
 
 
-# --- session fixtures: the TFLM tree, one library per kernel set, a Rust sysroot -----------------------------
+# --- session fixtures: the TFLM tree, one library per kernel set ----------------------------------------------
 
 @pytest.fixture(scope="session")
 def tflm_root(shared_dir) -> Path:
@@ -80,9 +78,8 @@ def tflm_libs(tflm_root, tmp_path_factory):
     def get(kernels: str) -> tuple[Path, dict]:
         if kernels not in built:
             out = tmp_path_factory.mktemp(f"tflm-lib-{kernels}")
-            started = time.perf_counter()
-            summary = tflm_lib.build_library(variant(tflm_root, kernels), tflm_root, out, ops=TEST_OPS)
-            TIMINGS[f"libtflm.a {kernels} ({summary['sources']} sources)"] = time.perf_counter() - started
+            with timed(TIMINGS, f"libtflm.a {kernels}"):
+                summary = tflm_lib.build_library(variant(tflm_root, kernels), tflm_root, out, ops=TEST_OPS)
             built[kernels] = (out, summary)
         return built[kernels]
 
@@ -90,30 +87,13 @@ def tflm_libs(tflm_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sysroot(session_cache) -> Path:
-    """`core` and an empty `compiler_builtins` for thumbv7em-none-eabihf, built with Debian's rustc."""
-    triple = BOARD.triple
-    root = session_cache / "tflm-test-sysroot"
-    lib = root / "lib" / "rustlib" / triple / "lib"
-    if (lib / "libcompiler_builtins.rlib").is_file():
-        return root
-    lib.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, RUSTC_BOOTSTRAP="1")
-    common = [RUSTC, "--edition", "2024", "--crate-type", "rlib", "--target", triple, "-C", "opt-level=3",
-              "-C", "panic=abort"]
-    started = time.perf_counter()
-    subprocess.run([*common, "--crate-name", "core", CORE_SRC, "-o", lib / "libcore.rlib"], env=env, check=True,
-                   capture_output=True)
-    builtins = root / "compiler_builtins.rs"
-    builtins.write_text("#![feature(compiler_builtins)]\n#![compiler_builtins]\n#![no_builtins]\n#![no_std]\n"
-                        "#![allow(internal_features)]\n")
-    subprocess.run([*common, "--crate-name", "compiler_builtins", "--sysroot", root, builtins,
-                    "-o", lib / "libcompiler_builtins.rlib"], env=env, check=True, capture_output=True)
-    TIMINGS["rust sysroot (core)"] = time.perf_counter() - started
-    return root
+def toolchain_entry(rust_toolchain) -> Path:
+    """The Rust toolchain (rustc and sysroot) for the board, as the firmware build uses it."""
+    with timed(TIMINGS, f"rust toolchain entry for {BOARD.name}"):
+        return rust_toolchain(BOARD.name)
 
 
-# --- helpers: codegen, the harness, QEMU, the oracle ----------------------------------------------------------
+# --- helpers: codegen, the harness, QEMU ----------------------------------------------------------------------
 
 def run_codegen(root: Path, lib_dir: Path, model: Path, out: Path, kernels: str,
                 arena_bytes: int | None = None) -> dict:
@@ -126,7 +106,7 @@ def run_codegen(root: Path, lib_dir: Path, model: Path, out: Path, kernels: str,
     return codegen_tflm.run(ctx)
 
 
-def build_harness(codegen: Path, inputs: np.ndarray, sysroot: Path, work: Path) -> Path:
+def build_harness(codegen: Path, inputs: np.ndarray, toolchain_entry: Path, work: Path) -> Path:
     """Link the harness exactly as link.json says, with the ld flavor the firmware build uses."""
     work.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(HARNESS / "main.rs", work / "main.rs")
@@ -144,14 +124,15 @@ def build_harness(codegen: Path, inputs: np.ndarray, sysroot: Path, work: Path) 
                "--start-group", *[str(codegen / lib) for lib in link["static_libs"]],
                *[f"-l{lib}" for lib in link["libs"]], "--end-group"]
     elf = work / "harness.elf"
-    target = ["--target", BOARD.triple, "--sysroot", str(sysroot), "-C", "opt-level=2", "-C", "panic=abort",
+    rustc, sysroot = rustc_for(toolchain_entry)
+    target = ["--target", BOARD.triple, *sysroot, "-C", "opt-level=2", "-C", "panic=abort",
               "-C", f"target-cpu={BOARD.cpu}"]
     # model.rs calls the kernels crate for `input_from_real`, as in the firmware
-    kernels = subprocess.run([RUSTC, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "tinyml_kernels",
+    kernels = subprocess.run([rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "tinyml_kernels",
                               *target, str(KERNELS_DIR / "src" / "lib.rs"), "--out-dir", str(work)],
                              capture_output=True, text=True)
     assert kernels.returncode == 0, kernels.stderr[-4000:]
-    argv = [RUSTC, "--edition", "2024", "--crate-type", "bin", "--crate-name", "harness", *target,
+    argv = [rustc, "--edition", "2024", "--crate-type", "bin", "--crate-name", "harness", *target,
             "--extern", f"tinyml_kernels={work / 'libtinyml_kernels.rlib'}",
             "-C", "linker=arm-none-eabi-ld", "-C", "linker-flavor=ld",
             *[f"-Clink-arg={a}" for a in ld_args], "-D", "warnings", "main.rs", "-o", str(elf)]
@@ -162,23 +143,8 @@ def build_harness(codegen: Path, inputs: np.ndarray, sysroot: Path, work: Path) 
 
 def run_qemu(elf: Path) -> subprocess.CompletedProcess:
     """Run on QEMU; `.stdout` has everything (QEMU 7.2 writes semihosting output to stderr)."""
-    return subprocess.run(["qemu-system-arm", "-M", BOARD.qemu_machine, "-nographic", "-monitor", "none",
-                           "-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-                           "-kernel", str(elf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300)
-
-
-def oracle(model: Path, inputs: np.ndarray) -> list[bytes]:
-    from tflite_micro.python.tflite_micro import runtime
-
-    interpreter = runtime.Interpreter.from_bytes(model.read_bytes())
-    shape = interpreter.get_input_details(0)["shape"]
-    outputs = []
-    for x in inputs:
-        interpreter.set_input(x.reshape(shape), 0)
-        interpreter.invoke()
-        outputs.append(interpreter.get_output(0).astype(np.int8).tobytes())
-    return outputs
+    return subprocess.run(qemu.command(elf, BOARD.qemu_machine), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
 
 
 def random_inputs(codegen_summary: dict, count: int, seed: int) -> np.ndarray:
@@ -228,9 +194,8 @@ def test_a_directory_that_is_not_tflm_is_named(tmp_path):
 
 def test_stage_key_is_cheap_and_tracks_the_kernel_set(monkeypatch, tflm_root):
     monkeypatch.setenv(_tflm.ENV_PATH, str(tflm_root))
-    started = time.perf_counter()
-    ref = tflm_lib.STAGE.config(variant(None, "reference"))
-    TIMINGS["tflm_lib config (source fingerprint)"] = time.perf_counter() - started
+    with timed(TIMINGS, "tflm_lib config (source fingerprint)"):
+        ref = tflm_lib.STAGE.config(variant(None, "reference"))
     cmsis = tflm_lib.STAGE.config(variant(None, "cmsis_nn"))
     assert ref["source"] == cmsis["source"] and ref["source"] is not None
     assert ref != cmsis and "-DCMSIS_NN" in cmsis["flags"]["c++"] and "-DCMSIS_NN" not in ref["flags"]["c++"]
@@ -245,6 +210,7 @@ def test_object_cache_recompiles_nothing_the_second_time(tflm_root, tflm_libs, t
     assert (tmp_path / "libtflm.a").read_bytes() == (first_dir / "libtflm.a").read_bytes()
 
 
+@pytest.mark.slow  # copies the whole TFLM tree
 def test_object_cache_recompiles_only_what_changed(tflm_root, tmp_path):
     tree = tmp_path / "tflm"
     shutil.copytree(tflm_root, tree)
@@ -252,7 +218,7 @@ def test_object_cache_recompiles_only_what_changed(tflm_root, tmp_path):
     flags = _tflm.compile_flags(variant(tree, "reference"), "reference")
 
     def build():  # a fresh cache view per build, as each stage run has
-        _, stats = _tflm.compile_sources(tree, sources, flags, cache=_tflm.ObjectCache(tree, tmp_path / "objects"))
+        _, stats = objects.compile_sources(tree, sources, flags, cache=objects.ObjectCache(tree, tmp_path / "objects"))
         return stats.compiled, stats.reused
 
     assert build() == (2, 0)
@@ -380,33 +346,33 @@ def test_unsupported_op_is_a_user_error(tflm_root):
 
 @pytest.mark.parametrize("kernels", ["reference", "cmsis_nn"])
 @pytest.mark.parametrize("model_name", list(MODELS))
-def test_firmware_output_equals_host_oracle(model_name, kernels, tflm_root, tflm_libs, sysroot, shared_dir,
-                                            tmp_path):
+def test_firmware_output_equals_host_oracle(model_name, kernels, tflm_root, tflm_libs, toolchain_entry, host_tflm,
+                                            shared_dir, tmp_path):
     model = shared_dir / "models" / f"{model_name}.tflite"
     lib_dir, _ = tflm_libs(kernels)
-    started = time.perf_counter()
-    summary = run_codegen(tflm_root, lib_dir, model, tmp_path / "codegen", kernels)
-    TIMINGS[f"codegen {model_name} {kernels}"] = time.perf_counter() - started
+    with timed(TIMINGS, f"codegen {model_name} {kernels}"):
+        summary = run_codegen(tflm_root, lib_dir, model, tmp_path / "codegen", kernels)
     assert summary["arena_source"] == "measured"
     assert summary["arena_bytes"] >= summary["arena_min_bytes"] > summary["arena_used_bytes"] > 0
     inputs = random_inputs(summary, MODELS[model_name], seed=7)
-    started = time.perf_counter()
-    elf = build_harness(tmp_path / "codegen", inputs, sysroot, tmp_path / "harness")
-    result = run_qemu(elf)
-    TIMINGS[f"harness build+run {model_name} {kernels}"] = time.perf_counter() - started
+    with timed(TIMINGS, f"harness build+run {model_name} {kernels}"):
+        elf = build_harness(tmp_path / "codegen", inputs, toolchain_entry, tmp_path / "harness")
+        result = run_qemu(elf)
     assert result.returncode == 0, result.stdout
     got = [bytes.fromhex(line[4:]) for line in result.stdout.splitlines() if line.startswith("out ")]
-    assert got == oracle(model, inputs)
+    oracle = host_tflm(model.read_bytes())
+    assert got == [oracle.invoke(x).astype(np.int8).tobytes() for x in inputs]
     used = re.search(r"arena (\d+) of (\d+)", result.stdout)
     assert used and int(used.group(1)) == summary["arena_used_bytes"] and int(used.group(2)) == summary["arena_bytes"]
 
 
-def test_too_small_arena_fails_loudly(tflm_root, tflm_libs, sysroot, shared_dir, tmp_path):
+def test_too_small_arena_fails_loudly(tflm_root, tflm_libs, toolchain_entry, shared_dir, tmp_path):
     model = shared_dir / "models" / "hello_world_int8.tflite"
     lib_dir, _ = tflm_libs("reference")
     summary = run_codegen(tflm_root, lib_dir, model, tmp_path / "codegen", "reference", arena_bytes=256)
     assert (summary["arena_bytes"], summary["arena_source"]) == (256, "tflm.arena_bytes")
-    elf = build_harness(tmp_path / "codegen", random_inputs(summary, 1, seed=1), sysroot, tmp_path / "harness")
+    elf = build_harness(tmp_path / "codegen", random_inputs(summary, 1, seed=1), toolchain_entry,
+                        tmp_path / "harness")
     result = run_qemu(elf)
     assert result.returncode != 0
     assert ("TFLM init failed: AllocateTensors failed with a tensor arena of 256 bytes: too small "
