@@ -325,4 +325,4 @@ def test_an_imported_file_tflm_cannot_load_is_a_user_error(pipeline, tmp_path):
     variant = make_variant(project_dir=tmp_path, model={"path": "broken.tflite"})
     with pytest.raises(UserError) as err:
         run_stage(quantize, variant, tmp_path / "q", {"data": pipeline["dirs"]["data"], "train": tmp_path})
-    assert err.value.message.startswith(f"model.path: {tmp_path / 'broken.tflite'} does not load in the host TFLM")
+    assert err.value.message.startswith(f"{tmp_path / 'broken.tflite'}: not a .tflite model")

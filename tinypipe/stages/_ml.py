@@ -166,6 +166,38 @@ def _tensor_info(details: dict) -> TensorInfo:
     )
 
 
+_PROBE = """\
+import sys
+from tflite_micro.python.tflite_micro import runtime
+interpreter = runtime.Interpreter.from_bytes(sys.stdin.buffer.read())
+interpreter.invoke()
+"""
+PROBE_TIMEOUT_S = 120
+
+
+def probe_untrusted_model(model_bytes: bytes, source: str) -> None:
+    """Load and invoke a model from outside in a child process first: TFLM's C++ trusts the flatbuffer, and a
+    crash there must become a message (exit 2), not the death of the stage with no word."""
+    import signal
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE], input=model_bytes, capture_output=True,
+                              timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{source}: the model file is malformed: the host TFLM interpreter did not finish loading "
+                        f"and running it in {PROBE_TIMEOUT_S} s", "re-export the model with TFLiteConverter") from None
+    if proc.returncode < 0:
+        raise UserError(f"{source}: the model file is malformed: the host TFLM interpreter crashed on it "
+                        f"({signal.Signals(-proc.returncode).name})",
+                        "re-export the model with TFLiteConverter, or check that the file was copied completely")
+    if proc.returncode != 0:
+        last = (proc.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
+        raise UserError(f"{source}: does not load in the host TFLM interpreter: {last[:300]}",
+                        "import a .tflite flatbuffer made of builtin ops that TFLM supports")
+
+
 class MicroModel:
     """The host TFLM interpreter (PyPI tflite-micro): the oracle every engine must match byte for byte."""
 

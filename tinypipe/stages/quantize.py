@@ -18,8 +18,10 @@ import time
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
 from tinypipe.stages._ml import (MicroModel, builtin_op_names, captured_output, format_accuracy, load_split,
-                                 model_source, quiet_tensorflow)
+                                 model_source, probe_untrusted_model, quiet_tensorflow)
 from tinypipe.stages.base import Stage, StageContext, StageResult
+from tinypipe.tflite.check import check_model
+from tinypipe.tflite.reader import parse_model
 
 
 def _config(variant) -> dict:
@@ -83,6 +85,8 @@ def run(ctx: StageContext) -> StageResult:
     accuracy_float = None
     if source.kind == "tflite":
         model_bytes = source.path.read_bytes()
+        check_model(parse_model(model_bytes, str(source.path)))  # bounds, then values, before any interpreter
+        probe_untrusted_model(model_bytes, str(source.path))
     else:
         quiet_tensorflow()
         import keras

@@ -127,6 +127,7 @@ class Operator:
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
     custom_code: str | None = None
+    options_type: int = 0  # the BuiltinOptions union's type as stored (0: none)
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,8 @@ def _subgraph(index: int, table: _Table, buffers, codes) -> Subgraph:
         kind = op.scalar(3, "B", 0, "builtin_options_type")
         options = _options(kind, op.table(4, "builtin_options") if kind else None)
         operators.append(Operator(index=i, op=name, version=version, inputs=op_inputs, outputs=op_outputs,
-                                  options=options, custom_code=custom if name == "CUSTOM" else None))
+                                  options=options, custom_code=custom if name == "CUSTOM" else None,
+                                  options_type=kind))
     return Subgraph(name=table.string(4, "name") or "", tensors=tensors, operators=tuple(operators),
                     inputs=inputs, outputs=outputs)
 
