@@ -222,3 +222,25 @@ def test_sigkill_during_build_leaves_no_tool_running(tmp_path):
     proc = tinypipe("run", str(project), "--json")
     assert proc.returncode == 0, proc.stderr
     assert not list((project / ".tinypipe" / "store").glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_exit_2_and_leaves_the_store_consistent(tmp_path):
+    """The project on a 256 KiB tmpfs: the data stage's output does not fit."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        project = fresh(disk, "full")
+        proc = tinypipe("run", str(project), "--until", "data")
+        assert proc.returncode == 2, proc.stderr
+        assert "no space left on the device" in proc.stderr and "the store is unchanged" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        store = project / ".tinypipe" / "store"
+        assert [p.name for p in store.iterdir()] == [] if store.is_dir() else True
+        status = tinypipe("status", str(project), "--json")
+        assert status.returncode == 0 and {s["state"] for s in json.loads(status.stdout)} == {"new"}
+    finally:
+        subprocess.run(["umount", str(disk)])

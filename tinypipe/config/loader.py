@@ -452,6 +452,9 @@ def load_config(target: Path, cache_dir: Path | None) -> "tuple[dict[str, Any], 
     if cache is not None:
         from tinypipe.core.fs import atomic_write_json
 
-        atomic_write_json(cache, {"schema": _schema_fingerprint(), "entry": str(path.resolve()),
-                                  "files": _file_hashes(files), "config": config})
+        try:
+            atomic_write_json(cache, {"schema": _schema_fingerprint(), "entry": str(path.resolve()),
+                                      "files": _file_hashes(files), "config": config})
+        except OSError:
+            pass  # only a cache (a full disk, a read-only checkout): the next run validates again
     return config, path

@@ -15,6 +15,7 @@ stages, which exist only in the test's process).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -76,8 +77,17 @@ def describe_failure(exc: BaseException) -> Failure:
         return Failure("user", exc.message, exc.hint, type_name=type(exc).__name__)
     if isinstance(exc, CheckFailed):
         return Failure("check", str(exc), type_name=type(exc).__name__)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Failure("user", no_space_message(exc), "free some space (`tinypipe gc` deletes unreferenced "
+                       "entries), then run again", type_name=type(exc).__name__)
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return Failure("internal", f"{type(exc).__name__}: {exc}", traceback=text, type_name=type(exc).__name__)
+
+
+def no_space_message(exc: OSError) -> str:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return (f"no space left on the device{where}: the stage's partial output was discarded, the store is "
+            "unchanged")
 
 
 def run_task(task: Task, send: Callable[[Event], None], load: Callable[[str], Any] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from tinypipe.config.matrix import expand
 from tinypipe.core.errors import CheckFailed, StageCrashed, UserError
 from tinypipe.core.hashing import sha256_json
 from tinypipe.core.paths import user_cache_dir
-from tinypipe.engine.executor import Executor, Failure, ProcessExecutor, Task
+from tinypipe.engine.executor import Event, Executor, Failure, ProcessExecutor, Task, no_space_message
 from tinypipe.engine.graph import Graph, Node, build_graph
 from tinypipe.engine.lock import LOCK_FILE, Lock
 from tinypipe.engine.store import Store
@@ -178,7 +179,13 @@ class Pipeline:
                         del running[event.task]
                         seconds = time.perf_counter() - started
                         if event.kind == "done":
-                            self._commit(node, task, key_inputs, event.payload, seconds)
+                            try:
+                                self._commit(node, task, key_inputs, event.payload, seconds)
+                            except OSError as exc:  # a full disk: the entry is not written, the run goes on
+                                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                                    raise
+                                event = Event(event.task, "error", Failure("user", no_space_message(exc)))
+                        if event.kind == "done":
                             settled[id(node)] = "ran"
                             reporter.finish(node, "ran", seconds)
                             outcome.records.append(StageRecord(node.name, list(node.variants), "ran", seconds))
@@ -236,8 +243,11 @@ class Pipeline:
         if not log.is_file() or log.stat().st_size == 0:
             return None
         keep = self.state_dir / "logs" / f"{node.name}-{node.variants[0]}.log"
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(log, keep)
+        try:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(log, keep)
+        except OSError:  # a full disk: the log goes with the entry
+            return None
         return keep
 
     def _lock_record(self, node: Node, save: bool) -> None:
