@@ -571,7 +571,7 @@ def _board_details(b) -> None:
         pins = ", ".join(f"{signal} {pin}" for signal, pin in b.sensor.pins)
         print(f"  sensor      {b.sensor.part} ({b.sensor.kind}) on {b.sensor.bus}: {pins}")
     if b.support:
-        print(f"  application firmware-template/boards/{b.support}.rs")
+        print(f"  application firmware-template/src/board/{b.support}.rs")
     for note in b.notes:
         print(f"  note        {note}")
 

@@ -1,5 +1,5 @@
 // Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the class names) for the
-// board's application; `include!`d by src/board.rs.
+// board's application: the `app_config` module of its src/board/<support>.rs.
 
 pub const WINDOW: usize = 2;
 pub const SAMPLE_RATE_HZ: u32 = 50;

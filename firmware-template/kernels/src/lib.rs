@@ -13,7 +13,7 @@
 //!
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
-#![no_std]
+#![cfg_attr(not(test), no_std)] // `cargo test` on the host runs `tests` with std's harness
 #![deny(unsafe_code)] // allowed only in `dsp`: inline assembly
 
 pub mod arena;
@@ -30,6 +30,8 @@ pub mod pool;
 pub mod quant;
 pub mod reduce;
 pub mod softmax;
+#[cfg(test)]
+mod tests;
 
 pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};

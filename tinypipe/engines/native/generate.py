@@ -17,7 +17,7 @@ from tinypipe.engines.native.plan import ArenaPlan, plan_arena
 from tinypipe.tflite.reader import parse_model
 
 # The Rust crate the generated code calls; the firmware template vendors it as `kernels/`.
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "firmware-template" / "kernels"
+KERNELS_DIR = Path(__file__).resolve().parents[3] / "firmware-template" / "kernels"
 
 __all__ = ["KERNELS_DIR", "SUPPORTED_OPS", "Generated", "generate"]
 
