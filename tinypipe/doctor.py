@@ -4,34 +4,35 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 
-APT_FIX = ("apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web "
-           "rust-web-src bindgen clang   (or: make setup)")
+from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
+from tinypipe.core import proc
+from tinypipe.core.errors import UserError
+from tinypipe.toolchain import tools
+from tinypipe.toolchain.cache import first_line
+from tinypipe.toolchain.rust import find_rust, rust_library_source
 
 
-def _version(argv: list[str]) -> str | None:
+def _rust_checks() -> list[tuple[str, str | None, str]]:
+    """rustc, cargo and the Rust library source, found as the toolchain stage finds them (for the default
+    board's target)."""
+    triple = BOARDS[DEFAULT_BOARD].triple
     try:
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return None
-    lines = out.stdout.strip().splitlines()
-    return lines[0] if out.returncode == 0 and lines else None
+        tc = find_rust(triple)
+    except (UserError, proc.ToolFailed) as exc:
+        fix = exc.hint if isinstance(exc, UserError) and exc.hint else proc.apt_hint("rustc")
+        return [("rustc", None, fix), ("cargo", None, fix), ("Rust library source", None, fix)]
+    source = None if tc.has_target else rust_library_source(tc)
+    return [("rustc", f"{first_line(tc.version)} ({tc.rustc})", proc.apt_hint("rustc")),
+            ("cargo", f"{tc.cargo_version()} ({tc.cargo})", proc.apt_hint("cargo")),
+            ("Rust library source", "not needed: the target is installed" if tc.has_target else
+             (str(source) if source else None), f"{proc.apt_hint('rust-src')}   (or: rustup component add rust-src)")]
 
 
 def run_doctor(as_json: bool = False) -> int:
-    checks: list[tuple[str, str | None, str]] = []
-    for label, argv, fix in [
-        ("rustc (Debian)", ["/usr/bin/rustc", "--version"], APT_FIX),
-        ("cargo (Debian)", ["/usr/bin/cargo", "--version"], APT_FIX),
-        ("arm-none-eabi-gcc", ["arm-none-eabi-gcc", "--version"], APT_FIX),
-        ("qemu-system-arm", ["qemu-system-arm", "--version"], APT_FIX),
-        ("bindgen", ["bindgen", "--version"], APT_FIX),
-        ("clang", ["clang", "--version"], APT_FIX),
-    ]:
-        checks.append((label, _version(argv), fix))
-    rust_src = _version(["sh", "-c", "dpkg -L rust-web-src 2>/dev/null | grep -m1 'library/core/src/lib.rs$'"])
-    checks.append(("Rust library source", rust_src, APT_FIX))
+    checks = _rust_checks()
+    for tool in (tools.GCC, tools.QEMU, tools.BINDGEN, tools.CLANG):
+        checks.append((tool, tools.version(tool) if tools.locate(tool) else None, proc.apt_hint(tool)))
     for module, fix in [("tensorflow", "pip install tensorflow-cpu (make setup does it)"),
                         ("tflite_micro", "pip install tflite-micro"), ("pyocd", "pip install pyocd")]:
         found = importlib.util.find_spec(module) is not None
@@ -86,8 +87,6 @@ def _pyocd_targets() -> tuple[set[str], set[str]] | None:
 
 def _board_support() -> list[dict]:
     """One line per real board: can pyocd reach it (built-in target, installed pack), and can we build it."""
-    from tinypipe.config.boards import BOARDS
-
     targets = _pyocd_targets()
     lines = []
     for board in BOARDS.values():

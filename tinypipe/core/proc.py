@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from tinypipe.core.errors import UserError
 
-INSTALL_HINT = (
-    "install the toolchain with `make setup` (or: apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi "
-    "qemu-system-arm rustc-web cargo-web rust-web-src bindgen clang)"
-)
+# The Debian packages each external tool comes from: the one place the install command is spelled out.
+_GNU = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi")  # the GNU tools link against newlib's libc
+_RUST = ("rustc-web", "cargo-web", "rust-web-src")  # rust-web-src: the library source a sysroot is built from
+DEBIAN_PACKAGES: dict[str, tuple[str, ...]] = {
+    "arm-none-eabi-gcc": _GNU, "arm-none-eabi-g++": _GNU, "arm-none-eabi-ld": _GNU, "arm-none-eabi-ar": _GNU,
+    "arm-none-eabi-objcopy": _GNU, "newlib": ("libnewlib-arm-none-eabi",),
+    "qemu-system-arm": ("qemu-system-arm",),
+    "rustc": _RUST, "cargo": _RUST, "rust-src": ("rust-web-src",),
+    "bindgen": ("bindgen", "clang"),  # bindgen loads libclang
+    "clang": ("clang",),
+}
+
+
+def apt_hint(*tools: str) -> str:
+    """`apt-get install -y PACKAGES` for the named tools (every tool when none is named)."""
+    packages = dict.fromkeys(p for tool in (tools or DEBIAN_PACKAGES) for p in DEBIAN_PACKAGES[tool])
+    return "apt-get install -y " + " ".join(packages)
+
+
+INSTALL_HINT = f"install the toolchain with `make setup` (or: {apt_hint()})"
 
 
 _transcript = None  # where a stage's tool output is copied (the stage log, in a worker process)
@@ -36,13 +51,6 @@ class ToolFailed(Exception):
         self.output = output
 
 
-def which(tool: str, hint: str = INSTALL_HINT) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise UserError(f"required tool `{tool}` not found on PATH", hint)
-    return path
-
-
 def run(
     argv: Sequence[str | os.PathLike],
     *,
@@ -63,7 +71,9 @@ def run(
             text=True, errors="replace", timeout=timeout,
         )
     except FileNotFoundError as exc:
-        raise UserError(f"required tool `{argv[0]}` not found", INSTALL_HINT) from exc
+        tool = os.path.basename(argv[0])
+        raise UserError(f"required tool `{argv[0]}` not found",
+                        apt_hint(tool) if tool in DEBIAN_PACKAGES else INSTALL_HINT) from exc
     if _transcript is not None:
         _transcript.write(f"$ {' '.join(argv)}\n{proc.stdout}")
         if proc.returncode != 0:

@@ -1,20 +1,20 @@
 """Pruning the user-level cache (`tinypipe gc --cache`): what no project has used for a while.
 
 The cache ($TINYPIPE_CACHE, else $XDG_CACHE_HOME/tinypipe) holds what projects share: the shared store's
-entries (Rust sysroots, TFLM libraries) and TFLM's compiled objects. Each records its last use in its
-mtime — a store entry's `meta.json` is touched whenever a run finds it cached, an object whenever a
-library build reuses it — so an entry idle for longer than the cut-off can go: the next run that needs it
-rebuilds it. Entries being written (temporaries of live processes) are never touched.
+entries (Rust sysroots, TFLM libraries) and the toolchain's object cache (`toolchain.objects`, which prunes
+itself). Each records its last use in its mtime — a store entry's `meta.json` is touched whenever a run finds it
+cached, an object whenever a library build reuses it — so an entry idle for longer than the cut-off can go: the
+next run that needs it rebuilds it. Entries being written (temporaries of live processes) are never touched.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinypipe.engine.store import Store
+from tinypipe.toolchain import objects
 
 
 @dataclass
@@ -30,7 +30,7 @@ def _size(path: Path) -> int:
 
 
 def prune_user_cache(cache: Path, days: float, dry_run: bool = False, now: float | None = None) -> Pruned:
-    """Delete shared-store entries and TFLM objects unused for more than `days` days (or list them)."""
+    """Delete shared-store entries and cached objects unused for more than `days` days (or list them)."""
     now = time.time() if now is None else now
     cutoff = now - days * 86_400
     out = Pruned()
@@ -45,16 +45,7 @@ def prune_user_cache(cache: Path, days: float, dry_run: bool = False, now: float
             out.bytes += _size(store.path(key))
             if not dry_run:
                 store.remove(key)
-    objects = cache / "tflm-objects"
-    for obj in sorted(objects.glob("*/*/*.o")) if objects.is_dir() else []:
-        used = obj.stat().st_mtime
-        if used < cutoff:
-            manifest = obj.with_suffix(".json")
-            out.entries.append(("tflm object", obj.parent.name[:16], (now - used) / 86_400))
-            out.bytes += obj.stat().st_size + (manifest.stat().st_size if manifest.is_file() else 0)
-            if not dry_run:
-                manifest.unlink(missing_ok=True)  # the manifest first: it must never point at nothing
-                obj.unlink(missing_ok=True)
-                if not any(obj.parent.iterdir()):
-                    shutil.rmtree(obj.parent, ignore_errors=True)
+    for obj in objects.prune(days, dry_run, cache=cache, now=now):
+        out.entries.append(("tflm object", obj.name, obj.idle_days))
+        out.bytes += obj.bytes
     return out

@@ -9,17 +9,14 @@ console output and an exit status (0 for ADP_Stopped_ApplicationExit, 1 otherwis
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinypipe.core.errors import UserError
-from tinypipe.toolchain.cache import cached_output, first_line
+from tinypipe.toolchain import tools
 
-QEMU = "qemu-system-arm"
-APT_HINT = "apt-get install -y qemu-system-arm"
 DEFAULT_TIMEOUT_S = 600.0
 
 
@@ -43,19 +40,9 @@ class QemuTimeout(UserError):
         self.output = output
 
 
-def qemu_binary() -> str:
-    path = os.environ.get("TINYPIPE_QEMU") or shutil.which(QEMU)
-    if not path or not Path(path).is_file():
-        raise UserError(f"`{QEMU}` not found" + (f" (TINYPIPE_QEMU={path})" if path else " on PATH"), APT_HINT)
-    return path
-
-
 def qemu_version() -> str:
-    """`qemu-system-arm --version` first line, or `missing` (stage keys must not need QEMU installed)."""
-    try:
-        return first_line(cached_output(qemu_binary(), ["--version"]))
-    except UserError:
-        return "missing"
+    """`qemu-system-arm --version` first line ($TINYPIPE_QEMU's when set), or `missing`."""
+    return tools.version(tools.QEMU)
 
 
 def default_timeout() -> float:
@@ -66,15 +53,18 @@ def default_timeout() -> float:
         raise UserError(f"TINYPIPE_QEMU_TIMEOUT={value!r} is not a number of seconds") from None
 
 
-def command(elf: Path, machine: str) -> list[str]:
-    return [qemu_binary(), "-machine", machine, "-nographic", "-monitor", "none", "-serial", "none",
-            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+def command(elf: Path, machine: str, icount: bool = True) -> list[str]:
+    """The QEMU command line running `elf` (see the module doc); `icount=False` lets QEMU run as fast as it can
+    where nothing is timed."""
+    return [tools.find(tools.QEMU), "-machine", machine, "-nographic", "-monitor", "none", "-serial", "none",
+            "-semihosting-config", "enable=on,target=native", *(["-icount", "shift=0"] if icount else []),
+            "-kernel", str(elf)]
 
 
-def run_elf(elf: Path, machine: str, timeout_s: float | None = None) -> QemuResult:
+def run_elf(elf: Path, machine: str, timeout_s: float | None = None, icount: bool = True) -> QemuResult:
     """Run `elf` on `machine` until it exits through semihosting; QemuTimeout after `timeout_s` seconds."""
     timeout_s = default_timeout() if timeout_s is None else timeout_s
-    argv = command(Path(elf), machine)
+    argv = command(Path(elf), machine, icount)
     started = time.monotonic()
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -24,7 +24,7 @@ from tinypipe.core import proc
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, atomic_write_text, read_json
 from tinypipe.stages.base import Stage, StageContext, StageResult
-from tinypipe.toolchain import gnu
+from tinypipe.toolchain import tools
 
 REMAPPED_ROOT = "/tinypipe/firmware"  # what the build directory is called inside the ELF
 BINARY = "firmware"  # the [[bin]] name in firmware-template/Cargo.toml
@@ -37,7 +37,7 @@ def _config(variant) -> dict:
 
 
 def _tools(variant) -> dict:
-    return {"arm-none-eabi-objcopy": gnu.version(gnu.OBJCOPY)}  # rustc, cargo, ld: in the toolchain entry
+    return {tools.OBJCOPY: tools.version(tools.OBJCOPY)}  # rustc, cargo, ld: in the toolchain entry
 
 
 STAGE = Stage(name="build", version="2", needs=("firmware", "toolchain"), config=_config, tools=_tools,
@@ -125,7 +125,7 @@ def run(ctx: StageContext) -> StageResult:
     toolchain_entry = ctx.inputs["toolchain"]
     toolchain = read_json(toolchain_entry / "toolchain.json")
     triple = toolchain["triple"]
-    objcopy = gnu.find(gnu.OBJCOPY)
+    objcopy = tools.find(tools.OBJCOPY)
     with tempfile.TemporaryDirectory(prefix="tinypipe-build-") as tmp:
         build_dir = Path(tmp) / "project"
         shutil.copytree(ctx.inputs["firmware"] / "project", build_dir)

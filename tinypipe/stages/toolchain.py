@@ -19,7 +19,8 @@ import time
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json
 from tinypipe.stages.base import Stage, StageContext, StageResult
-from tinypipe.toolchain import gnu
+from tinypipe.toolchain import gnu, tools
+from tinypipe.toolchain.flags import gcc_flags, rustc_flags
 from tinypipe.toolchain.rust import build_sysroot, core_cpu, find_rust
 
 
@@ -31,28 +32,24 @@ def _config(variant) -> dict:
 
 
 def _tools(variant) -> dict:
-    tools = {"arm-none-eabi-gcc": gnu.version(gnu.GCC), "arm-none-eabi-ld": gnu.version(gnu.LD)}
+    gnu_tools = {tools.GCC: tools.version(tools.GCC), tools.LD: tools.version(tools.LD)}
     try:
         tc = find_rust(variant.triple)
     except UserError:
-        return {"rustc": "missing", "cargo": "missing", **tools}  # `run` raises the error with its fix
-    return {"rustc": tc.version, "cargo": tc.cargo_version(), **tools}
+        return {"rustc": tools.MISSING, "cargo": tools.MISSING, **gnu_tools}  # `run` raises the error with its fix
+    return {"rustc": tc.version, "cargo": tc.cargo_version(), **gnu_tools}
 
 
 STAGE = Stage(name="toolchain", version="2", needs=(), config=_config, tools=_tools, shared=True,
               description="Rust sysroot for the target (shared user-level cache)")
 
 
-def rustflags(cpu: str) -> list[str]:
-    """Flags for rustc: link with GNU ld directly, code for `cpu`."""
-    return ["-C", "linker=arm-none-eabi-ld", "-C", "linker-flavor=ld", "-C", f"target-cpu={cpu}"]
-
-
 def run(ctx: StageContext) -> StageResult:
-    triple, cpu = ctx.variant.triple, ctx.variant.cpu
-    gnu.find(gnu.LD)
+    variant = ctx.variant
+    triple, cpu = variant.triple, variant.cpu
+    tools.find(tools.LD)
     tc = find_rust(triple)
-    libc, libgcc = gnu.library("libc.a", cpu, triple), gnu.library("libgcc.a", cpu, triple)
+    libc, libgcc = gnu.library("libc.a", variant), gnu.library("libgcc.a", variant)
     sysroot_seconds = 0.0
     if not tc.has_target:
         started = time.monotonic()
@@ -62,7 +59,7 @@ def run(ctx: StageContext) -> StageResult:
         "rustc": str(tc.rustc), "cargo": str(tc.cargo), "rustc_version": tc.version,
         "cargo_version": tc.cargo_version(), "triple": triple, "cpu": cpu,
         "sysroot": None if tc.has_target else "sysroot",
-        "libgcc": str(libgcc), "libc": str(libc), "gcc_flags": gnu.cpu_flags(cpu, triple),
-        "rustflags": rustflags(cpu), "link_libs": [str(libc), str(libgcc)],
+        "libgcc": str(libgcc), "libc": str(libc), "gcc_flags": gcc_flags(variant, explicit_fpu=False),
+        "rustflags": rustc_flags(variant), "link_libs": [str(libc), str(libgcc)],
     })
     return {"rustc": str(tc.rustc), "sysroot_built": not tc.has_target, "sysroot_seconds": sysroot_seconds}

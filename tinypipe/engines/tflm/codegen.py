@@ -32,15 +32,16 @@ from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, atomic_write_text, read_json
 from tinypipe.core.hashing import sha256_file, sha256_json
 from tinypipe.engines.tflm import source as _tflm
+from tinypipe.runners import qemu
 from tinypipe.stages.base import Stage, StageContext, StageResult
+from tinypipe.toolchain import gnu, tools
+from tinypipe.toolchain.flags import gcc_flags
 
 SUPPORT = Path(__file__).with_name("support")
 SHIM_LIBRARY = "lib/libtflm_model.a"
 ARENA_ALIGN = 16  # TFLM's MicroArenaBufferAlignment(); also the arena's own alignment in model.rs
 ARENA_HEADROOM = 16  # the smallest working arena plus one alignment step
 PROBE_TIMEOUT_S = 300
-QEMU = "qemu-system-arm"
-BINDGEN = "bindgen"
 # newlib-nano's C library, libm, libgcc's helpers, libnosys's syscall stubs, and libstdc++ for the C++ runtime
 # bits TFLM uses (`__cxa_pure_virtual`, `operator delete`)
 LINK_LIBS = ("stdc++_nano", "m", "c_nano", "gcc", "nosys")
@@ -76,8 +77,7 @@ def _config(variant) -> dict:
 
 
 def _tools(variant) -> dict:
-    return {"arm-none-eabi-g++": _tflm.tool_version(_tflm.CXX), "bindgen": _tflm.tool_version(BINDGEN),
-            "qemu-system-arm": _tflm.tool_version(QEMU)}
+    return {tool: tools.version(tool) for tool in (tools.GXX, tools.BINDGEN, tools.QEMU)}
 
 
 STAGE = Stage(name="codegen", version="2", needs=("quantize", "tflm_lib"), config=_config, tools=_tools,
@@ -146,17 +146,17 @@ def build_shim_library(variant, root: Path, kernels: str, shim_dir: Path, libtfl
         shutil.copyfile(shim_dir / name, work / name)
     # compiled in `work` from relative paths, the tree's prefix mapped away: the object does not depend on
     # where the store entry or the tree lives
-    proc.run([_tflm.CXX, *flags, f"-ffile-prefix-map={root}/=", "-I.", "-c", "tflm_shim.cc", "-o", obj.name],
-             cwd=work)
+    proc.run([tools.find(tools.GXX), *flags, f"-ffile-prefix-map={root}/=", "-I.", "-c", "tflm_shim.cc",
+              "-o", obj.name], cwd=work)
     out_lib.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(libtflm, out_lib)
-    proc.run([_tflm.AR, "rsD", out_lib.resolve(), obj.name], cwd=work)
+    proc.run([tools.find(tools.AR), "rsD", out_lib.resolve(), obj.name], cwd=work)
 
 
 def bindgen(header: Path, triple: str) -> str:
     """Rust declarations of the shim for `no_std` (core types only)."""
-    out = proc.run([BINDGEN, header, "--use-core", "--ctypes-prefix", "core::ffi", "--size_t-is-usize",
-                    "--allowlist-function", "tflm_.*", "--no-layout-tests", "--no-doc-comments",
+    out = proc.run([tools.find(tools.BINDGEN), header, "--use-core", "--ctypes-prefix", "core::ffi",
+                    "--size_t-is-usize", "--allowlist-function", "tflm_.*", "--no-layout-tests", "--no-doc-comments",
                     "--", f"--target={triple}", "-ffreestanding"]).stdout
     # bindgen 0.60 writes `extern "C" {`; edition 2024 requires `unsafe extern`, accepted since Rust 1.82
     return out.replace('extern "C" {', 'unsafe extern "C" {')
@@ -177,7 +177,7 @@ def _probe_machine(variant) -> str | None:
 
 
 def gcc_link_args(variant) -> list[str]:
-    return [*_tflm.cpu_flags(variant), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+    return [*gcc_flags(variant), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
             "-Wl,--gc-sections"]
 
 
@@ -185,11 +185,7 @@ def toolchain_search_dirs(variant) -> list[str]:
     """The multilib directories holding LINK_LIBS for the variant's CPU and float ABI."""
     dirs = []
     for lib in LINK_LIBS:
-        found = proc.run([_tflm.CC, *_tflm.cpu_flags(variant), f"-print-file-name=lib{lib}.a"]).stdout.strip()
-        if not Path(found).is_absolute():
-            raise UserError(f"arm-none-eabi-gcc has no lib{lib}.a for {' '.join(_tflm.cpu_flags(variant))}",
-                            proc.INSTALL_HINT)
-        parent = str(Path(found).resolve().parent)
+        parent = str(gnu.library(f"lib{lib}.a", variant).parent)
         if parent not in dirs:
             dirs.append(parent)
     return dirs
@@ -214,25 +210,25 @@ def measure_arena(variant, model_file: Path, library: Path, shim_dir: Path, inpu
                              .replace("@RAM_ORIGIN@", hex(board.ram.origin))
                              .replace("@RAM_LENGTH@", hex(board.ram.size)))
     shutil.copyfile(model_file, work / "model.tflite")
-    cflags = [*_tflm.cpu_flags(variant), "-O2", "-ffunction-sections", "-fdata-sections", f"-I{support}",
+    cflags = [*gcc_flags(variant), "-O2", "-ffunction-sections", "-fdata-sections", f"-I{support}",
               f"-I{shim_dir}", f"-I{work}", f"-DPROBE_ARENA_BYTES={probe_arena}", f"-DINPUT_LEN={input_len}",
               f"-DOUTPUT_LEN={output_len}"]
     objects = []
+    gcc = tools.find(tools.GCC)
     for source in ("startup.c", "main.c", "model_blob.S"):
         obj = work / (source.rsplit(".", 1)[0] + ".o")
-        proc.run([_tflm.CC, *cflags, "-c", support / source, "-o", obj])
+        proc.run([gcc, *cflags, "-c", support / source, "-o", obj])
         objects.append(obj)
     elf = work / "probe.elf"
-    proc.run([_tflm.CC, *gcc_link_args(variant), "-T", linker_script, *objects, library,
+    proc.run([gcc, *gcc_link_args(variant), "-T", linker_script, *objects, library,
               *[f"-l{lib}" for lib in LINK_LIBS], "-o", elf])
-    result = proc.run([QEMU, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-                       "-semihosting-config", "enable=on,target=native", "-kernel", elf],
-                      timeout=PROBE_TIMEOUT_S, check=False)
-    used = re.search(r"tinypipe-arena-used (\d+)", result.stdout)
-    minimum = re.search(r"tinypipe-arena-min (\d+)", result.stdout)
+    # nothing is timed here: QEMU runs without -icount, as fast as it can
+    result = qemu.run_elf(elf, machine, timeout_s=PROBE_TIMEOUT_S, icount=False)
+    used = re.search(r"tinypipe-arena-used (\d+)", result.output)
+    minimum = re.search(r"tinypipe-arena-min (\d+)", result.output)
     if result.returncode != 0 or used is None or minimum is None:
-        error = re.search(r"tinypipe-error (.*)", result.stdout)
-        detail = error.group(1) if error else result.stdout.strip()[-400:]
+        error = re.search(r"tinypipe-error (.*)", result.output)
+        detail = error.group(1) if error else result.output.strip()[-400:]
         raise UserError(f"TFLM could not run the model on {machine} while measuring its arena: {detail}",
                         "check that the model's ops and types are supported by TFLM's kernels")
     return int(used.group(1)), int(minimum.group(1))

@@ -19,6 +19,8 @@ from tinypipe.core.fs import atomic_write_json, read_json
 from tinypipe.engines.tflm import source as _tflm
 from tinypipe.stages.base import Stage, StageContext, StageResult
 from tinypipe.engines.tflm.ops import OPS_FILE
+from tinypipe.toolchain import objects, tools
+from tinypipe.toolchain.flags import gcc_flags, hard_float
 
 LIBRARY = "libtflm.a"
 MANIFEST = "tflm.json"
@@ -28,7 +30,7 @@ def _config(variant) -> dict:
     s = _tflm.settings(variant)
     return {
         "cpu": variant.cpu,
-        "float_abi": _tflm.float_abi(variant),
+        "float_abi": "hard" if hard_float(variant) else "soft",
         "kernels": s.kernels,
         "opt": _tflm.OPT_LEVEL,
         "flags": _tflm.compile_flags(variant, s.kernels),
@@ -37,7 +39,7 @@ def _config(variant) -> dict:
 
 
 def _tools(variant) -> dict:
-    return {"arm-none-eabi-g++": _tflm.tool_version(_tflm.CXX)}
+    return {tools.GXX: tools.version(tools.GXX)}
 
 
 STAGE = Stage(name="tflm_lib", version="2", needs=("tflm_ops",), config=_config, tools=_tools, shared=True,
@@ -53,14 +55,14 @@ def build_library(variant, root: Path, out: Path, *, kernels: str | None = None,
     kernel_files = None if ops is None else _tflm.kernel_files_for_ops(root, kernels, ops)
     sources = _tflm.library_sources(root, kernels, kernel_files)
     flags = _tflm.compile_flags(variant, kernels)
-    objects, stats = _tflm.compile_sources(root, sources, flags, jobs=jobs, progress=progress)
-    _tflm.archive(objects, out / LIBRARY)
+    compiled, stats = objects.compile_sources(root, sources, flags, jobs=jobs, progress=progress)
+    objects.archive(compiled, out / LIBRARY)
     summary = {"kernels": kernels, "library": "full" if ops is None else "model_ops", "ops": ops,
                "sources": len(sources), "compiled": stats.compiled, "reused": stats.reused,
                "library_bytes": (out / LIBRARY).stat().st_size}
     atomic_write_json(out / MANIFEST, {
         "kernels": kernels, "library": summary["library"], "ops": ops, "kernel_files": kernel_files,
-        "cpu_flags": _tflm.cpu_flags(variant), "flags": flags, "source": _tflm.source_identity(root),
+        "cpu_flags": gcc_flags(variant), "flags": flags, "source": _tflm.source_identity(root),
         "sources": sources,
     })
     return summary

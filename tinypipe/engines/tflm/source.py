@@ -1,33 +1,23 @@
-"""The TFLM source tree: locate it, choose one build's sources and flags, compile them through an object cache.
+"""The TFLM source tree: locate it, choose one build's sources and flags.
 
 Not a stage (no STAGE). Shared by `tflm_lib` (the library) and `codegen_tflm` (the per-model shim). The rules
 for which files make one build and which flags they need are those verified in the tree's PROVENANCE.md:
 one kernel set (reference or cmsis_nn), one platform variant (cortex_m_generic's debug log with a callback;
-the portable micro_time, since QEMU has no DWT cycle counter).
-
-Objects are cached by content in the user-level cache, ccache-style: the key is the compiler, the flags and
-the source's bytes; a hit also needs every header the last compile read (from its `-MD` list) to be unchanged.
-So editing one kernel recompiles that kernel, and editing a header recompiles exactly its includers.
+the portable micro_time, since QEMU has no DWT cycle counter). The CPU flags come from `toolchain.flags`; the
+objects are compiled through `toolchain.objects` (cached by content in the user-level cache).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import os
 import re
-import shutil
-import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from tinypipe.core import proc
 from tinypipe.core.errors import UserError
-from tinypipe.core.hashing import sha256_file, sha256_json
-from tinypipe.core.paths import user_cache_dir
+from tinypipe.toolchain.flags import gcc_flags
 
 if TYPE_CHECKING:
     from tinypipe.config.schema import Variant
@@ -38,9 +28,6 @@ DEFAULT_KERNELS = "cmsis_nn"
 # `model_ops`: TFLM's core plus the kernels of the model's ops; `full`: every kernel (any model links against it)
 LIBRARY_MODES = ("model_ops", "full")
 DEFAULT_LIBRARY = "model_ops"
-CXX = "arm-none-eabi-g++"
-CC = "arm-none-eabi-gcc"
-AR = "arm-none-eabi-ar"
 OPT_LEVEL = "-O2"  # TFLM builds its kernels at -O2; one level for everything keeps one object per source
 
 MICRO = "tensorflow/lite/micro"
@@ -64,10 +51,6 @@ COMMON_FLAGS = ("-ffunction-sections", "-fdata-sections", "-funsigned-char", "-f
                 "-fno-asynchronous-unwind-tables", OPT_LEVEL)
 CXX_FLAGS = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics")
 C_FLAGS = ("-std=c17",)
-
-# gcc's -mfpu for the hard-float cores we know (the Rust `eabihf` targets pass floats in FPU registers)
-FPU_FOR_CPU = {"cortex-m4": "fpv4-sp-d16", "cortex-m7": "fpv5-d16", "cortex-m33": "fpv5-sp-d16",
-               "cortex-m35p": "fpv5-sp-d16"}
 
 SOURCE_HINT = (f"set `tflm: {{path: DIR}}` in project.yaml or the environment variable {ENV_PATH} to a TFLM "
                "source tree in create_tflm_tree.py layout (tensorflow/, third_party/flatbuffers, …)")
@@ -293,24 +276,6 @@ def kernel_files_for_ops(root: Path, kernels: str, ops: Iterable[str]) -> list[s
 
 # --- flags ------------------------------------------------------------------------------------------------------
 
-def float_abi(variant: "Variant") -> str:
-    return "hard" if variant.triple.endswith("eabihf") else "soft"
-
-
-def cpu_flags(variant: "Variant") -> list[str]:
-    """gcc's CPU and float-ABI flags matching the Rust target triple (they must agree to link)."""
-    flags = [f"-mcpu={variant.cpu}", "-mthumb"]
-    if float_abi(variant) == "hard":
-        fpu = FPU_FOR_CPU.get(variant.cpu)
-        if fpu is None:
-            raise UserError(f"target {variant.triple} is hard-float but tinypipe knows no FPU for cpu {variant.cpu!r}",
-                            f"use one of {', '.join(FPU_FOR_CPU)} or a soft-float triple")
-        flags += ["-mfloat-abi=hard", f"-mfpu={fpu}"]
-    else:
-        flags.append("-mfloat-abi=soft")
-    return flags
-
-
 def compile_flags(variant: "Variant", kernels: str, root: str = ".") -> dict[str, list[str]]:
     """{"c++": [...], "c": [...]}: everything after the compiler's name except `-c SRC -o OBJ`.
 
@@ -319,143 +284,5 @@ def compile_flags(variant: "Variant", kernels: str, root: str = ".") -> dict[str
     includes = list(INCLUDE_DIRS) + (list(CMSIS_NN_INCLUDE_DIRS) if kernels == "cmsis_nn" else [])
     include_flags = [f"-I{d}" if root == "." else f"-I{os.path.normpath(os.path.join(root, d))}" for d in includes]
     defines = list(DEFINES) + (list(CMSIS_NN_DEFINES) if kernels == "cmsis_nn" else [])
-    common = cpu_flags(variant) + list(COMMON_FLAGS) + defines + include_flags
+    common = gcc_flags(variant) + list(COMMON_FLAGS) + defines + include_flags
     return {"c++": list(CXX_FLAGS) + common, "c": list(C_FLAGS) + common}
-
-
-@functools.lru_cache(maxsize=None)
-def tool_version(tool: str) -> str:
-    """First line of `TOOL --version` (cached per process: stage `tools` callables run on every no-op)."""
-    out = proc.run([proc.which(tool), "--version"]).stdout
-    return out.strip().splitlines()[0] if out.strip() else tool
-
-
-# --- compiling through the object cache ----------------------------------------------------------------------
-
-def object_cache_dir() -> Path:
-    return user_cache_dir() / "tflm-objects"
-
-
-@dataclass
-class CompileStats:
-    compiled: int = 0
-    reused: int = 0
-
-
-class ObjectCache:
-    """Objects keyed by (compiler, flags, source bytes); a hit also needs the recorded headers unchanged."""
-
-    def __init__(self, root: Path, cache_dir: Path | None = None):
-        self.root = root
-        self.dir = cache_dir or object_cache_dir()
-        self._header_hashes: dict[str, str | None] = {}
-        self._guard = threading.Lock()
-
-    def _header_hash(self, rel: str) -> str | None:
-        with self._guard:
-            if rel in self._header_hashes:
-                return self._header_hashes[rel]
-        path = self.root / rel
-        digest = sha256_file(path) if path.is_file() else None
-        with self._guard:
-            self._header_hashes[rel] = digest
-        return digest
-
-    def _entry(self, language: str, rel: str, flags: list[str]) -> Path:
-        key = sha256_json({"compiler": tool_version(CXX if language == "c++" else CC), "language": language,
-                           "flags": flags, "source": rel, "sha256": sha256_file(self.root / rel)})
-        return self.dir / key[:2] / key
-
-    def lookup(self, entry: Path) -> Path | None:
-        if not entry.is_dir():
-            return None
-        for manifest in sorted(entry.glob("*.json")):
-            try:
-                headers = json.loads(manifest.read_text())
-            except (OSError, ValueError):
-                continue
-            if all(self._header_hash(h) == digest for h, digest in headers.items()):
-                obj = manifest.with_suffix(".o")
-                if obj.is_file():
-                    try:
-                        os.utime(obj)  # last use, for `tinypipe gc --cache`
-                    except OSError:
-                        pass
-                    return obj
-        return None
-
-    def compile(self, rel: str, flags: list[str]) -> tuple[Path, bool]:
-        """(object path, whether it was compiled now). `rel` is relative to the tree root."""
-        language = "c" if rel.endswith(".c") else "c++"
-        entry = self._entry(language, rel, flags)
-        hit = self.lookup(entry)
-        if hit is not None:
-            return hit, False
-        entry.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=entry, prefix=".tmp-") as tmp:
-            obj, deps = Path(tmp) / "out.o", Path(tmp) / "out.d"
-            # cwd = the tree and a relative source path: __FILE__ strings, and so the objects, do not depend
-            # on where the tree lives
-            proc.run([CXX if language == "c++" else CC, *flags, "-MD", "-MF", deps, "-c", rel, "-o", obj],
-                     cwd=self.root)
-            headers = {h: self._header_hash(h) for h in _tree_headers(deps.read_text(), rel)}
-            name = sha256_json(headers)[:16]
-            os.replace(obj, entry / f"{name}.o")  # the object first: a manifest never points at nothing
-            manifest_tmp = Path(tmp) / "manifest.json"
-            manifest_tmp.write_text(json.dumps(headers, sort_keys=True))
-            os.replace(manifest_tmp, entry / f"{name}.json")
-        return entry / f"{name}.o", True
-
-
-def _tree_headers(depfile: str, source: str) -> list[str]:
-    """The headers from a make-style `-MD` file that live in the tree (relative paths; system ones are covered
-    by the compiler version)."""
-    body = depfile.replace("\\\n", " ").split(":", 1)[1] if ":" in depfile else ""
-    return sorted({p for p in body.split() if not os.path.isabs(p) and p != source})
-
-
-def compile_sources(root: Path, sources: list[str], flags: dict[str, list[str]], *,
-                    jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
-                    cache: ObjectCache | None = None) -> tuple[list[tuple[str, Path]], CompileStats]:
-    """Compile `sources` in parallel (one compiler process per job), returning (source, object) in source order."""
-    import concurrent.futures
-
-    cache = cache or ObjectCache(root)
-    jobs = jobs or os.cpu_count() or 1
-    stats = CompileStats()
-    objects: dict[str, Path] = {}
-    total = len(sources)
-    if progress:
-        progress(0, total)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(cache.compile, rel, flags["c" if rel.endswith(".c") else "c++"]): rel
-                   for rel in sources}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                obj, compiled = future.result()
-                objects[futures[future]] = obj
-                if compiled:
-                    stats.compiled += 1
-                else:
-                    stats.reused += 1
-                if progress:
-                    progress(len(objects), total)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-    return [(rel, objects[rel]) for rel in sources], stats
-
-
-def archive(objects: list[tuple[str, Path]], out: Path) -> None:
-    """A deterministic static library (`ar rcsD`). Members are named after their source path, since several
-    sources share a file name (kernel_util.cc, tensor_utils.cc, …) and `ar r` would replace one with the other."""
-    with tempfile.TemporaryDirectory() as tmp:
-        members = []
-        for rel, obj in objects:
-            member = Path(tmp) / (rel.replace("/", "_").rsplit(".", 1)[0] + ".o")
-            shutil.copyfile(obj, member)
-            members.append(member.name)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.unlink(missing_ok=True)
-        proc.run([AR, "rcsD", out.resolve(), *members], cwd=tmp)
