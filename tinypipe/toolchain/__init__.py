@@ -1,2 +1,3 @@
-"""Tool discovery and the Rust sysroot: which rustc/cargo/arm-gcc to call, their (cached) versions, and how to
-build `core` for a bare-metal target when the rustc has no prebuilt one."""
+"""The tools tinypipe drives, in one place: which binaries to call and their cached versions (`tools`, `rust`),
+per-target compiler flags from the board registry (`flags`), the GNU libraries the firmware links (`gnu`), the
+Rust sysroot (`rust`) and the C/C++ object cache (`objects`). Imports only core and config."""
