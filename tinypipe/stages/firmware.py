@@ -28,6 +28,7 @@ import string
 from pathlib import Path
 
 from tinypipe.core.errors import UserError
+from tinypipe.core.escape import CRATE_NAME, rust_string, toml_string
 from tinypipe.core.fs import atomic_write_text, read_json
 from tinypipe.core.hashing import sha256_json, sha256_tree, tree_hash
 from tinypipe.core.paths import kernels_dir, template_dir
@@ -117,7 +118,7 @@ def render_app_config(reference: dict, sensor: dict) -> str:
     model's input conversion is `model::input_from_real`)."""
     window, axes = int(sensor["window"]), len(sensor["axes"])
     rate = max(1, round(float(sensor["sample_rate_hz"])))
-    classes = ", ".join(json.dumps(str(c)) for c in reference.get("classes") or [])
+    classes = ", ".join(rust_string(str(c)) for c in reference.get("classes") or [])
     return (
         "// Rendered by tinypipe from project.yaml (`sensor:`) and the reference stage (the class names) for the\n"
         "// board's application: the `app_config` module of its src/board/<support>.rs.\n\n"
@@ -133,10 +134,12 @@ def render_hal_manifest(cargo_toml: str, crates) -> str:
     """Cargo.toml with the `hal:` crates added to [dependencies], for builds that can reach crates.io."""
     lines = []
     for crate in crates:
-        spec = {"version": crate.version}
+        if not CRATE_NAME.fullmatch(crate.crate):  # the schema refuses these; a key is never escaped, so check
+            raise UserError(f"hal: {crate.crate!r} is not a crate name", "crates.io names are letters, digits, "
+                            "`-` and `_`, starting with a letter")
+        inline = f"version = {toml_string(crate.version)}"
         if crate.features:
-            spec["features"] = list(crate.features)
-        inline = ", ".join(f"{key} = {json.dumps(value)}" for key, value in spec.items())
+            inline += f", features = [{', '.join(toml_string(f) for f in crate.features)}]"
         lines.append(f"{crate.crate} = {{ {inline} }}")
     if "\n[dependencies]\n" not in cargo_toml:
         raise ValueError("the firmware template's Cargo.toml has no [dependencies] table")
