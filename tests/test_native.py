@@ -601,7 +601,11 @@ def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
                  "pub type Input = i8;", "pub fn invoke(input: &[Input], output: &mut [Output])",
                  "static W0: [u32; 640]"):
         assert item in model_rs
-    assert ".unwrap()" not in model_rs and "panic!" not in model_rs and ".expect(" not in model_rs
+    assert ".unwrap()" not in model_rs and ".expect(" not in model_rs and "if let Some" not in model_rs
+    # every operator's arena ranges are asserted at compile time, naming it; the one panic is the unreachable
+    # run-time fallback, which names the operator too (never an operator skipped)
+    assert re.search(r'const _: \(\) = assert!\(k::io_fits\(ARENA_BYTES, .*"op \d+ \w+: its arena ranges', model_rs)
+    assert model_rs.count("panic!") == 1 and "the arena plan is broken at operator {}" in model_rs
     assert "native model: 13 ops" in logs[0]
 
 
