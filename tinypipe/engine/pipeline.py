@@ -129,6 +129,9 @@ class Pipeline:
                 self._schedule(executor, reporter, outcome)
             finally:
                 self.lock.save()
+            # in pipeline order, whatever order the stages finished in
+            order = {(n.name, tuple(n.variants)): i for i, n in enumerate(self.graph.nodes)}
+            outcome.records.sort(key=lambda r: order.get((r.stage, tuple(r.variants)), len(order)))
             return outcome
 
     def _on_cached(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> None:
