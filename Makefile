@@ -5,7 +5,7 @@ VENV := .venv
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src \
                 bindgen clang python3-venv
 
-.PHONY: setup apt venv demo test bench clean
+.PHONY: setup apt venv demo test bench docs clean
 
 setup: apt venv
 
@@ -33,6 +33,9 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/noop.py
+
+docs: venv
+	$(VENV)/bin/python -m tinypipe.config.reference --write
 
 clean:
 	rm -rf pipelines/*/.tinypipe pipelines/*/tinypipe.lock
