@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src \
-                bindgen clang python3-venv
+                bindgen clang python3-venv chromium
 
 .PHONY: setup apt venv demo test bench docs clean
 
