@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src rust-web-clippy \
-                bindgen clang python3-venv
+                bindgen clang python3-venv chromium
 
-.PHONY: setup apt venv demo test test-fast bench clean
+.PHONY: setup apt venv demo test test-fast bench docs clean
 
 setup: apt venv
 
@@ -37,6 +37,9 @@ test-fast: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/noop.py
+
+docs: venv
+	$(VENV)/bin/python -m tinypipe.config.reference --write
 
 clean:
 	rm -rf pipelines/*/.tinypipe pipelines/*/tinypipe.lock

@@ -307,7 +307,7 @@ def cmd_run(args) -> int:
         _print_json(doc)
     elif args.until is None or args.until == "run":
         render_results(_console(args), doc["results"])
-    _record_history(pipeline, doc["results"])
+    _record_history(pipeline, doc)
     ran = sum(1 for r in outcome.records if r.status == "ran")
     cached = sum(1 for r in outcome.records if r.status == "cached")
     if not args.quiet:
@@ -315,14 +315,12 @@ def cmd_run(args) -> int:
     return _report_outcome(outcome, doc["checks"])
 
 
-def _record_history(pipeline, rows) -> None:
-    """Keep this run's results for the report's "change against the previous run" (best effort)."""
-    try:
-        from tinypipe.report import history
-    except ImportError:
-        return
-    if any(r.get("instructions_per_inference") is not None for r in rows):
-        history.record(pipeline.state_dir, rows)
+def _record_history(pipeline, doc) -> None:
+    """Keep this run's results and what it did with each stage, for the HTML report's "change since the previous
+    run" and its stage table."""
+    from tinypipe.report import history
+
+    history.record(pipeline.state_dir, doc["results"], stages=doc["stages"])
 
 
 def _report_outcome(outcome, checks: list[str]) -> int:

@@ -14,17 +14,33 @@ class Strict(BaseModel):
 
 
 class Sensor(Strict):
+    """The sensor and its window: one model input is `window` samples of `len(axes)` channels."""
+
     kind: Literal["accelerometer", "imu", "microphone", "generic"] = Field(
-        "accelerometer", description="what the device reads; decides the default data generator")
-    axes: list[str] = Field(default_factory=lambda: ["x", "y", "z"], description="channel names, in order")
-    sample_rate_hz: float = Field(50.0, gt=0, description="samples per second per axis")
-    window: int = Field(64, ge=4, le=4096, description="samples per classified window")
+        "accelerometer", description="what the device reads; the built-in generator (`data.source: generator`) "
+        "makes accelerometer data and accepts accelerometer, imu and generic, not microphone",
+        examples=["accelerometer"])
+    axes: list[str] = Field(
+        default_factory=lambda: ["x", "y", "z"], description="channel names, in order: the model's input has "
+        "one channel per axis; the built-in generator knows x, y and z (in g)", examples=[["x", "y", "z"]])
+    sample_rate_hz: float = Field(
+        50.0, gt=0, description="samples per second per axis: the generator's time step, and compiled into "
+        "the firmware of a board that reads its own sensor (rounded to whole hertz)", examples=[50])
+    window: int = Field(
+        64, ge=4, le=4096, description="samples per classified window: the model sees `window` x `len(axes)` "
+        "values per inference", examples=[64])
 
 
 class Split(Strict):
-    train: float = Field(0.7, gt=0, lt=1)
-    val: float = Field(0.15, ge=0, lt=1)
-    test: float = Field(0.15, gt=0, lt=1)
+    """How each class's windows are divided, after a shuffle seeded by `seed`; the three fractions must sum to 1."""
+
+    train: float = Field(0.7, gt=0, lt=1, description="fraction of each class's windows the model is trained on",
+                         examples=[0.7])
+    val: float = Field(0.15, ge=0, lt=1, description="fraction held out to report validation accuracy after each "
+                       "epoch; 0 trains without one", examples=[0.15])
+    test: float = Field(0.15, gt=0, lt=1, description="fraction held out for the final accuracy, on the host and on "
+                        "the device (the firmware runs every test window); at least one window per class",
+                        examples=[0.15])
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> "Split":
@@ -35,9 +51,18 @@ class Split(Strict):
 
 
 class Data(Strict):
-    source: Literal["generator"] = Field("generator", description="where windows come from")
-    classes: list[str] = Field(default_factory=lambda: ["wave", "tap", "none"], min_length=2)
-    samples_per_class: int = Field(200, ge=4, le=100_000)
+    """The labelled windows the model is trained and checked on: where they come from, their classes, the split."""
+
+    source: Literal["generator"] = Field(
+        "generator", description="where windows come from: `generator` is the built-in, seeded simulation of "
+        "an accelerometer (gravity through a tilted mounting, gain error, noise and drift, plus each class's motion)",
+        examples=["generator"])
+    classes: list[str] = Field(
+        default_factory=lambda: ["wave", "tap", "none"], min_length=2, description="class names in label order "
+        "(label 0 first), each listed once; the generator knows wave, tap and none; with `model.path`, one class "
+        "per model output", examples=[["wave", "tap", "none"]])
+    samples_per_class: int = Field(200, ge=4, le=100_000, description="windows generated per class, before the split",
+                                   examples=[200])
     split: Split = Field(default_factory=Split)
 
 
@@ -45,49 +70,76 @@ Activation = Literal["relu", "relu6", "tanh", "sigmoid", "linear"]
 
 
 class Conv1D(Strict):
+    """A 1-D convolution along the time axis (Keras `Conv1D`)."""
+
     type: Literal["conv1d"]
-    filters: int = Field(ge=1, le=1024)
-    kernel_size: int = Field(ge=1, le=64)
-    strides: int = Field(1, ge=1)
-    padding: Literal["valid", "same"] = "valid"
-    activation: Activation = "relu"
+    filters: int = Field(ge=1, le=1024, description="output channels (one kernel each)", examples=[8])
+    kernel_size: int = Field(ge=1, le=64, description="length of each kernel, in samples", examples=[5])
+    strides: int = Field(1, ge=1, description="step between kernel positions, in samples", examples=[2])
+    padding: Literal["valid", "same"] = Field(
+        "valid", description="`valid`: no padding, `floor((length - kernel_size) / strides) + 1` output steps; "
+        "`same`: zero-padded to `ceil(length / strides)` output steps", examples=["same"])
+    activation: Activation = Field("relu", description="applied to the convolution's output", examples=["relu6"])
 
 
 class MaxPool1D(Strict):
+    """The maximum over non-overlapping runs of samples, per channel (Keras `MaxPooling1D`)."""
+
     type: Literal["maxpool1d"]
-    pool_size: int = Field(2, ge=1)
+    pool_size: int = Field(2, ge=1, description="samples per run, and the step between runs", examples=[4])
 
 
 class AveragePool1D(Strict):
+    """The mean over non-overlapping runs of samples, per channel (Keras `AveragePooling1D`)."""
+
     type: Literal["avgpool1d"]
-    pool_size: int = Field(2, ge=1)
+    pool_size: int = Field(2, ge=1, description="samples per run, and the step between runs", examples=[4])
 
 
 class Flatten(Strict):
+    """Time steps times channels into one vector, as a `dense` after a convolution needs (Keras `Flatten`)."""
+
     type: Literal["flatten"]
 
 
 class Dense(Strict):
+    """A fully connected layer (Keras `Dense`)."""
+
     type: Literal["dense"]
-    units: int = Field(ge=1, le=4096)
-    activation: Activation = "linear"
+    units: int = Field(ge=1, le=4096, description="outputs; a linear `dense` of one unit per class at the end "
+                       "of the stack is the classifier head", examples=[16])
+    activation: Activation = Field("linear", description="applied to the outputs; `linear` applies none",
+                                   examples=["relu"])
 
 
 class Dropout(Strict):
+    """Zeroes a random fraction of its inputs while training, against overfitting (Keras `Dropout`)."""
+
     type: Literal["dropout"]
-    rate: float = Field(ge=0, lt=1)
+    rate: float = Field(ge=0, lt=1, description="fraction of inputs zeroed at each training step; inference "
+                        "(and so the device) passes every input through", examples=[0.2])
 
 
 Layer = Annotated[Union[Conv1D, MaxPool1D, AveragePool1D, Flatten, Dense, Dropout], Field(discriminator="type")]
 
 
 class Model(Strict):
-    layers: list[Layer] | None = Field(None, description="a Sequential stack; the last Dense gets one unit per class")
-    path: str | None = Field(None, description="a .keras or .tflite file to import instead of `layers`")
-    softmax: bool = Field(True, description="end with a softmax (probabilities) rather than raw logits")
-    epochs: int = Field(30, ge=1, le=10_000)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(0.003, gt=0)
+    """The classifier: a stack of layers trained here (`layers`) or a model file imported (`path`), not both."""
+
+    layers: list[Layer] | None = Field(
+        None, description="a Sequential stack, input first; unless it ends with a linear `dense` of one unit per "
+        "class, tinypipe appends one (after a `flatten` if the output still has a time axis)",
+        examples=[[{"type": "conv1d", "filters": 8, "kernel_size": 5}, {"type": "maxpool1d", "pool_size": 4},
+                   {"type": "flatten"}, {"type": "dense", "units": 3}]])
+    path: str | None = Field(
+        None, description="a .keras or .tflite file to import instead of `layers`, relative to the project "
+        "directory: a .keras model counts as trained (epochs, batch_size and learning_rate are ignored); "
+        "a .tflite model is used as it is (an int8 one)", examples=["models/gesture.keras"])
+    softmax: bool = Field(True, description="end with a softmax (probabilities) rather than raw logits",
+                          examples=[False])
+    epochs: int = Field(30, ge=1, le=10_000, description="passes over the training windows", examples=[30])
+    batch_size: int = Field(32, ge=1, description="training windows per gradient step", examples=[32])
+    learning_rate: float = Field(0.003, gt=0, description="the Adam optimizer's learning rate", examples=[0.001])
 
     @model_validator(mode="after")
     def _layers_or_path(self) -> "Model":
@@ -97,21 +149,33 @@ class Model(Strict):
 
 
 class Quantization(Strict):
-    scheme: Literal["int8"] = Field("int8", description="full-integer int8 (weights per-channel, activations per-tensor)")
-    io: Literal["int8", "float32"] = Field("int8", description="dtype of the model's input and output tensors")
-    representative_samples: int = Field(100, ge=1, le=100_000, description="training windows used to calibrate")
+    """Post-training quantization of the trained model to the int8 `.tflite` both engines run."""
+
+    scheme: Literal["int8"] = Field(
+        "int8", description="full-integer int8 (weights per-channel, activations per-tensor)", examples=["int8"])
+    io: Literal["int8", "float32"] = Field(
+        "int8", description="dtype of the model's input and output tensors; float32 keeps them float, with "
+        "QUANTIZE and DEQUANTIZE at the model's edges", examples=["float32"])
+    representative_samples: int = Field(
+        100, ge=1, le=100_000, description="training windows used to calibrate the activation ranges, picked by "
+        "`seed` (all of them when there are fewer)", examples=[100])
 
 
 class Target(Strict):
-    board: str = Field(DEFAULT_BOARD, description="a name from `tinypipe boards`")
-    triple: str | None = Field(None, description="Rust target triple; defaults from the board")
-    cpu: str | None = Field(None, description="-C target-cpu; defaults from the board")
+    """The board the firmware is built for, and how it is run."""
+
+    board: str = Field(DEFAULT_BOARD, description="a name from `tinypipe boards`", examples=["mps2-an386"])
+    triple: str | None = Field(None, description="Rust target triple; defaults from the board",
+                               examples=["thumbv7em-none-eabihf"])
+    cpu: str | None = Field(None, description="the CPU to compile for (rustc's -C target-cpu, and gcc's -mcpu "
+                            "for TFLM); defaults from the board",
+                            examples=["cortex-m4"])
     runner: Literal["emulator", "probe"] = Field(
         "emulator", description="where `run` runs a real board QEMU also emulates (e.g. stm32f4-discovery on "
-        "netduinoplus2): the emulator, or the board itself on a debug probe (pyocd)")
+        "netduinoplus2): the emulator, or the board itself on a debug probe (pyocd)", examples=["probe"])
     profile_layers: bool = Field(
         False, description="also time every operator on the device (native: its own hook; tflm: TFLM's "
-        "profiler): run.json gets `layers`, and `tinypipe run` and `tinypipe report` print them")
+        "profiler): run.json gets `layers`, and `tinypipe run` and `tinypipe report` print them", examples=[True])
 
     @field_validator("board")
     @classmethod
@@ -122,49 +186,86 @@ class Target(Strict):
 
 
 class Hal(Strict):
-    crate: str
-    version: str
-    features: list[str] = Field(default_factory=list)
+    """Each item is one crates.io dependency of the registry build: its name, version and features."""
+
+    crate: str = Field(description="the crate's name on crates.io", examples=["stm32f4xx-hal"])
+    version: str = Field(description="a Cargo version requirement", examples=["0.21"])
+    features: list[str] = Field(default_factory=list, description="Cargo features to enable",
+                                examples=[["stm32f407"]])
 
 
 class Tflm(Strict):
-    path: str | None = Field(None, description="TFLM source tree (else $TINYPIPE_TFLM_PATH); relative to project.yaml")
-    kernels: Literal["reference", "cmsis_nn"] = Field("cmsis_nn", description="TFLM kernel set to compile")
+    """Settings of `engine: tflm` (TensorFlow Lite Micro); ignored by the native engine."""
+
+    path: str | None = Field(None, description="TFLM source tree (else $TINYPIPE_TFLM_PATH); relative to project.yaml",
+                             examples=["../third_party/tflm"])
+    kernels: Literal["reference", "cmsis_nn"] = Field("cmsis_nn", description="TFLM kernel set to compile",
+                                                      examples=["reference"])
     library: Literal["model_ops", "full"] = Field(
-        "model_ops", description="model_ops: TFLM's core plus only the kernels of the model's ops (shared by "
-        "every project with the same ops); full: every kernel, for any model")
-    arena_bytes: int | None = Field(None, ge=256, description="fixed tensor arena size; default: measured + headroom")
+        "model_ops", description="`model_ops`: TFLM's core plus only the kernels of the model's ops (shared by "
+        "every project with the same ops); `full`: every kernel, for any model", examples=["full"])
+    arena_bytes: int | None = Field(
+        None, ge=256, description="fixed tensor arena size in bytes; default: the smallest arena the model "
+        "initialises and runs in, measured on QEMU, plus headroom", examples=[16384])
 
 
 class Budgets(Strict):
-    flash_bytes: int | None = Field(None, ge=1)
-    ram_bytes: int | None = Field(None, ge=1)
-    instructions_per_inference: int | None = Field(None, ge=1)
-    accuracy_device_min: float | None = Field(None, ge=0, le=1)
+    """Limits on each variant's results: one broken makes the run exit with 1. A limit left unset, or a number
+    not measured (instructions on a probe), is not checked."""
+
+    flash_bytes: int | None = Field(
+        None, ge=1, description="most flash the firmware may take: .text + .rodata + .data, test windows included",
+        examples=[65536])
+    ram_bytes: int | None = Field(
+        None, ge=1, description="most RAM the firmware may take: .data + .bss + the stack reservation",
+        examples=[49152])
+    instructions_per_inference: int | None = Field(
+        None, ge=1, description="most instructions one inference may take, averaged over the test windows "
+        "(counted on QEMU)", examples=[100000])
+    accuracy_device_min: float | None = Field(
+        None, ge=0, le=1, description="least fraction of test windows the device must classify right",
+        examples=[0.9])
 
 
 class Matrix(Strict):
-    board: list[str] | None = None
-    engine: list[Literal["native", "tflm"]] | None = None
+    """Several variants in one run: one per (board, engine) pair, named `<board>-<engine>` (`mps2-an386-native`).
+    A list left unset or empty means `target.board` (or `engine`) alone, so without `matrix:` a project has one
+    variant; `tinypipe run --board B` (or `--engine E`) replaces the list with B (or E). Stages whose inputs do
+    not depend on the board or engine (data, train, quantize, reference) run once for all variants; a variant that
+    fails is reported while the others go on."""
+
+    board: list[str] | None = Field(
+        None, description="boards to build for, each a name from `tinypipe boards`; replaces `target.board`",
+        examples=[["mps2-an385", "mps2-an386"]])
+    engine: list[Literal["native", "tflm"]] | None = Field(
+        None, description="engines to build with; replaces `engine`", examples=[["native", "tflm"]])
 
 
 class Project(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the project's name, in tinypipe.lock and the "
+                      "title of the HTML report; letters, digits, `_`, `.` and `-`", examples=["gesture"])
+    seed: int = Field(0, description="every random choice derives from it: the generated data and its split, the "
+                      "initial weights and training order, the calibration windows; the same seed gives the same "
+                      "model", examples=[7])
     sensor: Sensor = Field(default_factory=Sensor)
     data: Data = Field(default_factory=Data)
     model: Model
     quantization: Quantization = Field(default_factory=Quantization)
     target: Target = Field(default_factory=Target)
     hal: list[Hal] | None = Field(
-        None, description="crates.io crates for a registry build (Cargo.hal.toml): one mapping or a list, e.g. "
-        "[{crate: stm32f4xx-hal, version: '0.21', features: [stm32f407]}, {crate: cortex-m-rt, version: '0.7'}]")
+        None, description="crates from crates.io for a registry build (Cargo.hal.toml, next to the offline "
+        "Cargo.toml tinypipe builds): a list of them, or one as a mapping",
+        examples=[[{"crate": "stm32f4xx-hal", "version": "0.21", "features": ["stm32f407"]},
+                   {"crate": "cortex-m-rt", "version": "0.7"}]])
 
     @field_validator("hal", mode="before")
     @classmethod
     def _one_or_many(cls, value):
         return value if value is None or isinstance(value, list) else [value]
-    engine: Literal["native", "tflm"] = "native"
+    engine: Literal["native", "tflm"] = Field(
+        "native", description="what runs the model on the device: `native`, tinypipe's ahead-of-time compiler "
+        "(Rust source with the weights as static arrays); `tflm`, TensorFlow Lite Micro's interpreter (see `tflm`)",
+        examples=["tflm"])
     tflm: Tflm = Field(default_factory=Tflm)
     budgets: Budgets = Field(default_factory=Budgets)
     matrix: Matrix | None = None

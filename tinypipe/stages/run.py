@@ -13,7 +13,9 @@ Outputs are compared as bytes: a float32 output (`quantization.io: float32`) mus
 Outputs: `device_outputs.bin` (N x OUTPUT_LEN values of the output dtype, like the reference's
 `test_outputs.bin`), `qemu.log` and
 `run.json`: `n`, `bit_exact`, `mismatches` ({count, first}: window indices), `accuracy_device` (argmax of the
-device outputs against `labels.bin`; null without labels), `instructions_per_inference` (mean),
+device outputs against `labels.bin`; null without labels), `confusion` (`{classes, matrix}`: `matrix[true][predicted]`
+counts the windows of the device's argmax; null without labels or when the outputs are not one per class),
+`instructions_per_inference` (mean),
 `instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`, `qemu_seconds`; on a probe
 `cycles_per_inference`, `cycles_min`, `cycles_max`, `probe`, `probe_seconds` instead of the instruction counts
 and the machine (`probe.log` instead of `qemu.log`); `layers` (with `target.profile_layers`: per operator
@@ -56,7 +58,7 @@ def _tools(variant) -> dict:
     return {"qemu": qemu.qemu_version()}
 
 
-STAGE = Stage(name="run", version="1", needs=("build", "reference"), config=_config, tools=_tools,
+STAGE = Stage(name="run", version="2", needs=("build", "reference"), config=_config, tools=_tools,
               description="run on the emulator, compare with the oracle, count instructions")
 
 
@@ -123,6 +125,19 @@ def compare(device, oracle, labels) -> dict:
             "accuracy_device": accuracy}
 
 
+def confusion(device, labels, classes: list[str]) -> dict | None:
+    """Windows per (true class, device argmax) as `{classes, matrix}`, rows the true class; None without labels
+    or when the model does not output one score per class."""
+    import numpy as np
+
+    if labels is None or len(labels) != len(device) or device.shape[1] != len(classes) or \
+            (len(labels) and int(labels.max()) >= len(classes)):
+        return None
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), np.argmax(device, axis=1)), 1)
+    return {"classes": list(classes), "matrix": matrix.tolist()}
+
+
 def layer_profile(layers: dict[tuple[int, int], tuple[str, int]], n: int, per_tick: float,
                   unit: str) -> list[dict] | None:
     """Per operator (in model order): its mean `instructions` (or `cycles` on a probe) over the windows and its
@@ -184,7 +199,8 @@ def run(ctx: StageContext) -> StageResult:
     device_bytes = b"".join(report.outputs[i] for i in range(n))
     atomic_write_bytes(ctx.out / "device_outputs.bin", device_bytes)
     device = np.frombuffer(device_bytes, dtype=dtype).reshape(n, output_len)
-    summary = {"n": n, **compare(device, oracle.reshape(n, output_len), labels)}
+    summary = {"n": n, **compare(device, oracle.reshape(n, output_len), labels),
+               "confusion": confusion(device, labels, meta.get("classes") or [])}
     if emulator is None:
         # on the chip SysTick runs on the core clock: ticks are cycles (DWT CYCCNT where the firmware has it)
         cycles = [report.cycles.get(i, report.ticks[i]) for i in range(n)]

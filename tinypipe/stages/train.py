@@ -13,7 +13,9 @@ Imports: `model.path: x.keras` is taken as already trained (epochs, batch size a
 and is only re-pinned to batch 1 and evaluated. `model.path: x.tflite` skips training altogether: this stage
 writes just `imported.json` and the quantize stage copies the file (and hashes it into its own key).
 
-Outputs: `model.keras` and `train_log.json` (history, val and float test accuracy), or `imported.json`.
+Outputs: `model.keras` and `train_log.json` (history, val and float test accuracy), or `imported.json`. The
+summary repeats the Keras history (`{metric: [value per epoch]}`: loss, accuracy, val_loss, val_accuracy; empty
+for an imported model) for the report's training curves.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _config(variant) -> dict:
     return {"seed": c["seed"], "model": c["model"], **source.key()}
 
 
-STAGE = Stage(name="train", version="1", needs=("data",), config=_config,
+STAGE = Stage(name="train", version="2", needs=("data",), config=_config,
               description="build and train the Keras model")
 
 
@@ -223,4 +225,4 @@ def run(ctx: StageContext) -> StageResult:
     ctx.log(f"val accuracy {format_accuracy(val_accuracy)}, float test accuracy {format_accuracy(test_accuracy)}, "
             f"{params} parameters, {seconds:.1f} s")
     return {"val_accuracy": val_accuracy, "test_accuracy_float": test_accuracy, "params": params,
-            "seconds": round(seconds, 2)}
+            "seconds": round(seconds, 2), "history": history}
