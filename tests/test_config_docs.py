@@ -5,7 +5,7 @@ import difflib
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.reference import render_reference
 from tinypipe.config.schema import Project

@@ -10,7 +10,8 @@ from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` or `.nan` is never a learning rate, a rate or a budget
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Sensor(Strict):
@@ -75,7 +76,7 @@ class Conv1D(Strict):
     type: Literal["conv1d"]
     filters: int = Field(ge=1, le=1024, description="output channels (one kernel each)", examples=[8])
     kernel_size: int = Field(ge=1, le=64, description="length of each kernel, in samples", examples=[5])
-    strides: int = Field(1, ge=1, description="step between kernel positions, in samples", examples=[2])
+    strides: int = Field(1, ge=1, le=4096, description="step between kernel positions, in samples", examples=[2])
     padding: Literal["valid", "same"] = Field(
         "valid", description="`valid`: no padding, `floor((length - kernel_size) / strides) + 1` output steps; "
         "`same`: zero-padded to `ceil(length / strides)` output steps", examples=["same"])
@@ -86,14 +87,14 @@ class MaxPool1D(Strict):
     """The maximum over non-overlapping runs of samples, per channel (Keras `MaxPooling1D`)."""
 
     type: Literal["maxpool1d"]
-    pool_size: int = Field(2, ge=1, description="samples per run, and the step between runs", examples=[4])
+    pool_size: int = Field(2, ge=1, le=4096, description="samples per run, and the step between runs", examples=[4])
 
 
 class AveragePool1D(Strict):
     """The mean over non-overlapping runs of samples, per channel (Keras `AveragePooling1D`)."""
 
     type: Literal["avgpool1d"]
-    pool_size: int = Field(2, ge=1, description="samples per run, and the step between runs", examples=[4])
+    pool_size: int = Field(2, ge=1, le=4096, description="samples per run, and the step between runs", examples=[4])
 
 
 class Flatten(Strict):
@@ -138,8 +139,8 @@ class Model(Strict):
     softmax: bool = Field(True, description="end with a softmax (probabilities) rather than raw logits",
                           examples=[False])
     epochs: int = Field(30, ge=1, le=10_000, description="passes over the training windows", examples=[30])
-    batch_size: int = Field(32, ge=1, description="training windows per gradient step", examples=[32])
-    learning_rate: float = Field(0.003, gt=0, description="the Adam optimizer's learning rate", examples=[0.001])
+    batch_size: int = Field(32, ge=1, le=65536, description="training windows per gradient step", examples=[32])
+    learning_rate: float = Field(0.003, gt=0, le=10, description="the Adam optimizer's learning rate", examples=[0.001])
 
     @model_validator(mode="after")
     def _layers_or_path(self) -> "Model":
@@ -188,8 +189,9 @@ class Target(Strict):
 class Hal(Strict):
     """Each item is one crates.io dependency of the registry build: its name, version and features."""
 
-    crate: str = Field(description="the crate's name on crates.io", examples=["stm32f4xx-hal"])
-    version: str = Field(description="a Cargo version requirement", examples=["0.21"])
+    crate: str = Field(description="the crate's name on crates.io", examples=["stm32f4xx-hal"],
+                       pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    version: str = Field(description="a Cargo version requirement", examples=["0.21"], min_length=1, max_length=64)
     features: list[str] = Field(default_factory=list, description="Cargo features to enable",
                                 examples=[["stm32f407"]])
 
@@ -244,7 +246,7 @@ class Matrix(Strict):
 class Project(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the project's name, in tinypipe.lock and the "
                       "title of the HTML report; letters, digits, `_`, `.` and `-`", examples=["gesture"])
-    seed: int = Field(0, description="every random choice derives from it: the generated data and its split, the "
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="every random choice derives from it: the generated data and its split, the "
                       "initial weights and training order, the calibration windows; the same seed gives the same "
                       "model", examples=[7])
     sensor: Sensor = Field(default_factory=Sensor)

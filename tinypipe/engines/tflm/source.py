@@ -99,12 +99,17 @@ def locate_source(variant: "Variant", project_dir: Path | None = None) -> Path |
     return path.resolve()
 
 
+def is_tflm_tree(root: Path) -> bool:
+    """Whether `root` holds TFLM's marker file (checked before anything in it is walked or hashed)."""
+    return (root / MICRO / "micro_interpreter.h").is_file()
+
+
 def require_source(variant: "Variant", project_dir: Path | None = None) -> Path:
     root = locate_source(variant, project_dir)
     if root is None:
         raise UserError("engine tflm needs the TensorFlow Lite Micro source tree, and none is configured",
                         SOURCE_HINT)
-    if not (root / MICRO / "micro_interpreter.h").is_file():
+    if not is_tflm_tree(root):
         raise UserError(f"{root} is not a TFLM source tree (no {MICRO}/micro_interpreter.h)", SOURCE_HINT)
     return root
 
@@ -112,8 +117,8 @@ def require_source(variant: "Variant", project_dir: Path | None = None) -> Path:
 def source_identity(root: Path | None) -> str | None:
     """A cheap fingerprint of the tree (computed on every no-op run): PROVENANCE.md's bytes plus every file's
     path, size and mtime. Object files are keyed by content separately, so a touched file costs a re-archive."""
-    if root is None or not root.is_dir():
-        return None
+    if root is None or not is_tflm_tree(root):
+        return None  # never walk what is not a TFLM tree (`tflm.path: /` would walk the whole filesystem)
     h = hashlib.sha256()
     provenance = root / "PROVENANCE.md"
     if provenance.is_file():
