@@ -18,10 +18,9 @@ import numpy as np
 
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Hal, Project, Variant
-from tinypipe.engines.native.generate import generate
+from tinypipe.devtools import harness
 from tinypipe.stages import build, firmware
 from tinypipe.stages._ml import MicroModel
-from tinypipe.stages.base import StageContext
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TINYPIPE_SHARED", REPO.parent / "shared"))
@@ -71,6 +70,18 @@ def timed(timings: dict[str, float], name: str):
         timings[name] = time.perf_counter() - started
 
 
+def timings_report(timings: dict[str, float], label: str):
+    """A module-scoped autouse fixture printing `timings` after the module's tests (assign it in the module)."""
+    import pytest
+
+    @pytest.fixture(scope="module", autouse=True)
+    def report(request):
+        yield
+        print_timings(request, timings, label)
+
+    return report
+
+
 def print_timings(request, timings: dict[str, float], label: str) -> None:
     """Print timings a module measured, after its tests (tests report timings; they never assert them)."""
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
@@ -96,23 +107,11 @@ def native_variant(board: str = "mps2-an386", hal: Hal | list[Hal] | None = None
                    board=b, engine="native")
 
 
-def stage_context(variant: Variant, out: Path, **inputs: Path) -> StageContext:
-    """A StageContext writing into `out` (created, must not exist), as the engine hands one to a stage."""
-    out.mkdir(parents=True, exist_ok=False)
-    return StageContext(variant=variant, inputs=inputs, out=out, project_dir=out.parent, _log=lambda m: None)
+stage_context = harness.context  # a StageContext writing into a new directory
+parse_trace = harness.parse_trace
 
 
-def write_reference(root: Path, inputs: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None) -> Path:
-    """The reference stage's files for `inputs` and `outputs` (int8 or float32 arrays [n, ...]) and labels."""
-    root.mkdir(parents=True)
-    np.ascontiguousarray(inputs).tofile(root / "test_inputs.bin")
-    np.ascontiguousarray(outputs).tofile(root / "test_outputs.bin")
-    if labels is not None:
-        labels.astype(np.uint8).tofile(root / "labels.bin")
-    (root / "reference.json").write_text(json.dumps(
-        {"n": len(inputs), "input_len": int(inputs[0].size), "output_len": int(outputs[0].size),
-         "input_dtype": inputs.dtype.name, "output_dtype": outputs.dtype.name}))
-    return root
+write_reference = harness.write_reference
 
 
 def standin_model_rs(input_len: int, output_len: int, body: str) -> str:
@@ -160,122 +159,8 @@ class TracingMicroModel(MicroModel):
 
 # --- a trace firmware: several native models, every operator's output printed ---------------------------------
 
-_INPUTS_RS = """
-#[repr(C, align(8))]
-struct Aligned<T: ?Sized>(T);
-
-static INPUTS: &Aligned<[u8]> = &Aligned(*include_bytes!("@NAME@.bin"));
-
-/// The test windows, back to back.
-pub fn inputs() -> &'static [Input] {
-    // Safety: aligned for `Input` (i8 or f32), any bit pattern is a valid value, whole elements only.
-    unsafe { core::slice::from_raw_parts(INPUTS.0.as_ptr() as *const Input, INPUTS.0.len() / size_of::<Input>()) }
-}
-"""
-
-_TRACE_MAIN_HEAD = """\
-#![no_std]
-#![no_main]
-
-mod model;
-mod rt;
-mod semihosting;
-mod stack;
-mod systick;
-
-use core::fmt::Write;
-use core::panic::PanicInfo;
-
-use semihosting::Line;
-
-#[panic_handler]
-fn panic(info: &PanicInfo) -> ! {
-    let mut line = Line::new();
-    let _ = write!(line, "panic: {}", info);
-    line.finish();
-    semihosting::exit(semihosting::EXIT_RUNTIME_ERROR)
-}
-
-/// `values` (i8, f32: plain data) as their bytes, little-endian on these targets.
-fn bytes_of<T: Copy>(values: &[T]) -> &[u8] {
-    // Safety: plain data seen as bytes, for printing.
-    unsafe { core::slice::from_raw_parts(values.as_ptr() as *const u8, size_of_val(values)) }
-}
-
-fn hex_line<T: Copy>(tag: &str, idx: [usize; 3], values: &[T]) {
-    let mut line = Line::new();
-    let _ = write!(line, "{} {} {} {} ", tag, idx[0], idx[1], idx[2]);
-    for &b in bytes_of(values) {
-        line.push_hex_u8(b);
-    }
-    line.finish();
-}
-"""
-
-
-def _trace_main(names: list[str]) -> str:
-    """main.rs printing, per model m (by position) and input i: `op m i <op index> <hex>` after every computing
-    operator, `out m i 0 <hex>` for the model output and `ticks m i <n>` for a plain `invoke`, then `done`."""
-    body = []
-    for m, name in enumerate(names):
-        body.append(f"""
-    {{
-        use model::{name} as md;
-        let mut output = [0 as md::Output; md::OUTPUT_LEN];
-        for (i, input) in md::inputs().chunks_exact(md::INPUT_LEN).enumerate() {{
-            let begin = systick::now();
-            md::invoke(input, &mut output);
-            let ticks = systick::now() - begin;
-            let mut line = Line::new();
-            let _ = write!(line, "ticks {m} {{}} {{}}", i, ticks);
-            line.finish();
-            let arena = unsafe {{ &mut *core::ptr::addr_of_mut!(ARENA_{m}) }};
-            md::invoke_with_hook(arena, input, &mut output, &mut |op, y| hex_line("op", [{m}, i, op], y));
-            hex_line("out", [{m}, i, 0], &output);
-        }}
-    }}""")
-    arenas = "".join(f"static mut ARENA_{m}: [i8; model::{name}::ARENA_BYTES] = [0; model::{name}::ARENA_BYTES];\n"
-                     for m, name in enumerate(names))
-    return (_TRACE_MAIN_HEAD + arenas + "\n#[no_mangle]\nextern \"C\" fn app_main() -> ! {\n    systick::start();"
-            + "".join(body) + '\n    let mut line = Line::new();\n    line.push_str("done");\n    line.finish();\n'
-            "    semihosting::exit(semihosting::EXIT_SUCCESS)\n}\n")
-
-
 def build_trace_firmware(cases: dict[str, tuple[bytes, np.ndarray]], variant: Variant, toolchain_entry: Path,
                          work: Path) -> Path:
     """The template firmware holding `model::<name>` for each (model bytes, inputs [n, ...] in the model's input
-    dtype), with a `main.rs` that prints every operator's output (see `parse_trace`); returns the ELF."""
-    codegen_dir = work / "codegen"
-    (codegen_dir / "model").mkdir(parents=True)
-    for name, (model_bytes, inputs) in cases.items():
-        generated = generate(model_bytes, f"{name}.tflite")
-        (codegen_dir / "model" / f"{name}.rs").write_text(generated.model_rs + _INPUTS_RS.replace("@NAME@", name))
-        np.ascontiguousarray(inputs).tofile(codegen_dir / "model" / f"{name}.bin")
-    (codegen_dir / "model.rs").write_text("".join(f"pub mod {name};\n" for name in cases))
-    dummy = np.zeros((1, 1), dtype=np.int8)
-    reference = write_reference(work / "reference", dummy, dummy)
-    fw = work / "firmware"
-    firmware.run(stage_context(variant, fw, codegen=codegen_dir, reference=reference))
-    (fw / "project" / "src" / "main.rs").write_text(_trace_main(list(cases)))
-    build.run(stage_context(variant, work / "build", firmware=fw, toolchain=toolchain_entry))
-    return work / "build" / "firmware.elf"
-
-
-def parse_trace(text: str) -> tuple[dict[tuple[int, int, int], bytes], dict[tuple[int, int], dict[int, bytes]],
-                                     dict[tuple[int, int], int]]:
-    """(outputs[(m, i, 0)], ops[(m, i)][op index], ticks[(m, i)]) from the trace firmware's output."""
-    outputs: dict = {}
-    ops: dict = {}
-    ticks: dict = {}
-    for line in text.splitlines():
-        w = line.split()
-        if len(w) >= 4 and w[0] in ("op", "out"):
-            key = (int(w[1]), int(w[2]))
-            data = bytes.fromhex(w[4] if len(w) > 4 else "")
-            if w[0] == "op":
-                ops.setdefault(key, {})[int(w[3])] = data
-            else:
-                outputs[(*key, 0)] = data
-        elif len(w) == 4 and w[0] == "ticks":
-            ticks[(int(w[1]), int(w[2]))] = int(w[3])
-    return outputs, ops, ticks
+    dtype), with a `main.rs` that prints every operator's output (see `harness.parse_trace`); returns the ELF."""
+    return harness.build_harness(cases, variant, toolchain_entry, work, harness.trace_main(list(cases))) / "firmware.elf"

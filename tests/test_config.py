@@ -53,22 +53,51 @@ def test_bad_indentation(tmp_path):
     assert "hint: check the indentation" in msg
 
 
-def test_unknown_key_with_did_you_mean(tmp_path):
-    msg = error_of(tmp_path, """\
-        name: demo
-        model:
-          layers:
-            - {type: dense, units: 3}
-          epoch: 5
-        """)
-    assert msg.splitlines()[0] == "project.yaml:5:3 model.epoch: unknown key"
-    assert "did you mean `epochs`?" in msg
+# (project.yaml, the first line of the error, a part of its hint or None): each message is pinned
+ERRORS = {
+    "unknown key, did you mean": (
+        "name: demo\nmodel:\n  layers:\n    - {type: dense, units: 3}\n  epoch: 5\n",
+        "project.yaml:5:3 model.epoch: unknown key", "did you mean `epochs`?"),
+    "unknown top-level section": (
+        "name: demo\n" + GOOD_MODEL + "quantisation:\n  io: int8\n",
+        "project.yaml:5:1 quantisation: unknown key", "did you mean `quantization`?"),
+    "unknown layer type": (
+        "name: demo\nmodel:\n  layers:\n    - {type: lstm, units: 3}\n",
+        "project.yaml:4:7 model.layers[0]: unknown layer type 'lstm'; expected one of 'conv1d', 'maxpool1d', "
+        "'avgpool1d', 'flatten', 'dense', 'dropout'", None),
+    "unknown board": (
+        "name: demo\n" + GOOD_MODEL + "target:\n  board: mps2-an368\n",
+        "project.yaml:6:10 target.board: unknown board 'mps2-an368'",
+        "hint: did you mean `mps2-an386`? known boards: mps2-an385, mps2-an386"),
+    "unknown board in the matrix": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  board: [mps2-an386, nucleo]\n",
+        "project.yaml:6:23 matrix.board[1]: unknown board 'nucleo'", None),
+    "missing required section": ("name: demo\n", "project.yaml:1:1 model: required key is missing", "add `model:` here"),
+    "duplicate key": (
+        "name: demo\n" + GOOD_MODEL + "name: other\n", "project.yaml:5:1 name: duplicate key (first given at line 1)",
+        None),
+    "split must sum to one": (
+        "name: demo\n" + GOOD_MODEL + "data:\n  split: {train: 0.8, val: 0.2, test: 0.2}\n",
+        "project.yaml:6:10 data.split: train + val + test must be 1.0, got 1.2", None),
+    "negative seed": ("name: demo\nseed: -1\n" + GOOD_MODEL, "project.yaml:2:7 seed: Input should be greater than or "
+                      "equal to 0 (got -1)", None),
+    "infinite learning rate": ("name: demo\n" + GOOD_MODEL + "  learning_rate: .inf\n",
+                               "project.yaml:5:18 model.learning_rate: Input should be a finite number (got inf)",
+                               None),
+    "a crate name outside Cargo's grammar": (
+        "name: demo\n" + GOOD_MODEL + "hal:\n  - {crate: 'evil = 1', version: '0.1'}\n",
+        "project.yaml:6:13 hal[0].crate: String should match pattern '^[A-Za-z][A-Za-z0-9_-]{0,63}$' (got 'evil = 1')",
+        None),
+}
 
 
-def test_unknown_top_level_section(tmp_path):
-    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "quantisation:\n  io: int8\n")
-    assert msg.splitlines()[0] == "project.yaml:5:1 quantisation: unknown key"
-    assert "did you mean `quantization`?" in msg
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_config_errors_name_the_place_and_help(tmp_path, case):
+    text, first_line, hint = ERRORS[case]
+    msg = error_of(tmp_path, text)
+    assert msg.splitlines()[0] == first_line
+    if hint is not None:
+        assert hint in msg
 
 
 def test_wrong_type_in_a_layer(tmp_path):
@@ -83,39 +112,6 @@ def test_wrong_type_in_a_layer(tmp_path):
     assert msg.splitlines()[0] == (
         "project.yaml:6:14 model.layers[1].units: Input should be a valid integer, "
         "unable to parse string as an integer (got 'many')")
-
-
-def test_unknown_layer_type(tmp_path):
-    msg = error_of(tmp_path, "name: demo\nmodel:\n  layers:\n    - {type: lstm, units: 3}\n")
-    assert msg.startswith("project.yaml:4:7 model.layers[0]: unknown layer type 'lstm'")
-
-
-def test_missing_board(tmp_path):
-    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "target:\n  board: mps2-an368\n")
-    lines = msg.splitlines()
-    assert lines[0] == "project.yaml:6:10 target.board: unknown board 'mps2-an368'"
-    assert lines[1].startswith("  hint: did you mean `mps2-an386`? known boards: mps2-an385, mps2-an386")
-
-
-def test_unknown_board_in_matrix(tmp_path):
-    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "matrix:\n  board: [mps2-an386, nucleo]\n")
-    assert msg.splitlines()[0] == "project.yaml:6:23 matrix.board[1]: unknown board 'nucleo'"
-
-
-def test_missing_required_section(tmp_path):
-    msg = error_of(tmp_path, "name: demo\n")
-    assert msg.splitlines()[0] == "project.yaml:1:1 model: required key is missing"
-    assert "add `model:` here" in msg
-
-
-def test_duplicate_key(tmp_path):
-    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "name: other\n")
-    assert msg.splitlines()[0] == "project.yaml:5:1 name: duplicate key (first given at line 1)"
-
-
-def test_split_must_sum_to_one(tmp_path):
-    msg = error_of(tmp_path, "name: demo\n" + GOOD_MODEL + "data:\n  split: {train: 0.8, val: 0.2, test: 0.2}\n")
-    assert msg.splitlines()[0] == "project.yaml:6:10 data.split: train + val + test must be 1.0, got 1.2"
 
 
 def test_extends_merges_and_reports_the_right_file(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "tinypipe"
 
 # lower number = lower layer; a module may import its own layer's peers (except where a rule below says not)
-LAYERS = {"core": 0, "config": 1, "tflite": 1, "toolchain": 2, "runners": 2, "stages": 3, "engines": 3,
+LAYERS = {"core": 0, "config": 1, "tflite": 1, "toolchain": 2, "runners": 2, "stages": 3, "engines": 3, "devtools": 6,
           "engine": 4, "report": 5, "cli": 6, "doctor": 6, "scaffold": 6, "__main__": 6, "__init__": 6}
 STAGE_HELPERS = {"tinypipe.stages.base", "tinypipe.stages._ml", "tinypipe.stages._fit", "tinypipe.stages"}
 
@@ -69,7 +69,9 @@ def violations(package: Path = PACKAGE) -> list[str]:
             for engine in ("native", "tflm"):
                 engine_package = f"tinypipe.engines.{engine}"
                 inside = name == engine_package or name.startswith(engine_package + ".")
-                if (target == engine_package or target.startswith(engine_package + ".")) and not inside:
+                # devtools (the tests' and benchmarks' harness) measures one engine's code on purpose
+                if (target == engine_package or target.startswith(engine_package + ".")) and not inside \
+                        and top != "devtools":
                     bad.append(f"{where}: only the registry names an engine package (by string)")
     return bad
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import build_trace_firmware, native_variant, parse_trace, print_timings, rustc_for, timed
+from tests.helpers import build_trace_firmware, native_variant, parse_trace, rustc_for, timed, timings_report
 from tinypipe.core.errors import UserError
 from tinypipe.engines.native.generate import KERNELS_DIR, generate
 from tinypipe.engines.native import quant
@@ -77,10 +77,7 @@ fn main() {
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report_timings(request):
-    yield
-    print_timings(request, TIMINGS, "native timing")
+report_timings = timings_report(TIMINGS, "native timing")
 
 
 # --- host harness --------------------------------------------------------------------------------------------

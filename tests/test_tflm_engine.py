@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.helpers import print_timings, rustc_for, timed
+from tests.helpers import rustc_for, timed, timings_report
 
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
@@ -54,10 +54,7 @@ def variant(root: Path | None, kernels: str = "cmsis_nn", arena_bytes: int | Non
     return Variant(name=f"{BOARD.name}-tflm", project=project, board=BOARD, engine="tflm", project_dir=project_dir)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report_timings(request):
-    yield
-    print_timings(request, TIMINGS, "tflm timing")
+report_timings = timings_report(TIMINGS, "tflm timing")
 
 
 # --- session fixtures: the TFLM tree, one library per kernel set ----------------------------------------------

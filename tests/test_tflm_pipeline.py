@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GESTURE, SHARED, by_stage, print_timings, run_json, timed
+from tests.helpers import GESTURE, SHARED, by_stage, run_json, timed, timings_report
 
 TFLM_TREE = SHARED / "third_party" / "tflm"
 MODELS_DIR = SHARED / "models"
@@ -69,10 +69,7 @@ def gesture_yaml(tflm_section: str, **replace: str) -> str:
     return text
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report_timings(request):
-    yield
-    print_timings(request, TIMINGS, "tflm pipeline timing")
+report_timings = timings_report(TIMINGS, "tflm pipeline timing")
 
 
 @pytest.fixture(scope="session")

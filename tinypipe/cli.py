@@ -67,21 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tinypipe {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, summary: str, description: str, examples: list[tuple[str, str]]):
+    def command(name: str, summary: str, description: str, examples: list[tuple[str, str]],
+                project: str | None = None, json_what: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand; `project`: "cells" (DIR, --board, --engine) or "dir" (DIR only); `json_what`: what
+        --json prints, if the command has it."""
         width = max(len(cmd) for cmd, _ in examples) + 3
         epilog = "examples:\n" + "\n".join(f"  {cmd:<{width}}{what}" for cmd, what in examples)
-        return sub.add_parser(name, help=summary, description=description, epilog=epilog, parents=[common],
-                              formatter_class=_Formatter)
-
-    def project_args(c: argparse.ArgumentParser, filters: bool = True) -> None:
-        c.add_argument("dir", nargs="?", default=".", metavar="DIR",
-                       help="directory holding project.yaml, or the YAML file itself (default: .)")
-        if filters:
+        c = sub.add_parser(name, help=summary, description=description, epilog=epilog, parents=[common],
+                           formatter_class=_Formatter)
+        if project:
+            c.add_argument("dir", nargs="?", default=".", metavar="DIR",
+                           help="directory holding project.yaml, or the YAML file itself (default: .)")
+        if project == "cells":
             c.add_argument("--board", help="only the matrix cells for this board (`tinypipe boards` lists them)")
             c.add_argument("--engine", choices=list(ENGINES), help="only the matrix cells for this engine")
-
-    def json_arg(c: argparse.ArgumentParser, what: str = "the same data") -> None:
-        c.add_argument("--json", action="store_true", help=f"print {what} as one JSON document on stdout")
+        if json_what:
+            c.add_argument("--json", action="store_true", help=f"print {json_what} as one JSON document on stdout")
+        return c
 
     run = command("run", "run the pipeline: every stage whose inputs changed, and nothing else",
                   "Run every stage whose inputs changed since its output was stored (train, quantize, codegen, "
@@ -91,13 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                   [("tinypipe run pipelines/gesture", "everything that changed"),
                    ("tinypipe run . --until quantize", "stop after quantize"),
                    ("tinypipe run . -j 2 --engine tflm", "two stages at once, only the tflm cells"),
-                   ("tinypipe run . --json 2>/dev/null", "results as JSON for a script")])
-    project_args(run)
+                   ("tinypipe run . --json 2>/dev/null", "results as JSON for a script")],
+                   project="cells", json_what="the stages run and the results")
     run.add_argument("--until", metavar="STAGE", type=_stage_name,
                      help=f"stop after this stage ({' '.join(STAGES)})")
     run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                      help="run up to N independent stages at once, each in its own worker process (default 1)")
-    json_arg(run, "the stages run and the results")
     run.add_argument("--no-wait", action="store_true",
                      help="if another run is writing this project, exit 2 at once instead of waiting for it")
     run.add_argument("--paranoid", action="store_true",
@@ -109,45 +110,39 @@ def _parser() -> argparse.ArgumentParser:
                      "nothing. With --check it is a CI gate: exit 1 when any stage would run.",
                      [("tinypipe status .", "one line per stage"),
                       ("tinypipe status . --why", "and the config key or input that changed"),
-                      ("tinypipe status . --check", "exit 1 if a run would do anything")])
-    project_args(status)
+                      ("tinypipe status . --check", "exit 1 if a run would do anything")],
+                      project="cells", json_what="the same data")
     status.add_argument("--why", action="store_true", help="name the input or config key that changed")
     status.add_argument("--check", action="store_true", help="exit 1 when any stage would run (0: all cached)")
-    json_arg(status)
 
-    plan = command("plan", "show the DAG: stages, shared nodes, and what would run",
+    command("plan", "show the DAG: stages, shared nodes, and what would run",
                    "Print the stages of every matrix cell as one graph: a stage the cells share (training, "
                    "say) is one node, run once.",
-                   [("tinypipe plan pipelines/gesture-matrix", "nodes, their needs and their state")])
-    project_args(plan)
-    json_arg(plan)
+                   [("tinypipe plan pipelines/gesture-matrix", "nodes, their needs and their state")],
+                   project="cells", json_what="the same data")
 
     report = command("report", "print the results table of the last run from the store (runs nothing)",
                      "Print the results of the current config from the store: accuracy, bit-exactness, "
                      "instructions, flash and RAM per cell. Runs nothing.",
                      [("tinypipe report .", "the table"),
-                      ("tinypipe report . --html report.html", "and an HTML report with charts")])
-    project_args(report)
-    json_arg(report)
+                      ("tinypipe report . --html report.html", "and an HTML report with charts")],
+                      project="cells", json_what="the same data")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
 
     verify = command("verify", "rebuild from scratch and check every output is what tinypipe.lock records",
                      "Rebuild every stage in a temporary store (nothing cached is used) and compare each output "
                      "with the hash tinypipe.lock records: exit 1 when a stage is not reproducible.",
-                     [("tinypipe verify .", "up to build"), ("tinypipe verify . --until quantize", "the model only")])
-    project_args(verify)
+                     [("tinypipe verify .", "up to build"), ("tinypipe verify . --until quantize", "the model only")],
+                     project="cells", json_what="the verdicts")
     verify.add_argument("--until", metavar="STAGE", default="build", type=_stage_name,
                         help="last stage to rebuild (default: build — the run stage's log holds wall-clock times)")
-    json_arg(verify, "the verdicts")
 
     show = command("show", "print where a stage's output is in the store (e.g. the generated model.rs)",
                    "Print the store entry of a stage for each matrix cell, and the files in it.",
                    [("tinypipe show .", "the codegen entry: model.rs"),
-                    ("tinypipe show . build", "the ELF and its sizes")])
-    project_args(show)
+                    ("tinypipe show . build", "the ELF and its sizes")], project="cells", json_what="the same data")
     show.add_argument("stage", nargs="?", default="codegen", type=_stage_name,
                       help="stage whose entry to show (default: codegen)")
-    json_arg(show)
 
     gc = command("gc", "delete store entries the lock file no longer references",
                  "Delete the project store's entries that tinypipe.lock no longer references. With --cache, "
@@ -155,34 +150,32 @@ def _parser() -> argparse.ArgumentParser:
                  "Rust sysroots, TFLM libraries and objects) of what no run has used for --days days; a later "
                  "run rebuilds what it needs.",
                  [("tinypipe gc . --dry-run", "what would be deleted"),
-                  ("tinypipe gc --cache --days 14", "prune the shared cache")])
-    project_args(gc, filters=False)
+                  ("tinypipe gc --cache --days 14", "prune the shared cache")],
+                  project="dir", json_what="what was (or would be) deleted")
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     gc.add_argument("--cache", action="store_true", help="prune the user-level cache instead of DIR's store")
     gc.add_argument("--days", type=float, default=30.0, metavar="N",
                     help="with --cache: delete what has not been used for N days (default 30; 0: everything)")
-    json_arg(gc, "what was (or would be) deleted")
 
     boards = command("boards", "list the boards tinypipe can target",
                      "List the board registry: core, target triple, memory, and whether it runs on QEMU or "
                      "through a debug probe.",
-                     [("tinypipe boards", "the table"), ("tinypipe boards stm32f4-discovery", "one board in full")])
+                     [("tinypipe boards", "the table"), ("tinypipe boards stm32f4-discovery", "one board in full")],
+                     json_what="the same data")
     boards.add_argument("name", nargs="?", help="show one board in full: memory map, clock, LEDs, sensor, notes")
-    json_arg(boards)
 
     flash = command("flash", "build the firmware for a real board and flash it through a debug probe",
                     "Run the pipeline up to `build` for the board's matrix cell, then program its ELF with "
                     "pyocd and reset the board (it starts its application).",
-                    [("tinypipe flash . --board stm32f4-discovery", "build and flash")])
-    project_args(flash, filters=False)
+                    [("tinypipe flash . --board stm32f4-discovery", "build and flash")], project="dir")
     flash.add_argument("--board", required=True, help="the board on the probe (`tinypipe boards`)")
     flash.add_argument("--engine", choices=list(ENGINES), help="the engine's cell, if the matrix has several")
 
-    doctor = command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
+    command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
                      "Check every tool tinypipe uses (rustc, cargo, arm gcc, QEMU, bindgen, Python packages) "
                      "and the debug probes attached; exit 2 when something required is missing.",
-                     [("tinypipe doctor", "a line per tool, with the fix for what is missing")])
-    json_arg(doctor)
+                     [("tinypipe doctor", "a line per tool, with the fix for what is missing")],
+                     json_what="the same data")
 
     init = command("init", "create a new project directory with a commented project.yaml",
                    "Create DIR with a commented project.yaml (a gesture classifier on generated data) that "

@@ -164,19 +164,14 @@ def _core_type_text(annotation: Any) -> str:
 
 def _constraints(path: str, info: FieldInfo) -> list[str]:
     out = []
+    words = [(annotated_types.Ge, "ge", "at least {}"), (annotated_types.Gt, "gt", "more than {}"),
+             (annotated_types.Le, "le", "at most {}"), (annotated_types.Lt, "lt", "less than {}"),
+             (annotated_types.MinLen, "min_length", "at least {} items"),
+             (annotated_types.MaxLen, "max_length", "at most {} items")]
     for m in info.metadata:
-        if isinstance(m, annotated_types.Ge):
-            out.append(f"at least {m.ge}")
-        elif isinstance(m, annotated_types.Gt):
-            out.append(f"more than {m.gt}")
-        elif isinstance(m, annotated_types.Le):
-            out.append(f"at most {m.le}")
-        elif isinstance(m, annotated_types.Lt):
-            out.append(f"less than {m.lt}")
-        elif isinstance(m, annotated_types.MinLen):
-            out.append(f"at least {m.min_length} items")
-        elif isinstance(m, annotated_types.MaxLen):
-            out.append(f"at most {m.max_length} items")
+        said = next((text.format(getattr(m, attr)) for kind, attr, text in words if isinstance(m, kind)), None)
+        if said is not None:
+            out.append(said)
         elif getattr(m, "pattern", None):
             out.append(f"matching `{m.pattern}`")
         else:  # a constraint the page would silently leave out

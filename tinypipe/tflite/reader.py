@@ -263,38 +263,27 @@ def _enum(table: tuple[str, ...], value: int, what: str) -> str:
     return table[value]
 
 
+_ACTIVATION = ("fused_activation", "fused_activation_function", 0)
+_DILATION = (("dilation_w", "dilation_w_factor", 1), ("dilation_h", "dilation_h_factor", 1))
+# the fields after padding, stride_w and stride_h, in schema order: (our key, schema name, default)
+_WINDOW_OPTIONS = {
+    _CONV_2D_OPTIONS: (_ACTIVATION, *_DILATION),
+    _DEPTHWISE_CONV_2D_OPTIONS: (("depth_multiplier", "depth_multiplier", 0), _ACTIVATION, *_DILATION),
+    _POOL_2D_OPTIONS: (("filter_w", "filter_width", 0), ("filter_h", "filter_height", 0), _ACTIVATION),
+}
+
+
 def _options(kind: int, opts: _Table | None) -> dict[str, Any]:
     """Decode the builtin options tables of the ops tinypipe handles; schema defaults fill absent fields."""
     if opts is None:
         return {}
-    if kind == _CONV_2D_OPTIONS:
-        return {
-            "padding": _enum(PADDINGS, opts.scalar(0, "b", 0, "padding"), "padding"),
-            "stride_w": opts.scalar(1, "i", 0, "stride_w"),
-            "stride_h": opts.scalar(2, "i", 0, "stride_h"),
-            "fused_activation": _enum(ACTIVATIONS, opts.scalar(3, "b", 0, "fused_activation_function"), "activation"),
-            "dilation_w": opts.scalar(4, "i", 1, "dilation_w_factor"),
-            "dilation_h": opts.scalar(5, "i", 1, "dilation_h_factor"),
-        }
-    if kind == _DEPTHWISE_CONV_2D_OPTIONS:
-        return {
-            "padding": _enum(PADDINGS, opts.scalar(0, "b", 0, "padding"), "padding"),
-            "stride_w": opts.scalar(1, "i", 0, "stride_w"),
-            "stride_h": opts.scalar(2, "i", 0, "stride_h"),
-            "depth_multiplier": opts.scalar(3, "i", 0, "depth_multiplier"),
-            "fused_activation": _enum(ACTIVATIONS, opts.scalar(4, "b", 0, "fused_activation_function"), "activation"),
-            "dilation_w": opts.scalar(5, "i", 1, "dilation_w_factor"),
-            "dilation_h": opts.scalar(6, "i", 1, "dilation_h_factor"),
-        }
-    if kind == _POOL_2D_OPTIONS:
-        return {
-            "padding": _enum(PADDINGS, opts.scalar(0, "b", 0, "padding"), "padding"),
-            "stride_w": opts.scalar(1, "i", 0, "stride_w"),
-            "stride_h": opts.scalar(2, "i", 0, "stride_h"),
-            "filter_w": opts.scalar(3, "i", 0, "filter_width"),
-            "filter_h": opts.scalar(4, "i", 0, "filter_height"),
-            "fused_activation": _enum(ACTIVATIONS, opts.scalar(5, "b", 0, "fused_activation_function"), "activation"),
-        }
+    if kind in _WINDOW_OPTIONS:  # conv, depthwise and pool: padding and strides, then their own fields in order
+        window = {"padding": _enum(PADDINGS, opts.scalar(0, "b", 0, "padding"), "padding"),
+                  "stride_w": opts.scalar(1, "i", 0, "stride_w"), "stride_h": opts.scalar(2, "i", 0, "stride_h")}
+        for slot, (key, name, default) in enumerate(_WINDOW_OPTIONS[kind], start=3):
+            value = opts.scalar(slot, "b" if key == "fused_activation" else "i", default, name)
+            window[key] = _enum(ACTIVATIONS, value, "activation") if key == "fused_activation" else value
+        return window
     if kind == _FULLY_CONNECTED_OPTIONS:
         return {
             "fused_activation": _enum(ACTIVATIONS, opts.scalar(0, "b", 0, "fused_activation_function"), "activation"),
