@@ -20,8 +20,6 @@ from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
 from tinypipe.stages._ml import (MicroModel, builtin_op_names, captured_output, format_accuracy, load_split,
                                  model_source, probe_untrusted_model, quiet_tensorflow)
 from tinypipe.stages.base import Stage, StageContext, StageResult
-from tinypipe.tflite.check import check_model
-from tinypipe.tflite.reader import parse_model
 
 
 def _config(variant) -> dict:
@@ -84,6 +82,9 @@ def run(ctx: StageContext) -> StageResult:
     split = load_split(ctx.inputs["data"])
     accuracy_float = None
     if source.kind == "tflite":
+        from tinypipe.tflite.check import check_model
+        from tinypipe.tflite.reader import parse_model
+
         model_bytes = source.path.read_bytes()
         check_model(parse_model(model_bytes, str(source.path)))  # bounds, then values, before any interpreter
         probe_untrusted_model(model_bytes, str(source.path))
