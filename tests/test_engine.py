@@ -216,3 +216,35 @@ def test_gc_cache_prunes_what_no_run_used_lately(tmp_path, fake_stages, monkeypa
     assert "deleted 2 entries unused for 30+ days" in gc()
     assert set(shared.keys()) == {key}
     assert not (objects / "abold").exists() and (objects / "abnew" / "x.o").is_file()
+
+
+def test_run_locked_is_a_ci_gate(tmp_path, fake_stages, capsys):
+    """`run --locked` exits 1 naming what no longer matches the lock, and builds nothing; a matching lock runs."""
+    from tinypipe.cli import main
+
+    d = project(tmp_path)
+    assert main(["run", str(d), "--locked", "-q"]) == 1
+    assert "no tinypipe.lock: run without --locked once and commit it" in capsys.readouterr().err
+    assert fake_stages == [] and not (d / "tinypipe.lock").exists()
+
+    Pipeline(d).run()
+    fake_stages.clear()
+    assert main(["run", str(d), "--locked", "-q", "--json"]) == 0
+    assert fake_stages == []
+
+    # a missing store entry with a matching key is rebuilt: the lock pins keys, the store is a cache
+    lock = json.loads((d / "tinypipe.lock").read_text())
+    Store(d / ".tinypipe" / "store").remove(lock["variants"]["mps2-an386-native"]["build"]["key"])
+    assert main(["run", str(d), "--locked", "-q", "--json"]) == 0
+    assert fake_stages == ["build"]
+    capsys.readouterr()
+
+    fake_stages.clear()
+    project(tmp_path, PROJECT.replace("representative_samples: 100", "representative_samples: 50"))
+    assert main(["run", str(d), "--locked", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "tinypipe.lock does not match" in err
+    assert "quantize (mps2-an386-native): config representative_samples: 100 -> 50" in err
+    assert "train" not in err.split("nothing was built")[1]  # only what changed is named
+    assert fake_stages == []
+    assert json.loads((d / "tinypipe.lock").read_text()) == lock

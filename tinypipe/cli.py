@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run up to N independent stages at once, each in its own worker process (default 1)")
     run.add_argument("--no-wait", action="store_true",
                      help="if another run is writing this project, exit 2 at once instead of waiting for it")
+    run.add_argument("--locked", action="store_true",
+                     help="a CI gate: exit 1, building nothing, unless config, tools and inputs match tinypipe.lock")
     run.add_argument("--paranoid", action="store_true",
                      help="hash every cached entry before trusting it (default: only entries whose files' sizes or "
                           "mtimes changed)")
@@ -294,7 +296,7 @@ def cmd_run(args) -> int:
 
     pipeline = _pipeline(args, until=args.until)
     with _reporter(args) as reporter:
-        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait)
+        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait, locked=args.locked)
     doc = run_document(pipeline, outcome)
     if args.json:
         _print_json(doc)

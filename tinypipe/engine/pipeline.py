@@ -106,15 +106,18 @@ class Pipeline:
     # --- running ---------------------------------------------------------------------------------------
 
     def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None,
-            wait: bool = True) -> RunOutcome:
+            wait: bool = True, locked: bool = False) -> RunOutcome:
         """Run every stage whose entry is missing, after the stages it needs, up to `jobs` at once.
 
         One run writes a project at a time: a second one waits for the first (or, with `wait=False`, stops
         with a UserError) and then finds what the first built. A failed stage fails only the stages that need
         it; the other cells go on. Ctrl-C (KeyboardInterrupt) kills every running stage with its tools,
-        discards their partial outputs and re-raises."""
+        discards their partial outputs and re-raises. `locked`: first check the project against the lock and
+        raise CheckFailed, naming every difference, before anything is built (`run --locked`)."""
         reporter = reporter or NullReporter()
         with writer_lock(self.state_dir, wait, reporter.warn):
+            if locked:
+                self.check_locked()
             self.store.warn = self.shared_store.warn = reporter.warn
             self.store.sweep()
             self.shared_store.sweep()
@@ -133,6 +136,18 @@ class Pipeline:
             order = {(n.name, tuple(n.variants)): i for i, n in enumerate(self.graph.nodes)}
             outcome.records.sort(key=lambda r: order.get((r.stage, tuple(r.variants)), len(order)))
             return outcome
+
+    def check_locked(self) -> None:
+        """CheckFailed with a readable diff when the config, tools or inputs no longer match `tinypipe.lock`."""
+        from tinypipe.engine.why import lock_mismatches
+
+        problems = lock_mismatches(self.graph, self.lock)
+        if problems:
+            if len(problems) == 1 and problems[0].startswith("no "):
+                raise CheckFailed(problems[0])
+            raise CheckFailed(f"{self.lock.path.name} does not match the project; nothing was built:\n"
+                              + "\n".join(f"  {p}" for p in problems)
+                              + "\n  (run without --locked to rebuild and update the lock, then commit it)")
 
     def _on_cached(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> None:
         if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`

@@ -83,6 +83,39 @@ def _input_diffs(old: dict, new: dict | None, node: Node) -> list[str]:
     return reasons
 
 
+def lock_mismatches(graph: Graph, lock: Lock) -> list[str]:
+    """`run --locked`: every way the project no longer matches the lock, one readable line each (empty: it matches).
+
+    Decided before anything runs: a stage matches when the lock has an entry for it in each of its variants and
+    its stage code version, config (input files enter through their hashes there) and tool versions are the
+    locked ones; when its key is computable (its upstream entries are in the store) the key itself must be the
+    locked one. Entries missing from the store are no mismatch: the lock pins keys, the store is a cache."""
+    if not (lock.path.exists() or lock.path.is_symlink()):
+        return [f"no {lock.path.name}: run without --locked once and commit it"]
+    out = []
+    for node in graph.nodes:
+        entries = {v: lock.entry(v, node.name) for v in node.variants}
+        missing = [v for v, e in entries.items() if e is None]
+        where = f"{node.name} ({', '.join(node.variants)})"
+        if missing:
+            out.append(f"{node.name} ({', '.join(missing)}): not in the lock")
+            continue
+        keys = {e["key"] for e in entries.values()}
+        entry = next(iter(entries.values()))
+        reasons = _input_diffs(entry.get("inputs", {}), None, node)
+        if not reasons and len(keys) > 1:
+            reasons = ["the lock records different keys for these variants"]
+        if not reasons:
+            key = node.key()
+            if key is not None and key != entry["key"]:
+                changed = [dep for dep, output in (node.key_inputs() or {}).get("needs", {}).items()
+                           if entry.get("inputs", {}).get("needs", {}).get(dep) != output]
+                reasons = ([f"input from {dep} changed" for dep in changed]
+                           or [f"key {key[:12]}… is not the locked {entry['key'][:12]}…"])
+        out.extend(f"{where}: {r}" for r in reasons)
+    return out
+
+
 def status(graph: Graph, lock: Lock) -> list[StageStatus]:
     out = []
     for variant in graph.variants:
