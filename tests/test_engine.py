@@ -248,3 +248,36 @@ def test_run_locked_is_a_ci_gate(tmp_path, fake_stages, capsys):
     assert "train" not in err.split("nothing was built")[1]  # only what changed is named
     assert fake_stages == []
     assert json.loads((d / "tinypipe.lock").read_text()) == lock
+
+
+def test_out_dir_links_the_current_artifacts(tmp_path, fake_stages, monkeypatch, capsys):
+    """`.tinypipe/out/<variant>/` holds relative symlinks to the current entries' files; a no-op run rewrites none,
+    a change repoints them, and the project can move."""
+    import os
+    import shutil
+
+    import tinypipe.engine.out as out_mod
+    from tinypipe.cli import main
+
+    # files the entry lacks and stages the graph lacks get no link
+    monkeypatch.setattr(out_mod, "LINKS", {"build": ("out.txt", "absent.txt"), "nosuchstage": ("x",)})
+    (tmp_path / "p").mkdir()
+    d = project(tmp_path / "p")
+    Pipeline(d).run()
+    where = d / ".tinypipe" / "out" / "mps2-an386-native"
+    assert sorted(p.name for p in where.iterdir()) == ["out.txt"]
+    link = where / "out.txt"
+    lock = json.loads((d / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"]
+    assert not os.path.isabs(os.readlink(link))
+    assert link.resolve() == (d / ".tinypipe" / "store" / lock["build"]["key"] / "out.txt").resolve()
+    assert main(["show", str(d), "build"]) == 0
+    assert f"stable path: {link}" in capsys.readouterr().out
+    before = os.lstat(link)
+    Pipeline(d).run()  # a no-op run: the link is not rewritten
+    assert os.lstat(link).st_ino == before.st_ino and os.lstat(link).st_mtime_ns == before.st_mtime_ns
+    project(d, PROJECT.replace("seed: 1", "seed: 2"))
+    Pipeline(d).run()
+    new_key = json.loads((d / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"]["build"]["key"]
+    assert new_key != lock["build"]["key"] and link.resolve().parent.name == new_key
+    shutil.move(d, tmp_path / "moved")
+    assert (tmp_path / "moved" / ".tinypipe" / "out" / "mps2-an386-native" / "out.txt").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GESTURE, REPO, by_stage, run_json, tinypipe, tinypipe_cmd
+from tests.helpers import GESTURE, REPO, by_stage, run_json, store_entry, tinypipe, tinypipe_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,14 @@ def test_first_run_is_bit_exact_and_accurate(gesture):
     assert row["flash_bytes"] > row["arena_bytes"] > 0
     assert set(row) >= {"variant", "board", "engine", "instructions_per_inference", "flash_bytes", "ram_bytes",
                         "arena_bytes", "accuracy_host", "accuracy_device", "bit_exact"}
+
+
+def test_out_dir_points_at_the_current_artifacts(gesture):
+    project, _, _ = gesture
+    out = project / ".tinypipe" / "out" / "mps2-an386-native"
+    assert (out / "firmware.elf").resolve() == (store_entry(project, "mps2-an386-native", "build")
+                                                / "firmware.elf").resolve()
+    assert {p.name for p in out.iterdir()} == {"firmware.elf", "firmware.bin", "size.json", "model.rs", "run.json"}
 
 
 def test_second_run_runs_nothing_and_never_imports_tensorflow(gesture, poisoned_tensorflow):

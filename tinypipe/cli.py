@@ -430,6 +430,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from tinypipe.engine.out import stable_paths
+
     pipeline = _pipeline(args)
     shown = []
     for v in pipeline.variants:
@@ -442,12 +444,16 @@ def cmd_show(args) -> int:
                             f"run `tinypipe run {shlex.quote(args.dir)}` first")
         entry = node.entry_dir()
         files = sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file())
-        shown.append({"variant": v.name, "stage": args.stage, "entry": str(entry), "files": files})
+        stable = [str(p) for p in stable_paths(pipeline.state_dir, v.name, args.stage, entry)]
+        shown.append({"variant": v.name, "stage": args.stage, "entry": str(entry), "files": files,
+                      "stable": stable})
     if args.json:
         _print_json(shown)
         return 0
     for item in shown:
         print(f"{item['variant']} {item['stage']}: {item['entry']}")
+        for path in item["stable"]:
+            print(f"  stable path: {path}")
         for name in item["files"][:40]:
             print(f"  {name}")
         if len(item["files"]) > 40:

@@ -15,6 +15,7 @@ from tinypipe.config.matrix import expand
 from tinypipe.core.errors import CheckFailed, StageCrashed, UserError
 from tinypipe.core.hashing import sha256_json
 from tinypipe.core.paths import user_cache_dir
+from tinypipe.engine import out as stable_out
 from tinypipe.engine.executor import Event, Executor, Failure, ProcessExecutor, Task, no_space_message
 from tinypipe.engine.graph import Graph, Node, build_graph
 from tinypipe.engine.lock import LOCK_FILE, Lock
@@ -126,12 +127,14 @@ class Pipeline:
                 for node in self.graph.nodes:  # nothing to schedule: the no-op path starts no worker
                     self._on_cached(node, reporter, outcome)
                 self.lock.save()
+                stable_out.update(self.state_dir, self.graph)
                 return outcome
             executor = executor or ProcessExecutor(jobs)
             try:
                 self._schedule(executor, reporter, outcome)
             finally:
                 self.lock.save()
+            stable_out.update(self.state_dir, self.graph)
             # in pipeline order, whatever order the stages finished in
             order = {(n.name, tuple(n.variants)): i for i, n in enumerate(self.graph.nodes)}
             outcome.records.sort(key=lambda r: order.get((r.stage, tuple(r.variants)), len(order)))
