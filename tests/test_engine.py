@@ -281,3 +281,29 @@ def test_out_dir_links_the_current_artifacts(tmp_path, fake_stages, monkeypatch,
     assert new_key != lock["build"]["key"] and link.resolve().parent.name == new_key
     shutil.move(d, tmp_path / "moved")
     assert (tmp_path / "moved" / ".tinypipe" / "out" / "mps2-an386-native" / "out.txt").read_text()
+
+
+def test_plan_status_and_show_name_stages_by_their_store_key(tmp_path, fake_stages, capsys):
+    """One identifier everywhere: `<stage>:<key prefix>` as the lock and the store name it, or `(pending)`."""
+    from tinypipe.cli import main
+
+    d = project(tmp_path)
+    assert main(["plan", str(d), "--json"]) == 0
+    nodes = {n["stage"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+    data_key = nodes["data"]["key"]
+    assert len(data_key) == 64 and nodes["data"]["id"] == f"data:{data_key[:12]}"
+    train = nodes["train"]  # its key waits on data's output
+    assert (train["id"], train["key"], train["needs"]) == ("train:(pending)", None, [f"data:{data_key[:12]}"])
+    Pipeline(d).run()
+    lock = json.loads((d / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"]
+    assert main(["plan", str(d)]) == 0
+    text = capsys.readouterr().out
+    for stage in FAKE:
+        assert f"{stage}:{lock[stage]['key'][:12]} " in text
+        assert (d / ".tinypipe" / "store" / lock[stage]["key"]).is_dir()
+    assert "(pending)" not in text
+    assert main(["status", str(d), "--json"]) == 0
+    for s in json.loads(capsys.readouterr().out):
+        assert s["key"] == lock[s["stage"]]["key"] and s["id"] == f"{s['stage']}:{s['key'][:12]}"
+    assert main(["show", str(d), "build"]) == 0
+    assert f"mps2-an386-native build:{lock['build']['key'][:12]}: " in capsys.readouterr().out

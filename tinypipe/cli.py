@@ -374,15 +374,16 @@ def cmd_plan(args) -> int:
     nodes = []
     for node in pipeline.graph.nodes:
         state = "cached" if node.meta() is not None else "will run"
-        nodes.append({"task": node.task_name, "stage": node.name, "variants": node.variants,
-                      "needs": [d.task_name for d in node.needs], "state": state,
+        label = node.label()  # the store key's prefix, as the lock and `.tinypipe/store/` name it
+        nodes.append({"task": label, "id": label, "key": node.key(), "stage": node.name, "variants": node.variants,
+                      "needs": [d.label() for d in node.needs], "state": state,
                       "store": "user cache" if node.stage.shared else "project"})
     if args.json:
         _print_json({"nodes": nodes})
         return 0
     for n in nodes:
         shared = f" (shared by {len(n['variants'])} variants)" if len(n["variants"]) > 1 else f" ({n['variants'][0]})"
-        print(f"{n['task']:<22} {n['state']:<9}{shared}  needs: {', '.join(n['needs']) or '-'}")
+        print(f"{n['id']:<24} {n['state']:<9}{shared}  needs: {', '.join(n['needs']) or '-'}")
     return 0
 
 
@@ -445,13 +446,14 @@ def cmd_show(args) -> int:
         entry = node.entry_dir()
         files = sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file())
         stable = [str(p) for p in stable_paths(pipeline.state_dir, v.name, args.stage, entry)]
-        shown.append({"variant": v.name, "stage": args.stage, "entry": str(entry), "files": files,
+        shown.append({"variant": v.name, "stage": args.stage, "id": node.label(), "key": node.key(),
+                      "entry": str(entry), "files": files,
                       "stable": stable})
     if args.json:
         _print_json(shown)
         return 0
     for item in shown:
-        print(f"{item['variant']} {item['stage']}: {item['entry']}")
+        print(f"{item['variant']} {item['id']}: {item['entry']}")
         for path in item["stable"]:
             print(f"  stable path: {path}")
         for name in item["files"][:40]:

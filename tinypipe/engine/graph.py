@@ -16,6 +16,13 @@ from tinypipe.stages import load
 from tinypipe.stages.base import Stage
 
 
+KEY_PREFIX = 12  # hex digits of a store key shown in a stage's label (as `status --why` shortens hashes)
+
+
+def stage_label(stage: str, key: str | None) -> str:
+    return f"{stage}:{key[:KEY_PREFIX]}" if key else f"{stage}:(pending)"
+
+
 @dataclass(eq=False)
 class Node:
     stage: Stage
@@ -33,9 +40,10 @@ class Node:
     def name(self) -> str:
         return self.stage.name
 
-    @property
-    def task_name(self) -> str:
-        return f"{self.stage.name}:{self.ident[:10]}"
+    def label(self) -> str:
+        """The one name users see for this node (plan, status, show): `<stage>:<store key prefix>`, the key the
+        store entry and the lock use; `<stage>:(pending)` while the key waits on an upstream output."""
+        return stage_label(self.name, self.key())
 
     def key_inputs(self) -> dict[str, Any] | None:
         """What the key is made of, or None while an upstream output is not in the store yet."""
