@@ -307,3 +307,30 @@ def test_plan_status_and_show_name_stages_by_their_store_key(tmp_path, fake_stag
         assert s["key"] == lock[s["stage"]]["key"] and s["id"] == f"{s['stage']}:{s['key'][:12]}"
     assert main(["show", str(d), "build"]) == 0
     assert f"mps2-an386-native build:{lock['build']['key'][:12]}: " in capsys.readouterr().out
+
+
+def test_run_locked_fails_a_rebuild_the_lock_does_not_record(tmp_path, fake_stages, monkeypatch, capsys):
+    """A store entry rebuilt under `--locked` to another output: exit 1, the stages after it are not built on it,
+    and the lock file is left as it was."""
+    from tinypipe.cli import main
+
+    d = project(tmp_path)
+    Pipeline(d).run()
+    text = (d / "tinypipe.lock").read_text()
+    lock = json.loads(text)["variants"]["mps2-an386-native"]
+    Store(d / ".tinypipe" / "store").remove(lock["quantize"]["key"])
+    fake_stages.clear()
+    real = FAKE["quantize"].run
+
+    def unreproducible(ctx):
+        summary = real(ctx)
+        (ctx.out / "out.txt").write_text("something else")
+        return summary
+
+    monkeypatch.setattr(FAKE["quantize"], "run", unreproducible)
+    assert main(["run", str(d), "--locked", "-q", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert "quantize (mps2-an386-native): rebuilt with output" in err and "not reproducible" in err
+    assert "build (mps2-an386-native): not built: its key" in err
+    assert fake_stages == ["quantize"]
+    assert (d / "tinypipe.lock").read_text() == text

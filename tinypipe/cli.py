@@ -307,7 +307,7 @@ def cmd_run(args) -> int:
     cached = sum(1 for r in outcome.records if r.status == "cached")
     if not args.quiet:
         sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
-    return _report_outcome(outcome, doc["checks"])
+    return _report_outcome(outcome, doc["checks"] + outcome.lock_drift)
 
 
 def _record_history(pipeline, doc) -> None:

@@ -25,6 +25,7 @@ class Lock:
         self._guard = threading.Lock()
         self.data: dict[str, Any] = {"version": SCHEMA_VERSION, "project": project, "variants": {}}
         self._loaded_text: str | None = None
+        self.frozen = False  # `run --locked`: record in memory, never write the file
         if self.path.exists() or self.path.is_symlink():
             self.data = self._read()
             self.data["project"] = project
@@ -67,12 +68,27 @@ class Lock:
             if save:
                 self._save_locked()
 
+    def drift(self) -> list[str]:
+        """What this run recorded unlike the lock file it read: `variant stage: output A -> B`, one line each."""
+        import json
+
+        old = json.loads(self._loaded_text or "{}").get("variants", {})
+        out = []
+        for variant, stages in self.data["variants"].items():
+            for stage, entry in stages.items():
+                was = old.get(variant, {}).get(stage)
+                if was != entry:
+                    before = "(none)" if was is None else was["output"][:12] + "…"
+                    out.append(f"{stage} ({variant}): rebuilt with output {entry['output'][:12]}…, the lock "
+                               f"records {before}: not reproducible")
+        return out
+
     def save(self) -> None:
         with self._guard:
             self._save_locked()
 
     def _save_locked(self) -> None:
         text = canonical_json(self.data)
-        if text != self._loaded_text:  # a no-op run leaves the file untouched
+        if text != self._loaded_text and not self.frozen:  # a no-op run leaves the file untouched
             atomic_write_json(self.path, self.data)
             self._loaded_text = text

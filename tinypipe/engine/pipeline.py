@@ -80,6 +80,7 @@ class StageRecord:
 @dataclass
 class RunOutcome:
     records: list[StageRecord] = field(default_factory=list)
+    lock_drift: list[str] = field(default_factory=list)  # `--locked`: outputs rebuilt unlike the lock records
 
     def failed(self) -> list[StageRecord]:
         return [r for r in self.records if r.status == "failed"]
@@ -102,6 +103,7 @@ class Pipeline:
         lock_path = self.dir / LOCK_FILE if scratch is None else Path(scratch) / LOCK_FILE
         self.lock = Lock(lock_path, self.config["name"])
         self.state_dir = state
+        self._locked = False
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
 
     # --- running ---------------------------------------------------------------------------------------
@@ -117,8 +119,10 @@ class Pipeline:
         raise CheckFailed, naming every difference, before anything is built (`run --locked`)."""
         reporter = reporter or NullReporter()
         with writer_lock(self.state_dir, wait, reporter.warn):
+            self._locked = locked
             if locked:
                 self.check_locked()
+                self.lock.frozen = True  # the lock is the contract here: never rewritten
             self.store.warn = self.shared_store.warn = reporter.warn
             self.store.sweep()
             self.shared_store.sweep()
@@ -127,14 +131,15 @@ class Pipeline:
                 for node in self.graph.nodes:  # nothing to schedule: the no-op path starts no worker
                     self._on_cached(node, reporter, outcome)
                 self.lock.save()
-                stable_out.update(self.state_dir, self.graph)
-                return outcome
-            executor = executor or ProcessExecutor(jobs)
-            try:
-                self._schedule(executor, reporter, outcome)
-            finally:
-                self.lock.save()
+            else:
+                executor = executor or ProcessExecutor(jobs)
+                try:
+                    self._schedule(executor, reporter, outcome)
+                finally:
+                    self.lock.save()
             stable_out.update(self.state_dir, self.graph)
+            if locked:
+                outcome.lock_drift = self.lock.drift()
             # in pipeline order, whatever order the stages finished in
             order = {(n.name, tuple(n.variants)): i for i, n in enumerate(self.graph.nodes)}
             outcome.records.sort(key=lambda r: order.get((r.stage, tuple(r.variants)), len(order)))
@@ -151,6 +156,16 @@ class Pipeline:
             raise CheckFailed(f"{self.lock.path.name} does not match the project; nothing was built:\n"
                               + "\n".join(f"  {p}" for p in problems)
                               + "\n  (run without --locked to rebuild and update the lock, then commit it)")
+
+    def _unlocked_key(self, node: Node) -> str | None:
+        """`--locked`: why `node` may not be built (its key is not the locked one: an upstream stage rebuilt
+        unlike the lock records), or None."""
+        key = node.key()
+        entries = [self.lock.entry(v, node.name) for v in node.variants]
+        if all(e is not None and e["key"] == key for e in entries):
+            return None
+        return (f"not built: its key {str(key)[:12]}… is not the locked one (an upstream stage rebuilt to an "
+                "output the lock does not record)")
 
     def _on_cached(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> None:
         if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`
@@ -181,6 +196,14 @@ class Pipeline:
                                 waiting.remove(node)
                                 settled[id(node)] = "cached"
                                 self._on_cached(node, reporter, outcome)
+                                progressed = True
+                            elif self._locked and self._unlocked_key(node):
+                                waiting.remove(node)
+                                settled[id(node)] = "failed"
+                                error = CheckFailed(self._unlocked_key(node))
+                                reporter.fail(node, error)
+                                outcome.records.append(StageRecord(node.name, list(node.variants), "failed",
+                                                                   0.0, error))
                                 progressed = True
                             elif executor.free_slots() > 0:
                                 waiting.remove(node)
