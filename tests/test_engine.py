@@ -334,3 +334,18 @@ def test_run_locked_fails_a_rebuild_the_lock_does_not_record(tmp_path, fake_stag
     assert "build (mps2-an386-native): not built: its key" in err
     assert fake_stages == ["quantize"]
     assert (d / "tinypipe.lock").read_text() == text
+
+
+def test_out_dir_drops_the_link_of_a_failed_stage(tmp_path, fake_stages, monkeypatch):
+    """A cell whose build fails keeps no link to an older build: only current artifacts have stable paths."""
+    import tinypipe.engine.out as out_mod
+
+    monkeypatch.setattr(out_mod, "LINKS", {"build": ("out.txt",)})
+    d = project(tmp_path, PROJECT + "matrix:\n  board: [mps2-an386, mps2-an500]\n")
+    out = d / ".tinypipe" / "out"
+    stale = out / "mps2-an500-native" / "out.txt"
+    stale.parent.mkdir(parents=True)
+    stale.symlink_to("../../store/0000/out.txt")
+    Pipeline(d).run()
+    assert (out / "mps2-an386-native" / "out.txt").is_file()
+    assert not stale.is_symlink()

@@ -137,7 +137,10 @@ class Pipeline:
                     self._schedule(executor, reporter, outcome)
                 finally:
                     self.lock.save()
-            stable_out.update(self.state_dir, self.graph)
+            try:
+                stable_out.update(self.state_dir, self.graph)
+            except OSError as exc:  # a full disk, or a file system without symlinks: the run itself stands
+                reporter.warn(f"could not update {self.state_dir / stable_out.OUT_DIR}: {exc}")
             if locked:
                 outcome.lock_drift = self.lock.drift()
             # in pipeline order, whatever order the stages finished in
