@@ -76,6 +76,14 @@ def test_out_dir_points_at_the_current_artifacts(gesture):
     assert {p.name for p in out.iterdir()} == {"firmware.elf", "firmware.bin", "size.json", "model.rs", "run.json"}
 
 
+def test_a_locked_run_of_the_built_project_passes_and_builds_nothing(gesture):
+    project, _, _ = gesture
+    lock = (project / "tinypipe.lock").read_text()
+    doc = run_json(project, "--locked")
+    assert set(by_stage(doc).values()) == {"cached"}
+    assert (project / "tinypipe.lock").read_text() == lock
+
+
 def test_second_run_runs_nothing_and_never_imports_tensorflow(gesture, poisoned_tensorflow):
     project, _, _ = gesture
     doc = run_json(project, env=poisoned_tensorflow)
