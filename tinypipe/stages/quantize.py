@@ -104,7 +104,8 @@ def run(ctx: StageContext) -> StageResult:
             raise  # our converter settings made a model TFLM rejects: a bug, not the user's to fix
         raise UserError(f"model.path: {source.path} does not load in the host TFLM interpreter: {exc}",
                         "import a .tflite flatbuffer made of builtin ops that TFLM supports") from exc
-    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], len(p.data.classes))
+    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"],
+                                  len(read_json(ctx.input("data", "classes.json"))))
     ops = builtin_op_names(model_bytes)
     atomic_write_bytes(ctx.out / "model.tflite", model_bytes)
     atomic_write_json(ctx.out / "quant.json", {
