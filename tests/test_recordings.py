@@ -1,5 +1,6 @@
 """`data.source: csv`: the user's own recordings — reading, windowing, the split by recording (no leakage), clear
 errors before anything is stored, the recordings as a stage input (content, not mtimes), and one run end to end.
+`data.source: npz`: windows the user cut, checked and split.
 
 The data stage is called directly where a test checks what it writes, and through the CLI where the promise is
 about the run (exit code, store, `status --why`)."""
@@ -240,11 +241,13 @@ def test_a_listed_class_without_a_folder_or_a_missing_folder_is_a_user_error(tmp
     assert store_entries(tmp_path) == []
 
 
-def test_csv_needs_a_path_and_the_csv_options_need_csv():
+def test_csv_needs_a_path_npz_needs_classes_and_the_generator_takes_neither():
     with pytest.raises(ValueError, match="`source: csv` needs `path`"):
         Project(name="t", data={"source": "csv"}, model=TINY_MODEL)
-    with pytest.raises(ValueError, match="read only with `source: csv`"):
+    with pytest.raises(ValueError, match="reads none of `path`, `hop` and `short`"):
         Project(name="t", data={"hop": 4}, model=TINY_MODEL)
+    with pytest.raises(ValueError, match="`source: npz` needs `path`, the .npz file, and `classes`"):
+        Project(name="t", data={"source": "npz", "path": "w.npz"}, model=TINY_MODEL)
     assert Project(name="t", model=TINY_MODEL).data.classes == ["wave", "tap", "none"]
     assert Project(name="t", data={"source": "csv", "path": "r"}, model=TINY_MODEL).data.classes is None
 
@@ -305,3 +308,82 @@ def test_own_recordings_run_end_to_end_and_the_device_matches_the_host(tmp_path)
     assert result["bit_exact"] is True
     assert result["accuracy_device"] == result["accuracy_host"]
     assert result["accuracy_host"] > 0.8
+
+
+# --- data.source: npz -------------------------------------------------------------------------------------------
+
+def npz_variant(root, classes=("a", "b", "c"), window=8) -> Variant:
+    project = Project(name="t", seed=3, sensor={"axes": ["x", "y"], "window": window},
+                      data={"source": "npz", "path": "windows.npz", "classes": list(classes)}, model=TINY_MODEL)
+    return Variant(name="t", project=project, board=BOARDS["mps2-an386"], engine="native", project_dir=root)
+
+
+def windows(n_per_class=20, classes=3, window=8, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    return rng.normal(y[:, None, None], 0.1, (len(y), window, 2)), y
+
+
+def test_npz_windows_are_split_by_window_or_as_the_file_fixes_it(tmp_path):
+    x, y = windows()
+    np.savez(tmp_path / "windows.npz", x=x, y=y)
+    summary, arrays, _ = run_data(npz_variant(tmp_path), tmp_path / "whole")
+    assert summary["counts"]["test"] == {"a": 3, "b": 3, "c": 3} and summary["split"] == "by window"
+    assert sum(len(arrays[f"y_{s}"]) for s in ("train", "val", "test")) == 60
+    assert arrays["x_train"].dtype == np.float32 and arrays["x_train"].shape[1:] == (8, 2)
+
+    np.savez(tmp_path / "windows.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
+    summary, arrays, logs = run_data(npz_variant(tmp_path), tmp_path / "fixed")
+    assert np.array_equal(arrays["x_test"], x[1::2].astype(np.float32)) and summary["split"] == "fixed"
+    assert summary["val"] == 6 and summary["train"] == 24  # 0.15 / 0.85 of 10 windows per class rounds to 2
+    assert "validation carved from x_train" in logs[0]
+
+    np.savez(tmp_path / "windows.npz", x_train=x[::3], y_train=y[::3], x_val=x[1::3], y_val=y[1::3],
+             x_test=x[2::3], y_test=y[2::3])
+    summary, arrays, _ = run_data(npz_variant(tmp_path), tmp_path / "with-val")
+    assert np.array_equal(arrays["y_val"], y[1::3])
+
+
+BAD_NPZ = {
+    "wrong shape": (lambda x, y: {"x": x[:, :4], "y": y},
+                    "windows.npz: x is float64 [60, 4, 2]; sensor.window and sensor.axes need numbers of shape "
+                    "[windows, 8, 2]"),
+    "nan": (lambda x, y: {"x": np.where(np.arange(60)[:, None, None] == 7, np.nan, x), "y": y},
+            "windows.npz: x[7, 0, 0] is nan, not a finite number"),
+    "label out of range": (lambda x, y: {"x": x, "y": np.where(np.arange(60) == 4, 5, y)},
+                           "windows.npz: y[4] is 5; data.classes has 3 classes (labels 0 to 2)"),
+    "float labels": (lambda x, y: {"x": x, "y": y.astype(float)},
+                     "windows.npz: y is float64 [60]; it needs one integer label per window of x (60)"),
+    "a class with no window": (lambda x, y: {"x": x[:40], "y": y[:40]}, "windows.npz: y has no window of class 'c'"),
+    "wrong names": (lambda x, y: {"x": x, "labels": y},
+                    "windows.npz: arrays labels, x; expected x and y, or x_train, y_train, x_test and y_test "
+                    "(optionally x_val and y_val)"),
+    "objects": (lambda x, y: {"x": x, "y": np.array([None] * 60, dtype=object)},
+                "windows.npz: Object arrays cannot be loaded when allow_pickle=False"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NPZ))
+def test_bad_npz_windows_are_a_user_error_naming_the_array(tmp_path, case):
+    make, message = BAD_NPZ[case]
+    np.savez(tmp_path / "windows.npz", **make(*windows()))
+    with pytest.raises(UserError) as err:
+        run_data(npz_variant(tmp_path), tmp_path / "out")
+    assert err.value.message == message
+
+
+def test_npz_that_is_no_npz_stops_the_run_before_the_store_and_edits_rerun_data(tmp_path):
+    (tmp_path / "project.yaml").write_text(json.dumps({
+        "name": "rec", "sensor": {"axes": ["x", "y"], "window": 8},
+        "data": {"source": "npz", "path": "windows.npz", "classes": ["a", "b", "c"]}, "model": TINY_MODEL}))
+    (tmp_path / "windows.npz").write_text("x,y\n1,2\n")
+    proc = tinypipe("run", str(tmp_path), "--until", "data")
+    assert proc.returncode == 2 and "error in data (mps2-an386-native): windows.npz: not a NumPy .npz file" in \
+        proc.stderr, proc.stderr
+    assert store_entries(tmp_path) == []
+    x, y = windows()
+    np.savez(tmp_path / "windows.npz", x=x, y=y)
+    assert by_stage(run_json(tmp_path, "--until", "data")) == {"data": "ran"}
+    np.savez(tmp_path / "windows.npz", x=x + 1, y=y)
+    why = tinypipe("status", str(tmp_path), "--why")
+    assert "because config data.files: 1 file changed: windows.npz\n" in why.stdout, why.stdout

@@ -59,21 +59,27 @@ GENERATOR_CLASSES = ["wave", "tap", "none"]
 class Data(Strict):
     """The labelled windows the model is trained and checked on: where they come from, their classes, the split."""
 
-    source: Literal["generator", "csv"] = Field(
+    source: Literal["generator", "csv", "npz"] = Field(
         "generator", description="where windows come from: `generator` is the built-in, seeded simulation of "
         "an accelerometer (gravity through a tilted mounting, gain error, noise and drift, plus each class's motion); "
         "`csv` reads your own recordings from the folder `data.path`: `DIR/<class>/*.csv`, one folder per class and "
         "one file per recording, or `DIR/train/<class>/*.csv` and `DIR/test/<class>/*.csv` for a split you fixed. "
         "Each file has a header row; `sensor.axes` picks its columns, in order (other columns, a timestamp say, are "
-        "ignored). The split is by recording, never by window: windows of one recording stay in one split",
+        "ignored). The split is by recording, never by window: windows of one recording stay in one split; "
+        "`npz` reads windows you cut yourself from the NumPy file `data.path`: `x` (float, [windows, sensor.window, "
+        "len(sensor.axes)]) and `y` (integer labels, indices into `data.classes`), split one window at a time; or "
+        "`x_train`, `y_train`, `x_test`, `y_test` (and optionally `x_val`, `y_val`) for a split you fixed — "
+        "give it when windows overlap or several come from one recording, or the test accuracy flatters the model",
         examples=["csv"])
     path: str | None = Field(
-        None, description="the folder of CSV recordings (`source: csv` only), relative to project.yaml; "
-        "the data stage reruns when a recording's content changes (not its mtime)", examples=["recordings"])
+        None, description="the folder of CSV recordings (`source: csv`) or the `.npz` file (`source: npz`), "
+        "relative to project.yaml; the data stage reruns when a file's content changes (not its mtime)",
+        examples=["recordings"])
     classes: list[str] | None = Field(
         None, min_length=2, description="class names in label order (label 0 first), each listed once; the generator "
         "knows wave, tap and none (all three when unset); with `source: csv`, the class folders to use, in this order "
-        "(when unset: every class folder, sorted by name); with `model.path`, one class per model output",
+        "(when unset: every class folder, sorted by name); with `source: npz`, required: the name of label 0, 1, "
+        "...; with `model.path`, one class per model output",
         examples=[["wave", "tap", "none"]])
     samples_per_class: int = Field(200, ge=4, le=100_000, description="windows generated per class, before the "
                                    "split (`source: generator` only)", examples=[200])
@@ -99,8 +105,12 @@ class Data(Strict):
     def _path_for_csv(self) -> "Data":
         if self.source == "csv" and self.path is None:
             raise ValueError("`source: csv` needs `path`, the folder of recordings")
+        if self.source == "npz" and (self.path is None or self.classes is None):
+            raise ValueError("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label")
+        if self.source == "npz" and (self.hop is not None or self.short != "drop"):
+            raise ValueError("`hop` and `short` are read only with `source: csv`")
         if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
-            raise ValueError("`path`, `hop` and `short` are read only with `source: csv`")
+            raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
         return self
 
 

@@ -98,9 +98,14 @@ def file_hashes(root: Path, suffix: str) -> dict[str, str]:
             if name.startswith(".") or not name.endswith(suffix):
                 continue
             full = Path(dirpath) / name
-            st = full.stat()
-            signature = (str(full), st.st_mtime_ns, st.st_size)
-            if signature not in _file_memo:
-                _file_memo[signature] = sha256_file(full)
-            out[full.relative_to(root).as_posix()] = _file_memo[signature]
+            out[full.relative_to(root).as_posix()] = file_hash(full)
     return dict(sorted(out.items()))
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of one file, memoized per process by (path, mtime, size), like `file_hashes`."""
+    st = os.stat(path)
+    signature = (str(path), st.st_mtime_ns, st.st_size)
+    if signature not in _file_memo:
+        _file_memo[signature] = sha256_file(path)
+    return _file_memo[signature]

@@ -1,5 +1,5 @@
-"""The user's own recordings (`data.source: csv`): find them, read and check them, split them by recording, cut
-them into windows.
+"""The user's own data: CSV recordings (`data.source: csv`) found, read, checked, split by recording and cut into
+windows; or windows the user cut, from a NumPy `.npz` file (`data.source: npz`), checked.
 
 Layout of `data.path`: `<class>/*.csv` (one folder per class, one file per recording), or `train/<class>/*.csv`
 and `test/<class>/*.csv` for a split the user fixed. Each file has a header row naming its columns; `sensor.axes`
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinypipe.core.errors import UserError
-from tinypipe.core.hashing import file_hashes
+from tinypipe.core.hashing import file_hash, file_hashes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,9 +39,21 @@ def recordings_dir(variant: "Variant") -> Path:
     return root
 
 
+def npz_file(variant: "Variant") -> Path:
+    """`data.path` of `source: npz`, resolved against the project directory; it must be a file."""
+    path = variant.resolve(variant.config["data"]["path"])
+    if not path.is_file():
+        raise UserError(f"data.path: file not found: {path}",
+                        "point data.path at the .npz file; a relative path starts at project.yaml's directory")
+    return path
+
+
 def recordings_key(variant: "Variant") -> dict[str, str]:
-    """{path relative to data.path: sha256} of every recording: the data stage's key names each file, so `status
-    --why` can say which recording was added, removed or edited."""
+    """{path relative to data.path: sha256} of every recording (csv), or {file name: sha256} of the .npz: the data
+    stage's key names each file, so `status --why` can say which recording was added, removed or edited."""
+    if variant.config["data"]["source"] == "npz":
+        path = npz_file(variant)
+        return {path.name: file_hash(path)}
     return file_hashes(recordings_dir(variant), ".csv")
 
 
@@ -245,3 +257,71 @@ def load(root: Path, label: str, wanted: list[str] | None, axes: list[str], wind
         arrays[f"x_{split}"], arrays[f"y_{split}"], sources[split] = x[order], y[order], s[order]
         recordings[split] = names
     return Recordings(classes, arrays, sources, recordings, dropped)
+
+
+# --- windows from a .npz file ---------------------------------------------------------------------------------
+
+NPZ_WHOLE = ("x", "y")
+NPZ_FIXED = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path: Path, label: str, classes: list[str], axes: list[str], window: int) -> dict[str, "np.ndarray"]:
+    """The checked arrays of a `source: npz` file: {x, y} or {x_train, y_train, x_test, y_test[, x_val, y_val]}
+    (x float32 [n, window, axes], y int32 in [0, len(classes)))."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{label}: not a NumPy .npz file ({exc})",
+                        "save the windows with numpy.savez(path, x=windows, y=labels)") from None
+    if not hasattr(loaded, "files"):
+        raise UserError(f"{label}: a single .npy array, not an .npz file of arrays",
+                        "save the windows with numpy.savez(path, x=windows, y=labels)")
+    with loaded:
+        names = set(loaded.files)
+        val = {"x_val", "y_val"} & names
+        if names >= set(NPZ_FIXED) and not names & set(NPZ_WHOLE) and len(val) != 1:
+            wanted = NPZ_FIXED + (("x_val", "y_val") if val else ())
+        elif names >= set(NPZ_WHOLE) and not names & {*NPZ_FIXED, *val}:
+            wanted = NPZ_WHOLE
+        else:
+            raise UserError(f"{label}: arrays {', '.join(sorted(names)) or 'none'}; expected x and y, or x_train, "
+                            "y_train, x_test and y_test (optionally x_val and y_val)",
+                            "save the windows with numpy.savez(path, x=windows, y=labels)")
+        try:
+            arrays = {name: loaded[name] for name in wanted}
+        except ValueError as exc:  # an object array needs pickle, which a data file must never run
+            raise UserError(f"{label}: {exc}", "store plain numeric arrays (no Python objects)") from None
+    out = {}
+    for xname in wanted[::2]:
+        yname = "y" + xname[1:]
+        x, y = arrays[xname], arrays[yname]
+        want = (window, len(axes))
+        if x.ndim != 3 or x.shape[1:] != want or not (np.issubdtype(x.dtype, np.integer)
+                                                        or np.issubdtype(x.dtype, np.floating)):
+            raise UserError(f"{label}: {xname} is {x.dtype} {list(x.shape)}; sensor.window and sensor.axes need "
+                            f"numbers of shape [windows, {window}, {len(axes)}]",
+                            "cut the windows to sensor.window samples of every axis in sensor.axes, in order")
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):
+            where = ", ".join(str(int(i)) for i in bad[0])
+            raise UserError(f"{label}: {xname}[{where}] is {x[tuple(bad[0])]}, not a finite number",
+                            "drop or fill the missing samples before training (NaN and infinity are not allowed)")
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise UserError(f"{label}: {yname} is {y.dtype} {list(y.shape)}; it needs one integer label per window "
+                            f"of {xname} ({len(x)})", "give y as integer indices into data.classes")
+        outside = np.flatnonzero((y < 0) | (y >= len(classes)))
+        if len(outside):
+            i = int(outside[0])
+            raise UserError(f"{label}: {yname}[{i}] is {int(y[i])}; data.classes has {len(classes)} classes "
+                            f"(labels 0 to {len(classes) - 1})", "list one class per label in data.classes")
+        if xname != "x_val":
+            missing = [c for i, c in enumerate(classes) if not (y == i).any()]
+            if missing:
+                raise UserError(f"{label}: {yname} has no window of class {missing[0]!r}",
+                                "every class needs windows to train on and to test with")
+        out[xname], out[yname] = x.astype(np.float32), y.astype(np.int32)
+    return out

@@ -8,7 +8,8 @@ noise and a slow bias drift, plus the class's motion:
 - `tap`: a short 1.5-5 g impulse, mostly on z, at a random offset, ringing down in tens of milliseconds;
 - `none`: the device at rest or barely moving (a faint slow sway, well under a wave's amplitude).
 
-`data.source: csv` reads the user's recordings instead (`_recordings.py`): split by recording, cut into windows.
+`data.source: csv` reads the user's recordings instead (`_recordings.py`): split by recording, cut into windows;
+`data.source: npz` reads windows the user cut, split one window at a time unless the file fixes the split.
 
 Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32) and
 `classes.json` (class names in label order); from recordings also `recordings.json` (which recordings went to which
@@ -34,9 +35,9 @@ CSV_ONLY = ("path", "hop", "short")
 def _config(variant) -> dict:
     c = variant.config
     data = dict(c["data"])
-    if data.get("source") == "csv":
+    if data.get("source") in ("csv", "npz"):
         data.pop("samples_per_class", None)
-        data["files"] = recordings_key(variant)  # each recording by content: `status --why` names the file
+        data["files"] = recordings_key(variant)  # each file by content: `status --why` names the file
     else:
         for name in CSV_ONLY:  # a generator project's key is what it was before csv existed
             data.pop(name, None)
@@ -185,11 +186,58 @@ def _from_recordings(ctx: StageContext):
     return rec.arrays, rec.classes, extra
 
 
+def carve_validation(y, share, seed):
+    """Indices (train, val) of a fixed training set: per class, shuffle, then `share` of it (at least one window
+    when share > 0) becomes validation."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 1_000_037])
+    train, val = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_val = max(1, round(len(idx) * share)) if share > 0 and len(idx) > 1 else 0
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+
+def _from_npz(ctx: StageContext):
+    """(arrays, classes, extra summary) from the user's .npz windows."""
+    from tinypipe.stages import _recordings
+
+    p = ctx.variant.project
+    loaded = _recordings.load_npz(_recordings.npz_file(ctx.variant), p.data.path, p.data.classes, p.sensor.axes,
+                                  p.sensor.window)
+    if "x" in loaded:
+        x, y = loaded["x"], loaded["y"]
+        for label, name in enumerate(p.data.classes):
+            n = int((y == label).sum())
+            if n - max(1, round(n * p.data.split.test)) - round(n * p.data.split.val) < 1:
+                raise UserError(f"{p.data.path}: class {name!r} has {n} window(s); the split leaves none to train on",
+                                "add windows of the class, or fix the split with x_train/y_train/x_test/y_test")
+        train, val, test = stratified_split(y, p.data.split, p.seed)
+        arrays = {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val],
+                  "x_test": x[test], "y_test": y[test]}
+    elif "x_val" in loaded:
+        arrays = loaded
+    else:
+        share = p.data.split.val / (p.data.split.train + p.data.split.val)
+        train, val = carve_validation(loaded["y_train"], share, p.seed)
+        arrays = {"x_train": loaded["x_train"][train], "y_train": loaded["y_train"][train],
+                  "x_val": loaded["x_train"][val], "y_val": loaded["y_train"][val],
+                  "x_test": loaded["x_test"], "y_test": loaded["y_test"]}
+    ctx.log(f"{p.data.path}: arrays {', '.join(sorted(loaded))}"
+            + ("" if "x_val" in loaded or "x" in loaded else "; validation carved from x_train"))
+    return arrays, list(p.data.classes), {"split": "by window" if "x" in loaded else "fixed"}
+
+
 def run(ctx: StageContext) -> StageResult:
 
     p = ctx.variant.project
     if p.data.source == "csv":
         arrays, classes, extra = _from_recordings(ctx)
+    elif p.data.source == "npz":
+        arrays, classes, extra = _from_npz(ctx)
     else:
         if p.sensor.kind not in GENERATOR_KINDS:
             raise UserError(
@@ -210,7 +258,7 @@ def run(ctx: StageContext) -> StageResult:
     windows = sum(sizes.values())
     ctx.log(f"{windows} windows of {p.sensor.window} x {len(p.sensor.axes)} "
             f"({sizes['train']} train / {sizes['val']} val / {sizes['test']} test)")
-    if p.data.source == "csv":
+    if p.data.source != "generator":
         for split in ("train", "val", "test"):
             ctx.log(f"  {split}: " + ", ".join(f"{name} {n}" for name, n in counts[split].items()))
     return {"windows": windows, **sizes, "window": p.sensor.window, "axes": list(p.sensor.axes),
