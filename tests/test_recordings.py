@@ -252,11 +252,23 @@ def test_csv_needs_a_path_npz_needs_classes_and_the_generator_takes_neither():
     assert Project(name="t", data={"source": "csv", "path": "r"}, model=TINY_MODEL).data.classes is None
 
 
-def test_read_recording_rejects_an_empty_file(tmp_path):
-    (tmp_path / "e.csv").write_text("")
+@pytest.mark.parametrize("text, message", [
+    ("", "e.csv: the file is empty"),
+    ("\n\n", "e.csv: the file is empty"),
+    ("t,x\n\n", "e.csv: a header and no samples"),
+    ("t,x\n0,1\n\n1,oops\n", "e.csv row 4, column 'x': 'oops' is not a number"),  # blank lines keep numbering
+])
+def test_read_recording_rejects_empty_files_and_counts_rows_as_lines(tmp_path, text, message):
+    (tmp_path / "e.csv").write_text(text)
     with pytest.raises(UserError) as err:
         _recordings.read_recording(tmp_path / "e.csv", "e.csv", ["x"])
-    assert err.value.message == "e.csv: the file is empty"
+    assert err.value.message == message
+
+
+def test_read_recording_takes_crlf_a_byte_order_mark_and_blank_lines(tmp_path):
+    (tmp_path / "r.csv").write_bytes(b"\xef\xbb\xbftime, x ,y\r\n0,1.5,2\r\n\r\n1,-1e-3,4\r\n\r\n")
+    samples = _recordings.read_recording(tmp_path / "r.csv", "r.csv", ["y", "x"])
+    assert samples.dtype == np.float32 and samples.tolist() == [[2.0, 1.5], [4.0, np.float32(-1e-3)]]
 
 
 # --- the recordings are an input: by content, named by `status --why` -------------------------------------------

@@ -132,40 +132,39 @@ def read_recording(path: Path, name: str, axes: list[str]) -> "np.ndarray":
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
         raise UserError(f"{name}: not a CSV file ({exc})", "save the recording as comma-separated values") from None
-    while rows and not any(cell.strip() for cell in rows[-1]):
-        rows.pop()  # blank lines at the end
-    if not rows:
+    if not any(cell.strip() for row in rows for cell in row):
         raise UserError(f"{name}: the file is empty", "delete it, or record again")
     header = [cell.strip() for cell in rows[0]]
-    if all(_is_number(cell) for cell in header):
+    if header and all(_is_number(cell) for cell in header):
         raise UserError(f"{name} row 1: no header row (the first row is numbers: {','.join(rows[0])[:60]})",
                         f"add a first row naming the columns, e.g. {','.join(axes)}")
     missing = [a for a in axes if a not in header]
     if missing:
         raise UserError(f"{name}: no column {missing[0]!r} (columns found: {', '.join(header)})",
                         "name the columns in the header row as in sensor.axes, or change sensor.axes")
-    body = rows[1:]
+    # (row number in the file, fields); blank lines are skipped but keep the numbering of the rows after them
+    body = [(number, row) for number, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
     if not body:
         raise UserError(f"{name}: a header and no samples", "delete it, or record again")
-    for i, row in enumerate(body):
+    for number, row in body:
         if len(row) != len(header):
-            raise UserError(f"{name} row {i + 2}: {len(row)} fields, the header has {len(header)}",
+            raise UserError(f"{name} row {number}: {len(row)} fields, the header has {len(header)}",
                             "give every row one value per column (a missing value is not allowed)")
     columns = [header.index(a) for a in axes]
-    cells = [[row[c].strip() for c in columns] for row in body]
+    cells = [[row[c].strip() for c in columns] for _, row in body]
     try:
         values = np.asarray(cells, dtype=np.float64)
     except ValueError:
-        for i, row in enumerate(cells):
+        for (number, _), row in zip(body, cells):
             for axis, cell in zip(axes, row):
                 if not _is_number(cell):
-                    raise UserError(f"{name} row {i + 2}, column {axis!r}: {cell!r} is not a number",
+                    raise UserError(f"{name} row {number}, column {axis!r}: {cell!r} is not a number",
                                     "every sample of the axes' columns must be a number") from None
         raise
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         i, j = bad[0]
-        raise UserError(f"{name} row {i + 2}, column {axes[j]!r}: {cells[i][j]!r} is not a finite number",
+        raise UserError(f"{name} row {body[i][0]}, column {axes[j]!r}: {cells[i][j]!r} is not a finite number",
                         "drop or fill the missing samples before training (NaN and infinity are not allowed)")
     return values.astype(np.float32)
 
