@@ -29,7 +29,7 @@ GENERATOR_AXES = ("x", "y", "z")
 GENERATOR_KINDS = ("accelerometer", "imu", "generic")
 
 
-CSV_ONLY = ("path", "hop", "short")
+USER_DATA_ONLY = ("path", "hop", "short")  # keys the generator does not read
 
 
 def _config(variant) -> dict:
@@ -39,7 +39,7 @@ def _config(variant) -> dict:
         data.pop("samples_per_class", None)
         data["files"] = recordings_key(variant)  # each file by content: `status --why` names the file
     else:
-        for name in CSV_ONLY:  # a generator project's key is what it was before csv existed
+        for name in USER_DATA_ONLY:  # a generator project's key is what it was before csv and npz existed
             data.pop(name, None)
     return {"seed": c["seed"], "sensor": c["sensor"], "data": data}
 
