@@ -7,15 +7,17 @@ about the run (exit code, store, `status --why`)."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 
-from tests.helpers import by_stage, run_json, tinypipe
+from tests.helpers import SHARED, by_stage, run_json, store_entry, tinypipe
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.stages import _recordings, data
+from tinypipe.stages._ml import MicroModel, require_takes_windows
 from tinypipe.stages.base import StageContext
 
 TINY_MODEL = {"layers": [{"type": "conv1d", "filters": 4, "kernel_size": 3, "strides": 2},
@@ -399,3 +401,58 @@ def test_npz_that_is_no_npz_stops_the_run_before_the_store_and_edits_rerun_data(
     np.savez(tmp_path / "windows.npz", x=x + 1, y=y)
     why = tinypipe("status", str(tmp_path), "--why")
     assert "because config data.files: 1 file changed: windows.npz\n" in why.stdout, why.stdout
+
+
+# --- an imported .tflite evaluated on the user's data -----------------------------------------------------------
+
+HELLO_WORLD = SHARED / "models" / "hello_world_int8.tflite"  # input [1, 1] int8, output [1, 1] int8
+
+
+def test_an_imported_tflite_that_does_not_take_the_recordings_is_a_user_error_naming_both_shapes(tmp_path):
+    _good(tmp_path)
+    (tmp_path / "hello.tflite").write_bytes(HELLO_WORLD.read_bytes())
+    project_yaml(tmp_path, {}, model={"path": "hello.tflite"})
+    proc = tinypipe("run", str(tmp_path), "--until", "reference")
+    assert proc.returncode == 2, proc.stderr
+    assert ("error in quantize (mps2-an386-native): model.path: hello.tflite takes input [1, 1], but the data "
+            "windows are [16, 3] (sensor.window x sensor.axes)\n  hint: ") in proc.stderr, proc.stderr
+    assert not any((entry / "model.tflite").exists() for entry in (tmp_path / ".tinypipe" / "store").iterdir())
+
+
+def test_an_imported_model_must_output_one_score_per_class_and_dimensions_of_size_one_do_not_count():
+    micro = MicroModel(HELLO_WORLD.read_bytes())
+    assert micro.takes(np.zeros((5, 1, 1))) and micro.takes(np.zeros((5, 1))) and not micro.takes(np.zeros((5, 2)))
+    require_takes_windows(micro, np.zeros((5, 1, 1)), 1, "hello.tflite")
+    with pytest.raises(UserError) as err:
+        require_takes_windows(micro, np.zeros((5, 1, 1)), 2, "hello.tflite")
+    assert err.value.message == "model.path: hello.tflite outputs 1 score(s), but data.classes has 2 class(es)"
+
+
+@pytest.mark.slow
+def test_an_imported_tflite_gets_real_accuracy_on_the_recordings_and_matches_the_device(tmp_path):
+    """Train on recordings once, export the .tflite, then import it in a second project over the same recordings:
+    host accuracy is measured on the real test split (the same number as the model's own project), the device
+    agrees, and its outputs are bit-exact."""
+    trained, imported = tmp_path / "trained", tmp_path / "imported"
+    rng = np.random.default_rng(8)
+    for name, level in (("still", 0.0), ("moving", 1.0)):
+        for i in range(6):
+            write_recording(trained / "recordings" / name / f"rec_{i:02d}.csv", accel(48, level, rng))
+    project_yaml(trained, {"hop": 8})
+    first = run_json(trained, "--until", "reference")
+    assert by_stage(first)["reference"] == "ran"
+    model = store_entry(trained, "mps2-an386-native", "quantize") / "model.tflite"
+    reference = json.loads((store_entry(trained, "mps2-an386-native", "reference") / "reference.json").read_text())
+
+    shutil.copytree(trained / "recordings", imported / "recordings")
+    (imported / "model.tflite").write_bytes(model.read_bytes())
+    project_yaml(imported, {"hop": 8}, model={"path": "model.tflite"})
+    (result,) = run_json(imported)["results"]
+    assert isinstance(result["accuracy_host"], float) and result["accuracy_host"] == reference["accuracy_host"]
+    assert result["accuracy_device"] == result["accuracy_host"]
+    assert result["bit_exact"] is True
+    summary = json.loads((store_entry(imported, "mps2-an386-native", "reference") / "reference.json").read_text())
+    assert summary["inputs"] == "data" and summary["n"] == reference["n"]
+    run = json.loads((store_entry(imported, "mps2-an386-native", "run") / "run.json").read_text())
+    assert run["confusion"]["classes"] == ["moving", "still"]
+    assert sum(map(sum, run["confusion"]["matrix"])) == reference["n"]
