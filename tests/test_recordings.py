@@ -456,3 +456,31 @@ def test_an_imported_tflite_gets_real_accuracy_on_the_recordings_and_matches_the
     run = json.loads((store_entry(imported, "mps2-an386-native", "run") / "run.json").read_text())
     assert run["confusion"]["classes"] == ["moving", "still"]
     assert sum(map(sum, run["confusion"]["matrix"])) == reference["n"]
+
+
+# --- `tinypipe data`: what the data stage stored --------------------------------------------------------------
+
+def test_tinypipe_data_shows_windows_per_class_and_split_and_each_recordings_length(two_classes):
+    project_yaml(two_classes, {"hop": 8})
+    proc = tinypipe("data", str(two_classes))
+    assert proc.returncode == 2 and "data (mps2-an386-native) is not built for the current config" in proc.stderr
+    assert f"run `tinypipe run {two_classes} --until data` first" in proc.stderr, proc.stderr
+
+    run_json(two_classes, "--until", "data")
+    proc = tinypipe("data", str(two_classes), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (doc,) = json.loads(proc.stdout)
+    manifest = json.loads((store_entry(two_classes, "mps2-an386-native", "data") / "recordings.json").read_text())
+    assert doc["classes"] == ["moving", "still"] and doc["source"] == "csv" and doc["window"] == 16
+    assert doc["recordings"] == {split: {name: {"windows": n, "samples": 40 + 6 * int(name[-6:-4])}
+                                         for name, n in names.items()} for split, names in manifest.items()}
+    assert {split: sum(counts.values()) for split, counts in doc["windows"].items()} == \
+        {split: sum(names.values()) for split, names in manifest.items()}
+
+    text = tinypipe("data", str(two_classes)).stdout.splitlines()
+    assert text[0] == "data (mps2-an386-native): csv recordings, windows of 16 samples x 3 axes"
+    assert text[2].split() == ["split", "moving", "still", "total", "recordings", "samples", "min/median/max"]
+    assert [line.split()[0] for line in text[3:6]] == ["train", "val", "test"]
+    train = text[3].split()
+    assert int(train[3]) == doc["windows"]["train"]["moving"] + doc["windows"]["train"]["still"]
+    assert int(train[4]) == 8

@@ -29,7 +29,8 @@ def bundled_file(split: str) -> Path:
     """aeon's bundled BasicMotions_<SPLIT>.ts, found without importing aeon."""
     spec = importlib.util.find_spec("aeon")
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("make_data.py: the `aeon` package is not installed: pip install aeon (or pip install -e '.[examples]')")
+        sys.exit("make_data.py: the `aeon` package is not installed: pip install aeon "
+                 "(or pip install -e '.[examples]')")
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "BasicMotions" / \
         f"BasicMotions_{split.upper()}.ts"
     if not path.is_file():

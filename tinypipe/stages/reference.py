@@ -7,8 +7,9 @@ one by one through the tflite-micro host interpreter. Imports numpy and tflite_m
 With the user's own data (`data.source: csv` or `npz`) the inputs are always its test windows and their labels, so an
 imported `.tflite` gets a real host and device accuracy (a model that does not take the windows stopped the run in
 `quantize`). With the built-in generator, when an imported model does not take the data's windows (a reference
-model such as KWS benchmarked as is), the inputs are seeded uniform random tensors instead: outputs are still the bit-exact oracle, but there is no
-accuracy (`inputs: "random"`, `accuracy_host: null`, and no `labels.bin`, so the device has none either).
+model such as KWS benchmarked as is), the inputs are seeded uniform random tensors instead: outputs are still the
+bit-exact oracle, but there is no accuracy (`inputs: "random"`, `accuracy_host: null`, and no `labels.bin`, so the
+device has none either).
 
 Outputs (row-major, no headers): `test_inputs.bin` (N x input_len elements of the input dtype, int8 by default),
 `test_outputs.bin` (N x output_len elements of the output dtype), `labels.bin` (uint8 N; only for the data's
