@@ -79,6 +79,12 @@ ERRORS = {
     "split must sum to one": (
         "name: demo\n" + GOOD_MODEL + "data:\n  split: {train: 0.8, val: 0.2, test: 0.2}\n",
         "project.yaml:6:10 data.split: train + val + test must be 1.0, got 1.2", None),
+    "csv without a folder": (
+        "name: demo\n" + GOOD_MODEL + "data:\n  source: csv\n",
+        "project.yaml:6:3 data: `source: csv` needs `path`, the folder of recordings", None),
+    "a csv option on generated data": (
+        "name: demo\n" + GOOD_MODEL + "data:\n  hop: 8\n",
+        "project.yaml:6:3 data: `source: generator` reads none of `path`, `hop` and `short`", None),
     "negative seed": ("name: demo\nseed: -1\n" + GOOD_MODEL, "project.yaml:2:7 seed: Input should be greater than or "
                       "equal to 0 (got -1)", None),
     "infinite learning rate": ("name: demo\n" + GOOD_MODEL + "  learning_rate: .inf\n",

@@ -164,6 +164,7 @@ SUBCOMMANDS = [
     (["run", "{p}", "--until", "trian"], 2, "did you mean 'train'"),
     (["run", "{p}"], 0, "tinypipe results"),
     (["gc", "{p}", "--dry-run"], 0, "would delete"),
+    (["data", "{p}"], 0, "split wave tap none total"),
     (["boards"], 0, "mps2-an386"),
     (["boards", "--json"], 0, '"triple"'),
     (["boards", "mps2-an368"], 2, "did you mean 'mps2-an386'"),

@@ -146,6 +146,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("stage", nargs="?", default="codegen", type=_stage_name,
                       help="stage whose entry to show (default: codegen)")
 
+    command("data", "show the dataset the data stage made: windows per class and split, recordings (runs nothing)",
+            "Print what the data stage stored for the current config: windows per class in each split and, for "
+            "CSV recordings, the recordings of each split, their windows and their length in samples. Runs "
+            "nothing: after a config or recording change, `tinypipe run DIR --until data` first.",
+            [("tinypipe data pipelines/motion", "a table per split"),
+             ("tinypipe data . --json", "the same as JSON, every recording listed")],
+            project="cells", json_what="the same data")
+
     gc = command("gc", "delete store entries the lock file no longer references",
                  "Delete the project store's entries that tinypipe.lock no longer references. With --cache, "
                  "prune the user-level cache instead ($TINYPIPE_CACHE, else $XDG_CACHE_HOME/tinypipe: shared "
@@ -463,6 +471,68 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _samples(path: Path) -> int | None:
+    """Samples in a CSV recording as the data stage counts them: its non-blank lines after the header."""
+    try:
+        lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    except OSError:
+        return None
+    return max(len(lines) - 1, 0)
+
+
+def cmd_data(args) -> int:
+    pipeline = _pipeline(args)
+    shown: dict[str, dict] = {}
+    for v in pipeline.variants:
+        node = pipeline.graph.by_variant[v.name]["data"]
+        if node.meta() is None:
+            raise UserError(f"data ({v.name}) is not built for the current config",
+                            f"run `tinypipe run {shlex.quote(args.dir)} --until data` first")
+        entry = node.entry_dir()
+        if str(entry) in shown:  # one data entry serves every cell of the matrix
+            shown[str(entry)]["variants"].append(v.name)
+            continue
+        summary = node.meta().get("summary") or {}
+        data = v.config["data"]
+        recordings = None
+        if (entry / "recordings.json").is_file():
+            root = v.resolve(data["path"])
+            manifest = json.loads((entry / "recordings.json").read_text())
+            recordings = {split: {name: {"windows": n, "samples": _samples(root / name)} for name, n in names.items()}
+                          for split, names in manifest.items()}
+        shown[str(entry)] = {
+            "variants": [v.name], "entry": str(entry), "source": data["source"], "path": data.get("path"),
+            "window": summary.get("window"), "axes": summary.get("axes"),
+            "classes": json.loads((entry / "classes.json").read_text()),
+            "windows": summary.get("counts"), "dropped": summary.get("dropped"), "recordings": recordings}
+    if args.json:
+        _print_json(list(shown.values()))
+        return 0
+    for item in shown.values():
+        where = f" {item['path']}" if item["path"] else ""
+        print(f"data ({', '.join(item['variants'])}): {item['source']}{where}, windows of {item['window']} samples "
+              f"x {len(item['axes'] or [])} axes\n  {item['entry']}")
+        classes = item["classes"]
+        width = max([len(c) for c in classes] + [7])
+        header = "  split " + "".join(f"{c:>{width + 1}}" for c in classes) + f"{'total':>{width + 1}}"
+        if item["recordings"] is not None:
+            header += "  recordings  samples min/median/max"
+        print(header)
+        for split in ("train", "val", "test"):
+            counts = (item["windows"] or {}).get(split, {})
+            line = f"  {split:<5} " + "".join(f"{counts.get(c, 0):>{width + 1}}" for c in classes)
+            line += f"{sum(counts.values()):>{width + 1}}"
+            if item["recordings"] is not None:
+                recs = item["recordings"].get(split, {})
+                lengths = sorted(r["samples"] for r in recs.values() if r["samples"] is not None)
+                spread = (f"{lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}" if lengths else "-")
+                line += f"  {len(recs):>10}  {spread}"
+            print(line)
+        if item["dropped"]:
+            print(f"  {item['dropped']} recording(s) shorter than the window were dropped")
+    return 0
+
+
 def cmd_gc(args) -> int:
     if args.cache:
         return _gc_cache(args)
@@ -615,7 +685,7 @@ def cmd_init(args) -> int:
 COMMANDS = {
     "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan,
     "report": cmd_report, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor,
-    "init": cmd_init,
+    "init": cmd_init, "data": cmd_data,
 }
 
 

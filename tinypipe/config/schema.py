@@ -33,7 +33,9 @@ class Sensor(Strict):
 
 
 class Split(Strict):
-    """How each class's windows are divided, after a shuffle seeded by `seed`; the three fractions must sum to 1."""
+    """How each class's windows are divided, after a shuffle seeded by `seed`; the three fractions must sum to 1.
+    With `data.source: csv`, whole recordings are divided, not windows; when the folder fixes train and test,
+    `val / (train + val)` of each class's training recordings become the validation set."""
 
     train: float = Field(0.7, gt=0, lt=1, description="fraction of each class's windows the model is trained on",
                          examples=[0.7])
@@ -51,20 +53,65 @@ class Split(Strict):
         return self
 
 
+GENERATOR_CLASSES = ["wave", "tap", "none"]
+
+
 class Data(Strict):
     """The labelled windows the model is trained and checked on: where they come from, their classes, the split."""
 
-    source: Literal["generator"] = Field(
+    source: Literal["generator", "csv", "npz"] = Field(
         "generator", description="where windows come from: `generator` is the built-in, seeded simulation of "
-        "an accelerometer (gravity through a tilted mounting, gain error, noise and drift, plus each class's motion)",
-        examples=["generator"])
-    classes: list[str] = Field(
-        default_factory=lambda: ["wave", "tap", "none"], min_length=2, description="class names in label order "
-        "(label 0 first), each listed once; the generator knows wave, tap and none; with `model.path`, one class "
-        "per model output", examples=[["wave", "tap", "none"]])
-    samples_per_class: int = Field(200, ge=4, le=100_000, description="windows generated per class, before the split",
-                                   examples=[200])
+        "an accelerometer (gravity through a tilted mounting, gain error, noise and drift, plus each class's motion); "
+        "`csv` reads your own recordings from the folder `data.path`: `DIR/<class>/*.csv`, one folder per class and "
+        "one file per recording, or `DIR/train/<class>/*.csv` and `DIR/test/<class>/*.csv` for a split you fixed. "
+        "Each file has a header row; `sensor.axes` picks its columns, in order (other columns, a timestamp say, are "
+        "ignored). The split is by recording, never by window: windows of one recording stay in one split; "
+        "`npz` reads windows you cut yourself from the NumPy file `data.path`: `x` (float, [windows, sensor.window, "
+        "len(sensor.axes)]) and `y` (integer labels, indices into `data.classes`), split one window at a time; or "
+        "`x_train`, `y_train`, `x_test`, `y_test` (and optionally `x_val`, `y_val`) for a split you fixed — "
+        "give it when windows overlap or several come from one recording, or the test accuracy flatters the model",
+        examples=["csv"])
+    path: str | None = Field(
+        None, description="the folder of CSV recordings (`source: csv`) or the `.npz` file (`source: npz`), "
+        "relative to project.yaml; the data stage reruns when a file's content changes (not its mtime)",
+        examples=["recordings"])
+    classes: list[str] | None = Field(
+        None, min_length=2, description="class names in label order (label 0 first), each listed once; the generator "
+        "knows wave, tap and none (all three when unset); with `source: csv`, the class folders to use, in this order "
+        "(when unset: every class folder, sorted by name); with `source: npz`, required: the name of label 0, 1, "
+        "...; with `model.path`, one class per model output",
+        examples=[["wave", "tap", "none"]])
+    samples_per_class: int = Field(200, ge=4, le=100_000, description="windows generated per class, before the "
+                                   "split (`source: generator` only)", examples=[200])
+    hop: int | None = Field(
+        None, ge=1, le=65536, description="`source: csv`: samples between the starts of two windows cut from one "
+        "recording; unset: `sensor.window` (windows side by side, no overlap). Samples after the last whole "
+        "window are not used", examples=[32])
+    short: Literal["drop", "pad"] = Field(
+        "drop", description="`source: csv`: what becomes of a recording shorter than `sensor.window`: `drop` "
+        "skips it (the data stage reports how many), `pad` makes one window of it by repeating its last sample",
+        examples=["pad"])
     split: Split = Field(default_factory=Split)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generator_classes(cls, data):
+        # the generator's classes are the default only for the generator: a csv project's come from its folders
+        if isinstance(data, dict) and data.get("source", "generator") == "generator" and data.get("classes") is None:
+            return {**data, "classes": list(GENERATOR_CLASSES)}
+        return data
+
+    @model_validator(mode="after")
+    def _path_for_csv(self) -> "Data":
+        if self.source == "csv" and self.path is None:
+            raise ValueError("`source: csv` needs `path`, the folder of recordings")
+        if self.source == "npz" and (self.path is None or self.classes is None):
+            raise ValueError("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label")
+        if self.source == "npz" and (self.hop is not None or self.short != "drop"):
+            raise ValueError("`hop` and `short` are read only with `source: csv`")
+        if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
+            raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
+        return self
 
 
 Activation = Literal["relu", "relu6", "tanh", "sigmoid", "linear"]

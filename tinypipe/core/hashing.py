@@ -81,3 +81,31 @@ def tree_hash(root: Path, ignore: tuple[str, ...] = (), skip_top: tuple[str, ...
     if signature not in _tree_memo:
         _tree_memo[signature] = sha256_json({rel: sha256_file(root / rel) for rel, _, _ in signature[1]})
     return _tree_memo[signature]
+
+
+_file_memo: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) -> content hash
+
+
+def file_hashes(root: Path, suffix: str) -> dict[str, str]:
+    """{relative path: sha256} of every file under `root` whose name ends with `suffix` (names starting with a dot
+    skipped, at any depth), for a stage key that names each file. Memoized per file like `tree_hash`: a file is
+    re-read only when its mtime or size changed, so touching it costs one hash and changes nothing."""
+    root = Path(root)
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or not name.endswith(suffix):
+                continue
+            full = Path(dirpath) / name
+            out[full.relative_to(root).as_posix()] = file_hash(full)
+    return dict(sorted(out.items()))
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of one file, memoized per process by (path, mtime, size), like `file_hashes`."""
+    st = os.stat(path)
+    signature = (str(path), st.st_mtime_ns, st.st_size)
+    if signature not in _file_memo:
+        _file_memo[signature] = sha256_file(path)
+    return _file_memo[signature]

@@ -28,13 +28,29 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _files_diff(old: dict, new: dict, path: str) -> list[str]:
+    """A `files` mapping ({relative path: sha256}, e.g. data.files) by file: one line each for the files added,
+    removed and changed, naming a few."""
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(name for name in set(old) & set(new) if old[name] != new[name])
+    out = []
+    for verb, names in (("added", added), ("removed", removed), ("changed", changed)):
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            out.append(f"{path}: {len(names)} file{'' if len(names) == 1 else 's'} {verb}: {shown}")
+    return out
+
+
 def diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Human-readable differences between two JSON values, by key path."""
+    """Human-readable differences between two JSON values, by key path (a mapping named `files` by file)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
             path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old:
+            if key == "files" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+                out.extend(_files_diff(old[key], new[key], path))
+            elif key not in old:
                 out.append(f"{path} added ({_short(new[key])})")
             elif key not in new:
                 out.append(f"{path} removed (was {_short(old[key])})")

@@ -226,6 +226,11 @@ class MicroModel:
             return quantize_input(x_float, self.input.scale, self.input.zero_point, self.input.dtype)
         return np.asarray(x_float, dtype=self.input.dtype)
 
+    def takes(self, x_float: "np.ndarray") -> bool:
+        """Whether one window of x_float [N, ...] has the model's input shape, dimensions of size 1 aside
+        (a model taking [1, 50, 6] takes windows [N, 50, 6])."""
+        return [d for d in self.input.shape if d != 1] == [int(d) for d in x_float.shape[1:] if d != 1]
+
     def fits(self, x_float: "np.ndarray") -> bool:
         """Whether one window of x_float [N, ...] has exactly the model's input element count."""
         import numpy as np
@@ -249,3 +254,18 @@ def builtin_op_names(model_bytes: bytes) -> list[str]:
         else:
             names.add(by_code.get(code, f"BUILTIN_{code}"))
     return sorted(names)
+
+
+def require_takes_windows(micro: MicroModel, x_float: "np.ndarray", num_classes: int, source: str) -> None:
+    """An imported model evaluated on the user's own data (csv, npz) must take its windows and output one score
+    per class; otherwise a UserError naming both shapes (the generator's projects fall back to random inputs)."""
+    window = [int(d) for d in x_float.shape[1:]]
+    if not micro.takes(x_float):
+        raise UserError(f"model.path: {source} takes input {list(micro.input.shape)}, but the data windows are "
+                        f"{window} (sensor.window x sensor.axes)",
+                        "set sensor.window and sensor.axes to the shape the model was trained on, or import a model "
+                        "trained on these windows")
+    if micro.output.size != num_classes:
+        raise UserError(f"model.path: {source} outputs {micro.output.size} score(s), but data.classes has "
+                        f"{num_classes} class(es)",
+                        "list one class per model output, in the model's output order, in data.classes")

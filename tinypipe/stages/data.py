@@ -8,8 +8,12 @@ noise and a slow bias drift, plus the class's motion:
 - `tap`: a short 1.5-5 g impulse, mostly on z, at a random offset, ringing down in tens of milliseconds;
 - `none`: the device at rest or barely moving (a faint slow sway, well under a wave's amplitude).
 
+`data.source: csv` reads the user's recordings instead (`_recordings.py`): split by recording, cut into windows;
+`data.source: npz` reads windows the user cut, split one window at a time unless the file fixes the split.
+
 Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32) and
-`classes.json` (class names in label order).
+`classes.json` (class names in label order); from recordings also `recordings.json` (which recordings went to which
+split, and how many windows each gave: the split manifest).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json
 from tinypipe.stages._ml import write_npz
+from tinypipe.stages._recordings import recordings_dir, recordings_key
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 GENERATOR_CLASSES = ("wave", "tap", "none")
@@ -24,13 +29,23 @@ GENERATOR_AXES = ("x", "y", "z")
 GENERATOR_KINDS = ("accelerometer", "imu", "generic")
 
 
+USER_DATA_ONLY = ("path", "hop", "short")  # keys the generator does not read
+
+
 def _config(variant) -> dict:
     c = variant.config
-    return {"seed": c["seed"], "sensor": c["sensor"], "data": c["data"]}
+    data = dict(c["data"])
+    if data.get("source") in ("csv", "npz"):
+        data.pop("samples_per_class", None)
+        data["files"] = recordings_key(variant)  # each file by content: `status --why` names the file
+    else:
+        for name in USER_DATA_ONLY:  # a generator project's key is what it was before csv and npz existed
+            data.pop(name, None)
+    return {"seed": c["seed"], "sensor": c["sensor"], "data": data}
 
 
 STAGE = Stage(name="data", version="1", needs=(), config=_config,
-              description="generate and split the sensor dataset")
+              description="generate or read, and split, the sensor dataset")
 
 
 # --- the generator: each function returns float64 [n, window, 3] in g, drawing only from `rng` -----------------
@@ -152,24 +167,99 @@ def stratified_split(y, fractions, seed):
     return tuple(rng.permutation(np.concatenate(parts[k])) for k in ("train", "val", "test"))
 
 
+def _from_recordings(ctx: StageContext):
+    """(arrays, classes, extra summary) from the user's CSV recordings, with the split manifest written."""
+    from tinypipe.stages import _recordings
+
+    p = ctx.variant.project
+    rec = _recordings.load(recordings_dir(ctx.variant), p.data.path.rstrip("/"), p.data.classes, p.sensor.axes,
+                           p.sensor.window, p.data.hop, p.data.short, p.data.split, p.seed)
+    manifest = {split: {name: int((rec.sources[split] == i).sum()) for i, name in enumerate(rec.recordings[split])}
+                for split in rec.recordings}
+    atomic_write_json(ctx.out / "recordings.json", manifest)
+    if rec.dropped:
+        ctx.log(f"{len(rec.dropped)} recording(s) shorter than the window ({p.sensor.window} samples) dropped: "
+                f"{', '.join(rec.dropped[:3])}{' ...' if len(rec.dropped) > 3 else ''}")
+    ctx.log(f"{sum(len(r) for r in rec.recordings.values())} recordings ("
+            + " / ".join(f"{len(rec.recordings[s])} {s}" for s in ("train", "val", "test")) + ")")
+    extra = {"recordings": {s: len(names) for s, names in rec.recordings.items()}, "dropped": len(rec.dropped)}
+    return rec.arrays, rec.classes, extra
+
+
+def carve_validation(y, share, seed):
+    """Indices (train, val) of a fixed training set: per class, shuffle, then `share` of it (at least one window
+    when share > 0) becomes validation."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 1_000_037])
+    train, val = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_val = max(1, round(len(idx) * share)) if share > 0 and len(idx) > 1 else 0
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+
+def _from_npz(ctx: StageContext):
+    """(arrays, classes, extra summary) from the user's .npz windows."""
+    from tinypipe.stages import _recordings
+
+    p = ctx.variant.project
+    loaded = _recordings.load_npz(_recordings.npz_file(ctx.variant), p.data.path, p.data.classes, p.sensor.axes,
+                                  p.sensor.window)
+    if "x" in loaded:
+        x, y = loaded["x"], loaded["y"]
+        for label, name in enumerate(p.data.classes):
+            n = int((y == label).sum())
+            if n - max(1, round(n * p.data.split.test)) - round(n * p.data.split.val) < 1:
+                raise UserError(f"{p.data.path}: class {name!r} has {n} window(s); the split leaves none to train on",
+                                "add windows of the class, or fix the split with x_train/y_train/x_test/y_test")
+        train, val, test = stratified_split(y, p.data.split, p.seed)
+        arrays = {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val],
+                  "x_test": x[test], "y_test": y[test]}
+    elif "x_val" in loaded:
+        arrays = loaded
+    else:
+        share = p.data.split.val / (p.data.split.train + p.data.split.val)
+        train, val = carve_validation(loaded["y_train"], share, p.seed)
+        arrays = {"x_train": loaded["x_train"][train], "y_train": loaded["y_train"][train],
+                  "x_val": loaded["x_train"][val], "y_val": loaded["y_train"][val],
+                  "x_test": loaded["x_test"], "y_test": loaded["y_test"]}
+    ctx.log(f"{p.data.path}: arrays {', '.join(sorted(loaded))}"
+            + ("" if "x_val" in loaded or "x" in loaded else "; validation carved from x_train"))
+    return arrays, list(p.data.classes), {"split": "by window" if "x" in loaded else "fixed"}
+
+
 def run(ctx: StageContext) -> StageResult:
 
     p = ctx.variant.project
-    if p.sensor.kind not in GENERATOR_KINDS:
-        raise UserError(
-            f"sensor.kind: the built-in generator makes accelerometer data, not {p.sensor.kind!r} data",
-            "set sensor.kind to accelerometer (or imu), or import a model with model.path",
-        )
-    x, y = generate(p.data.classes, p.data.samples_per_class, p.sensor.window, p.sensor.sample_rate_hz,
-                    p.sensor.axes, p.seed)
-    train, val, test = stratified_split(y, p.data.split, p.seed)
-    arrays = {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val],
-              "x_test": x[test], "y_test": y[test]}
+    if p.data.source == "csv":
+        arrays, classes, extra = _from_recordings(ctx)
+    elif p.data.source == "npz":
+        arrays, classes, extra = _from_npz(ctx)
+    else:
+        if p.sensor.kind not in GENERATOR_KINDS:
+            raise UserError(
+                f"sensor.kind: the built-in generator makes accelerometer data, not {p.sensor.kind!r} data",
+                "set sensor.kind to accelerometer (or imu), or import a model with model.path",
+            )
+        x, y = generate(p.data.classes, p.data.samples_per_class, p.sensor.window, p.sensor.sample_rate_hz,
+                        p.sensor.axes, p.seed)
+        train, val, test = stratified_split(y, p.data.split, p.seed)
+        arrays = {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val],
+                  "x_test": x[test], "y_test": y[test]}
+        classes, extra = list(p.data.classes), {}
     write_npz(ctx.out / "data.npz", arrays)
-    atomic_write_json(ctx.out / "classes.json", list(p.data.classes))
-    counts = {split: {name: int((arrays[f"y_{split}"] == i).sum()) for i, name in enumerate(p.data.classes)}
+    atomic_write_json(ctx.out / "classes.json", classes)
+    counts = {split: {name: int((arrays[f"y_{split}"] == i).sum()) for i, name in enumerate(classes)}
               for split in ("train", "val", "test")}
-    ctx.log(f"{len(y)} windows of {p.sensor.window} x {len(p.sensor.axes)} "
-            f"({len(train)} train / {len(val)} val / {len(test)} test)")
-    return {"windows": int(len(y)), "train": int(len(train)), "val": int(len(val)), "test": int(len(test)),
-            "window": p.sensor.window, "axes": list(p.sensor.axes), "counts": counts}
+    sizes = {split: int(len(arrays[f"y_{split}"])) for split in ("train", "val", "test")}
+    windows = sum(sizes.values())
+    ctx.log(f"{windows} windows of {p.sensor.window} x {len(p.sensor.axes)} "
+            f"({sizes['train']} train / {sizes['val']} val / {sizes['test']} test)")
+    if p.data.source != "generator":
+        for split in ("train", "val", "test"):
+            ctx.log(f"  {split}: " + ", ".join(f"{name} {n}" for name, n in counts[split].items()))
+    return {"windows": windows, **sizes, "window": p.sensor.window, "axes": list(p.sensor.axes),
+            "counts": counts, **extra}

@@ -5,7 +5,9 @@ Calibration uses `quantization.representative_samples` training windows, picked 
 feeds); with `float32` the converter keeps float I/O and adds QUANTIZE/DEQUANTIZE at the edges.
 
 An imported `model.path: x.tflite` enters here: the file is copied as is (its sha256 is part of this stage's
-key; the train stage only left a marker) and checked by the same host interpreter.
+key; the train stage only left a marker) and checked by the same host interpreter. With the user's own data
+(`data.source: csv` or `npz`) it must take the data's windows (same shape, dimensions of size 1 aside) and output
+one score per class, or the run stops with exit 2 naming both shapes: its accuracy is then measured on the test split.
 
 Outputs: `model.tflite` and `quant.json` (input/output scale and zero point, builtin op names, int8 accuracy on
 the test split from the tflite-micro host interpreter, Keras float accuracy on the test split).
@@ -18,7 +20,8 @@ import time
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
 from tinypipe.stages._ml import (MicroModel, builtin_op_names, captured_output, format_accuracy, load_split,
-                                 model_source, probe_untrusted_model, quiet_tensorflow)
+                                 model_source, probe_untrusted_model, quiet_tensorflow,
+                                 require_takes_windows)
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
@@ -104,7 +107,10 @@ def run(ctx: StageContext) -> StageResult:
             raise  # our converter settings made a model TFLM rejects: a bug, not the user's to fix
         raise UserError(f"model.path: {source.path} does not load in the host TFLM interpreter: {exc}",
                         "import a .tflite flatbuffer made of builtin ops that TFLM supports") from exc
-    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], len(p.data.classes))
+    num_classes = len(read_json(ctx.input("data", "classes.json")))
+    if source.kind == "tflite" and p.data.source != "generator":  # the user's own data: evaluate on it, or stop
+        require_takes_windows(micro, split["x_test"], num_classes, p.model.path)
+    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], num_classes)
     ops = builtin_op_names(model_bytes)
     atomic_write_bytes(ctx.out / "model.tflite", model_bytes)
     atomic_write_json(ctx.out / "quant.json", {

@@ -4,9 +4,12 @@ Test windows are quantized with the model's input scale and zero point exactly a
 does (float32 divide, round half away from zero, add the zero point, clamp; see `native.quant.quantize_input`), then run
 one by one through the tflite-micro host interpreter. Imports numpy and tflite_micro only, never TensorFlow.
 
-When an imported model does not take the data's windows (a reference model such as KWS benchmarked as is), the
-inputs are seeded uniform random tensors instead: outputs are still the bit-exact oracle, but there is no
-accuracy (`inputs: "random"`, `accuracy_host: null`, and no `labels.bin`, so the device has none either).
+With the user's own data (`data.source: csv` or `npz`) the inputs are always its test windows and their labels, so an
+imported `.tflite` gets a real host and device accuracy (a model that does not take the windows stopped the run in
+`quantize`). With the built-in generator, when an imported model does not take the data's windows (a reference
+model such as KWS benchmarked as is), the inputs are seeded uniform random tensors instead: outputs are still the
+bit-exact oracle, but there is no accuracy (`inputs: "random"`, `accuracy_host: null`, and no `labels.bin`, so the
+device has none either).
 
 Outputs (row-major, no headers): `test_inputs.bin` (N x input_len elements of the input dtype, int8 by default),
 `test_outputs.bin` (N x output_len elements of the output dtype), `labels.bin` (uint8 N; only for the data's
@@ -18,7 +21,7 @@ output_scale, output_zero_point, inputs, accuracy_host, classes}.
 from __future__ import annotations
 
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
-from tinypipe.stages._ml import MicroModel, format_accuracy, load_split
+from tinypipe.stages._ml import MicroModel, format_accuracy, load_split, require_takes_windows
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 STAGE = Stage(name="reference", version="3", needs=("quantize", "data"), config=lambda variant: {},
@@ -45,6 +48,8 @@ def run(ctx: StageContext) -> StageResult:
     split = load_split(ctx.inputs["data"])
     classes = read_json(ctx.input("data", "classes.json"))
     x, y = split["x_test"], split["y_test"].astype(np.uint8)
+    if p.data.source != "generator":  # the user's own data: an imported model is evaluated on it, or the run stops
+        require_takes_windows(micro, x, len(classes), p.model.path or "the model")
     if micro.fits(x):
         inputs, origin = micro.to_input(x).reshape(len(x), micro.input.size), "data"
     else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 
 from tinypipe.core.errors import UserError
-from tinypipe.core.fs import atomic_write_json
+from tinypipe.core.fs import atomic_write_json, read_json
 from tinypipe.stages._ml import format_accuracy, load_split, model_source, quiet_tensorflow
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
@@ -207,7 +207,7 @@ def run(ctx: StageContext) -> StageResult:
     import keras
 
     split = load_split(ctx.inputs["data"])
-    num_classes = len(p.data.classes)
+    num_classes = len(read_json(ctx.input("data", "classes.json")))  # csv: data.classes may be unset
     window, axes = split["x_train"].shape[1:]
     if source.kind == "keras":
         model, export = _import_keras(keras, source.path, window, axes, num_classes)
