@@ -225,9 +225,8 @@ def test_sweep_values_are_stored_as_validated_and_named_by_position_when_unreada
     config = project.model_dump(mode="json")
     assert config["matrix"]["sensor.sample_rate_hz"] == [50.0, 62.5]  # floats, as the schema dumps them
     names = [v.name for v in expand(config)]
-    assert names == ["mps2-an386-native-sample_rate_hz50-classes_v0", "mps2-an386-native-sample_rate_hz50-classes_v1",
-                     "mps2-an386-native-sample_rate_hz62.5-classes_v0",
-                     "mps2-an386-native-sample_rate_hz62.5-classes_v1"]
+    assert names == ["mps2-an386-native-classes_v0-sample_rate_hz50", "mps2-an386-native-classes_v0-sample_rate_hz62.5",
+                     "mps2-an386-native-classes_v1-sample_rate_hz50", "mps2-an386-native-classes_v1-sample_rate_hz62.5"]
 
 
 def test_names_that_would_meet_fall_back_to_numbered_cells():
@@ -262,3 +261,20 @@ def test_cli_a_bad_sweep_value_exits_2_naming_the_matrix_entry(tmp_path):
     assert proc.returncode == 2
     assert 'project.yaml:6:22 matrix."model.epochs"[1]: model.epochs: Input should be greater' in proc.stderr
     assert not (tmp_path / ".tinypipe").exists() and not (tmp_path / "tinypipe.lock").exists()
+
+
+def test_cells_do_not_depend_on_the_order_the_config_cache_keeps(tmp_path):
+    """The cache stores canonical JSON (keys sorted): the cells, their names and order must be the same."""
+    import json
+
+    from tinypipe.config.loader import load_config
+
+    write(tmp_path, SWEEP + "matrix:\n  sensor.window: [64, 128]\n  model.epochs: [10, 30]\n  board: [mps2-an385]\n")
+    fresh, _ = load_config(tmp_path, tmp_path / ".tinypipe")
+    cached, _ = load_config(tmp_path, tmp_path / ".tinypipe")
+    assert json.loads((tmp_path / ".tinypipe" / "config.json").read_text())["config"] == cached
+    fresh_cells = [(v.name, v.config) for v in expand(fresh)]
+    assert [(v.name, v.config) for v in expand(cached)] == fresh_cells
+    assert [name for name, _ in fresh_cells] == [
+        "mps2-an385-native-epochs10-window64", "mps2-an385-native-epochs10-window128",
+        "mps2-an385-native-epochs30-window64", "mps2-an385-native-epochs30-window128"]

@@ -14,8 +14,8 @@ from tests.helpers import REPO, tinypipe
 pytestmark = pytest.mark.slow
 
 SWEEP = REPO / "pipelines" / "gesture-sweep"
-CELLS = {f"mps2-an386-native-layers0.filters{f}-epochs{e}": {"model.layers[0].filters": f, "model.epochs": e}
-         for f in (4, 8) for e in (4, 8)}
+CELLS = {f"mps2-an386-native-epochs{e}-layers0.filters{f}": {"model.layers[0].filters": f, "model.epochs": e}
+         for e in (4, 8) for f in (4, 8)}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_one_bit_exact_row_per_cell(sweep):
         assert row["bit_exact"] is True and row["accuracy_device"] == row["accuracy_host"]
         assert row["instructions_per_inference"] > 0
     # the first layer's width shows in the work per inference
-    small, large = (rows[f"mps2-an386-native-layers0.filters{f}-epochs8"] for f in (4, 8))
+    small, large = (rows[f"mps2-an386-native-epochs8-layers0.filters{f}"] for f in (4, 8))
     assert small["instructions_per_inference"] < large["instructions_per_inference"]
 
 

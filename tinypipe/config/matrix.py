@@ -41,9 +41,10 @@ def parse_path(text: str) -> tuple | None:
 
 
 def sweeps(config: dict[str, Any]) -> dict[str, list[Any]]:
-    """The sweep axes of a config (JSON), in the order written: path text -> values."""
+    """The sweep axes of a config (JSON), path text -> values, sorted by path: the order of a mapping does not
+    survive the config cache (canonical JSON), and the names and order of the cells must not depend on it."""
     matrix = config.get("matrix") or {}
-    return {k: v for k, v in matrix.items() if k not in FIXED_AXES}
+    return {k: matrix[k] for k in sorted(matrix) if k not in FIXED_AXES}
 
 
 def set_path(data: Any, path: tuple, value: Any) -> None:

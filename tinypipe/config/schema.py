@@ -233,8 +233,8 @@ class Matrix(BaseModel):
     """Several variants in one run: the cartesian product of every list given here. `board` and `engine` name
     boards and engines; any other key is a sweep, a key path of project.yaml (`model.epochs`,
     `sensor.window`, `model.layers[0].filters`) with the values to try, each validated like the rest of the
-    file. A variant is named `<board>-<engine>` (`mps2-an386-native`), then one part per sweep: the path
-    without its section, then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
+    file. A variant is named `<board>-<engine>` (`mps2-an386-native`), then one part per sweep, in the order
+    of their paths: the path without its section, then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
     short number or word is named by its position, `path_v0`; a word follows an underscore, `io_float32`). A list left unset or empty means
     `target.board` (or `engine`) alone, so without `matrix:` a project has one variant; a value listed twice
     is an error, and so are more than 1,024 variants. `tinypipe run --board B` (or `--engine E`) replaces the list with B (or E) and keeps the
