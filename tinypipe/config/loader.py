@@ -396,25 +396,26 @@ def _load_validated(path: Path) -> "tuple[Any, Path, tuple[Path, ...]]":
     except ValidationError as exc:
         raise_validation_error(exc, located, Project, _display(path))
     if project.matrix is not None:
-        project = _check_matrix(project, located, _display(path))
+        project = _check_matrix(project, located)
     return project, path, located.files
 
 
 # --- the matrix: boards and engines known and listed once, every sweep value valid in a full config ----------
 
 
-def _check_matrix(project: Any, located: Located, file: str) -> Any:
+def _check_matrix(project: Any, located: Located) -> Any:
     """Check `matrix:` beyond its own schema and return the project with every sweep value normalized (as the
-    schema dumps it: what `expand` sets into each cell). A bad sweep path or value is a ConfigError at the matrix
-    entry that causes it: each value is validated in the full config with only it changed, then every cell."""
+    schema dumps it: what `expand` sets into each cell). Every cell's full config is validated; a bad sweep path
+    or value is a ConfigError at the matrix entry that causes it."""
     import copy
+    import itertools
     import json
     import math
 
     from pydantic import ValidationError
 
     from tinypipe.config.boards import BOARDS
-    from tinypipe.config.matrix import FIXED_AXES, MAX_CELLS, parse_path, set_path  # noqa: F401
+    from tinypipe.config.matrix import FIXED_AXES, MAX_CELLS, parse_path, set_path
     from tinypipe.config.schema import Project
 
     matrix = project.matrix
@@ -499,8 +500,6 @@ def _check_matrix(project: Any, located: Located, file: str) -> Any:
 
     # every cell validated whole (the split's fractions, say, may be fine only together); an error is blamed on
     # the sweep whose key it concerns, naming the other sweeps' values when they may play a part
-    import itertools
-
     keys = list(axes)
     normalized: dict[str, list] = {k: [None] * len(axes[k]) for k in keys}
     for picks in itertools.product(*[range(len(axes[k])) for k in keys]):
@@ -529,8 +528,7 @@ def _check_matrix(project: Any, located: Located, file: str) -> Any:
         assert {k: v for k, v in cell.items() if k != "matrix"} == expected, "a sweep value does not normalize"
     for key in keys:
         refuse_duplicates(key, normalized[key], lambda v: json.dumps(v, sort_keys=True))
-    extra = dict(normalized)
-    return project.model_copy(update={"matrix": matrix.model_copy(update=extra)})
+    return project.model_copy(update={"matrix": matrix.model_copy(update=normalized)})
 
 
 # --- the validated-config cache ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A Variant is one matrix cell: the validated project (as JSON) with board and engine fixed.
+"""A Variant is one matrix cell: the validated project (as JSON) with board, engine and any sweep values set.
 
 Stage keys read `variant.config` — plain JSON — so a no-op run never needs pydantic: the validated config comes
 from the config cache. `variant.project` gives the typed pydantic model, validated on first use (stages that
