@@ -449,6 +449,9 @@ def _check_matrix(project: Any, located: Located) -> Any:
     paths: dict[str, tuple] = {}
     for key, values in axes.items():
         mark = located.keys.get(("matrix", key))
+        if len(key) > 200:  # no key path of a project is near this long; never echo a huge one
+            raise ConfigError(mark, format_key_path(("matrix", key[:40] + "…")), f"a key path of {len(key):,} "
+                              "characters; a project's are a few dozen", "sweep a key path such as `model.epochs`")
         where = format_key_path(("matrix", key))
         path = parse_path(key)
         if path is None:
