@@ -1,5 +1,6 @@
 """Config errors name file:line:col and the key path, give a hint, and exit 2. The messages are pinned."""
 
+import re
 import subprocess
 import textwrap
 
@@ -72,6 +73,38 @@ ERRORS = {
     "unknown board in the matrix": (
         "name: demo\n" + GOOD_MODEL + "matrix:\n  board: [mps2-an386, nucleo]\n",
         "project.yaml:6:23 matrix.board[1]: unknown board 'nucleo'", None),
+    "duplicate engine in the matrix": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  engine: [native, native]\n",
+        "project.yaml:6:20 matrix.engine[1]: 'native' is listed twice (first as matrix.engine[0])", "remove one"),
+    "a sweep value the schema refuses": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  model.epochs: [10, 0]\n",
+        'project.yaml:6:22 matrix."model.epochs"[1]: model.epochs: Input should be greater than or equal to 1 (got 0)',
+        None),
+    "a sweep over an unknown key": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  model.epoch: [10]\n",
+        'project.yaml:6:3 matrix."model.epoch": no such key in a project: `model.epoch` is unknown',
+        "did you mean `epochs`?"),
+    "a sweep past the end of a list": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  model.layers[3].units: [4]\n",
+        'project.yaml:6:3 matrix."model.layers[3].units": no such key in this project: model.layers has 1 item, no [3]',
+        None),
+    "a sweep key that is no key path": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  model/epochs: [10]\n",
+        'project.yaml:6:3 matrix.model/epochs: not a key path of project.yaml', "model.layers[0].filters"),
+    "a typo of board in the matrix": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  boards: [mps2-an386]\n",
+        "project.yaml:6:3 matrix.boards: no such key in a project: `boards` is unknown", "did you mean `board`?"),
+    "a sweep that is not a list": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  model.epochs: 10\n",
+        'project.yaml:6:17 matrix."model.epochs": Input should be a valid list (got 10)', None),
+    "a sweep value listed twice once validated": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  sensor.sample_rate_hz: [50, 50.0]\n",
+        'project.yaml:6:31 matrix."sensor.sample_rate_hz"[1]: 50.0 is listed twice (first as '
+        'matrix."sensor.sample_rate_hz"[0])', None),
+    "sweeps fine alone but not together": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  data.split.train: [0.6, 0.7]\n  data.split.val: [0.25, 0.15]\n",
+        'project.yaml:7:26 matrix."data.split.val"[1]: data.split: train + val + test must be 1.0, got 0.9 '
+        "(with data.split.train = 0.6)", None),
     "missing required section": ("name: demo\n", "project.yaml:1:1 model: required key is missing", "add `model:` here"),
     "duplicate key": (
         "name: demo\n" + GOOD_MODEL + "name: other\n", "project.yaml:5:1 name: duplicate key (first given at line 1)",
@@ -168,3 +201,86 @@ def test_cli_exit_code_2_and_nothing_written(tmp_path):
     assert proc.returncode == 2
     assert "project.yaml:6:10 target.board: unknown board 'nope'" in proc.stderr
     assert not (tmp_path / ".tinypipe").exists() and not (tmp_path / "tinypipe.lock").exists()
+
+
+SWEEP = "name: demo\nmodel:\n  layers:\n    - {type: conv1d, filters: 8, kernel_size: 3}\n    - {type: flatten}\n" \
+        "    - {type: dense, units: 3}\n"
+
+
+def test_a_sweep_expands_into_the_product_with_readable_unique_names(tmp_path):
+    project, _ = load_project(write(tmp_path, SWEEP + "matrix:\n  board: [mps2-an385, mps2-an386]\n"
+                                    "  model.epochs: [10, 30]\n  model.layers[0].filters: [8, 16]\n"
+                                    "  quantization.io: [int8, float32]\n"))
+    variants = expand(project.model_dump(mode="json"))
+    names = [v.name for v in variants]
+    assert len(names) == len(set(names)) == 2 * 2 * 2 * 2
+    assert names[0] == "mps2-an385-native-epochs10-layers0.filters8-io_int8"
+    assert names[-1] == "mps2-an386-native-epochs30-layers0.filters16-io_float32"
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", n) and len(n) <= 120 for n in names)
+    cell = variants[-1]
+    assert cell.sweep == {"model.epochs": 30, "model.layers[0].filters": 16, "quantization.io": "float32"}
+    assert cell.config["model"]["epochs"] == 30 and cell.config["model"]["layers"][0]["filters"] == 16
+    assert cell.config["quantization"]["io"] == "float32" and cell.board.name == "mps2-an386"
+    assert cell.project.model.layers[0].filters == 16  # each cell is a valid project of its own
+    assert variants[0].config["model"]["layers"][0]["filters"] == 8  # the cells share no mutable state
+
+
+def test_sweep_values_are_stored_as_validated_and_named_by_position_when_unreadable(tmp_path):
+    project, _ = load_project(write(tmp_path, SWEEP + "matrix:\n  sensor.sample_rate_hz: [50, 62.5]\n"
+                                    "  data.classes: [[wave, tap], [wave, tap, none]]\n"))
+    config = project.model_dump(mode="json")
+    assert config["matrix"]["sensor.sample_rate_hz"] == [50.0, 62.5]  # floats, as the schema dumps them
+    names = [v.name for v in expand(config)]
+    assert names == ["mps2-an386-native-classes_v0-sample_rate_hz50", "mps2-an386-native-classes_v0-sample_rate_hz62.5",
+                     "mps2-an386-native-classes_v1-sample_rate_hz50", "mps2-an386-native-classes_v1-sample_rate_hz62.5"]
+
+
+def test_names_that_would_meet_fall_back_to_numbered_cells():
+    from tinypipe.config.matrix import cell_names
+
+    # `a` = "1-b2", `b` = "3" and `a` = "1", `b` = "2-b3" both read a1-b2-b3
+    assert cell_names(["mps2-an386"], ["native"], [["a1-b2", "a1"], ["b3", "b2-b3"]]) == [
+        "mps2-an386-native-cell0", "mps2-an386-native-cell1", "mps2-an386-native-cell2", "mps2-an386-native-cell3"]
+
+
+def test_board_and_engine_filters_keep_the_sweeps(tmp_path):
+    project, _ = load_project(write(tmp_path, SWEEP + "matrix:\n  board: [mps2-an385, mps2-an386]\n"
+                                    "  engine: [native, tflm]\n  model.epochs: [10, 30]\n"))
+    config = project.model_dump(mode="json")
+    assert len(expand(config)) == 8
+    assert [v.name for v in expand(config, board="mps2-an500", engine="tflm")] == [
+        "mps2-an500-tflm-epochs10", "mps2-an500-tflm-epochs30"]
+    assert [v.name for v in expand(config, engine="native")] == [
+        "mps2-an385-native-epochs10", "mps2-an385-native-epochs30",
+        "mps2-an386-native-epochs10", "mps2-an386-native-epochs30"]
+
+
+def test_a_matrix_of_thousands_is_refused_before_it_expands(tmp_path):
+    values = "[" + ", ".join(str(i) for i in range(1, 101)) + "]"
+    msg = error_of(tmp_path, SWEEP + f"matrix:\n  model.epochs: {values}\n  model.batch_size: {values}\n")
+    assert msg.splitlines()[0] == "project.yaml:7:1 matrix: makes 10,000 variants; at most 1,024"
+
+
+def test_cli_a_bad_sweep_value_exits_2_naming_the_matrix_entry(tmp_path):
+    write(tmp_path, "name: demo\n" + GOOD_MODEL + "matrix:\n  model.epochs: [10, -1]\n")
+    proc = subprocess.run(tinypipe_cmd() + ["run", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert 'project.yaml:6:22 matrix."model.epochs"[1]: model.epochs: Input should be greater' in proc.stderr
+    assert not (tmp_path / ".tinypipe").exists() and not (tmp_path / "tinypipe.lock").exists()
+
+
+def test_cells_do_not_depend_on_the_order_the_config_cache_keeps(tmp_path):
+    """The cache stores canonical JSON (keys sorted): the cells, their names and order must be the same."""
+    import json
+
+    from tinypipe.config.loader import load_config
+
+    write(tmp_path, SWEEP + "matrix:\n  sensor.window: [64, 128]\n  model.epochs: [10, 30]\n  board: [mps2-an385]\n")
+    fresh, _ = load_config(tmp_path, tmp_path / ".tinypipe")
+    cached, _ = load_config(tmp_path, tmp_path / ".tinypipe")
+    assert json.loads((tmp_path / ".tinypipe" / "config.json").read_text())["config"] == cached
+    fresh_cells = [(v.name, v.config) for v in expand(fresh)]
+    assert [(v.name, v.config) for v in expand(cached)] == fresh_cells
+    assert [name for name, _ in fresh_cells] == [
+        "mps2-an385-native-epochs10-window64", "mps2-an385-native-epochs10-window128",
+        "mps2-an385-native-epochs30-window64", "mps2-an385-native-epochs30-window128"]

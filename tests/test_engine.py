@@ -349,3 +349,33 @@ def test_out_dir_drops_the_link_of_a_failed_stage(tmp_path, fake_stages, monkeyp
     Pipeline(d).run()
     assert (out / "mps2-an386-native" / "out.txt").is_file()
     assert not stale.is_symlink()
+
+
+def test_a_sweep_shares_every_stage_upstream_of_what_it_changes(tmp_path, fake_stages):
+    """Identity by (stage, config subtree): sweeping the calibration trains once; sweeping epochs trains per value
+    but generates the data once."""
+    (tmp_path / "q").mkdir()
+    d = project(tmp_path / "q", PROJECT + "matrix:\n  quantization.representative_samples: [50, 100]\n")
+    outcome = Pipeline(d).run()
+    assert sorted(fake_stages) == ["build", "build", "data", "quantize", "quantize", "train"]
+    builds = [r for r in outcome.records if r.stage == "build"]
+    assert sorted(r.variants[0] for r in builds) == ["mps2-an386-native-representative_samples100",
+                                                     "mps2-an386-native-representative_samples50"]
+    (train,) = [r for r in outcome.records if r.stage == "train"]
+    assert len(train.variants) == 2
+
+    fake_stages.clear()
+    (tmp_path / "e").mkdir()
+    d = project(tmp_path / "e", PROJECT + "matrix:\n  model.epochs: [1, 2]\n  board: [mps2-an385, mps2-an386]\n")
+    p = Pipeline(d)
+    assert [v.name for v in p.variants] == ["mps2-an385-native-epochs1", "mps2-an385-native-epochs2",
+                                            "mps2-an386-native-epochs1", "mps2-an386-native-epochs2"]
+    outcome = p.run(jobs=2)
+    assert [fake_stages.count(s) for s in FAKE] == [1, 2, 2, 4]  # data, train, quantize, build
+    (data,) = [r for r in outcome.records if r.stage == "data"]
+    assert data.status == "ran" and len(data.variants) == 4
+    trains = {tuple(r.variants) for r in outcome.records if r.stage == "train"}
+    assert trains == {("mps2-an385-native-epochs1", "mps2-an386-native-epochs1"),
+                      ("mps2-an385-native-epochs2", "mps2-an386-native-epochs2")}
+    lock = json.loads((d / "tinypipe.lock").read_text())
+    assert set(lock["variants"]) == {v.name for v in p.variants}

@@ -49,6 +49,18 @@ CASES = {
     "extends a directory named .yaml": ("extends: dir.yaml\n" + VALID, "is a directory"),
     "extends a fifo": ("extends: pipe.yaml\n" + VALID, "not a regular file"),
     "extends itself": ("extends: project.yaml\n" + VALID, "a cycle"),
+    "a sweep of 10^12 cells": (VALID + "matrix:\n" + "".join(
+        f"  {key}: [{', '.join(str(i) for i in range(1, 1001))}]\n"
+        for key in ("model.epochs", "model.batch_size", "sensor.window", "data.samples_per_class")),
+        "matrix: makes 1,000,000,000,000 variants; at most 1,024"),
+    # explicit keys (`? key`): a plain YAML key is at most 1,024 characters
+    "a sweep path 10,000 indexes deep": (VALID + "matrix:\n  ? model.layers" + "[0]" * 10_000 + "\n  : [1]\n",
+                                         "a key path of 30,012 characters"),
+    "a sweep path 50 indexes deep": (VALID + "matrix:\n  model.layers" + "[0]" * 50 + ": [1]\n",
+                                     "model.layers[0] is not a list"),
+    "a sweep key of 100,000 characters": (VALID + "matrix:\n  ? " + "a" * 100_000 + "\n  : [1]\n",
+                                          "a key path of 100,000 characters"),
+    "a sweep of the matrix itself": (VALID + "matrix:\n  matrix.board: [[mps2-an385]]\n", "cannot sweep itself"),
 }
 
 

@@ -66,6 +66,7 @@ def format_key_path(path: Path_) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
+            part = f'"{part}"' if "." in str(part) or "[" in str(part) else part  # a sweep: `matrix."model.epochs"`
             out += f".{part}" if out else str(part)
     return out
 
@@ -394,17 +395,143 @@ def _load_validated(path: Path) -> "tuple[Any, Path, tuple[Path, ...]]":
         project = Project.model_validate(located.data)
     except ValidationError as exc:
         raise_validation_error(exc, located, Project, _display(path))
-    if project.matrix and project.matrix.board:
-        from tinypipe.config.boards import BOARDS
-
-        for i, board in enumerate(project.matrix.board):
-            if board not in BOARDS:
-                key = ("matrix", "board", i)
-                close = difflib.get_close_matches(board, list(BOARDS), n=1)
-                prefix = f"did you mean `{close[0]}`? " if close else ""
-                raise ConfigError(located.values.get(key), format_key_path(key), f"unknown board {board!r}",
-                                  f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)")
+    if project.matrix is not None:
+        project = _check_matrix(project, located)
     return project, path, located.files
+
+
+# --- the matrix: boards and engines known and listed once, every sweep value valid in a full config ----------
+
+
+def _check_matrix(project: Any, located: Located) -> Any:
+    """Check `matrix:` beyond its own schema and return the project with every sweep value normalized (as the
+    schema dumps it: what `expand` sets into each cell). Every cell's full config is validated; a bad sweep path
+    or value is a ConfigError at the matrix entry that causes it."""
+    import copy
+    import itertools
+    import json
+    import math
+
+    from pydantic import ValidationError
+
+    from tinypipe.config.boards import BOARDS
+    from tinypipe.config.matrix import FIXED_AXES, MAX_CELLS, parse_path, set_path
+    from tinypipe.config.schema import Project
+
+    matrix = project.matrix
+
+    def value_at(key: str, i: int) -> Mark | None:
+        return located.values.get(("matrix", key, i)) or located.values.get(("matrix", key))
+
+    def refuse_duplicates(key: str, values: list, canon) -> None:
+        seen: dict[str, int] = {}
+        for i, value in enumerate(values):
+            c = canon(value)
+            if c in seen:
+                raise ConfigError(value_at(key, i), format_key_path(("matrix", key, i)),
+                                  f"{value!r} is listed twice (first as {format_key_path(('matrix', key, seen[c]))})"
+                                  [:300], "each value makes its own variants: remove one")
+            seen[c] = i
+
+    for i, board in enumerate(matrix.board or ()):
+        if board not in BOARDS:
+            key = ("matrix", "board", i)
+            close = difflib.get_close_matches(board, list(BOARDS), n=1)
+            prefix = f"did you mean `{close[0]}`? " if close else ""
+            raise ConfigError(located.values.get(key), format_key_path(key), f"unknown board {board!r}",
+                              f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)")
+    refuse_duplicates("board", matrix.board or [], str)
+    refuse_duplicates("engine", matrix.engine or [], str)
+
+    axes: dict[str, list] = dict(matrix.model_extra or {})
+    if not axes:
+        return project
+    paths: dict[str, tuple] = {}
+    for key, values in axes.items():
+        mark = located.keys.get(("matrix", key))
+        if len(key) > 200:  # no key path of a project is near this long; never echo a huge one
+            raise ConfigError(mark, format_key_path(("matrix", key[:40] + "…")), f"a key path of {len(key):,} "
+                              "characters; a project's are a few dozen", "sweep a key path such as `model.epochs`")
+        where = format_key_path(("matrix", key))
+        path = parse_path(key)
+        if path is None:
+            raise ConfigError(mark, where, "not a key path of project.yaml",
+                              "a sweep names a key the way it nests, e.g. `model.epochs` or "
+                              "`model.layers[0].filters`; boards and engines go in `board:` and `engine:`")
+        if path[0] == "matrix":
+            raise ConfigError(mark, where, "a matrix cannot sweep itself")
+        if path in (("target",), ("target", "board")):
+            raise ConfigError(mark, where, "boards are swept by `board:`", "write `board: [...]` in the matrix")
+        for other, other_path in paths.items():
+            short, long = sorted((path, other_path), key=len)
+            if long[:len(short)] == short:
+                raise ConfigError(mark, where, f"overlaps the sweep over {other}", "sweep one of the two keys")
+        if not values:
+            raise ConfigError(mark, where, "a sweep needs at least one value", "list the values to try, or "
+                              "remove the entry")
+        paths[key] = path
+    cells = math.prod([len(matrix.board or [0]), len(matrix.engine or [0])] + [len(v) for v in axes.values()])
+    if cells > MAX_CELLS:
+        raise ConfigError(located.keys.get(("matrix",)), "matrix", f"makes {cells:,} variants; at most "
+                          f"{MAX_CELLS:,}", "sweep fewer values (or split the project)")
+
+    raw = {k: v for k, v in located.data.items() if k != "matrix"}
+    base = {k: v for k, v in project.model_dump(mode="json").items() if k != "matrix"}
+
+    def get(data: Any, path: tuple) -> Any:
+        for part in path:
+            data = data[part]
+        return data
+
+    def fail(exc: ValidationError, data: Any, key: str, i: int, others: str = "") -> None:
+        err = exc.errors(include_url=False)[0]
+        err_path = _yaml_path(tuple(err["loc"]), data)
+        hint = _hint(err, err_path, Located(data, {}, {}), Project)
+        path, here = paths[key], (located.keys.get(("matrix", key)), format_key_path(("matrix", key)))
+        if err["type"] == "extra_forbidden" and err_path[:len(path)] == path[:len(err_path)]:
+            if len(path) == 1:
+                allowed = list(dict.fromkeys(list(FIXED_AXES) + [f for f in Project.model_fields if f != "matrix"]))
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean `{close[0]}`? " if close else ""
+                hint += f"(sweeps name keys of a project: {', '.join(allowed)})"
+            raise ConfigError(*here, f"no such key in a project: `{format_key_path(err_path)}` is unknown", hint)
+        if len(err_path) < len(path) and path[:len(err_path)] == err_path and err["type"] != "value_error":
+            raise ConfigError(*here, f"no such key in a project: `{format_key_path(err_path)}` holds a value, not "
+                              "keys")
+        raise ConfigError(value_at(key, i), format_key_path(("matrix", key, i)),
+                          f"{format_key_path(err_path)}: {_message(err)}{others}", hint)
+
+    # every cell validated whole (the split's fractions, say, may be fine only together); an error is blamed on
+    # the sweep whose key it concerns, naming the other sweeps' values when they may play a part
+    keys = list(axes)
+    normalized: dict[str, list] = {k: [None] * len(axes[k]) for k in keys}
+    for picks in itertools.product(*[range(len(axes[k])) for k in keys]):
+        data = copy.deepcopy(raw)
+        for key, i in zip(keys, picks):
+            try:
+                set_path(data, paths[key], copy.deepcopy(axes[key][i]))
+            except LookupError as exc:
+                raise ConfigError(located.keys.get(("matrix", key)), format_key_path(("matrix", key)),
+                                  f"no such key in this project: {exc}") from None
+        try:
+            cell = Project.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            err_path = _yaml_path(tuple(exc.errors(include_url=False)[0]["loc"]), data)
+            related = [k for k in keys if err_path[:len(paths[k])] == paths[k][:len(err_path)]] or keys
+            blame = related[-1]
+            below = err_path[:len(paths[blame])] == paths[blame]  # the error is in the swept value itself
+            others = ", ".join(f"{k} = {axes[k][i]!r}" for k, i in zip(keys, picks)
+                               if k != blame and not below)
+            fail(exc, data, blame, picks[keys.index(blame)], f" (with {others})"[:200] if others else "")
+        expected = copy.deepcopy(base)
+        for key, i in zip(keys, picks):
+            normalized[key][i] = get(cell, paths[key])
+            set_path(expected, paths[key], normalized[key][i])
+        # what `expand` builds from the cached JSON must be the config validated here
+        assert {k: v for k, v in cell.items() if k != "matrix"} == expected, "a sweep value does not normalize"
+    for key in keys:
+        refuse_duplicates(key, normalized[key], lambda v: json.dumps(v, sort_keys=True))
+    return project.model_copy(update={"matrix": matrix.model_copy(update=normalized)})
 
 
 # --- the validated-config cache ---------------------------------------------------------------------------
@@ -421,7 +548,7 @@ def _schema_fingerprint() -> str:
 
     h = hashlib.sha256(__version__.encode())
     here = Path(__file__).parent
-    for name in ("schema.py", "boards.py", "loader.py"):
+    for name in ("schema.py", "boards.py", "loader.py", "matrix.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 

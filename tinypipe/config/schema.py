@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -276,12 +276,22 @@ class Budgets(Strict):
         examples=[0.9])
 
 
-class Matrix(Strict):
-    """Several variants in one run: one per (board, engine) pair, named `<board>-<engine>` (`mps2-an386-native`).
-    A list left unset or empty means `target.board` (or `engine`) alone, so without `matrix:` a project has one
-    variant; `tinypipe run --board B` (or `--engine E`) replaces the list with B (or E). Stages whose inputs do
-    not depend on the board or engine (data, train, quantize, reference) run once for all variants; a variant that
-    fails is reported while the others go on."""
+class Matrix(BaseModel):
+    """Several variants in one run: the cartesian product of every list given here. `board` and `engine` name
+    boards and engines; any other key is a sweep, a key path of project.yaml (`model.epochs`,
+    `sensor.window`, `model.layers[0].filters`) with the values to try, each validated like the rest of the
+    file. A variant is named `<board>-<engine>` (`mps2-an386-native`), then one part per sweep, in the order
+    of their paths: the path without its section, then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
+    short number or word is named by its position, `path_v0`; a word follows an underscore, `io_float32`). A list left unset or empty means
+    `target.board` (or `engine`) alone, so without `matrix:` a project has one variant; a value listed twice
+    is an error, and so are more than 1,024 variants. `tinypipe run --board B` (or `--engine E`) replaces the list with B (or E) and keeps the
+    sweeps. Stages whose inputs do not change across variants run once for all of them (a sweep over
+    `quantization.representative_samples` trains once; one over `model.epochs` generates data once); a
+    variant that fails is reported while the others go on."""
+
+    # extra keys are the sweeps: `"model.epochs": [10, 30]`, each value checked by the loader in a full config
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    __pydantic_extra__: dict[str, list[Any]] = Field(init=False)
 
     board: list[str] | None = Field(
         None, description="boards to build for, each a name from `tinypipe boards`; replaces `target.board`",

@@ -1,4 +1,4 @@
-"""A Variant is one matrix cell: the validated project (as JSON) with board and engine fixed.
+"""A Variant is one matrix cell: the validated project (as JSON) with board, engine and any sweep values set.
 
 Stage keys read `variant.config` — plain JSON — so a no-op run never needs pydantic: the validated config comes
 from the config cache. `variant.project` gives the typed pydantic model, validated on first use (stages that
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Variant:
     def __init__(self, name: str, project: "Project | None" = None, board: Board | None = None,
                  engine: str | None = None, config: dict[str, Any] | None = None,
-                 project_dir: Path | None = None):
+                 project_dir: Path | None = None, sweep: dict[str, Any] | None = None):
         if config is None:
             if project is None:
                 raise TypeError("Variant needs a project or its validated config")
@@ -29,6 +29,7 @@ class Variant:
         self.board = board
         self.engine = engine or config.get("engine", "native")
         self.project_dir = project_dir
+        self.sweep = sweep or {}  # this cell's sweep values by key path (`{"model.epochs": 10}`)
         self._project = project
 
     @property

@@ -33,6 +33,7 @@ def result_rows(pipeline) -> list[dict[str, Any]]:
             "test_data_bytes": build.get("test_data_bytes"),
             "flash_capacity_bytes": v.board.flash.size,
             "ram_capacity_bytes": v.board.ram.size,
+            "sweep": dict(v.sweep),  # this cell's values of the matrix's sweeps, by key path ({} without sweeps)
         })
     return rows
 
