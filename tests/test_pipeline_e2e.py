@@ -185,6 +185,7 @@ def test_show_prints_where_the_generated_rust_is(gesture):
     proc = tinypipe("show", str(project))
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("mps2-an386-native codegen: ")
+    assert first.startswith("mps2-an386-native codegen:")  # the stage's id: codegen:<store key prefix>
     entry = Path(first.split(": ", 1)[1])
+    assert first.split(": ", 1)[0].split(" ", 1)[1] == f"codegen:{entry.name[:12]}"
     assert "pub fn invoke(" in (entry / "model.rs").read_text()
