@@ -1,4 +1,4 @@
-"""Executors run stage tasks; the scheduler (engine/scheduler.py) decides what is ready and owns the store.
+"""Executors run stage tasks; the scheduler (`Pipeline._schedule`) decides what is ready and owns the store.
 
 An executor has job slots. `submit(task)` hands a task to a free slot; `wait(timeout)` returns the events
 that arrived (a stage's log lines and progress, then exactly one `done` or `error` per task); `cancel()` kills
@@ -19,7 +19,7 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -55,12 +55,9 @@ class Failure:
     message: str
     hint: str | None = None
     traceback: str = ""
-    type_name: str = ""
 
 
 class Executor(Protocol):
-    jobs: int
-
     def free_slots(self) -> int: ...
     def submit(self, task: Task) -> None: ...
     def wait(self, timeout: float) -> list[Event]: ...
@@ -74,14 +71,14 @@ def describe_failure(exc: BaseException) -> Failure:
     from tinypipe.core.errors import CheckFailed, UserError
 
     if isinstance(exc, UserError):
-        return Failure("user", exc.message, exc.hint, type_name=type(exc).__name__)
+        return Failure("user", exc.message, exc.hint)
     if isinstance(exc, CheckFailed):
-        return Failure("check", str(exc), type_name=type(exc).__name__)
+        return Failure("check", str(exc))
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return Failure("user", no_space_message(exc), "free some space (`tinypipe gc` deletes unreferenced "
-                       "entries), then run again", type_name=type(exc).__name__)
+                       "entries), then run again")
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return Failure("internal", f"{type(exc).__name__}: {exc}", traceback=text, type_name=type(exc).__name__)
+    return Failure("internal", f"{type(exc).__name__}: {exc}", traceback=text)
 
 
 def no_space_message(exc: OSError) -> str:
@@ -121,7 +118,6 @@ class InlineExecutor:
     """Runs each task in this process when submitted; one slot. Stage output is not redirected."""
 
     def __init__(self, load: Callable[[str], Any] | None = None):
-        self.jobs = 1
         self.load = load
         self._events: list[Event] = []
 
@@ -194,7 +190,6 @@ class _Worker:
     process: Any
     conn: Any
     task: Task | None = None
-    pending: list[Event] = field(default_factory=list)
 
 
 class ProcessExecutor:

@@ -103,7 +103,6 @@ class Pipeline:
         lock_path = self.dir / LOCK_FILE if scratch is None else Path(scratch) / LOCK_FILE
         self.lock = Lock(lock_path, self.config["name"])
         self.state_dir = state
-        self._locked = False
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
 
     # --- running ---------------------------------------------------------------------------------------
@@ -119,7 +118,6 @@ class Pipeline:
         raise CheckFailed, naming every difference, before anything is built (`run --locked`)."""
         reporter = reporter or NullReporter()
         with writer_lock(self.state_dir, wait, reporter.warn):
-            self._locked = locked
             if locked:
                 self.check_locked()
                 self.lock.frozen = True  # the lock is the contract here: never rewritten
@@ -134,7 +132,7 @@ class Pipeline:
             else:
                 executor = executor or ProcessExecutor(jobs)
                 try:
-                    self._schedule(executor, reporter, outcome)
+                    self._schedule(executor, reporter, outcome, locked)
                 finally:
                     self.lock.save()
             try:
@@ -177,7 +175,7 @@ class Pipeline:
         reporter.finish(node, "cached", 0.0)
         outcome.records.append(StageRecord(node.name, list(node.variants), "cached"))
 
-    def _schedule(self, executor: Executor, reporter: Reporter, outcome: RunOutcome) -> None:
+    def _schedule(self, executor: Executor, reporter: Reporter, outcome: RunOutcome, locked: bool) -> None:
         waiting = list(self.graph.nodes)  # topological order
         settled: dict[int, str] = {}  # id(node) -> ran | cached | failed | skipped
         running: dict[int, tuple[Node, Task, float, dict]] = {}
@@ -200,10 +198,10 @@ class Pipeline:
                                 settled[id(node)] = "cached"
                                 self._on_cached(node, reporter, outcome)
                                 progressed = True
-                            elif self._locked and self._unlocked_key(node):
+                            elif locked and (refusal := self._unlocked_key(node)):
                                 waiting.remove(node)
                                 settled[id(node)] = "failed"
-                                error = CheckFailed(self._unlocked_key(node))
+                                error = CheckFailed(refusal)
                                 reporter.fail(node, error)
                                 outcome.records.append(StageRecord(node.name, list(node.variants), "failed",
                                                                    0.0, error))
