@@ -35,6 +35,7 @@ class Node:
     config: dict[str, Any]
     tools: dict[str, Any]
     _meta: dict[str, Any] | None = field(default=None, repr=False)
+    _key: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -57,8 +58,11 @@ class Node:
                 "needs": needs, "tools": self.tools}
 
     def key(self) -> str | None:
-        inputs = self.key_inputs()
-        return None if inputs is None else sha256_json(inputs)
+        """The store key, once every upstream output is known (memoized then: those outputs do not change)."""
+        if self._key is None:
+            inputs = self.key_inputs()
+            self._key = None if inputs is None else sha256_json(inputs)
+        return self._key
 
     def meta(self) -> dict[str, Any] | None:
         """This node's store entry for its current key, if it exists (memoized once found)."""
