@@ -65,8 +65,8 @@ def quiet_tensorflow() -> None:
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
-    # absl's handler keeps whatever sys.stderr was when absl was first imported; under doit that is a temporary
-    # Writer, which absl then tries to close at exit (AttributeError). Point it at the process's real stderr.
+    # absl's handler keeps whatever sys.stderr was when absl was first imported: point it at the process's own
+    # stderr (in a worker, the stage's log) rather than at a stream something may have swapped in.
     absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
     import tensorflow as tf
 
@@ -77,9 +77,10 @@ def quiet_tensorflow() -> None:
 @contextlib.contextmanager
 def captured_output():
     """Send file descriptors 1 and 2 to a temporary file while TensorFlow's C++ code talks (the converter prints
-    MLIR diagnostics there, below Python's reach). Yields a function returning the captured text, for errors.
+    MLIR diagnostics there, below Python's reach). Yields a function returning the captured text, for errors;
+    afterwards the text goes on to the real stderr, which in a worker is the stage's log.
 
-    Stages run one per process, so swapping the process's descriptors briefly is safe."""
+    A worker process runs one stage at a time, so swapping its descriptors briefly is safe."""
     import sys
     import tempfile
 
@@ -104,6 +105,7 @@ def captured_output():
             for fd, copy in zip((1, 2), saved):
                 os.dup2(copy, fd)
                 os.close(copy)
+            os.write(2, text().encode())  # kept in the stage's log too (the worker's stderr), never lost
 
 
 def load_split(data_dir: Path) -> dict[str, "np.ndarray"]:
