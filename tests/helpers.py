@@ -29,6 +29,15 @@ GESTURE = REPO / "pipelines" / "gesture"
 
 # --- the CLI ----------------------------------------------------------------------------------------------------
 
+def fresh_example(example: Path, parent: Path, name: str | None = None, extra: str = "") -> Path:
+    """A new project directory `parent/name` (default: the example's name) holding the example's project.yaml,
+    with `extra` appended: a fresh copy, as a user starts one, with no store and no lock."""
+    project = Path(parent) / (name or Path(example).name)
+    project.mkdir()
+    (project / "project.yaml").write_text((Path(example) / "project.yaml").read_text() + extra)
+    return project
+
+
 def tinypipe_cmd() -> list[str]:
     return [sys.executable, "-m", "tinypipe"]
 

@@ -7,11 +7,10 @@ with the bytes it needs and has, and the other cells go on.
 """
 
 import json
-import shutil
 
 import pytest
 
-from tests.helpers import REPO, store_entry, tinypipe
+from tests.helpers import REPO, fresh_example, store_entry, tinypipe
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +22,7 @@ FIT_ERROR = ("error in firmware (microbit-native): the model does not fit board 
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
-    project = tmp_path_factory.mktemp("matrix") / "gesture-matrix"
-    project.mkdir()
-    shutil.copy(MATRIX / "project.yaml", project / "project.yaml")
+    project = fresh_example(MATRIX, tmp_path_factory.mktemp("matrix"))
     proc = tinypipe("run", str(project), "--json", "-j", "2")
     return project, proc, json.loads(proc.stdout)
 

@@ -19,7 +19,7 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.stages import data, quantize, reference, train
-from tinypipe.engines.native.quant import quantize_input
+from tinypipe.tflite.io import quantize_input
 from tinypipe.stages._ml import builtin_op_names
 from tinypipe.stages.base import StageContext
 

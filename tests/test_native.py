@@ -542,7 +542,7 @@ def test_in_place_ops_overwrite_only_tensors_nothing_reads_later(shared_dir, ker
 @pytest.mark.parametrize("scale,zero_point", [(0.0235294122248888, -3), (1e-3, 127), (3.5, -128), (1.0, 0)])
 def test_quantize_thresholds_give_tflm_arithmetic_on_every_kind_of_float(scale, zero_point):
     """Cores without an FPU quantize float32 by counting thresholds (convert.rs): the same outputs as TFLM's
-    division and rounding (tinypipe.native.quant.quantize_input) on random bit patterns, rounding ties,
+    division and rounding (tinypipe.tflite.io.quantize_input) on random bit patterns, rounding ties,
     subnormals, zeros and infinities."""
     rng = np.random.default_rng(1)
     x = rng.integers(0, 2 ** 32, size=100_000, dtype=np.uint64).astype(np.uint32).view(np.float32)

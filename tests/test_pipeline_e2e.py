@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GESTURE, REPO, by_stage, run_json, store_entry, tinypipe, tinypipe_cmd
+from tests.helpers import GESTURE, REPO, by_stage, fresh_example, run_json, store_entry, tinypipe, tinypipe_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,7 @@ def shared_keys(stage: str) -> set[str]:
 @pytest.fixture(scope="session")
 def gesture(tmp_path_factory):
     """A private copy of pipelines/gesture, built once; and the toolchain entries the shared store held before."""
-    project = tmp_path_factory.mktemp("gesture") / "gesture"
-    project.mkdir()
-    shutil.copy(GESTURE / "project.yaml", project / "project.yaml")
+    project = fresh_example(GESTURE, tmp_path_factory.mktemp("gesture"))
     toolchains_before = shared_keys("toolchain")
     doc = run_json(project)
     return project, doc, toolchains_before

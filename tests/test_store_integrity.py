@@ -3,7 +3,6 @@ file of the wrong shape is a clear error; a second run waits for the first; a ki
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GESTURE, REPO, tinypipe_cmd
+from tests.helpers import GESTURE, REPO, fresh_example, tinypipe_cmd
 from tinypipe.core.errors import UserError
 from tinypipe.engine.lock import Lock
 from tinypipe.engine.pipeline import writer_lock
@@ -126,10 +125,7 @@ def tinypipe(*args, env=None, timeout=900):
 
 
 def fresh(tmp_path: Path, name: str) -> Path:
-    project = tmp_path / name
-    project.mkdir()
-    shutil.copy(GESTURE / "project.yaml", project / "project.yaml")
-    return project
+    return fresh_example(GESTURE, tmp_path, name)
 
 
 def entry_of(project: Path, stage: str) -> Path:

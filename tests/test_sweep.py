@@ -5,11 +5,10 @@ generated once for all cells; one training per distinct (filters, epochs) pair.
 """
 
 import json
-import shutil
 
 import pytest
 
-from tests.helpers import REPO, tinypipe
+from tests.helpers import REPO, fresh_example, tinypipe
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +19,7 @@ CELLS = {f"mps2-an386-native-epochs{e}-layers0.filters{f}": {"model.layers[0].fi
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    project = tmp_path_factory.mktemp("sweep") / "gesture-sweep"
-    project.mkdir()
-    shutil.copy(SWEEP / "project.yaml", project / "project.yaml")
+    project = fresh_example(SWEEP, tmp_path_factory.mktemp("sweep"))
     proc = tinypipe("run", str(project), "--json", "-j", "2")
     assert proc.returncode == 0, proc.stderr[-6000:]
     return project, json.loads(proc.stdout)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.helpers import GESTURE, REPO
+from tests.helpers import GESTURE, REPO, fresh_example
 
 pytestmark = pytest.mark.slow
 
@@ -58,10 +58,7 @@ def processes_with(marker: str) -> list[str]:
 
 
 def fresh_gesture(tmp_path: Path, name: str = "gesture", extra: str = "") -> Path:
-    project = tmp_path / name
-    project.mkdir()
-    (project / "project.yaml").write_text((GESTURE / "project.yaml").read_text() + extra)
-    return project
+    return fresh_example(GESTURE, tmp_path, name, extra)
 
 
 def store_temporaries(project: Path) -> list[Path]:

@@ -1,7 +1,7 @@
 """Stage `reference`: the host TFLM interpreter's outputs on the test windows — the oracle every engine matches.
 
 Test windows are quantized with the model's input scale and zero point exactly as TFLite's QUANTIZE kernel
-does (float32 divide, round half away from zero, add the zero point, clamp; see `native.quant.quantize_input`), then run
+does (float32 divide, round half away from zero, add the zero point, clamp; see `tflite.io.quantize_input`), then run
 one by one through the tflite-micro host interpreter. Imports numpy and tflite_micro only, never TensorFlow.
 
 With the user's own data (`data.source: csv` or `npz`) the inputs are always its test windows and their labels, so an
