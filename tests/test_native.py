@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -262,6 +263,9 @@ def _keras_specs(keras):
         "activations_and_copies": lambda: _activations_and_copies(keras),
         # MEAN: global average pooling (axes 1, 2), keep_dims, the channel axis, one spatial axis
         "means": lambda: _means(keras),
+        # biases the converter quantizes to +-2^30 (tiny weights, large biases: the shape of trained MobileNets
+        # that reach the short requantization path's limit) beside ordinary channels, in conv, depthwise and FC
+        "wide_accumulators": lambda: _wide_accumulators(keras),
         # global max pooling converts to REDUCE_MAX: not supported by the native engine
         "with_reduce_max": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Dense(3)),
     }
@@ -292,6 +296,24 @@ def _activations_and_copies(keras):
                                   L.Conv2D(6, 1)(padded_v2)[:, :, :5, :]])
     y = L.Concatenate()([L.Flatten()(acts), L.Flatten()(sliced), L.Flatten()(rows)])
     return keras.Model(x, y), (7, 5, 3)
+
+
+def _wide_accumulators(keras):
+    L = keras.layers
+    rng = np.random.default_rng(3)
+
+    def kernel(shape, tiny_channels):
+        """Normal weights, except the last axis' `tiny_channels`: 1e-4 as large, so their bias quantizes huge."""
+        scale = np.array([5e-5 if c in tiny_channels else 0.3 for c in range(shape[-1])], dtype="float32")
+        return rng.normal(0, 1, size=shape).astype("float32") * scale
+
+    x = keras.Input((6, 6, 4), batch_size=1)
+    conv, depthwise, dense = L.Conv2D(4, 3, padding="same"), L.DepthwiseConv2D(3, padding="same"), L.Dense(5)
+    model = keras.Model(x, dense(L.Flatten()(depthwise(conv(x)))))
+    conv.set_weights([kernel((3, 3, 4, 4), (2, 3)), np.array([0.1, -0.2, 50, -35], "float32")])
+    depthwise.set_weights([kernel((3, 3, 4), (2, 3)).reshape(3, 3, 4, 1) / 10, np.array([0, 0.5, 40, -45], "float32")])
+    dense.set_weights([kernel((144, 5), (0, 1, 2, 4)) / 50, np.array([30, -20, 45, 0, 10], "float32")])
+    return model, (6, 6, 4)
 
 
 def _means(keras):
@@ -330,7 +352,7 @@ def keras_models():
 
 FLOAT_IO = ["float_io", "float_in", "float_out"]
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
-                 "elementwise", "activations_and_copies", "means", *FLOAT_IO]
+                 "elementwise", "activations_and_copies", "means", "wide_accumulators", *FLOAT_IO]
 
 
 @pytest.mark.parametrize("name", KERAS_CHECKED)
@@ -385,6 +407,27 @@ def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):
         "operator not supported by the native engine")
     assert caught.value.hint.startswith("use `engine: tflm` for this model (the native engine supports: "
                                         "FULLY_CONNECTED, CONV_2D,")
+
+
+def test_layers_beyond_the_short_path_take_the_general_one_and_only_they(keras_models, shared_dir):
+    """The converter's +-2^30 biases: their channels' doubled accumulators would overflow int32, so those
+    layers sum in plain int32 (undoubled biases) and requantize those channels with TFLM's general path; the
+    other channels of the layer keep the short path, and every other model's layers keep the fast one."""
+    graph = parse_model(keras_models["wide_accumulators"]).main
+    conv_bias = graph.tensors[graph.operators[0].inputs[2]]
+    assert sorted(set(struct.unpack("<4i", conv_bias.data)[2:])) == [-(1 << 30), 1 << 30]
+    generated = generate(keras_models["wide_accumulators"], "wide.tflite")
+    assert [(o["op"], o["general_channels"]) for o in generated.info["ops"]] == [
+        ("CONV_2D", 2), ("DEPTHWISE_CONV_2D", 2), ("RESHAPE", 0), ("FULLY_CONNECTED", 4)]
+    assert ("// op 0 CONV_2D 1x6x6x4 -> 1x6x6x4, 3x3 stride 1x1 SAME NONE, general requantization: 2 of 4 "
+            "channels, plain int32 accumulators") in generated.model_rs
+    bias_arg = re.search(r"static B20: \[i32; 4\] = \[\s*([^\]]*)\]", generated.model_rs).group(1)
+    # the zero point folded in, not doubled (doubled, they would wrap around to about -+2^31)
+    assert [round(int(v) / (1 << 30), 3) for v in bias_arg.replace(",", " ").split()][2:] == [1.0, -1.0]
+    assert "k::fully_connected_s8::<true, true>" in generated.model_rs
+    for name in SHARED_MODELS:
+        info = generate((shared_dir / "models" / f"{name}.tflite").read_bytes(), name).info
+        assert not any(o["general_channels"] for o in info["ops"]), name
 
 
 def test_float_io_models_quantize_and_dequantize_at_the_edges(keras_models):
@@ -655,13 +698,14 @@ DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_mo
 @pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385"])
 def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, rust_toolchain, host_tflm, tmp_path):
     """One firmware per board holding the five reference models and small Keras models (on the DSP board all
-    of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones):
+    of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones and
+    the general requantization path):
     every operator's output for seeded random inputs, byte for byte with TFLM."""
     from tinypipe.runners import qemu
 
     models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in DEVICE_INPUTS}
     counts = dict(DEVICE_INPUTS)
-    for name in KERAS_CHECKED if board == "mps2-an386" else FLOAT_IO:
+    for name in KERAS_CHECKED if board == "mps2-an386" else [*FLOAT_IO, "wide_accumulators"]:
         models[f"keras_{name}"] = keras_models[name]
         counts[f"keras_{name}"] = 4
     rng = np.random.default_rng(11)

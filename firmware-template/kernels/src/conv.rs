@@ -10,7 +10,7 @@
 //! Filters come re-laid by the code generator ([`conv_filter_words`] says how): rows padded with zeros to
 //! whole words, output channels in pairs (an odd count gets a zero row), the two rows' words interleaved.
 
-use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
+use crate::quant::{clamp_s8, rescale_channel, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d {
@@ -64,7 +64,8 @@ pub const fn conv_filter_words(p: &Conv2d) -> usize {
 }
 
 /// Convolution. `filter`: see the module doc; `bias2[o] = 2 * (bias[o] + input_offset * sum(filter[o]))`
-/// (the widened patches hold doubled values, so the accumulators hold twice the sum: see [`Rescale`]).
+/// (the widened patches hold doubled values, so the accumulators hold twice the sum: see [`Rescale`]). In a
+/// general layer the patches and `bias2` are not doubled, and `bias2` wraps around like the int32 sum.
 /// `scratch` holds at least `p.scratch_words()` words, `stage` at least `p.stage_bytes()` bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8(
@@ -107,8 +108,14 @@ pub fn conv2d_s8(
         while px < pixels {
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
-            load_patch(p, in_batch, px, scratch, 0, stage);
-            load_patch(p, in_batch, second, scratch, 1, stage);
+            // a general layer accumulates the plain sum: its patches are not doubled
+            if general {
+                load_patch::<false>(p, in_batch, px, scratch, 0, stage);
+                load_patch::<false>(p, in_batch, second, scratch, 1, stage);
+            } else {
+                load_patch::<true>(p, in_batch, px, scratch, 0, stage);
+                load_patch::<true>(p, in_batch, second, scratch, 1, stage);
+            }
             let out = match out_batch.get_mut(px * p.out_c..(second + 1) * p.out_c) {
                 Some(o) => o,
                 None => return,
@@ -157,12 +164,7 @@ fn pairs<const GENERAL: bool, const FULL: bool>(
             if let Some(rs) = rescale.get(row) {
                 for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
                     if let Some(o) = out.get_mut(at) {
-                        let v = if GENERAL && rs.is_general() {
-                            rescale_general(a, *rs, p.output_offset)
-                        } else {
-                            rescale_doubled(a, *rs)
-                        };
-                        *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
+                        *o = clamp_s8::<FULL>(rescale_channel::<GENERAL>(a, *rs, p.output_offset), p.act_min, p.act_max);
                     }
                 }
             }
@@ -170,8 +172,8 @@ fn pairs<const GENERAL: bool, const FULL: bool>(
     }
 }
 
-/// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`.
-fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) {
+/// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `DOUBLED` or not.
+fn load_patch<const DOUBLED: bool>(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) {
     let (oy, ox) = (px / p.out_w, px % p.out_w);
     let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
     let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
@@ -180,7 +182,7 @@ fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: us
         // 1x1: the patch is the input pixel itself (never in the padding: 1x1 windows have none)
         let at = (y0.max(0) as usize * p.in_w + x0.max(0) as usize) * p.in_c;
         if let Some(src) = input.get(at..at + patch) {
-            widen(src, scratch, slot);
+            widen::<DOUBLED>(src, scratch, slot);
         }
         return;
     }
@@ -212,18 +214,20 @@ fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: us
         }
     }
     stage[patch..].fill(0);
-    widen(stage, scratch, slot);
+    widen::<DOUBLED>(stage, scratch, slot);
 }
 
 /// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`
-/// and `(2 v1, 2 v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with zeros.
+/// and `(2 v1, 2 v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with
+/// zeros. Not `DOUBLED`: `(v0, v2)` and `(v1, v3)`.
 #[inline(always)]
-fn widen(src: &[i8], scratch: &mut [u32], slot: usize) {
+fn widen<const DOUBLED: bool>(src: &[i8], scratch: &mut [u32], slot: usize) {
+    let pairs = if DOUBLED { widen_word_doubled } else { widen_word };
     let groups = src.chunks_exact(4);
     let tail = groups.remainder();
     let mut dst = scratch.chunks_exact_mut(4);
     for (g, d) in groups.zip(&mut dst) {
-        let (a, b) = widen_word_doubled(u32::from_le_bytes([g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8]));
+        let (a, b) = pairs(u32::from_le_bytes([g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8]));
         d[2 * slot] = a;
         d[2 * slot + 1] = b;
     }
@@ -233,7 +237,7 @@ fn widen(src: &[i8], scratch: &mut [u32], slot: usize) {
             *b = *v as u8;
         }
         if let Some(d) = dst.next() {
-            let (a, b) = widen_word_doubled(u32::from_le_bytes(bytes));
+            let (a, b) = pairs(u32::from_le_bytes(bytes));
             d[2 * slot] = a;
             d[2 * slot + 1] = b;
         }

@@ -8,7 +8,7 @@
 
 #[cfg(tinyml_dsp)]
 use crate::conv::widen_word;
-use crate::quant::{clamp_s8, rescale_doubled, rescale_general, variant_fits, Rescale};
+use crate::quant::{clamp_s8, rescale_channel, variant_fits, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct FullyConnected {
@@ -30,8 +30,9 @@ pub const fn fc_weight_words(p: &FullyConnected) -> usize {
 /// `bias` is folded: TFLM's `bias + input_offset * sum_d weights[o][d]`, computed at code-generation time,
 /// which is exact because every input element takes part in every sum. `rescale` has one entry per output
 /// channel, or a single one serving every channel (a per-tensor scale: one entry in flash instead of one
-/// per row), applied to twice the sum (see [`Rescale`]). `GENERAL`, `FULL`: the requantization variant
-/// (see [`variant_fits`]).
+/// per row), applied to twice the sum, or with `GENERAL` to the plain sum (see [`Rescale`]). `GENERAL`, `FULL`:
+/// the requantization variant (see [`variant_fits`]). `bias` wraps around like the int32 sum (its true value
+/// may not fit: the sum's does).
 pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
     p: &FullyConnected,
     input: &[i8],
@@ -117,8 +118,12 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
         }
         let rs_block = if per_tensor { &broadcast[..] } else { rescale.get(o..).unwrap_or(&[]) };
         for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rs_block) {
-            let a2 = a.wrapping_shl(1);
-            let v = if GENERAL && rs.is_general() { rescale_general(a2, *rs, p.output_offset) } else { rescale_doubled(a2, *rs) };
+            // the accumulators hold the plain sum: doubled for a layer whose channels all take the short path
+            let v = if GENERAL {
+                rescale_channel::<true>(a, *rs, p.output_offset)
+            } else {
+                rescale_channel::<false>(a.wrapping_shl(1), *rs, p.output_offset)
+            };
             *out = clamp_s8::<FULL>(v, p.act_min, p.act_max);
         }
     }

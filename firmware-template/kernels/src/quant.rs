@@ -18,9 +18,15 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
 ///
 /// Short path: `add = 2^(right-1) + output_offset * 2^right = 2^(right-1) * (2 * output_offset + 1)`, so
 /// `right = trailing_zeros(add) + 1` (`1 <= right <= GENERAL_TZ`), exact for `|acc| < 2^30` and `|add| <
-/// 2^30` (the code generator checks both). A channel the short path cannot take (a multiplier of 0.5 or
-/// more, or a large shift) has `add = (shift << 26) | (1 << GENERAL_TZ)` (TFLM's shift in the top six bits,
-/// `trailing_zeros(add) == GENERAL_TZ`), and the kernel takes the general path for the whole layer.
+/// 2^30`. A channel the short path cannot take (a multiplier of 0.5 or more, a large shift, or a worst-case
+/// accumulator of 2^30 or more: the code generator bounds each channel's) has `add = (shift << 26) | (1 <<
+/// GENERAL_TZ)` (TFLM's shift in the top six bits, `trailing_zeros(add) == GENERAL_TZ`) and takes TFLM's
+/// general path ([`rescale_general`]: plain int32 sum, 64-bit rounding doubling high multiply).
+///
+/// A layer with any general channel is a general layer: its kernel accumulates the plain int32 sum, as
+/// TFLM does (no doubled bias, weights or inputs: wrapping adds give TFLM's bits whenever its own int32 sum
+/// does not overflow), and its short-path channels requantize twice that sum (exact: their bound is below
+/// 2^30). Other layers accumulate twice the sum directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)] // read field by field by the DSP path's assembly
 pub struct Rescale {
@@ -66,11 +72,26 @@ pub fn rescale_doubled(acc2: i32, rs: Rescale) -> i32 {
     ((y + (acc2 >> 31)) >> rs.right_minus_one()) >> 1
 }
 
-/// The same for a general-path channel of a [`Rescale`] table: TFLM's general path.
+/// TFLM's requantization of the plain sum `acc` of a general-path channel (see [`Rescale`]), output zero
+/// point added, before the clamp.
 #[cold]
 #[inline(never)]
-pub fn rescale_general(acc2: i32, rs: Rescale, output_offset: i32) -> i32 {
-    multiply_by_quantized_multiplier(acc2 >> 1, rs.multiplier, rs.general_shift()) + output_offset
+pub fn rescale_general(acc: i32, rs: Rescale, output_offset: i32) -> i32 {
+    multiply_by_quantized_multiplier(acc, rs.multiplier, rs.general_shift()).wrapping_add(output_offset)
+}
+
+/// Requantize one channel's accumulator `acc` of a layer: `GENERAL` (a general layer, see [`Rescale`]):
+/// `acc` is the plain sum, requantized by TFLM's general path or, for a short-path channel, as twice the
+/// sum; else `acc` is twice the sum and every channel takes the short path.
+#[inline(always)]
+pub fn rescale_channel<const GENERAL: bool>(acc: i32, rs: Rescale, output_offset: i32) -> i32 {
+    if !GENERAL {
+        rescale_doubled(acc, rs)
+    } else if rs.is_general() {
+        rescale_general(acc, rs, output_offset)
+    } else {
+        rescale_doubled(acc.wrapping_shl(1), rs)
+    }
 }
 
 /// Whether a kernel's requantization variant, chosen by the code generator, computes a layer exactly:

@@ -2,8 +2,6 @@
 //! out plainly here, at the edges the bit-exact model tests (tests/test_native.py) reach rarely — zero points
 //! at -128 and 127, shift extremes, broadcast shapes, padding, slices shorter than the parameters say.
 
-use crate::*;
-
 /// TFLM's `MultiplyByQuantizedMultiplier` in i64, as a check on the i32 version.
 fn mbqm_reference(x: i32, multiplier: i32, shift: i32) -> i32 {
     let left = if shift > 0 { shift } else { 0 };
@@ -331,5 +329,328 @@ mod copies {
         let mut y = [0i8; 6];
         concatenation_s8(&Concatenation { outer: 2, sizes: [1, 2] }, [&[1, 2], &[3, 4, 5, 6]], &mut y);
         assert_eq!(y, [1, 3, 4, 2, 5, 6]);
+    }
+}
+
+/// Conv, depthwise and fully connected kernels against TFLM's reference loops written out plainly (int32
+/// sums over `input + input_offset` skipping padding taps, `MultiplyByQuantizedMultiplier`, clamp), with the
+/// weights re-laid and the biases folded as the code generator does (lower.py), on the short path, with a
+/// restricted activation range, and in general layers: biases of +-2^30 and more whose doubled sums would
+/// overflow int32, and a multiplier above one.
+mod matmul_kernels {
+    use super::mbqm_reference;
+    use crate::quant::GENERAL_TZ;
+    use crate::*;
+
+    /// A seeded xorshift: test data without a crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 16) as u32
+        }
+        fn int8s(&mut self, n: usize) -> Vec<i8> {
+            (0..n).map(|_| self.next() as u8 as i8).collect()
+        }
+    }
+
+    /// One output channel's requantization: (multiplier, shift) and bias.
+    #[derive(Clone, Copy)]
+    struct Channel {
+        multiplier: i32,
+        shift: i32,
+        bias: i32,
+    }
+
+    /// Channels on the short path, or (`wide`) every other one with a bias of about +-2^30 or +-2^31 and
+    /// a shift that brings such sums into int8 range, and one with a multiplier above one.
+    fn channels(rng: &mut Rng, n: usize, wide: bool) -> Vec<Channel> {
+        (0..n)
+            .map(|c| {
+                let multiplier = (1 << 30) + (rng.next() >> 2) as i32;
+                match (wide, c % 4) {
+                    (true, 1) => Channel { multiplier, shift: -24, bias: (1 << 30) + (rng.next() >> 12) as i32 },
+                    (true, 3) => Channel { multiplier, shift: -25, bias: -2_140_000_000 },
+                    (true, 2) if c == 2 => Channel { multiplier, shift: 1, bias: 100 },
+                    _ => {
+                        let bias = (rng.next() % 20_000) as i32 - 10_000;
+                        Channel { multiplier, shift: -9 - (c % 3) as i32, bias }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// lower.py `rescale` and `rescale_word`: the short path when the channel's bound and shift allow it.
+    fn rescale(ch: Channel, output_offset: i32, bound: i64) -> Rescale {
+        if ch.shift < 0 && bound < 1 << 30 {
+            let e = -ch.shift;
+            let add = (1i64 << (e - 1)) + output_offset as i64 * (1i64 << e);
+            if add.abs() < 1 << 30 && e as u32 <= GENERAL_TZ {
+                return Rescale { multiplier: ch.multiplier, add: add as i32 };
+            }
+        }
+        Rescale { multiplier: ch.multiplier, add: (ch.shift << 26) | (1 << GENERAL_TZ) }
+    }
+
+    /// lower.py: per channel the folded bias and its `Rescale`; a layer with a general channel keeps
+    /// plain sums (`factor` 1), else twice them. `rows[c]`: channel c's weights.
+    fn fold(chs: &[Channel], rows: &[Vec<i8>], input_offset: i32, output_offset: i32) -> (Vec<i32>, Vec<Rescale>, i32) {
+        let folded: Vec<i64> = chs
+            .iter()
+            .zip(rows)
+            .map(|(ch, r)| ch.bias as i64 + input_offset as i64 * r.iter().map(|&w| w as i64).sum::<i64>())
+            .collect();
+        let rescales: Vec<Rescale> = chs
+            .iter()
+            .zip(rows)
+            .zip(&folded)
+            .map(|((ch, r), f)| {
+                let bound = f.abs() + 128 * r.iter().map(|&w| (w as i64).abs()).sum::<i64>();
+                rescale(*ch, output_offset, bound)
+            })
+            .collect();
+        let factor = if rescales.iter().any(|r| r.is_general()) { 1 } else { 2 };
+        (folded.iter().map(|f| (factor * f) as i32).collect(), rescales, factor as i32)
+    }
+
+    fn requantize(acc: i32, ch: Channel, output_offset: i32, act: (i32, i32)) -> i8 {
+        (mbqm_reference(acc, ch.multiplier, ch.shift) + output_offset).clamp(act.0, act.1) as i8
+    }
+
+    fn words(bytes: &[i8]) -> Vec<u32> {
+        bytes.chunks(4).map(|c| {
+            let mut w = [0u8; 4];
+            for (d, s) in w.iter_mut().zip(c) {
+                *d = *s as u8;
+            }
+            u32::from_le_bytes(w)
+        }).collect()
+    }
+
+    fn padded_row(row: &[i8], words: usize) -> Vec<i8> {
+        let mut r = row.to_vec();
+        r.resize(4 * words, 0);
+        r
+    }
+
+    fn conv_case(p: Conv2d, wide: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let patch = p.k_h * p.k_w * p.in_c;
+        let input = rng.int8s(p.in_h * p.in_w * p.in_c);
+        let rows: Vec<Vec<i8>> = (0..p.out_c).map(|_| rng.int8s(patch)).collect();
+        let chs = channels(&mut rng, p.out_c, wide);
+        let act = (p.act_min, p.act_max);
+        let mut expected = vec![0i8; p.out_h * p.out_w * p.out_c];
+        for oy in 0..p.out_h {
+            for ox in 0..p.out_w {
+                for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
+                    let mut acc = 0i32;
+                    for ky in 0..p.k_h {
+                        for kx in 0..p.k_w {
+                            let iy = (oy * p.stride_h + ky * p.dil_h) as isize - p.pad_h as isize;
+                            let ix = (ox * p.stride_w + kx * p.dil_w) as isize - p.pad_w as isize;
+                            if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
+                                continue;
+                            }
+                            for c in 0..p.in_c {
+                                let x = input[(iy as usize * p.in_w + ix as usize) * p.in_c + c] as i32;
+                                let w = row[(ky * p.k_w + kx) * p.in_c + c] as i32;
+                                acc = acc.wrapping_add(w * (x + p.input_offset));
+                            }
+                        }
+                    }
+                    let v = requantize(acc.wrapping_add(ch.bias), *ch, p.output_offset, act);
+                    expected[(oy * p.out_w + ox) * p.out_c + o] = v;
+                }
+            }
+        }
+        let (bias, rescales, factor) = fold(&chs, &rows, p.input_offset, p.output_offset);
+        assert_eq!(factor == 1, wide);
+        // conv_filter_words: rows padded to words, a zero row for an odd count, pairs interleaved by word
+        let row_words = p.row_words();
+        let mut padded: Vec<Vec<u32>> = rows.iter().map(|r| words(&padded_row(r, row_words))).collect();
+        if p.out_c % 2 == 1 {
+            padded.push(vec![0; row_words]);
+        }
+        let filter: Vec<u32> =
+            padded.chunks(2).flat_map(|pair| (0..row_words).flat_map(move |g| [pair[0][g], pair[1][g]])).collect();
+        let mut output = vec![0i8; expected.len()];
+        let mut scratch = vec![0u32; p.scratch_words()];
+        let mut stage = vec![0i8; p.stage_bytes()];
+        conv2d_s8(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
+        assert_eq!(output, expected, "conv {p:?} wide={wide}");
+    }
+
+    #[allow(clippy::too_many_arguments)] // one test case's shape, spelled out at the call
+    fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, k: (usize, usize), stride: usize, pad: (usize, usize),
+            zero_points: (i32, i32), act: (i32, i32)) -> Conv2d {
+        let out_h = (in_hw.0 + 2 * pad.0 - k.0) / stride + 1;
+        let out_w = (in_hw.1 + 2 * pad.1 - k.1) / stride + 1;
+        Conv2d { batches: 1, in_h: in_hw.0, in_w: in_hw.1, in_c, out_h, out_w, out_c, k_h: k.0, k_w: k.1,
+                 stride_h: stride, stride_w: stride, dil_h: 1, dil_w: 1, pad_h: pad.0, pad_w: pad.1,
+                 input_offset: -zero_points.0, output_offset: zero_points.1, act_min: act.0, act_max: act.1 }
+    }
+
+    #[test]
+    fn conv_matches_tflm_on_the_short_and_the_general_path() {
+        for wide in [false, true] {
+            // 3x3 SAME with zero points at the int8 limits, odd output channels and pixels
+            conv_case(conv((5, 4), 3, 5, (3, 3), 1, (1, 1), (-128, 127), (-128, 127)), wide, 1);
+            conv_case(conv((5, 4), 3, 5, (3, 3), 1, (1, 1), (127, -128), (-128, 127)), wide, 2);
+            // 1x1 stride 2, a RELU-like range; 2x3 VALID with 6 channels (patch not a multiple of four)
+            conv_case(conv((6, 6), 8, 4, (1, 1), 2, (0, 0), (3, -5), (-5, 127)), wide, 3);
+            conv_case(conv((4, 7), 6, 6, (2, 3), 1, (0, 0), (-1, 0), (-128, 100)), wide, 4);
+        }
+    }
+
+    fn depthwise_case(p: DepthwiseConv2d, wide: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let out_c = p.in_c * p.depth_multiplier;
+        let taps = p.k_h * p.k_w;
+        let input = rng.int8s(p.in_h * p.in_w * p.in_c);
+        let filter_1hwc = rng.int8s(taps * out_c);
+        let rows: Vec<Vec<i8>> = (0..out_c).map(|o| (0..taps).map(|t| filter_1hwc[t * out_c + o]).collect()).collect();
+        let chs = channels(&mut rng, out_c, wide);
+        let act = (p.act_min, p.act_max);
+        let mut expected = vec![0i8; p.out_h * p.out_w * out_c];
+        for oy in 0..p.out_h {
+            for ox in 0..p.out_w {
+                for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
+                    let mut acc = 0i32;
+                    for ky in 0..p.k_h {
+                        for kx in 0..p.k_w {
+                            let iy = (oy * p.stride_h + ky * p.dil_h) as isize - p.pad_h as isize;
+                            let ix = (ox * p.stride_w + kx * p.dil_w) as isize - p.pad_w as isize;
+                            if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
+                                continue;
+                            }
+                            let at = (iy as usize * p.in_w + ix as usize) * p.in_c + o / p.depth_multiplier;
+                            let x = input[at] as i32;
+                            acc = acc.wrapping_add(row[ky * p.k_w + kx] as i32 * (x + p.input_offset));
+                        }
+                    }
+                    let v = requantize(acc.wrapping_add(ch.bias), *ch, p.output_offset, act);
+                    expected[(oy * p.out_w + ox) * out_c + o] = v;
+                }
+            }
+        }
+        let (mut bias, mut rescales, factor) = fold(&chs, &rows, p.input_offset, p.output_offset);
+        assert_eq!(factor == 1, wide);
+        let lanes = p.lanes();
+        bias.resize(lanes, 0);
+        rescales.resize(lanes, Rescale { multiplier: 0, add: 1 });
+        // depthwise_filter_words: per block of four lanes, per tap, (w02, w13, offset)
+        let w = |tap: usize, o: usize| if o < out_c { factor * filter_1hwc[tap * out_c + o] as i32 } else { 0 };
+        let pack = |lo: i32, hi: i32| (lo as u32 & 0xFFFF) | (hi as u32 & 0xFFFF) << 16;
+        let mut filter = Vec::new();
+        for b in 0..lanes / 4 {
+            let o = 4 * b;
+            for ky in 0..p.k_h {
+                for kx in 0..p.k_w {
+                    let tap = ky * p.k_w + kx;
+                    let offset = if p.broadcast() {
+                        ky * 4 * p.row_words() + kx * p.dil_w * p.in_c + o / p.depth_multiplier
+                    } else {
+                        ky * p.row_words() + kx * p.dil_w * lanes / 2
+                    };
+                    filter.extend([pack(w(tap, o), w(tap, o + 2)), pack(w(tap, o + 1), w(tap, o + 3)), offset as u32]);
+                }
+            }
+        }
+        let mut output = vec![0i8; expected.len()];
+        let mut scratch = vec![0u32; p.scratch_words()];
+        depthwise_conv2d_s8(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch);
+        assert_eq!(output, expected, "depthwise {p:?} wide={wide}");
+    }
+
+    #[allow(clippy::too_many_arguments)] // one test case's shape, spelled out at the call
+    fn depthwise(in_hw: (usize, usize), in_c: usize, dm: usize, k: usize, stride: usize, pad: usize,
+                 zero_points: (i32, i32), act: (i32, i32)) -> DepthwiseConv2d {
+        let out_h = (in_hw.0 + 2 * pad - k) / stride + 1;
+        let out_w = (in_hw.1 + 2 * pad - k) / stride + 1;
+        DepthwiseConv2d { batches: 1, in_h: in_hw.0, in_w: in_hw.1, in_c, out_h, out_w, depth_multiplier: dm,
+                          k_h: k, k_w: k, stride_h: stride, stride_w: stride, dil_h: 1, dil_w: 1, pad_h: pad,
+                          pad_w: pad, input_offset: -zero_points.0, output_offset: zero_points.1, act_min: act.0,
+                          act_max: act.1 }
+    }
+
+    #[test]
+    fn depthwise_matches_tflm_on_the_short_and_the_general_path() {
+        for wide in [false, true] {
+            // lanes are channels (a multiple of four), a partial block (6 channels), multiplier 2 and 4
+            depthwise_case(depthwise((5, 6), 8, 1, 3, 1, 1, (-128, 127), (-128, 127)), wide, 5);
+            depthwise_case(depthwise((5, 5), 6, 1, 3, 2, 1, (127, -128), (0, 127)), wide, 6);
+            depthwise_case(depthwise((4, 5), 3, 2, 3, 1, 0, (5, 3), (-128, 127)), wide, 7);
+            depthwise_case(depthwise((5, 4), 2, 4, 3, 1, 1, (-7, -2), (-128, 60)), wide, 8);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one test case's shape, spelled out at the call
+    fn fc_case(batches: usize, depth: usize, out_depth: usize, per_tensor: bool, zero_points: (i32, i32),
+               act: (i32, i32), wide: bool, seed: u64) {
+        let mut rng = Rng(seed);
+        let input = rng.int8s(batches * depth);
+        let rows: Vec<Vec<i8>> = (0..out_depth).map(|_| rng.int8s(depth)).collect();
+        let mut chs = channels(&mut rng, out_depth, wide);
+        if per_tensor {
+            let first = chs[if wide { 1 } else { 0 }];
+            for ch in chs.iter_mut() {
+                (ch.multiplier, ch.shift) = (first.multiplier, first.shift);
+            }
+        }
+        let (input_offset, output_offset) = (-zero_points.0, zero_points.1);
+        let mut expected = vec![0i8; batches * out_depth];
+        for b in 0..batches {
+            for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
+                let acc = row.iter().zip(&input[b * depth..]).fold(ch.bias, |a, (&w, &x)| {
+                    a.wrapping_add(w as i32 * (x as i32 + input_offset))
+                });
+                expected[b * out_depth + o] = requantize(acc, *ch, output_offset, act);
+            }
+        }
+        let (bias, mut rescales, factor) = fold(&chs, &rows, input_offset, output_offset);
+        // fully connected sums are always plain: `fold`'s factor only says whether the layer is general
+        let bias: Vec<i32> = bias.iter().map(|b| b / factor).collect();
+        let general = factor == 1;
+        if rescales.iter().all(|r| *r == rescales[0]) {
+            rescales.truncate(1);
+        }
+        // fc_weight_words: rows padded to words and to a multiple of four rows, blocks interleaved by word
+        let row_words = depth.div_ceil(4);
+        let mut padded: Vec<Vec<u32>> = rows.iter().map(|r| words(&padded_row(r, row_words))).collect();
+        padded.resize(out_depth.div_ceil(4) * 4, vec![0; row_words]);
+        let block_words =
+            |block: &[Vec<u32>]| (0..row_words).flat_map(|g| block.iter().map(move |r| r[g])).collect::<Vec<_>>();
+        let weights: Vec<u32> = padded.chunks(4).flat_map(block_words).collect();
+        let p = FullyConnected { batches, accum_depth: depth, output_depth: out_depth, output_offset, act_min: act.0,
+                                 act_max: act.1 };
+        let mut output = vec![0i8; expected.len()];
+        let full = act == (-128, 127);
+        match (general, full) {
+            (true, true) => fully_connected_s8::<true, true>(&p, &input, &weights, &bias, &rescales, &mut output),
+            (true, false) => fully_connected_s8::<true, false>(&p, &input, &weights, &bias, &rescales, &mut output),
+            (false, true) => fully_connected_s8::<false, true>(&p, &input, &weights, &bias, &rescales, &mut output),
+            (false, false) => fully_connected_s8::<false, false>(&p, &input, &weights, &bias, &rescales, &mut output),
+        }
+        assert_eq!(output, expected, "fc {batches}x{depth} -> {out_depth} per_tensor={per_tensor} wide={wide}");
+        // the variant must match the layer: a short-path-only variant refuses a general layer's table
+        if general {
+            let mut untouched = vec![7i8; expected.len()];
+            fully_connected_s8::<false, false>(&p, &input, &weights, &bias, &rescales, &mut untouched);
+            assert!(untouched.iter().all(|&v| v == 7));
+        }
+    }
+
+    #[test]
+    fn fully_connected_matches_tflm_on_the_short_and_the_general_path() {
+        for wide in [false, true] {
+            fc_case(2, 10, 6, false, (-128, 127), (-128, 127), wide, 9);
+            fc_case(1, 16, 8, true, (127, -128), (-128, 127), wide, 10);
+            fc_case(3, 7, 5, false, (4, -3), (-3, 90), wide, 11);
+        }
     }
 }

@@ -5,7 +5,7 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
 - `model.rs`: weights as `static` arrays, every TFLM `Prepare` result as constants, one planned static arena,
   `invoke`, `invoke_with_arena` and `invoke_with_hook` (a callback after each operator, for per-layer timing);
 - `codegen.json`: `{engine, ops: [{index, op, kernel, input_shape, output_shape, macs, weight_bytes,
-  input_offset, output_offset}], arena_bytes, arena_lower_bound, arena_strategies (placement order -> bytes),
+  input_offset, output_offset, general_channels}], arena_bytes, arena_lower_bound, arena_strategies (placement order -> bytes),
   arena_strategy, in_place_ops (operator indices writing over an input), weight_bytes, macs, input, output,
   input_len, output_len}` with the input's and output's shape, dtype, scale and zero point.
 
@@ -58,6 +58,11 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_text(ctx.out / "model.rs", generated.model_rs)
     atomic_write_json(ctx.out / "codegen.json", info)
     ops = [o["op"] for o in info["ops"]]
+    general = [o for o in info["ops"] if o["general_channels"]]
+    if general:
+        ctx.log(f"{len(general)} layers sum in plain int32 and requantize with TFLM's general path (operators "
+                f"{', '.join(str(o['index']) for o in general)}): their accumulators can reach 2^30, or a multiplier "
+                "is too large for the short path")
     ctx.log(f"native model: {len(ops)} ops, {info['macs']} MACs, weights {info['weight_bytes']} B, arena "
             f"{info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B, {info['arena_strategy']} placement, "
             f"{len(info['in_place_ops'])} ops in place)")

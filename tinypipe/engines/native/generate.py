@@ -47,6 +47,7 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
             "output_tensor": s.output, "input_shape": list(s.in_shape),
             "output_shape": list(s.out_shape), "macs": s.macs, "weight_bytes": sum(a.nbytes for a in s.arrays),
             "input_offset": plan.offset(s.input), "output_offset": plan.offset(s.output),
+            "general_channels": s.general_channels,
         })
     return {
         "model_sha256": sha256,

@@ -72,6 +72,7 @@ class Step:
     generics: str = ""  # the kernel's const generic arguments (`::<false, true>`), "" for none
     in_place_inputs: tuple[int, ...] = ()  # inputs the kernel can write its output over (see plan.py)
     operands: tuple[int, ...] = ()  # a binary operator's (a, b) tensors, constants included
+    general_channels: int = 0  # conv/depthwise/FC channels on TFLM's general requantization path (quant.rs `Rescale`)
 
 
 @dataclass
@@ -127,9 +128,10 @@ def pack_halves(lo: int, hi: int) -> int:
 
 
 def depthwise_filter_words(weights: tuple[int, ...], out_c: int, k_h: int, k_w: int, dil_w: int,
-                           row_words: int, in_c: int) -> tuple[int, ...]:
+                           row_words: int, in_c: int, doubled: bool = True) -> tuple[int, ...]:
     """1HWC filter -> the `depthwise_conv2d_s8` layout: per block of four output channels (lanes), per tap,
-    `(w02, w13, offset)`: lanes (0, 2) and (1, 3) as doubled int16 pairs, and the tap's word index in the
+    `(w02, w13, offset)`: lanes (0, 2) and (1, 3) as int16 pairs (doubled unless the layer is a general one:
+    quant.rs `Rescale`), and the tap's word index in the
     widened rows relative to the output pixel's block (`row_words` per row, two words per block per
     column). With a depth multiplier that is a multiple of four the rows are int8 and `offset` is the byte
     index of the block's input channel relative to the output pixel. Lanes past `out_c` have zero weights."""
@@ -138,8 +140,10 @@ def depthwise_filter_words(weights: tuple[int, ...], out_c: int, k_h: int, k_w: 
     dm = out_c // in_c
     broadcast = dm % 4 == 0
 
+    factor = 2 if doubled else 1
+
     def w(tap: int, o: int) -> int:
-        return 2 * weights[tap * out_c + o] if o < out_c else 0
+        return factor * weights[tap * out_c + o] if o < out_c else 0
 
     out: list[int] = []
     for b in range(lanes // 4):
@@ -155,11 +159,12 @@ def depthwise_filter_words(weights: tuple[int, ...], out_c: int, k_h: int, k_w: 
     return tuple(out)
 
 
-def rescale(rq: tuple[int, int], output_offset: int) -> tuple[int, int, int]:
+def rescale(rq: tuple[int, int], output_offset: int, bound: int = 0) -> tuple[int, int, int]:
     """A channel's `Rescale` (quant.rs): the output zero point and rounding folded in for the short path,
-    or `(multiplier, shift, 0)` for the general one."""
+    or `(multiplier, shift, 0)` for the general one, which a channel whose accumulator can reach `bound >=
+    2^30` takes too (its kernel then sums in plain int32, like TFLM)."""
     multiplier, shift = rq
-    if shift < 0:
+    if shift < 0 and bound < SHORT_PATH_ACC_LIMIT:
         e = -shift
         add = (1 << (e - 1)) + output_offset * (1 << e)
         if abs(add) < SHORT_PATH_ACC_LIMIT and e <= RESCALE_GENERAL_TZ:
@@ -201,6 +206,24 @@ SHORT_PATH_ACC_LIMIT = 1 << 30
 def accumulator_bound(bias: int, weights, input_span: int) -> int:
     """Largest |bias + sum(w * x)| with |x| <= input_span."""
     return abs(bias) + input_span * sum(abs(w) for w in weights)
+
+
+def wrap_int32(v: int) -> int:
+    """`v` modulo 2^32 as an int32: a folded bias whose true value does not fit still gives the int32 sum
+    TFLM computes (additions wrap the same way), whenever that sum fits."""
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def general_channels(rescales) -> int:
+    """Channels on TFLM's general requantization path; any makes the layer a general one (quant.rs `Rescale`)."""
+    return sum(1 for _, _, right in rescales if right == 0)
+
+
+def requant_note(general: int, channels: int) -> str:
+    """The generated comment's (and codegen.json's) account of a layer's requantization path."""
+    if not general:
+        return ""
+    return f", general requantization: {general} of {channels} channels, plain int32 accumulators"
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> list[int]:
@@ -290,23 +313,10 @@ class _Lowering:
         except QuantError as exc:
             raise self.fail(op, f"its quantization cannot be reproduced: {exc}", "re-quantize the model") from None
 
-    def check_accumulators(self, op: Operator, bounds) -> None:
-        """The kernels accumulate twice the sum in an int32: every channel must stay below 2^30."""
-        for c, bound in enumerate(bounds):
-            if bound >= SHORT_PATH_ACC_LIMIT:
-                raise self.fail(op, f"output channel {c} can accumulate up to {bound}, beyond the native kernels' "
-                                    "range (2^30)")
-
     @staticmethod
-    def folded(bias: tuple[int, ...], weights: tuple[int, ...], per: int, input_offset: int,
-               op_fail) -> tuple[int, ...]:
-        out = []
-        for c, b in enumerate(bias):
-            v = b + input_offset * sum(weights[c * per:(c + 1) * per])
-            if not -(1 << 31) <= v < (1 << 31):
-                raise op_fail("its bias with the input zero point folded in overflows int32")
-            out.append(v)
-        return tuple(out)
+    def folded(bias: tuple[int, ...], weights: tuple[int, ...], per: int, input_offset: int) -> tuple[int, ...]:
+        """`bias + input_offset * sum(row)` per row of `per` weights, exact (not wrapped)."""
+        return tuple(b + input_offset * sum(weights[c * per:(c + 1) * per]) for c, b in enumerate(bias))
 
     # --- operators -------------------------------------------------------------------------------------
 
@@ -333,10 +343,10 @@ class _Lowering:
             rq = [self.guarded(op, quant.fully_connected_multiplier, in_scale, wq.scale[0], out_scale)] * out_depth
         act_min, act_max = self.act_range(op, y, op.options.get("fused_activation", "NONE"))
         wv = _unpack(w, "b")
-        bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp, lambda m: self.fail(op, m))
-        self.check_accumulators(op, [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128)
-                                     for o, b in enumerate(bias)])
-        rescales = tuple(rescale(r, out_zp) for r in rq)
+        bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp)
+        bounds = [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128) for o, b in enumerate(bias)]
+        rescales = tuple(rescale(r, out_zp, bound) for r, bound in zip(rq, bounds))
+        general = general_channels(rescales)
         if len(set(rescales)) == 1:
             rescales = rescales[:1]  # per-tensor: the kernel reads one `Rescale` for every row
         n = op.index
@@ -346,10 +356,11 @@ class _Lowering:
             params={"batches": batches, "accum_depth": depth, "output_depth": out_depth, "output_offset": out_zp,
                     "act_min": act_min, "act_max": act_max},
             arrays=[ConstArray(f"W{n}", "u32", fc_weight_words(wv, out_depth, depth)),
-                    ConstArray(f"BF{n}", "i32", bias),
+                    ConstArray(f"BF{n}", "i32", tuple(wrap_int32(b) for b in bias)),
                     ConstArray(f"RS{n}", "Rs", rescales)],
             input=x.index, output=y.index, macs=batches * out_depth * depth,
-            note=op.options.get("fused_activation", "NONE"), in_shape=x.shape, out_shape=y.shape)
+            note=op.options.get("fused_activation", "NONE") + requant_note(general, out_depth), in_shape=x.shape,
+            out_shape=y.shape, general_channels=general)
 
     def conv_geometry(self, op: Operator, x: Tensor, y: Tensor, k_h: int, k_w: int) -> dict[str, int]:
         o = op.options
@@ -410,18 +421,17 @@ class _Lowering:
         else:
             per = taps * in_c
             sums = [sum(wv[c * per:(c + 1) * per]) for c in range(out_c)]
-        bias_folded = []
-        for b, s in zip(bias, sums):
-            v = b - in_zp * s
-            if not -(1 << 31) <= v < (1 << 31):
-                raise self.fail(op, "its bias with the input zero point folded in overflows int32")
-            bias_folded.append(v)
+        bias_folded = [b - in_zp * s for b, s in zip(bias, sums)]
         # every tap reads an input value or the zero point, from the folded bias
         if depthwise:
             bounds = [accumulator_bound(bf, wv[c::out_c], 128) for c, bf in enumerate(bias_folded)]
         else:
             bounds = [accumulator_bound(bf, wv[c * per:(c + 1) * per], 128) for c, bf in enumerate(bias_folded)]
-        self.check_accumulators(op, bounds)
+        rescales = tuple(rescale(r, out_zp, bound) for r, bound in zip(rq, bounds))
+        general = general_channels(rescales)
+        # a general layer sums in plain int32 (wrapping like TFLM's); the others accumulate twice the sum
+        factor = 1 if general else 2
+        bias_arg = tuple(wrap_int32(factor * b) for b in bias_folded)
         n = op.index
         params = dict(geo)
         params.update({"in_c": in_c, "input_offset": -in_zp, "output_offset": out_zp,
@@ -435,7 +445,7 @@ class _Lowering:
             kernel, ptype = "conv2d_s8", "Conv2d"
             macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps * in_c
         note = (f"{k_h}x{k_w} stride {geo['stride_h']}x{geo['stride_w']} {op.options.get('padding')} "
-                f"{op.options.get('fused_activation', 'NONE')}")
+                f"{op.options.get('fused_activation', 'NONE')}{requant_note(general, out_c)}")
         if depthwise:
             lanes = -(-out_c // 4) * 4
             span_w = (geo["out_w"] - 1) * geo["stride_w"] + (k_w - 1) * geo["dil_w"] + 1
@@ -443,21 +453,22 @@ class _Lowering:
             row_words = -(-span_w * in_c // 4) if (out_c // in_c) % 4 == 0 else span_w * lanes // 2
             pad = lanes - out_c
             arrays = [ConstArray(f"W{n}", "u32",
-                                 depthwise_filter_words(wv, out_c, k_h, k_w, geo["dil_w"], row_words, in_c)),
-                      ConstArray(f"B2{n}", "i32", tuple(2 * b for b in bias_folded) + (0,) * pad),
-                      ConstArray(f"RS{n}", "Rs", tuple(rescale(r, out_zp) for r in rq) + ((0, 0, 1),) * pad)]
+                                 depthwise_filter_words(wv, out_c, k_h, k_w, geo["dil_w"], row_words, in_c,
+                                                        doubled=not general)),
+                      ConstArray(f"B2{n}", "i32", bias_arg + (0,) * pad),
+                      ConstArray(f"RS{n}", "Rs", rescales + ((0, 0, 1),) * pad)]
             scratch, stage = k_h * row_words, 0
         else:
             # the patch of an output pixel, in whole words: im2col scratch for two pixels, staging for one
             words = -(-per // 4)
             arrays = [ConstArray(f"W{n}", "u32", conv_filter_words(wv, out_c, per)),
-                      ConstArray(f"B2{n}", "i32", tuple(2 * b for b in bias_folded)),
-                      ConstArray(f"RS{n}", "Rs", tuple(rescale(r, out_zp) for r in rq))]
+                      ConstArray(f"B2{n}", "i32", bias_arg),
+                      ConstArray(f"RS{n}", "Rs", rescales)]
             scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
             input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape,
-            scratch_words=scratch, stage_bytes=stage, takes_stage=not depthwise)
+            scratch_words=scratch, stage_bytes=stage, takes_stage=not depthwise, general_channels=general)
 
     def pool(self, op: Operator) -> Step:
         self.single_io(op, (1,))
