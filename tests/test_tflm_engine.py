@@ -303,6 +303,21 @@ def test_codegen_key_is_cheap(tflm_root):
     assert set(codegen_tflm.STAGE.tools(v)) == {"arm-none-eabi-g++", "bindgen", "qemu-system-arm"}
 
 
+def test_arena_probe_runs_on_a_machine_with_room_for_it():
+    """The probe keeps half the machine's RAM for the arena and 16 KiB for heap and stack: a micro:bit (16 KiB)
+    cannot hold it, so its Cortex-M0 objects are measured on the Cortex-M3 machine, which runs ARMv6-M code."""
+    def probe_for(board: str) -> str | None:
+        b = BOARDS[board]
+        return codegen_tflm._probe_machine(SimpleNamespace(board=b, cpu=b.cpu, triple=b.triple))
+
+    assert probe_for("microbit") == "mps2-an385"
+    assert probe_for("mps3-an547") == "mps3-an547" and probe_for("mps2-an386") == "mps2-an386"
+    assert probe_for("stm32f4-discovery") == "mps2-an386"  # no machine of its own: the same core's
+    # a core no machine emulates (measure_arena turns it into a user error with the fix)
+    m85 = SimpleNamespace(board=BOARDS["pico"], cpu="cortex-m85", triple="thumbv8m.main-none-eabihf")
+    assert codegen_tflm._probe_machine(m85) is None
+
+
 def test_model_io_must_be_one_int8_or_float32_tensor_each():
     def model(dtype, outputs=(1,)):
         tensors = [SimpleNamespace(dtype="int8", nbytes=4), SimpleNamespace(dtype=dtype, nbytes=8)]

@@ -437,6 +437,32 @@ mod matmul_kernels {
         r
     }
 
+    /// A convolution window's geometry, (height, width) each.
+    struct Window {
+        in_hw: (usize, usize),
+        k: (usize, usize),
+        stride: (usize, usize),
+        dil: (usize, usize),
+        pad: (usize, usize),
+    }
+
+    impl Window {
+        /// Output pixel (oy, ox)'s taps inside the input, as (tap index, input pixel index): TFLM skips the rest.
+        fn taps(&self, oy: usize, ox: usize) -> Vec<(usize, usize)> {
+            let mut out = Vec::new();
+            for ky in 0..self.k.0 {
+                for kx in 0..self.k.1 {
+                    let iy = (oy * self.stride.0 + ky * self.dil.0) as isize - self.pad.0 as isize;
+                    let ix = (ox * self.stride.1 + kx * self.dil.1) as isize - self.pad.1 as isize;
+                    if iy >= 0 && ix >= 0 && iy < self.in_hw.0 as isize && ix < self.in_hw.1 as isize {
+                        out.push((ky * self.k.1 + kx, iy as usize * self.in_hw.1 + ix as usize));
+                    }
+                }
+            }
+            out
+        }
+    }
+
     fn conv_case(p: Conv2d, wide: bool, seed: u64) {
         let mut rng = Rng(seed);
         let patch = p.k_h * p.k_w * p.in_c;
@@ -445,27 +471,19 @@ mod matmul_kernels {
         let chs = channels(&mut rng, p.out_c, wide);
         let act = (p.act_min, p.act_max);
         let mut expected = vec![0i8; p.out_h * p.out_w * p.out_c];
-        for oy in 0..p.out_h {
-            for ox in 0..p.out_w {
-                for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
-                    let mut acc = 0i32;
-                    for ky in 0..p.k_h {
-                        for kx in 0..p.k_w {
-                            let iy = (oy * p.stride_h + ky * p.dil_h) as isize - p.pad_h as isize;
-                            let ix = (ox * p.stride_w + kx * p.dil_w) as isize - p.pad_w as isize;
-                            if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
-                                continue;
-                            }
-                            for c in 0..p.in_c {
-                                let x = input[(iy as usize * p.in_w + ix as usize) * p.in_c + c] as i32;
-                                let w = row[(ky * p.k_w + kx) * p.in_c + c] as i32;
-                                acc = acc.wrapping_add(w * (x + p.input_offset));
-                            }
-                        }
+        let window = Window { in_hw: (p.in_h, p.in_w), k: (p.k_h, p.k_w), stride: (p.stride_h, p.stride_w),
+                              dil: (p.dil_h, p.dil_w), pad: (p.pad_h, p.pad_w) };
+        for (oy, ox) in (0..p.out_h).flat_map(|oy| (0..p.out_w).map(move |ox| (oy, ox))) {
+            for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
+                let mut acc = 0i32;
+                for (tap, px) in window.taps(oy, ox) {
+                    for c in 0..p.in_c {
+                        let x = input[px * p.in_c + c] as i32;
+                        acc = acc.wrapping_add(row[tap * p.in_c + c] as i32 * (x + p.input_offset));
                     }
-                    let v = requantize(acc.wrapping_add(ch.bias), *ch, p.output_offset, act);
-                    expected[(oy * p.out_w + ox) * p.out_c + o] = v;
                 }
+                let v = requantize(acc.wrapping_add(ch.bias), *ch, p.output_offset, act);
+                expected[(oy * p.out_w + ox) * p.out_c + o] = v;
             }
         }
         let (bias, rescales, factor) = fold(&chs, &rows, p.input_offset, p.output_offset);
@@ -517,25 +535,17 @@ mod matmul_kernels {
         let chs = channels(&mut rng, out_c, wide);
         let act = (p.act_min, p.act_max);
         let mut expected = vec![0i8; p.out_h * p.out_w * out_c];
-        for oy in 0..p.out_h {
-            for ox in 0..p.out_w {
-                for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
-                    let mut acc = 0i32;
-                    for ky in 0..p.k_h {
-                        for kx in 0..p.k_w {
-                            let iy = (oy * p.stride_h + ky * p.dil_h) as isize - p.pad_h as isize;
-                            let ix = (ox * p.stride_w + kx * p.dil_w) as isize - p.pad_w as isize;
-                            if iy < 0 || ix < 0 || iy >= p.in_h as isize || ix >= p.in_w as isize {
-                                continue;
-                            }
-                            let at = (iy as usize * p.in_w + ix as usize) * p.in_c + o / p.depth_multiplier;
-                            let x = input[at] as i32;
-                            acc = acc.wrapping_add(row[ky * p.k_w + kx] as i32 * (x + p.input_offset));
-                        }
-                    }
-                    let v = requantize(acc.wrapping_add(ch.bias), *ch, p.output_offset, act);
-                    expected[(oy * p.out_w + ox) * out_c + o] = v;
+        let window = Window { in_hw: (p.in_h, p.in_w), k: (p.k_h, p.k_w), stride: (p.stride_h, p.stride_w),
+                              dil: (p.dil_h, p.dil_w), pad: (p.pad_h, p.pad_w) };
+        for (oy, ox) in (0..p.out_h).flat_map(|oy| (0..p.out_w).map(move |ox| (oy, ox))) {
+            for (o, (row, ch)) in rows.iter().zip(&chs).enumerate() {
+                let mut acc = 0i32;
+                for (tap, px) in window.taps(oy, ox) {
+                    let x = input[px * p.in_c + o / p.depth_multiplier] as i32;
+                    acc = acc.wrapping_add(row[tap] as i32 * (x + p.input_offset));
                 }
+                let v = requantize(acc.wrapping_add(ch.bias), *ch, p.output_offset, act);
+                expected[(oy * p.out_w + ox) * out_c + o] = v;
             }
         }
         let (mut bias, mut rescales, factor) = fold(&chs, &rows, p.input_offset, p.output_offset);

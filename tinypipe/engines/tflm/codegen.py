@@ -164,16 +164,26 @@ def bindgen(header: Path, triple: str) -> str:
 
 # --- measuring the arena on the emulator ------------------------------------------------------------------------
 
+# The probe links a static arena of half the machine's RAM and keeps 16 KiB for heap and stack (probe/link.ld.in)
+PROBE_MIN_RAM = 64 * 1024
+# Code for the key's ISA runs unchanged on the value's (ARMv6-M's instructions are a subset of ARMv7-M's), so a
+# Cortex-M0 board too small for the probe is measured on a Cortex-M3 machine: the same objects, the same arena.
+PROBE_HOST_TRIPLES = {"thumbv6m-none-eabi": ("thumbv7m-none-eabi",)}
+
+
 def _probe_machine(variant) -> str | None:
-    """A QEMU machine with the variant's CPU: the board's own, else another board's with the same core."""
-    if variant.board.qemu_machine:
-        return variant.board.qemu_machine
+    """A QEMU machine that runs the variant's code with RAM enough for the probe: the board's own, else another
+    board's with the same core, else one whose ISA contains the variant's."""
     from tinypipe.config.boards import BOARDS
 
-    for board in BOARDS.values():
-        if board.qemu_machine and board.cpu == variant.cpu and board.triple == variant.triple:
-            return board.qemu_machine
-    return None
+    def runs(board, triples) -> bool:
+        return bool(board.qemu_machine) and board.ram.size >= PROBE_MIN_RAM and board.triple in triples
+
+    if runs(variant.board, (variant.triple,)) and variant.board.cpu == variant.cpu:
+        return variant.board.qemu_machine
+    same_core = [b for b in BOARDS.values() if runs(b, (variant.triple,)) and b.cpu == variant.cpu]
+    hosts = [b for b in BOARDS.values() if runs(b, PROBE_HOST_TRIPLES.get(variant.triple, ()))]
+    return next((b.qemu_machine for b in [*same_core, *hosts]), None)
 
 
 def gcc_link_args(variant) -> list[str]:
@@ -198,7 +208,8 @@ def measure_arena(variant, model_file: Path, library: Path, shim_dir: Path, inpu
 
     machine = _probe_machine(variant)
     if machine is None:
-        raise UserError(f"cannot measure the TFLM arena for cpu {variant.cpu}: no QEMU machine emulates it",
+        raise UserError(f"cannot measure the TFLM arena for cpu {variant.cpu}: no QEMU machine runs its code with "
+                        f"the {PROBE_MIN_RAM // 1024} KiB of RAM the measurement needs",
                         "set `tflm: {arena_bytes: N}` in project.yaml")
     board = next(b for b in BOARDS.values() if b.qemu_machine == machine)
     probe_arena = board.ram.size // 2
