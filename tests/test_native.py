@@ -411,19 +411,26 @@ def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):
 
 def test_layers_beyond_the_short_path_take_the_general_one_and_only_they(keras_models, shared_dir):
     """The converter's +-2^30 biases: their channels' doubled accumulators would overflow int32, so those
-    layers sum in plain int32 (undoubled biases) and requantize those channels with TFLM's general path; the
-    other channels of the layer keep the short path, and every other model's layers keep the fast one."""
+    channels sum in plain int32 (undoubled biases) and requantize with TFLM's general path: in conv and FC the
+    whole layer sums plainly (shared inputs), in depthwise only those channels. The other channels keep the
+    short path, and every other model's layers keep the fast one."""
     graph = parse_model(keras_models["wide_accumulators"]).main
     conv_bias = graph.tensors[graph.operators[0].inputs[2]]
     assert sorted(set(struct.unpack("<4i", conv_bias.data)[2:])) == [-(1 << 30), 1 << 30]
     generated = generate(keras_models["wide_accumulators"], "wide.tflite")
     assert [(o["op"], o["general_channels"]) for o in generated.info["ops"]] == [
         ("CONV_2D", 2), ("DEPTHWISE_CONV_2D", 2), ("RESHAPE", 0), ("FULLY_CONNECTED", 4)]
-    assert ("// op 0 CONV_2D 1x6x6x4 -> 1x6x6x4, 3x3 stride 1x1 SAME NONE, general requantization: 2 of 4 "
-            "channels, plain int32 accumulators") in generated.model_rs
-    bias_arg = re.search(r"static B20: \[i32; 4\] = \[\s*([^\]]*)\]", generated.model_rs).group(1)
-    # the zero point folded in, not doubled (doubled, they would wrap around to about -+2^31)
-    assert [round(int(v) / (1 << 30), 3) for v in bias_arg.replace(",", " ").split()][2:] == [1.0, -1.0]
+    assert ("// op 0 CONV_2D 1x6x6x4 -> 1x6x6x4, 3x3 stride 1x1 SAME NONE, TFLM's general requantization for 2 "
+            "of 4 channels (plain int32 sums)") in generated.model_rs
+
+    def bias_arg(name: str) -> list[float]:
+        values = re.search(rf"static {name}: \[i32; 4\] = \[\s*([^\]]*)\]", generated.model_rs).group(1)
+        return [int(v) / (1 << 30) for v in values.replace(",", " ").split()]
+
+    # the zero point folded in; not doubled (doubled, they would wrap around to about -+2^31)
+    assert [round(v, 3) for v in bias_arg("B20")[2:]] == [1.0, -1.0]
+    depthwise = bias_arg("B21")  # per channel: the short-path channels' doubled, the general ones' not
+    assert max(map(abs, depthwise[:2])) < 0.001 and [round(v, 3) for v in depthwise[2:]] == [1.0, -1.0]
     assert "k::fully_connected_s8::<true, true>" in generated.model_rs
     for name in SHARED_MODELS:
         info = generate((shared_dir / "models" / f"{name}.tflite").read_bytes(), name).info

@@ -14,9 +14,9 @@
 //! ([`depthwise_filter_words`]): per block, per tap, the words `(w02, w13, offset)`, the weights doubled
 //! and widened the same way, `offset` the tap's word index relative to the output pixel's block. Doubled
 //! weights make the accumulators twice the sum, which is what the requantization's high multiply wants
-//! ([`Rescale`]).
+//! ([`Rescale`]); a general-path channel's are not doubled.
 
-use crate::quant::{clamp_s8, rescale_channel, Rescale};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DepthwiseConv2d {
@@ -85,8 +85,9 @@ pub const fn depthwise_filter_words(p: &DepthwiseConv2d) -> usize {
 
 /// Depthwise convolution: output channel `c * depth_multiplier + m` filters input channel `c`.
 /// `bias2[o] = 2 * (bias[o] + input_offset * sum(filter taps of o))`, `bias2` and `rescale` padded to
-/// `p.lanes()`; `scratch` holds at least `p.scratch_words()` words. In a general layer (see [`Rescale`])
-/// neither `bias2` nor the filter's weights are doubled, and `bias2` wraps around like the int32 sum.
+/// `p.lanes()`; `scratch` holds at least `p.scratch_words()` words. Channels are independent here, so the
+/// choice of [`Rescale`]'s path is per channel: a general channel's `bias2` and weights are not doubled, and
+/// its `bias2` wraps around like the int32 sum.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d_s8(
     p: &DepthwiseConv2d,
@@ -186,7 +187,12 @@ impl Kernel<'_> {
                     }
                 };
                 for ((o, a), r) in out4.iter_mut().zip(acc).zip(rs) {
-                    let v = rescale_channel::<GENERAL>(a, *r, p.output_offset);
+                    // a general channel's weights and bias are not doubled: its accumulator holds the plain sum
+                    let v = if GENERAL && r.is_general() {
+                        rescale_general(a, *r, p.output_offset)
+                    } else {
+                        rescale_doubled(a, *r)
+                    };
                     *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
                 }
             }

@@ -23,10 +23,11 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
 /// GENERAL_TZ)` (TFLM's shift in the top six bits, `trailing_zeros(add) == GENERAL_TZ`) and takes TFLM's
 /// general path ([`rescale_general`]: plain int32 sum, 64-bit rounding doubling high multiply).
 ///
-/// A layer with any general channel is a general layer: its kernel accumulates the plain int32 sum, as
-/// TFLM does (no doubled bias, weights or inputs: wrapping adds give TFLM's bits whenever its own int32 sum
-/// does not overflow), and its short-path channels requantize twice that sum (exact: their bound is below
-/// 2^30). Other layers accumulate twice the sum directly.
+/// A general channel's accumulator holds the plain int32 sum, as TFLM's does (no doubled bias, weights or
+/// inputs: wrapping adds give TFLM's bits whenever its own int32 sum does not overflow). Depthwise channels
+/// are independent, so only the general ones sum plainly; conv and fully connected channels share their
+/// inputs, so a layer with any general channel is a general layer: every channel sums plainly, and its
+/// short-path channels requantize twice that sum (exact: their bound is below 2^30).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)] // read field by field by the DSP path's assembly
 pub struct Rescale {
@@ -90,8 +91,16 @@ pub fn rescale_channel<const GENERAL: bool>(acc: i32, rs: Rescale, output_offset
     } else if rs.is_general() {
         rescale_general(acc, rs, output_offset)
     } else {
-        rescale_doubled(acc.wrapping_shl(1), rs)
+        rescale_short_of_plain(acc, rs)
     }
+}
+
+/// A short-path channel of a general layer: twice its plain sum (exact: its bound is below 2^30). Out of line,
+/// like [`rescale_general`], so that general layers' code stays small beside the fast layers'.
+#[cold]
+#[inline(never)]
+fn rescale_short_of_plain(acc: i32, rs: Rescale) -> i32 {
+    rescale_doubled(acc.wrapping_shl(1), rs)
 }
 
 /// Whether a kernel's requantization variant, chosen by the code generator, computes a layer exactly:

@@ -396,9 +396,11 @@ mod matmul_kernels {
         Rescale { multiplier: ch.multiplier, add: (ch.shift << 26) | (1 << GENERAL_TZ) }
     }
 
-    /// lower.py: per channel the folded bias and its `Rescale`; a layer with a general channel keeps
-    /// plain sums (`factor` 1), else twice them. `rows[c]`: channel c's weights.
-    fn fold(chs: &[Channel], rows: &[Vec<i8>], input_offset: i32, output_offset: i32) -> (Vec<i32>, Vec<Rescale>, i32) {
+    /// lower.py: per channel the folded bias (times its factor), its `Rescale`, and its factor: 1 for a
+    /// plain sum, 2 for twice it. General channels sum plainly, and (`per_layer`: conv, fully connected)
+    /// every channel of a layer with one. `rows[c]`: channel c's weights.
+    fn fold(chs: &[Channel], rows: &[Vec<i8>], input_offset: i32, output_offset: i32, per_layer: bool)
+            -> (Vec<i32>, Vec<Rescale>, Vec<i32>) {
         let folded: Vec<i64> = chs
             .iter()
             .zip(rows)
@@ -413,8 +415,9 @@ mod matmul_kernels {
                 rescale(*ch, output_offset, bound)
             })
             .collect();
-        let factor = if rescales.iter().any(|r| r.is_general()) { 1 } else { 2 };
-        (folded.iter().map(|f| (factor * f) as i32).collect(), rescales, factor as i32)
+        let general_layer = per_layer && rescales.iter().any(|r| r.is_general());
+        let factors: Vec<i32> = rescales.iter().map(|r| if general_layer || r.is_general() { 1 } else { 2 }).collect();
+        (folded.iter().zip(&factors).map(|(f, k)| (*k as i64 * f) as i32).collect(), rescales, factors)
     }
 
     fn requantize(acc: i32, ch: Channel, output_offset: i32, act: (i32, i32)) -> i8 {
@@ -486,8 +489,8 @@ mod matmul_kernels {
                 expected[(oy * p.out_w + ox) * p.out_c + o] = v;
             }
         }
-        let (bias, rescales, factor) = fold(&chs, &rows, p.input_offset, p.output_offset);
-        assert_eq!(factor == 1, wide);
+        let (bias, rescales, factors) = fold(&chs, &rows, p.input_offset, p.output_offset, true);
+        assert_eq!(factors.iter().all(|&k| k == 1), wide);
         // conv_filter_words: rows padded to words, a zero row for an odd count, pairs interleaved by word
         let row_words = p.row_words();
         let mut padded: Vec<Vec<u32>> = rows.iter().map(|r| words(&padded_row(r, row_words))).collect();
@@ -548,13 +551,13 @@ mod matmul_kernels {
                 expected[(oy * p.out_w + ox) * out_c + o] = v;
             }
         }
-        let (mut bias, mut rescales, factor) = fold(&chs, &rows, p.input_offset, p.output_offset);
-        assert_eq!(factor == 1, wide);
+        let (mut bias, mut rescales, factors) = fold(&chs, &rows, p.input_offset, p.output_offset, false);
+        assert_eq!(factors.contains(&1), wide);
         let lanes = p.lanes();
         bias.resize(lanes, 0);
         rescales.resize(lanes, Rescale { multiplier: 0, add: 1 });
         // depthwise_filter_words: per block of four lanes, per tap, (w02, w13, offset)
-        let w = |tap: usize, o: usize| if o < out_c { factor * filter_1hwc[tap * out_c + o] as i32 } else { 0 };
+        let w = |tap: usize, o: usize| if o < out_c { factors[o] * filter_1hwc[tap * out_c + o] as i32 } else { 0 };
         let pack = |lo: i32, hi: i32| (lo as u32 & 0xFFFF) | (hi as u32 & 0xFFFF) << 16;
         let mut filter = Vec::new();
         for b in 0..lanes / 4 {
@@ -622,10 +625,10 @@ mod matmul_kernels {
                 expected[b * out_depth + o] = requantize(acc, *ch, output_offset, act);
             }
         }
-        let (bias, mut rescales, factor) = fold(&chs, &rows, input_offset, output_offset);
-        // fully connected sums are always plain: `fold`'s factor only says whether the layer is general
-        let bias: Vec<i32> = bias.iter().map(|b| b / factor).collect();
-        let general = factor == 1;
+        let (bias, mut rescales, factors) = fold(&chs, &rows, input_offset, output_offset, true);
+        // fully connected sums are always plain: `fold`'s factors only say whether the layer is general
+        let bias: Vec<i32> = bias.iter().zip(&factors).map(|(b, k)| b / k).collect();
+        let general = factors[0] == 1;
         if rescales.iter().all(|r| *r == rescales[0]) {
             rescales.truncate(1);
         }

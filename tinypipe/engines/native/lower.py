@@ -128,10 +128,10 @@ def pack_halves(lo: int, hi: int) -> int:
 
 
 def depthwise_filter_words(weights: tuple[int, ...], out_c: int, k_h: int, k_w: int, dil_w: int,
-                           row_words: int, in_c: int, doubled: bool = True) -> tuple[int, ...]:
+                           row_words: int, in_c: int, plain: frozenset[int] = frozenset()) -> tuple[int, ...]:
     """1HWC filter -> the `depthwise_conv2d_s8` layout: per block of four output channels (lanes), per tap,
-    `(w02, w13, offset)`: lanes (0, 2) and (1, 3) as int16 pairs (doubled unless the layer is a general one:
-    quant.rs `Rescale`), and the tap's word index in the
+    `(w02, w13, offset)`: lanes (0, 2) and (1, 3) as int16 pairs (doubled, but for the general-path channels
+    in `plain`: quant.rs `Rescale`), and the tap's word index in the
     widened rows relative to the output pixel's block (`row_words` per row, two words per block per
     column). With a depth multiplier that is a multiple of four the rows are int8 and `offset` is the byte
     index of the block's input channel relative to the output pixel. Lanes past `out_c` have zero weights."""
@@ -140,10 +140,8 @@ def depthwise_filter_words(weights: tuple[int, ...], out_c: int, k_h: int, k_w: 
     dm = out_c // in_c
     broadcast = dm % 4 == 0
 
-    factor = 2 if doubled else 1
-
     def w(tap: int, o: int) -> int:
-        return factor * weights[tap * out_c + o] if o < out_c else 0
+        return (1 if o in plain else 2) * weights[tap * out_c + o] if o < out_c else 0
 
     out: list[int] = []
     for b in range(lanes // 4):
@@ -220,10 +218,10 @@ def general_channels(rescales) -> int:
 
 
 def requant_note(general: int, channels: int) -> str:
-    """The generated comment's (and codegen.json's) account of a layer's requantization path."""
+    """The generated comment's account of a layer's requantization path."""
     if not general:
         return ""
-    return f", general requantization: {general} of {channels} channels, plain int32 accumulators"
+    return f", TFLM's general requantization for {general} of {channels} channels (plain int32 sums)"
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> list[int]:
@@ -429,9 +427,10 @@ class _Lowering:
             bounds = [accumulator_bound(bf, wv[c * per:(c + 1) * per], 128) for c, bf in enumerate(bias_folded)]
         rescales = tuple(rescale(r, out_zp, bound) for r, bound in zip(rq, bounds))
         general = general_channels(rescales)
-        # a general layer sums in plain int32 (wrapping like TFLM's); the others accumulate twice the sum
-        factor = 1 if general else 2
-        bias_arg = tuple(wrap_int32(factor * b) for b in bias_folded)
+        # general-path channels sum in plain int32 (wrapping like TFLM's), the others twice the sum: per channel
+        # in depthwise (independent channels), per layer in conv (shared patches)
+        plain = frozenset(c for c, (_, _, right) in enumerate(rescales) if right == 0 or (general and not depthwise))
+        bias_arg = tuple(wrap_int32((1 if c in plain else 2) * b) for c, b in enumerate(bias_folded))
         n = op.index
         params = dict(geo)
         params.update({"in_c": in_c, "input_offset": -in_zp, "output_offset": out_zp,
@@ -453,8 +452,7 @@ class _Lowering:
             row_words = -(-span_w * in_c // 4) if (out_c // in_c) % 4 == 0 else span_w * lanes // 2
             pad = lanes - out_c
             arrays = [ConstArray(f"W{n}", "u32",
-                                 depthwise_filter_words(wv, out_c, k_h, k_w, geo["dil_w"], row_words, in_c,
-                                                        doubled=not general)),
+                                 depthwise_filter_words(wv, out_c, k_h, k_w, geo["dil_w"], row_words, in_c, plain)),
                       ConstArray(f"B2{n}", "i32", bias_arg + (0,) * pad),
                       ConstArray(f"RS{n}", "Rs", rescales + ((0, 0, 1),) * pad)]
             scratch, stage = k_h * row_words, 0
