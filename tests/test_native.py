@@ -411,16 +411,16 @@ def test_unsupported_op_names_op_index_shapes_and_the_tflm_engine(keras_models):
 
 def test_layers_beyond_the_short_path_take_the_general_one_and_only_they(keras_models, shared_dir):
     """The converter's +-2^30 biases: their channels' doubled accumulators would overflow int32, so those
-    channels sum in plain int32 (undoubled biases) and requantize with TFLM's general path: in conv and FC the
-    whole layer sums plainly (shared inputs), in depthwise only those channels. The other channels keep the
-    short path, and every other model's layers keep the fast one."""
+    channels sum in plain int32 (undoubled biases) and requantize with TFLM's general path: in conv and FC
+    every channel of the layer (they share their inputs), in depthwise only those. The other depthwise
+    channels keep the short path, and every other model's layers keep the fast one."""
     graph = parse_model(keras_models["wide_accumulators"]).main
     conv_bias = graph.tensors[graph.operators[0].inputs[2]]
     assert sorted(set(struct.unpack("<4i", conv_bias.data)[2:])) == [-(1 << 30), 1 << 30]
     generated = generate(keras_models["wide_accumulators"], "wide.tflite")
     assert [(o["op"], o["general_channels"]) for o in generated.info["ops"]] == [
-        ("CONV_2D", 2), ("DEPTHWISE_CONV_2D", 2), ("RESHAPE", 0), ("FULLY_CONNECTED", 4)]
-    assert ("// op 0 CONV_2D 1x6x6x4 -> 1x6x6x4, 3x3 stride 1x1 SAME NONE, TFLM's general requantization for 2 "
+        ("CONV_2D", 4), ("DEPTHWISE_CONV_2D", 2), ("RESHAPE", 0), ("FULLY_CONNECTED", 5)]
+    assert ("// op 0 CONV_2D 1x6x6x4 -> 1x6x6x4, 3x3 stride 1x1 SAME NONE, TFLM's general requantization for 4 "
             "of 4 channels (plain int32 sums)") in generated.model_rs
 
     def bias_arg(name: str) -> list[float]:

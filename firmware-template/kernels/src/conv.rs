@@ -10,7 +10,7 @@
 //! Filters come re-laid by the code generator ([`conv_filter_words`] says how): rows padded with zeros to
 //! whole words, output channels in pairs (an odd count gets a zero row), the two rows' words interleaved.
 
-use crate::quant::{clamp_s8, rescale_channel, Rescale};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d {
@@ -65,7 +65,8 @@ pub const fn conv_filter_words(p: &Conv2d) -> usize {
 
 /// Convolution. `filter`: see the module doc; `bias2[o] = 2 * (bias[o] + input_offset * sum(filter[o]))`
 /// (the widened patches hold doubled values, so the accumulators hold twice the sum: see [`Rescale`]). In a
-/// general layer the patches and `bias2` are not doubled, and `bias2` wraps around like the int32 sum.
+/// layer whose channels are general the patches and `bias2` are not doubled, and `bias2` wraps around like
+/// the int32 sum.
 /// `scratch` holds at least `p.scratch_words()` words, `stage` at least `p.stage_bytes()` bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8(
@@ -109,13 +110,8 @@ pub fn conv2d_s8(
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
             // a general layer accumulates the plain sum: its patches are not doubled
-            if general {
-                load_patch::<false>(p, in_batch, px, scratch, 0, stage);
-                load_patch::<false>(p, in_batch, second, scratch, 1, stage);
-            } else {
-                load_patch::<true>(p, in_batch, px, scratch, 0, stage);
-                load_patch::<true>(p, in_batch, second, scratch, 1, stage);
-            }
+            load_patch(p, in_batch, px, scratch, 0, stage, !general);
+            load_patch(p, in_batch, second, scratch, 1, stage, !general);
             let out = match out_batch.get_mut(px * p.out_c..(second + 1) * p.out_c) {
                 Some(o) => o,
                 None => return,
@@ -164,7 +160,12 @@ fn pairs<const GENERAL: bool, const FULL: bool>(
             if let Some(rs) = rescale.get(row) {
                 for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
                     if let Some(o) = out.get_mut(at) {
-                        *o = clamp_s8::<FULL>(rescale_channel::<GENERAL>(a, *rs, p.output_offset), p.act_min, p.act_max);
+                        let v = if GENERAL && rs.is_general() {
+                            rescale_general(a, *rs, p.output_offset)
+                        } else {
+                            rescale_doubled(a, *rs)
+                        };
+                        *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
                     }
                 }
             }
@@ -172,8 +173,8 @@ fn pairs<const GENERAL: bool, const FULL: bool>(
     }
 }
 
-/// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `DOUBLED` or not.
-fn load_patch<const DOUBLED: bool>(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) {
+/// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `doubled` or not.
+fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8], doubled: bool) {
     let (oy, ox) = (px / p.out_w, px % p.out_w);
     let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
     let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
@@ -182,7 +183,7 @@ fn load_patch<const DOUBLED: bool>(p: &Conv2d, input: &[i8], px: usize, scratch:
         // 1x1: the patch is the input pixel itself (never in the padding: 1x1 windows have none)
         let at = (y0.max(0) as usize * p.in_w + x0.max(0) as usize) * p.in_c;
         if let Some(src) = input.get(at..at + patch) {
-            widen::<DOUBLED>(src, scratch, slot);
+            widen(src, scratch, slot, doubled);
         }
         return;
     }
@@ -214,15 +215,24 @@ fn load_patch<const DOUBLED: bool>(p: &Conv2d, input: &[i8], px: usize, scratch:
         }
     }
     stage[patch..].fill(0);
-    widen::<DOUBLED>(stage, scratch, slot);
+    widen(stage, scratch, slot, doubled);
 }
 
 /// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`
 /// and `(2 v1, 2 v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with
-/// zeros. Not `DOUBLED`: `(v0, v2)` and `(v1, v3)`.
+/// zeros. Not `doubled`: `(v0, v2)` and `(v1, v3)`.
 #[inline(always)]
-fn widen<const DOUBLED: bool>(src: &[i8], scratch: &mut [u32], slot: usize) {
-    let pairs = if DOUBLED { widen_word_doubled } else { widen_word };
+fn widen(src: &[i8], scratch: &mut [u32], slot: usize, doubled: bool) {
+    if doubled {
+        widen_with(src, scratch, slot, widen_word_doubled);
+    } else {
+        widen_with(src, scratch, slot, widen_word);
+    }
+}
+
+/// [`widen`] with `pairs` making each word's two halfword pairs.
+#[inline(always)]
+fn widen_with(src: &[i8], scratch: &mut [u32], slot: usize, pairs: fn(u32) -> (u32, u32)) {
     let groups = src.chunks_exact(4);
     let tail = groups.remainder();
     let mut dst = scratch.chunks_exact_mut(4);

@@ -8,7 +8,7 @@
 
 #[cfg(tinyml_dsp)]
 use crate::conv::widen_word;
-use crate::quant::{clamp_s8, rescale_channel, variant_fits, Rescale};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, variant_fits, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct FullyConnected {
@@ -118,11 +118,11 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
         }
         let rs_block = if per_tensor { &broadcast[..] } else { rescale.get(o..).unwrap_or(&[]) };
         for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rs_block) {
-            // the accumulators hold the plain sum: doubled for a layer whose channels all take the short path
-            let v = if GENERAL {
-                rescale_channel::<true>(a, *rs, p.output_offset)
+            // the accumulators hold the plain sum, which the short path takes doubled
+            let v = if GENERAL && rs.is_general() {
+                rescale_general(a, *rs, p.output_offset)
             } else {
-                rescale_channel::<false>(a.wrapping_shl(1), *rs, p.output_offset)
+                rescale_doubled(a.wrapping_shl(1), *rs)
             };
             *out = clamp_s8::<FULL>(v, p.act_min, p.act_max);
         }

@@ -25,9 +25,8 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
 ///
 /// A general channel's accumulator holds the plain int32 sum, as TFLM's does (no doubled bias, weights or
 /// inputs: wrapping adds give TFLM's bits whenever its own int32 sum does not overflow). Depthwise channels
-/// are independent, so only the general ones sum plainly; conv and fully connected channels share their
-/// inputs, so a layer with any general channel is a general layer: every channel sums plainly, and its
-/// short-path channels requantize twice that sum (exact: their bound is below 2^30).
+/// are independent, so the choice is per channel; conv and fully connected channels share their inputs, so
+/// the code generator makes every channel of such a layer general when one is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)] // read field by field by the DSP path's assembly
 pub struct Rescale {
@@ -79,28 +78,6 @@ pub fn rescale_doubled(acc2: i32, rs: Rescale) -> i32 {
 #[inline(never)]
 pub fn rescale_general(acc: i32, rs: Rescale, output_offset: i32) -> i32 {
     multiply_by_quantized_multiplier(acc, rs.multiplier, rs.general_shift()).wrapping_add(output_offset)
-}
-
-/// Requantize one channel's accumulator `acc` of a layer: `GENERAL` (a general layer, see [`Rescale`]):
-/// `acc` is the plain sum, requantized by TFLM's general path or, for a short-path channel, as twice the
-/// sum; else `acc` is twice the sum and every channel takes the short path.
-#[inline(always)]
-pub fn rescale_channel<const GENERAL: bool>(acc: i32, rs: Rescale, output_offset: i32) -> i32 {
-    if !GENERAL {
-        rescale_doubled(acc, rs)
-    } else if rs.is_general() {
-        rescale_general(acc, rs, output_offset)
-    } else {
-        rescale_short_of_plain(acc, rs)
-    }
-}
-
-/// A short-path channel of a general layer: twice its plain sum (exact: its bound is below 2^30). Out of line,
-/// like [`rescale_general`], so that general layers' code stays small beside the fast layers'.
-#[cold]
-#[inline(never)]
-fn rescale_short_of_plain(acc: i32, rs: Rescale) -> i32 {
-    rescale_doubled(acc.wrapping_shl(1), rs)
 }
 
 /// Whether a kernel's requantization variant, chosen by the code generator, computes a layer exactly:

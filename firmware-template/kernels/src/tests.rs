@@ -397,8 +397,8 @@ mod matmul_kernels {
     }
 
     /// lower.py: per channel the folded bias (times its factor), its `Rescale`, and its factor: 1 for a
-    /// plain sum, 2 for twice it. General channels sum plainly, and (`per_layer`: conv, fully connected)
-    /// every channel of a layer with one. `rows[c]`: channel c's weights.
+    /// plain sum (general channels), 2 for twice it. `per_layer` (conv, fully connected): every channel of
+    /// a layer with a general one is general. `rows[c]`: channel c's weights.
     fn fold(chs: &[Channel], rows: &[Vec<i8>], input_offset: i32, output_offset: i32, per_layer: bool)
             -> (Vec<i32>, Vec<Rescale>, Vec<i32>) {
         let folded: Vec<i64> = chs
@@ -406,7 +406,7 @@ mod matmul_kernels {
             .zip(rows)
             .map(|(ch, r)| ch.bias as i64 + input_offset as i64 * r.iter().map(|&w| w as i64).sum::<i64>())
             .collect();
-        let rescales: Vec<Rescale> = chs
+        let mut rescales: Vec<Rescale> = chs
             .iter()
             .zip(rows)
             .zip(&folded)
@@ -415,8 +415,10 @@ mod matmul_kernels {
                 rescale(*ch, output_offset, bound)
             })
             .collect();
-        let general_layer = per_layer && rescales.iter().any(|r| r.is_general());
-        let factors: Vec<i32> = rescales.iter().map(|r| if general_layer || r.is_general() { 1 } else { 2 }).collect();
+        if per_layer && rescales.iter().any(|r| r.is_general()) {
+            rescales = chs.iter().map(|ch| rescale(*ch, output_offset, 1 << 30)).collect();
+        }
+        let factors: Vec<i32> = rescales.iter().map(|r| if r.is_general() { 1 } else { 2 }).collect();
         (folded.iter().zip(&factors).map(|(f, k)| (*k as i64 * f) as i32).collect(), rescales, factors)
     }
 

@@ -212,6 +212,15 @@ def wrap_int32(v: int) -> int:
     return (v + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
+def layer_rescales(rqs, output_offset: int, bounds) -> tuple[tuple[int, int, int], ...]:
+    """Every channel's `Rescale` for a layer whose channels share their inputs (conv, fully connected): all on
+    the general path when one must be, since the kernel's sums are then plain for all of them."""
+    rescales = tuple(rescale(r, output_offset, bound) for r, bound in zip(rqs, bounds))
+    if general_channels(rescales):
+        return tuple(rescale(r, output_offset, SHORT_PATH_ACC_LIMIT) for r in rqs)
+    return rescales
+
+
 def general_channels(rescales) -> int:
     """Channels on TFLM's general requantization path; any makes the layer a general one (quant.rs `Rescale`)."""
     return sum(1 for _, _, right in rescales if right == 0)
@@ -343,7 +352,7 @@ class _Lowering:
         wv = _unpack(w, "b")
         bias = self.folded(self.bias(op, out_depth), wv, depth, -in_zp)
         bounds = [accumulator_bound(b, wv[o * depth:(o + 1) * depth], 128) for o, b in enumerate(bias)]
-        rescales = tuple(rescale(r, out_zp, bound) for r, bound in zip(rq, bounds))
+        rescales = layer_rescales(rq, out_zp, bounds)
         general = general_channels(rescales)
         if len(set(rescales)) == 1:
             rescales = rescales[:1]  # per-tensor: the kernel reads one `Rescale` for every row
@@ -425,11 +434,11 @@ class _Lowering:
             bounds = [accumulator_bound(bf, wv[c::out_c], 128) for c, bf in enumerate(bias_folded)]
         else:
             bounds = [accumulator_bound(bf, wv[c * per:(c + 1) * per], 128) for c, bf in enumerate(bias_folded)]
-        rescales = tuple(rescale(r, out_zp, bound) for r, bound in zip(rq, bounds))
+        rescales = (tuple(rescale(r, out_zp, bound) for r, bound in zip(rq, bounds)) if depthwise
+                    else layer_rescales(rq, out_zp, bounds))
         general = general_channels(rescales)
-        # general-path channels sum in plain int32 (wrapping like TFLM's), the others twice the sum: per channel
-        # in depthwise (independent channels), per layer in conv (shared patches)
-        plain = frozenset(c for c, (_, _, right) in enumerate(rescales) if right == 0 or (general and not depthwise))
+        # general-path channels sum in plain int32 (wrapping like TFLM's), the others twice the sum
+        plain = frozenset(c for c, (_, _, right) in enumerate(rescales) if right == 0)
         bias_arg = tuple(wrap_int32((1 if c in plain else 2) * b) for c, b in enumerate(bias_folded))
         n = op.index
         params = dict(geo)
