@@ -293,26 +293,30 @@ fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
         acc = crate::dsp::dot_2rows_2px(w, x, acc);
     }
     #[cfg(not(tinyml_dsp))]
-    for (wp, xq) in w.chunks_exact(2).zip(x.chunks_exact(4)) {
-        #[cfg(not(tinyml_dsp))]
-        {
-            let byte = |w: u32, i: u32| ((w << (24 - 8 * i)) as i32) >> 24;
-            let lo = |v: u32| v as u16 as i16 as i32;
-            let hi = |v: u32| (v as i32) >> 16;
-            let x0 = [lo(xq[0]), lo(xq[1]), hi(xq[0]), hi(xq[1])];
-            let x1 = [lo(xq[2]), lo(xq[3]), hi(xq[2]), hi(xq[3])];
-            for (r, w) in wp.iter().enumerate() {
-                let ws = [byte(*w, 0), byte(*w, 1), byte(*w, 2), byte(*w, 3)];
-                let mut s0 = acc[2 * r];
-                let mut s1 = acc[2 * r + 1];
-                for i in 0..4 {
-                    s0 = s0.wrapping_add(ws[i] * x0[i]);
-                    s1 = s1.wrapping_add(ws[i] * x1[i]);
-                }
-                acc[2 * r] = s0;
-                acc[2 * r + 1] = s1;
+    {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        // value by value, each weight byte and input halfword extracted right before its two multiplies: few
+        // values live at once, so the four accumulators stay in registers on cores without the DSP extension
+        let byte = |w: u32, i: u32| ((w << (24 - 8 * i)) as i32) >> 24;
+        let lo = |v: u32| v as u16 as i16 as i32;
+        let hi = |v: u32| (v as i32) >> 16;
+        for (wp, xq) in w.chunks_exact(2).zip(x.chunks_exact(4)) {
+            let (w0, w1) = (wp[0], wp[1]);
+            // word 0 of each pixel holds values 0 and 2, word 1 values 1 and 3
+            for (i, (x0, x1)) in [(0, (xq[0], xq[2])), (1, (xq[1], xq[3]))] {
+                let (p, q, r, t) = (byte(w0, i), byte(w1, i), lo(x0), lo(x1));
+                a0 = a0.wrapping_add(p * r);
+                a1 = a1.wrapping_add(p * t);
+                a2 = a2.wrapping_add(q * r);
+                a3 = a3.wrapping_add(q * t);
+                let (p, q, r, t) = (byte(w0, i + 2), byte(w1, i + 2), hi(x0), hi(x1));
+                a0 = a0.wrapping_add(p * r);
+                a1 = a1.wrapping_add(p * t);
+                a2 = a2.wrapping_add(q * r);
+                a3 = a3.wrapping_add(q * t);
             }
         }
+        acc = [a0, a1, a2, a3];
     }
     acc
 }

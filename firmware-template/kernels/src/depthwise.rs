@@ -208,7 +208,7 @@ fn taps_4lanes(x: &[u32], taps: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     let hi = |v: u32| (v as i32) >> 16;
     for t in taps.chunks_exact(3) {
         let at = t[2] as usize;
-        if let (Some(&x02), Some(&x13)) = (x.get(at), x.get(at + 1)) {
+        if let Some(&[x02, x13]) = x.get(at..at + 2) {
             acc[0] = acc[0].wrapping_add(lo(t[0]) * lo(x02));
             acc[2] = acc[2].wrapping_add(hi(t[0]) * hi(x02));
             acc[1] = acc[1].wrapping_add(lo(t[1]) * lo(x13));
