@@ -3,7 +3,9 @@
 //! not say (the extension is optional there), so the `-C target-cpu` in the rustflags decides: Cortex-M33,
 //! M35P, M52, M55 and M85 have it in every configuration our boards use (`-C target-feature=+dsp` also counts).
 //! Stable Rust hides the `dsp` target feature from `cfg(target_feature)`, hence this script.
-//! `TINYML_KERNELS_DSP=0` or `=1` overrides the choice.
+//! `TINYML_KERNELS_DSP=0` or `=1` overrides the choice. Cores without the extension but with the ARMv7-M
+//! instruction set (MLA, SBFX, LDRD: `thumbv7m-*`, and ARMv8-M Mainline without DSP) get `cfg(tinyml_armv7m)`,
+//! which selects assembly inner loops for the portable path (`armv7m`).
 
 const V8M_MAIN_DSP_CPUS: [&str; 5] = ["cortex-m33", "cortex-m35p", "cortex-m52", "cortex-m55", "cortex-m85"];
 
@@ -30,6 +32,7 @@ fn cpu_and_dsp_feature(encoded: &str) -> (Option<String>, bool) {
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyml_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(tinyml_armv7m)");
     println!("cargo::rerun-if-env-changed=TINYML_KERNELS_DSP");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = std::env::var("TARGET").unwrap_or_default();
@@ -45,5 +48,7 @@ fn main() {
     };
     if dsp {
         println!("cargo::rustc-cfg=tinyml_dsp");
+    } else if target.starts_with("thumbv7m-") || target.starts_with("thumbv8m.main-") {
+        println!("cargo::rustc-cfg=tinyml_armv7m");
     }
 }

@@ -292,7 +292,11 @@ fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     {
         acc = crate::dsp::dot_2rows_2px(w, x, acc);
     }
-    #[cfg(not(tinyml_dsp))]
+    #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+    {
+        acc = crate::armv7m::dot_2rows_2px(w, x, acc);
+    }
+    #[cfg(not(any(tinyml_dsp, tinyml_armv7m)))]
     {
         let [mut a0, mut a1, mut a2, mut a3] = acc;
         // value by value, each weight byte and input halfword extracted right before its two multiplies: few
