@@ -679,6 +679,8 @@ def test_kernels_and_generated_model_build_no_std_for_cortex_m(board, tmp_path, 
              "-D", "warnings", *sysroot]
     if variant.triple.startswith("thumbv7em-"):
         flags += ["--cfg", "tinyml_dsp"]  # what the crate's build.rs sets under cargo: the DSP path
+    elif variant.triple.startswith("thumbv7m-"):
+        flags += ["--cfg", "tinyml_armv7m"]  # and the ARMv7-M assembly of the portable path
     env = {**os.environ, "RUSTC_BOOTSTRAP": "0"}
     subprocess.run([rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "tinyml_kernels",
                     *flags, str(KERNELS_DIR / "src" / "lib.rs"), "--out-dir", str(tmp_path)],
