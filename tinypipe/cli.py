@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--paranoid", action="store_true",
                      help="hash every cached entry before trusting it (default: only entries whose files' sizes or "
                           "mtimes changed)")
+    _remote_cache_option(run)
 
     status = command("status", "show which stages are cached and which would run",
                      "For every stage of every matrix cell: cached, stale (its inputs changed) or new. Runs "
@@ -116,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                       project="cells", json_what="the same data")
     status.add_argument("--why", action="store_true", help="name the input or config key that changed")
     status.add_argument("--check", action="store_true", help="exit 1 when any stage would run (0: all cached)")
+    _remote_cache_option(status)
 
     command("plan", "show the DAG: stages, shared nodes, and what would run",
                    "Print the stages of every matrix cell as one graph: a stage the cells share (training, "
@@ -272,6 +274,12 @@ def _console(args, stderr: bool = False):
     return Console(**kwargs)
 
 
+def _remote_cache_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--remote-cache", metavar="URL", default=None,
+                         help="a cache shared with a team: pull each stage's entry from URL before building it, "
+                              "push what is built (over $TINYPIPE_REMOTE_CACHE and `cache.remote`; '' for none)")
+
+
 def _print_json(value) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
@@ -280,7 +288,8 @@ def _pipeline(args, until: str | None = None):
     from tinypipe.engine.pipeline import Pipeline
 
     return Pipeline(Path(args.dir), board=getattr(args, "board", None), engine=getattr(args, "engine", None),
-                    until=until, paranoid=getattr(args, "paranoid", False))
+                    until=until, paranoid=getattr(args, "paranoid", False),
+                    remote_cache=getattr(args, "remote_cache", None))
 
 
 def _reporter(args):
@@ -313,8 +322,11 @@ def cmd_run(args) -> int:
     _record_history(pipeline, doc)
     ran = sum(1 for r in outcome.records if r.status == "ran")
     cached = sum(1 for r in outcome.records if r.status == "cached")
+    pulled = sum(1 for r in outcome.records if r.status == "pulled")
     if not args.quiet:
-        sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
+        remote = f", {pulled} pulled from the remote cache" if pipeline.remote is not None else ""
+        pushed = f", {outcome.pushed} pushed" if outcome.pushed else ""
+        sys.stderr.write(f"{ran} stage(s) ran, {cached} cached{remote}{pushed}\n")
     return _report_outcome(outcome, doc["checks"] + outcome.lock_drift)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
+from tinypipe.core.urls import password_in_url
 
 
 class Strict(BaseModel):
@@ -276,6 +278,29 @@ class Budgets(Strict):
         examples=[0.9])
 
 
+class Cache(Strict):
+    """A remote cache shared by a team or CI: before a stage runs, its entry is pulled from here by key (and
+    verified by hash); after it runs, it is pushed. `tinypipe run --remote-cache URL` and $TINYPIPE_REMOTE_CACHE
+    override `remote` (in that order). Credentials come from where ssh and AWS tools look for them (ssh-agent,
+    ~/.ssh/config and keys; AWS_ACCESS_KEY_ID and the rest of the AWS environment, AWS_ENDPOINT_URL for an
+    S3-compatible server), never from this file."""
+
+    remote: str | None = Field(
+        None, min_length=1, description="an fsspec URL: a local or network path, `sftp://[user@]host[:port]/path` "
+        "(needs `sshfs`), `s3://bucket/prefix` (needs `s3fs`), or `http(s)://...` to read only; install them "
+        "with `pip install 'tinypipe[remote]'`", examples=["sftp://cache.example.org/srv/tinypipe"])
+    push: bool = Field(True, description="upload the entries this machine builds (false: only pull, for "
+                       "read-only consumers such as CI jobs of pull requests)", examples=[False])
+
+    @field_validator("remote")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None and password_in_url(value):
+            raise PydanticCustomError(
+                "secret_in_url", "the URL holds a password (`user:password@`), and project.yaml is shared")
+        return value
+
+
 class Matrix(BaseModel):
     """Several variants in one run: the cartesian product of every list given here. `board` and `engine` name
     boards and engines; any other key is a sweep, a key path of project.yaml (`model.epochs`,
@@ -327,6 +352,7 @@ class Project(Strict):
         examples=["tflm"])
     tflm: Tflm = Field(default_factory=Tflm)
     budgets: Budgets = Field(default_factory=Budgets)
+    cache: Cache = Field(default_factory=Cache)
     matrix: Matrix | None = None
 
 
