@@ -105,6 +105,7 @@ class RemoteCache:
         if not self.has(key):
             return False
         fs, dest = self._fs, Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
         try:
             fs.get(self._path(key, META), str(dest / META))
         except FileNotFoundError:  # pushed over between our look-up and now: a miss
