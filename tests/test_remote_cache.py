@@ -160,9 +160,37 @@ def assert_all_pulled_and_identical(first: dict, project: Path, run: dict) -> No
 
 @pytest.mark.slow
 def test_a_second_checkout_pulls_every_stage_from_a_directory(first, tmp_path):
+    fresh = fresh_example(GESTURE, tmp_path, "looking")
+    shown = tinypipe("status", str(fresh), "--json", "--remote-cache", str(first["local_remote"]),
+                     env={"TINYPIPE_CACHE": str(tmp_path / "empty-user-cache")})
+    assert shown.returncode == 0, shown.stderr
+    assert {s["state"] for s in json.loads(shown.stdout)} == {"remote"}  # every key found through the remote metas
     project, run = second_checkout(tmp_path, str(first["local_remote"]))
     assert_all_pulled_and_identical(first, project, run)
     assert "pulled in" in run["stderr"]  # progress names each pull
+
+
+@pytest.mark.slow
+def test_a_second_checkout_pulls_every_stage_over_http_and_pushes_nothing(first, tmp_path):
+    """`http(s)://` reads only: a web server in front of a directory others push to."""
+    served = tmp_path / "served"
+    shutil.copytree(first["local_remote"], served)
+    port = free_port()
+    log = tmp_path / "http.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                                    str(served), str(port)], stdout=out, stderr=out)
+    try:
+        wait_for_port(port, process, log)
+        before = sorted(p.relative_to(served) for p in served.rglob("*"))
+        project, run = second_checkout(tmp_path, f"http://127.0.0.1:{port}")
+        assert_all_pulled_and_identical(first, project, run)
+        shutil.rmtree(project / ".tinypipe" / "store")  # rebuilt here: an http remote cannot take it
+        rebuilt = run_json(project, "--until", "data", env={ENV_VAR: f"http://127.0.0.1:{port}/nothing-here"})
+        assert [s["status"] for s in rebuilt["stages"]] == ["ran"]
+        assert sorted(p.relative_to(served) for p in served.rglob("*")) == before
+    finally:
+        stop(process)
 
 
 @pytest.mark.slow
@@ -230,10 +258,15 @@ def test_a_rehashed_forgery_is_caught_by_the_lock(first, tmp_path):
 def test_push_false_pulls_but_pushes_nothing(tmp_path):
     remote = tmp_path / "remote"
     remote.mkdir()
-    project = fresh_example(GESTURE, tmp_path, extra=f"\ncache:\n  remote: {remote}\n  push: false\n")
+    project = fresh_example(GESTURE, tmp_path, extra="\ncache:\n  remote: ../remote\n  push: false\n")
     doc = run_json(project, "--until", "data")
     assert [s["status"] for s in doc["stages"]] == ["ran"]
     assert list(remote.iterdir()) == []
+    assert run_json(project, "--until", "data", "--remote-cache", "")["stages"][0]["status"] == "cached"
+    # the same project pushing: the entry lands where `../remote` points, beside the project
+    (project / "project.yaml").write_text((project / "project.yaml").read_text().replace("push: false", "push: true"))
+    run_json(project, "--until", "data")
+    assert [p.name for p in remote.iterdir()] == [lock_outputs(project)["mps2-an386-native"]["data"][0]]
 
 
 def test_an_unreachable_remote_warns_once_and_the_run_succeeds(tmp_path):
@@ -260,13 +293,15 @@ def test_a_password_in_project_yaml_is_refused_without_echoing_it(tmp_path):
     assert "hunter2" not in proc.stderr + proc.stdout
 
 
-def test_the_flag_beats_the_environment_which_beats_project_yaml():
+def test_the_flag_beats_the_environment_which_beats_project_yaml(tmp_path):
     config = {"cache": {"remote": "s3://from-yaml"}}
-    assert choose_url("s3://from-flag", {ENV_VAR: "s3://from-env"}, config) == "s3://from-flag"
-    assert choose_url(None, {ENV_VAR: "s3://from-env"}, config) == "s3://from-env"
-    assert choose_url(None, {}, config) == "s3://from-yaml"
-    assert choose_url("", {ENV_VAR: "s3://from-env"}, config) is None  # an empty flag turns it off
-    assert choose_url(None, {}, {}) is None
+    assert choose_url("s3://from-flag", {ENV_VAR: "s3://from-env"}, config, tmp_path) == "s3://from-flag"
+    assert choose_url(None, {ENV_VAR: "s3://from-env"}, config, tmp_path) == "s3://from-env"
+    assert choose_url(None, {}, config, tmp_path) == "s3://from-yaml"
+    assert choose_url("", {ENV_VAR: "s3://from-env"}, config, tmp_path) is None  # an empty flag turns it off
+    assert choose_url(None, {}, {}, tmp_path) is None
+    # a plain path in project.yaml is relative to it, like every other path there
+    assert choose_url(None, {}, {"cache": {"remote": "../team"}}, tmp_path) == str(tmp_path / "../team")
 
 
 def test_a_printed_url_hides_its_password():

@@ -369,7 +369,7 @@ def cmd_status(args) -> int:
     from tinypipe.engine.why import status
 
     pipeline = _pipeline(args)
-    statuses = status(pipeline.graph, pipeline.lock)
+    statuses = status(pipeline.graph, pipeline.lock, pipeline.remote)
     would_run = [s for s in statuses if s.state != "cached"]
     if args.json:
         _print_json([s.__dict__ for s in statuses])

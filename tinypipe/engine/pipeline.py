@@ -108,7 +108,7 @@ class Pipeline:
         self.lock = Lock(lock_path, self.config["name"])
         self.state_dir = state
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
-        self.remote = None if scratch is not None else _remote_cache(remote_cache, self.config)
+        self.remote = None if scratch is not None else _remote_cache(remote_cache, self.config, self.dir)
 
     # --- running ---------------------------------------------------------------------------------------
 
@@ -372,11 +372,11 @@ class Pipeline:
         return None if meta is None else meta.get("summary", {})
 
 
-def _remote_cache(flag: str | None, config: dict[str, Any]):
+def _remote_cache(flag: str | None, config: dict[str, Any], project_dir: Path):
     """The run's remote cache (engine/remote.py, which imports fsspec only when used), or None."""
     from tinypipe.engine.remote import RemoteCache, choose_url
 
-    url = choose_url(flag, dict(os.environ), config)
+    url = choose_url(flag, dict(os.environ), config, project_dir)
     if url is None:
         return None
     return RemoteCache(url, push=(config.get("cache") or {}).get("push", True))

@@ -18,6 +18,7 @@ off for the rest of the run: a build never fails because its cache is away. fssp
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -33,13 +34,17 @@ RENAMING_PROTOCOLS = ("file", "local", "sftp", "ssh")  # others (s3, gcs, ...) g
 TMP_PREFIX = ".tmp-"
 
 
-def choose_url(flag: str | None, env: dict[str, str], config: dict[str, Any]) -> str | None:
-    """The remote cache's URL: `--remote-cache` over $TINYPIPE_REMOTE_CACHE over `cache.remote` in project.yaml.
-    An empty flag or variable turns a configured remote off for this run."""
+def choose_url(flag: str | None, env: dict[str, str], config: dict[str, Any], project_dir: Path) -> str | None:
+    """The remote cache's URL: `--remote-cache` over $TINYPIPE_REMOTE_CACHE over `cache.remote` in project.yaml
+    (a plain path there is relative to project.yaml's directory). An empty flag or variable turns a configured
+    remote off for this run."""
     for value in (flag, env.get(ENV_VAR)):
         if value is not None:
             return value.strip() or None
-    return (config.get("cache") or {}).get("remote") or None
+    configured = (config.get("cache") or {}).get("remote") or None
+    if configured is not None and "://" not in configured:
+        configured = str(Path(project_dir) / Path(configured).expanduser())
+    return configured
 
 
 class RemoteError(Exception):
@@ -56,7 +61,7 @@ class RemoteCache:
         self.protocol = protocol
         self.push_enabled = push and protocol not in READ_ONLY_PROTOCOLS
         self.renames = protocol in RENAMING_PROTOCOLS
-        self.warn = warn or (lambda message: None)
+        self.warn = warn or _warn_stderr
         self.offline = False  # set on the first failure of the remote itself: the run goes on locally
         self._fs: Any = None
         self._root = ""
@@ -96,6 +101,23 @@ class RemoteCache:
         except Exception as exc:  # noqa: BLE001 - any failure of the remote is a warning, never the run's end
             self._went_away(f"look up entry {key[:12]}…", exc)
             return False
+
+    def meta(self, key: str) -> dict[str, Any] | None:
+        """The entry's meta.json as the remote holds it, unverified (for `status`, which downloads nothing else),
+        or None."""
+        if not self.has(key):
+            return None
+        try:
+            meta = json.loads(self._fs.cat(self._path(key, META)))
+        except FileNotFoundError:
+            return None
+        except ValueError:  # not JSON: a run would ignore this entry too
+            return None
+        except Exception as exc:  # noqa: BLE001
+            self._went_away(f"download entry {key[:12]}…", exc)
+            return None
+        return meta if isinstance(meta, dict) and meta.get("key") == key and isinstance(meta.get("output"), str) \
+            else None
 
     def pull(self, key: str, dest: Path, expected_output: str | None = None) -> bool:
         """Download the entry `key` into the empty directory `dest` and verify it; True when `dest` now holds a
@@ -208,3 +230,9 @@ def _safe_relative(rel: str) -> str:
     if not rel or Path(rel).is_absolute() or ".." in parts or rel == META:
         raise ValueError(f"it lists a file outside the entry: {rel!r}")
     return Path(*parts).as_posix()
+
+
+def _warn_stderr(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
