@@ -343,3 +343,13 @@ def test_s3_replaces_an_entry_marker_last(s3_server, tmp_path, monkeypatch):
     assert cache.pull(key, tmp_path / "pulled")
     assert (tmp_path / "pulled" / "sub" / "b.txt").read_text() == "nested"
     assert json.loads((tmp_path / "pulled" / "meta.json").read_text())["output"] == meta["output"]
+
+
+@pytest.mark.slow
+def test_a_no_op_run_without_a_remote_never_imports_fsspec(first, tmp_path):
+    poison = tmp_path / "poison" / "fsspec"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('fsspec was imported without a remote cache')\n")
+    path = os.pathsep.join(p for p in (str(poison.parent), os.environ.get("PYTHONPATH")) if p)
+    doc = run_json(first["project"], env={"PYTHONPATH": path})
+    assert {s["status"] for s in doc["stages"]} == {"cached"}
