@@ -208,25 +208,28 @@ def test_a_second_checkout_pulls_every_stage_over_s3(first, s3_server, tmp_path)
 
 
 @pytest.mark.slow
-def test_a_tampered_remote_entry_is_ignored_rebuilt_and_pushed_over(first, tmp_path):
-    remote = tmp_path / "remote"
-    shutil.copytree(first["local_remote"], remote)
+def test_a_tampered_remote_entry_is_ignored_rebuilt_and_pushed_over(first, sftp_server, tmp_path):
+    """Over SFTP, on a copy of the server's cache: the good entry is renamed over the bad one."""
+    remote = sftp_server["dir"].parent / "tampered"
+    shutil.copytree(sftp_server["dir"], remote)
+    url = f"sftp://tinypipe-test-sftp{remote}"
     key, _ = lock_outputs(first["project"])["mps2-an386-native"]["codegen"]
     artifact = remote / key / "model.rs"
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0x01
     artifact.write_bytes(bytes(data))
 
-    project, run = second_checkout(tmp_path, str(remote))
+    project, run = second_checkout(tmp_path, url, sftp_server["env"])
     statuses = {s["stage"]: s["status"] for s in run["doc"]["stages"]}
     assert statuses.pop("codegen") == "ran", run["stderr"]
     assert set(statuses.values()) == {"pulled"}, run["stderr"]  # same output rebuilt: downstream keys hold
-    assert (f"warning: remote cache {remote}: codegen entry {key[:12]}… ignored, its files do not match the hash "
+    assert (f"warning: remote cache {url}: codegen entry {key[:12]}… ignored, its files do not match the hash "
             "its meta.json records; building it locally and pushing it over") in run["stderr"]
     assert run["doc"]["results"] == first["doc"]["results"]
     assert lock_outputs(project) == lock_outputs(first["project"])
     assert "1 pushed" in run["stderr"]
     assert artifact.read_bytes() != bytes(data)  # the good entry replaced it
+    assert [p.name for p in remote.iterdir() if p.name.startswith(".")] == []  # nothing left aside
     assert RemoteCache(str(remote)).pull(key, tmp_path / "check")
 
 

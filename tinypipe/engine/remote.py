@@ -209,7 +209,12 @@ class RemoteCache:
                 old = self._path(f"{TMP_PREFIX}old-{uuid.uuid4().hex}")
                 fs.mv(final, old, recursive=True)
                 fs.rm(old, recursive=True)
-            fs.mv(tmp, final, recursive=True)
+            try:
+                fs.mv(tmp, final, recursive=True)
+            except Exception:
+                if not fs.exists(self._path(key, META)):
+                    raise
+                fs.rm(tmp, recursive=True)  # another machine pushed the same key meanwhile: its entry stands
         except BaseException:
             try:
                 fs.rm(tmp, recursive=True)
