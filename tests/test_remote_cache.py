@@ -168,6 +168,8 @@ def test_a_second_checkout_pulls_every_stage_from_a_directory(first, tmp_path):
     project, run = second_checkout(tmp_path, str(first["local_remote"]))
     assert_all_pulled_and_identical(first, project, run)
     assert "pulled in" in run["stderr"]  # progress names each pull
+    sysroot, _ = lock_outputs(project)["mps2-an386-native"]["toolchain"]
+    assert (tmp_path / "empty-user-cache" / "store" / sysroot / "meta.json").is_file()  # into the user-level cache
 
 
 @pytest.mark.slow
