@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="hash every cached entry before trusting it (default: only entries whose files' sizes or "
                           "mtimes changed)")
     _remote_cache_option(run)
+    run.add_argument("--executor", choices=("local", "dask"), default="local",
+                     help="where stages run: worker processes here (default), or the workers of a dask cluster, "
+                          "exchanging artifacts through the remote cache")
+    run.add_argument("--scheduler", metavar="ADDR", default=None,
+                     help="with --executor dask: the dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                          "(default $TINYPIPE_SCHEDULER)")
 
     status = command("status", "show which stages are cached and which would run",
                      "For every stage of every matrix cell: cached, stale (its inputs changed) or new. Runs "
@@ -313,7 +319,8 @@ def cmd_run(args) -> int:
 
     pipeline = _pipeline(args, until=args.until)
     with _reporter(args) as reporter:
-        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait, locked=args.locked)
+        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait, locked=args.locked,
+                               executor=_executor(args, pipeline))
     doc = run_document(pipeline, outcome)
     if args.json:
         _print_json(doc)
@@ -328,6 +335,19 @@ def cmd_run(args) -> int:
         pushed = f", {outcome.pushed} pushed" if outcome.pushed else ""
         sys.stderr.write(f"{ran} stage(s) ran, {cached} cached{remote}{pushed}\n")
     return _report_outcome(outcome, doc["checks"] + outcome.lock_drift)
+
+
+def _executor(args, pipeline):
+    """None for the default (the pipeline starts local workers when something needs to run), or a factory of
+    the dask executor: connecting to the cluster waits until a stage actually needs it."""
+    if args.executor != "dask":
+        if args.scheduler:
+            raise UserError("--scheduler is for --executor dask", "add --executor dask, or leave out --scheduler")
+        return None
+    from tinypipe.engine.dask_executor import DaskExecutor, scheduler_address
+
+    address = scheduler_address(args.scheduler, dict(os.environ))
+    return lambda: DaskExecutor(address, pipeline.remote)
 
 
 def _record_history(pipeline, doc) -> None:

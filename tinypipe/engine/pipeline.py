@@ -112,7 +112,8 @@ class Pipeline:
 
     # --- running ---------------------------------------------------------------------------------------
 
-    def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None,
+    def run(self, reporter: Reporter | None = None, jobs: int = 1,
+            executor: Executor | Callable[[], Executor] | None = None,
             wait: bool = True, locked: bool = False) -> RunOutcome:
         """Run every stage whose entry is missing, after the stages it needs, up to `jobs` at once.
 
@@ -137,7 +138,10 @@ class Pipeline:
                     self._on_cached(node, reporter, outcome)
                 self.lock.save()
             else:
-                executor = executor or ProcessExecutor(jobs)
+                if executor is None:
+                    executor = ProcessExecutor(jobs)
+                elif callable(executor) and not hasattr(executor, "submit"):
+                    executor = executor()  # a factory: connect only when something needs to run
                 try:
                     self._schedule(executor, reporter, outcome, locked)
                 finally:
@@ -292,7 +296,8 @@ class Pipeline:
                                     raise
                                 event = Event(event.task, "error", Failure("user", no_space_message(exc)))
                         if event.kind == "done":
-                            self._push(node, outcome)
+                            if not getattr(executor, "pushes_itself", False):  # the dask workers push their own
+                                self._push(node, outcome)
                             settled[id(node)] = "ran"
                             reporter.finish(node, "ran", seconds)
                             outcome.records.append(StageRecord(node.name, list(node.variants), "ran", seconds))
@@ -317,7 +322,8 @@ class Pipeline:
             raise RuntimeError(f"{node.name}: upstream outputs missing when it was scheduled")
         tmp = node.store.begin()
         task = Task(ident=ident, module=node.module, variant=node.variant,
-                    inputs={dep.name: dep.entry_dir() for dep in node.needs}, out=tmp, project_dir=self.dir)
+                    inputs={dep.name: dep.entry_dir() for dep in node.needs}, out=tmp, project_dir=self.dir,
+                    stage=node.name, variant_names=tuple(node.variants), key_inputs=key_inputs)
         return task, key_inputs
 
     def _commit(self, node: Node, task: Task, key_inputs: dict, summary: dict, seconds: float) -> None:
