@@ -105,9 +105,18 @@ def test_a_tflm_variant_is_refused_with_exit_2(tmp_path, shared_dir):
     result = tinypipe("export", str(project), "--crate", str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr
     assert ("error: export --crate: engine tflm is not supported yet (variant mps2-an386-tflm): only the native "
-            "engine's model is exported as a crate\n  hint: set `engine: native` in project.yaml to export the model "
-            "as a crate") in result.stderr
+            "engine's model is exported as a crate\n  hint: export a native variant: `engine: native` in project.yaml, "
+            "or --variant naming a native matrix cell") in result.stderr
     assert not (tmp_path / "out").exists() and not (project / ".tinypipe" / "store").exists()
+
+
+def test_a_matrix_with_tflm_cells_exports_only_with_variant_naming_a_native_one(tmp_path, shared_dir):
+    project = _project(tmp_path, "matrix: {engine: [native, tflm]}\n")
+    result = tinypipe("export", str(project), "--crate", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert ("error: export --crate: engine tflm is not supported yet (variant mps2-an386-tflm): only the native "
+            "engine's model is exported as a crate\n  hint: export a native variant with --variant "
+            "(mps2-an386-native)") in result.stderr
 
 
 def test_an_unknown_variant_is_refused_naming_the_variants(tmp_path, shared_dir):

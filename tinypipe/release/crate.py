@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -351,27 +350,16 @@ def write_rust_crate(dest: Path, spec: CrateSpec, codegen_entry: Path, gcc_flags
 
 # --- the command ------------------------------------------------------------------------------------------------
 
-def _select(pipeline, variant: str | None) -> list:
-    """The variants to export: all, or the one `--variant` names; none on engine tflm."""
-    names = [v.name for v in pipeline.variants]
-    if variant is not None:
-        chosen = [v for v in pipeline.variants if v.name == variant]
-        if not chosen:
-            import difflib
-
-            close = difflib.get_close_matches(variant, names, n=1)
-            raise UserError(f"--variant {variant}: no such variant" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                            f"the project's variants: {', '.join(names)}")
-    else:
-        chosen = list(pipeline.variants)
-    tflm = [v.name for v in chosen if v.engine != "native"]
-    if tflm:
-        native = [v.name for v in pipeline.variants if v.engine == "native"]
-        hint = (f"export a native variant with --variant ({', '.join(native)})" if native
-                else "set `engine: native` in project.yaml to export the model as a crate")
-        raise UserError(f"export --crate: engine tflm is not supported yet (variant{'s' if len(tflm) > 1 else ''} "
-                        f"{', '.join(tflm)}): only the native engine's model is exported as a crate", hint)
-    return chosen
+def _refuse_tflm(variants: list) -> None:
+    """Only the native engine's model is exported yet: a tflm variant among those chosen is a UserError."""
+    tflm = [v.name for v in variants if v.engine != "native"]
+    if not tflm:
+        return
+    native = [v.name for v in variants if v.engine == "native"]
+    hint = (f"export a native variant with --variant ({', '.join(native)})" if native
+            else "export a native variant: `engine: native` in project.yaml, or --variant naming a native matrix cell")
+    raise UserError(f"export --crate: engine tflm is not supported yet (variant{'s' if len(tflm) > 1 else ''} "
+                    f"{', '.join(tflm)}): only the native engine's model is exported as a crate", hint)
 
 
 def _check_out(out: Path) -> None:
@@ -381,12 +369,6 @@ def _check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise UserError(f"--crate {out}: the directory is not empty and holds no previous export (no {MARKER})",
                         "choose a new or empty directory; tinypipe replaces only a directory it exported before")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask
 
 
 def _replace(staging: Path, out: Path) -> None:
@@ -409,17 +391,17 @@ def export_crates(target: Path, out: Path, variant: str | None = None, reporter=
 
     out = Path(out).absolute()
     _check_out(out)
-    pipeline = Pipeline(Path(target), until="toolchain")
-    chosen = _select(pipeline, variant)
-    wanted = {v.name for v in chosen}
-    outcome = pipeline.run(reporter)
-    for record in outcome.failed():
-        if wanted & set(record.variants):
-            raise record.error
+    pipeline = Pipeline(Path(target), until="toolchain", variant=variant)
+    _refuse_tflm(pipeline.variants)
     version = crate_version(pipeline.config, pipeline.config_path)
     package = crate_name(pipeline.config["name"])
+    chosen = pipeline.variants
+    for record in pipeline.run(reporter).failed():
+        raise record.error
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    staging = out.parent / f".{out.name}.export-{os.getpid()}"  # mkdir, not mkdtemp: the umask's mode, not 0o700
+    shutil.rmtree(staging, ignore_errors=True)  # a killed export's, whose PID this one reuses
+    staging.mkdir()
     try:
         summaries = []
         for v in chosen:
@@ -443,7 +425,6 @@ def export_crates(target: Path, out: Path, variant: str | None = None, reporter=
             final = out if len(chosen) == 1 else out / v.name
             summaries.append({**described, "path": str(final),
                               "files": {kind: str(final / rel) for kind, rel in files.items()}})
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0o700 would hide the export from the user's group
         atomic_write_text(staging / MARKER, "written by `tinypipe export`; a later export may replace this "
                                             "directory\n")
         _replace(staging, out)
