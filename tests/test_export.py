@@ -9,23 +9,18 @@ The model is MicroSpeech's (a reference model imported with `model.path:`): noth
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, tinypipe
+from tests.helpers import SHARED, build_user_c_program, build_user_rust_firmware, run_user_firmware, tinypipe
 from tinypipe.core.errors import UserError
 from tinypipe.release import capi
 from tinypipe.release.crate import CrateSpec, crate_name, crate_version, f32_literal, render_lib_rs
-from tinypipe.runners import qemu
-from tinypipe.stages import build
 
-USER_FIRMWARE = Path(__file__).resolve().parent / "user_firmware"
 MODEL = "micro_speech_quantized.tflite"
 BOARD = "mps2-an386"
 CARGO, RUSTC = Path("/usr/bin/cargo"), Path("/usr/bin/rustc")
@@ -169,16 +164,6 @@ def windows(exported, host_tflm) -> tuple[np.ndarray, list[bytes]]:
     return inputs, [oracle.invoke(x).astype(np.int8).tobytes() for x in inputs]
 
 
-def _outputs(text: str) -> list[bytes]:
-    return [bytes.fromhex(hex_bytes) for _, hex_bytes in re.findall(r"^out (\d+) ([0-9a-f]*)$", text, re.M)]
-
-
-def _run(elf: Path) -> str:
-    result = qemu.run_elf(elf, BOARD, timeout_s=300, icount=False)
-    assert result.returncode == 0 and "done" in result.output, result.output[-3000:]
-    return result.output
-
-
 @pytest.mark.slow
 def test_the_export_is_a_crate_with_a_c_library(exported):
     root = Path(exported["path"])
@@ -198,46 +183,17 @@ def test_the_export_is_a_crate_with_a_c_library(exported):
 @needs_tools
 def test_a_hand_written_rust_firmware_runs_the_exported_crate_bit_exact(exported, windows, rust_toolchain, tmp_path):
     inputs, expected = windows
-    firmware = tmp_path / "firmware"
-    shutil.copytree(USER_FIRMWARE / "rust", firmware)
-    shutil.copyfile(USER_FIRMWARE / "link.x", firmware / "link.x")
-    (firmware / "inputs.bin").write_bytes(inputs.tobytes())
-    (firmware / "Cargo.toml").write_text(
-        '[package]\nname = "user-firmware"\nversion = "0.1.0"\nedition = "2021"\n\n'
-        f'[dependencies]\nmodel = {{ package = "{exported["package"]}", path = "{exported["path"]}" }}\n\n'
-        '[profile.release]\nopt-level = 3\nlto = true\npanic = "abort"\n\n[profile.dev]\npanic = "abort"\n\n'
-        '[workspace]\n')
-    entry = rust_toolchain(BOARD)
-    toolchain = json.loads((entry / "toolchain.json").read_text())
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("CARGO", "RUST"))}
-    env.update(PATH=f"/usr/bin{os.pathsep}{env.get('PATH', '')}", RUSTC=toolchain["rustc"],
-               CARGO_HOME=str(tmp_path / "cargo-home"), CARGO_TARGET_DIR=str(tmp_path / "target"),
-               CARGO_ENCODED_RUSTFLAGS="\x1f".join(build.build_rustflags(toolchain, entry, firmware)))
-    result = subprocess.run([toolchain["cargo"], "build", "--release", "--offline", "--target", toolchain["triple"]],
-                            cwd=firmware, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "warning" not in result.stderr, result.stderr  # the exported crate builds clean in someone else's build
-    output = _run(tmp_path / "target" / toolchain["triple"] / "release" / "user-firmware")
+    elf = build_user_rust_firmware(exported, inputs.tobytes(), rust_toolchain(BOARD), tmp_path)
+    output, outputs = run_user_firmware(elf, BOARD)
     assert f"too_small 8 {exported['arena_bytes']}" in output
-    assert _outputs(output) == expected
+    assert outputs == expected
 
 
 @pytest.mark.slow
 @needs_tools
 def test_a_c_program_linked_with_the_static_library_runs_bit_exact(exported, windows, tmp_path):
     inputs, expected = windows
-    program = tmp_path / "program"
-    shutil.copytree(USER_FIRMWARE / "c", program)
-    (program / "inputs.bin").write_bytes(inputs.tobytes())
-    header = Path(exported["files"]["c_header"])
-    elf = program / "program.elf"
-    command = ["arm-none-eabi-gcc", *exported["gcc_flags"], "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
-               "-ffreestanding", "-nostartfiles", f"-I{header.parent}", f'-DMODEL_HEADER="{header.name}"',
-               f"-T{USER_FIRMWARE / 'link.x'}", "-Wl,--gc-sections", "startup.c", "main.c", "inputs.S",
-               exported["files"]["c_library"], "-o", str(elf)]
-    result = subprocess.run(command, cwd=program, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    output = _run(elf)
+    output, outputs = run_user_firmware(build_user_c_program(exported, inputs.tobytes(), tmp_path), BOARD)
     statuses = dict(re.findall(r"^status (\w+) (-?\d+)$", output, re.M))
     assert statuses == {"invoke_before_init": "-3", "init_too_small": "-2", "init_null": "-1", "init": "0"}
-    assert _outputs(output) == expected
+    assert outputs == expected

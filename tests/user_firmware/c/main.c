@@ -2,19 +2,19 @@
  * library (tests/test_export.py passes the header's directory with -I and MODEL_HEADER with -D).
  *
  * It prints the status codes of the API's refusals (`status <what> <code>`), then for every window of
- * inputs.bin (TP_INPUT_LEN int8 values each) `out <index> <output bytes in hex>`, then `done`. */
+ * inputs.bin (TP_INPUT_LEN values of tp_input_t each) `out <index> <output bytes in hex>`, then `done`. */
 #include <stddef.h>
 #include <stdint.h>
 
 #include MODEL_HEADER
 #include "semihosting.h"
 
-extern const int8_t test_inputs[], test_inputs_end[]; /* inputs.S */
+extern const tp_input_t test_inputs[], test_inputs_end[]; /* inputs.S */
 
 static uint8_t arena[TP_ARENA_BYTES];
 static tp_output_t output[TP_OUTPUT_LEN];
 
-/* `text` + " " + the decimal of `value` (with its sign) + "\n" into `line`; the end of what was written */
+/* The decimal of `value` (with its sign) at `line`; returns the end of what was written. */
 static char *put_int(char *line, long value) {
     char digits[12];
     int n = 0;

@@ -1,7 +1,8 @@
 //! A user's own firmware, written without tinypipe's template: it depends on an exported model crate by path
 //! (renamed `model` in Cargo.toml, which tests/test_export.py writes) and runs it on QEMU's mps2-an386.
 //!
-//! For every window of `inputs.bin` (INPUT_LEN int8 values each) it prints `out <index> <output bytes in hex>`,
+//! For every window of `inputs.bin` (INPUT_LEN values of `Input`, i8 or little-endian f32) it prints
+//! `out <index> <output bytes in hex>`,
 //! then `done`, and exits through semihosting. Its start-up is the least a Cortex-M4F needs: a vector table,
 //! `.data` copied, `.bss` zeroed, the FPU enabled.
 #![no_std]
@@ -10,7 +11,7 @@
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
 
-use model::{Model, ArenaTooSmall, ARENA_BYTES, INPUT_LEN};
+use model::{ArenaTooSmall, Input, Model, ARENA_BYTES, INPUT_LEN};
 
 static INPUTS: &[u8] = include_bytes!("../inputs.bin");
 
@@ -71,13 +72,13 @@ fn exit(ok: bool) -> ! {
 
 /// One output line, sent with one SYS_WRITE0 (which wants it NUL-terminated).
 struct Line {
-    bytes: [u8; 96],
+    bytes: [u8; 256],
     len: usize,
 }
 
 impl Line {
     fn new() -> Self {
-        Self { bytes: [0; 96], len: 0 }
+        Self { bytes: [0; 256], len: 0 }
     }
 
     fn send(mut self) {
@@ -115,15 +116,20 @@ extern "C" fn start() -> ! {
     }
     let mut arena = [0i8; ARENA_BYTES];
     let mut model = Model::new(&mut arena);
-    let mut input = [0i8; INPUT_LEN];
-    for (index, window) in INPUTS.chunks_exact(INPUT_LEN).enumerate() {
-        for (x, &byte) in input.iter_mut().zip(window) {
-            *x = byte as i8;
+    let mut input = [Input::default(); INPUT_LEN];
+    const ELEMENT: usize = core::mem::size_of::<Input>(); // i8 or f32, little-endian in inputs.bin
+    for (index, window) in INPUTS.chunks_exact(INPUT_LEN * ELEMENT).enumerate() {
+        for (x, bytes) in input.iter_mut().zip(window.chunks_exact(ELEMENT)) {
+            if let Ok(bytes) = bytes.try_into() {
+                *x = Input::from_le_bytes(bytes);
+            }
         }
         let mut line = Line::new();
         let _ = write!(line, "out {} ", index);
-        for &y in model.invoke(&input) {
-            let _ = write!(line, "{:02x}", y as u8);
+        for y in model.invoke(&input) {
+            for byte in y.to_le_bytes() {
+                let _ = write!(line, "{:02x}", byte);
+            }
         }
         line.send();
     }
