@@ -19,7 +19,8 @@ import pytest
 from tests.helpers import SHARED, build_user_c_program, build_user_rust_firmware, run_user_firmware, tinypipe
 from tinypipe.core.errors import UserError
 from tinypipe.release import capi
-from tinypipe.release.crate import CrateSpec, crate_name, crate_version, f32_literal, render_lib_rs
+from tinypipe.release.crate import (MARKER, CrateSpec, check_destination, crate_name, crate_version, f32_literal,
+                                    render_lib_rs, replace_export)
 
 MODEL = "micro_speech_quantized.tflite"
 BOARD = "mps2-an386"
@@ -134,6 +135,19 @@ def test_a_directory_that_is_not_an_export_is_never_replaced(tmp_path, shared_di
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
+def test_a_previous_export_is_replaced_whole_and_nothing_is_left_beside_it(tmp_path):
+    out, staging = tmp_path / "crate", tmp_path / ".crate.export-1"
+    out.mkdir()
+    (out / MARKER).write_text("")
+    (out / "stale.rs").write_text("")
+    staging.mkdir()
+    (staging / "lib.rs").write_text("new")
+    check_destination(out)
+    replace_export(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["lib.rs"]
+    assert [p.name for p in tmp_path.iterdir()] == ["crate"]
+
+
 # --- the exported crate and C library in the user's own firmware, on QEMU ---------------------------------------
 
 needs_tools = pytest.mark.skipif(
@@ -143,14 +157,21 @@ needs_tools = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, shared_dir) -> dict:
-    """`tinypipe export --json` of the MicroSpeech project, exported twice (the second replaces the first)."""
+    """`tinypipe export --json` of the MicroSpeech project; a second export elsewhere must be the same to the byte."""
     root = tmp_path_factory.mktemp("export")
     project = _project(root)
-    out = root / "crate"
-    for _ in range(2):
+    crates = []
+    for out in (root / "crate", root / "elsewhere" / "deeper"):
         result = tinypipe("export", str(project), "--crate", str(out), "--json")
         assert result.returncode == 0, result.stderr[-6000:]
-    return json.loads(result.stdout)["crates"][0]
+        crates.append(json.loads(result.stdout)["crates"][0])
+    first, second = (Path(crate["path"]) for crate in crates)
+    assert _tree(first) == _tree(second), "the export depends on where it was written"
+    return crates[0]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

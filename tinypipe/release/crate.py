@@ -362,7 +362,7 @@ def _refuse_tflm(variants: list) -> None:
                     f"{', '.join(tflm)}): only the native engine's model is exported as a crate", hint)
 
 
-def _check_out(out: Path) -> None:
+def check_destination(out: Path) -> None:
     """OUT must be new, empty, or a previous export: anything else is the user's and is never replaced."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UserError(f"--crate {out}: exists and is not a directory", "choose a new directory for the export")
@@ -371,7 +371,7 @@ def _check_out(out: Path) -> None:
                         "choose a new or empty directory; tinypipe replaces only a directory it exported before")
 
 
-def _replace(staging: Path, out: Path) -> None:
+def replace_export(staging: Path, out: Path) -> None:
     """Put `staging` where `out` is, atomically enough: the old export is renamed aside, then deleted."""
     old = None
     if out.exists():
@@ -390,7 +390,7 @@ def export_crates(target: Path, out: Path, variant: str | None = None, reporter=
     from tinypipe.release import capi
 
     out = Path(out).absolute()
-    _check_out(out)
+    check_destination(out)
     pipeline = Pipeline(Path(target), until="toolchain", variant=variant)
     _refuse_tflm(pipeline.variants)
     version = crate_version(pipeline.config, pipeline.config_path)
@@ -427,7 +427,7 @@ def export_crates(target: Path, out: Path, variant: str | None = None, reporter=
                               "files": {kind: str(final / rel) for kind, rel in files.items()}})
         atomic_write_text(staging / MARKER, "written by `tinypipe export`; a later export may replace this "
                                             "directory\n")
-        _replace(staging, out)
+        replace_export(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
