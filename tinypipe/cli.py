@@ -30,6 +30,7 @@ examples:
   tinypipe status pipelines/gesture --why   which stages would rerun, and the key that changed
   tinypipe run . --until quantize           stop after a stage
   tinypipe report . --html report.html      results table and charts as one HTML file
+  tinypipe export . --crate model           the model as a no_std crate and a C library for your firmware
   tinypipe boards                           boards you can target
 
 Every stage's output is cached by content in .tinypipe/store next to project.yaml; a second run with
@@ -192,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
                      project="dir", json_what="what was exported")
     export.add_argument("--crate", dest="crate_dir", required=True, metavar="OUT",
                         help="the directory to write (new, empty, or a previous export, which is replaced)")
-    export.add_argument("--variant", metavar="V", help="export only this variant (`tinypipe plan` names them)")
+    export.add_argument("--variant", metavar="V", help="export only this variant (`tinypipe status` lists them)")
 
     command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
                      "Check every tool tinypipe uses (rustc, cargo, arm gcc, QEMU, bindgen, Python packages) "
