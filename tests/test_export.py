@@ -96,23 +96,18 @@ def test_float_io_has_float_elements_and_no_quantization_constants():
     assert "SCALE" not in lib and "pub fn output_to_real(y: Output) -> f32 {\n    y\n}" in lib
 
 
-def test_a_tflm_variant_is_refused_with_exit_2(tmp_path, shared_dir):
-    project = _project(tmp_path, "engine: tflm\n")
+@pytest.mark.parametrize("extra, hint", [
+    ("engine: tflm\n", "export a native variant: `engine: native` in project.yaml, or --variant naming a native "
+                       "matrix cell"),
+    ("matrix: {engine: [native, tflm]}\n", "export a native variant with --variant (mps2-an386-native)"),
+], ids=["tflm", "matrix-with-a-tflm-cell"])
+def test_a_tflm_variant_is_refused_with_exit_2_before_anything_runs(tmp_path, shared_dir, extra, hint):
+    project = _project(tmp_path, extra)
     result = tinypipe("export", str(project), "--crate", str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr
     assert ("error: export --crate: engine tflm is not supported yet (variant mps2-an386-tflm): only the native "
-            "engine's model is exported as a crate\n  hint: export a native variant: `engine: native` in project.yaml, "
-            "or --variant naming a native matrix cell") in result.stderr
+            f"engine's model is exported as a crate\n  hint: {hint}\n") in result.stderr
     assert not (tmp_path / "out").exists() and not (project / ".tinypipe" / "store").exists()
-
-
-def test_a_matrix_with_tflm_cells_exports_only_with_variant_naming_a_native_one(tmp_path, shared_dir):
-    project = _project(tmp_path, "matrix: {engine: [native, tflm]}\n")
-    result = tinypipe("export", str(project), "--crate", str(tmp_path / "out"))
-    assert result.returncode == 2, result.stderr
-    assert ("error: export --crate: engine tflm is not supported yet (variant mps2-an386-tflm): only the native "
-            "engine's model is exported as a crate\n  hint: export a native variant with --variant "
-            "(mps2-an386-native)") in result.stderr
 
 
 def test_an_unknown_variant_is_refused_naming_the_variants(tmp_path, shared_dir):
