@@ -9,7 +9,7 @@ native variant's crate is written to OUT/<variant>/ (OUT itself when there is on
     src/model.rs      the codegen stage's model.rs, unchanged
     kernels/          the `tinyml-kernels` crate it calls, as a path dependency
     c/                the C API (`capi.py`): its crate, the static library and the header
-    export.json       what was exported: project, variant, board, target, model hash, sizes, file names
+    export.json       what was exported: project, variant, board, target, I/O, arena, model hash, file names
 
 Everything is written to a temporary directory beside OUT and renamed into place: an interrupted or failed export
 leaves OUT as it was. An OUT that exists is replaced only when it holds a previous export (its `.tinypipe-export`
@@ -55,7 +55,7 @@ class CrateSpec:
 
     @property
     def lib(self) -> str:
-        """The crate's name in Rust code (`use gesture_model::Model`): the package name with `_` for `-`."""
+        """The crate's name in Rust code (`use speech_demo::Model`): the package name with `_` for `-`."""
         return self.package.replace("-", "_")
 
     def io(self, which: str) -> dict:
@@ -98,7 +98,7 @@ def f32_literal(value: float) -> str:
         text = f"{exact:.{digits}g}"
         if struct.unpack("<f", struct.pack("<f", float(text)))[0] == exact:
             break
-    return text if any(c in text for c in ".en") else f"{text}.0"
+    return text if "." in text or "e" in text else f"{text}.0"
 
 
 def _rust_array(values: list[int]) -> str:
