@@ -144,7 +144,7 @@ LIB_RS = Template('''\
 //! ```ignore
 //! let mut arena = [0i8; $lib::ARENA_BYTES];      // activation memory: a static, or on the stack
 //! let mut model = $lib::Model::new(&mut arena);
-//! let input = [0 as $lib::Input; $lib::INPUT_LEN];  // $input_dtype, shape $input_shape
+//! let input = [$lib::Input::default(); $lib::INPUT_LEN]; // $input_dtype, shape $input_shape
 //! let output = model.invoke(&input);               // &[$lib::Output; OUTPUT_LEN], shape $output_shape
 //! ```
 //!
@@ -276,7 +276,7 @@ use $lib::{Model, ARENA_BYTES, INPUT_LEN};
 
 let mut arena = [0i8; ARENA_BYTES];          // or a `static`, or a slice: `Model::from_slice(&mut buf)?`
 let mut model = Model::new(&mut arena);
-let mut input = [0 as $lib::Input; INPUT_LEN];
+let mut input = [$lib::Input::default(); INPUT_LEN];
 // fill `input`: $fill_hint
 let output = model.invoke(&input);            // &[$lib::Output; $lib::OUTPUT_LEN]
 ```
