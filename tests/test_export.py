@@ -9,8 +9,10 @@ The model is MicroSpeech's (a reference model imported with `model.path:`): noth
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +215,22 @@ def test_a_c_program_linked_with_the_static_library_runs_bit_exact(exported, win
     statuses = dict(re.findall(r"^status (\w+) (-?\d+)$", output, re.M))
     assert statuses == {"invoke_before_init": "-3", "init_too_small": "-2", "init_null": "-1", "init": "0"}
     assert outputs == expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/cargo-clippy").exists(), reason="needs Debian's clippy (rust-web-clippy)")
+def test_the_exported_crate_and_its_c_api_pass_clippy(exported, rust_toolchain, tmp_path):
+    crate = tmp_path / "crate"
+    shutil.copytree(exported["path"], crate)  # clippy writes Cargo.lock files: not into the fixture's export
+    entry = rust_toolchain(BOARD)
+    toolchain = json.loads((entry / "toolchain.json").read_text())
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CARGO", "RUST"))}
+    env.update(PATH=f"/usr/bin{os.pathsep}{env.get('PATH', '')}", RUSTC=toolchain["rustc"],
+               CARGO_HOME=str(tmp_path / "cargo-home"), CARGO_TARGET_DIR=str(tmp_path / "target"),
+               RUSTFLAGS=" ".join([f"-C target-cpu={toolchain['cpu']}",
+                                   *([f"--sysroot {entry / toolchain['sysroot']}"] if toolchain["sysroot"] else [])]))
+    for where in (crate, crate / "c"):  # clippy lints a workspace's members: the crate, then the C API's
+        result = subprocess.run([toolchain["cargo"], "clippy", "--release", "--offline", "--target",
+                                 toolchain["triple"], "--", "-D", "warnings"], cwd=where, env=env,
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-4000:]
