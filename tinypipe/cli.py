@@ -30,6 +30,7 @@ examples:
   tinypipe status pipelines/gesture --why   which stages would rerun, and the key that changed
   tinypipe run . --until quantize           stop after a stage
   tinypipe report . --html report.html      results table and charts as one HTML file
+  tinypipe export . --crate model           the model as a no_std crate and a C library for your firmware
   tinypipe boards                           boards you can target
 
 Every stage's output is cached by content in .tinypipe/store next to project.yaml; a second run with
@@ -188,6 +189,19 @@ def _parser() -> argparse.ArgumentParser:
                     [("tinypipe flash . --board stm32f4-discovery", "build and flash")], project="dir")
     flash.add_argument("--board", required=True, help="the board on the probe (`tinypipe boards`)")
     flash.add_argument("--engine", choices=list(ENGINES), help="the engine's cell, if the matrix has several")
+
+    export = command("export", "write the model as a no_std Rust crate and a C static library for your own firmware",
+                     "Run the pipeline up to the model's generated code and the target's toolchain, then write one "
+                     "no_std Rust crate per variant to OUT (OUT/<variant>/ when the project has several): the "
+                     "generated model, the kernels it calls, a small API (`Model::new(&mut arena)`, "
+                     "`invoke(&input)`, shapes, scales, ARENA_BYTES) and, in c/, the same as a static library "
+                     "with a header. Only the native engine's variants can be exported yet.",
+                     [("tinypipe export . --crate model-crate", "one crate per variant"),
+                      ("tinypipe export . --crate m --variant mps2-an386-native", "one variant's crate")],
+                     project="dir", json_what="what was exported")
+    export.add_argument("--crate", dest="crate_dir", required=True, metavar="OUT",
+                        help="the directory to write (new, empty, or a previous export, which is replaced)")
+    export.add_argument("--variant", metavar="V", help="export only this variant (`tinypipe status` lists them)")
 
     command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
                      "Check every tool tinypipe uses (rustc, cargo, arm gcc, QEMU, bindgen, Python packages) "
@@ -700,6 +714,22 @@ def cmd_flash(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from tinypipe.release.crate import export_crates
+
+    with _reporter(args) as reporter:
+        exported = export_crates(Path(args.dir), Path(args.crate_dir), variant=args.variant, reporter=reporter)
+    if args.json:
+        _print_json({"crates": exported})
+        return 0
+    for crate in exported:
+        print(f"{crate['variant']}: crate {crate['package']} {crate['version']} in {crate['path']}")
+        for kind in ("c_library", "c_header"):
+            if kind in crate["files"]:
+                print(f"  {kind.replace('_', ' ')}: {crate['files'][kind]}")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from tinypipe.doctor import run_doctor
 
@@ -717,7 +747,7 @@ def cmd_init(args) -> int:
 COMMANDS = {
     "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan,
     "report": cmd_report, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor,
-    "init": cmd_init, "data": cmd_data,
+    "init": cmd_init, "data": cmd_data, "export": cmd_export,
 }
 
 

@@ -50,6 +50,19 @@ def writer_lock(state_dir: Path, wait: bool, say: Callable[[str], None]):
         os.close(fd)
 
 
+def _one_variant(variants: list, name: str):
+    """The variant called `name`, or a UserError naming the project's variants."""
+    import difflib
+
+    for v in variants:
+        if v.name == name:
+            return v
+    names = [v.name for v in variants]
+    close = difflib.get_close_matches(name, names, n=1)
+    raise UserError(f"--variant {name}: no such variant" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                    f"the project's variants: {', '.join(names)}")
+
+
 class Reporter(Protocol):
     def warn(self, message: str) -> None: ...
     def start(self, node: Node) -> None: ...
@@ -90,17 +103,19 @@ class RunOutcome:
 class Pipeline:
     def __init__(self, target: Path, board: str | None = None, engine: str | None = None,
                  until: str | None = None, scratch: Path | None = None, paranoid: bool = False,
-                 remote_cache: str | None = None):
+                 remote_cache: str | None = None, variant: str | None = None):
         """`scratch`: keep every store, cache and lock under this directory instead (for `verify`, which never
         uses a remote cache). `paranoid`: hash every cached entry's files before trusting it (not only those
         whose size or mtime moved). `remote_cache`: the `--remote-cache` URL, over $TINYPIPE_REMOTE_CACHE and
-        `cache.remote` ("" turns a configured one off)."""
+        `cache.remote` ("" turns a configured one off). `variant`: only this matrix cell (`--variant`)."""
         if until is not None and until not in all_stage_names():
             raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(all_stage_names())}")
         self.dir = project_file(Path(target)).parent.resolve()
         state = self.dir / STATE_DIR if scratch is None else Path(scratch) / "project"
         self.config, self.config_path = load_config(Path(target), state)
         self.variants = expand(self.config, board=board, engine=engine, project_dir=self.dir)
+        if variant is not None:
+            self.variants = [_one_variant(self.variants, variant)]
         self.store = Store(state / "store", paranoid=paranoid)
         self.shared_store = Store((user_cache_dir() if scratch is None else Path(scratch) / "shared") / "store",
                                   paranoid=paranoid)
