@@ -71,7 +71,8 @@ def test_out_dir_points_at_the_current_artifacts(gesture):
     out = project / ".tinypipe" / "out" / "mps2-an386-native"
     assert (out / "firmware.elf").resolve() == (store_entry(project, "mps2-an386-native", "build")
                                                 / "firmware.elf").resolve()
-    assert {p.name for p in out.iterdir()} == {"firmware.elf", "firmware.bin", "size.json", "model.rs", "run.json"}
+    assert {p.name for p in out.iterdir()} == {"firmware.elf", "firmware.bin", "firmware.hex", "size.json", "model.rs",
+                                                 "run.json"}
 
 
 def test_a_locked_run_of_the_built_project_passes_and_builds_nothing(gesture):

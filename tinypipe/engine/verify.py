@@ -21,6 +21,7 @@ class Verdict:
     stage: str
     locked: str
     rebuilt: str | None
+    caveat: str = ""  # the stage's `caveat`: what may differ on another machine (see stages.base.Stage)
 
     @property
     def same(self) -> bool:
@@ -59,5 +60,5 @@ def verify(target: Path, board: str | None = None, engine: str | None = None, un
             for stage, node in fresh.graph.by_variant[v.name].items():
                 meta = node.meta()
                 verdicts.append(Verdict(v.name, stage, original.lock.entry(v.name, stage)["output"],
-                                        meta["output"] if meta else None))
+                                        meta["output"] if meta else None, node.stage.caveat))
     return verdicts
