@@ -70,7 +70,7 @@ def tar_gz(members: list[Member], epoch: int) -> bytes:
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.GNU_FORMAT) as tar:
         entries = [(d + "/", None) for d in _directories(paths)] + [(m.path, m) for m in members]
-        for name, member in sorted(entries, key=lambda e: e[0]):
+        for name, member in sorted(entries, key=lambda e: e[0].rstrip("/")):  # a directory before its files
             if member is None:
                 tar.addfile(_entry(name, epoch, 0o755, tarfile.DIRTYPE))
             else:
