@@ -173,7 +173,7 @@ def test_the_model_card_states_the_runs_results(gesture_releases):
         f"| RAM (data, bss, stack reservation) | {row['ram_bytes']:,} B |",
         f"| tensor arena | {row['arena_bytes']:,} B |",
         f"`{lock['variants'][VARIANT]['data']['output']}`",
-        "- train, quantize: TensorFlow float arithmetic: seeded, op determinism on",
+        "- quantize, train: TensorFlow float arithmetic: seeded, op determinism on",
     ]:
         assert line in card
     assert f"| instructions per inference (QEMU -icount, not cycles) | {row['instructions_per_inference']:,} (min " in card

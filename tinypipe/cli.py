@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
                      [("tinypipe verify .", "up to build"), ("tinypipe verify . --until quantize", "the model only")],
                      project="cells", json_what="the verdicts")
     verify.add_argument("--until", metavar="STAGE", default="build", type=_stage_name,
-                        help="last stage to rebuild (default: build — the run stage's log holds wall-clock times)")
+                        help="last stage to rebuild (default: build, the ELF; `--until run` also reruns the firmware)")
 
     release = command("release", "build a release bundle: firmware, sources, lock, model card, report, checksums",
                       "Run the whole pipeline (every variant) held to tinypipe.lock, as `run --locked` does, then "

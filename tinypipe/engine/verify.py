@@ -1,8 +1,8 @@
 """`tinypipe verify`: rebuild from scratch and check every stage's output is bit-for-bit what the lock records.
 
 Nothing is shared with the normal run: a temporary store, user-level cache and lock, so a cached artifact
-cannot hide a non-reproducible stage. Stops at `build` by default: the run stage's log carries wall-clock
-times, while everything up to the ELF must be identical.
+cannot hide a non-reproducible stage. Stops at `build` by default (the ELF); `--until run` also reruns the
+firmware, whose `run.json` is reproducible too (it carries no wall-clock time).
 """
 
 from __future__ import annotations

@@ -125,14 +125,15 @@ def bundle_members(pipeline: Pipeline, rows: list[dict[str, Any]], epoch: int) -
     from tinypipe.report.html import html_rows, render_html
 
     top = release_name(pipeline)
+    lock = pipeline.lock.path.read_bytes()
     members = [Member(f"{top}/project.yaml", pipeline.config_path.read_bytes()),
-               Member(f"{top}/{pipeline.lock.path.name}", pipeline.lock.path.read_bytes())]
+               Member(f"{top}/{pipeline.lock.path.name}", lock)]
     for variant in pipeline.variants:
         members += _variant_members(pipeline, variant, top, epoch)
     by_name = {r["variant"]: r for r in rows}
     facts = [variant_facts(pipeline, v, by_name[v.name]) for v in pipeline.variants]
     card = model_card(pipeline.config["name"], pipeline.config["version"], facts,
-                      pipeline.lock.data.get("caveats", {}))
+                      json.loads(lock).get("caveats", {}))  # the bundled lock's words, not this tinypipe's
     report = render_html(pipeline.config["name"], html_rows(pipeline, rows), [], release=top)
     members += [Member(f"{top}/MODEL_CARD.md", card.encode()), Member(f"{top}/report.html", report.encode()),
                 Member(f"{top}/results.json", (json.dumps({"results": rows}, indent=2, sort_keys=True)
