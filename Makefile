@@ -45,4 +45,4 @@ docs: venv
 	$(VENV)/bin/python -m tinypipe.config.reference --write
 
 clean:
-	rm -rf pipelines/*/.tinypipe pipelines/*/tinypipe.lock
+	rm -rf pipelines/*/.tinypipe pipelines/*/tinypipe.lock pipelines/*/dist

@@ -146,7 +146,21 @@ def _parser() -> argparse.ArgumentParser:
                      [("tinypipe verify .", "up to build"), ("tinypipe verify . --until quantize", "the model only")],
                      project="cells", json_what="the verdicts")
     verify.add_argument("--until", metavar="STAGE", default="build", type=_stage_name,
-                        help="last stage to rebuild (default: build — the run stage's log holds wall-clock times)")
+                        help="last stage to rebuild (default: build, the ELF; `--until run` also reruns the firmware)")
+
+    release = command("release", "build a release bundle: firmware, sources, lock, model card, report, checksums",
+                      "Run the whole pipeline (every variant) held to tinypipe.lock, as `run --locked` does, then "
+                      "write DIR/dist/<name>-<version>/ (`version:` in project.yaml): per variant the ELF, .bin, "
+                      ".hex and the generated sources; the lock, a model card, the HTML report and SHA256SUMS; and "
+                      "DIR/dist/<name>-<version>.tar.gz. The bundle's bytes do not depend on the directory, the "
+                      "time (archive times are SOURCE_DATE_EPOCH, else 0), the user or the host. Refuses (exit 1) "
+                      "when the lock no longer matches the project, or a check or budget fails.",
+                      [("tinypipe release pipelines/gesture", "dist/gesture-0.1.0/ and its .tar.gz"),
+                       ("tinypipe release . --out /tmp/rel", "/tmp/rel/<name>-<version>/ instead")],
+                      project="dir", json_what="where the bundle is, its files and the results")
+    release.add_argument("--out", metavar="OUT", help="write the bundle into OUT instead of DIR/dist")
+    release.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                         help="run up to N independent stages at once (default 1)")
 
     show = command("show", "print where a stage's output is in the store (e.g. the generated model.rs)",
                    "Print the store entry of a stage for each matrix cell, and the files in it.",
@@ -475,12 +489,45 @@ def cmd_verify(args) -> int:
         for v in verdicts:
             mark = "identical" if v.same else f"DIFFERS (lock {v.locked[:12]}…, rebuilt {str(v.rebuilt)[:12]}…)"
             print(f"{v.variant:<24} {v.stage:<10} {mark}")
+    caveats = {v.stage: v.caveat for v in verdicts if v.caveat}
+    if caveats and not args.json:
+        for caveat in dict.fromkeys(caveats.values()):
+            print(f"note ({', '.join(s for s, c in caveats.items() if c == caveat)}): {caveat}")
     bad = [v for v in verdicts if not v.same]
     if bad:
-        _error(f"check failed: {len(bad)} stage output(s) are not reproducible")
+        unpinned = sorted({v.stage for v in bad if v.caveat})
+        why = (f" ({', '.join(unpinned)}: see the note; expected on a machine of another kind than the one that "
+               "wrote the lock, a bug on the same one)") if unpinned else ""
+        _error(f"check failed: {len(bad)} stage output(s) are not reproducible{why}")
         return exit_code(CheckFailed())
     if not args.quiet:
         sys.stderr.write(f"all {len(verdicts)} stage outputs rebuilt bit for bit\n")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from tinypipe.release.bundle import release_blockers, release_name, run_for_release, write_release
+    from tinypipe.report.results import run_document
+
+    pipeline = _pipeline(args)
+    with _reporter(args) as reporter:
+        outcome = run_for_release(pipeline, reporter, jobs=args.jobs)
+    doc = run_document(pipeline, outcome)
+    _record_history(pipeline, doc)
+    blockers = release_blockers(doc["results"], doc["checks"] + outcome.lock_drift)
+    if outcome.failed() or blockers:
+        code = _report_outcome(outcome, blockers)
+        what = f"{len(outcome.failed())} stage(s) failed" if outcome.failed() else f"{len(blockers)} check(s) failed"
+        _error(f"error: cannot release {release_name(pipeline)}: {what}; nothing was written",
+               f"fix what failed, then run `tinypipe release {shlex.quote(args.dir)}` again")
+        return code
+    made = write_release(pipeline, doc["results"], Path(args.out) if args.out else None)
+    if args.json:
+        _print_json({"release": str(made.directory), "tarball": str(made.tarball),
+                     "tarball_sha256": made.tarball_sha256, "files": made.files, "results": doc["results"]})
+    else:
+        print(f"{made.directory}/  ({len(made.files)} files, checked by SHA256SUMS)")
+        print(f"{made.tarball}  sha256 {made.tarball_sha256}")
     return 0
 
 
@@ -746,8 +793,8 @@ def cmd_init(args) -> int:
 
 COMMANDS = {
     "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan,
-    "report": cmd_report, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor,
-    "init": cmd_init, "data": cmd_data, "export": cmd_export,
+    "report": cmd_report, "release": cmd_release, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash,
+    "doctor": cmd_doctor, "init": cmd_init, "data": cmd_data, "export": cmd_export,
 }
 
 

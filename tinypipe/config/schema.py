@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -325,9 +326,17 @@ class Matrix(BaseModel):
         None, description="engines to build with; replaces `engine`", examples=[["native", "tflm"]])
 
 
+# a release version (part of a directory and file name): 1.2, 1.2.0, 1.0.0-rc.1, 2.0.0+build.5
+VERSION_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*([-+][0-9A-Za-z][0-9A-Za-z.-]*)?")
+
+
 class Project(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the project's name, in tinypipe.lock and the "
                       "title of the HTML report; letters, digits, `_`, `.` and `-`", examples=["gesture"])
+    version: str = Field(
+        "0.1.0", description="the release version: `tinypipe release` writes `dist/<name>-<version>/`; numbers "
+        "and dots (`1.2.0`), optionally a `-` or `+` suffix (`1.0.0-rc.1`); quote it when it looks like a "
+        "number (`version: \"1.0\"`)", examples=["1.2.0"])
     seed: int = Field(0, ge=0, le=2**32 - 1, description="every random choice derives from it: the generated data and its split, the "
                       "initial weights and training order, the calibration windows; the same seed gives the same "
                       "model", examples=[7])
@@ -341,6 +350,16 @@ class Project(Strict):
         "Cargo.toml tinypipe builds): a list of them, or one as a mapping",
         examples=[[{"crate": "stm32f4xx-hal", "version": "0.21", "features": ["stm32f407"]},
                    {"crate": "cortex-m-rt", "version": "0.7"}]])
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _release_version(cls, value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"{value!r} is a number, not a version: quote it (version: \"{value}\")")
+        if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a version like 1.2.0 (numbers and dots, then optionally - or + and "
+                             "letters, digits, dots or dashes)")
+        return value
 
     @field_validator("hal", mode="before")
     @classmethod

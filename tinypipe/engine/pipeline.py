@@ -383,7 +383,8 @@ class Pipeline:
         if meta is None:
             return
         self.lock.record(node.variants, node.name,
-                         {"key": meta["key"], "output": meta["output"], "inputs": meta["inputs"]}, save=save)
+                         {"key": meta["key"], "output": meta["output"], "inputs": meta["inputs"]}, save=save,
+                         caveat=node.stage.caveat)
 
     # --- results -----------------------------------------------------------------------------------------
 

@@ -382,12 +382,35 @@ def replace_export(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def write_variant_crate(dest: Path, pipeline, v, package: str, version: str, build_c: bool = True
+                        ) -> tuple[dict, dict]:
+    """One variant's crate and C library into `dest` (a pipeline that has run up to codegen and toolchain);
+    returns what export.json says and the C files (relative to `dest`)."""
+    from tinypipe.release import capi
+
+    nodes = pipeline.graph.by_variant[v.name]
+    codegen, toolchain_entry = nodes["codegen"].entry_dir(), nodes["toolchain"].entry_dir()
+    toolchain = read_json(toolchain_entry / "toolchain.json")
+    c_flags = gcc_flags(v)  # with -mfpu spelled out: what the user's C code must be compiled with
+    spec = CrateSpec(package=package, version=version, project=pipeline.config["name"], variant=v.name,
+                     board=v.board.name, triple=v.triple, cpu=v.cpu, info=read_json(codegen / "codegen.json"))
+    dest.mkdir(parents=True, exist_ok=True)
+    write_rust_crate(dest, spec, codegen, c_flags)
+    files = capi.write_c_api(dest, spec, toolchain, toolchain_entry, c_flags, build=build_c)
+    described = {"project": spec.project, "variant": v.name, "board": v.board.name, "triple": v.triple,
+                 "cpu": v.cpu, "package": package, "version": version,
+                 "arena_bytes": spec.info["arena_bytes"], "input": spec.io("input"),
+                 "output": spec.io("output"), "model_sha256": spec.info.get("model_sha256"),
+                 "gcc_flags": c_flags, "files": files}
+    atomic_write_json(dest / "export.json", described)  # relative paths only: the same bytes anywhere
+    return described, files
+
+
 def export_crates(target: Path, out: Path, variant: str | None = None, reporter=None,
                   build_c: bool = True) -> list[dict]:
     """Run the pipeline up to the toolchain stage and export each (selected) native variant's crate to `out`.
     Returns one summary per crate (what `export --json` prints)."""
     from tinypipe.engine.pipeline import Pipeline
-    from tinypipe.release import capi
 
     out = Path(out).absolute()
     check_destination(out)
@@ -405,23 +428,8 @@ def export_crates(target: Path, out: Path, variant: str | None = None, reporter=
     try:
         summaries = []
         for v in chosen:
-            nodes = pipeline.graph.by_variant[v.name]
-            codegen, toolchain_entry = nodes["codegen"].entry_dir(), nodes["toolchain"].entry_dir()
-            toolchain = read_json(toolchain_entry / "toolchain.json")
-            c_flags = gcc_flags(v)  # with -mfpu spelled out: what the user's C code must be compiled with
-            spec = CrateSpec(package=package, version=version, project=pipeline.config["name"], variant=v.name,
-                             board=v.board.name, triple=v.triple, cpu=v.cpu,
-                             info=read_json(codegen / "codegen.json"))
             dest = staging if len(chosen) == 1 else staging / v.name
-            dest.mkdir(parents=True, exist_ok=True)
-            write_rust_crate(dest, spec, codegen, c_flags)
-            files = capi.write_c_api(dest, spec, toolchain, toolchain_entry, c_flags, build=build_c)
-            described = {"project": spec.project, "variant": v.name, "board": v.board.name, "triple": v.triple,
-                         "cpu": v.cpu, "package": package, "version": version,
-                         "arena_bytes": spec.info["arena_bytes"], "input": spec.io("input"),
-                         "output": spec.io("output"), "model_sha256": spec.info.get("model_sha256"),
-                         "gcc_flags": c_flags, "files": files}
-            atomic_write_json(dest / "export.json", described)  # relative paths only: the same bytes anywhere
+            described, files = write_variant_crate(dest, pipeline, v, package, version, build_c)
             final = out if len(chosen) == 1 else out / v.name
             summaries.append({**described, "path": str(final),
                               "files": {kind: str(final / rel) for kind, rel in files.items()}})
