@@ -161,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     release.add_argument("--out", metavar="OUT", help="write the bundle into OUT instead of DIR/dist")
     release.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                          help="run up to N independent stages at once (default 1)")
+    _remote_cache_option(release)
 
     show = command("show", "print where a stage's output is in the store (e.g. the generated model.rs)",
                    "Print the store entry of a stage for each matrix cell, and the files in it.",
