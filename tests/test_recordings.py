@@ -168,7 +168,8 @@ def test_windows_of_one_recording_never_sit_in_two_splits(tmp_path):
                         {a: signature[j] + rng.normal(0, 0.05, n) for j, a in enumerate("xyz")})
     variant = variant_for(tmp_path, hop=8)
     p = variant.project
-    rec = _recordings.load(tmp_path / "recordings", "recordings", None, ["x", "y", "z"], 16, 8, "drop",
+    read = lambda path, name: _recordings.read_recording(path, name, ["x", "y", "z"])  # noqa: E731
+    rec = _recordings.load(tmp_path / "recordings", "recordings", None, read, ".csv", 3, 16, 8, "drop",
                            p.data.split, p.seed)
     names = {split: {rec.recordings[split][i] for i in np.unique(rec.sources[split])} for split in rec.sources}
     assert not names["train"] & names["test"] and not names["train"] & names["val"] and \
