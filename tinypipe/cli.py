@@ -498,7 +498,10 @@ def cmd_data(args) -> int:
         if (entry / "recordings.json").is_file():
             root = v.resolve(data["path"])
             manifest = json.loads((entry / "recordings.json").read_text())
-            recordings = {split: {name: {"windows": n, "samples": _samples(root / name)} for name, n in names.items()}
+            # samples.json: lengths as the data stage read them (entries made before it: count the CSV's lines)
+            lengths = json.loads((entry / "samples.json").read_text()) if (entry / "samples.json").is_file() else {}
+            recordings = {split: {name: {"windows": n, "samples": lengths[name] if name in lengths else _samples(root / name)}
+                                  for name, n in names.items()}
                           for split, names in manifest.items()}
         shown[str(entry)] = {
             "variants": [v.name], "entry": str(entry), "source": data["source"], "path": data.get("path"),
