@@ -155,3 +155,7 @@ def test_tinypipe_data_shows_wav_recording_lengths_in_samples(tmp_path):
     lengths = {name: r["samples"] for recs in doc["recordings"].values() for name, r in recs.items()}
     assert lengths == {name: len(s) for name, s in written.items()}
     assert (store_entry(tmp_path, "mps2-an386-native", "data") / "samples.json").is_file()
+    text = tinypipe("data", str(tmp_path)).stdout.splitlines()
+    sparks = [line.split() for line in text if line.startswith(("  hiss mic ", "  hum mic "))]
+    assert [words[:2] for words in sparks] == [["hiss", "mic"], ["hum", "mic"]]  # one trace per class
+    assert all(len(words[2]) == 64 and set(words[2]) <= set("▁▂▃▄▅▆▇█") for words in sparks), text

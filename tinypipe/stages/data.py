@@ -274,6 +274,38 @@ def example_traces(entry, per_class: int = TRACES_PER_CLASS) -> dict[str, list]:
     return out
 
 
+def _csv_samples(path) -> int | None:
+    """Samples in a CSV recording as the data stage counts them: its non-blank lines after the header."""
+    try:
+        lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    except OSError:
+        return None
+    return max(len(lines) - 1, 0)
+
+
+def describe(entry, variant, summary: dict) -> dict:
+    """What a data stage entry holds, for `tinypipe data` and the HTML report: source, window, classes, windows
+    per class and split, the recordings of each split with their windows and length in samples (None unless
+    recordings), the declared input scaling (or None) and a few example training windows per class (`traces`)."""
+    import json
+
+    data = variant.config["data"]
+    recordings = None
+    if (entry / "recordings.json").is_file():
+        root = variant.resolve(data["path"])
+        manifest = json.loads((entry / "recordings.json").read_text())
+        # samples.json: lengths as the data stage read them (entries made before it: count the CSV's lines)
+        lengths = json.loads((entry / "samples.json").read_text()) if (entry / "samples.json").is_file() else {}
+        recordings = {split: {name: {"windows": n, "samples": lengths[name] if name in lengths
+                                     else _csv_samples(root / name)} for name, n in names.items()}
+                      for split, names in manifest.items()}
+    return {"entry": str(entry), "source": data["source"], "path": data.get("path"),
+            "window": summary.get("window"), "axes": summary.get("axes"),
+            "classes": json.loads((entry / "classes.json").read_text()),
+            "windows": summary.get("counts"), "dropped": summary.get("dropped"), "recordings": recordings,
+            "scaling": summary.get("scaling"), "traces": example_traces(entry)}
+
+
 def _rounded(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
