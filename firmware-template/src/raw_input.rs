@@ -1,11 +1,10 @@
-//! Stand-in for the raw-input constants tinypipe renders (`stages/firmware.py`) when project.yaml declares an
-//! input scaling: per axis, the fixed-point step from a raw int16 sensor sample to the model's int8 input
-//! (`tinyml_kernels::quantize_raw_i16`). Used only with the `raw-input` feature. These values map raw samples
-//! onto the stand-in model's input one to one (multiplier 2^30, shift 30).
+// Rendered by tinypipe from the reference stage (`raw_input`): per axis, raw int16 sample -> int8 model
+// input, folding the declared scaling, (raw - offset) * scale, and the input quantization into
+// `tinyml_kernels::quantize_raw_i16`'s multiplier, bias and shift.
+// scaling (sensor): offset 0, 0, 0
+//   scale 0.05, 0.05, 0.05
 
-/// Axes of one sample: raw windows are interleaved, sample by sample.
 pub const AXES: usize = 3;
-/// Per axis: `raw * MULTIPLIER + BIAS`, then a rounding shift right by `SHIFT`.
-pub const MULTIPLIER: [i32; AXES] = [1 << 30; AXES];
-pub const BIAS: [i64; AXES] = [0; AXES];
-pub const SHIFT: [u32; AXES] = [30; AXES];
+pub const MULTIPLIER: [i32; AXES] = [1073741824, 1073741824, 1073741824];
+pub const BIAS: [i64; AXES] = [0, 0, 0];
+pub const SHIFT: [u32; AXES] = [30, 30, 30];
