@@ -8,11 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tests.helpers import run_json, store_entry, tinypipe
+from tests.helpers import run_data, run_json, store_entry, tinypipe
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.stages import _scaling, data
-from tinypipe.stages.base import StageContext
 
 TINY_MODEL = {"layers": [{"type": "conv1d", "filters": 4, "kernel_size": 3, "strides": 2},
                          {"type": "flatten"}, {"type": "dense", "units": 2}], "epochs": 20}
@@ -83,11 +82,8 @@ def test_normalize_standard_is_fitted_on_the_training_split_only_and_the_windows
     project = Project(**scaled_doc())
     variant = Variant(name="t", project=project, board=BOARDS["mps2-an386"], engine="native", project_dir=tmp_path)
     out = tmp_path / "out"
-    out.mkdir()
-    logs = []
-    summary = data.run(StageContext(variant=variant, inputs={}, out=out, project_dir=tmp_path, _log=logs.append))
-    with np.load(out / "data.npz") as npz:
-        x_train, x_test = npz["x_train"].astype(np.float64), npz["x_test"]
+    summary, arrays, logs = run_data(variant, out)
+    x_train, x_test = arrays["x_train"].astype(np.float64), arrays["x_test"]
     scaling = json.loads((out / "scaling.json").read_text())
     assert scaling["how"] == "standard" and summary["scaling"] == scaling
     assert np.allclose(scaling["offset"], x_train.reshape(-1, 3).mean(axis=0), rtol=1e-12)

@@ -8,11 +8,9 @@ import wave
 import numpy as np
 import pytest
 
-from tests.helpers import store_entry, tinypipe
+from tests.helpers import run_data, store_entry, tinypipe
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
-from tinypipe.stages import data
-from tinypipe.stages.base import StageContext
 
 RATE = 8000
 TINY_MODEL = {"layers": [{"type": "conv1d", "filters": 4, "kernel_size": 3, "strides": 2},
@@ -50,21 +48,14 @@ def wav_doc(rate=RATE, **data_fields) -> dict:
             "data": {"source": "wav", "path": "recordings", **data_fields}, "model": TINY_MODEL}
 
 
-def run_data(root, doc):
-    project = Project(**doc)
-    variant = Variant(name="t", project=project, board=BOARDS["mps2-an386"], engine="native", project_dir=root)
-    out = root / "out"
-    out.mkdir()
-    logs = []
-    summary = data.run(StageContext(variant=variant, inputs={}, out=out, project_dir=root, _log=logs.append))
-    with np.load(out / "data.npz") as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return summary, arrays, logs, out
+def run_wav_data(root, doc):
+    variant = Variant(name="t", project=Project(**doc), board=BOARDS["mps2-an386"], engine="native", project_dir=root)
+    return (*run_data(variant, root / "out"), root / "out")
 
 
 def test_wav_recordings_become_windows_of_their_int16_samples(tmp_path):
     written = tones(tmp_path)
-    summary, arrays, logs, out = run_data(tmp_path, wav_doc(hop=32))
+    summary, arrays, logs, out = run_wav_data(tmp_path, wav_doc(hop=32))
     assert json.loads((out / "classes.json").read_text()) == ["hiss", "hum"]
     assert json.loads((out / "samples.json").read_text()) == {name: len(s) for name, s in written.items()}
     manifest = json.loads((out / "recordings.json").read_text())
@@ -82,7 +73,7 @@ def test_a_wav_file_at_another_rate_is_resampled_with_a_warning_naming_it_and_bo
     written = tones(tmp_path)
     slow = np.arange(-200, 200, 2, dtype=np.int16) * 7  # a ramp, so linear interpolation is exact
     write_wav(tmp_path / "recordings" / "hum" / "r9.wav", slow, rate=RATE // 2)
-    summary, arrays, logs, out = run_data(tmp_path, wav_doc())
+    summary, arrays, logs, out = run_wav_data(tmp_path, wav_doc())
     assert "warning: recordings/hum/r9.wav is sampled at 4000 Hz, sensor.sample_rate_hz is 8000 Hz: resampled " \
            "(linear interpolation)" in logs
     assert summary["resampled"] == [{"file": "recordings/hum/r9.wav", "rate_hz": 4000}]

@@ -87,6 +87,14 @@ fn model_input(_idx: usize, window: &[TestSample]) -> &[model::Input] {
     window
 }
 
+/// A raw int16 sample of axis `axis` as the model's int8 input: the declared input scaling's fixed-point step
+/// (`raw_input.rs`), for the test windows and for a board application's live samples alike.
+#[cfg(feature = "raw-input")]
+pub(crate) fn raw_to_input(raw: i16, axis: usize) -> model::Input {
+    let axis = axis % raw_input::AXES;
+    tinyml_kernels::quantize_raw_i16(raw, raw_input::MULTIPLIER[axis], raw_input::BIAS[axis], raw_input::SHIFT[axis])
+}
+
 /// The window as the model's input: each raw sample through its axis's fixed-point step, then printed as
 /// `in <idx> <hex>` so tinypipe can check that the device made the same bytes as the host.
 #[cfg(feature = "raw-input")]
@@ -95,9 +103,7 @@ fn model_input(idx: usize, window: &[TestSample]) -> &'static [model::Input] {
     // again, so this is the only live reference to INPUT (see its `Sync`).
     let input = unsafe { &mut *INPUT.0.get() };
     for (i, (&raw, value)) in window.iter().zip(input.iter_mut()).enumerate() {
-        let axis = i % raw_input::AXES;
-        *value = tinyml_kernels::quantize_raw_i16(raw, raw_input::MULTIPLIER[axis], raw_input::BIAS[axis],
-                                                  raw_input::SHIFT[axis]);
+        *value = raw_to_input(raw, i);
     }
     let mut line = Line::new();
     line.push_str("in ");
