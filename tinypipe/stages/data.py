@@ -11,11 +11,11 @@ noise and a slow bias drift, plus the class's motion:
 `data.source: csv` (or `wav`) reads the user's recordings instead (`_recordings.py`): split by recording, cut into windows;
 `data.source: npz` reads windows the user cut, split one window at a time unless the file fixes the split.
 
-Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32) and
-`classes.json` (class names in label order), `scaling.json` when an input scaling is declared (per-axis offset and scale; with
-`data.normalize: standard` fitted on the training split; the windows stay raw); from recordings also
-`samples.json` (each recording's length in samples) and `recordings.json` (which recordings went to which
-split, and how many windows each gave: the split manifest).
+Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32),
+`classes.json` (class names in label order), `scaling.json` when an input scaling is declared (per-axis offset
+and scale, with `data.normalize: standard` fitted on the training split; the windows stay raw); from recordings
+also `recordings.json` (which recordings went to which split, and how many windows each gave: the split
+manifest), and from WAV recordings `samples.json` (each recording's length in samples, after resampling).
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def _from_recordings(ctx: StageContext):
     manifest = {split: {name: int((rec.sources[split] == i).sum()) for i, name in enumerate(rec.recordings[split])}
                 for split in rec.recordings}
     atomic_write_json(ctx.out / "recordings.json", manifest)
-    atomic_write_json(ctx.out / "samples.json", rec.samples)
+    if p.data.source == "wav":  # a CSV's length is its line count (`describe`); its entry stays what it was
+        atomic_write_json(ctx.out / "samples.json", rec.samples)
     if rec.dropped:
         ctx.log(f"{len(rec.dropped)} recording(s) shorter than the window ({p.sensor.window} samples) dropped: "
                 f"{', '.join(rec.dropped[:3])}{' ...' if len(rec.dropped) > 3 else ''}")
@@ -294,7 +295,7 @@ def describe(entry, variant, summary: dict) -> dict:
     if (entry / "recordings.json").is_file():
         root = variant.resolve(data["path"])
         manifest = json.loads((entry / "recordings.json").read_text())
-        # samples.json: lengths as the data stage read them (entries made before it: count the CSV's lines)
+        # WAV: samples.json, the lengths as the data stage read them (resampled); CSV: count its lines
         lengths = json.loads((entry / "samples.json").read_text()) if (entry / "samples.json").is_file() else {}
         recordings = {split: {name: {"windows": n, "samples": lengths[name] if name in lengths
                                      else _csv_samples(root / name)} for name, n in names.items()}
