@@ -5,8 +5,9 @@
 Layout of `data.path`: `<class>/*.csv` (one folder per class, one file per recording), or `train/<class>/*.csv`
 and `test/<class>/*.csv` for a split the user fixed (`*.wav` likewise). Each CSV file has a header row naming its
 columns; `sensor.axes` picks columns by name, in order. A WAV file is one axis, its samples as int16 values;
-one at another rate than `sensor.sample_rate_hz` is resampled (linear interpolation, rounded to integers). Every problem with the files is a UserError naming the file and the row (rows
-count the header as row 1, like an editor's line numbers), raised before any window is written.
+one at another rate than `sensor.sample_rate_hz` is resampled (linear interpolation, rounded to integers). Every
+problem with the files is a UserError naming the file and the row (rows count the header as row 1, like an
+editor's line numbers), raised before any window is written.
 
 Not a stage (no STAGE). Cheap to import: numpy inside functions; `recordings_key` only stats files and hashes the
 ones whose mtime or size changed.

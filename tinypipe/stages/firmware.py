@@ -247,6 +247,7 @@ def run(ctx: StageContext) -> StageResult:
     model_rs = ctx.inputs["codegen"] / "model.rs"
     reference = read_json(ctx.inputs["reference"] / "reference.json")
     raw_input = reference.get("raw_input")  # a declared input scaling: the firmware replays raw windows
+    # the reference stage's raw int16 windows (its RAW_INPUTS) with a scaling, else the model's inputs
     test_inputs = ctx.inputs["reference"] / ("test_raw.bin" if raw_input else "test_inputs.bin")
     for required in (model_rs, test_inputs):
         if not required.is_file():

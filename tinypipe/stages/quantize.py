@@ -22,10 +22,10 @@ import time
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
+from tinypipe.stages import _scaling
 from tinypipe.stages._ml import (MicroModel, builtin_op_names, captured_output, format_accuracy, load_split,
                                  model_source, probe_untrusted_model, quiet_tensorflow,
                                  require_takes_windows)
-from tinypipe.stages import _scaling
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
@@ -76,11 +76,9 @@ def host_accuracy(micro: MicroModel, x, y, num_classes: int, scaling=None):
     declared input scaling, `x` is raw and reaches the model through the same integer step as on the device."""
     import numpy as np
 
-    from tinypipe.stages._scaling import model_inputs
-
     if not len(y) or not micro.fits(x) or micro.output.size != num_classes:
         return None
-    inputs = model_inputs(micro, x, scaling)
+    inputs = _scaling.model_inputs(micro, x, scaling)
     predicted = np.array([int(np.argmax(micro.invoke(window))) for window in inputs])
     return float(np.mean(predicted == y))
 
