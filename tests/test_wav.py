@@ -150,3 +150,8 @@ def test_tinypipe_data_shows_wav_recording_lengths_in_samples(tmp_path):
     sparks = [line.split() for line in text if line.startswith(("  hiss mic ", "  hum mic "))]
     assert [words[:2] for words in sparks] == [["hiss", "mic"], ["hum", "mic"]]  # one trace per class
     assert all(len(words[2]) == 64 and set(words[2]) <= set("▁▂▃▄▅▆▇█") for words in sparks), text
+    ascii_env = {"LANG": "C", "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    plain = tinypipe("data", str(tmp_path), env=ascii_env)  # a pipe that cannot encode the blocks
+    assert plain.returncode == 0, plain.stderr
+    assert any(line.startswith("  hum mic ") and set(line.split()[2]) <= set("_.,-=+*#")
+               for line in plain.stdout.splitlines()), plain.stdout

@@ -148,8 +148,10 @@ def _parser() -> argparse.ArgumentParser:
 
     command("data", "show the dataset the data stage made: windows per class and split, recordings (runs nothing)",
             "Print what the data stage stored for the current config: windows per class in each split and, for "
-            "CSV recordings, the recordings of each split, their windows and their length in samples. Runs "
-            "nothing: after a config or recording change, `tinypipe run DIR --until data` first.",
+            "CSV or WAV recordings, the recordings of each split, their windows and their length in samples; the "
+            "declared input scaling; and one example training window per class as a sparkline per axis (--json: "
+            "three examples per class as numbers). Runs nothing: after a config or recording change, "
+            "`tinypipe run DIR --until data` first.",
             [("tinypipe data pipelines/motion", "a table per split"),
              ("tinypipe data . --json", "the same as JSON, every recording listed")],
             project="cells", json_what="the same data")
@@ -523,11 +525,21 @@ def cmd_data(args) -> int:
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
+ASCII_SPARKS = "_.,-=+*#"  # where stdout cannot encode the blocks (LANG=C in a pipe)
 SPARK_WIDTH = 64  # columns of a sparkline; longer windows are averaged down to it
+
+
+def _spark_levels() -> str:
+    try:
+        SPARKS.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_SPARKS
+    return SPARKS
 
 
 def _trace_lines(traces: dict[str, list], axes: list[str]) -> list[str]:
     """One sparkline per class and axis of each class's first example window."""
+    levels = _spark_levels()
     firsts = {name: windows[0] for name, windows in traces.items() if windows}
     if not firsts:
         return []
@@ -540,7 +552,7 @@ def _trace_lines(traces: dict[str, list], axes: list[str]) -> list[str]:
             column = [sample[axis] for sample in window]
             step = max(1, -(-len(column) // SPARK_WIDTH))
             means = [sum(column[i:i + step]) / len(column[i:i + step]) for i in range(0, len(column), step)]
-            spark = "".join(SPARKS[min(7, int(8 * (v - low) / (high - low)))] if high > low else SPARKS[0]
+            spark = "".join(levels[min(7, int(8 * (v - low) / (high - low)))] if high > low else levels[0]
                             for v in means)
             lines.append(f"{name + ' ' + axis_name:<{width}}  {spark}  {min(column):.4g} .. {max(column):.4g}")
     return lines
