@@ -282,8 +282,8 @@ let output = model.invoke(&input);            // &[$lib::Output; $lib::OUTPUT_LE
 ```
 
 No crates.io dependencies: `kernels/` is the `tinyml-kernels` crate it calls, by path. The crate builds for any
-target; the kernels take their DSP path (SMLAD) on `thumbv7em-*` and on ARMv8-M Mainline cores with the extension
-(see `kernels/build.rs`). Build your firmware with `--release` (or `opt-level = 3`): the kernels are slow unoptimised.
+target; the kernels take their DSP path (SMLAD) on `thumbv7em-*` and on ARMv8-M Mainline cores with the extension,
+and ARMv7-M assembly inner loops on `thumbv7m-*` (see `kernels/build.rs`). Build your firmware with `--release` (or `opt-level = 3`): the kernels are slow unoptimised.
 `Model::invoke` never panics and uses no `unsafe`; an arena serves one model call at a time.
 
 ## C
