@@ -394,8 +394,8 @@ def test_chromium_renders_every_chart(tmp_path, capsys):
     assert found, f"the probe did not run:\n{dom.stdout[-2000:]}"
     probe = json.loads(html.unescape(found.group(1)))
     titles = [s["title"] for s in probe["svgs"]]
-    assert len(titles) == page.count("<svg") == 14, titles  # three example-trace plots (one per class), two
-    # across variants, two each for memory, classification and training, one per-operator, the changes, the stages
+    assert len(titles) == page.count("<svg") == 16, titles  # three example-trace plots (one per class), two
+    # across variants and two of accuracy against cost (the accuracies differ here), two each for memory, classification and training, one per-operator, the changes, the stages
     for svg in probe["svgs"]:
         assert [svg["width"], svg["height"]] == svg["declared"], svg  # laid out at its own size, not collapsed
         assert svg["shapes"] >= 10 and svg["drawn"] == svg["shapes"], svg  # every shape has a drawn extent
@@ -415,3 +415,22 @@ def test_chromium_renders_every_chart(tmp_path, capsys):
     # the charts' fills painted: bars (blue), RAM (orange), the better/worse changes (green/red)
     painted = {colour: count(colour) for colour in ("#3b7dd8", "#d8843b", "#2a9d55", "#c8463d")}
     assert all(n > 300 for n in painted.values()), painted
+
+
+def test_a_sweep_plots_accuracy_against_instructions_and_flash_one_dot_per_cell():
+    cells = []
+    for i, (filters, epochs, accuracy) in enumerate([(4, 4, 0.7556), (8, 4, 0.8444), (4, 8, 0.9), (8, 8, 0.9667)]):
+        r = row(f"mps2-an386-native-epochs{epochs}-layers0.filters{filters}", "mps2-an386", 30000 + 9000 * (filters // 4)
+                + 10 * epochs, (30000, 50000), 16000 + 300 * filters)
+        r.update(accuracy_device=accuracy, accuracy_host=accuracy,
+                 sweep={"model.layers[0].filters": filters, "model.epochs": epochs})
+        cells.append(r)
+    page = render_html("gesture-sweep", cells, [], generated=GENERATED)
+    for title in ("Accuracy against instructions per inference", "Accuracy against flash"):
+        figure = page[page.index(html.escape(title)):]
+        figure = figure[:figure.index("</svg>")]
+        dots = re.findall(r"<circle [^>]*><title>([^<]*)</title>", figure)
+        assert len(dots) == 4, figure
+        assert any(d.startswith("filters=8 epochs=8: ") and d.endswith(", 96.7%") for d in dots), dots
+    # cells that all reach one accuracy have no trade-off to plot
+    assert "Accuracy against" not in render_html("gesture-boards", FOUR, FOUR_STAGES, generated=GENERATED)

@@ -212,6 +212,67 @@ def _line_chart(title: str, series: list[tuple[str, list[float], str]], y_title:
     return _figure(title, left + w + 60, top + h + 50, body, caption)
 
 
+def _scatter_chart(title: str, points: list[tuple[str, float, float]], x_title: str, x_fmt: Callable[[float], str],
+                   caption: str = "", tick_values: Callable[[float], list[float]] = _ticks) -> str:
+    """Accuracy (y, in %) against a cost (x, from zero): one labelled dot per (label, cost, accuracy %). The y axis
+    starts a little below the lowest accuracy, so cells a point apart do not sit on one line."""
+    left, top, w, h = 64, 14, PLOT_W, 240
+    x_ticks = tick_values(max(x for _, x, _ in points))
+    low = min(y for _, _, y in points)
+    y0 = max(0.0, math.floor((low - 2) / 5) * 5)
+    y_ticks = [y0 + t for t in _ticks(100 - y0, 4) if y0 + t <= 100 + 1e-9]
+
+    def px(x: float) -> float:
+        return left + w * x / x_ticks[-1]
+
+    def py(y: float) -> float:
+        return top + h - h * (y - y0) / (y_ticks[-1] - y0 or 1)
+
+    body = _x_axis(left, top + h, w, x_ticks, x_fmt, x_title, top)
+    for t in y_ticks:
+        body.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{left + w}" y2="{py(t):.1f}" stroke="#ddd"/>')
+        body.append(_label(left - 6, py(t) + 4, f"{t:g}%", "end", 'fill="#444"'))
+    body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#555"/>')
+    body.append(f'<text transform="translate(14 {top + h / 2}) rotate(-90)" text-anchor="middle" '
+                f'font-weight="bold">device accuracy (%)</text>')
+    labels = []
+    for label, x, y in points:
+        body.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{BLUE}">'
+                    f'<title>{_e(label)}: {_e(x_fmt(x))}, {y:.1f}%</title></circle>')
+        labels.append([py(y) + 4, px(x) + 7, label])
+    labels.sort()
+    for above, below in zip(labels, labels[1:]):  # labels of dots at one height must not overlap
+        if abs(below[1] - above[1]) < 160:
+            below[0] = max(below[0], above[0] + 13)
+    body += [_label(x, y, _fit(text, 200), extra='fill="#333"') for y, x, text in labels]
+    return _figure(title, left + w + 210, top + h + 50, body, caption)
+
+
+def _cell_label(row: dict[str, Any]) -> str:
+    """A sweep cell by its values (`filters=8 epochs=4`), any other cell by its variant name."""
+    sweep = row.get("sweep") or {}
+    if sweep:
+        return " ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sweep.items())
+    return row["variant"]
+
+
+def _tradeoff_charts(rows: list[dict[str, Any]]) -> list[str]:
+    """Accuracy against instructions per inference and against flash, when the cells differ in accuracy: the
+    trade-off a sweep is run to see."""
+    measured = [r for r in rows if r.get("accuracy_device") is not None and r.get("instructions_per_inference")]
+    if len(measured) < 2 or len({r["accuracy_device"] for r in measured}) < 2:
+        return []
+    charts = [_scatter_chart("Accuracy against instructions per inference", [
+        (_cell_label(r), r["instructions_per_inference"], r["accuracy_device"] * 100) for r in measured],
+        "instructions per inference", _count, "Up and to the left is better: more accurate, fewer instructions.")]
+    flash = [(r, r.get("app_flash_bytes") or r.get("flash_bytes")) for r in measured]
+    if all(f for _, f in flash):
+        charts.append(_scatter_chart("Accuracy against flash", [
+            (_cell_label(r), f, r["accuracy_device"] * 100) for r, f in flash],
+            "application flash (without the test data)", _bytes, tick_values=_byte_ticks))
+    return charts
+
+
 # --- sections -------------------------------------------------------------------------------------------
 
 def _cell(value: Any, kind: str = "") -> str:
@@ -402,6 +463,7 @@ def _compare_charts(rows: list[dict[str, Any]]) -> str:
                                   tick_values=_byte_ticks))
     elif arenas:
         same.append(f"a tensor arena of {arenas[0]['arena_bytes']:,} B")
+    charts += _tradeoff_charts(rows)
     note = f"<p>Every variant has {_e(', '.join(same))}.</p>" if same else ""
     return note + "\n".join(charts)
 
