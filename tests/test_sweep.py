@@ -5,6 +5,7 @@ generated once for all cells; one training per distinct (filters, epochs) pair.
 """
 
 import json
+import re
 
 import pytest
 
@@ -51,3 +52,22 @@ def test_data_once_and_one_training_per_distinct_filters_and_epochs(sweep):
     # a second run builds nothing
     proc = tinypipe("run", str(project), "--json")
     assert proc.returncode == 0 and {s["status"] for s in json.loads(proc.stdout)["stages"]} == {"cached"}
+
+
+def test_the_report_plots_accuracy_against_instructions_one_dot_per_cell(sweep, tmp_path):
+    project, doc = sweep
+    page = tmp_path / "report.html"
+    proc = tinypipe("report", str(project), "--html", str(page))
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    accuracies = {r["accuracy_device"] for r in doc["results"]}
+    if len(accuracies) < 2:  # every cell equally accurate: no trade-off, and the report draws none
+        assert "Accuracy against instructions per inference" not in text
+        return
+    figure = text[text.index("Accuracy against instructions per inference"):]
+    figure = figure[:figure.index("</svg>")]
+    dots = re.findall(r"<circle [^>]*><title>([^<]*)</title>", figure)
+    assert sorted(d.split(":")[0] for d in dots) == sorted(f"filters={f} epochs={e}" for e in (4, 8) for f in (4, 8))
+    for r in doc["results"]:
+        label = f"filters={r['sweep']['model.layers[0].filters']} epochs={r['sweep']['model.epochs']}"
+        assert f"{label}: {r['instructions_per_inference']:,}, {r['accuracy_device'] * 100:.1f}%" in dots
