@@ -274,6 +274,12 @@ class Budgets(Strict):
     accuracy_device_min: float | None = Field(
         None, ge=0, le=1, description="least fraction of test windows the device must classify right",
         examples=[0.9])
+    deadline_misses_max: int | None = Field(
+        None, ge=0, description="most windows the firmware's real-time loop may miss at `sensor.sample_rate_hz` "
+        "(a window missed when its preprocessing and inference had not finished by the next hop)", examples=[0])
+    realtime_margin_min: float | None = Field(
+        None, ge=0, lt=1, description="least share of the period between two windows (`data.hop` samples) the "
+        "real-time loop's slowest window must leave unused: 0.2 keeps 20% to spare", examples=[0.2])
 
 
 class Matrix(BaseModel):
