@@ -25,8 +25,9 @@ class Sensor(Strict):
         default_factory=lambda: ["x", "y", "z"], description="channel names, in order: the model's input has "
         "one channel per axis; the built-in generator knows x, y and z (in g)", examples=[["x", "y", "z"]])
     sample_rate_hz: float = Field(
-        50.0, gt=0, description="samples per second per axis: the generator's time step, and compiled into "
-        "the firmware of a board that reads its own sensor (rounded to whole hertz)", examples=[50])
+        50.0, gt=0, description="samples per second per axis: the generator's time step, the firmware's "
+        "real-time loop's sample clock (a whole number of SysTick ticks), and compiled into the firmware of a "
+        "board that reads its own sensor (rounded to whole hertz)", examples=[50])
     window: int = Field(
         64, ge=4, le=4096, description="samples per classified window: the model sees `window` x `len(axes)` "
         "values per inference", examples=[64])
@@ -86,7 +87,8 @@ class Data(Strict):
     hop: int | None = Field(
         None, ge=1, le=65536, description="`source: csv`: samples between the starts of two windows cut from one "
         "recording; unset: `sensor.window` (windows side by side, no overlap). Samples after the last whole "
-        "window are not used", examples=[32])
+        "window are not used. The firmware's real-time loop classifies a window every `hop` samples too "
+        "(every `sensor.window` samples with other sources)", examples=[32])
     short: Literal["drop", "pad"] = Field(
         "drop", description="`source: csv`: what becomes of a recording shorter than `sensor.window`: `drop` "
         "skips it (the data stage reports how many), `pad` makes one window of it by repeating its last sample",

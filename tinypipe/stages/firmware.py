@@ -106,7 +106,8 @@ def render_realtime_config(settings: dict, reference: dict) -> str:
         f"pub const WINDOW: usize = {settings['window']};\n"
         f"pub const AXES: usize = {settings['axes']};\n"
         f"pub const HOP: usize = {settings['hop']};\n"
-        f"/// One sample every TICKS_PER_INTERRUPT x INTERRUPTS_PER_SAMPLE SysTick ticks at {settings['clock_hz']:,} Hz.\n"
+        "/// One sample every TICKS_PER_INTERRUPT x INTERRUPTS_PER_SAMPLE SysTick ticks at "
+        f"{settings['clock_hz']:,} Hz.\n"
         f"pub const TICKS_PER_INTERRUPT: u32 = {settings['ticks_per_interrupt']};\n"
         f"pub const INTERRUPTS_PER_SAMPLE: u32 = {settings['interrupts_per_sample']};\n"
         f"pub const INPUT_SCALE: f32 = {scale!r};\n"
@@ -151,8 +152,9 @@ def _config(variant) -> dict:
         config["support"] = board.support
         config["sensor"] = {k: variant.config["sensor"][k] for k in ("window", "sample_rate_hz")}
     sensor = variant.config["sensor"]
-    config["realtime"] = {"window": sensor["window"], "axes": len(sensor["axes"]), "hop": variant.config["data"].get("hop"),
-                          "sample_rate_hz": sensor["sample_rate_hz"], "clock_hz": sample_clock_hz(variant)}
+    config["realtime"] = {"window": sensor["window"], "axes": len(sensor["axes"]),
+                          "hop": variant.config["data"].get("hop"), "sample_rate_hz": sensor["sample_rate_hz"],
+                          "clock_hz": sample_clock_hz(variant)}
     return config
 
 
@@ -297,12 +299,13 @@ def run(ctx: StageContext) -> StageResult:
     shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, *STANDINS))
     reference = read_json(ctx.inputs["reference"] / "reference.json")
     if board.support:
-        atomic_write_text(project / "src" / "app_config.rs", render_app_config(reference, ctx.variant.config["sensor"]))
+        atomic_write_text(project / "src" / "app_config.rs",
+                          render_app_config(reference, ctx.variant.config["sensor"]))
     realtime = has_realtime_loop(ctx.variant, reference)
     if realtime:
-        atomic_write_text(project / "src" / "realtime_config.rs",
-                          render_realtime_config(realtime_settings(ctx.variant.config["sensor"], ctx.variant.config["data"],
-                                                                   sample_clock_hz(ctx.variant), board.name), reference))
+        settings = realtime_settings(ctx.variant.config["sensor"], ctx.variant.config["data"],
+                                     sample_clock_hz(ctx.variant), board.name)
+        atomic_write_text(project / "src" / "realtime_config.rs", render_realtime_config(settings, reference))
     shutil.copytree(kernels, project / "kernels", ignore=_ignore())
     copy_engine_output(ctx.inputs["codegen"], project)
     (project / "data").mkdir(exist_ok=True)

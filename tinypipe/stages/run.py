@@ -200,7 +200,7 @@ def run(ctx: StageContext) -> StageResult:
         result = probe.run_elf(elf, board)
         where, log_name = f"{board.name} (probe {result.probe})", "probe.log"
     else:
-        ctx.log(f"qemu-system-arm -machine {emulator.qemu_machine} -icount shift={ICOUNT_SHIFT} {elf.name}")
+        ctx.log(f"qemu-system-arm -machine {emulator.qemu_machine} -icount shift={ICOUNT_SHIFT},sleep=off {elf.name}")
         result = qemu.run_elf(elf, emulator.qemu_machine)
         where, log_name = emulator.qemu_machine, "qemu.log"
     atomic_write_text(ctx.out / log_name, result.output)
