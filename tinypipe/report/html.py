@@ -573,7 +573,7 @@ def _realtime(rows: list[dict[str, Any]]) -> str:
     if not measured:
         return ""
     units = {row["realtime"].get("unit", "instructions") for row in measured}
-    unit = units.pop() if len(units) == 1 else "ticks"
+    unit = units.pop() if len(units) == 1 else "instructions (emulator) or cycles (board)"
     figures = []
     for row in measured:
         rt = row["realtime"]
