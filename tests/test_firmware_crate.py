@@ -101,8 +101,8 @@ def test_enable_features_sets_the_default_and_refuses_unknown_features():
 @pytest.mark.slow
 @needs_debian_rust
 @pytest.mark.skipif(not shutil.which("arm-none-eabi-ld"), reason="needs gcc-arm-none-eabi (GNU ld)")
-@pytest.mark.parametrize("features", [[], ["layers"], ["board-stm32f4-discovery", "layers", "realtime"]],
-                         ids=["generic", "layers", "stm32f4-discovery"])
+@pytest.mark.parametrize("features", [[], ["layers", "realtime"], ["board-stm32f4-discovery", "layers", "realtime"]],
+                         ids=["generic", "layers-realtime", "stm32f4-discovery"])
 def test_template_builds_for_cortex_m4f_with_the_cached_sysroot(rust_toolchain, tmp_path, features):
     triple, env = _target_env(rust_toolchain, tmp_path)
     result = _cargo(["build", "--release", "--offline", "--target", triple, *_features(features)], TEMPLATE, env)
