@@ -27,6 +27,7 @@ STANDIN_BOARD = "mps2-an386"  # link.x is rendered for it
 # what src/app_config.rs is rendered from (src/model.rs: 2 samples x 3 axes in, 3 outputs)
 STANDIN_SENSOR = {"window": 2, "axes": ["x", "y", "z"], "sample_rate_hz": 50}
 STANDIN_CLASSES = ["wave", "tap", "none"]
+STANDIN_QUANTIZATION = {"input_scale": 0.05, "input_zero_point": 0}  # src/model.rs's input
 
 needs_debian_rust = pytest.mark.skipif(not (CARGO.exists() and RUSTC.exists()),
                                        reason="needs Debian's rustc and cargo (apt-get install rustc-web cargo-web)")
@@ -75,6 +76,13 @@ def test_raw_input_standin_is_the_rendering_for_the_standin_model():
     assert (TEMPLATE / "src" / "raw_input.rs").read_text() == rendered
 
 
+def test_realtime_config_standin_is_the_rendering_for_the_standin_model():
+    settings = firmware.realtime_settings(STANDIN_SENSOR, {}, BOARDS[STANDIN_BOARD].systick_hz, STANDIN_BOARD)
+    rendered = firmware.render_realtime_config(settings, STANDIN_QUANTIZATION)
+    assert (TEMPLATE / "src" / "realtime_config.rs").read_text() == rendered
+    assert "pub const TICKS_PER_INTERRUPT: u32 = 500000;\n" in rendered  # 25 MHz / 50 Hz
+
+
 def test_test_windows_standin_holds_whole_windows_of_the_standin_model():
     size = (TEMPLATE / "data" / "test_inputs.bin").stat().st_size  # int8 input: one byte per value
     assert size > 0 and size % _rust_const("INPUT_LEN") == 0
@@ -103,8 +111,8 @@ def test_enable_features_sets_the_default_and_refuses_unknown_features():
 @pytest.mark.slow
 @needs_debian_rust
 @pytest.mark.skipif(not shutil.which("arm-none-eabi-ld"), reason="needs gcc-arm-none-eabi (GNU ld)")
-@pytest.mark.parametrize("features", [[], ["layers"], ["board-stm32f4-discovery", "layers", "raw-input"]],
-                         ids=["generic", "layers", "stm32f4-discovery"])
+@pytest.mark.parametrize("features", [[], ["layers", "realtime"], ["board-stm32f4-discovery", "layers", "raw-input", "realtime"]],
+                         ids=["generic", "layers-realtime", "stm32f4-discovery"])
 def test_template_builds_for_cortex_m4f_with_the_cached_sysroot(rust_toolchain, tmp_path, features):
     triple, env = _target_env(rust_toolchain, tmp_path)
     result = _cargo(["build", "--release", "--offline", "--target", triple, *_features(features)], TEMPLATE, env)
@@ -115,7 +123,7 @@ def test_template_builds_for_cortex_m4f_with_the_cached_sysroot(rust_toolchain, 
 @pytest.mark.slow
 @needs_debian_rust
 @pytest.mark.skipif(not Path("/usr/bin/cargo-clippy").exists(), reason="needs Debian's clippy (rust-web-clippy)")
-@pytest.mark.parametrize("features", [[], ["board-stm32f4-discovery", "layers", "raw-input"]],
+@pytest.mark.parametrize("features", [[], ["board-stm32f4-discovery", "layers", "raw-input", "realtime"]],
                          ids=["generic", "stm32f4-discovery"])
 def test_template_and_kernels_pass_clippy(rust_toolchain, tmp_path, features):
     triple, env = _target_env(rust_toolchain, tmp_path)

@@ -434,3 +434,21 @@ def test_a_sweep_plots_accuracy_against_instructions_and_flash_one_dot_per_cell(
         assert any(d.startswith("filters=8 epochs=8: ") and d.endswith(", 96.7%") for d in dots), dots
     # cells that all reach one accuracy have no trade-off to plot
     assert "Accuracy against" not in render_html("gesture-boards", FOUR, FOUR_STAGES, generated=GENERATED)
+
+
+REALTIME = {"period_instructions": 64_000, "worst_window_instructions": 64_280, "features_instructions": 4_440,
+            "inference_instructions": 59_840, "deadline_misses": 88, "windows": 90, "margin": -0.004375,
+            "sample_rate_hz": 1_000_000, "hop": 64, "unit": "instructions"}
+
+
+def test_the_real_time_loop_shows_the_slowest_window_against_the_period():
+    rows = [{**FOUR[1], "realtime": REALTIME}, FOUR[2]]  # the second variant has no loop (realtime null)
+    page = render_html("gesture", rows, FOUR_STAGES, generated=GENERATED)
+    realtime = section(page, "Real-time loop")
+    assert "64,280 of 64,000 (100.4%), 88/90 missed" in realtime
+    assert "mps3-an547-native" not in realtime
+    assert "instructions counted by QEMU (<code>-icount</code>), not cycles" in realtime
+    preprocessing = bar_width(realtime, "mps2-an386-native: preprocessing 4,440")
+    inference = bar_width(realtime, "mps2-an386-native: inference 59,840")
+    assert inference / preprocessing == pytest.approx(59_840 / 4_440, rel=0.02)
+    assert "Real-time loop" not in render_html("gesture", FOUR, FOUR_STAGES, generated=GENERATED)

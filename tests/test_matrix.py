@@ -75,8 +75,10 @@ def test_discovery_elf_runs_unchanged_on_netduinoplus2(matrix):
     # built for the Discovery: its board support (LIS3DSH, LEDs, DWT) is in, so it is not netduinoplus2's ELF
     assert elf.read_bytes() != (entry("netduinoplus2", "build") / "firmware.elf").read_bytes()
     rendered = entry("stm32f4-discovery", "firmware") / "project"
-    assert 'default = ["board-stm32f4-discovery"]' in (rendered / "Cargo.toml").read_text()
+    assert 'default = ["board-stm32f4-discovery", "realtime"]' in (rendered / "Cargo.toml").read_text()
     assert "pub const WINDOW: usize = 128;" in (rendered / "src" / "app_config.rs").read_text()
+    # its real-time loop is paced for the machine the run stage measures it on: netduinoplus2's 168 MHz SysTick
+    assert "SysTick ticks at 168,000,000 Hz" in (rendered / "src" / "realtime_config.rs").read_text()
     with open(elf, "rb") as f:
         vectors = ELFFile(f).get_section_by_name(".vector_table")
         assert vectors["sh_addr"] == 0x0800_0000  # linked for the STM32F407's flash

@@ -7,12 +7,14 @@ bit-exact device outputs, a no-op second run without TensorFlow, minimal reruns 
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import GESTURE, REPO, by_stage, fresh_example, run_json, store_entry, tinypipe, tinypipe_cmd
@@ -64,6 +66,68 @@ def test_first_run_is_bit_exact_and_accurate(gesture):
     assert row["flash_bytes"] > row["arena_bytes"] > 0
     assert set(row) >= {"variant", "board", "engine", "instructions_per_inference", "flash_bytes", "ram_bytes",
                         "arena_bytes", "accuracy_host", "accuracy_device", "bit_exact"}
+
+
+def test_the_real_time_loop_keeps_up_at_the_declared_rate(gesture):
+    project, doc, _ = gesture
+    (row,) = doc["results"]
+    realtime = row["realtime"]
+    run = json.loads((store_entry(project, row["variant"], "run") / "run.json").read_text())
+    # 64 samples at 50 Hz under -icount shift=0 (1 ns per instruction): 1.28 s = 1.28e9 instructions
+    assert realtime["sample_rate_hz"] == 50 and realtime["hop"] == 64
+    assert realtime["period_instructions"] == 1_280_000_000
+    assert realtime["windows"] == run["n"] and realtime["deadline_misses"] == 0
+    assert realtime["unit"] == "instructions"
+    # the slowest window is preprocessing + inference, and its inference is the model's (interrupts add a few)
+    assert abs(realtime["features_instructions"] + realtime["inference_instructions"]
+               - realtime["worst_window_instructions"]) <= 1
+    assert realtime["features_instructions"] > 0
+    assert realtime["inference_instructions"] >= run["instructions_min"]
+    assert realtime["worst_window_instructions"] < realtime["period_instructions"]
+    assert 0 < realtime["margin"] < 1
+
+
+FAST = """\
+name: gesture-fast
+seed: 7
+sensor: {{kind: accelerometer, axes: [x, y, z], sample_rate_hz: {rate}, window: 64}}
+data: {{source: npz, path: windows.npz, classes: [wave, tap, none]}}
+model: {{path: model.tflite}}
+target: {{board: mps2-an386}}
+budgets: {{deadline_misses_max: 0}}
+"""
+
+
+def test_an_absurd_sample_rate_misses_deadlines_and_fails_the_budget(gesture, tmp_path):
+    """The gesture model at a rate it cannot keep up with, reusing the session's trained model and data
+    (`model.path`, `data.source: npz`) so nothing is trained again."""
+    source, _, _ = gesture
+    project = tmp_path / "fast"
+    project.mkdir()
+    shutil.copyfile(store_entry(source, "mps2-an386-native", "quantize") / "model.tflite", project / "model.tflite")
+    with np.load(store_entry(source, "mps2-an386-native", "data") / "data.npz") as data:
+        np.savez(project / "windows.npz", **data)
+    # 2.5 MHz: 10 SysTick ticks, 400 instructions per sample, 25,600 per hop of 64 samples: under half a window
+    (project / "project.yaml").write_text(FAST.format(rate=2_500_000))
+
+    proc = tinypipe("run", str(project), "--json")
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    (row,) = json.loads(proc.stdout)["results"]
+    realtime = row["realtime"]
+    assert row["bit_exact"] is True  # the replay before the loop is unaffected
+    assert realtime["period_instructions"] == 25_600 and realtime["sample_rate_hz"] == 2_500_000
+    assert 0 < realtime["deadline_misses"] <= realtime["windows"]
+    assert realtime["worst_window_instructions"] > realtime["period_instructions"]
+    assert re.search(r"check failed: mps2-an386-native: the real-time loop missed \d+ of \d+ window deadlines, over "
+                     r"the budget 0 \(budgets\.deadline_misses_max\): the slowest window took [\d,]+ instructions "
+                     r"\(features [\d,]+ \+ inference [\d,]+\) of a period of 25,600 \(64 samples at 2,500,000 Hz\)",
+                     proc.stderr), proc.stderr[-4000:]
+
+    (project / "project.yaml").write_text(FAST.format(rate=10_000_000))
+    proc = tinypipe("run", str(project))
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    assert "sensor.sample_rate_hz: 1e+07 Hz is too fast for the real-time loop on mps2-an386" in proc.stderr
+    assert "lower sensor.sample_rate_hz to at most 3,125,000 Hz" in proc.stderr
 
 
 def test_out_dir_points_at_the_current_artifacts(gesture):

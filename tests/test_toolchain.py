@@ -106,7 +106,7 @@ def test_one_qemu_command_line_honours_the_override(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYPIPE_QEMU", str(fake))
     argv = qemu.command(Path("fw.elf"), "mps2-an386")
     assert argv == [str(fake), "-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
-                    "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", "fw.elf"]
+                    "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,sleep=off", "-kernel", "fw.elf"]
     assert "-icount" not in qemu.command(Path("fw.elf"), "mps2-an386", icount=False)
     assert qemu.qemu_version() == "my-qemu 1.2.3"
 

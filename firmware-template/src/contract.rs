@@ -8,9 +8,22 @@ use crate::model;
 /// The element types a model's input and output tensors may have: int8, or float32 (`quantization.io`).
 /// `main.rs` reads the test windows in place and prints outputs as their bytes, which is sound for these
 /// two only (no padding, every bit pattern valid, alignment at most 8).
-pub trait Element: Copy + private::Sealed {}
-impl Element for i8 {}
-impl Element for f32 {}
+pub trait Element: Copy + private::Sealed {
+    /// The real value a stored element stands for: dequantized with the tensor's `scale` and `zero_point`
+    /// (int8), or itself (float32). The real-time loop's emulated sensor replays the test windows this way.
+    #[cfg_attr(not(feature = "realtime"), allow(dead_code, reason = "only the real-time loop reads it"))]
+    fn to_real(self, scale: f32, zero_point: i32) -> f32;
+}
+impl Element for i8 {
+    fn to_real(self, scale: f32, zero_point: i32) -> f32 {
+        (i32::from(self) - zero_point) as f32 * scale
+    }
+}
+impl Element for f32 {
+    fn to_real(self, _scale: f32, _zero_point: i32) -> f32 {
+        self
+    }
+}
 
 mod private {
     pub trait Sealed {}

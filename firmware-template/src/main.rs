@@ -7,7 +7,8 @@
 //! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and
 //! `ticks <idx> <SysTick ticks of model::invoke>` (plus `cycles <idx> <DWT cycles>` on boards whose support
 //! has a cycle counter, and with the `layers` feature `layer <idx> <op index> <op> <ticks>` per operator) per
-//! window, then `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the
+//! window; with the `realtime` feature the real-time loop's figures (`realtime.rs`); then
+//! `stack <high-water bytes>` and `done`. Then `board::run_application` runs for ever if the
 //! board's sensor answers; otherwise (an emulator, a board without a sensor) the firmware exits with status 0.
 //! A panic or fault prints a line starting with `panic:` or `hardfault` and exits non-zero.
 //!
@@ -29,6 +30,10 @@ mod contract;
 mod model;
 #[cfg(feature = "raw-input")]
 mod raw_input;
+#[cfg(feature = "realtime")]
+mod realtime;
+#[cfg(feature = "realtime")]
+mod realtime_config;
 mod rt;
 mod semihosting;
 mod stack;
@@ -48,9 +53,9 @@ const TEST_INPUT_BYTES: usize = include_bytes!("../data/test_inputs.bin").len();
 
 /// What the test windows hold: the model's input elements, or with `raw-input` raw int16 sensor samples.
 #[cfg(not(feature = "raw-input"))]
-type TestSample = model::Input;
+pub(crate) type TestSample = model::Input;
 #[cfg(feature = "raw-input")]
-type TestSample = i16;
+pub(crate) type TestSample = i16;
 
 /// N windows of `model::INPUT_LEN` values of type `TestSample` (little-endian), written by tinypipe from the
 /// reference stage's test set. Its symbol name is fixed so tinypipe can report flash without the test data
@@ -126,20 +131,26 @@ extern "C" fn app_main() -> ! {
     systick::start();
     if semihosting::host_present() {
         replay_test_set();
+        #[cfg(feature = "realtime")]
+        realtime::run().report();
+        report_stack();
     }
     board::run_application();
     semihosting::exit(semihosting::EXIT_SUCCESS)
 }
 
-/// Every test window through the model, each output and timing printed; then the stack high-water mark.
-fn replay_test_set() {
+/// The test windows, back to back, as stored: model input values, or raw sensor samples (`raw-input`).
+fn test_inputs() -> &'static [TestSample] {
     let bytes = &TEST_INPUTS.0;
     // SAFETY: the bytes are 8-byte aligned (`Aligned`), enough for `TestSample` (i8, f32 — `contract` — or i16),
     // every bit pattern is a valid value of each, the length is a whole number of elements (checked above), and
     // the static is never written.
-    let inputs: &[TestSample] = unsafe {
-        core::slice::from_raw_parts(bytes.as_ptr() as *const TestSample, bytes.len() / size_of::<TestSample>())
-    };
+    unsafe { core::slice::from_raw_parts(bytes.as_ptr() as *const TestSample, bytes.len() / size_of::<TestSample>()) }
+}
+
+/// Every test window through the model, each output and timing printed.
+fn replay_test_set() {
+    let inputs = test_inputs();
     // SAFETY: this function runs once, from `app_main`, so this is the only reference to OUTPUT (see its
     // `Sync`).
     let output = unsafe { &mut *OUTPUT.0.get() };
@@ -183,6 +194,10 @@ fn replay_test_set() {
             line.finish();
         }
     }
+}
+
+/// The stack high-water mark, then `done`: the end of what the run stage reads.
+fn report_stack() {
     let mut line = Line::new();
     line.push_str("stack ");
     line.push_u64(stack::high_water() as u64);

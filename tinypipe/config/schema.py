@@ -28,8 +28,9 @@ class Sensor(Strict):
         default_factory=lambda: ["x", "y", "z"], description="channel names, in order: the model's input has "
         "one channel per axis; the built-in generator knows x, y and z (in g)", examples=[["x", "y", "z"]])
     sample_rate_hz: float = Field(
-        50.0, gt=0, description="samples per second per axis: the generator's time step, and compiled into "
-        "the firmware of a board that reads its own sensor (rounded to whole hertz)", examples=[50])
+        50.0, gt=0, description="samples per second per axis: the generator's time step, the firmware's "
+        "real-time loop's sample clock (a whole number of SysTick ticks), and compiled into the firmware of a "
+        "board that reads its own sensor (rounded to whole hertz)", examples=[50])
     window: int = Field(
         64, ge=4, le=4096, description="samples per classified window: the model sees `window` x `len(axes)` "
         "values per inference", examples=[64])
@@ -100,7 +101,8 @@ class Data(Strict):
     hop: int | None = Field(
         None, ge=1, le=65536, description="`source: csv`: samples between the starts of two windows cut from one "
         "recording; unset: `sensor.window` (windows side by side, no overlap). Samples after the last whole "
-        "window are not used", examples=[32])
+        "window are not used. The firmware's real-time loop classifies a window every `hop` samples too "
+        "(every `sensor.window` samples with other sources)", examples=[32])
     short: Literal["drop", "pad"] = Field(
         "drop", description="`source: csv`: what becomes of a recording shorter than `sensor.window`: `drop` "
         "skips it (the data stage reports how many), `pad` makes one window of it by repeating its last sample",
@@ -294,6 +296,12 @@ class Budgets(Strict):
     accuracy_device_min: float | None = Field(
         None, ge=0, le=1, description="least fraction of test windows the device must classify right",
         examples=[0.9])
+    deadline_misses_max: int | None = Field(
+        None, ge=0, description="most windows the firmware's real-time loop may miss at `sensor.sample_rate_hz` "
+        "(a window missed when its preprocessing and inference had not finished by the next hop)", examples=[0])
+    realtime_margin_min: float | None = Field(
+        None, ge=0, lt=1, description="least share of the period between two windows (`data.hop` samples) the "
+        "real-time loop's slowest window must leave unused: 0.2 keeps 20% to spare", examples=[0.2])
 
 
 class Cache(Strict):

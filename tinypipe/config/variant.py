@@ -53,5 +53,13 @@ class Variant:
     def cpu(self) -> str:
         return self.config["target"].get("cpu") or self.board.cpu
 
+    @property
+    def emulator(self) -> Board | None:
+        """The board whose QEMU machine runs this variant, or None to run on a debug probe (`target.runner:
+        probe` on a board pyocd knows, or a board QEMU does not model)."""
+        if self.config["target"].get("runner", "emulator") == "probe" and self.board.pyocd_target:
+            return None
+        return self.board.emulator
+
     def __repr__(self) -> str:
         return f"Variant({self.name!r})"

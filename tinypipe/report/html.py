@@ -715,6 +715,46 @@ def _layers(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _realtime(rows: list[dict[str, Any]]) -> str:
+    """Per variant, the real-time loop's slowest window (preprocessing + inference, stacked) against the period
+    between two windows (the dashed line), with the deadline misses."""
+    measured = [row for row in rows if row.get("realtime")]
+    if not measured:
+        return ""
+    units = {row["realtime"].get("unit", "instructions") for row in measured}
+    unit = units.pop() if len(units) == 1 else "instructions (emulator) or cycles (board)"
+    figures = []
+    for row in measured:
+        rt = row["realtime"]
+        u = rt.get("unit", "instructions")
+        figures.append((row["variant"], rt[f"features_{u}"], rt[f"inference_{u}"], rt[f"period_{u}"],
+                        f"{_count(rt[f'worst_window_{u}'])} of {_count(rt[f'period_{u}'])} "
+                        f"({_pct(rt[f'worst_window_{u}'] / rt[f'period_{u}'] if rt[f'period_{u}'] else None)}), "
+                        f"{rt['deadline_misses']}/{rt['windows']} missed"))
+    label_w = min(360, max(_text_w(name) for name, *_ in figures))
+    text_w = max(_text_w(text) for *_, text in figures)
+    ticks = _ticks(max(max(f + i, period) for _, f, i, period, _ in figures))
+    bar_h, gap, top = 18, 8, 30
+    y_axis = top + len(figures) * (bar_h + gap)
+    body, _ = _legend(label_w, 14, [("preprocessing", ORANGE), ("inference", BLUE), ("period", "dash:#222")])
+    body += _x_axis(label_w, y_axis, PLOT_W, ticks, _count, f"{unit} per window", top - 4)
+    for i, (name, features, inference, period, text) in enumerate(figures):
+        y = top + i * (bar_h + gap)
+        w_features, w_inference = (PLOT_W * v / ticks[-1] for v in (features, inference))
+        body.append(_label(label_w - 6, y + 13, _fit(name, label_w), "end"))
+        body.append(_rect(label_w, y, w_features, bar_h, ORANGE, f"{name}: preprocessing {_count(features)}"))
+        body.append(_rect(label_w + w_features, y, w_inference, bar_h, BLUE, f"{name}: inference {_count(inference)}"))
+        x_period = label_w + PLOT_W * period / ticks[-1]
+        body.append(f'<line x1="{x_period:.1f}" y1="{y - 3}" x2="{x_period:.1f}" y2="{y + bar_h + 3}" stroke="#222" '
+                    f'stroke-width="2" stroke-dasharray="4 3"/>')
+        body.append(_label(label_w + max(w_features + w_inference, x_period - label_w) + 6, y + 13, text))
+    caption = ("The firmware samples the sensor with a timer interrupt at <code>sensor.sample_rate_hz</code> and "
+               "classifies a window every hop samples; the bar is its slowest window, interrupts included, the "
+               "dashed line the time until the next window is due. On the emulator the sensor replays the test "
+               "windows and times are instructions counted by QEMU (<code>-icount</code>), not cycles.")
+    return _figure("slowest window against the period", label_w + PLOT_W + text_w + 10, y_axis + 42, body, caption)
+
+
 CHANGES = [("instructions_per_inference", "instructions / inference", -1, lambda v: f"{v:,}"),
            ("flash_bytes", "flash B", -1, lambda v: f"{v:,}"), ("ram_bytes", "RAM B", -1, lambda v: f"{v:,}"),
            ("accuracy_device", "device accuracy", +1, _pct)]
@@ -896,6 +936,9 @@ def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str,
     training = _training(rows)
     if training:
         parts += ["<h2>Training</h2>", training]
+    realtime = _realtime(rows)
+    if realtime:
+        parts += ["<h2>Real-time loop</h2>", realtime]
     layers = _layers(rows)
     if layers:
         parts += ["<h2>Per operator (<code>target.profile_layers</code>)</h2>", layers]

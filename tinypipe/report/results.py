@@ -27,7 +27,7 @@ def result_rows(pipeline) -> list[dict[str, Any]]:
             "accuracy_device": run.get("accuracy_device"),
             "bit_exact": run.get("bit_exact"),
             "layers": run.get("layers"),
-            "realtime": None,
+            "realtime": run.get("realtime"),
             # flash without the test windows the emulator replays: what the application takes on a board
             "app_flash_bytes": build.get("app_flash_bytes", flash),
             "test_data_bytes": build.get("test_data_bytes"),
@@ -62,8 +62,31 @@ def budget_failures(row: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
         if limit is not None and got is not None and broken(got, limit):
             relation = "below the minimum" if field == "accuracy_device" else "over the budget"
             out.append(f"{row['variant']}: {label} {got:,}{unit} is {relation} {limit:,}{unit} (budgets.{_budget_key(field)})")
+    out += realtime_failures(row, budgets)
     if row.get("bit_exact") is False:
         out.append(f"{row['variant']}: device outputs differ from the host TFLM oracle (bit_exact: false)")
+    return out
+
+
+def realtime_failures(row: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
+    """The real-time budgets the variant's loop breaks, each with the measured figures."""
+    realtime = row.get("realtime")
+    if not realtime:
+        return []
+    unit = realtime.get("unit", "instructions")
+    most_misses, least_margin = budgets.get("deadline_misses_max"), budgets.get("realtime_margin_min")
+    figures = (f"the slowest window took {realtime[f'worst_window_{unit}']:,} {unit} (features "
+               f"{realtime[f'features_{unit}']:,} + inference {realtime[f'inference_{unit}']:,}) of a period of "
+               f"{realtime[f'period_{unit}']:,} ({realtime['hop']} samples at {hertz(realtime['sample_rate_hz'])} Hz)")
+    out = []
+    if most_misses is not None and realtime["deadline_misses"] > most_misses:
+        out.append(f"{row['variant']}: the real-time loop missed {realtime['deadline_misses']} of "
+                   f"{realtime['windows']} window deadlines, over the budget {most_misses} "
+                   f"(budgets.deadline_misses_max): {figures}")
+    margin = realtime.get("margin")
+    if least_margin is not None and margin is not None and margin < least_margin:
+        out.append(f"{row['variant']}: the real-time loop leaves {margin * 100:.1f}% of the period to spare, "
+                   f"below the minimum {least_margin * 100:.1f}% (budgets.realtime_margin_min): {figures}")
     return out
 
 
@@ -98,9 +121,16 @@ def _capacity(used: int | None, capacity: int | None) -> str:
 def _count(value: int | None) -> str:
     if value is None:
         return "—"
+    if value >= 1_000_000_000:
+        return f"{value / 1e9:.2f} G"
     if value >= 10_000_000:
         return f"{value / 1e6:.2f} M"
     return f"{value:,}"
+
+
+def hertz(rate: float) -> str:
+    """A sample rate as people write it: 50, 16,000, 12.5."""
+    return f"{rate:,.0f}" if float(rate).is_integer() else f"{rate:,g}"
 
 
 def _percent(value: float | None) -> str:
@@ -114,6 +144,7 @@ LEGEND = ("bit-exact: every output byte equals the host TFLM interpreter's. inst
 
 def render_results(console, rows: list[dict[str, Any]]) -> None:
     render_table(console, rows)
+    render_realtime(console, rows)
     render_layers(console, rows)
 
 
@@ -140,6 +171,44 @@ def render_table(console, rows: list[dict[str, Any]]) -> None:
     test_data = {r.get("test_data_bytes") for r in rows if r.get("test_data_bytes")}
     amount = f"{_kib(test_data.pop())} KiB" if len(test_data) == 1 else "KiBs"
     console.print(LEGEND.format(test=amount), style="dim", highlight=False)
+
+
+REALTIME_LEGEND = ("real-time loop: the sensor sampled at its rate by a timer interrupt, a window classified every "
+                   "hop samples. period: the time between two windows; slowest: the slowest window, preprocessing "
+                   "+ inference, interrupts included; missed: windows not done before the next was due. "
+                   "{units}")
+
+
+def render_realtime(console, rows: list[dict[str, Any]]) -> None:
+    """The real-time loop per variant: the slowest window against the period, and the deadline misses."""
+    from rich import box
+    from rich.table import Table
+
+    measured = [r for r in rows if r.get("realtime")]
+    if not measured:
+        return
+    table = Table(title="real-time loop", title_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
+                  collapse_padding=True, show_edge=False, pad_edge=False)
+    for column in ("variant", "Hz/hop", "period", "slowest", "pre-\nproc.", "infer-\nence", "used\n%", "missed"):
+        table.add_column(column, justify="left" if column == "variant" else "right", overflow="fold",
+                         no_wrap=column != "variant")
+    for r in measured:
+        rt = r["realtime"]
+        unit = rt.get("unit", "instructions")
+        period, worst = rt[f"period_{unit}"], rt[f"worst_window_{unit}"]
+        missed = f"{rt['deadline_misses']}/{rt['windows']}"
+        table.add_row(r["variant"], f"{hertz(rt['sample_rate_hz'])}/{rt['hop']}", _count(period), _count(worst),
+                      _count(rt[f"features_{unit}"]), _count(rt[f"inference_{unit}"]),
+                      f"{worst / period * 100:.1f}" if period else "—",
+                      f"[red]{missed}[/red]" if rt["deadline_misses"] else missed)
+    console.print(table)
+    units = {r["realtime"].get("unit", "instructions") for r in measured}
+    says = []
+    if "instructions" in units:
+        says.append("On the emulator times are instructions counted by QEMU (-icount), not cycles.")
+    if "cycles" in units:
+        says.append("On a board times are core cycles.")
+    console.print(REALTIME_LEGEND.format(units=" ".join(says)), style="dim", highlight=False)
 
 
 def render_layers(console, rows: list[dict[str, Any]], top: int = 12) -> None:

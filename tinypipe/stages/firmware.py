@@ -41,7 +41,9 @@ IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~
 LINKER_TEMPLATE = "link.x.in"
 BOARD_SUPPORT_DIR = "src/board"  # <support>.rs per board with an application, selected by a cargo feature
 # what the template holds in place of generated files, so that it builds and lints on its own
-STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "test_inputs.bin", "link.x")
+STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "realtime_config.rs", "test_inputs.bin", "link.x")
+SYSTICK_MAX_TICKS = 1 << 24  # the 24-bit SysTick counter's longest period
+MIN_TICKS_PER_SAMPLE = 8  # below this the sampling exception alone would keep the core busy
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
 
 
@@ -65,10 +67,60 @@ def board_feature(support: str) -> str:
     return "board-" + support.replace("_", "-")
 
 
-def cell_features(variant) -> list[str]:
-    """The template's cargo features one cell needs: its board support, per-operator timing."""
+def cell_features(variant, realtime: bool) -> list[str]:
+    """The template's cargo features one cell needs: its board support, per-operator timing, the real-time
+    loop."""
     features = [board_feature(variant.board.support)] if variant.board.support else []
-    return features + (["layers"] if profiles_layers(variant) else [])
+    return features + (["layers"] if profiles_layers(variant) else []) + (["realtime"] if realtime else [])
+
+
+def sample_clock_hz(variant) -> int:
+    """The SysTick clock the run stage measures the firmware with: the emulator's, or the chip's on a probe."""
+    emulator = variant.emulator
+    return emulator.systick_hz if emulator is not None else variant.board.clock_hz
+
+
+def realtime_settings(sensor: dict, data: dict, clock: int, board_name: str) -> dict:
+    """What the real-time loop is rendered from (the `sensor:` and `data:` sections, the SysTick clock): the
+    window, axes and hop, and the sample period in SysTick ticks, split into exceptions of at most 2^24 ticks."""
+    window = int(sensor["window"])
+    hop = int(data.get("hop") or window)
+    rate = float(sensor["sample_rate_hz"])
+    ticks = round(clock / rate)
+    if ticks < MIN_TICKS_PER_SAMPLE:
+        raise UserError(f"sensor.sample_rate_hz: {rate:,g} Hz is too fast for the real-time loop on "
+                        f"{board_name}: its SysTick runs at {clock:,} Hz, {ticks} ticks per sample, and "
+                        f"the sampling interrupt needs at least {MIN_TICKS_PER_SAMPLE}",
+                        f"lower sensor.sample_rate_hz to at most {clock // MIN_TICKS_PER_SAMPLE:,} Hz")
+    interrupts = -(-ticks // SYSTICK_MAX_TICKS)
+    return {"window": window, "axes": len(sensor["axes"]), "hop": hop, "clock_hz": clock,
+            "ticks_per_interrupt": round(ticks / interrupts), "interrupts_per_sample": interrupts}
+
+
+def render_realtime_config(settings: dict, reference: dict) -> str:
+    """src/realtime_config.rs: the real-time loop's window, hop and sample clock (`realtime_settings`), and the
+    test windows' quantization, with which the emulated sensor turns them back into real values."""
+    scale, zero_point = float(reference.get("input_scale") or 0.0), int(reference.get("input_zero_point") or 0)
+    return (
+        "// Rendered by tinypipe from project.yaml (`sensor:`, `data.hop`), the board's SysTick clock and the\n"
+        "// reference stage (the input quantization) for the real-time loop (src/realtime.rs).\n\n"
+        f"pub const WINDOW: usize = {settings['window']};\n"
+        f"pub const AXES: usize = {settings['axes']};\n"
+        f"pub const HOP: usize = {settings['hop']};\n"
+        "/// One sample every TICKS_PER_INTERRUPT x INTERRUPTS_PER_SAMPLE SysTick ticks at "
+        f"{settings['clock_hz']:,} Hz.\n"
+        f"pub const TICKS_PER_INTERRUPT: u32 = {settings['ticks_per_interrupt']};\n"
+        f"pub const INTERRUPTS_PER_SAMPLE: u32 = {settings['interrupts_per_sample']};\n"
+        f"pub const INPUT_SCALE: f32 = {scale!r};\n"
+        f"pub const INPUT_ZERO_POINT: i32 = {zero_point};\n"
+    )
+
+
+def has_realtime_loop(variant, reference: dict) -> bool:
+    """The loop needs a model whose input is one sensor window (`[window, axes]`); a model imported for
+    other inputs is only replayed."""
+    sensor = variant.config["sensor"]
+    return int(reference.get("input_len", -1)) == int(sensor["window"]) * len(sensor["axes"])
 
 
 def enable_features(cargo_toml: str, features: list[str]) -> str:
@@ -100,10 +152,14 @@ def _config(variant) -> dict:
     if board.support:  # the application reads the sensor: its window and rate are compiled in
         config["support"] = board.support
         config["sensor"] = {k: variant.config["sensor"][k] for k in ("window", "sample_rate_hz")}
+    sensor = variant.config["sensor"]
+    config["realtime"] = {"window": sensor["window"], "axes": len(sensor["axes"]),
+                          "hop": variant.config["data"].get("hop"), "sample_rate_hz": sensor["sample_rate_hz"],
+                          "clock_hz": sample_clock_hz(variant)}
     return config
 
 
-STAGE = Stage(name="firmware", version="3", needs=("codegen", "reference"), config=_config,
+STAGE = Stage(name="firmware", version="4", needs=("codegen", "reference"), config=_config,
               description="render the no_std cargo project from firmware-template/")
 
 
@@ -266,10 +322,17 @@ def run(ctx: StageContext) -> StageResult:
 
     project = ctx.out / "project"
     shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, *STANDINS))
+    reference = read_json(ctx.inputs["reference"] / "reference.json")
     if board.support:
-        atomic_write_text(project / "src" / "app_config.rs", render_app_config(reference, ctx.variant.config["sensor"]))
+        atomic_write_text(project / "src" / "app_config.rs",
+                          render_app_config(reference, ctx.variant.config["sensor"]))
     if raw_input:
         atomic_write_text(project / "src" / "raw_input.rs", render_raw_input(raw_input))
+    realtime = has_realtime_loop(ctx.variant, reference)
+    if realtime:
+        settings = realtime_settings(ctx.variant.config["sensor"], ctx.variant.config["data"],
+                                     sample_clock_hz(ctx.variant), board.name)
+        atomic_write_text(project / "src" / "realtime_config.rs", render_realtime_config(settings, reference))
     shutil.copytree(kernels, project / "kernels", ignore=_ignore())
     copy_engine_output(ctx.inputs["codegen"], project)
     (project / "data").mkdir(exist_ok=True)
@@ -277,9 +340,9 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_text(project / "link.x", render_linker_script(board))
     atomic_write_text(project / "Cargo.toml",
                       enable_features((project / "Cargo.toml").read_text(),
-                                      cell_features(ctx.variant) + (["raw-input"] if raw_input else [])))
+                                      cell_features(ctx.variant, realtime) + (["raw-input"] if raw_input else [])))
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))
     return {"board": ctx.variant.board.name, "project_hash": sha256_tree(project),
-            "hal": [crate.crate for crate in hal] if hal else None}
+            "hal": [crate.crate for crate in hal] if hal else None, "realtime": realtime}

@@ -19,7 +19,8 @@ counts the windows of the device's argmax; null without labels or when the outpu
 `instructions_min`, `instructions_max`, `stack_bytes`, `stack_overflow`, `machine`; on a probe
 `cycles_per_inference`, `cycles_min`, `cycles_max`, `probe` instead of the instruction counts
 and the machine (`probe.log` instead of `qemu.log`); `layers` (with `target.profile_layers`: per operator
-`{op_index, op, instructions (or cycles), share}`, means over the windows from `layer` lines; else null).
+`{op_index, op, instructions (or cycles), share}`, means over the windows from `layer` lines; else null);
+`realtime` (`realtime_figures`: the real-time loop's `realtime` line; null when the firmware has no loop).
 The wall-clock time of the run (`qemu_seconds` or `probe_seconds`) is in the stage summary only, never in
 run.json: the entry's output hash, and so the lock and a release, must not depend on how busy the machine was.
 With a declared input scaling (reference.json `raw_input`) the firmware made its int8 inputs from raw windows and
@@ -41,15 +42,8 @@ FIRST_MISMATCHES = 10
 WALL_CLOCK = ("qemu_seconds", "probe_seconds")  # in the summary, not in run.json (see above)
 
 
-def emulator_for(variant):
-    """The board whose QEMU machine runs the variant, or None to run on a probe (`target.runner`)."""
-    if variant.config["target"].get("runner", "emulator") == "probe" and variant.board.pyocd_target:
-        return None
-    return variant.board.emulator
-
-
 def _config(variant) -> dict:
-    emulator = emulator_for(variant)
+    emulator = variant.emulator
     if emulator is None:  # a real board: run on a debug probe
         board = variant.board
         return {"runner": "probe", "pyocd_target": board.pyocd_target, "clock_hz": board.clock_hz}
@@ -57,7 +51,7 @@ def _config(variant) -> dict:
 
 
 def _tools(variant) -> dict:
-    if emulator_for(variant) is None:
+    if variant.emulator is None:
         from tinypipe.runners import probe
 
         return {"pyocd": probe.pyocd_version()}
@@ -72,6 +66,11 @@ class FirmwareFailed(CheckFailed):
     """The firmware panicked, faulted or stopped without finishing its test windows."""
 
 
+# the numbers of the firmware's `realtime` line, in order
+REALTIME_FIELDS = ("sample_period_ticks", "hop", "windows_due", "windows_done", "deadline_misses", "worst_ticks",
+                   "features_ticks", "inference_ticks", "input_mismatches")
+
+
 @dataclass
 class DeviceReport:
     outputs: dict[int, bytes] = field(default_factory=dict)
@@ -79,6 +78,7 @@ class DeviceReport:
     ticks: dict[int, int] = field(default_factory=dict)
     cycles: dict[int, int] = field(default_factory=dict)  # DWT CYCCNT, from boards whose support has it
     layers: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)  # (window, op) -> (name, ticks)
+    realtime: tuple[int, ...] | None = None  # the `realtime` line's numbers (firmware-template/src/realtime.rs)
     stack_bytes: int | None = None
     stack_overflow: bool = False
     done: bool = False
@@ -102,6 +102,8 @@ def parse_output(text: str) -> DeviceReport:
                 report.layers[(int(words[1]), int(words[2]))] = (words[3], int(words[4]))
             elif words[0] == "cycles" and len(words) == 3:
                 report.cycles[int(words[1])] = int(words[2])
+            elif words[0] == "realtime" and len(words) == 1 + len(REALTIME_FIELDS):
+                report.realtime = tuple(int(word) for word in words[1:])
             elif words[0] == "stack" and len(words) == 2:
                 report.stack_bytes = int(words[1])
             elif words[0] == "stack_overflow":
@@ -163,11 +165,31 @@ def layer_profile(layers: dict[tuple[int, int], tuple[str, int]], n: int, per_ti
             for op in sorted(ticks)]
 
 
+def realtime_figures(numbers: tuple[int, ...] | None, sample_rate_hz: float, per_tick: float,
+                     unit: str, clock_hz: int | None = None) -> dict | None:
+    """The real-time loop's figures in `unit` (`instructions` on the emulator, `cycles` on a chip, where
+    `clock_hz` also gives microseconds): the period between two windows (hop x sample period), the worst
+    window's time and its split into preprocessing (`features_`) and inference, the deadline misses, and the
+    share of the period the worst window leaves (`margin`)."""
+    if numbers is None:
+        return None
+    got = dict(zip(REALTIME_FIELDS, numbers))
+    period = got["sample_period_ticks"] * got["hop"] * per_tick
+    figures = {f"period_{unit}": round(period), f"worst_window_{unit}": round(got["worst_ticks"] * per_tick),
+               f"features_{unit}": round(got["features_ticks"] * per_tick),
+               f"inference_{unit}": round(got["inference_ticks"] * per_tick)}
+    if clock_hz:
+        figures.update({key.replace(unit, "us"): value * 1e6 / clock_hz for key, value in list(figures.items())})
+    return {**figures, "deadline_misses": got["deadline_misses"], "windows": got["windows_due"],
+            "margin": 1 - got["worst_ticks"] * per_tick / period if period else None,
+            "sample_rate_hz": sample_rate_hz, "hop": got["hop"], "unit": unit}
+
+
 def run(ctx: StageContext) -> StageResult:
     import numpy as np
 
     board = ctx.variant.board
-    emulator = emulator_for(ctx.variant)
+    emulator = ctx.variant.emulator
     reference = ctx.inputs["reference"]
     meta = read_json(reference / "reference.json")
     n, output_len = int(meta["n"]), int(meta["output_len"])
@@ -187,7 +209,7 @@ def run(ctx: StageContext) -> StageResult:
         result = probe.run_elf(elf, board)
         where, log_name = f"{board.name} (probe {result.probe})", "probe.log"
     else:
-        ctx.log(f"qemu-system-arm -machine {emulator.qemu_machine} -icount shift={ICOUNT_SHIFT} {elf.name}")
+        ctx.log(f"qemu-system-arm -machine {emulator.qemu_machine} -icount shift={ICOUNT_SHIFT},sleep=off {elf.name}")
         result = qemu.run_elf(elf, emulator.qemu_machine)
         where, log_name = emulator.qemu_machine, "qemu.log"
     atomic_write_text(ctx.out / log_name, result.output)
@@ -232,6 +254,14 @@ def run(ctx: StageContext) -> StageResult:
                         "machine": emulator.qemu_machine, "qemu_seconds": result.seconds})
     summary["layers"] = layer_profile(report.layers, n, 1.0 if emulator is None else instructions_per_tick,
                                       "cycles" if emulator is None else "instructions")
+    if report.realtime is not None and report.realtime[REALTIME_FIELDS.index("input_mismatches")]:
+        raise RuntimeError(f"the real-time loop's sensor path changed the model input of {report.realtime[-1]} "
+                           f"windows (the emulated sensor must give back each test window exactly): a bug in "
+                           f"tinypipe's firmware template")
+    sample_rate_hz = ctx.variant.config["sensor"]["sample_rate_hz"]
+    summary["realtime"] = (realtime_figures(report.realtime, sample_rate_hz, 1.0, "cycles", board.clock_hz)
+                           if emulator is None else
+                           realtime_figures(report.realtime, sample_rate_hz, instructions_per_tick, "instructions"))
     summary.update({"stack_bytes": report.stack_bytes, "stack_overflow": report.stack_overflow})
     atomic_write_json(ctx.out / "run.json", {k: v for k, v in summary.items() if k not in WALL_CLOCK})
     return summary
