@@ -1,6 +1,8 @@
 """Executors run stage tasks; the scheduler (`Pipeline._schedule`) decides what is ready and owns the store.
 
-An executor has job slots. `submit(task)` hands a task to a free slot; `wait(timeout)` returns the events
+An executor has job slots. `free_slots()` says how many tasks may be submitted now (the process executor
+answers 0 or 1: it reads jobserver tokens one at a time, and only when a stage is ready for one);
+`submit(task)` hands a task to a free slot; `wait(timeout)` returns the events
 that arrived (a stage's log lines and progress, then exactly one `done` or `error` per task); `cancel()` kills
 everything still running; `close()` ends the workers. The task says which stage module to run and where its
 inputs and temporary output directory are; it never carries live objects, so it can cross a process (or, for
