@@ -137,6 +137,7 @@ def worker_pipeline(monkeypatch, tmp_path: Path, stages: dict[str, str], boards:
     return Pipeline(tmp_path)
 
 
+@pytest.mark.slow  # two cargo builds per -j: about 15 s
 @needs_gcc
 @needs_cargo
 @pytest.mark.parametrize("jobs", [1, 2])
