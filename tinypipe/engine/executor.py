@@ -13,8 +13,9 @@ stage's stdout and stderr (TensorFlow's prints, compiler output) go to the stage
 terminal the live display draws on, and killing a worker's process group also kills the cargo, rustc, QEMU or
 gcc it started. Its `-j N` slots are a jobserver (`core.jobserver`) shared with those tools: a stage starts only
 on a free slot (the run's implicit one, or a token), and cargo, rustc and our TFLM compiles take the tokens of
-further parallel jobs from the same pipe, so N bounds stages and compilers together. `InlineExecutor` runs stages in this process, one at a time (tests of the engine on stand-in
-stages, which exist only in the test's process).
+further parallel jobs from the same pipe, so N bounds stages and compilers together. `InlineExecutor` runs
+stages in this process, one at a time (tests of the engine on stand-in stages, which exist only in the test's
+process).
 """
 
 from __future__ import annotations
