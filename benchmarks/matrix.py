@@ -74,7 +74,8 @@ def main() -> None:
         env = {**os.environ, "TINYPIPE_FIRMWARE_TEMPLATE": str(template)}
         built = fresh_project(workdir, "built")
         warm, _ = run_matrix(built, 2, env)  # fills the user-level cache; `built` is (b)'s starting point
-        print(f"warm-up (toolchains into {os.environ.get('TINYPIPE_CACHE') or 'the user cache'}): {warm:.1f} s", flush=True)
+        cache = os.environ.get("TINYPIPE_CACHE") or "the user cache"
+        print(f"warm-up (toolchains into {cache}): {warm:.1f} s", flush=True)
         timings: dict[str, dict[int, float]] = {"a": {}, "b": {}}
         stages: dict[str, dict[str, int]] = {}
         for jobs in (1, 2):
