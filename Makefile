@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src rust-web-clippy \
-                bindgen clang python3-venv chromium
+                bindgen clang python3-venv chromium openssh-server
 
 .PHONY: setup apt venv demo test test-fast bench docs clean
 
@@ -45,4 +45,4 @@ docs: venv
 	$(VENV)/bin/python -m tinypipe.config.reference --write
 
 clean:
-	rm -rf pipelines/*/.tinypipe pipelines/*/tinypipe.lock
+	rm -rf pipelines/*/.tinypipe pipelines/*/tinypipe.lock pipelines/*/dist

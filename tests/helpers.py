@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -173,3 +174,61 @@ def build_trace_firmware(cases: dict[str, tuple[bytes, np.ndarray]], variant: Va
     """The template firmware holding `model::<name>` for each (model bytes, inputs [n, ...] in the model's input
     dtype), with a `main.rs` that prints every operator's output (see `harness.parse_trace`); returns the ELF."""
     return harness.build_harness(cases, variant, toolchain_entry, work, harness.trace_main(list(cases))) / "firmware.elf"
+
+
+# --- firmware a user wrote: an exported crate or C library inside it (tests/user_firmware/) ------------------------
+
+USER_FIRMWARE = REPO / "tests" / "user_firmware"
+
+
+def build_user_rust_firmware(crate: dict, inputs: bytes, toolchain_entry: Path, work: Path) -> Path:
+    """tests/user_firmware/rust built in `work` against the exported crate (`crate`: one of `export --json`'s
+    crates), replaying `inputs` (windows of the model's input elements, little-endian); its ELF. The build must
+    print no warning: the exported crate builds clean in someone else's build."""
+    firmware = work / "rust-firmware"
+    shutil.copytree(USER_FIRMWARE / "rust", firmware)
+    shutil.copyfile(USER_FIRMWARE / "link.x", firmware / "link.x")
+    (firmware / "inputs.bin").write_bytes(inputs)
+    (firmware / "Cargo.toml").write_text(
+        '[package]\nname = "user-firmware"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        f'[dependencies]\nmodel = {{ package = "{crate["package"]}", path = "{crate["path"]}" }}\n\n'
+        '[profile.release]\nopt-level = 3\nlto = true\npanic = "abort"\n\n[profile.dev]\npanic = "abort"\n\n'
+        '[workspace]\n')
+    toolchain = json.loads((toolchain_entry / "toolchain.json").read_text())
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CARGO", "RUST"))}
+    env.update(PATH=f"/usr/bin{os.pathsep}{env.get('PATH', '')}", RUSTC=toolchain["rustc"],
+               CARGO_HOME=str(work / "cargo-home"), CARGO_TARGET_DIR=str(work / "target"),
+               CARGO_ENCODED_RUSTFLAGS="\x1f".join(build.build_rustflags(toolchain, toolchain_entry, firmware)))
+    result = subprocess.run([toolchain["cargo"], "build", "--release", "--offline", "--target", toolchain["triple"]],
+                            cwd=firmware, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "warning" not in result.stderr, result.stderr
+    return work / "target" / toolchain["triple"] / "release" / "user-firmware"
+
+
+def build_user_c_program(crate: dict, inputs: bytes, work: Path) -> Path:
+    """tests/user_firmware/c compiled in `work` with the gcc flags the export names and linked against its static
+    library, replaying `inputs`; its ELF."""
+    program = work / "c-program"
+    shutil.copytree(USER_FIRMWARE / "c", program)
+    (program / "inputs.bin").write_bytes(inputs)
+    header = Path(crate["files"]["c_header"])
+    elf = program / "program.elf"
+    command = ["arm-none-eabi-gcc", *crate["gcc_flags"], "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
+               "-ffreestanding", "-nostartfiles", f"-I{header.parent}", f'-DMODEL_HEADER="{header.name}"',
+               f"-T{USER_FIRMWARE / 'link.x'}", "-Wl,--gc-sections", "startup.c", "main.c", "inputs.S",
+               crate["files"]["c_library"], "-o", str(elf)]
+    result = subprocess.run(command, cwd=program, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return elf
+
+
+def run_user_firmware(elf: Path, machine: str) -> tuple[str, list[bytes]]:
+    """A user firmware's output on QEMU `machine`, which must end in `done`, and its `out <i> <hex>` lines' bytes."""
+    import re
+
+    from tinypipe.runners import qemu
+
+    result = qemu.run_elf(elf, machine, timeout_s=300, icount=False)
+    assert result.returncode == 0 and "done" in result.output, result.output[-3000:]
+    return result.output, [bytes.fromhex(h) for h in re.findall(r"^out \d+ ([0-9a-f]*)$", result.output, re.M)]

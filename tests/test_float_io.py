@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import GESTURE, SHARED, run_json, store_entry, tinypipe
+from tests.helpers import (GESTURE, SHARED, build_user_c_program, build_user_rust_firmware, run_json,
+                          run_user_firmware, store_entry, tinypipe)
 
 TFLM_TREE = SHARED / "third_party" / "tflm"
 BOARDS = ["mps2-an386", "mps2-an385", "stm32f4-discovery"]
@@ -117,3 +118,26 @@ def test_profile_layers_times_every_operator_on_the_device(float_project):
     page = project / "report.html"
     assert tinypipe("report", str(project), "--html", str(page)).returncode == 0
     assert "mps2-an386-native: instructions per operator" in page.read_text()
+
+
+def test_the_exported_float32_model_runs_in_user_firmware_bit_exact(float_project, rust_toolchain, tmp_path):
+    """`tinypipe export`'s crate and C library with float32 I/O (`f32` elements, `float` in C, floats passed in FPU
+    registers) inside the hand-written firmwares of tests/user_firmware/, against the reference stage's oracle."""
+    project, _ = float_project
+    variant, board = "mps2-an386-native", "mps2-an386"
+    result = tinypipe("export", str(project), "--crate", str(tmp_path / "crate"), "--variant", variant, "--json")
+    assert result.returncode == 0, result.stderr[-4000:]
+    crate = json.loads(result.stdout)["crates"][0]
+    assert (crate["input"]["dtype"], crate["output"]["dtype"]) == ("float32", "float32")
+    assert "typedef float tp_input_t;" in Path(crate["files"]["c_header"]).read_text()
+    reference = store_entry(project, variant, "reference")
+    windows, out_bytes = 8, 4 * int(np.prod(crate["output"]["shape"]))
+    in_bytes = 4 * int(np.prod(crate["input"]["shape"]))
+    inputs = (reference / "test_inputs.bin").read_bytes()[:windows * in_bytes]
+    oracle = (reference / "test_outputs.bin").read_bytes()
+    expected = [oracle[i * out_bytes:(i + 1) * out_bytes] for i in range(windows)]
+    (tmp_path / "rust").mkdir()
+    (tmp_path / "c").mkdir()
+    rust_elf = build_user_rust_firmware(crate, inputs, rust_toolchain(board), tmp_path / "rust")
+    assert run_user_firmware(rust_elf, board)[1] == expected
+    assert run_user_firmware(build_user_c_program(crate, inputs, tmp_path / "c"), board)[1] == expected

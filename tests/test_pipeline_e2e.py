@@ -71,7 +71,8 @@ def test_out_dir_points_at_the_current_artifacts(gesture):
     out = project / ".tinypipe" / "out" / "mps2-an386-native"
     assert (out / "firmware.elf").resolve() == (store_entry(project, "mps2-an386-native", "build")
                                                 / "firmware.elf").resolve()
-    assert {p.name for p in out.iterdir()} == {"firmware.elf", "firmware.bin", "size.json", "model.rs", "run.json"}
+    assert {p.name for p in out.iterdir()} == {"firmware.elf", "firmware.bin", "firmware.hex", "size.json", "model.rs",
+                                                 "run.json"}
 
 
 def test_a_locked_run_of_the_built_project_passes_and_builds_nothing(gesture):
@@ -153,6 +154,10 @@ def test_verify_rebuilds_every_stage_bit_for_bit(gesture):
     assert [v["stage"] for v in verdicts] == ["data", "train", "quantize", "reference", "codegen", "toolchain",
                                               "firmware", "build"]
     assert all(v["same"] and v["rebuilt"] == v["locked"] for v in verdicts)
+    # what tinypipe cannot pin down (TensorFlow's float arithmetic on another CPU) is said, here and in the lock
+    caveats = {v["stage"]: v["caveat"] for v in verdicts if v["caveat"]}
+    assert set(caveats) == {"train", "quantize"} and "another CPU instruction set" in caveats["train"]
+    assert json.loads((project / "tinypipe.lock").read_text())["caveats"] == caveats
 
 
 def test_verify_refuses_a_lock_that_is_not_current(gesture, tmp_path):

@@ -162,6 +162,7 @@ SUBCOMMANDS = [
     (["run", "{p}"], 0, "tinypipe results"),
     (["gc", "{p}", "--dry-run"], 0, "would delete"),
     (["data", "{p}"], 0, "split wave tap none total"),
+    (["export", "{p}", "--crate", "{tmp}/crate"], 0, "crate gesture 0.1.0 in {tmp}/crate"),
     (["boards"], 0, "mps2-an386"),
     (["boards", "--json"], 0, '"triple"'),
     (["boards", "mps2-an368"], 2, "did you mean 'mps2-an386'"),

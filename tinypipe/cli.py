@@ -30,6 +30,7 @@ examples:
   tinypipe status pipelines/gesture --why   which stages would rerun, and the key that changed
   tinypipe run . --until quantize           stop after a stage
   tinypipe report . --html report.html      results table and charts as one HTML file
+  tinypipe export . --crate model           the model as a no_std crate and a C library for your firmware
   tinypipe boards                           boards you can target
 
 Every stage's output is cached by content in .tinypipe/store next to project.yaml; a second run with
@@ -107,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--paranoid", action="store_true",
                      help="hash every cached entry before trusting it (default: only entries whose files' sizes or "
                           "mtimes changed)")
+    _remote_cache_option(run)
+    run.add_argument("--executor", choices=("local", "dask"), default="local",
+                     help="where stages run: worker processes here (default), or the workers of a dask cluster, "
+                          "exchanging artifacts through the remote cache")
+    run.add_argument("--scheduler", metavar="ADDR", default=None,
+                     help="with --executor dask: the dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                          "(default $TINYPIPE_SCHEDULER)")
 
     status = command("status", "show which stages are cached and which would run",
                      "For every stage of every matrix cell: cached, stale (its inputs changed) or new. Runs "
@@ -117,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
                       project="cells", json_what="the same data")
     status.add_argument("--why", action="store_true", help="name the input or config key that changed")
     status.add_argument("--check", action="store_true", help="exit 1 when any stage would run (0: all cached)")
+    _remote_cache_option(status)
 
     command("plan", "show the DAG: stages, shared nodes, and what would run",
                    "Print the stages of every matrix cell as one graph: a stage the cells share (training, "
@@ -138,7 +147,21 @@ def _parser() -> argparse.ArgumentParser:
                      [("tinypipe verify .", "up to build"), ("tinypipe verify . --until quantize", "the model only")],
                      project="cells", json_what="the verdicts")
     verify.add_argument("--until", metavar="STAGE", default="build", type=_stage_name,
-                        help="last stage to rebuild (default: build — the run stage's log holds wall-clock times)")
+                        help="last stage to rebuild (default: build, the ELF; `--until run` also reruns the firmware)")
+
+    release = command("release", "build a release bundle: firmware, sources, lock, model card, report, checksums",
+                      "Run the whole pipeline (every variant) held to tinypipe.lock, as `run --locked` does, then "
+                      "write DIR/dist/<name>-<version>/ (`version:` in project.yaml): per variant the ELF, .bin, "
+                      ".hex and the generated sources; the lock, a model card, the HTML report and SHA256SUMS; and "
+                      "DIR/dist/<name>-<version>.tar.gz. The bundle's bytes do not depend on the directory, the "
+                      "time (archive times are SOURCE_DATE_EPOCH, else 0), the user or the host. Refuses (exit 1) "
+                      "when the lock no longer matches the project, or a check or budget fails.",
+                      [("tinypipe release pipelines/gesture", "dist/gesture-0.1.0/ and its .tar.gz"),
+                       ("tinypipe release . --out /tmp/rel", "/tmp/rel/<name>-<version>/ instead")],
+                      project="dir", json_what="where the bundle is, its files and the results")
+    release.add_argument("--out", metavar="OUT", help="write the bundle into OUT instead of DIR/dist")
+    release.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                         help="run up to N independent stages at once (default 1)")
 
     show = command("show", "print where a stage's output is in the store (e.g. the generated model.rs)",
                    "Print the store entry of a stage for each matrix cell, and the files in it.",
@@ -181,6 +204,19 @@ def _parser() -> argparse.ArgumentParser:
                     [("tinypipe flash . --board stm32f4-discovery", "build and flash")], project="dir")
     flash.add_argument("--board", required=True, help="the board on the probe (`tinypipe boards`)")
     flash.add_argument("--engine", choices=list(ENGINES), help="the engine's cell, if the matrix has several")
+
+    export = command("export", "write the model as a no_std Rust crate and a C static library for your own firmware",
+                     "Run the pipeline up to the model's generated code and the target's toolchain, then write one "
+                     "no_std Rust crate per variant to OUT (OUT/<variant>/ when the project has several): the "
+                     "generated model, the kernels it calls, a small API (`Model::new(&mut arena)`, "
+                     "`invoke(&input)`, shapes, scales, ARENA_BYTES) and, in c/, the same as a static library "
+                     "with a header. Only the native engine's variants can be exported yet.",
+                     [("tinypipe export . --crate model-crate", "one crate per variant"),
+                      ("tinypipe export . --crate m --variant mps2-an386-native", "one variant's crate")],
+                     project="dir", json_what="what was exported")
+    export.add_argument("--crate", dest="crate_dir", required=True, metavar="OUT",
+                        help="the directory to write (new, empty, or a previous export, which is replaced)")
+    export.add_argument("--variant", metavar="V", help="export only this variant (`tinypipe status` lists them)")
 
     command("doctor", "check toolchains, emulator and probes; say how to fix what is missing",
                      "Check every tool tinypipe uses (rustc, cargo, arm gcc, QEMU, bindgen, Python packages) "
@@ -273,6 +309,12 @@ def _console(args, stderr: bool = False):
     return Console(**kwargs)
 
 
+def _remote_cache_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--remote-cache", metavar="URL", default=None,
+                         help="a cache shared with a team: pull each stage's entry from URL before building it, "
+                              "push what is built (over $TINYPIPE_REMOTE_CACHE and `cache.remote`; '' for none)")
+
+
 def _print_json(value) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
@@ -281,7 +323,8 @@ def _pipeline(args, until: str | None = None):
     from tinypipe.engine.pipeline import Pipeline
 
     return Pipeline(Path(args.dir), board=getattr(args, "board", None), engine=getattr(args, "engine", None),
-                    until=until, paranoid=getattr(args, "paranoid", False))
+                    until=until, paranoid=getattr(args, "paranoid", False),
+                    remote_cache=getattr(args, "remote_cache", None))
 
 
 def _reporter(args):
@@ -305,7 +348,8 @@ def cmd_run(args) -> int:
 
     pipeline = _pipeline(args, until=args.until)
     with _reporter(args) as reporter:
-        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait, locked=args.locked)
+        outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait, locked=args.locked,
+                               executor=_executor(args, pipeline))
     doc = run_document(pipeline, outcome)
     if args.json:
         _print_json(doc)
@@ -314,9 +358,25 @@ def cmd_run(args) -> int:
     _record_history(pipeline, doc)
     ran = sum(1 for r in outcome.records if r.status == "ran")
     cached = sum(1 for r in outcome.records if r.status == "cached")
+    pulled = sum(1 for r in outcome.records if r.status == "pulled")
     if not args.quiet:
-        sys.stderr.write(f"{ran} stage(s) ran, {cached} cached\n")
+        remote = f", {pulled} pulled from the remote cache" if pipeline.remote is not None else ""
+        pushed = f", {outcome.pushed} pushed" if outcome.pushed else ""
+        sys.stderr.write(f"{ran} stage(s) ran, {cached} cached{remote}{pushed}\n")
     return _report_outcome(outcome, doc["checks"] + outcome.lock_drift)
+
+
+def _executor(args, pipeline):
+    """None for the default (the pipeline starts local workers when something needs to run), or a factory of
+    the dask executor: connecting to the cluster waits until a stage actually needs it."""
+    if args.executor != "dask":
+        if args.scheduler:
+            raise UserError("--scheduler is for --executor dask", "add --executor dask, or leave out --scheduler")
+        return None
+    from tinypipe.engine.dask_executor import DaskExecutor, scheduler_address
+
+    address = scheduler_address(args.scheduler, dict(os.environ))
+    return lambda: DaskExecutor(address, pipeline.remote)
 
 
 def _record_history(pipeline, doc) -> None:
@@ -358,7 +418,7 @@ def cmd_status(args) -> int:
     from tinypipe.engine.why import status
 
     pipeline = _pipeline(args)
-    statuses = status(pipeline.graph, pipeline.lock)
+    statuses = status(pipeline.graph, pipeline.lock, pipeline.remote)
     would_run = [s for s in statuses if s.state != "cached"]
     if args.json:
         _print_json([s.__dict__ for s in statuses])
@@ -430,12 +490,45 @@ def cmd_verify(args) -> int:
         for v in verdicts:
             mark = "identical" if v.same else f"DIFFERS (lock {v.locked[:12]}…, rebuilt {str(v.rebuilt)[:12]}…)"
             print(f"{v.variant:<24} {v.stage:<10} {mark}")
+    caveats = {v.stage: v.caveat for v in verdicts if v.caveat}
+    if caveats and not args.json:
+        for caveat in dict.fromkeys(caveats.values()):
+            print(f"note ({', '.join(s for s, c in caveats.items() if c == caveat)}): {caveat}")
     bad = [v for v in verdicts if not v.same]
     if bad:
-        _error(f"check failed: {len(bad)} stage output(s) are not reproducible")
+        unpinned = sorted({v.stage for v in bad if v.caveat})
+        why = (f" ({', '.join(unpinned)}: see the note; expected on a machine of another kind than the one that "
+               "wrote the lock, a bug on the same one)") if unpinned else ""
+        _error(f"check failed: {len(bad)} stage output(s) are not reproducible{why}")
         return exit_code(CheckFailed())
     if not args.quiet:
         sys.stderr.write(f"all {len(verdicts)} stage outputs rebuilt bit for bit\n")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from tinypipe.release.bundle import release_blockers, release_name, run_for_release, write_release
+    from tinypipe.report.results import run_document
+
+    pipeline = _pipeline(args)
+    with _reporter(args) as reporter:
+        outcome = run_for_release(pipeline, reporter, jobs=args.jobs)
+    doc = run_document(pipeline, outcome)
+    _record_history(pipeline, doc)
+    blockers = release_blockers(doc["results"], doc["checks"] + outcome.lock_drift)
+    if outcome.failed() or blockers:
+        code = _report_outcome(outcome, blockers)
+        what = f"{len(outcome.failed())} stage(s) failed" if outcome.failed() else f"{len(blockers)} check(s) failed"
+        _error(f"error: cannot release {release_name(pipeline)}: {what}; nothing was written",
+               f"fix what failed, then run `tinypipe release {shlex.quote(args.dir)}` again")
+        return code
+    made = write_release(pipeline, doc["results"], Path(args.out) if args.out else None)
+    if args.json:
+        _print_json({"release": str(made.directory), "tarball": str(made.tarball),
+                     "tarball_sha256": made.tarball_sha256, "files": made.files, "results": doc["results"]})
+    else:
+        print(f"{made.directory}/  ({len(made.files)} files, checked by SHA256SUMS)")
+        print(f"{made.tarball}  sha256 {made.tarball_sha256}")
     return 0
 
 
@@ -669,6 +762,22 @@ def cmd_flash(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from tinypipe.release.crate import export_crates
+
+    with _reporter(args) as reporter:
+        exported = export_crates(Path(args.dir), Path(args.crate_dir), variant=args.variant, reporter=reporter)
+    if args.json:
+        _print_json({"crates": exported})
+        return 0
+    for crate in exported:
+        print(f"{crate['variant']}: crate {crate['package']} {crate['version']} in {crate['path']}")
+        for kind in ("c_library", "c_header"):
+            if kind in crate["files"]:
+                print(f"  {kind.replace('_', ' ')}: {crate['files'][kind]}")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from tinypipe.doctor import run_doctor
 
@@ -685,8 +794,8 @@ def cmd_init(args) -> int:
 
 COMMANDS = {
     "run": cmd_run, "verify": cmd_verify, "show": cmd_show, "status": cmd_status, "plan": cmd_plan,
-    "report": cmd_report, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash, "doctor": cmd_doctor,
-    "init": cmd_init, "data": cmd_data,
+    "report": cmd_report, "release": cmd_release, "gc": cmd_gc, "boards": cmd_boards, "flash": cmd_flash,
+    "doctor": cmd_doctor, "init": cmd_init, "data": cmd_data, "export": cmd_export,
 }
 
 

@@ -10,6 +10,7 @@ from tinypipe.core.fs import atomic_write_text
 TEMPLATE = """\
 # A tinypipe project. `tinypipe run {dir}` trains, quantizes, builds and runs it; edit and run again.
 name: {name}
+version: 0.1.0               # `tinypipe release {dir}` writes dist/{name}-0.1.0/
 seed: 0                      # every random choice (data, weights, splits) derives from this
 
 sensor:

@@ -315,6 +315,9 @@ def _unwrap(annotation: Any, value: Any, typing: Any) -> Any:
     return annotation
 
 
+SECRET_ERRORS = ("secret_in_url",)  # schema errors whose input is a secret
+
+
 def _message(err: dict) -> str:
     kind = err["type"]
     msg = err["msg"]
@@ -329,6 +332,8 @@ def _message(err: dict) -> str:
         return f"unknown layer type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
         return "each layer needs a `type:` (conv1d, maxpool1d, avgpool1d, flatten, dense, dropout)"
+    if kind in SECRET_ERRORS:  # never echo the value: it holds the secret
+        return msg
     if "input" in err and repr(err["input"]) not in msg and not isinstance(err["input"], (dict, list)):
         return f"{msg} (got {err['input']!r})"
     return msg
@@ -353,6 +358,10 @@ def _hint(err: dict, path: Path_, located: Located, root: type[BaseModel]) -> st
         return f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)"
     if kind == "missing":
         return f"add `{path[-1]}:` here" if path else None
+    if kind == "secret_in_url":
+        return ("remove `:password` from the URL: ssh finds keys through ssh-agent, ~/.ssh/config and ~/.ssh/id_*, "
+                "S3 through AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws); or pass a private URL with "
+                "--remote-cache or $TINYPIPE_REMOTE_CACHE")
     return None
 
 

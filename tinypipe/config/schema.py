@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
+from tinypipe.core.urls import password_in_url
 
 
 class Strict(BaseModel):
@@ -276,6 +279,29 @@ class Budgets(Strict):
         examples=[0.9])
 
 
+class Cache(Strict):
+    """A remote cache shared by a team or CI: before a stage runs, its entry is pulled from here by key (and
+    verified by hash); after it runs, it is pushed. `tinypipe run --remote-cache URL` and $TINYPIPE_REMOTE_CACHE
+    override `remote` (in that order). Credentials come from where ssh and AWS tools look for them (ssh-agent,
+    ~/.ssh/config and keys; AWS_ACCESS_KEY_ID and the rest of the AWS environment, AWS_ENDPOINT_URL for an
+    S3-compatible server), never from this file."""
+
+    remote: str | None = Field(
+        None, min_length=1, description="an fsspec URL: a local or network path, `sftp://[user@]host[:port]/path` "
+        "(needs `sshfs`), `s3://bucket/prefix` (needs `s3fs`), or `http(s)://...` to read only; install them "
+        "with `pip install 'tinypipe[remote]'`", examples=["sftp://cache.example.org/srv/tinypipe"])
+    push: bool = Field(True, description="upload the entries this machine builds (false: only pull, for "
+                       "read-only consumers such as CI jobs of pull requests)", examples=[False])
+
+    @field_validator("remote")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None and password_in_url(value):
+            raise PydanticCustomError(
+                "secret_in_url", "the URL holds a password (`user:password@`), and project.yaml is shared")
+        return value
+
+
 class Matrix(BaseModel):
     """Several variants in one run: the cartesian product of every list given here. `board` and `engine` name
     boards and engines; any other key is a sweep, a key path of project.yaml (`model.epochs`,
@@ -300,9 +326,17 @@ class Matrix(BaseModel):
         None, description="engines to build with; replaces `engine`", examples=[["native", "tflm"]])
 
 
+# a release version (part of a directory and file name): 1.2, 1.2.0, 1.0.0-rc.1, 2.0.0+build.5
+VERSION_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*([-+][0-9A-Za-z][0-9A-Za-z.-]*)?")
+
+
 class Project(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the project's name, in tinypipe.lock and the "
                       "title of the HTML report; letters, digits, `_`, `.` and `-`", examples=["gesture"])
+    version: str = Field(
+        "0.1.0", description="the release version: `tinypipe release` writes `dist/<name>-<version>/`; numbers "
+        "and dots (`1.2.0`), optionally a `-` or `+` suffix (`1.0.0-rc.1`); quote it when it looks like a "
+        "number (`version: \"1.0\"`)", examples=["1.2.0"])
     seed: int = Field(0, ge=0, le=2**32 - 1, description="every random choice derives from it: the generated data and its split, the "
                       "initial weights and training order, the calibration windows; the same seed gives the same "
                       "model", examples=[7])
@@ -317,6 +351,16 @@ class Project(Strict):
         examples=[[{"crate": "stm32f4xx-hal", "version": "0.21", "features": ["stm32f407"]},
                    {"crate": "cortex-m-rt", "version": "0.7"}]])
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _release_version(cls, value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"{value!r} is a number, not a version: quote it (version: \"{value}\")")
+        if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a version like 1.2.0 (numbers and dots, then optionally - or + and "
+                             "letters, digits, dots or dashes)")
+        return value
+
     @field_validator("hal", mode="before")
     @classmethod
     def _one_or_many(cls, value):
@@ -327,6 +371,7 @@ class Project(Strict):
         examples=["tflm"])
     tflm: Tflm = Field(default_factory=Tflm)
     budgets: Budgets = Field(default_factory=Budgets)
+    cache: Cache = Field(default_factory=Cache)
     matrix: Matrix | None = None
 
 

@@ -20,6 +20,7 @@ import re
 import select
 import shutil
 import tempfile
+import weakref
 from typing import Callable, Iterable, TypeVar
 
 from tinypipe.core.errors import UserError
@@ -86,6 +87,8 @@ class Jobserver:
         os.mkfifo(self.path, 0o600)
         self.tokens = TokenPipe.open(self.path)
         self.tokens.release(TOKEN * (jobs - 1))
+        # an executor kept for a process's lifetime (a dask worker's) is never closed: remove the FIFO at exit
+        weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
 
     def refill(self, held: int) -> None:
         """Put back tokens a killed process took with it: call only while nothing but us (holding `held`

@@ -39,6 +39,9 @@ class Task:
     inputs: dict[str, Path]
     out: Path
     project_dir: Path
+    stage: str = ""
+    variant_names: tuple[str, ...] = ()
+    key_inputs: dict | None = None  # what the entry's key is the hash of (an executor elsewhere commits under it)
 
     @property
     def log_path(self) -> Path:

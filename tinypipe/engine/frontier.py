@@ -9,7 +9,7 @@ import heapq
 
 from tinypipe.engine.graph import Node
 
-DONE = ("ran", "cached")  # a stage settled so that the stages needing it can run
+DONE = ("ran", "cached", "pulled")  # a stage settled so that the stages needing it can run
 BROKEN = ("failed", "skipped")  # a stage settled so that the stages needing it cannot
 
 
@@ -42,7 +42,7 @@ class Frontier:
         return heapq.heappop(self._ready)[2]
 
     def settle(self, node: Node, state: str) -> list[Node]:
-        """Record how `node` ended (ran | cached | failed). Returns the stages that can now never run (every stage
+        """Record how `node` ended (ran | cached | pulled | failed). Returns the stages that can now never run (every stage
         downstream of a failure, in topological order): they are settled as skipped."""
         self.settled[node] = state
         if state in DONE:

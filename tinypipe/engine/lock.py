@@ -1,7 +1,9 @@
 """tinypipe.lock: every stage's key, the inputs that made it, and its output hash, per variant.
 
 The lock is what `status --why` compares against, and what `verify` rebuilds and checks against. Its schema is
-versioned; a lock from a newer schema is refused rather than misread.
+versioned; a lock from a newer schema is refused rather than misread. `caveats` ({stage: text}) says, for the
+stages whose output may still differ on another machine with the same inputs (TensorFlow's float arithmetic),
+what tinypipe could not pin down: written where it is known, never hidden.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ class Lock:
     def entry(self, variant: str, stage: str) -> dict[str, Any] | None:
         return self.data["variants"].get(variant, {}).get(stage)
 
-    def record(self, variants: list[str], stage: str, entry: dict[str, Any], save: bool = True) -> None:
+    def record(self, variants: list[str], stage: str, entry: dict[str, Any], save: bool = True,
+               caveat: str = "") -> None:
         with self._guard:
             for v in variants:
                 self.data["variants"].setdefault(v, {})[stage] = entry
+            if caveat:
+                self.data.setdefault("caveats", {})[stage] = caveat
             if save:
                 self._save_locked()
 

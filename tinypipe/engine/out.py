@@ -18,7 +18,7 @@ OUT_DIR = "out"
 # stage -> the files of its entry that get a stable path (the link has the file's name)
 LINKS: dict[str, tuple[str, ...]] = {
     "codegen": ("model.rs",),
-    "build": ("firmware.elf", "firmware.bin", "size.json"),
+    "build": ("firmware.elf", "firmware.bin", "firmware.hex", "size.json"),
     "run": ("run.json",),
 }
 

@@ -52,6 +52,19 @@ def writer_lock(state_dir: Path, wait: bool, say: Callable[[str], None]):
         os.close(fd)
 
 
+def _one_variant(variants: list, name: str):
+    """The variant called `name`, or a UserError naming the project's variants."""
+    import difflib
+
+    for v in variants:
+        if v.name == name:
+            return v
+    names = [v.name for v in variants]
+    close = difflib.get_close_matches(name, names, n=1)
+    raise UserError(f"--variant {name}: no such variant" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                    f"the project's variants: {', '.join(names)}")
+
+
 class Reporter(Protocol):
     def warn(self, message: str) -> None: ...
     def start(self, node: Node) -> None: ...
@@ -74,7 +87,7 @@ class NullReporter:
 class StageRecord:
     stage: str
     variants: list[str]
-    status: str  # ran | cached | failed | skipped
+    status: str  # ran | cached | pulled (from the remote cache) | failed | skipped
     seconds: float = 0.0
     error: BaseException | None = None
 
@@ -83,6 +96,7 @@ class StageRecord:
 class RunOutcome:
     records: list[StageRecord] = field(default_factory=list)
     lock_drift: list[str] = field(default_factory=list)  # `--locked`: outputs rebuilt unlike the lock records
+    pushed: int = 0  # entries uploaded to the remote cache
 
     def failed(self) -> list[StageRecord]:
         return [r for r in self.records if r.status == "failed"]
@@ -90,15 +104,20 @@ class RunOutcome:
 
 class Pipeline:
     def __init__(self, target: Path, board: str | None = None, engine: str | None = None,
-                 until: str | None = None, scratch: Path | None = None, paranoid: bool = False):
-        """`scratch`: keep every store, cache and lock under this directory instead (for `verify`).
-        `paranoid`: hash every cached entry's files before trusting it (not only those whose size or mtime moved)."""
+                 until: str | None = None, scratch: Path | None = None, paranoid: bool = False,
+                 remote_cache: str | None = None, variant: str | None = None):
+        """`scratch`: keep every store, cache and lock under this directory instead (for `verify`, which never
+        uses a remote cache). `paranoid`: hash every cached entry's files before trusting it (not only those
+        whose size or mtime moved). `remote_cache`: the `--remote-cache` URL, over $TINYPIPE_REMOTE_CACHE and
+        `cache.remote` ("" turns a configured one off). `variant`: only this matrix cell (`--variant`)."""
         if until is not None and until not in all_stage_names():
             raise UserError(f"--until {until}: no such stage", f"stages: {', '.join(all_stage_names())}")
         self.dir = project_file(Path(target)).parent.resolve()
         state = self.dir / STATE_DIR if scratch is None else Path(scratch) / "project"
         self.config, self.config_path = load_config(Path(target), state)
         self.variants = expand(self.config, board=board, engine=engine, project_dir=self.dir)
+        if variant is not None:
+            self.variants = [_one_variant(self.variants, variant)]
         self.store = Store(state / "store", paranoid=paranoid)
         self.shared_store = Store((user_cache_dir() if scratch is None else Path(scratch) / "shared") / "store",
                                   paranoid=paranoid)
@@ -107,10 +126,12 @@ class Pipeline:
         self.state_dir = state
         self._lock_saved = float("-inf")
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
+        self.remote = None if scratch is not None else _remote_cache(remote_cache, self.config, self.dir)
 
     # --- running ---------------------------------------------------------------------------------------
 
-    def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None,
+    def run(self, reporter: Reporter | None = None, jobs: int = 1,
+            executor: Executor | Callable[[], Executor] | None = None,
             wait: bool = True, locked: bool = False) -> RunOutcome:
         """Run every stage whose entry is missing, after the stages it needs, up to `jobs` at once.
 
@@ -125,6 +146,8 @@ class Pipeline:
                 self.check_locked()
                 self.lock.frozen = True  # the lock is the contract here: never rewritten
             self.store.warn = self.shared_store.warn = reporter.warn
+            if self.remote is not None:
+                self.remote.warn = reporter.warn
             self.store.sweep()
             self.shared_store.sweep()
             outcome = RunOutcome()
@@ -133,7 +156,10 @@ class Pipeline:
                     self._on_cached(node, reporter, outcome)
                 self.lock.save()
             else:
-                executor = executor or ProcessExecutor(jobs)
+                if executor is None:
+                    executor = ProcessExecutor(jobs)
+                elif callable(executor) and not hasattr(executor, "submit"):
+                    executor = executor()  # a factory: connect only when something needs to run
                 try:
                     self._schedule(executor, reporter, outcome, locked)
                 finally:
@@ -172,21 +198,64 @@ class Pipeline:
                 "output the lock does not record)")
 
     def _on_cached(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> None:
+        key = node.meta()["key"]
         if node.stage.shared:  # user-level cache: record the use for `tinypipe gc --cache`
-            node.store.touch(node.meta()["key"])
+            node.store.touch(key)
         self._lock_record(node, save=False)
+        if self.remote is not None and self.remote.push_enabled and not self.remote.has(key):
+            self._push(node, outcome)  # built before the remote was configured, or by a run that could not push
         reporter.finish(node, "cached", 0.0)
         outcome.records.append(StageRecord(node.name, list(node.variants), "cached"))
 
+    # --- the remote cache ----------------------------------------------------------------------------------------
+
+    def _pull(self, node: Node, reporter: Reporter, outcome: RunOutcome) -> bool:
+        """Fetch the node's entry from the remote cache into its store; True (and recorded as pulled) on success.
+        A miss, a corrupt entry or an unreachable remote returns False (with a warning for the last two)."""
+        if self.remote is None or self.remote.offline:
+            return False
+        key = node.key()
+        started = time.perf_counter()
+        tmp = node.store.begin()
+        try:
+            meta = node.store.adopt(tmp, key) if self.remote.pull(key, tmp, self._locked_output(node, key)) else None
+        except OSError as exc:  # a full local disk: build it here instead, which will say so if it still fails
+            reporter.warn(f"could not store the entry pulled from the remote cache: {exc}")
+            meta = None
+        finally:
+            if tmp.exists():
+                node.store.abort(tmp)
+        if meta is None:
+            return False
+        node.set_meta(meta)
+        self._lock_record(node, save=True)
+        seconds = time.perf_counter() - started
+        reporter.finish(node, "pulled", seconds)
+        outcome.records.append(StageRecord(node.name, list(node.variants), "pulled", seconds))
+        return True
+
+    def _locked_output(self, node: Node, key: str) -> str | None:
+        """The output tinypipe.lock records for this key, if it records this key: a pulled entry must match it."""
+        for variant in node.variants:
+            entry = self.lock.entry(variant, node.name)
+            if entry is not None and entry["key"] == key:
+                return entry["output"]
+        return None
+
+    def _push(self, node: Node, outcome: RunOutcome) -> None:
+        if self.remote is not None and self.remote.push(node.meta()["key"], node.entry_dir()):
+            outcome.pushed += 1
+
     def _schedule(self, executor: Executor, reporter: Reporter, outcome: RunOutcome, locked: bool) -> None:
         frontier = Frontier(self.graph.nodes)
+        pull_tried: set[Node] = set()  # the remote cache is asked once, not again while a stage waits for a slot
         running: dict[int, tuple[Node, Task, float, dict]] = {}
         next_ident = 0
 
         def settle(node: Node, status: str, seconds: float = 0.0, error: BaseException | None = None) -> None:
             if status == "cached":
                 self._on_cached(node, reporter, outcome)
-            else:
+            elif status != "pulled":  # `_pull` reported and recorded a pulled stage
                 if status == "ran":
                     reporter.finish(node, "ran", seconds)
                 elif status == "failed":
@@ -195,6 +264,12 @@ class Pipeline:
             for skipped in frontier.settle(node, status):
                 outcome.records.append(StageRecord(skipped.name, list(skipped.variants), "skipped"))
 
+        def pulled(node: Node) -> bool:
+            if node in pull_tried:
+                return False
+            pull_tried.add(node)
+            return self._pull(node, reporter, outcome)
+
         try:
             while True:
                 while (node := frontier.peek()) is not None:  # settle what needs no worker, start what fits
@@ -202,6 +277,8 @@ class Pipeline:
                         settle(frontier.pop(), "cached")
                     elif locked and (refusal := self._unlocked_key(node)):
                         settle(frontier.pop(), "failed", error=CheckFailed(refusal))
+                    elif pulled(node):
+                        settle(frontier.pop(), "pulled")
                     elif executor.free_slots() > 0:
                         frontier.pop()
                         next_ident += 1
@@ -230,6 +307,8 @@ class Pipeline:
                                     raise
                                 event = Event(event.task, "error", Failure("user", no_space_message(exc)))
                         if event.kind == "done":
+                            if not getattr(executor, "pushes_itself", False):  # the dask workers push their own
+                                self._push(node, outcome)
                             settle(node, "ran", seconds)
                         else:
                             settle(node, "failed", seconds, self._failed(node, task, event.payload))
@@ -248,7 +327,8 @@ class Pipeline:
             raise RuntimeError(f"{node.name}: upstream outputs missing when it was scheduled")
         tmp = node.store.begin()
         task = Task(ident=ident, module=node.module, variant=node.variant,
-                    inputs={dep.name: dep.entry_dir() for dep in node.needs}, out=tmp, project_dir=self.dir)
+                    inputs={dep.name: dep.entry_dir() for dep in node.needs}, out=tmp, project_dir=self.dir,
+                    stage=node.name, variant_names=tuple(node.variants), key_inputs=key_inputs)
         return task, key_inputs
 
     def _commit(self, node: Node, task: Task, key_inputs: dict, summary: dict, seconds: float) -> None:
@@ -299,7 +379,8 @@ class Pipeline:
         if meta is None:
             return
         self.lock.record(node.variants, node.name,
-                         {"key": meta["key"], "output": meta["output"], "inputs": meta["inputs"]}, save=save)
+                         {"key": meta["key"], "output": meta["output"], "inputs": meta["inputs"]}, save=save,
+                         caveat=node.stage.caveat)
 
     # --- results -----------------------------------------------------------------------------------------
 
@@ -307,3 +388,13 @@ class Pipeline:
         node = self.graph.by_variant[variant].get(stage)
         meta = node.meta() if node is not None else None
         return None if meta is None else meta.get("summary", {})
+
+
+def _remote_cache(flag: str | None, config: dict[str, Any], project_dir: Path):
+    """The run's remote cache (engine/remote.py, which imports fsspec only when used), or None."""
+    from tinypipe.engine.remote import RemoteCache, choose_url
+
+    url = choose_url(flag, dict(os.environ), config, project_dir)
+    if url is None:
+        return None
+    return RemoteCache(url, push=(config.get("cache") or {}).get("push", True))

@@ -134,6 +134,17 @@ class Store:
         meta["files"] = _signature(tmp)  # renaming the directory keeps sizes and mtimes
         meta["created"] = time.time()
         atomic_write_json(tmp / META, meta)
+        return self._install(tmp, key, meta)
+
+    def adopt(self, tmp: Path, key: str) -> dict[str, Any]:
+        """Install an entry that arrived whole and verified in `tmp` (pulled from a remote cache): its meta.json
+        as written where it was built, with this machine's sizes and mtimes; renamed into place like a commit."""
+        meta = read_json(tmp / META)
+        meta["files"] = _signature(tmp)
+        atomic_write_json(tmp / META, meta)
+        return self._install(tmp, key, meta)
+
+    def _install(self, tmp: Path, key: str, meta: dict[str, Any]) -> dict[str, Any]:
         final = self.root / key
         try:
             os.rename(tmp, final)

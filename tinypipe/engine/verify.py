@@ -1,8 +1,8 @@
 """`tinypipe verify`: rebuild from scratch and check every stage's output is bit-for-bit what the lock records.
 
 Nothing is shared with the normal run: a temporary store, user-level cache and lock, so a cached artifact
-cannot hide a non-reproducible stage. Stops at `build` by default: the run stage's log carries wall-clock
-times, while everything up to the ELF must be identical.
+cannot hide a non-reproducible stage. Stops at `build` by default (the ELF); `--until run` also reruns the
+firmware, whose `run.json` is reproducible too (it carries no wall-clock time).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Verdict:
     stage: str
     locked: str
     rebuilt: str | None
+    caveat: str = ""  # the stage's `caveat`: what may differ on another machine (see stages.base.Stage)
 
     @property
     def same(self) -> bool:
@@ -59,5 +60,5 @@ def verify(target: Path, board: str | None = None, engine: str | None = None, un
             for stage, node in fresh.graph.by_variant[v.name].items():
                 meta = node.meta()
                 verdicts.append(Verdict(v.name, stage, original.lock.entry(v.name, stage)["output"],
-                                        meta["output"] if meta else None))
+                                        meta["output"] if meta else None, node.stage.caveat))
     return verdicts

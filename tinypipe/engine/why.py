@@ -13,7 +13,7 @@ from tinypipe.engine.lock import Lock
 class StageStatus:
     variant: str
     stage: str
-    state: str  # "cached" | "stale" | "new"
+    state: str  # "cached" | "stale" | "new" | "remote" (missing here, on the remote cache: a run pulls it)
     reasons: list[str]
     key: str | None = None  # the store key for the current inputs; None while an upstream output is missing
     id: str = ""  # `<stage>:<key prefix>` or `<stage>:pending-<identity prefix>`: as plan, status, show name it
@@ -141,9 +141,30 @@ def lock_mismatches(graph: Graph, lock: Lock) -> list[str]:
     return out
 
 
-def status(graph: Graph, lock: Lock) -> list[StageStatus]:
+def status(graph: Graph, lock: Lock, remote: Any = None) -> list[StageStatus]:
+    """Every (variant, stage)'s status; with `remote` (an engine.remote.RemoteCache), a stage missing here whose
+    entry the remote holds is "remote": a run pulls it."""
+    on_remote = _peek_remote(graph, remote) if remote is not None else set()
     out = []
     for variant in graph.variants:
         for node in graph.by_variant[variant.name].values():
-            out.append(explain(node, variant.name, lock))
+            s = explain(node, variant.name, lock)
+            if id(node) in on_remote:
+                s.state, s.reasons = "remote", [f"its entry is on the remote cache {remote.name}: a run pulls it"]
+            out.append(s)
     return out
+
+
+def _peek_remote(graph: Graph, remote: Any) -> set[int]:
+    """The nodes (ids) a run would pull, found in pipeline order from the remote's meta.json files alone: each
+    one's recorded output gives the key of the stage after it. The nodes keep those metas (a status graph is
+    never run)."""
+    found = set()
+    for node in graph.nodes:
+        key = node.key()
+        if node.meta() is None and key is not None:
+            meta = remote.meta(key)
+            if meta is not None:
+                node.set_meta(meta)
+                found.add(id(node))
+    return found

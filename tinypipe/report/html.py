@@ -707,7 +707,8 @@ figcaption { color: #555; font-size: 0.85em; max-width: 720px; }
 
 
 def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str, Any]],
-                previous: dict[str, Any] | None = None, generated: float | None = None) -> str:
+                previous: dict[str, Any] | None = None, generated: float | None = None,
+                release: str | None = None) -> str:
     """The report page.
 
     `rows`: results in the `--json` shape (`results.result_rows`), each optionally with the report's extra fields
@@ -715,11 +716,16 @@ def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str,
     measured high-water mark), `instructions_min`, `instructions_max`, `confusion` ({classes, matrix}) and
     `training` ({history, params, test_accuracy_float}).
     `stages`: {stage, variants, seconds (when built), created, last_run: "ran" | "cached" | None}, see
-    `stage_times`. `previous`: `history.previous(...)`, or None."""
+    `stage_times`. `previous`: `history.previous(...)`, or None.
+    `release`: the page of a release bundle (`<name>-<version>`): only what the release's artifacts determine, so
+    the same release gives the same bytes — no generation time, no comparison with this machine's previous run,
+    no stage build times (`stages` and `previous` are ignored)."""
     generated = time.time() if generated is None else generated
     single = len(rows) == 1
+    made = (f"Release {_e(release)}" if release is not None else
+            f"Generated {_e(time.strftime('%Y-%m-%d %H:%M', time.localtime(generated)))}")
     parts = [f"<h1>tinypipe report: {_e(project)}</h1>",
-             f'<p class="note">Generated {_e(time.strftime("%Y-%m-%d %H:%M", time.localtime(generated)))}. '
+             f'<p class="note">{made}. '
              "Instructions are counted by QEMU with <code>-icount shift=0</code> (not cycles). Bit-exact means every "
              "output byte equals the host TensorFlow Lite Micro interpreter's.</p>"]
     if single:
@@ -740,8 +746,9 @@ def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str,
     layers = _layers(rows)
     if layers:
         parts += ["<h2>Per operator (<code>target.profile_layers</code>)</h2>", layers]
-    parts += ["<h2>Change since the previous run</h2>", _changes(rows, previous)]
-    parts += ["<h2>Stages</h2>", _stage_section(stages, len(rows), generated)]
+    if release is None:
+        parts += ["<h2>Change since the previous run</h2>", _changes(rows, previous)]
+        parts += ["<h2>Stages</h2>", _stage_section(stages, len(rows), generated)]
     body = "\n".join(parts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>tinypipe report: {_e(project)}</title>\n<style>{STYLE}</style></head><body>\n{body}\n"

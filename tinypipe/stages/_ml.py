@@ -55,6 +55,17 @@ def model_source(variant: "Variant") -> ModelSource:
     return ModelSource(suffix[1:], path, sha256_file(path))
 
 
+# A fixed count, not the machine's cores: how Eigen splits a float reduction between threads depends on their
+# number, so a model trained on an 8-core CI machine would otherwise differ in its last bits from one trained on
+# a 2-core laptop. Two: what small machines (this project's 2-core CI) used anyway, so pinning costs them nothing.
+TENSORFLOW_THREADS = 2
+# What tinypipe cannot pin down in TensorFlow's float arithmetic: recorded in tinypipe.lock and printed by `verify`.
+TENSORFLOW_CAVEAT = ("TensorFlow float arithmetic: seeded, op determinism on, a fixed 2 threads, oneDNN off, so "
+                     "the same machine type and TensorFlow build give the same bits; another CPU instruction set "
+                     "(AVX-512 vs AVX2, Arm) or TensorFlow version may give different float weights or "
+                     "calibration ranges (`tinypipe verify` on that machine shows it)")
+
+
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ and Python logging before (and after) it is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -72,6 +83,10 @@ def quiet_tensorflow() -> None:
 
     tf.get_logger().setLevel("ERROR")
     tf.autograph.set_verbosity(0)
+    # Set before TensorFlow's runtime starts (the first TensorFlow stage in this worker process); the same
+    # value again later is a no-op.
+    tf.config.threading.set_intra_op_parallelism_threads(TENSORFLOW_THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(TENSORFLOW_THREADS)
 
 
 @contextlib.contextmanager

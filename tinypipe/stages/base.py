@@ -35,6 +35,9 @@ class Stage:
     # True: output lives in the user-level cache ($XDG_CACHE_HOME/tinypipe), shared between projects
     shared: bool = False
     description: str = ""
+    # what may still make this stage's output differ on another machine although every input is the same (the
+    # lock records it and `verify` prints it); empty for a stage that is bit-reproducible everywhere
+    caveat: str = ""
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Stage `build`: `cargo build --release --offline` of the rendered firmware project; ELF, bin and sizes.
+"""Stage `build`: `cargo build --release --offline` of the rendered firmware project; ELF, bin, hex and sizes.
 
 The project is copied to a temporary directory outside the store and built there with the toolchain entry's
 rustc and sysroot. The flags go into `.cargo/config.toml` (so the copy can be rebuilt by hand) and, with the
 same content, into `CARGO_ENCODED_RUSTFLAGS`, which outranks any RUSTFLAGS the user has set. The build path is
 remapped (`--remap-path-prefix`), so the ELF is byte-identical wherever and however often it is built.
 
-Outputs: `firmware.elf`, `firmware.bin` (flash image from the ELF's load addresses) and `size.json`:
+Outputs: `firmware.elf`, `firmware.bin` (flash image from the ELF's load addresses, starting at the lowest),
+`firmware.hex` (the same bytes as Intel HEX, each record at its absolute address, for flashing tools) and `size.json`:
 `text`, `rodata`, `data`, `bss`, `stack` (the linker script's reservation), `flash_bytes` (text + rodata +
 .data initialisers), `test_data_bytes` (the test windows the emulator replays, symbol `TINYPIPE_TEST_INPUTS`),
 `app_flash_bytes` (flash without them: what the model, kernels and runtime take on a board) and `ram_bytes`
@@ -40,7 +41,7 @@ def _tools(variant) -> dict:
     return {tools.OBJCOPY: tools.version(tools.OBJCOPY)}  # rustc, cargo, ld: in the toolchain entry
 
 
-STAGE = Stage(name="build", version="2", needs=("firmware", "toolchain"), config=_config, tools=_tools,
+STAGE = Stage(name="build", version="3", needs=("firmware", "toolchain"), config=_config, tools=_tools,
               description="cargo build --release --offline; sizes")
 
 
@@ -149,6 +150,7 @@ def run(ctx: StageContext) -> StageResult:
         elf = Path(tmp) / "target" / triple / "release" / BINARY
         shutil.copyfile(elf, ctx.out / "firmware.elf")
     proc.run([objcopy, "-O", "binary", ctx.out / "firmware.elf", ctx.out / "firmware.bin"])
+    proc.run([objcopy, "-O", "ihex", ctx.out / "firmware.elf", ctx.out / "firmware.hex"])
     sizes = section_sizes(ctx.out / "firmware.elf")
     atomic_write_json(ctx.out / "size.json", sizes)
     return {**sizes, "build_seconds": seconds}

@@ -19,9 +19,9 @@ import time
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
-from tinypipe.stages._ml import (MicroModel, builtin_op_names, captured_output, format_accuracy, load_split,
-                                 model_source, probe_untrusted_model, quiet_tensorflow,
-                                 require_takes_windows)
+from tinypipe.stages._ml import (TENSORFLOW_CAVEAT, MicroModel, builtin_op_names, captured_output,
+                                 format_accuracy, load_split, model_source, probe_untrusted_model,
+                                 quiet_tensorflow, require_takes_windows)
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
@@ -30,8 +30,8 @@ def _config(variant) -> dict:
     return {"seed": c["seed"], "quantization": c["quantization"], **model_source(variant).key()}
 
 
-STAGE = Stage(name="quantize", version="1", needs=("train", "data"), config=_config,
-              description="int8 post-training quantization to .tflite")
+STAGE = Stage(name="quantize", version="2", needs=("train", "data"), config=_config,
+              description="int8 post-training quantization to .tflite", caveat=TENSORFLOW_CAVEAT)
 
 
 def representative_indices(n_train: int, count: int, seed: int):

@@ -2,8 +2,9 @@
 
 The classifier head: the stack is used as written when it ends with a linear `dense` of one unit per class;
 otherwise tinypipe appends one (after a `flatten` when the stack still has a time axis). `model.softmax` adds a
-Softmax layer after it. The same seed gives the same weights: Keras' global seeds are set from `seed` and
-TensorFlow's op determinism is on.
+Softmax layer after it. The same seed gives the same weights: Keras' global seeds are set from `seed`,
+TensorFlow's op determinism is on and it runs one thread (`_ml.quiet_tensorflow`). What that cannot pin down
+(another CPU instruction set or TensorFlow build) is the stage's `caveat`, recorded in the lock.
 
 Training runs on a model with a dynamic batch (so `model.batch_size` applies); the weights are then copied into
 the same stack built on `Input(batch_size=1)`, which is what `model.keras` holds: a dynamic batch makes the
@@ -24,7 +25,7 @@ import time
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, read_json
-from tinypipe.stages._ml import format_accuracy, load_split, model_source, quiet_tensorflow
+from tinypipe.stages._ml import TENSORFLOW_CAVEAT, format_accuracy, load_split, model_source, quiet_tensorflow
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
@@ -36,8 +37,8 @@ def _config(variant) -> dict:
     return {"seed": c["seed"], "model": c["model"], **source.key()}
 
 
-STAGE = Stage(name="train", version="2", needs=("data",), config=_config,
-              description="build and train the Keras model")
+STAGE = Stage(name="train", version="3", needs=("data",), config=_config,
+              description="build and train the Keras model", caveat=TENSORFLOW_CAVEAT)
 
 
 def _keras_layer(keras, spec, name):
