@@ -62,6 +62,20 @@ def by_stage(doc: dict) -> dict[str, str]:
     return {s["stage"]: s["status"] for s in doc["stages"]}
 
 
+def run_data(variant: Variant, out: Path) -> tuple[dict, dict[str, np.ndarray], list[str]]:
+    """The data stage run directly into `out` (created): its summary, the arrays of data.npz and its log lines."""
+    from tinypipe.stages import data
+    from tinypipe.stages.base import StageContext
+
+    out.mkdir(parents=True)
+    logs: list[str] = []
+    ctx = StageContext(variant=variant, inputs={}, out=out, project_dir=variant.project_dir, _log=logs.append)
+    summary = data.run(ctx)
+    with np.load(out / "data.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return summary, arrays, logs
+
+
 def store_entry(project: Path, variant: str, stage: str) -> Path:
     """The project-store entry the lock file names for (variant, stage)."""
     lock = json.loads((project / "tinypipe.lock").read_text())

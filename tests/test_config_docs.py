@@ -27,10 +27,14 @@ def _resolve(node: dict, defs: dict) -> dict:
 
 
 def _not_null(node: dict, defs: dict) -> dict:
-    """`X | None` is `anyOf: [X, null]` in the JSON schema: X."""
+    """`X | None` is `anyOf: [X, null]` in the JSON schema: X. A union of several (`float | list[float] | None`)
+    stays as it is: a leaf."""
     node = _resolve(node, defs)
     if "anyOf" in node:
-        (node,) = [m for m in node["anyOf"] if m.get("type") != "null"]
+        members = [m for m in node["anyOf"] if m.get("type") != "null"]
+        if len(members) > 1:
+            return node
+        (node,) = members
     return _resolve(node, defs)
 
 

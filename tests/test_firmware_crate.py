@@ -65,6 +65,16 @@ def test_app_config_standin_is_the_rendering_for_the_standin_model():
     assert _rust_const("INPUT_LEN") == STANDIN_SENSOR["window"] * len(STANDIN_SENSOR["axes"])
 
 
+def test_raw_input_standin_is_the_rendering_for_the_standin_model():
+    from tinypipe.stages._scaling import InputScaling
+
+    scaling = InputScaling([0.0, 0.0, 0.0], [0.05, 0.05, 0.05], "sensor")  # raw x 0.05 = the stand-in's input scale
+    fixed = scaling.fixed_point(0.05, 0)
+    assert fixed.as_json() == {"multiplier": [1 << 30] * 3, "bias": [0] * 3, "shift": [30] * 3}  # one to one
+    rendered = firmware.render_raw_input({"axes": 3, **fixed.as_json(), "scaling": scaling.as_json()})
+    assert (TEMPLATE / "src" / "raw_input.rs").read_text() == rendered
+
+
 def test_test_windows_standin_holds_whole_windows_of_the_standin_model():
     size = (TEMPLATE / "data" / "test_inputs.bin").stat().st_size  # int8 input: one byte per value
     assert size > 0 and size % _rust_const("INPUT_LEN") == 0
@@ -93,7 +103,7 @@ def test_enable_features_sets_the_default_and_refuses_unknown_features():
 @pytest.mark.slow
 @needs_debian_rust
 @pytest.mark.skipif(not shutil.which("arm-none-eabi-ld"), reason="needs gcc-arm-none-eabi (GNU ld)")
-@pytest.mark.parametrize("features", [[], ["layers"], ["board-stm32f4-discovery", "layers"]],
+@pytest.mark.parametrize("features", [[], ["layers"], ["board-stm32f4-discovery", "layers", "raw-input"]],
                          ids=["generic", "layers", "stm32f4-discovery"])
 def test_template_builds_for_cortex_m4f_with_the_cached_sysroot(rust_toolchain, tmp_path, features):
     triple, env = _target_env(rust_toolchain, tmp_path)
@@ -105,7 +115,8 @@ def test_template_builds_for_cortex_m4f_with_the_cached_sysroot(rust_toolchain, 
 @pytest.mark.slow
 @needs_debian_rust
 @pytest.mark.skipif(not Path("/usr/bin/cargo-clippy").exists(), reason="needs Debian's clippy (rust-web-clippy)")
-@pytest.mark.parametrize("features", [[], ["board-stm32f4-discovery", "layers"]], ids=["generic", "stm32f4-discovery"])
+@pytest.mark.parametrize("features", [[], ["board-stm32f4-discovery", "layers", "raw-input"]],
+                         ids=["generic", "stm32f4-discovery"])
 def test_template_and_kernels_pass_clippy(rust_toolchain, tmp_path, features):
     triple, env = _target_env(rust_toolchain, tmp_path)
     _cargo(["clippy", "--release", "--offline", "--target", triple, *_features(features), "--", "-D", "warnings"],

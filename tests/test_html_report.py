@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 from tinypipe.config.boards import BOARDS
+from tinypipe.config.schema import Project, Variant
 from tinypipe.report import history
 from tinypipe.report.html import html_rows, render_html, stage_times
+from tinypipe.stages import data
+from tinypipe.stages.base import StageContext
 from tinypipe.stages.run import confusion
 
 GENERATED = 1_796_173_200.0  # the report's clock, fixed: "built ... before this report" is then exact
@@ -62,6 +65,15 @@ def row(variant: str, board: str, instructions: int, spread: tuple[int, int], te
         "training": {"history": HISTORY, "params": 819, "test_accuracy_float": ACCURACY},
     }
 
+
+TRACES = {name: [[[round(np.sin(i / 3 + k + c), 3), round(0.5 * np.cos(i / 5 + c), 3), 1.0] for i in range(64)]
+                 for k in range(3)] for c, name in enumerate(CONFUSION["classes"])}
+DATA = {"entry": "/store/data-entry", "source": "csv", "path": "recordings", "window": 64, "axes": ["x", "y", "z"],
+        "classes": CONFUSION["classes"], "dropped": 0, "scaling": None, "traces": TRACES,
+        "windows": {"train": {"wave": 140, "tap": 140, "none": 140}, "val": {"wave": 30, "tap": 30, "none": 30},
+                    "test": {"wave": 30, "tap": 30, "none": 30}},
+        "recordings": {"train": {"wave/r1.csv": {"windows": 140, "samples": 9000}},
+                       "val": {"wave/r2.csv": {"windows": 30, "samples": 1930}}, "test": {}}}
 
 ONE = [row("mps2-an386-native", "mps2-an386", 56526, (56080, 56760), 16592, LAYERS)]
 FOUR = [row("mps2-an385-native", "mps2-an385", 106182, (105720, 106440), 17292),
@@ -200,6 +212,23 @@ def test_results_without_extras_still_render():
     assert "35.8 KiB of 1 MiB · 3.5%</text>" in page  # all flash counted when the build did not split it
     assert "Classification on the device" not in page and "<h2>Training</h2>" not in page
     assert "No stage has been built yet." in page
+    assert "<h2>Data</h2>" not in page
+
+
+def test_the_data_section_shows_windows_recordings_scaling_and_one_trace_plot_per_class_once_per_entry():
+    scaling = {"how": "standard", "offset": [1987.43, -983.7, 16396.4], "scale": [0.00025, 0.00066, 0.0033]}
+    rows = [dict(r, data=dict(DATA, scaling=scaling)) for r in FOUR]  # one data entry shared by four variants
+    shown = section(render_html("gesture-boards", rows, FOUR_STAGES, generated=GENERATED), "Data")
+    assert shown.count('<table class="data">') == 1  # the shared entry is shown once
+    figures = re.findall(r"<figure><h3>(.*?)</h3>", shown)
+    assert figures == ["wave: 3 example windows", "tap: 3 example windows", "none: 3 example windows"]
+    assert shown.count("<svg") == 3 and shown.count("<polyline") == 3 * 3 * 3  # examples x axes per class
+    assert "<tr><td>train</td><td>140</td><td>140</td><td>140</td><td>420</td><td>1</td><td>9,000 / 9,000 / " \
+           "9,000</td></tr>" in shown
+    assert "<tr><td>test</td><td>30</td><td>30</td><td>30</td><td>90</td><td>0</td><td>—</td></tr>" in shown
+    assert "Input scaling (fitted on the training split): model input = (raw - offset) x scale per axis; offset " \
+           "1987.43, -983.7, 16396.4, scale 0.00025, 0.00066, 0.0033." in shown
+    assert f"variants {', '.join(ALL4)}." in shown
 
 
 # --- the data behind it ----------------------------------------------------------------------------------
@@ -213,9 +242,16 @@ def test_run_stage_counts_device_predictions_per_true_class():
     assert confusion(device, labels, ["a", "b"]) is None  # not one output per class
 
 
-def test_html_rows_and_stage_times_come_from_the_store():
+def test_html_rows_and_stage_times_come_from_the_store(tmp_path):
     board = BOARDS["netduinoplus2"]
-    variant = types.SimpleNamespace(name="netduinoplus2-native", board=board)
+    project = Project(name="t", data={"samples_per_class": 8},
+                      model={"layers": [{"type": "flatten"}, {"type": "dense", "units": 3}]})
+    variant = Variant(name="netduinoplus2-native", project=project, board=board, engine="native",
+                      project_dir=tmp_path)
+    entry = tmp_path / "data-entry"
+    entry.mkdir()
+    data_summary = data.run(StageContext(variant=variant, inputs={}, out=entry, project_dir=tmp_path,
+                                         _log=lambda line: None))
     summaries = {"build": {"text": 16948, "rodata": 19720, "data": 0, "bss": 680, "stack": 32768},
                  "run": {"stack_bytes": 1100, "instructions_min": 1, "instructions_max": 3, "confusion": CONFUSION},
                  "train": {"history": HISTORY, "params": 819, "test_accuracy_float": 0.9, "seconds": 8.0}}
@@ -224,9 +260,17 @@ def test_html_rows_and_stage_times_come_from_the_store():
         return types.SimpleNamespace(name=name, variants=[variant.name],
                                      meta=lambda: {"seconds": 2.5, "created": created})
 
+    data_node = types.SimpleNamespace(meta=lambda: {"summary": data_summary}, entry_dir=lambda: entry)
     pipeline = types.SimpleNamespace(variants=[variant], summary=lambda v, s: summaries.get(s),
-                                     graph=types.SimpleNamespace(nodes=[node("build", 100.0), node("run", 300.0)]))
+                                     graph=types.SimpleNamespace(nodes=[node("build", 100.0), node("run", 300.0)],
+                                                                 by_variant={variant.name: {"data": data_node}}))
     [out] = html_rows(pipeline, [{"variant": variant.name, "flash_bytes": 36668}])
+    assert out["data"]["windows"] == data_summary["counts"] and out["data"]["recordings"] is None
+    with np.load(entry / "data.npz") as npz:
+        first_wave = npz["x_train"][np.flatnonzero(npz["y_train"] == 0)[0]]
+    assert list(out["data"]["traces"]) == ["wave", "tap", "none"]
+    assert len(out["data"]["traces"]["wave"]) == 3 and np.allclose(out["data"]["traces"]["wave"][0], first_wave,
+                                                                    rtol=1e-3)
     assert out["ram_capacity_bytes"] == 131072 and out["memory"]["stack"] == 32768 and out["stack_used"] == 1100
     assert out["confusion"] == CONFUSION and out["training"] == {"history": HISTORY, "params": 819,
                                                                  "test_accuracy_float": 0.9}
@@ -335,7 +379,7 @@ def chromium(*args: str, cwd) -> subprocess.CompletedProcess:
 def test_chromium_renders_every_chart(tmp_path, capsys):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium; `make test` installs it)")
-    rows = [dict(r, accuracy_device=r["accuracy_device"] - 0.011 * i) for i, r in enumerate(FOUR)]
+    rows = [dict(r, accuracy_device=r["accuracy_device"] - 0.011 * i, data=DATA) for i, r in enumerate(FOUR)]
     page = render_html("gesture-boards", rows, FOUR_STAGES, generated=GENERATED,
                        previous=previous_of(rows, {r["variant"]: r["instructions_per_inference"] + 2000 * i - 3000
                                                    for i, r in enumerate(rows)}))
@@ -350,8 +394,8 @@ def test_chromium_renders_every_chart(tmp_path, capsys):
     assert found, f"the probe did not run:\n{dom.stdout[-2000:]}"
     probe = json.loads(html.unescape(found.group(1)))
     titles = [s["title"] for s in probe["svgs"]]
-    assert len(titles) == page.count("<svg") == 11, titles  # two across variants, two each for memory,
-    # classification and training, one per-operator, the changes, the stage times
+    assert len(titles) == page.count("<svg") == 14, titles  # three example-trace plots (one per class), two
+    # across variants, two each for memory, classification and training, one per-operator, the changes, the stages
     for svg in probe["svgs"]:
         assert [svg["width"], svg["height"]] == svg["declared"], svg  # laid out at its own size, not collapsed
         assert svg["shapes"] >= 10 and svg["drawn"] == svg["shapes"], svg  # every shape has a drawn extent

@@ -181,6 +181,9 @@ def test_report_html_shows_the_measured_results(gesture, tmp_path):
     assert f"<td>{row['instructions_per_inference']:,}</td>" in page
     assert f"{row['accuracy_device'] * 100:.1f}%" in page
     assert "Flash and RAM against the board&#x27;s capacity" in page and "Confusion matrix on the device" in page
+    # the Data section: windows per split, and one plot of example training windows per class
+    assert "<h2>Data</h2>" in page and '<table class="data">' in page
+    assert [c for c in ("wave", "tap", "none") if f"<h3>{c}: 3 example windows</h3>" in page] == ["wave", "tap", "none"]
 
 
 def test_show_prints_where_the_generated_rust_is(gesture):

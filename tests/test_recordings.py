@@ -12,13 +12,12 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, by_stage, run_json, store_entry, tinypipe
+from tests.helpers import SHARED, by_stage, run_data, run_json, store_entry, tinypipe
 from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.errors import UserError
 from tinypipe.stages import _recordings, data
 from tinypipe.stages._ml import MicroModel, require_takes_windows
-from tinypipe.stages.base import StageContext
 
 TINY_MODEL = {"layers": [{"type": "conv1d", "filters": 4, "kernel_size": 3, "strides": 2},
                          {"type": "flatten"}, {"type": "dense", "units": 2}], "epochs": 8}
@@ -50,16 +49,6 @@ def variant_for(root, **data_fields) -> Variant:
     project = Project(name="t", seed=3, sensor={"axes": ["x", "y", "z"], "window": window},
                       data={"source": "csv", "path": "recordings", **data_fields}, model=TINY_MODEL)
     return Variant(name="t", project=project, board=BOARDS["mps2-an386"], engine="native", project_dir=root)
-
-
-def run_data(variant, out):
-    out.mkdir(parents=True)
-    logs = []
-    ctx = StageContext(variant=variant, inputs={}, out=out, project_dir=variant.project_dir, _log=logs.append)
-    summary = data.run(ctx)
-    with np.load(out / "data.npz") as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return summary, arrays, logs
 
 
 def store_entries(root) -> list[str]:
@@ -168,7 +157,8 @@ def test_windows_of_one_recording_never_sit_in_two_splits(tmp_path):
                         {a: signature[j] + rng.normal(0, 0.05, n) for j, a in enumerate("xyz")})
     variant = variant_for(tmp_path, hop=8)
     p = variant.project
-    rec = _recordings.load(tmp_path / "recordings", "recordings", None, ["x", "y", "z"], 16, 8, "drop",
+    read = lambda path, name: _recordings.read_recording(path, name, ["x", "y", "z"])  # noqa: E731
+    rec = _recordings.load(tmp_path / "recordings", "recordings", None, read, ".csv", 3, 16, 8, "drop",
                            p.data.split, p.seed)
     names = {split: {rec.recordings[split][i] for i in np.unique(rec.sources[split])} for split in rec.sources}
     assert not names["train"] & names["test"] and not names["train"] & names["val"] and \

@@ -195,10 +195,25 @@ def test_a_second_checkout_pulls_every_stage_over_http_and_pushes_nothing(first,
         stop(process)
 
 
+def release_tarball(project: Path, out: Path, env: dict | None = None) -> bytes:
+    proc = tinypipe("release", str(project), "--out", str(out), "--json", env=env)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-6000:]}"
+    return Path(json.loads(proc.stdout)["tarball"]).read_bytes()
+
+
+def assert_same_release(first: dict, project: Path, tmp_path: Path, env: dict) -> None:
+    """The second checkout's release, made from what it pulled, is the first checkout's to the byte."""
+    if "release" not in first:
+        first["release"] = release_tarball(first["project"], first["project"].parent / "first-release")
+    assert release_tarball(project, tmp_path / "release", env) == first["release"]
+
+
 @pytest.mark.slow
 def test_a_second_checkout_pulls_every_stage_over_sftp(first, sftp_server, tmp_path):
     project, run = second_checkout(tmp_path, sftp_server["url"], sftp_server["env"])
     assert_all_pulled_and_identical(first, project, run)
+    assert_same_release(first, project, tmp_path, {**sftp_server["env"],
+                                                    "TINYPIPE_CACHE": str(tmp_path / "empty-user-cache")})
     leftovers = [p.name for p in sftp_server["dir"].iterdir() if p.name.startswith(".")]
     assert leftovers == [], "an upload left its temporary directory behind"
 
@@ -207,6 +222,8 @@ def test_a_second_checkout_pulls_every_stage_over_sftp(first, sftp_server, tmp_p
 def test_a_second_checkout_pulls_every_stage_over_s3(first, s3_server, tmp_path):
     project, run = second_checkout(tmp_path, s3_server["url"], s3_server["env"])
     assert_all_pulled_and_identical(first, project, run)
+    assert_same_release(first, project, tmp_path, {**s3_server["env"],
+                                                    "TINYPIPE_CACHE": str(tmp_path / "empty-user-cache")})
 
 
 @pytest.mark.slow

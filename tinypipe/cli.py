@@ -162,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     release.add_argument("--out", metavar="OUT", help="write the bundle into OUT instead of DIR/dist")
     release.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                          help="run up to N independent stages at once (default 1)")
+    _remote_cache_option(release)
 
     show = command("show", "print where a stage's output is in the store (e.g. the generated model.rs)",
                    "Print the store entry of a stage for each matrix cell, and the files in it.",
@@ -172,8 +173,10 @@ def _parser() -> argparse.ArgumentParser:
 
     command("data", "show the dataset the data stage made: windows per class and split, recordings (runs nothing)",
             "Print what the data stage stored for the current config: windows per class in each split and, for "
-            "CSV recordings, the recordings of each split, their windows and their length in samples. Runs "
-            "nothing: after a config or recording change, `tinypipe run DIR --until data` first.",
+            "CSV or WAV recordings, the recordings of each split, their windows and their length in samples; the "
+            "declared input scaling; and one example training window per class as a sparkline per axis (--json: "
+            "three examples per class as numbers). Runs nothing: after a config or recording change, "
+            "`tinypipe run DIR --until data` first.",
             [("tinypipe data pipelines/motion", "a table per split"),
              ("tinypipe data . --json", "the same as JSON, every recording listed")],
             project="cells", json_what="the same data")
@@ -565,15 +568,6 @@ def cmd_show(args) -> int:
     return 0
 
 
-def _samples(path: Path) -> int | None:
-    """Samples in a CSV recording as the data stage counts them: its non-blank lines after the header."""
-    try:
-        lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    except OSError:
-        return None
-    return max(len(lines) - 1, 0)
-
-
 def cmd_data(args) -> int:
     pipeline = _pipeline(args)
     shown: dict[str, dict] = {}
@@ -586,19 +580,9 @@ def cmd_data(args) -> int:
         if str(entry) in shown:  # one data entry serves every cell of the matrix
             shown[str(entry)]["variants"].append(v.name)
             continue
-        summary = node.meta().get("summary") or {}
-        data = v.config["data"]
-        recordings = None
-        if (entry / "recordings.json").is_file():
-            root = v.resolve(data["path"])
-            manifest = json.loads((entry / "recordings.json").read_text())
-            recordings = {split: {name: {"windows": n, "samples": _samples(root / name)} for name, n in names.items()}
-                          for split, names in manifest.items()}
-        shown[str(entry)] = {
-            "variants": [v.name], "entry": str(entry), "source": data["source"], "path": data.get("path"),
-            "window": summary.get("window"), "axes": summary.get("axes"),
-            "classes": json.loads((entry / "classes.json").read_text()),
-            "windows": summary.get("counts"), "dropped": summary.get("dropped"), "recordings": recordings}
+        from tinypipe.stages.data import describe
+
+        shown[str(entry)] = {"variants": [v.name], **describe(entry, v, node.meta().get("summary") or {})}
     if args.json:
         _print_json(list(shown.values()))
         return 0
@@ -624,7 +608,49 @@ def cmd_data(args) -> int:
             print(line)
         if item["dropped"]:
             print(f"  {item['dropped']} recording(s) shorter than the window were dropped")
+        if item["scaling"]:
+            scaling = item["scaling"]
+            print(f"  input scaling ({scaling['how']}): (raw - offset) * scale, offset "
+                  + ", ".join(f"{v:.6g}" for v in scaling["offset"]) + "; scale "
+                  + ", ".join(f"{v:.6g}" for v in scaling["scale"]))
+        print("  example training window per class (raw; each axis scaled to its range over the classes):")
+        for line in _trace_lines(item["traces"], item["axes"] or []):
+            print(f"  {line}")
     return 0
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+ASCII_SPARKS = "_.,-=+*#"  # where stdout cannot encode the blocks (LANG=C in a pipe)
+SPARK_WIDTH = 64  # columns of a sparkline; longer windows are averaged down to it
+
+
+def _spark_levels() -> str:
+    try:
+        SPARKS.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_SPARKS
+    return SPARKS
+
+
+def _trace_lines(traces: dict[str, list], axes: list[str]) -> list[str]:
+    """One sparkline per class and axis of each class's first example window."""
+    levels = _spark_levels()
+    firsts = {name: windows[0] for name, windows in traces.items() if windows}
+    if not firsts:
+        return []
+    width = max(len(name) for name in firsts) + 1 + max(len(a) for a in axes)
+    lines = []
+    for axis, axis_name in enumerate(axes):
+        values = [sample[axis] for window in firsts.values() for sample in window]
+        low, high = min(values), max(values)
+        for name, window in firsts.items():
+            column = [sample[axis] for sample in window]
+            step = max(1, -(-len(column) // SPARK_WIDTH))
+            means = [sum(column[i:i + step]) / len(column[i:i + step]) for i in range(0, len(column), step)]
+            spark = "".join(levels[min(7, int(8 * (v - low) / (high - low)))] if high > low else levels[0]
+                            for v in means)
+            lines.append(f"{name + ' ' + axis_name:<{width}}  {spark}  {min(column):.4g} .. {max(column):.4g}")
+    return lines
 
 
 def cmd_gc(args) -> int:

@@ -1,6 +1,9 @@
 //! The tinypipe firmware: replays the test windows through the model and reports over semihosting, then hands
 //! over to the board's application (sensor -> window -> model -> LEDs) where the board has one.
 //!
+//! With the `raw-input` feature the test windows are raw int16 sensor samples: each is turned into the model's
+//! int8 input by the declared scaling's integer step (`raw_input.rs`) and printed first as `in <idx> <hex>`.
+//!
 //! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and
 //! `ticks <idx> <SysTick ticks of model::invoke>` (plus `cycles <idx> <DWT cycles>` on boards whose support
 //! has a cycle counter, and with the `layers` feature `layer <idx> <op index> <op> <ticks>` per operator) per
@@ -24,6 +27,8 @@
 mod board;
 mod contract;
 mod model;
+#[cfg(feature = "raw-input")]
+mod raw_input;
 mod rt;
 mod semihosting;
 mod stack;
@@ -41,14 +46,20 @@ struct Aligned<T: ?Sized>(T);
 
 const TEST_INPUT_BYTES: usize = include_bytes!("../data/test_inputs.bin").len();
 
-/// N windows of `model::INPUT_LEN` values of type `model::Input` (little-endian), written by tinypipe from the
+/// What the test windows hold: the model's input elements, or with `raw-input` raw int16 sensor samples.
+#[cfg(not(feature = "raw-input"))]
+type TestSample = model::Input;
+#[cfg(feature = "raw-input")]
+type TestSample = i16;
+
+/// N windows of `model::INPUT_LEN` values of type `TestSample` (little-endian), written by tinypipe from the
 /// reference stage's test set. Its symbol name is fixed so tinypipe can report flash without the test data
 /// (which only the emulator's replay needs) as the application's own flash.
 #[no_mangle]
 static TINYPIPE_TEST_INPUTS: Aligned<[u8; TEST_INPUT_BYTES]> = Aligned(*include_bytes!("../data/test_inputs.bin"));
 static TEST_INPUTS: &Aligned<[u8]> = &TINYPIPE_TEST_INPUTS;
 
-const INPUT_BYTES: usize = model::INPUT_LEN * size_of::<model::Input>();
+const INPUT_BYTES: usize = model::INPUT_LEN * size_of::<TestSample>();
 const _: () = assert!(model::INPUT_LEN > 0 && model::OUTPUT_LEN > 0, "the model has empty input or output");
 const _: () = assert!(
     !TEST_INPUTS.0.is_empty() && TEST_INPUTS.0.len() % INPUT_BYTES == 0,
@@ -60,6 +71,50 @@ struct OutputBuffer(UnsafeCell<[model::Output; model::OUTPUT_LEN]>);
 // SAFETY: the firmware has one thread, and only `replay_test_set` (never an interrupt handler) touches it.
 unsafe impl Sync for OutputBuffer {}
 static OUTPUT: OutputBuffer = OutputBuffer(UnsafeCell::new([0 as model::Output; model::OUTPUT_LEN]));
+
+/// The model input made from a raw window (`raw-input`), in .bss like the output buffer.
+#[cfg(feature = "raw-input")]
+struct InputBuffer(UnsafeCell<[model::Input; model::INPUT_LEN]>);
+// SAFETY: as for `OutputBuffer`: one thread, and only `replay_test_set` touches it.
+#[cfg(feature = "raw-input")]
+unsafe impl Sync for InputBuffer {}
+#[cfg(feature = "raw-input")]
+static INPUT: InputBuffer = InputBuffer(UnsafeCell::new([0; model::INPUT_LEN]));
+
+/// The window as the model's input: as stored, or made from raw samples and printed (`raw-input`).
+#[cfg(not(feature = "raw-input"))]
+fn model_input(_idx: usize, window: &[TestSample]) -> &[model::Input] {
+    window
+}
+
+/// A raw int16 sample of axis `axis` as the model's int8 input: the declared input scaling's fixed-point step
+/// (`raw_input.rs`), for the test windows and for a board application's live samples alike.
+#[cfg(feature = "raw-input")]
+pub(crate) fn raw_to_input(raw: i16, axis: usize) -> model::Input {
+    let axis = axis % raw_input::AXES;
+    tinyml_kernels::quantize_raw_i16(raw, raw_input::MULTIPLIER[axis], raw_input::BIAS[axis], raw_input::SHIFT[axis])
+}
+
+/// The window as the model's input: each raw sample through its axis's fixed-point step, then printed as
+/// `in <idx> <hex>` so tinypipe can check that the device made the same bytes as the host.
+#[cfg(feature = "raw-input")]
+fn model_input(idx: usize, window: &[TestSample]) -> &'static [model::Input] {
+    // SAFETY: `replay_test_set` runs once, from `app_main`, and drops the returned slice before it calls this
+    // again, so this is the only live reference to INPUT (see its `Sync`).
+    let input = unsafe { &mut *INPUT.0.get() };
+    for (i, (&raw, value)) in window.iter().zip(input.iter_mut()).enumerate() {
+        *value = raw_to_input(raw, i);
+    }
+    let mut line = Line::new();
+    line.push_str("in ");
+    line.push_u64(idx as u64);
+    line.push_byte(b' ');
+    for &value in input.iter() {
+        line.push_hex_u8(value as u8);
+    }
+    line.finish();
+    input
+}
 
 #[no_mangle]
 extern "C" fn app_main() -> ! {
@@ -79,16 +134,17 @@ extern "C" fn app_main() -> ! {
 /// Every test window through the model, each output and timing printed; then the stack high-water mark.
 fn replay_test_set() {
     let bytes = &TEST_INPUTS.0;
-    // SAFETY: the bytes are 8-byte aligned (`Aligned`), enough for `model::Input` (i8 or f32, `contract`), every
-    // bit pattern is a valid value of either, the length is a whole number of elements (checked above), and
+    // SAFETY: the bytes are 8-byte aligned (`Aligned`), enough for `TestSample` (i8, f32 — `contract` — or i16),
+    // every bit pattern is a valid value of each, the length is a whole number of elements (checked above), and
     // the static is never written.
-    let inputs: &[model::Input] = unsafe {
-        core::slice::from_raw_parts(bytes.as_ptr() as *const model::Input, bytes.len() / size_of::<model::Input>())
+    let inputs: &[TestSample] = unsafe {
+        core::slice::from_raw_parts(bytes.as_ptr() as *const TestSample, bytes.len() / size_of::<TestSample>())
     };
     // SAFETY: this function runs once, from `app_main`, so this is the only reference to OUTPUT (see its
     // `Sync`).
     let output = unsafe { &mut *OUTPUT.0.get() };
-    for (idx, window) in inputs.chunks_exact(model::INPUT_LEN).enumerate() {
+    for (idx, samples) in inputs.chunks_exact(model::INPUT_LEN).enumerate() {
+        let window = model_input(idx, samples);
         let cycles_begin = board::cycles();
         let begin = systick::now();
         model::invoke(window, output);

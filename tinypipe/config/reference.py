@@ -159,6 +159,8 @@ def _core_type_text(annotation: Any) -> str:
             return f"list of {_SCALARS[type(typing.get_args(item)[0])][1]}"
         if item in _SCALARS:
             return f"list of {_SCALARS[item][1]}"
+    if typing.get_origin(annotation) is Union:  # `float | list[float]`: one value for all, or one each
+        return " or ".join(_core_type_text(member) for member in typing.get_args(annotation))
     raise TypeError(f"no documentation for the type {annotation!r}: teach tinypipe/config/reference.py")
 
 

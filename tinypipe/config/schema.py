@@ -33,6 +33,14 @@ class Sensor(Strict):
     window: int = Field(
         64, ge=4, le=4096, description="samples per classified window: the model sees `window` x `len(axes)` "
         "values per inference", examples=[64])
+    scale: float | list[float] | None = Field(
+        None, description="declared scaling of raw sensor units (int16 samples, what the ADC or the sensor's "
+        "registers give): the model's input is `(raw - offset) * scale`, one number for every axis or one per "
+        "axis; the firmware receives raw int16 samples and computes the int8 model input with the same integer "
+        "steps as the host (`quantization.io: int8`; not with the built-in generator)", examples=[[0.000244]])
+    offset: float | list[float] | None = Field(
+        None, description="subtracted from raw samples before `scale` (0 when unset); one number for every axis "
+        "or one per axis", examples=[[0, 0, 4096]])
 
 
 class Split(Strict):
@@ -62,13 +70,16 @@ GENERATOR_CLASSES = ["wave", "tap", "none"]
 class Data(Strict):
     """The labelled windows the model is trained and checked on: where they come from, their classes, the split."""
 
-    source: Literal["generator", "csv", "npz"] = Field(
+    source: Literal["generator", "csv", "wav", "npz"] = Field(
         "generator", description="where windows come from: `generator` is the built-in, seeded simulation of "
         "an accelerometer (gravity through a tilted mounting, gain error, noise and drift, plus each class's motion); "
         "`csv` reads your own recordings from the folder `data.path`: `DIR/<class>/*.csv`, one folder per class and "
         "one file per recording, or `DIR/train/<class>/*.csv` and `DIR/test/<class>/*.csv` for a split you fixed. "
         "Each file has a header row; `sensor.axes` picks its columns, in order (other columns, a timestamp say, are "
         "ignored). The split is by recording, never by window: windows of one recording stay in one split; "
+        "`wav` (with `sensor.kind: microphone` and one axis) reads mono 16-bit PCM `.wav` recordings in the same "
+        "folder layout; a file at another rate than `sensor.sample_rate_hz` is resampled (linear interpolation) "
+        "with a warning; "
         "`npz` reads windows you cut yourself from the NumPy file `data.path`: `x` (float, [windows, sensor.window, "
         "len(sensor.axes)]) and `y` (integer labels, indices into `data.classes`), split one window at a time; or "
         "`x_train`, `y_train`, `x_test`, `y_test` (and optionally `x_val`, `y_val`) for a split you fixed — "
@@ -94,6 +105,12 @@ class Data(Strict):
         "drop", description="`source: csv`: what becomes of a recording shorter than `sensor.window`: `drop` "
         "skips it (the data stage reports how many), `pad` makes one window of it by repeating its last sample",
         examples=["pad"])
+    normalize: Literal["none", "standard"] = Field(
+        "none", description="`standard`: the model's input is `(raw - mean) / std` per axis, with mean and std "
+        "fitted on the training split only (recorded in the data stage's `scaling.json` and in the report; an "
+        "axis with std 0 is only centred); raw samples are int16 values, and the firmware computes the int8 model "
+        "input from them with the same integer steps as the host. Not with `sensor.scale`/`sensor.offset`, "
+        "nor with the built-in generator", examples=["standard"])
     split: Split = Field(default_factory=Split)
 
     @model_validator(mode="before")
@@ -106,12 +123,12 @@ class Data(Strict):
 
     @model_validator(mode="after")
     def _path_for_csv(self) -> "Data":
-        if self.source == "csv" and self.path is None:
-            raise ValueError("`source: csv` needs `path`, the folder of recordings")
+        if self.source in ("csv", "wav") and self.path is None:
+            raise ValueError(f"`source: {self.source}` needs `path`, the folder of recordings")
         if self.source == "npz" and (self.path is None or self.classes is None):
             raise ValueError("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label")
         if self.source == "npz" and (self.hop is not None or self.short != "drop"):
-            raise ValueError("`hop` and `short` are read only with `source: csv`")
+            raise ValueError("`hop` and `short` are read only with `source: csv` or `wav`")
         if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
             raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
         return self
@@ -373,6 +390,30 @@ class Project(Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     cache: Cache = Field(default_factory=Cache)
     matrix: Matrix | None = None
+
+    @model_validator(mode="after")
+    def _sensor_fits_data(self) -> "Project":
+        axes = len(self.sensor.axes)
+        if self.data.source == "wav" and (self.sensor.kind != "microphone" or axes != 1):
+            raise ValueError("`data.source: wav` needs `sensor.kind: microphone` and one axis "
+                             f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`")
+        declared = self.sensor.scale is not None or self.sensor.offset is not None
+        for key in ("scale", "offset"):
+            value = getattr(self.sensor, key)
+            if isinstance(value, list) and len(value) != axes:
+                raise ValueError(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
+                                 "or one number for all")
+        scales = self.sensor.scale if isinstance(self.sensor.scale, list) else [self.sensor.scale or 1.0]
+        if any(not 0 < s <= 65536 for s in scales):
+            raise ValueError("`sensor.scale` must be positive (and at most 65536)")
+        if declared and self.data.normalize != "none":
+            raise ValueError("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both")
+        if (declared or self.data.normalize != "none") and (self.data.source == "generator"
+                                                            or self.quantization.io != "int8"):
+            raise ValueError("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
+                             "your own raw recordings (`data.source: csv`, `wav` or `npz`) and "
+                             "`quantization.io: int8`")
+        return self
 
 
 from tinypipe.config.variant import Variant  # noqa: E402,F401 - re-exported: stages and tests import it from here

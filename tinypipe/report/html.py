@@ -550,6 +550,93 @@ def _training(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+AXIS_COLOURS = (BLUE, ORANGE, GREEN, RED, "#7b4fb3", "#b8860b")
+TRACE_W, TRACE_H = 300, 120  # one class's plotting area, px
+
+
+def _trace_figures(traces: dict[str, list], axes: list[str]) -> list[str]:
+    """One small plot per class: its example windows (raw values per sample, one colour per axis, later examples
+    fainter), every plot on the same value range so classes compare at a glance."""
+    values = [v for windows in traces.values() for window in windows for sample in window for v in sample]
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    high = high if high > low else low + 1
+    left, top = 64, 30
+    figures = []
+    for name, windows in traces.items():
+        length = max((len(w) for w in windows), default=1)
+
+        def px(i: float) -> float:
+            return left + TRACE_W * i / max(length - 1, 1)
+
+        def py(v: float) -> float:
+            return top + TRACE_H - TRACE_H * (v - low) / (high - low)
+
+        body, _ = _legend(left, 16, [(a, AXIS_COLOURS[i % len(AXIS_COLOURS)]) for i, a in enumerate(axes)],
+                          wrap_at=left + TRACE_W)
+        for v in (low, (low + high) / 2, high):
+            body.append(f'<line x1="{left}" y1="{py(v):.1f}" x2="{left + TRACE_W}" y2="{py(v):.1f}" stroke="#ddd"/>')
+            body.append(_label(left - 6, py(v) + 4, f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}", "end",
+                               'fill="#444"'))
+        body.append(f'<line x1="{left}" y1="{top + TRACE_H}" x2="{left + TRACE_W}" y2="{top + TRACE_H}" '
+                    'stroke="#555"/>')
+        body.append(_label(left, top + TRACE_H + 15, "0", "middle", 'fill="#444"'))
+        body.append(_label(left + TRACE_W, top + TRACE_H + 15, f"{length - 1}", "middle", 'fill="#444"'))
+        body.append(_label(left + TRACE_W / 2, top + TRACE_H + 30, "sample", "middle", 'font-weight="bold"'))
+        for number, window in enumerate(windows):
+            for axis, axis_name in enumerate(axes):
+                points = " ".join(f"{px(i):.1f},{py(sample[axis]):.1f}" for i, sample in enumerate(window))
+                body.append(f'<polyline points="{points}" fill="none" stroke="{AXIS_COLOURS[axis % 6]}" '
+                            f'stroke-width="1.5" opacity="{1 - 0.3 * number:.1f}">'
+                            f'<title>{_e(name)}, example {number + 1}, {_e(axis_name)}</title></polyline>')
+        figures.append(_figure(f"{name}: {len(windows)} example window{'s' if len(windows) != 1 else ''}",
+                               left + TRACE_W + 20, top + TRACE_H + 40, body))
+    return figures
+
+
+def _data(rows: list[dict[str, Any]]) -> str:
+    """Per data stage entry (a matrix shares one): windows per class and split, recordings and their lengths,
+    the declared input scaling, and example traces per class."""
+    parts, seen = [], set()
+    for row in rows:
+        data = row.get("data")
+        if not data or data["entry"] in seen:
+            continue
+        seen.add(data["entry"])
+        classes, windows, recordings = data["classes"], data.get("windows") or {}, data.get("recordings")
+        where = f" <code>{_e(data['path'])}</code>" if data.get("path") else ""
+        shared = [r["variant"] for r in rows if (r.get("data") or {}).get("entry") == data["entry"]]
+        parts.append(f'<p class="note">{_e(data["source"])}{where}: windows of {_e(data["window"])} samples x '
+                     f'{len(data.get("axes") or [])} axes ({_e(", ".join(data.get("axes") or []))})'
+                     + ("" if len(rows) == 1 else f"; variants {_e(', '.join(shared))}") + ".</p>")
+        head = "".join(f"<th>{_e(c)}</th>" for c in classes) + "<th>total</th>"
+        if recordings is not None:
+            head += "<th>recordings</th><th>samples min / median / max</th>"
+        body = []
+        for split in ("train", "val", "test"):
+            counts = windows.get(split, {})
+            cells = "".join(f"<td>{counts.get(c, 0):,}</td>" for c in classes) + f"<td>{sum(counts.values()):,}</td>"
+            if recordings is not None:
+                lengths = sorted(r["samples"] for r in recordings.get(split, {}).values() if r["samples"] is not None)
+                spread = f"{lengths[0]:,} / {lengths[len(lengths) // 2]:,} / {lengths[-1]:,}" if lengths else "—"
+                cells += f"<td>{len(recordings.get(split, {}))}</td><td>{spread}</td>"
+            body.append(f"<tr><td>{split}</td>{cells}</tr>")
+        parts.append(f'<table class="data"><tr><th>windows</th>{head}</tr>{"".join(body)}</table>')
+        scaling = data.get("scaling")
+        if scaling:
+            fitted = " (fitted on the training split)" if scaling["how"] == "standard" else ""
+            parts.append(f'<p class="note">Input scaling{fitted}: model input = (raw - offset) x scale per axis; '
+                         f'offset {_e(", ".join(f"{v:.6g}" for v in scaling["offset"]))}, '
+                         f'scale {_e(", ".join(f"{v:.6g}" for v in scaling["scale"]))}. The firmware makes the int8 '
+                         "input from raw int16 samples with the same integer step as the host.</p>")
+        figures = _trace_figures(data.get("traces") or {}, data.get("axes") or [])
+        if figures:
+            parts.append('<div class="traces"><h3>Example training windows per class (raw values)</h3>'
+                         + "".join(figures) + "</div>")
+    return "\n".join(parts)
+
+
 def _layers(rows: list[dict[str, Any]]) -> str:
     out = []
     for row in rows:
@@ -713,8 +800,9 @@ def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str,
 
     `rows`: results in the `--json` shape (`results.result_rows`), each optionally with the report's extra fields
     (see `html_rows`): `memory` (the build's section sizes: text, rodata, data, bss, stack), `stack_used` (the
-    measured high-water mark), `instructions_min`, `instructions_max`, `confusion` ({classes, matrix}) and
-    `training` ({history, params, test_accuracy_float}).
+    measured high-water mark), `instructions_min`, `instructions_max`, `confusion` ({classes, matrix}),
+    `training` ({history, params, test_accuracy_float}) and `data` (`stages.data.describe`: windows per class and
+    split, recordings, scaling, example traces).
     `stages`: {stage, variants, seconds (when built), created, last_run: "ran" | "cached" | None}, see
     `stage_times`. `previous`: `history.previous(...)`, or None.
     `release`: the page of a release bundle (`<name>-<version>`): only what the release's artifacts determine, so
@@ -731,6 +819,9 @@ def render_html(project: str, rows: list[dict[str, Any]], stages: list[dict[str,
     if single:
         parts.append(_tiles(rows[0]))
     parts += ["<h2>Results</h2>", _results_table(rows)]
+    data = _data(rows)
+    if data:
+        parts += ["<h2>Data</h2>", data]
     comparisons = "" if single else _compare_charts(rows)
     if comparisons:
         parts += ["<h2>Across variants</h2>", comparisons]
@@ -773,8 +864,19 @@ def html_rows(pipeline, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "instructions_min": run.get("instructions_min"), "instructions_max": run.get("instructions_max"),
                     "confusion": run.get("confusion"),
                     "training": {k: train.get(k) for k in ("history", "params", "test_accuracy_float")}
-                    if train.get("history") else None})
+                    if train.get("history") else None, "data": _data_of(pipeline, variant)})
     return out
+
+
+def _data_of(pipeline, variant) -> dict[str, Any] | None:
+    """The variant's data stage entry as `stages.data.describe` gives it; None when it is not built."""
+    node = pipeline.graph.by_variant.get(variant.name, {}).get("data")
+    meta = node.meta() if node is not None else None
+    if meta is None:
+        return None
+    from tinypipe.stages.data import describe  # numpy: only when a report is made
+
+    return describe(node.entry_dir(), variant, meta.get("summary") or {})
 
 
 def stage_times(pipeline, last_run: dict[str, Any] | None) -> list[dict[str, Any]]:

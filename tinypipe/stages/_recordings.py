@@ -1,10 +1,13 @@
-"""The user's own data: CSV recordings (`data.source: csv`) found, read, checked, split by recording and cut into
-windows; or windows the user cut, from a NumPy `.npz` file (`data.source: npz`), checked.
+"""The user's own data: CSV recordings (`data.source: csv`) or WAV recordings (`data.source: wav`, mono PCM
+16-bit) found, read, checked, split by recording and cut into windows; or windows the user cut, from a NumPy
+`.npz` file (`data.source: npz`), checked.
 
 Layout of `data.path`: `<class>/*.csv` (one folder per class, one file per recording), or `train/<class>/*.csv`
-and `test/<class>/*.csv` for a split the user fixed. Each file has a header row naming its columns; `sensor.axes`
-picks columns by name, in order. Every problem with the files is a UserError naming the file and the row (rows
-count the header as row 1, like an editor's line numbers), raised before any window is written.
+and `test/<class>/*.csv` for a split the user fixed (`*.wav` likewise). Each CSV file has a header row naming its
+columns; `sensor.axes` picks columns by name, in order. A WAV file is one axis, its samples as int16 values;
+one at another rate than `sensor.sample_rate_hz` is resampled (linear interpolation, rounded to integers). Every
+problem with the files is a UserError naming the file and the row (rows count the header as row 1, like an
+editor's line numbers), raised before any window is written.
 
 Not a stage (no STAGE). Cheap to import: numpy inside functions; `recordings_key` only stats files and hashes the
 ones whose mtime or size changed.
@@ -54,7 +57,10 @@ def recordings_key(variant: "Variant") -> dict[str, str]:
     if variant.config["data"]["source"] == "npz":
         path = npz_file(variant)
         return {path.name: file_hash(path)}
-    return file_hashes(recordings_dir(variant), ".csv")
+    return file_hashes(recordings_dir(variant), SUFFIX[variant.config["data"]["source"]])
+
+
+SUFFIX = {"csv": ".csv", "wav": ".wav"}  # the recording files of each recordings source
 
 
 # --- finding the recordings --------------------------------------------------------------------------------------
@@ -63,13 +69,14 @@ def _class_folders(folder: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
 
 
-def _csv_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix == ".csv" and not f.name.startswith("."))
+def _recording_files(folder: Path, suffix: str) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix == suffix and not f.name.startswith("."))
 
 
-def discover(root: Path, label: str, wanted: list[str] | None) -> tuple[list[str], dict[str, dict[str, list[Path]]]]:
+def discover(root: Path, label: str, wanted: list[str] | None,
+             suffix: str = ".csv") -> tuple[list[str], dict[str, dict[str, list[Path]]]]:
     """(classes in label order, {part: {class: recordings}}), part "all" or, for a fixed split, "train" and "test".
-    `label` is how messages name the folder (data.path as written)."""
+    `label` is how messages name the folder (data.path as written); `suffix` the recordings' (.csv, .wav)."""
     fixed = [(root / name).is_dir() for name in FIXED]
     if any(fixed) and not all(fixed):
         have, lack = (FIXED if fixed[0] else FIXED[::-1])
@@ -82,7 +89,7 @@ def discover(root: Path, label: str, wanted: list[str] | None) -> tuple[list[str
         classes = found
         if len(classes) < 2:
             raise UserError(f"data.path: {label}/ has {len(classes)} class folder(s); a classifier needs 2 or more",
-                            f"put each class's recordings in its own folder: {label}/<class>/*.csv")
+                            f"put each class's recordings in its own folder: {label}/<class>/*{suffix}")
     else:
         classes = list(wanted)
         if len(set(classes)) != len(classes):
@@ -96,10 +103,10 @@ def discover(root: Path, label: str, wanted: list[str] | None) -> tuple[list[str
                 raise UserError(f"data.classes: class {name!r} has no folder {where}/{name}/ "
                                 f"(class folders there: {', '.join(sorted(folders)) or 'none'})",
                                 "add the folder of recordings, or drop the class from data.classes")
-            files = _csv_files(folders[name])
+            files = _recording_files(folders[name], suffix)
             if not files:
-                raise UserError(f"data.path: {where}/{name}/ holds no .csv recording",
-                                "add the class's recordings (one .csv file each), or drop the class")
+                raise UserError(f"data.path: {where}/{name}/ holds no {suffix} recording",
+                                f"add the class's recordings (one {suffix} file each), or drop the class")
             layout[part][name] = files
     return classes, layout
 
@@ -222,29 +229,33 @@ class Recordings:
     sources: dict[str, "np.ndarray"]  # split -> int32 [windows]: the recording each window was cut from
     recordings: dict[str, list[str]]  # split -> recordings (paths relative to data.path), in `sources` order
     dropped: list[str] = field(default_factory=list)  # recordings shorter than a window, dropped
+    samples: dict[str, int] = field(default_factory=dict)  # recording -> its length in samples (as read)
 
 
-def load(root: Path, label: str, wanted: list[str] | None, axes: list[str], window: int, hop: int | None,
-         short: str, fractions, seed: int) -> Recordings:
-    """Every recording read and checked, split by recording, cut into windows; windows shuffled within a split."""
+def load(root: Path, label: str, wanted: list[str] | None, read, suffix: str, axes: int, window: int,
+         hop: int | None, short: str, fractions, seed: int) -> Recordings:
+    """Every recording read (`read(path, name)` -> float32 [samples, axes]) and checked, split by recording, cut
+    into windows; windows shuffled within a split."""
     import numpy as np
 
-    classes, layout = discover(root, label, wanted)
+    classes, layout = discover(root, label, wanted, suffix)
     assignment = split_recordings(layout, classes, fractions, seed, label)
     rng = np.random.default_rng([seed, 1_000_033])
-    arrays, sources, recordings, dropped = {}, {}, {}, []
+    arrays, sources, recordings, dropped, lengths = {}, {}, {}, [], {}
     for split in SPLITS:
         xs, ys, src, names = [], [], [], []
         for index, path in assignment[split]:
             rel = path.relative_to(root).as_posix()
-            windows = cut_windows(read_recording(path, f"{label}/{rel}", axes), window, hop or window, short)
+            samples = read(path, f"{label}/{rel}")
+            lengths[rel] = int(len(samples))
+            windows = cut_windows(samples, window, hop or window, short)
             if not len(windows):
                 dropped.append(rel)
             xs.append(windows)
             ys.append(np.full(len(windows), index, dtype=np.int32))
             src.append(np.full(len(windows), len(names), dtype=np.int32))
             names.append(rel)
-        x = np.concatenate(xs) if xs else np.zeros((0, window, len(axes)), dtype=np.float32)
+        x = np.concatenate(xs) if xs else np.zeros((0, window, axes), dtype=np.float32)
         y = np.concatenate(ys) if ys else np.zeros(0, dtype=np.int32)
         s = np.concatenate(src) if src else np.zeros(0, dtype=np.int32)
         for index, name in enumerate(classes):
@@ -255,7 +266,48 @@ def load(root: Path, label: str, wanted: list[str] | None, axes: list[str], wind
         order = rng.permutation(len(y))
         arrays[f"x_{split}"], arrays[f"y_{split}"], sources[split] = x[order], y[order], s[order]
         recordings[split] = names
-    return Recordings(classes, arrays, sources, recordings, dropped)
+    return Recordings(classes, arrays, sources, recordings, dropped, lengths)
+
+
+# --- reading one WAV recording ----------------------------------------------------------------------------------
+
+WAV_FIX = "export it as mono 16-bit PCM WAV (e.g. `sox in.wav -c 1 -b 16 -e signed-integer out.wav`)"
+
+
+@dataclass
+class Resampled:
+    """A WAV file read at another rate than sensor.sample_rate_hz (and resampled to it)."""
+    name: str
+    rate_hz: int
+
+
+def read_wav(path: Path, name: str, rate_hz: float, resampled: list[Resampled]) -> "np.ndarray":
+    """A mono PCM 16-bit WAV file as float32 [samples, 1] holding its int16 values, at `rate_hz`: a file at
+    another rate is resampled by linear interpolation (rounded to integers, deterministic) and noted in
+    `resampled`. Anything but mono 16-bit PCM is a UserError naming what the file holds."""
+    import wave
+
+    import numpy as np
+
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels, width, file_rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise UserError(f"{name}: not a PCM WAV file ({exc})", WAV_FIX) from None
+    if channels != 1:
+        raise UserError(f"{name}: {channels} channels; data.source: wav reads mono recordings", WAV_FIX)
+    if width != 2:
+        raise UserError(f"{name}: {8 * width}-bit samples; data.source: wav reads 16-bit PCM", WAV_FIX)
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.float64)
+    if not len(samples):
+        raise UserError(f"{name}: the recording has no samples", "delete it, or record again")
+    if file_rate != rate_hz:
+        resampled.append(Resampled(name, file_rate))
+        count = max(1, int(round(len(samples) * rate_hz / file_rate)))
+        at = np.arange(count) * (file_rate / rate_hz)  # each output sample's time, in input samples
+        samples = np.clip(np.rint(np.interp(at, np.arange(len(samples)), samples)), -32768, 32767)
+    return samples.astype(np.float32)[:, None]
 
 
 # --- windows from a .npz file ---------------------------------------------------------------------------------

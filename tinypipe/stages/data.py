@@ -8,12 +8,14 @@ noise and a slow bias drift, plus the class's motion:
 - `tap`: a short 1.5-5 g impulse, mostly on z, at a random offset, ringing down in tens of milliseconds;
 - `none`: the device at rest or barely moving (a faint slow sway, well under a wave's amplitude).
 
-`data.source: csv` reads the user's recordings instead (`_recordings.py`): split by recording, cut into windows;
+`data.source: csv` (or `wav`) reads the user's recordings instead (`_recordings.py`): split by recording, cut into windows;
 `data.source: npz` reads windows the user cut, split one window at a time unless the file fixes the split.
 
-Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32) and
-`classes.json` (class names in label order); from recordings also `recordings.json` (which recordings went to which
-split, and how many windows each gave: the split manifest).
+Outputs: `data.npz` (x_train, y_train, x_val, y_val, x_test, y_test; x float32 [N, window, axes], y int32),
+`classes.json` (class names in label order), `scaling.json` when an input scaling is declared (per-axis offset
+and scale, with `data.normalize: standard` fitted on the training split; the windows stay raw); from recordings
+also `recordings.json` (which recordings went to which split, and how many windows each gave: the split
+manifest), and from WAV recordings `samples.json` (each recording's length in samples, after resampling).
 """
 
 from __future__ import annotations
@@ -29,19 +31,24 @@ GENERATOR_AXES = ("x", "y", "z")
 GENERATOR_KINDS = ("accelerometer", "imu", "generic")
 
 
-USER_DATA_ONLY = ("path", "hop", "short")  # keys the generator does not read
+USER_DATA_ONLY = ("path", "hop", "short", "normalize")  # keys the generator does not read
+SCALING_KEYS = ("scale", "offset")  # sensor keys left out of the key while unset, so older projects keep theirs
+USER_SOURCES = ("csv", "wav", "npz")
 
 
 def _config(variant) -> dict:
     c = variant.config
     data = dict(c["data"])
-    if data.get("source") in ("csv", "npz"):
+    if data.get("source") in USER_SOURCES:
         data.pop("samples_per_class", None)
         data["files"] = recordings_key(variant)  # each file by content: `status --why` names the file
     else:
         for name in USER_DATA_ONLY:  # a generator project's key is what it was before csv and npz existed
             data.pop(name, None)
-    return {"seed": c["seed"], "sensor": c["sensor"], "data": data}
+    if data.get("normalize") == "none":
+        data.pop("normalize")
+    sensor = {k: v for k, v in c["sensor"].items() if not (k in SCALING_KEYS and v is None)}
+    return {"seed": c["seed"], "sensor": sensor, "data": data}
 
 
 STAGE = Stage(name="data", version="1", needs=(), config=_config,
@@ -168,21 +175,37 @@ def stratified_split(y, fractions, seed):
 
 
 def _from_recordings(ctx: StageContext):
-    """(arrays, classes, extra summary) from the user's CSV recordings, with the split manifest written."""
+    """(arrays, classes, extra summary) from the user's CSV or WAV recordings, with the split manifest written."""
     from tinypipe.stages import _recordings
 
     p = ctx.variant.project
-    rec = _recordings.load(recordings_dir(ctx.variant), p.data.path.rstrip("/"), p.data.classes, p.sensor.axes,
-                           p.sensor.window, p.data.hop, p.data.short, p.data.split, p.seed)
+    resampled: list = []
+    if p.data.source == "wav":
+        def read(path, name):
+            return _recordings.read_wav(path, name, p.sensor.sample_rate_hz, resampled)
+    else:
+        def read(path, name):
+            return _recordings.read_recording(path, name, p.sensor.axes)
+    rec = _recordings.load(recordings_dir(ctx.variant), p.data.path.rstrip("/"), p.data.classes, read,
+                           _recordings.SUFFIX[p.data.source], len(p.sensor.axes), p.sensor.window, p.data.hop,
+                           p.data.short, p.data.split, p.seed)
     manifest = {split: {name: int((rec.sources[split] == i).sum()) for i, name in enumerate(rec.recordings[split])}
                 for split in rec.recordings}
     atomic_write_json(ctx.out / "recordings.json", manifest)
+    if p.data.source == "wav":  # a CSV's length is its line count (`describe`); its entry stays what it was
+        atomic_write_json(ctx.out / "samples.json", rec.samples)
     if rec.dropped:
         ctx.log(f"{len(rec.dropped)} recording(s) shorter than the window ({p.sensor.window} samples) dropped: "
                 f"{', '.join(rec.dropped[:3])}{' ...' if len(rec.dropped) > 3 else ''}")
     ctx.log(f"{sum(len(r) for r in rec.recordings.values())} recordings ("
             + " / ".join(f"{len(rec.recordings[s])} {s}" for s in ("train", "val", "test")) + ")")
     extra = {"recordings": {s: len(names) for s, names in rec.recordings.items()}, "dropped": len(rec.dropped)}
+    if resampled:
+        rate = f"{p.sensor.sample_rate_hz:g}"
+        for item in resampled:
+            ctx.log(f"warning: {item.name} is sampled at {item.rate_hz} Hz, sensor.sample_rate_hz is {rate} Hz: "
+                    "resampled (linear interpolation)")
+        extra["resampled"] = [{"file": item.name, "rate_hz": item.rate_hz} for item in resampled]
     return rec.arrays, rec.classes, extra
 
 
@@ -231,10 +254,68 @@ def _from_npz(ctx: StageContext):
     return arrays, list(p.data.classes), {"split": "by window" if "x" in loaded else "fixed"}
 
 
+TRACES_PER_CLASS = 3
+
+
+def example_traces(entry, per_class: int = TRACES_PER_CLASS) -> dict[str, list]:
+    """{class: up to `per_class` training windows, each [window][axes] of raw values (4 significant digits)}
+    from a data stage entry: the first windows of each class in the (shuffled, seeded) training split, for the
+    data summary's plot (`tinypipe data`, the HTML report)."""
+    import json
+
+    import numpy as np
+
+    classes = json.loads((entry / "classes.json").read_text())
+    with np.load(entry / "data.npz") as npz:
+        x, y = npz["x_train"], npz["y_train"]
+    out = {}
+    for label, name in enumerate(classes):
+        picked = x[np.flatnonzero(y == label)[:per_class]]
+        out[name] = [[[float(f"{v:.4g}") for v in sample] for sample in window] for window in picked]
+    return out
+
+
+def _csv_samples(path) -> int | None:
+    """Samples in a CSV recording as the data stage counts them: its non-blank lines after the header."""
+    try:
+        lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    except OSError:
+        return None
+    return max(len(lines) - 1, 0)
+
+
+def describe(entry, variant, summary: dict) -> dict:
+    """What a data stage entry holds, for `tinypipe data` and the HTML report: source, window, classes, windows
+    per class and split, the recordings of each split with their windows and length in samples (None unless
+    recordings), the declared input scaling (or None) and a few example training windows per class (`traces`)."""
+    import json
+
+    data = variant.config["data"]
+    recordings = None
+    if (entry / "recordings.json").is_file():
+        root = variant.resolve(data["path"])
+        manifest = json.loads((entry / "recordings.json").read_text())
+        # WAV: samples.json, the lengths as the data stage read them (resampled); CSV: count its lines
+        lengths = json.loads((entry / "samples.json").read_text()) if (entry / "samples.json").is_file() else {}
+        recordings = {split: {name: {"windows": n, "samples": lengths[name] if name in lengths
+                                     else _csv_samples(root / name)} for name, n in names.items()}
+                      for split, names in manifest.items()}
+    return {"entry": str(entry), "source": data["source"], "path": data.get("path"),
+            "window": summary.get("window"), "axes": summary.get("axes"),
+            "classes": json.loads((entry / "classes.json").read_text()),
+            "windows": summary.get("counts"), "dropped": summary.get("dropped"), "recordings": recordings,
+            "scaling": summary.get("scaling"), "traces": example_traces(entry)}
+
+
+def _rounded(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
 def run(ctx: StageContext) -> StageResult:
+    from tinypipe.stages import _scaling
 
     p = ctx.variant.project
-    if p.data.source == "csv":
+    if p.data.source in ("csv", "wav"):
         arrays, classes, extra = _from_recordings(ctx)
     elif p.data.source == "npz":
         arrays, classes, extra = _from_npz(ctx)
@@ -250,6 +331,12 @@ def run(ctx: StageContext) -> StageResult:
         arrays = {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val],
                   "x_test": x[test], "y_test": y[test]}
         classes, extra = list(p.data.classes), {}
+    scaling = _scaling.declared(p, arrays["x_train"])
+    if scaling is not None:
+        _scaling.require_raw_int16(arrays, classes, p.data.path)
+        atomic_write_json(ctx.out / _scaling.SCALING_FILE, scaling.as_json())
+        extra["scaling"] = scaling.as_json()
+        ctx.log(f"input scaling ({scaling.how}): offset {_rounded(scaling.offset)}, scale {_rounded(scaling.scale)}")
     write_npz(ctx.out / "data.npz", arrays)
     atomic_write_json(ctx.out / "classes.json", classes)
     counts = {split: {name: int((arrays[f"y_{split}"] == i).sum()) for i, name in enumerate(classes)}

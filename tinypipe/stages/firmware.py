@@ -1,7 +1,8 @@
 """Stage `firmware`: render the no_std cargo project for one board from `firmware-template/`.
 
 The rendered `project/` is the template (runtime, main loop, board support, Cargo.toml) plus the kernel crate
-(`firmware-template/kernels/`), the engine's output, the test windows in `data/test_inputs.bin`, and
+(`firmware-template/kernels/`), the engine's output, the test windows in `data/test_inputs.bin` (raw int16
+windows and `src/raw_input.rs`, with the `raw-input` feature, when an input scaling is declared), and
 `link.x`, the linker script for the board's memory map. The template's stand-ins for these generated files
 (`STANDINS`, which let it build and lint on its own) are left out. The board's support module is chosen by a
 cargo feature (`board-<support>`) that Cargo.toml turns on by default, with `layers` when layers are profiled.
@@ -40,7 +41,7 @@ IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~
 LINKER_TEMPLATE = "link.x.in"
 BOARD_SUPPORT_DIR = "src/board"  # <support>.rs per board with an application, selected by a cargo feature
 # what the template holds in place of generated files, so that it builds and lints on its own
-STANDINS = ("model.rs", "app_config.rs", "test_inputs.bin", "link.x")
+STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "test_inputs.bin", "link.x")
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
 
 
@@ -130,6 +131,27 @@ def render_app_config(reference: dict, sensor: dict) -> str:
     )
 
 
+def render_raw_input(raw_input: dict) -> str:
+    """src/raw_input.rs: the declared input scaling's fixed-point step per axis (reference.json `raw_input`)."""
+    axes = int(raw_input["axes"])
+
+    def array(values) -> str:
+        return "[" + ", ".join(str(int(v)) for v in values) + "]"
+
+    scaling = raw_input["scaling"]
+    return (
+        "// Rendered by tinypipe from the reference stage (`raw_input`): per axis, raw int16 sample -> int8 model\n"
+        "// input, folding the declared scaling, (raw - offset) * scale, and the input quantization into\n"
+        "// `tinyml_kernels::quantize_raw_i16`'s multiplier, bias and shift.\n"
+        f"// scaling ({scaling['how']}): offset {', '.join(f'{v:.6g}' for v in scaling['offset'])}\n"
+        f"//   scale {', '.join(f'{v:.6g}' for v in scaling['scale'])}\n\n"
+        f"pub const AXES: usize = {axes};\n"
+        f"pub const MULTIPLIER: [i32; AXES] = {array(raw_input['multiplier'])};\n"
+        f"pub const BIAS: [i64; AXES] = {array(raw_input['bias'])};\n"
+        f"pub const SHIFT: [u32; AXES] = {array(raw_input['shift'])};\n"
+    )
+
+
 def render_hal_manifest(cargo_toml: str, crates) -> str:
     """Cargo.toml with the `hal:` crates added to [dependencies], for builds that can reach crates.io."""
     lines = []
@@ -197,7 +219,7 @@ def footprint(codegen: Path, test_inputs: Path, board) -> Footprint:
                      stack_bytes=board.stack_bytes)
 
 
-def _check_test_inputs(ctx: StageContext, test_inputs: Path) -> None:
+def _check_test_inputs(ctx: StageContext, test_inputs: Path, raw: bool) -> None:
     size = test_inputs.stat().st_size
     meta_path = ctx.inputs["reference"] / "reference.json"
     if size == 0:
@@ -207,7 +229,7 @@ def _check_test_inputs(ctx: StageContext, test_inputs: Path) -> None:
         meta = read_json(meta_path)
         from tinypipe.tflite.reader import DTYPE_SIZES
 
-        itemsize = DTYPE_SIZES.get(meta.get("input_dtype", "int8"), 1)
+        itemsize = 2 if raw else DTYPE_SIZES.get(meta.get("input_dtype", "int8"), 1)
         expected = meta.get("n", 0) * meta.get("input_len", 0) * itemsize
         if expected and size != expected:
             raise ValueError(f"{test_inputs} has {size} bytes, reference.json says {meta['n']} x "
@@ -223,11 +245,14 @@ def run(ctx: StageContext) -> StageResult:
         raise UserError(f"kernel crate not found at {kernels}",
                         "reinstall tinypipe, or set TINYPIPE_KERNELS to the tinyml-kernels crate")
     model_rs = ctx.inputs["codegen"] / "model.rs"
-    test_inputs = ctx.inputs["reference"] / "test_inputs.bin"
+    reference = read_json(ctx.inputs["reference"] / "reference.json")
+    raw_input = reference.get("raw_input")  # a declared input scaling: the firmware replays raw windows
+    # the reference stage's raw int16 windows (its RAW_INPUTS) with a scaling, else the model's inputs
+    test_inputs = ctx.inputs["reference"] / ("test_raw.bin" if raw_input else "test_inputs.bin")
     for required in (model_rs, test_inputs):
         if not required.is_file():
             raise FileNotFoundError(f"upstream output missing: {required}")
-    _check_test_inputs(ctx, test_inputs)
+    _check_test_inputs(ctx, test_inputs, bool(raw_input))
 
     check_fit(ctx.variant.board, footprint(ctx.inputs["codegen"], test_inputs, ctx.variant.board))
 
@@ -242,16 +267,17 @@ def run(ctx: StageContext) -> StageResult:
     project = ctx.out / "project"
     shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, *STANDINS))
     if board.support:
-        atomic_write_text(project / "src" / "app_config.rs",
-                          render_app_config(read_json(ctx.inputs["reference"] / "reference.json"),
-                                            ctx.variant.config["sensor"]))
+        atomic_write_text(project / "src" / "app_config.rs", render_app_config(reference, ctx.variant.config["sensor"]))
+    if raw_input:
+        atomic_write_text(project / "src" / "raw_input.rs", render_raw_input(raw_input))
     shutil.copytree(kernels, project / "kernels", ignore=_ignore())
     copy_engine_output(ctx.inputs["codegen"], project)
     (project / "data").mkdir(exist_ok=True)
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
     atomic_write_text(project / "link.x", render_linker_script(board))
     atomic_write_text(project / "Cargo.toml",
-                      enable_features((project / "Cargo.toml").read_text(), cell_features(ctx.variant)))
+                      enable_features((project / "Cargo.toml").read_text(),
+                                      cell_features(ctx.variant) + (["raw-input"] if raw_input else [])))
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

@@ -9,6 +9,9 @@ key; the train stage only left a marker) and checked by the same host interprete
 (`data.source: csv` or `npz`) it must take the data's windows (same shape, dimensions of size 1 aside) and output
 one score per class, or the run stops with exit 2 naming both shapes: its accuracy is then measured on the test split.
 
+With a declared input scaling (`_scaling`) the float model is calibrated on scaled windows, and the int8 accuracy
+is measured on inputs made from the raw windows by the integer step the firmware runs.
+
 Outputs: `model.tflite` and `quant.json` (input/output scale and zero point, builtin op names, int8 accuracy on
 the test split from the tflite-micro host interpreter, Keras float accuracy on the test split).
 """
@@ -19,6 +22,7 @@ import time
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
+from tinypipe.stages import _scaling
 from tinypipe.stages._ml import (TENSORFLOW_CAVEAT, MicroModel, builtin_op_names, captured_output,
                                  format_accuracy, load_split, model_source, probe_untrusted_model,
                                  quiet_tensorflow, require_takes_windows)
@@ -66,14 +70,15 @@ def convert(model, x_representative, io_dtype: str) -> bytes:
             raise RuntimeError(f"TFLite conversion failed: {exc}\n{output()[-4000:]}") from exc
 
 
-def host_accuracy(micro: MicroModel, x, y, num_classes: int):
+def host_accuracy(micro: MicroModel, x, y, num_classes: int, scaling=None):
     """Top-1 accuracy of the .tflite on the host TFLM interpreter; None when an imported model does not take
-    the data's windows or does not output one score per class (a reference model benchmarked as is)."""
+    the data's windows or does not output one score per class (a reference model benchmarked as is). With a
+    declared input scaling, `x` is raw and reaches the model through the same integer step as on the device."""
     import numpy as np
 
     if not len(y) or not micro.fits(x) or micro.output.size != num_classes:
         return None
-    inputs = micro.to_input(x)
+    inputs = _scaling.model_inputs(micro, x, scaling)
     predicted = np.array([int(np.argmax(micro.invoke(window))) for window in inputs])
     return float(np.mean(predicted == y))
 
@@ -82,7 +87,8 @@ def run(ctx: StageContext) -> StageResult:
     p = ctx.variant.project
     started = time.monotonic()
     source = model_source(ctx.variant)
-    split = load_split(ctx.inputs["data"])
+    split = load_split(ctx.inputs["data"])  # raw windows
+    scaling = _scaling.load(ctx.inputs["data"])
     accuracy_float = None
     if source.kind == "tflite":
         from tinypipe.tflite.check import check_model
@@ -97,7 +103,8 @@ def run(ctx: StageContext) -> StageResult:
 
         model = keras.models.load_model(ctx.input("train", "model.keras"), compile=False)
         pick = representative_indices(len(split["x_train"]), p.quantization.representative_samples, p.seed)
-        model_bytes = convert(model, split["x_train"][pick], p.quantization.io)
+        x_train = split["x_train"] if scaling is None else scaling.apply(split["x_train"])
+        model_bytes = convert(model, x_train[pick], p.quantization.io)
         accuracy_float = read_json(ctx.input("train", "train_log.json"))["test_accuracy_float"]
 
     try:
@@ -110,7 +117,7 @@ def run(ctx: StageContext) -> StageResult:
     num_classes = len(read_json(ctx.input("data", "classes.json")))
     if source.kind == "tflite" and p.data.source != "generator":  # the user's own data: evaluate on it, or stop
         require_takes_windows(micro, split["x_test"], num_classes, p.model.path)
-    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], num_classes)
+    accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], num_classes, scaling)
     ops = builtin_op_names(model_bytes)
     atomic_write_bytes(ctx.out / "model.tflite", model_bytes)
     atomic_write_json(ctx.out / "quant.json", {

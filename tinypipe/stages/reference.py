@@ -15,14 +15,20 @@ Outputs (row-major, no headers): `test_inputs.bin` (N x input_len elements of th
 `test_outputs.bin` (N x output_len elements of the output dtype), `labels.bin` (uint8 N; only for the data's
 windows), and `reference.json`
 {n, input_len, output_len, input_shape, output_shape, input_dtype, output_dtype, input_scale, input_zero_point,
-output_scale, output_zero_point, inputs, accuracy_host, classes}.
+output_scale, output_zero_point, inputs, accuracy_host, classes}. With a declared input scaling (`_scaling`) the
+inputs are made from the raw windows by the integer step the firmware runs, `test_raw.bin` holds those raw windows
+(int16 little-endian, N x input_len) and `raw_input` in reference.json the step's per-axis multiplier, bias and
+shift.
 """
 
 from __future__ import annotations
 
 from tinypipe.core.fs import atomic_write_bytes, atomic_write_json, read_json
+from tinypipe.stages import _scaling
 from tinypipe.stages._ml import MicroModel, format_accuracy, load_split, require_takes_windows
 from tinypipe.stages.base import Stage, StageContext, StageResult
+
+RAW_INPUTS = "test_raw.bin"  # with a declared input scaling: the raw int16 test windows the firmware replays
 
 STAGE = Stage(name="reference", version="3", needs=("quantize", "data"), config=lambda variant: {},
               description="host TFLM outputs on the test set (the bit-exact oracle)")
@@ -50,8 +56,10 @@ def run(ctx: StageContext) -> StageResult:
     x, y = split["x_test"], split["y_test"].astype(np.uint8)
     if p.data.source != "generator":  # the user's own data: an imported model is evaluated on it, or the run stops
         require_takes_windows(micro, x, len(classes), p.model.path or "the model")
+    scaling = _scaling.load(ctx.inputs["data"])
     if micro.fits(x):
-        inputs, origin = micro.to_input(x).reshape(len(x), micro.input.size), "data"
+        inputs = _scaling.model_inputs(micro, x, scaling).reshape(len(x), micro.input.size)
+        origin = "data"
     else:
         ctx.log(f"the model takes {list(micro.input.shape)}, not the data's windows "
                 f"{list(x.shape[1:])}: using {len(x)} seeded random inputs (no accuracy)")
@@ -65,6 +73,10 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_bytes(ctx.out / "test_outputs.bin", np.ascontiguousarray(outputs).tobytes())
     if origin == "data":
         atomic_write_bytes(ctx.out / "labels.bin", y.tobytes())
+    fixed = None
+    if scaling is not None and origin == "data":  # the firmware gets the raw windows and makes `inputs` itself
+        fixed = scaling.fixed_point(micro.input.scale, micro.input.zero_point)
+        atomic_write_bytes(ctx.out / RAW_INPUTS, np.ascontiguousarray(x.reshape(len(x), -1), dtype="<i2").tobytes())
     summary = {
         "n": int(len(inputs)), "input_len": micro.input.size, "output_len": micro.output.size,
         "input_shape": list(micro.input.shape), "output_shape": list(micro.output.shape),
@@ -73,6 +85,8 @@ def run(ctx: StageContext) -> StageResult:
         "output_scale": micro.output.scale, "output_zero_point": micro.output.zero_point,
         "inputs": origin, "accuracy_host": accuracy, "classes": classes,
     }
+    if fixed is not None:
+        summary["raw_input"] = {"axes": len(fixed.shift), **fixed.as_json(), "scaling": scaling.as_json()}
     atomic_write_json(ctx.out / "reference.json", summary)
     ctx.log(f"{len(inputs)} test windows through host TFLM, accuracy {format_accuracy(accuracy)}")
     return {"n": summary["n"], "accuracy_host": accuracy, "inputs": origin}

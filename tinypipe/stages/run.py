@@ -22,6 +22,9 @@ and the machine (`probe.log` instead of `qemu.log`); `layers` (with `target.prof
 `{op_index, op, instructions (or cycles), share}`, means over the windows from `layer` lines; else null).
 The wall-clock time of the run (`qemu_seconds` or `probe_seconds`) is in the stage summary only, never in
 run.json: the entry's output hash, and so the lock and a release, must not depend on how busy the machine was.
+With a declared input scaling (reference.json `raw_input`) the firmware made its int8 inputs from raw windows and
+printed them (`in` lines): `inputs_bit_exact` and `input_mismatches` compare them with the host's
+`test_inputs.bin`, and `bit_exact` holds only when they match too.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class FirmwareFailed(CheckFailed):
 @dataclass
 class DeviceReport:
     outputs: dict[int, bytes] = field(default_factory=dict)
+    inputs: dict[int, bytes] = field(default_factory=dict)  # `in` lines: model inputs made from raw windows
     ticks: dict[int, int] = field(default_factory=dict)
     cycles: dict[int, int] = field(default_factory=dict)  # DWT CYCCNT, from boards whose support has it
     layers: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)  # (window, op) -> (name, ticks)
@@ -90,6 +94,8 @@ def parse_output(text: str) -> DeviceReport:
         try:
             if words[0] == "out" and len(words) in (2, 3):
                 report.outputs[int(words[1])] = bytes.fromhex(words[2] if len(words) == 3 else "")
+            elif words[0] == "in" and len(words) == 3:
+                report.inputs[int(words[1])] = bytes.fromhex(words[2])
             elif words[0] == "ticks" and len(words) == 3:
                 report.ticks[int(words[1])] = int(words[2])
             elif words[0] == "layer" and len(words) == 5:
@@ -204,6 +210,13 @@ def run(ctx: StageContext) -> StageResult:
     device = np.frombuffer(device_bytes, dtype=dtype).reshape(n, output_len)
     summary = {"n": n, **compare(device, oracle.reshape(n, output_len), labels),
                "confusion": confusion(device, labels, meta.get("classes") or [])}
+    if meta.get("raw_input"):  # the device made its int8 inputs from raw windows: they must be the host's bytes
+        host_inputs = (reference / "test_inputs.bin").read_bytes()
+        size = len(host_inputs) // n
+        differs = [i for i in range(n) if report.inputs.get(i) != host_inputs[i * size:(i + 1) * size]]
+        summary["inputs_bit_exact"] = not differs
+        summary["input_mismatches"] = {"count": len(differs), "first": differs[:FIRST_MISMATCHES]}
+        summary["bit_exact"] = summary["bit_exact"] and not differs
     if emulator is None:
         # on the chip SysTick runs on the core clock: ticks are cycles (DWT CYCCNT where the firmware has it)
         cycles = [report.cycles.get(i, report.ticks[i]) for i in range(n)]

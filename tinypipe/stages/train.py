@@ -25,7 +25,8 @@ import time
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, read_json
-from tinypipe.stages._ml import TENSORFLOW_CAVEAT, format_accuracy, load_split, model_source, quiet_tensorflow
+from tinypipe.stages._ml import TENSORFLOW_CAVEAT, format_accuracy, model_source, quiet_tensorflow
+from tinypipe.stages._scaling import model_split
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
@@ -207,7 +208,7 @@ def run(ctx: StageContext) -> StageResult:
     quiet_tensorflow()
     import keras
 
-    split = load_split(ctx.inputs["data"])
+    split = model_split(ctx.inputs["data"])  # the declared input scaling applied
     num_classes = len(read_json(ctx.input("data", "classes.json")))  # csv: data.classes may be unset
     window, axes = split["x_train"].shape[1:]
     if source.kind == "keras":

@@ -45,6 +45,6 @@ pub use elementwise::{
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
-pub use quant::{multiply_by_quantized_multiplier, Rescale};
+pub use quant::{multiply_by_quantized_multiplier, quantize_raw_i16, Rescale};
 pub use reduce::{mean_s8, Mean};
 pub use softmax::{softmax_s8, softmax_s8_in_place, Softmax};

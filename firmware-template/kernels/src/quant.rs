@@ -12,6 +12,20 @@ pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> 
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x.wrapping_shl(left_shift), multiplier), right_shift)
 }
 
+/// A raw int16 sensor sample as an int8 model input, one fixed-point step folding the declared input scaling and
+/// the input tensor's quantization: `clamp(RoundingDivideByPOT(raw * multiplier + bias, shift), -128, 127)` in
+/// i64, halves rounded away from zero as gemmlowp's `RoundingDivideByPOT` does. tinypipe computes `multiplier`,
+/// `bias` and `shift` per axis (`stages/_scaling.py`, whose `quantize_raw` is this step in numpy) with
+/// `shift <= 47`, `|multiplier| < 2^31` and `|bias| < 2^62`, so the sum cannot overflow.
+#[inline]
+pub fn quantize_raw_i16(raw: i16, multiplier: i32, bias: i64, shift: u32) -> i8 {
+    let acc = i64::from(raw) * i64::from(multiplier) + bias;
+    let mask = (1i64 << shift) - 1;
+    let remainder = acc & mask;
+    let threshold = (mask >> 1) + i64::from(acc < 0);
+    ((acc >> shift) + i64::from(remainder > threshold)).clamp(-128, 127) as i8
+}
+
 /// One output channel's scale with the output zero point and the rounding folded in, for kernels whose
 /// accumulators hold twice the sum (depthwise: doubled weights), so the high multiply needs no shift.
 /// Eight bytes: the shift is derived from `add`.

@@ -333,3 +333,33 @@ mod copies {
         assert_eq!(y, [1, 3, 4, 2, 5, 6]);
     }
 }
+
+mod raw_input {
+    use crate::quantize_raw_i16;
+
+    /// The same step in i128 and exact rational rounding (halves away from zero), at the raw range's edges.
+    fn reference(raw: i16, multiplier: i32, bias: i64, shift: u32) -> i8 {
+        let acc = i128::from(raw) * i128::from(multiplier) + i128::from(bias);
+        let divisor = 1i128 << shift;
+        let magnitude = (acc.abs() + divisor / 2) / divisor; // ties away from zero
+        let q = if acc < 0 { -magnitude } else { magnitude };
+        q.clamp(-128, 127) as i8
+    }
+
+    #[test]
+    fn matches_exact_rounding_across_the_int16_range() {
+        let cases: [(i32, i64, u32); 5] = [
+            (1 << 30, 0, 38),                          // 1/256: ties at every multiple of 128
+            (1_503_238_554, -3 << 40, 41),             // a multiplier below one and a negative bias
+            (i32::MAX, (1i64 << 47) * 100, 47),        // the largest multiplier and bias tinypipe makes
+            (-(1 << 30), 5, 30),                       // negative multiplier: still rounded symmetrically
+            (1 << 30, 0, 0),                           // no shift: plain saturation
+        ];
+        for &(multiplier, bias, shift) in &cases {
+            for raw in (i16::MIN..=i16::MAX).step_by(7).chain([i16::MIN, -1, 0, 1, i16::MAX]) {
+                assert_eq!(quantize_raw_i16(raw, multiplier, bias, shift), reference(raw, multiplier, bias, shift),
+                           "raw {raw}, multiplier {multiplier}, bias {bias}, shift {shift}");
+            }
+        }
+    }
+}

@@ -9,7 +9,8 @@
 //!
 //! The application: sample X/Y/Z at `SAMPLE_RATE_HZ` (timed by SysTick), keep the last `WINDOW` samples,
 //! turn them into model input with `model::input_from_real` (quantized with the model's input scale and zero
-//! point, or as they are for a float32 input), classify after every `STRIDE` new samples, and
+//! point, or as they are for a float32 input) — or, with a declared input scaling (`raw-input`), from the raw
+//! counts by the same fixed-point step as the test windows — classify after every `STRIDE` new samples, and
 //! show the class on the LEDs: `wave` turns the four LEDs round in a circle, `tap` flashes all four, `none`
 //! lights the green one; any other class lights LED (class index mod 4).
 
@@ -59,6 +60,7 @@ const OUT_X_L: u8 = 0x28;
 const READ: u8 = 0x80;
 /// +-8 g full scale (the gestures reach 5 g): 0.24 mg per digit.
 const FSCALE_8G: u8 = 0b011 << 3;
+#[cfg_attr(feature = "raw-input", allow(dead_code))] // the declared scaling works on raw counts
 const G_PER_DIGIT: f32 = 0.000_24;
 
 /// A memory-mapped register. Every address passed here is one of the constants above: a 32-bit register of
@@ -168,15 +170,27 @@ fn write_register(address: u8, value: u8) -> Result<(), ()> {
     done.map(|_| ())
 }
 
-/// One X/Y/Z sample in g.
-fn read_sample() -> Result<[f32; 3], ()> {
-    let mut out = [0.0; 3];
+/// One X/Y/Z sample in raw counts (`G_PER_DIGIT` g each).
+fn read_sample() -> Result<[i16; 3], ()> {
+    let mut out = [0; 3];
     for (axis, value) in out.iter_mut().enumerate() {
         let low = read_register(OUT_X_L + 2 * axis as u8)?;
         let high = read_register(OUT_X_L + 2 * axis as u8 + 1)?;
-        *value = i16::from_le_bytes([low, high]) as f32 * G_PER_DIGIT;
+        *value = i16::from_le_bytes([low, high]);
     }
     Ok(out)
+}
+
+/// A raw reading of `axis` as model input: through the declared input scaling's fixed-point step, the one the
+/// host used for the test windows (`raw-input`); otherwise in g, quantized with the model's input scale.
+#[cfg(feature = "raw-input")]
+fn sample_to_input(counts: i16, axis: usize) -> model::Input {
+    crate::raw_to_input(counts, axis)
+}
+
+#[cfg(not(feature = "raw-input"))]
+fn sample_to_input(counts: i16, _axis: usize) -> model::Input {
+    model::input_from_real(counts as f32 * G_PER_DIGIT)
 }
 
 fn argmax<T: PartialOrd>(values: &[T]) -> usize {
@@ -221,8 +235,8 @@ pub fn run_application() {
         next += period;
         let Ok(sample) = read_sample() else { continue };
         window.copy_within(axes.., 0); // oldest sample out, newest in at the end
-        for (slot, g) in window[model::INPUT_LEN - axes..].iter_mut().zip(sample) {
-            *slot = model::input_from_real(g);
+        for (axis, (slot, counts)) in window[model::INPUT_LEN - axes..].iter_mut().zip(sample).enumerate() {
+            *slot = sample_to_input(counts, axis);
         }
         since_last += 1;
         if since_last >= STRIDE {
