@@ -1,6 +1,7 @@
 """The engine on light stand-in stages: caching, change propagation, `status --why`, failures, atomic store."""
 
 import json
+import re
 import types
 from pathlib import Path
 
@@ -284,7 +285,8 @@ def test_out_dir_links_the_current_artifacts(tmp_path, fake_stages, monkeypatch,
 
 
 def test_plan_status_and_show_name_stages_by_their_store_key(tmp_path, fake_stages, capsys):
-    """One identifier everywhere: `<stage>:<key prefix>` as the lock and the store name it, or `(pending)`."""
+    """One identifier everywhere: `<stage>:<key prefix>` as the lock and the store name it, or
+    `<stage>:pending-<identity prefix>`, distinct per matrix cell."""
     from tinypipe.cli import main
 
     d = project(tmp_path)
@@ -293,7 +295,8 @@ def test_plan_status_and_show_name_stages_by_their_store_key(tmp_path, fake_stag
     data_key = nodes["data"]["key"]
     assert len(data_key) == 64 and nodes["data"]["id"] == f"data:{data_key[:12]}"
     train = nodes["train"]  # its key waits on data's output
-    assert (train["id"], train["key"], train["needs"]) == ("train:(pending)", None, [f"data:{data_key[:12]}"])
+    assert re.fullmatch(r"train:pending-[0-9a-f]{8}", train["id"])
+    assert (train["key"], train["needs"]) == (None, [f"data:{data_key[:12]}"])
     Pipeline(d).run()
     lock = json.loads((d / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"]
     assert main(["plan", str(d)]) == 0
@@ -301,7 +304,7 @@ def test_plan_status_and_show_name_stages_by_their_store_key(tmp_path, fake_stag
     for stage in FAKE:
         assert f"{stage}:{lock[stage]['key'][:12]} " in text
         assert (d / ".tinypipe" / "store" / lock[stage]["key"]).is_dir()
-    assert "(pending)" not in text
+    assert "pending" not in text
     assert main(["status", str(d), "--json"]) == 0
     for s in json.loads(capsys.readouterr().out):
         assert s["key"] == lock[s["stage"]]["key"] and s["id"] == f"{s['stage']}:{s['key'][:12]}"
@@ -379,3 +382,36 @@ def test_a_sweep_shares_every_stage_upstream_of_what_it_changes(tmp_path, fake_s
                       ("mps2-an385-native-epochs2", "mps2-an386-native-epochs2")}
     lock = json.loads((d / "tinypipe.lock").read_text())
     assert set(lock["variants"]) == {v.name for v in p.variants}
+
+
+def test_plan_tells_apart_the_pending_stages_of_parallel_cells(tmp_path, fake_stages, capsys):
+    from tinypipe.cli import main
+
+    d = project(tmp_path, PROJECT + "matrix:\n  model.epochs: [1, 2]\n  board: [mps2-an385, mps2-an386]\n")
+    assert main(["plan", str(d), "--json"]) == 0
+    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    ids = [n["id"] for n in nodes]
+    assert len(ids) == len(set(ids)) == 1 + 2 + 2 + 4  # data, train and quantize per epochs, build per cell
+    assert sum(i.startswith("build:pending-") for i in ids) == 4
+    by_id = {n["id"]: n for n in nodes}
+    for n in nodes:  # every need names one node of the plan
+        assert all(need in by_id for need in n["needs"])
+
+
+def test_the_frontier_starts_the_longest_chain_first_and_skips_below_a_failure():
+    from tinypipe.engine.frontier import Frontier
+
+    def node(name, *needs):
+        return graph_mod.Node(stage=None, module="", variant=None, variants=[name], needs=list(needs), store=None,
+                              ident=name, config={}, tools={})
+
+    short = node("short")  # a one-stage branch, first in topological order
+    head = node("head")
+    middle = node("middle", head)
+    tail = node("tail", middle, short)
+    frontier = Frontier([short, head, middle, tail])
+    assert frontier.pop() is head and frontier.pop() is short and frontier.peek() is None
+    assert frontier.settle(head, "ran") == [] and frontier.pop() is middle
+    assert frontier.settle(short, "cached") == [] and frontier.peek() is None  # tail still needs middle
+    assert frontier.settle(middle, "failed") == [tail]
+    assert frontier.settled[tail] == "skipped" and frontier.peek() is None

@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--until", metavar="STAGE", type=_stage_name,
                      help=f"stop after this stage ({' '.join(STAGES)})")
     run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
-                     help="run up to N independent stages at once, each in its own worker process (default 1)")
+                     help="N job slots shared by the stages (each in its own worker process) and the compilers "
+                          "they start, as with make -j (a jobserver); default 1")
     run.add_argument("--no-wait", action="store_true",
                      help="if another run is writing this project, exit 2 at once instead of waiting for it")
     run.add_argument("--locked", action="store_true",

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tinypipe.core.snapshot import per_snapshot
+
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: equal values give equal text, so equal keys."""
@@ -57,29 +59,34 @@ _tree_memo: dict[tuple, str] = {}  # (root, every file's path, mtime and size) -
 
 def tree_hash(root: Path, ignore: tuple[str, ...] = (), skip_top: tuple[str, ...] = ()) -> str:
     """Content hash of a source tree for stage keys, memoized per process: file contents are re-read only when
-    some file's mtime or size changed, so every no-op run can afford it. `ignore`: glob patterns skipped at any
-    depth; `skip_top`: names skipped at the top only. "missing" for a tree that does not exist."""
+    some file's mtime or size changed, so every no-op run can afford it, and the tree is walked once per
+    snapshot (`core.snapshot`). `ignore`: glob patterns skipped at any depth; `skip_top`: names skipped at the
+    top only. "missing" for a tree that does not exist."""
+    return _tree_hash(str(Path(root)), tuple(ignore), tuple(skip_top))
+
+
+@per_snapshot
+def _tree_hash(root: str, ignore: tuple[str, ...], skip_top: tuple[str, ...]) -> str:
     import fnmatch
+    import re
 
-    root = Path(root)
-    if not root.is_dir():
+    if not os.path.isdir(root):
         return "missing"
-
-    def skipped(name: str, top: bool) -> bool:
-        return any(fnmatch.fnmatch(name, pattern) for pattern in ignore) or (top and name in skip_top)
+    ignored = re.compile("|".join(fnmatch.translate(p) for p in ignore)).match if ignore else lambda name: None
 
     files = []
+    prefix = len(root.rstrip("/")) + 1
     for dirpath, dirnames, filenames in os.walk(root):
-        top = dirpath == str(root)
-        dirnames[:] = sorted(d for d in dirnames if not skipped(d, top))
+        top = dirpath == root
+        dirnames[:] = sorted(d for d in dirnames if not ignored(d) and not (top and d in skip_top))
         for name in filenames:
-            if not skipped(name, top):
-                full = Path(dirpath) / name
-                st = full.stat()
-                files.append((full.relative_to(root).as_posix(), st.st_mtime_ns, st.st_size))
-    signature = (str(root), tuple(sorted(files)))
+            if not ignored(name) and not (top and name in skip_top):
+                full = os.path.join(dirpath, name)
+                st = os.stat(full)
+                files.append((full[prefix:], st.st_mtime_ns, st.st_size))
+    signature = (root, tuple(sorted(files)))
     if signature not in _tree_memo:
-        _tree_memo[signature] = sha256_json({rel: sha256_file(root / rel) for rel, _, _ in signature[1]})
+        _tree_memo[signature] = sha256_json({rel: sha256_file(Path(root) / rel) for rel, _, _ in signature[1]})
     return _tree_memo[signature]
 
 

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from tinypipe.core import jobserver
 from tinypipe.core.errors import UserError
 
 # The Debian packages each external tool comes from: the one place the install command is spelled out.
@@ -59,7 +60,8 @@ def run(
     timeout: float | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess:
-    """Run argv with stdout and stderr merged into `.stdout`; raise ToolFailed on a non-zero exit when check."""
+    """Run argv with stdout and stderr merged into `.stdout`; raise ToolFailed on a non-zero exit when check.
+    The tool inherits the jobserver this process runs under (cargo, rustc and make take their job slots from it)."""
     argv = [str(a) for a in argv]
     full_env = None
     if env is not None:
@@ -68,7 +70,7 @@ def run(
     try:
         proc = subprocess.run(
             argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", timeout=timeout,
+            text=True, errors="replace", timeout=timeout, pass_fds=jobserver.inherited_fds(),
         )
     except FileNotFoundError as exc:
         tool = os.path.basename(argv[0])

@@ -1,6 +1,8 @@
 """Executors run stage tasks; the scheduler (`Pipeline._schedule`) decides what is ready and owns the store.
 
-An executor has job slots. `submit(task)` hands a task to a free slot; `wait(timeout)` returns the events
+An executor has job slots. `free_slots()` says how many tasks may be submitted now (the process executor
+answers 0 or 1: it reads jobserver tokens one at a time, and only when a stage is ready for one);
+`submit(task)` hands a task to a free slot; `wait(timeout)` returns the events
 that arrived (a stage's log lines and progress, then exactly one `done` or `error` per task); `cancel()` kills
 everything still running; `close()` ends the workers. The task says which stage module to run and where its
 inputs and temporary output directory are; it never carries live objects, so it can cross a process (or, for
@@ -9,8 +11,11 @@ an executor to come, a machine) boundary.
 `ProcessExecutor` (the default) runs each stage in a long-lived worker process of its own session: the
 stage's stdout and stderr (TensorFlow's prints, compiler output) go to the stage's log file, never to the
 terminal the live display draws on, and killing a worker's process group also kills the cargo, rustc, QEMU or
-gcc it started. `InlineExecutor` runs stages in this process, one at a time (tests of the engine on stand-in
-stages, which exist only in the test's process).
+gcc it started. Its `-j N` slots are a jobserver (`core.jobserver`) shared with those tools: a stage starts only
+on a free slot (the run's implicit one, or a token), and cargo, rustc and our TFLM compiles take the tokens of
+further parallel jobs from the same pipe, so N bounds stages and compilers together. `InlineExecutor` runs
+stages in this process, one at a time (tests of the engine on stand-in stages, which exist only in the test's
+process).
 """
 
 from __future__ import annotations
@@ -144,15 +149,18 @@ class InlineExecutor:
 # --- worker processes --------------------------------------------------------------------------------------
 
 
-def _worker_main(conn, parent_pid: int) -> None:
+def _worker_main(conn, parent_pid: int, jobserver_path: str | None = None, jobs: int = 1) -> None:
     """A worker's life: its own session (so its process group holds every tool it starts), stdin from
-    /dev/null, and between tasks stdout/stderr to /dev/null; during a task both go to the task's log file."""
+    /dev/null, and between tasks stdout/stderr to /dev/null; during a task both go to the task's log file.
+    The tools it starts take their extra job slots from the run's jobserver at `jobserver_path`."""
     import sys
     import threading
 
-    from tinypipe.core import proc
+    from tinypipe.core import jobserver, proc
 
     os.setsid()
+    if jobserver_path is not None:
+        jobserver.enter_as_client(jobserver_path, jobs)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a worker ends
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -188,26 +196,38 @@ def _worker_main(conn, parent_pid: int) -> None:
             os.dup2(devnull, 2)
 
 
+IMPLICIT_SLOT = b""  # a worker's slot when it is the run's own, not a token from the pipe
+
+
 @dataclass
 class _Worker:
     process: Any
     conn: Any
     task: Task | None = None
+    slot: bytes | None = None  # the job slot its task runs on: IMPLICIT_SLOT or a token to give back
 
 
 class ProcessExecutor:
-    """`jobs` long-lived worker processes, started when first needed (TensorFlow is imported once per worker)."""
+    """Up to `jobs` long-lived worker processes, started when first needed (TensorFlow is imported once per
+    worker), each running a stage on one slot of the run's jobserver."""
 
     def __init__(self, jobs: int = 1):
-        self.jobs = max(1, int(jobs))
+        from tinypipe.core.jobserver import Jobserver
+
+        self.jobserver = Jobserver(max(1, int(jobs)))
         self._workers: list[_Worker] = []
+        self._implicit_free = True
+        self._reserved: bytes | None = None  # a token read for the next submit
+        self._want_token = False  # the scheduler has a stage ready and no slot for it
+        self._tokens_lost = False  # a worker died: its tools may have taken tokens with them
 
     def _spawn(self) -> _Worker:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold threads or TensorFlow
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=_worker_main, args=(child, os.getpid()), name="tinypipe-worker")
+        process = ctx.Process(target=_worker_main, name="tinypipe-worker",
+                              args=(child, os.getpid(), self.jobserver.path, self.jobserver.jobs))
         process.start()
         child.close()
         worker = _Worker(process, parent)
@@ -215,31 +235,65 @@ class ProcessExecutor:
         return worker
 
     def free_slots(self) -> int:
-        busy = sum(1 for w in self._workers if w.task is not None)
-        return self.jobs - busy
+        """1 when a stage can start now (the implicit slot is free, or a token was read), else 0: the
+        compilers of running stages may hold every token."""
+        if self._tokens_lost and not any(w.task is not None for w in self._workers):
+            self.jobserver.refill(held=int(self._reserved is not None))
+            self._tokens_lost = False
+        if self._implicit_free:
+            self._want_token = False
+            return 1
+        if self._reserved is None:
+            self._reserved = self.jobserver.tokens.try_acquire()
+        self._want_token = self._reserved is None
+        return int(self._reserved is not None)
 
     def submit(self, task: Task) -> None:
+        if self._implicit_free:
+            slot, self._implicit_free = IMPLICIT_SLOT, False
+        elif self._reserved is not None:
+            slot, self._reserved = self._reserved, None
+        else:
+            raise RuntimeError("submit without a free job slot (call free_slots first)")
+        self._want_token = False
         worker = next((w for w in self._workers if w.task is None), None)
         if worker is None:
             worker = self._spawn()
-        worker.task = task
+        worker.task, worker.slot = task, slot
         worker.conn.send(task)
 
+    def _free(self, worker: _Worker) -> None:
+        slot, worker.task, worker.slot = worker.slot, None, None
+        if slot == IMPLICIT_SLOT:
+            self._implicit_free = True
+        elif slot is not None:
+            self.jobserver.tokens.release(slot)
+
     def wait(self, timeout: float) -> list[Event]:
+        """Events from the running stages; returns early (maybe with none) when a token comes back for a
+        stage that waits for a slot."""
         from multiprocessing.connection import wait
 
+        if self._reserved is not None:  # read for a stage that started on the implicit slot after all
+            self.jobserver.tokens.release(self._reserved)
+            self._reserved = None
         busy = {w.conn: w for w in self._workers if w.task is not None}
+        tokens = self.jobserver.tokens.fileno()
         if not busy:
             return []
         events: list[Event] = []
-        for conn in wait(list(busy), timeout):
-            worker = busy[conn]
+        for ready in wait([*busy, *([tokens] if self._want_token else [])], timeout):
+            if ready == tokens:
+                self._reserved = self.jobserver.tokens.try_acquire()
+                self._want_token = self._reserved is None
+                continue
+            worker = busy[ready]
             try:
-                while conn.poll():
-                    event = conn.recv()
+                while ready.poll():
+                    event = ready.recv()
                     events.append(event)
                     if event.kind in ("done", "error"):
-                        worker.task = None
+                        self._free(worker)
             except (EOFError, OSError):
                 events.append(self._died(worker))
         return events
@@ -251,6 +305,8 @@ class ProcessExecutor:
         code = worker.process.exitcode
         self._kill_group(worker)
         self._workers.remove(worker)
+        self._free(worker)
+        self._tokens_lost = True
         how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                else f"exited with {code}")
         return Event(task.ident if task else -1, "error", Failure(
@@ -287,3 +343,4 @@ class ProcessExecutor:
         for worker in self._workers:
             worker.process.join(timeout=2)
         self.cancel()
+        self.jobserver.close()

@@ -10,6 +10,7 @@ from typing import Any
 
 from tinypipe.config.variant import Variant
 from tinypipe.core.hashing import sha256_json
+from tinypipe.core.snapshot import snapshot
 from tinypipe.engine.store import Store
 from tinypipe.engines import pipeline_for
 from tinypipe.stages import load
@@ -17,10 +18,14 @@ from tinypipe.stages.base import Stage
 
 
 KEY_PREFIX = 12  # hex digits of a store key shown in a stage's label (as `status --why` shortens hashes)
+PENDING_PREFIX = 8  # hex digits of a pending node's identity: distinct from a key's 12, and marked `pending-`
 
 
-def stage_label(stage: str, key: str | None) -> str:
-    return f"{stage}:{key[:KEY_PREFIX]}" if key else f"{stage}:(pending)"
+def stage_label(stage: str, key: str | None, ident: str) -> str:
+    """`<stage>:<key prefix>`, or `<stage>:pending-<identity prefix>` while the key waits on an upstream output:
+    the identity (stage, config, tools and the needs' identities) tells apart the cells of a matrix before any of
+    their keys is known."""
+    return f"{stage}:{key[:KEY_PREFIX]}" if key else f"{stage}:pending-{ident[:PENDING_PREFIX]}"
 
 
 @dataclass(eq=False)
@@ -43,8 +48,9 @@ class Node:
 
     def label(self) -> str:
         """The one name users see for this node (plan, status, show): `<stage>:<store key prefix>`, the key the
-        store entry and the lock use; `<stage>:(pending)` while the key waits on an upstream output."""
-        return stage_label(self.name, self.key())
+        store entry and the lock use; `<stage>:pending-<identity prefix>` while the key waits on an upstream
+        output."""
+        return stage_label(self.name, self.key(), self.ident)
 
     def key_inputs(self) -> dict[str, Any] | None:
         """What the key is made of, or None while an upstream output is not in the store yet."""
@@ -91,6 +97,13 @@ class Graph:
 
 def build_graph(variants: list[Variant], project_store: Store, shared_store: Store,
                 until: str | None = None) -> Graph:
+    """The DAG of `variants`; the machine is looked at once (`core.snapshot`): each source tree is hashed and
+    each tool asked for its version once, however many cells read them."""
+    with snapshot():
+        return _build_graph(variants, project_store, shared_store, until)
+
+
+def _build_graph(variants: list[Variant], project_store: Store, shared_store: Store, until: str | None) -> Graph:
     nodes: list[Node] = []
     by_ident: dict[str, Node] = {}
     by_variant: dict[str, dict[str, Node]] = {}

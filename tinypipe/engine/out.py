@@ -36,27 +36,27 @@ def stable_paths(state_dir: Path, variant: str, stage: str, entry: Path) -> list
 
 def update(state_dir: Path, graph: Graph) -> None:
     for variant, nodes in graph.by_variant.items():
-        where = variant_dir(state_dir, variant)
+        where = str(variant_dir(state_dir, variant))  # strings: a sweep has thousands of links to check
         for stage, names in LINKS.items():
             node = nodes.get(stage)
             if node is None:
                 continue
-            entry = node.entry_dir() if node.meta() is not None else None
+            entry = str(node.entry_dir()) if node.meta() is not None else None
             for name in names:
-                link = where / name
-                if entry is None or not (entry / name).is_file():
-                    if link.is_symlink():
-                        link.unlink()
+                link = os.path.join(where, name)
+                if entry is None or not os.path.isfile(os.path.join(entry, name)):
+                    if os.path.islink(link):
+                        os.unlink(link)
                     continue
-                target = os.path.relpath(entry / name, where)
+                target = os.path.relpath(os.path.join(entry, name), where)
                 try:
                     if os.readlink(link) == target:
                         continue
                 except OSError:
                     pass
-                where.mkdir(parents=True, exist_ok=True)
-                tmp = where / f".{name}.tmp-{os.getpid()}"
-                if tmp.is_symlink():
-                    tmp.unlink()
+                os.makedirs(where, exist_ok=True)
+                tmp = os.path.join(where, f".{name}.tmp-{os.getpid()}")
+                if os.path.islink(tmp):
+                    os.unlink(tmp)
                 os.symlink(target, tmp)
                 os.replace(tmp, link)

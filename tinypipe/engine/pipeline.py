@@ -17,6 +17,7 @@ from tinypipe.core.hashing import sha256_json
 from tinypipe.core.paths import user_cache_dir
 from tinypipe.engine import out as stable_out
 from tinypipe.engine.executor import Event, Executor, Failure, ProcessExecutor, Task, no_space_message
+from tinypipe.engine.frontier import Frontier
 from tinypipe.engine.graph import Graph, Node, build_graph
 from tinypipe.engine.lock import LOCK_FILE, Lock
 from tinypipe.engine.store import Store
@@ -24,6 +25,7 @@ from tinypipe.engines import all_stage_names
 
 STATE_DIR = ".tinypipe"
 WRITER_LOCK = "lock"  # .tinypipe/lock: held (flock) by the run writing the project; holds its PID
+LOCK_SAVE_INTERVAL_S = 1.0
 
 
 @contextlib.contextmanager
@@ -122,6 +124,7 @@ class Pipeline:
         lock_path = self.dir / LOCK_FILE if scratch is None else Path(scratch) / LOCK_FILE
         self.lock = Lock(lock_path, self.config["name"])
         self.state_dir = state
+        self._lock_saved = float("-inf")
         self.graph: Graph = build_graph(self.variants, self.store, self.shared_store, until=until)
         self.remote = None if scratch is not None else _remote_cache(remote_cache, self.config, self.dir)
 
@@ -244,56 +247,49 @@ class Pipeline:
             outcome.pushed += 1
 
     def _schedule(self, executor: Executor, reporter: Reporter, outcome: RunOutcome, locked: bool) -> None:
-        waiting = list(self.graph.nodes)  # topological order
-        settled: dict[int, str] = {}  # id(node) -> ran | cached | pulled | failed | skipped
-        pull_tried: set[int] = set()  # id(node): the remote cache is asked once, not again while it waits for a slot
+        frontier = Frontier(self.graph.nodes)
+        pull_tried: set[Node] = set()  # the remote cache is asked once, not again while a stage waits for a slot
         running: dict[int, tuple[Node, Task, float, dict]] = {}
         next_ident = 0
 
+        def settle(node: Node, status: str, seconds: float = 0.0, error: BaseException | None = None) -> None:
+            if status == "cached":
+                self._on_cached(node, reporter, outcome)
+            elif status != "pulled":  # `_pull` reported and recorded a pulled stage
+                if status == "ran":
+                    reporter.finish(node, "ran", seconds)
+                elif status == "failed":
+                    reporter.fail(node, error)
+                outcome.records.append(StageRecord(node.name, list(node.variants), status, seconds, error))
+            for skipped in frontier.settle(node, status):
+                outcome.records.append(StageRecord(skipped.name, list(skipped.variants), "skipped"))
+
         def pulled(node: Node) -> bool:
-            if id(node) in pull_tried:
+            if node in pull_tried:
                 return False
-            pull_tried.add(id(node))
+            pull_tried.add(node)
             return self._pull(node, reporter, outcome)
 
         try:
-            while waiting or running:
-                progressed = True
-                while progressed:  # settle everything that needs no worker, start what fits
-                    progressed = False
-                    for node in list(waiting):
-                        states = [settled.get(id(dep)) for dep in node.needs]
-                        if any(s in ("failed", "skipped") for s in states):
-                            waiting.remove(node)
-                            settled[id(node)] = "skipped"
-                            outcome.records.append(StageRecord(node.name, list(node.variants), "skipped"))
-                            progressed = True
-                        elif all(s in ("ran", "cached", "pulled") for s in states):
-                            if node.meta() is not None:
-                                waiting.remove(node)
-                                settled[id(node)] = "cached"
-                                self._on_cached(node, reporter, outcome)
-                                progressed = True
-                            elif locked and (refusal := self._unlocked_key(node)):
-                                waiting.remove(node)
-                                settled[id(node)] = "failed"
-                                error = CheckFailed(refusal)
-                                reporter.fail(node, error)
-                                outcome.records.append(StageRecord(node.name, list(node.variants), "failed",
-                                                                   0.0, error))
-                                progressed = True
-                            elif pulled(node):
-                                waiting.remove(node)
-                                settled[id(node)] = "pulled"
-                                progressed = True
-                            elif executor.free_slots() > 0:
-                                waiting.remove(node)
-                                next_ident += 1
-                                task, key_inputs = self._task(node, next_ident)
-                                reporter.start(node)
-                                running[next_ident] = (node, task, time.perf_counter(), key_inputs)
-                                executor.submit(task)
-                                progressed = True
+            while True:
+                while (node := frontier.peek()) is not None:  # settle what needs no worker, start what fits
+                    if node.meta() is not None:
+                        settle(frontier.pop(), "cached")
+                    elif locked and (refusal := self._unlocked_key(node)):
+                        settle(frontier.pop(), "failed", error=CheckFailed(refusal))
+                    elif pulled(node):
+                        settle(frontier.pop(), "pulled")
+                    elif executor.free_slots() > 0:
+                        frontier.pop()
+                        next_ident += 1
+                        task, key_inputs = self._task(node, next_ident)
+                        reporter.start(node)
+                        running[next_ident] = (node, task, time.perf_counter(), key_inputs)
+                        executor.submit(task)
+                    else:
+                        break
+                if not running:
+                    break  # nothing runs and nothing is ready: every stage is settled
                 for event in executor.wait(0.2):
                     node, task, started, key_inputs = running[event.task]
                     if event.kind == "log":
@@ -313,15 +309,9 @@ class Pipeline:
                         if event.kind == "done":
                             if not getattr(executor, "pushes_itself", False):  # the dask workers push their own
                                 self._push(node, outcome)
-                            settled[id(node)] = "ran"
-                            reporter.finish(node, "ran", seconds)
-                            outcome.records.append(StageRecord(node.name, list(node.variants), "ran", seconds))
+                            settle(node, "ran", seconds)
                         else:
-                            error = self._failed(node, task, event.payload)
-                            settled[id(node)] = "failed"
-                            reporter.fail(node, error)
-                            outcome.records.append(StageRecord(node.name, list(node.variants), "failed",
-                                                               seconds, error))
+                            settle(node, "failed", seconds, self._failed(node, task, event.payload))
         except BaseException:  # Ctrl-C, SIGTERM or our own bug: nothing may outlive the run or stay half-written
             executor.cancel()
             for node, task, started, _ in running.values():
@@ -347,7 +337,13 @@ class Pipeline:
             "seconds": round(seconds, 3),
         })
         node.set_meta(meta)
-        self._lock_record(node, save=True)
+        # the lock is rewritten whole: at most once a second while stages finish (and at the end of the run); a
+        # killed run loses nothing by it, the next run records the entries it finds in the store
+        now = time.monotonic()
+        save = now - self._lock_saved >= LOCK_SAVE_INTERVAL_S
+        self._lock_record(node, save=save)
+        if save:
+            self._lock_saved = now
 
     def _failed(self, node: Node, task: Task, failure: Failure) -> BaseException:
         """The stage's failure as the exception the CLI maps to an exit code; its log is kept outside the store."""

@@ -11,6 +11,7 @@ warning, never deleted, and the stage is rebuilt.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -37,15 +38,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _signature(root: Path) -> dict[str, list[int]]:
-    """{relative path: [size, mtime_ns]} of every file of an entry but its meta.json."""
+def _signature(root: Path | str) -> dict[str, list[int]]:
+    """{relative path: [size, mtime_ns]} of every file of an entry but its meta.json, in path order."""
     out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if rel != META and path.is_file():
-            st = path.stat()
-            out[rel] = [st.st_size, st.st_mtime_ns]
-    return out
+
+    def scan(directory: str, prefix: str) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    scan(entry.path, rel + "/")
+                elif rel != META and entry.is_file():
+                    st = entry.stat()
+                    out[rel] = [st.st_size, st.st_mtime_ns]
+
+    scan(str(root), "")
+    return dict(sorted(out.items()))
 
 
 def _warn_stderr(message: str) -> None:
@@ -72,26 +80,27 @@ class Store:
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The entry's meta if the entry exists and its files still hash to its recorded output, else None
         (a corrupt entry is set aside with a warning, so the stage runs again)."""
-        if not self.has(key):
-            return None
-        entry = self.root / key
+        entry = os.path.join(self.root, key)  # strings, not Paths: a 1,000-stage no-op run looks up every entry
         problem = None
         try:
-            meta = self.meta(key)
+            with open(os.path.join(entry, META), "rb") as f:
+                meta = json.loads(f.read())
             if not isinstance(meta, dict) or meta.get("key") != key or not isinstance(meta.get("output"), str):
                 raise ValueError("meta.json does not describe this entry")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # no entry
+            return None
         except (OSError, ValueError) as exc:
             meta, problem = None, f"its meta.json is unreadable ({exc})"
         if meta is not None:
             recorded = meta.get("files")
             signature = _signature(entry)
             if self.paranoid or signature != recorded:
-                if sha256_tree(entry, exclude=frozenset({META, LOG})) != meta["output"]:
+                if sha256_tree(Path(entry), exclude=frozenset({META, LOG})) != meta["output"]:
                     problem = f"the files of this {meta.get('stage', '')} entry no longer match their recorded hash"
                 elif signature != recorded:  # copied (new mtimes) or from before signatures: hash once only
                     meta["files"] = signature
                     try:
-                        atomic_write_json(entry / META, meta)
+                        atomic_write_json(Path(entry) / META, meta)
                     except OSError:
                         pass  # a read-only store stays correct, only slower
         if problem is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tinypipe.engine.graph import Graph, Node, stage_label
+from tinypipe.engine.graph import Graph, Node
 from tinypipe.engine.lock import Lock
 
 
@@ -16,7 +16,7 @@ class StageStatus:
     state: str  # "cached" | "stale" | "new" | "remote" (missing here, on the remote cache: a run pulls it)
     reasons: list[str]
     key: str | None = None  # the store key for the current inputs; None while an upstream output is missing
-    id: str = ""  # `<stage>:<key prefix>` or `<stage>:(pending)`: the name plan, status and show use
+    id: str = ""  # `<stage>:<key prefix>` or `<stage>:pending-<identity prefix>`: as plan, status, show name it
 
 
 def _short(value: Any) -> str:
@@ -70,7 +70,7 @@ def diff_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
 def explain(node: Node, variant: str, lock: Lock) -> StageStatus:
     status = _explain(node, variant, lock)
     status.key = node.key()
-    status.id = stage_label(node.name, status.key)
+    status.id = node.label()
     return status
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tinypipe.core.fs import atomic_write_json
+from tinypipe.core.fs import atomic_write_text
 
 HISTORY_FILE = "report-history.json"
 SCHEMA = 1
@@ -62,7 +62,8 @@ def record(state_dir: Path, rows: list[dict[str, Any]], stages: list[dict[str, A
             {"stage": s["stage"], "variants": list(s.get("variants") or [s.get("variant")]), "status": s["status"],
              "seconds": s.get("seconds", 0.0)} for s in stages]}
     if appended or stages is not None:
-        atomic_write_json(Path(state_dir) / HISTORY_FILE, history)
+        # compact: a sweep's history holds every stage of every cell, and json's indenting encoder is slow
+        atomic_write_text(Path(state_dir) / HISTORY_FILE, json.dumps(history, separators=(",", ":")) + "\n")
     return appended
 
 

@@ -18,6 +18,7 @@ import time
 
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json
+from tinypipe.core.snapshot import per_snapshot
 from tinypipe.stages.base import Stage, StageContext, StageResult
 from tinypipe.toolchain import gnu, tools
 from tinypipe.toolchain.flags import gcc_flags, rustc_flags
@@ -32,9 +33,14 @@ def _config(variant) -> dict:
 
 
 def _tools(variant) -> dict:
+    return _tool_versions(variant.triple)
+
+
+@per_snapshot
+def _tool_versions(triple: str) -> dict:
     gnu_tools = {tools.GCC: tools.version(tools.GCC), tools.LD: tools.version(tools.LD)}
     try:
-        tc = find_rust(variant.triple)
+        tc = find_rust(triple)
     except UserError:
         return {"rustc": tools.MISSING, "cargo": tools.MISSING, **gnu_tools}  # `run` raises the error with its fix
     return {"rustc": tc.version, "cargo": tc.cargo_version(), **gnu_tools}

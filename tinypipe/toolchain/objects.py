@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinypipe.core import proc
+from tinypipe.core import jobserver, proc
 from tinypipe.core.hashing import sha256_file, sha256_json
 from tinypipe.core.paths import user_cache_dir
 from tinypipe.toolchain import tools
@@ -80,9 +80,13 @@ class ObjectCache:
                     return obj
         return None
 
+    def cached(self, rel: str, flags: list[str]) -> Path | None:
+        """The object of `rel` compiled with `flags`, if the cache holds a current one."""
+        return self.lookup(self._entry(_language(rel), rel, flags))
+
     def compile(self, rel: str, flags: list[str]) -> tuple[Path, bool]:
         """(object path, whether it was compiled now). `rel` is relative to the tree root."""
-        language = "c" if rel.endswith(".c") else "c++"
+        language = _language(rel)
         entry = self._entry(language, rel, flags)
         hit = self.lookup(entry)
         if hit is not None:
@@ -103,6 +107,10 @@ class ObjectCache:
         return entry / f"{name}.o", True
 
 
+def _language(rel: str) -> str:
+    return "c" if rel.endswith(".c") else "c++"
+
+
 def _compiler(language: str) -> str:
     return tools.GXX if language == "c++" else tools.GCC
 
@@ -117,33 +125,31 @@ def _tree_headers(depfile: str, source: str) -> list[str]:
 def compile_sources(root: Path, sources: list[str], flags: dict[str, list[str]], *,
                     jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
                     cache: ObjectCache | None = None) -> tuple[list[tuple[str, Path]], CompileStats]:
-    """Compile `sources` in parallel (one compiler process per job), returning (source, object) in source order."""
-    import concurrent.futures
+    """Compile `sources` (those the cache does not hold) in parallel, one compiler per job slot, returning
+    (source, object) in source order.
 
+    The slots come from the jobserver of the run (`core.jobserver`): the first compiler runs on the stage's own
+    slot, each further one on a token, so `-j` bounds the compilers of every stage together. Outside a run,
+    `jobs` slots (default: one per CPU)."""
     cache = cache or ObjectCache(root)
-    jobs = jobs or os.cpu_count() or 1
-    stats = CompileStats()
-    objects: dict[str, Path] = {}
+    objects = {rel: cache.cached(rel, flags[_language(rel)]) for rel in sources}
+    missing = [rel for rel, obj in objects.items() if obj is None]
+    stats = CompileStats(reused=len(sources) - len(missing))
     total = len(sources)
     if progress:
-        progress(0, total)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(cache.compile, rel, flags["c" if rel.endswith(".c") else "c++"]): rel
-                   for rel in sources}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                obj, compiled = future.result()
-                objects[futures[future]] = obj
-                if compiled:
-                    stats.compiled += 1
-                else:
-                    stats.reused += 1
-                if progress:
-                    progress(len(objects), total)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        progress(stats.reused, total)
+
+    def compiled(rel: str, result: tuple[Path, bool]) -> None:
+        objects[rel] = result[0]
+        if result[1]:
+            stats.compiled += 1
+        else:  # another process compiled it meanwhile
+            stats.reused += 1
+        if progress:
+            progress(stats.compiled + stats.reused, total)
+
+    jobserver.run_with_slots(lambda rel: cache.compile(rel, flags[_language(rel)]), missing,
+                             fallback_jobs=jobs, on_done=compiled)
     return [(rel, objects[rel]) for rel in sources], stats
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tinypipe.core import proc
 from tinypipe.core.errors import UserError
+from tinypipe.core.snapshot import per_snapshot
 from tinypipe.toolchain.cache import cached_output, first_line
 
 GCC = "arm-none-eabi-gcc"
@@ -48,6 +49,7 @@ def find(tool: str) -> str:
     return path
 
 
+@per_snapshot
 def version(tool: str) -> str:
     """First line of `tool --version`, asked once per binary (see the module doc), or `missing`."""
     path = locate(tool)
