@@ -11,7 +11,8 @@ use crate::model;
 pub trait Element: Copy + private::Sealed {
     /// The real value a stored element stands for: dequantized with the tensor's `scale` and `zero_point`
     /// (int8), or itself (float32). The real-time loop's emulated sensor replays the test windows this way.
-    #[cfg_attr(not(feature = "realtime"), allow(dead_code, reason = "only the real-time loop reads it"))]
+    #[cfg_attr(any(not(feature = "realtime"), feature = "raw-input"),
+               allow(dead_code, reason = "only the real-time loop's real-valued sensor reads it"))]
     fn to_real(self, scale: f32, zero_point: i32) -> f32;
 }
 impl Element for i8 {

@@ -111,7 +111,11 @@ def render_realtime_config(settings: dict, reference: dict) -> str:
         f"{settings['clock_hz']:,} Hz.\n"
         f"pub const TICKS_PER_INTERRUPT: u32 = {settings['ticks_per_interrupt']};\n"
         f"pub const INTERRUPTS_PER_SAMPLE: u32 = {settings['interrupts_per_sample']};\n"
+        "/// The test windows' input quantization: the emulated sensor's way back to real values (a `raw-input`\n"
+        "/// sensor delivers the raw readings instead).\n"
+        "#[cfg_attr(feature = \"raw-input\", allow(dead_code))]\n"
         f"pub const INPUT_SCALE: f32 = {scale!r};\n"
+        "#[cfg_attr(feature = \"raw-input\", allow(dead_code))]\n"
         f"pub const INPUT_ZERO_POINT: i32 = {zero_point};\n"
     )
 
