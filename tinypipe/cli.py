@@ -352,7 +352,7 @@ def cmd_run(args) -> int:
     pipeline = _pipeline(args, until=args.until)
     with _reporter(args) as reporter:
         outcome = pipeline.run(reporter, jobs=args.jobs, wait=not args.no_wait, locked=args.locked,
-                               executor=_executor(args, pipeline))
+                               make_executor=_executor(args, pipeline))
     doc = run_document(pipeline, outcome)
     if args.json:
         _print_json(doc)

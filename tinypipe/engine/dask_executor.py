@@ -36,15 +36,13 @@ WORKER_STORE = "tinypipe-store"  # in the dask worker's local directory
 
 @dataclass
 class RemoteTask:
-    """What a worker needs to run one stage: the task, the key its entry goes under, the keys of its inputs
-    and the remote cache they travel through. Plain data: it is pickled to the worker."""
+    """What a worker needs to run one stage: the task (which carries its stage, variants and key inputs), the key
+    its entry goes under, the keys of its inputs and the remote cache they travel through. Plain data: it is
+    pickled to the worker."""
 
     task: Task
     key: str
-    key_inputs: dict
     input_keys: dict[str, str]  # input name -> store key
-    stage: str
-    variants: list[str]
     remote_url: str
 
 
@@ -82,7 +80,7 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             raise UserError(f"cannot reach the dask scheduler at {address}: {exc}",
                             "check the address and that `dask scheduler` is running there") from None
-        self._running: dict[Any, Task] = {}  # future -> task
+        self._running: dict[Any, tuple[Task, str]] = {}  # future -> the task and its entry's key
         self._slots = 0
         self._slots_checked = 0.0
 
@@ -112,12 +110,11 @@ class DaskExecutor:
                                 f"{self.remote.name}, so no worker can run it",
                                 "check that the remote cache is reachable and writable from here")
             input_keys[name] = key
-        spec = RemoteTask(task=task, key=sha256_json(task.key_inputs), key_inputs=task.key_inputs,
-                          input_keys=input_keys, stage=task.stage, variants=list(task.variant_names),
+        spec = RemoteTask(task=task, key=sha256_json(task.key_inputs), input_keys=input_keys,
                           remote_url=self.remote.url)
         future = self.client.submit(run_on_worker, spec, key=f"tinypipe-{task.stage}-{spec.key[:16]}-{task.ident}",
                                     pure=False)
-        self._running[future] = task
+        self._running[future] = (task, spec.key)
 
     def wait(self, timeout: float) -> list[Event]:
         deadline = time.monotonic() + timeout
@@ -128,11 +125,10 @@ class DaskExecutor:
             time.sleep(0.05)  # futures update from the client's own thread: polling them costs nothing
         events: list[Event] = []
         for future in done:
-            task = self._running.pop(future)
-            events.extend(self._outcome(future, task))
+            events.extend(self._outcome(future, *self._running.pop(future)))
         return events
 
-    def _outcome(self, future, task: Task) -> list[Event]:
+    def _outcome(self, future, task: Task, key: str) -> list[Event]:
         if future.status != "finished":
             exc = future.exception() if future.status == "error" else None
             detail = f"{type(exc).__name__}: {exc}" if exc is not None else future.status
@@ -143,7 +139,6 @@ class DaskExecutor:
         kind, payload, logs = future.result()
         events = [Event(task.ident, "log", line) for line in logs]
         if kind == "done":
-            key = sha256_json(task.key_inputs)
             if not self.remote.pull(key, Path(task.out)):
                 return events + [Event(task.ident, "error", Failure(
                     "died", f"a worker ran this stage, but its entry {key[:12]}… could not be fetched from the "
@@ -198,10 +193,9 @@ def run_on_worker(spec: RemoteTask) -> tuple[str, Any, list[str]]:
     remote = RemoteCache(spec.remote_url)
     logs: list[str] = []
     remote.warn = lambda message: logs.append(f"warning: {message}")
-    if remote.has(spec.key):  # another worker finished it (a task rerun after its worker was lost, say)
-        meta = remote.meta(spec.key)
-        if meta is not None:
-            return "done", meta.get("summary", {}), logs
+    finished = remote.meta(spec.key)
+    if finished is not None:  # another worker finished it (a task rerun after its worker was lost, say)
+        return "done", finished.get("summary", {}), logs
     store = Store(Path(get_worker().local_directory) / WORKER_STORE)
     inputs = {}
     for name, key in spec.input_keys.items():
@@ -228,7 +222,8 @@ def run_on_worker(spec: RemoteTask) -> tuple[str, Any, list[str]]:
         store.abort(out)
         return "error", outcome.payload, logs
     entry_meta = store.commit(out, spec.key, {
-        "stage": spec.stage, "variants": spec.variants, "inputs": spec.key_inputs, "summary": outcome.payload,
+        "stage": spec.task.stage, "variants": list(spec.task.variant_names), "inputs": spec.task.key_inputs,
+        "summary": outcome.payload,
         "seconds": round(time.perf_counter() - started, 3),
     })
     if not remote.push(spec.key, store.root / spec.key):

@@ -130,16 +130,17 @@ class Pipeline:
 
     # --- running ---------------------------------------------------------------------------------------
 
-    def run(self, reporter: Reporter | None = None, jobs: int = 1,
-            executor: Executor | Callable[[], Executor] | None = None,
-            wait: bool = True, locked: bool = False) -> RunOutcome:
+    def run(self, reporter: Reporter | None = None, jobs: int = 1, executor: Executor | None = None,
+            wait: bool = True, locked: bool = False,
+            make_executor: Callable[[], Executor] | None = None) -> RunOutcome:
         """Run every stage whose entry is missing, after the stages it needs, up to `jobs` at once.
 
         One run writes a project at a time: a second one waits for the first (or, with `wait=False`, stops
         with a UserError) and then finds what the first built. A failed stage fails only the stages that need
         it; the other cells go on. Ctrl-C (KeyboardInterrupt) kills every running stage with its tools,
         discards their partial outputs and re-raises. `locked`: first check the project against the lock and
-        raise CheckFailed, naming every difference, before anything is built (`run --locked`)."""
+        raise CheckFailed, naming every difference, before anything is built (`run --locked`). `make_executor`:
+        what runs the stages instead of `jobs` local worker processes, called once something needs to run."""
         reporter = reporter or NullReporter()
         with writer_lock(self.state_dir, wait, reporter.warn):
             if locked:
@@ -156,10 +157,8 @@ class Pipeline:
                     self._on_cached(node, reporter, outcome)
                 self.lock.save()
             else:
-                if executor is None:
-                    executor = ProcessExecutor(jobs)
-                elif callable(executor) and not hasattr(executor, "submit"):
-                    executor = executor()  # a factory: connect only when something needs to run
+                if executor is None:  # made only now: a dask client connects only when something must run
+                    executor = make_executor() if make_executor is not None else ProcessExecutor(jobs)
                 try:
                     self._schedule(executor, reporter, outcome, locked)
                 finally:
