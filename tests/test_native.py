@@ -93,11 +93,13 @@ def host_build(tmp_path_factory):
                    check=True, capture_output=True, text=True)
     built: dict[str, tuple[Path, dict]] = {}
 
-    def compile_model(model_bytes: bytes, name: str) -> tuple[Path, dict]:
+    def compile_model(model_bytes: bytes, name: str, optimize: str = "balanced") -> tuple[Path, dict]:
+        if optimize != "balanced":
+            name = f"{name}-{optimize}"
         if name not in built:
             work = root / name
             work.mkdir()
-            generated = generate(model_bytes, f"{name}.tflite")
+            generated = generate(model_bytes, f"{name}.tflite", optimize)
             (work / "model.rs").write_text(generated.model_rs)
             (work / "main.rs").write_text(HOST_MAIN)
             result = subprocess.run([RUSTC, "--edition", "2021", "-C", "opt-level=3", "-D", "warnings",
@@ -129,9 +131,10 @@ def random_inputs(model_bytes: bytes, count: int, rng) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def assert_bit_exact(model_bytes: bytes, name: str, count: int, host_build, host_tflm, seed: int = 0) -> dict:
+def assert_bit_exact(model_bytes: bytes, name: str, count: int, host_build, host_tflm, seed: int = 0,
+                     optimize: str = "balanced") -> dict:
     """Every computing operator's output tensor and the model output, byte for byte with the oracle."""
-    program, info = host_build(model_bytes, name)
+    program, info = host_build(model_bytes, name, optimize)
     computed = [o for o in info["ops"] if o["kernel"] != "alias"]
     graph = parse_model(model_bytes).main
     tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]
@@ -266,6 +269,15 @@ def _keras_specs(keras):
         # biases the converter quantizes to +-2^30 (tiny weights, large biases: the shape of trained MobileNets
         # that reach the short requantization path's limit) beside ordinary channels, in conv, depthwise and FC
         "wide_accumulators": lambda: _wide_accumulators(keras),
+        # optimize: ram writes the first three over their input row by row (at the peak, bytes kept level):
+        # depthwise stride 1 SAME, conv with dilation 2, depthwise 5x3 multiplier 2 stride 2 (padded above);
+        # then a 1x1 conv and a VALID 3x2 conv, stride 2x1, that stay layer by layer; odd sizes
+        "ram_chain": lambda: seq((17, 13, 8), L.DepthwiseConv2D(3, padding="same", activation="relu"),
+                                 L.Conv2D(8, 3, dilation_rate=2, padding="same"),
+                                 L.DepthwiseConv2D((5, 3), strides=2, depth_multiplier=2, padding="same",
+                                                   activation="relu6"),
+                                 L.Conv2D(18, 1), L.Conv2D(16, (3, 2), strides=(2, 1), padding="valid"),
+                                 L.Flatten(), L.Dense(4)),
         # global max pooling converts to REDUCE_MAX: not supported by the native engine
         "with_reduce_max": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Dense(3)),
     }
@@ -623,6 +635,58 @@ def test_arena_plan_never_overlaps_live_tensors(shared_dir, keras_models):
                 if a.overlaps(b):
                     assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (name, a, b)
         assert plan.lower_bound <= plan.size
+
+
+RAM_MODELS = {"person_detect": 1, "kws_ref_model": 2}  # shared models checked in `optimize: ram`, inputs each
+
+
+def _ram_cases(shared_dir, keras_models) -> dict[str, bytes]:
+    models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in RAM_MODELS}
+    return {**models, "ram_chain": keras_models["ram_chain"]}
+
+
+def test_ram_plan_overlaps_only_tied_pairs_and_lowers_the_arena(shared_dir, keras_models):
+    """`optimize: ram`: a convolution writes over its own input only where no output row lands on input rows
+    still to be read (the check rows.rs asserts at compile time); no other buffers live at the same time
+    share bytes; the arena shrinks (person_detect: to at most 0.7x its layer-by-layer arena) and the default
+    plan overlaps nothing."""
+    from tinypipe.engines.native.overlap import row_geometry
+
+    models = {p.stem: p.read_bytes() for p in (shared_dir / "models").glob("*.tflite")}
+    models["ram_chain"] = keras_models["ram_chain"]
+    for name, data in models.items():
+        program = lower(parse_model(data, name))
+        sizes = {t.index: t.nbytes for t in program.tensors}
+        plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of, overlap=True)
+        default = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of)
+        assert not default.overlapped and plan.layer_by_layer == default.size, name
+        assert plan.lower_bound <= plan.size <= default.size, name
+        tied = set()
+        for step in program.steps:
+            if step.index in plan.overlapped:
+                rows = row_geometry(step)
+                assert rows.fits(plan.offset(step.input), plan.offset(step.output)), (name, step.index)
+                tied.add(frozenset((plan.alias_of.get(step.input, step.input),
+                                    plan.alias_of.get(step.output, step.output))))
+        buffers = list(plan.buffers.values())
+        for i, a in enumerate(buffers):
+            assert 0 <= a.offset and a.offset + a.size <= plan.size
+            for b in buffers[i + 1:]:
+                if a.overlaps(b) and frozenset((a.tensor, b.tensor)) not in tied:
+                    assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (name, a, b)
+    person = generate(models["person_detect"], "person_detect.tflite", "ram").info
+    assert person["arena_bytes"] <= 0.7 * person["arena_layer_by_layer"]
+    assert person["overlapped_ops"] and all(person["ops"][int(op)]["kernel"].endswith("_rows")
+                                            for op in person["overlapped_ops"])
+    chain = generate(models["ram_chain"], "ram_chain.tflite", "ram").info
+    assert sorted(chain["overlapped_ops"]) == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("name", ["ram_chain", *RAM_MODELS])
+def test_ram_mode_is_bit_exact_with_tflm(name, shared_dir, keras_models, host_build, host_tflm):
+    data = _ram_cases(shared_dir, keras_models)[name]
+    info = assert_bit_exact(data, name, RAM_MODELS.get(name, 8), host_build, host_tflm, seed=5, optimize="ram")
+    assert info["overlapped_ops"] and info["arena_bytes"] < info["arena_layer_by_layer"]
 
 
 # --- the stage ------------------------------------------------------------------------------------------------

@@ -109,6 +109,22 @@ def _in_place_call(step: Step, plan: ArenaPlan, t, tensor: int) -> str:
             + f"    {call}x, y);\n    hook({step.index}, y);\n")
 
 
+def _rows_call(step: Step, plan: ArenaPlan, t, stage_bytes: int) -> str:
+    """A convolution writing its output row by row over its own input (plan.py chose it, overlap.py says how)."""
+    src, dst = plan.offset(step.input), plan.offset(step.output)
+    n_in, n_out = t[step.input].nbytes, t[step.output].nbytes
+    args = "".join(f"&{a.name}, " for a in step.arrays)
+    work = "&mut scratch" + ((", &mut stage" if stage_bytes else ", &mut []") if step.takes_stage else "")
+    what = f"op {step.index} {step.op}"
+    return (f"    //   arena[{src}..{src + n_in}] -> arena[{dst}..{dst + n_out}], row by row over its input, "
+            f"{step.macs} MACs\n"
+            f"    const _: () = assert!(k::rows_fit(ARENA_BYTES, {src}, {dst}, &P{step.index}.rows()), "
+            f"\"{what}: a row would overwrite input still to be read, or leave the arena\");\n"
+            f"    let Some(y) = k::{step.kernel}_rows{step.generics}(&P{step.index}, &mut arena[..], {src}, {dst}, "
+            f"{args}{work}) else {{ broken_plan({step.index}) }};\n"
+            f"    hook({step.index}, y);\n")
+
+
 def scratch_sizes(program: Program) -> tuple[int, int]:
     """(u32 words, staging bytes) of kernel working memory `invoke` keeps on its stack: the most any step needs."""
     return (max((s.scratch_words for s in program.steps), default=0),
@@ -222,6 +238,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         out.append(f"    // op {step.index} {step.op} {_shape(step.in_shape)} -> {_shape(step.out_shape)}"
                    f"{', ' + step.note if step.note else ''}\n")
         if not step.kernel:
+            continue
+        if step.index in plan.overlapped:
+            out.append(_rows_call(step, plan, t, stage_bytes))
             continue
         if step.index in plan.in_place:
             out.append(_in_place_call(step, plan, t, plan.in_place[step.index]))

@@ -43,7 +43,7 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
     ops = []
     for s in program.steps:
         ops.append({
-            "index": s.index, "op": s.op, "kernel": s.kernel or "alias", "input_tensor": s.input,
+            "index": s.index, "op": s.op, "kernel": (s.kernel + "_rows" if s.index in plan.overlapped else s.kernel) or "alias", "input_tensor": s.input,
             "output_tensor": s.output, "input_shape": list(s.in_shape),
             "output_shape": list(s.out_shape), "macs": s.macs, "weight_bytes": sum(a.nbytes for a in s.arrays),
             "input_offset": plan.offset(s.input), "output_offset": plan.offset(s.output),
@@ -57,6 +57,8 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
         "arena_strategies": plan.strategies,
         "arena_strategy": plan.strategy,
         "in_place_ops": sorted(plan.in_place),
+        "overlapped_ops": {str(op): shift for op, shift in sorted(plan.overlapped.items())},
+        "arena_layer_by_layer": plan.layer_by_layer,
         "scratch_bytes": 4 * scratch_words + stage_bytes,
         "weight_bytes": sum(o["weight_bytes"] for o in ops),
         "macs": sum(o["macs"] for o in ops),
@@ -65,11 +67,14 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
     }
 
 
-def generate(model_bytes: bytes, source: str = "model.tflite") -> Generated:
+def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = "balanced") -> Generated:
+    """`optimize="ram"`: convolutions may write over their input row by row where that lowers the arena
+    (plan.py); any other mode plans layer by layer."""
     model = parse_model(model_bytes, source)
     program = lower(model)
     sizes = {t.index: t.nbytes for t in program.tensors}
-    plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of)
+    plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of,
+                      overlap=optimize == "ram")
     io = _io(program)
     sha256 = hashlib.sha256(model_bytes).hexdigest()
     info = _summary(program, plan, io, sha256)
@@ -79,4 +84,7 @@ def generate(model_bytes: bytes, source: str = "model.tflite") -> Generated:
         f"MACs: {info['macs']}, weights: {info['weight_bytes']} bytes, arena: {plan.size} bytes "
         f"(lower bound {plan.lower_bound}), kernel scratch on the stack: {info['scratch_bytes']} bytes",
     ]
+    if plan.overlapped:
+        header.append(f"{len(plan.overlapped)} convolutions write row by row over their input: arena {plan.size} "
+                      f"bytes instead of {plan.layer_by_layer} layer by layer")
     return Generated(model_rs=emit_model_rs(program, plan, header, io), info=info)
