@@ -90,11 +90,33 @@ def _place_group(placed: list[Buffer], group: _Group) -> int:
     return next(at for at in candidates if all(_clear(placed, b, at + r) for b, r in group.members))
 
 
+def _neighbours_first(groups: list[_Group]) -> list[_Group]:
+    """The largest group, then always the one living beside the most bytes already placed (ties: the larger):
+    a chain of overlapped convolutions is laid down step by step, each buffer next to those it meets."""
+    left = sorted(groups, key=lambda g: ORDERS["largest_first"](g.summary))
+    beside = [0] * len(left)
+    done: list[_Group] = []
+    while left:
+        pick = max(range(len(left)), key=lambda k: (beside[k], left[k].summary.size, -k))
+        g = left.pop(pick)
+        beside.pop(pick)
+        done.append(g)
+        for k, other in enumerate(left):
+            beside[k] += sum(b.size for b, _ in g.members for o, _ in other.members if b.overlaps(o))
+    return done
+
+
+# with overlapped convolutions (groups) also this order, whose choice depends on what is already placed
+GROUP_ORDERS = {**ORDERS, "neighbours_first": _neighbours_first}
+
+
 def _place(groups: list[_Group], order) -> dict[int, int]:
-    """Greedy placement in `order`: owner tensor -> offset."""
+    """Greedy placement in `order` (a sort key of a buffer, or a function ordering the groups): owner tensor ->
+    offset."""
     placed: list[Buffer] = []
     offsets: dict[int, int] = {}
-    for g in sorted(groups, key=lambda g: order(g.summary)):
+    ordered = _neighbours_first(groups) if order is _neighbours_first else sorted(groups, key=lambda g: order(g.summary))
+    for g in ordered:
         if len(g.members) == 1:
             b = g.members[0][0]
             offset = 0
@@ -156,10 +178,11 @@ def _layout(buffers: dict[int, Buffer], ties: list[tuple[int, int, int]], steps:
     groups = _groups(buffers, ties)
     if groups is None:
         return None
-    placements = {name: _place(groups, order) for name, order in ORDERS.items()}
+    orders = GROUP_ORDERS if ties else ORDERS
+    placements = {name: _place(groups, order) for name, order in orders.items()}
     strategies = {name: max((o + buffers[t].size for t, o in offsets.items()), default=0)
                   for name, offsets in placements.items()}
-    best = min(strategies, key=lambda name: (strategies[name], list(ORDERS).index(name)))
+    best = min(strategies, key=lambda name: (strategies[name], list(orders).index(name)))
     lower_bound = max((_live_bytes(groups, t) for t in range(-1, steps + 1)), default=0)
     return strategies, best, placements[best], lower_bound
 
