@@ -70,3 +70,13 @@ def row_geometry(step) -> Rows | None:
     out_c = p["out_c"] if step.params_type == "Conv2d" else p["in_c"] * p["depth_multiplier"]
     return Rows(in_h=p["in_h"], in_row=p["in_w"] * p["in_c"], out_h=p["out_h"], out_row=p["out_w"] * out_c,
                 k_h=p["k_h"], stride_h=p["stride_h"], dil_h=p["dil_h"], pad_h=p["pad_h"])
+
+
+def overlap_of(step) -> tuple[int, int, int] | None:
+    """(input bytes, output bytes, shift) when the step may write its output over its input, else None: a
+    convolution row by row, or a patch (patch.py) band by band."""
+    own = getattr(step, "overlap", None)
+    if own is not None:
+        return own()
+    rows = row_geometry(step)
+    return None if rows is None else (rows.in_bytes, rows.out_bytes, rows.shift())

@@ -17,7 +17,7 @@ bytes live at any one step: no placement of these buffers can do better.
 
 Overlapped (`overlap=True`, what `native.optimize: ram` asks for): a CONV_2D or DEPTHWISE_CONV_2D whose input
 dies at it may write its output row by row over that input, the output starting `shift` bytes before it
-(overlap.py says how far; kernels' rows.rs runs it), so the two take about the larger one's bytes instead of
+(overlap.py says how far; kernels' rows.rs runs it; a patch of several, patch.py, band by band), so the two take about the larger one's bytes instead of
 their sum. Buffers tied that way form a group placed as one rigid piece. Which operators overlap is chosen
 greedily, largest input + output first: one is kept when the arena does not grow, then dropped again when the
 arena does not need it (each costs a kernel call per output row). The lower bound then counts a group's live
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinypipe.engines.native.overlap import row_geometry
+from tinypipe.engines.native.overlap import overlap_of
 
 ORDERS = {  # strategy name -> sort key of a buffer
     "largest_first": lambda b: (-b.size, b.first, b.tensor),
@@ -173,8 +173,8 @@ def _live_bytes(groups: list[_Group], at: int) -> int:
     return total
 
 
-def _layout(buffers: dict[int, Buffer], ties: list[tuple[int, int, int]], steps: int):
-    """(strategies, best strategy, offsets, lower bound) for these buffers and ties; None if the ties clash."""
+def _layout(buffers: dict[int, Buffer], ties: list[tuple[int, int, int]]):
+    """(strategies, best strategy, offsets, groups) for these buffers and ties; None if the ties clash."""
     groups = _groups(buffers, ties)
     if groups is None:
         return None
@@ -183,16 +183,17 @@ def _layout(buffers: dict[int, Buffer], ties: list[tuple[int, int, int]], steps:
     strategies = {name: max((o + buffers[t].size for t, o in offsets.items()), default=0)
                   for name, offsets in placements.items()}
     best = min(strategies, key=lambda name: (strategies[name], list(orders).index(name)))
-    lower_bound = max((_live_bytes(groups, t) for t in range(-1, steps + 1)), default=0)
-    return strategies, best, placements[best], lower_bound
+    return strategies, best, placements[best], groups
 
 
 def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int,
-               alias_of: dict[int, int], in_place: bool = True, overlap: bool = False) -> ArenaPlan:
-    """`steps`: objects with `.index`, `.input`, `.more_inputs` (other tensors read; ints), `.output` and
-    `.in_place_inputs` (tensors the kernel may overwrite); `sizes`: tensor -> bytes. `overlap`: also let
+               alias_of: dict[int, int], in_place: bool = True, overlap: bool = False,
+               bound_only: bool = False) -> ArenaPlan | int:
+    """`steps`: objects with `.index`, `.input`, `.more_inputs` (other tensors read; ints), `.output`,
+    `.in_place_inputs` (tensors the kernel may overwrite) and optionally `.temps`; `sizes`: tensor -> bytes. `overlap`: also let
     convolutions write over their input row by row where that lowers the arena (steps then need `.kernel`,
-    `.params_type` and `.params`, see overlap.py)."""
+    `.params_type` and `.params`, see overlap.py). `bound_only` (with `overlap`): just the lower bound with every
+    convolution that can overlap doing so, no placement: a cheap rank of schedules."""
     parent = dict(alias_of)
 
     def owner(t: int) -> int:
@@ -210,7 +211,8 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
 
     touch(model_input, -1)
     for i, step in enumerate(steps):
-        for tensor in (step.input, *step.more_inputs, step.output):
+        # `temps`: working buffers that live only during the step (a patch's band buffers, patch.py)
+        for tensor in (step.input, *step.more_inputs, step.output, *getattr(step, "temps", ())):
             touch(tensor, i)
     touch(model_output, len(steps))
 
@@ -229,7 +231,7 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
                 break
 
     buffers = {o: Buffer(o, sizes[o], first[o], last[o]) for o in first}
-    strategies, best, offsets, lower_bound = _layout(buffers, [], len(steps))
+    strategies, best, offsets, groups = _layout(buffers, []) if not bound_only else ({"": 0}, "", {}, [])
     layer_by_layer = strategies[best]
     chosen: dict[int, tuple[int, int, int]] = {}  # operator index -> (input owner, output owner, shift)
     if overlap:
@@ -240,24 +242,31 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
 
         candidates = {}
         for i, step in enumerate(steps):
-            rows = row_geometry(step)
+            geometry = overlap_of(step)
             src, out = owner(step.input), owner(step.output)
-            if rows is None or src == out or last[src] != i or first[out] != i or step.more_inputs \
-                    or sizes[src] != rows.in_bytes or sizes[out] != rows.out_bytes \
-                    or rows.span() >= rows.in_bytes + rows.out_bytes:
+            if geometry is None or src == out or last[src] != i or first[out] != i or step.more_inputs:
                 continue
-            candidates[step.index] = (src, out, rows.shift())
-        current = (strategies, best, offsets, lower_bound)
+            in_bytes, out_bytes, shift = geometry
+            if sizes[src] == in_bytes and sizes[out] == out_bytes and max(out_bytes, shift + in_bytes) < in_bytes + out_bytes:
+                candidates[step.index] = (src, out, shift)
+        if bound_only:
+            tied: dict[int, tuple[int, int, int]] = {}
+            for op in candidates:
+                if _groups(buffers, ties({**tied, op: candidates[op]})) is not None:
+                    tied[op] = candidates[op]
+            return max(_live_bytes(_groups(buffers, ties(tied)), t) for t in range(-1, len(steps) + 1))
+        current = (strategies, best, offsets, groups)
         for op in sorted(candidates, key=lambda k: -(sizes[candidates[k][0]] + sizes[candidates[k][1]])):
-            trial = _layout(buffers, ties({**chosen, op: candidates[op]}), len(steps))
+            trial = _layout(buffers, ties({**chosen, op: candidates[op]}))
             if trial is not None and trial[0][trial[1]] <= current[0][current[1]]:
                 chosen[op], current = candidates[op], trial
         for op in list(chosen):  # each costs a kernel call per row: keep only those the arena needs
             rest = {k: v for k, v in chosen.items() if k != op}
-            trial = _layout(buffers, ties(rest), len(steps))
+            trial = _layout(buffers, ties(rest))
             if trial is not None and trial[0][trial[1]] <= current[0][current[1]]:
                 chosen, current = rest, trial
-        strategies, best, offsets, lower_bound = current
+        strategies, best, offsets, groups = current
+    lower_bound = max((_live_bytes(groups, t) for t in range(-1, len(steps) + 1)), default=0)
     for tensor, offset in offsets.items():
         buffers[tensor].offset = offset
     size = strategies[best]
@@ -265,7 +274,7 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
     plan = ArenaPlan(buffers=buffers, alias_of=every, size=size, lower_bound=lower_bound, in_place=merged,
                      strategies=strategies, strategy=best, layer_by_layer=layer_by_layer,
                      overlapped={op: shift for op, (_, _, shift) in chosen.items()})
-    if merged:
+    if merged and not overlap:  # (with overlaps the search costs more; in place rarely loses)
         apart = plan_arena(steps, sizes, model_input, model_output, alias_of, in_place=False, overlap=overlap)
         if apart.size < plan.size:
             return apart
