@@ -42,11 +42,17 @@ def spec_for(window=64, axes=1, fft_length=32, peaks=2, filt=None, rate=50.0) ->
      "30 Hz is not below half the sample rate (25 Hz, sensor.sample_rate_hz / 2): choose a lower cutoff_hz"),
     ("{kind: spectral, fft_length: 8, peaks: 5}", "features.peaks", "5 peaks out of 4 FFT bins: use at most 4"),
     ("{kind: mfcc}", "features.kind", "Input should be 'raw' or 'spectral'"),
+    ("{kind: spectral}  # and quantization.io: float32", "quantization.io",
+     "`spectral` features reach the model as int8 values made from each feature on the device: use "
+     "`quantization.io: int8`"),
 ])
 def test_an_invalid_features_section_is_exit_2_naming_line_column_key_and_fix(tmp_path, section, where, message):
     text = GESTURE.joinpath("project.yaml").read_text().replace("\nmodel:", f"\nfeatures: {section}\nmodel:", 1)
+    if "float32" in section:
+        text = text.replace("  io: int8\n", "  io: float32\n")
     (tmp_path / "project.yaml").write_text(text)
-    line = text.splitlines().index(f"features: {section}") + 1
+    key = "  io: float32" if "float32" in section else f"features: {section}"
+    line = text.splitlines().index(key) + 1
     with pytest.raises(ConfigError) as error:
         load_project(tmp_path)
     assert f"project.yaml:{line}:" in str(error.value) and f"{where}: {message}" in str(error.value)

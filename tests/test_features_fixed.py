@@ -42,6 +42,21 @@ def test_fft_matches_a_float_fft_within_the_fixed_point_rounding():
     assert np.abs(re).max() < 2 ** 16 and np.abs(im).max() < 2 ** 16  # halved per stage: no growth
 
 
+@pytest.mark.parametrize("length", [16, 32, 64, 128, 256])
+def test_fft_agrees_with_cmsis_dsp_q15_cfft_as_a_second_reference(length):
+    dsp = pytest.importorskip("cmsisdsp", reason="cmsisdsp (CMSIS-DSP's Python wrapper) is a test dependency")
+    x = extreme_windows(np.random.default_rng(length), length)[0]
+    instance = dsp.arm_cfft_instance_q15()
+    assert dsp.arm_cfft_init_q15(instance, length) == 0
+    interleaved = np.zeros(2 * length, np.int16)
+    interleaved[0::2] = x
+    theirs = np.asarray(dsp.arm_cfft_q15(instance, interleaved, 0, 1), np.int64)  # also scaled by 1/N
+    real, imag = fixed.fft_q15(x)
+    # CMSIS truncates where we round: up to about one unit per stage apart, never more
+    tolerance = 2 * (length.bit_length() - 1) + 2
+    assert np.abs(theirs[0::2] - real).max() <= tolerance and np.abs(theirs[1::2] - imag).max() <= tolerance
+
+
 def test_log2_isqrt_and_biquad_helpers_are_what_they_claim():
     v = np.array([0, 1, 3, 255, 2 ** 20 - 1, 2 ** 40])
     assert list(fixed.log2_q8(v)) == [0, 256, 512, 2048, 20 * 256, 40 * 256]  # exact at powers of two
