@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 
 import numpy as np
 import pytest
 
-from tests.test_features_fixed import extreme_windows, rust_array
-from tests.test_firmware_crate import KERNELS, _cargo, _cargo_env, needs_debian_rust
+from tests.helpers import DEBIAN_CARGO, REPO, run_kernels_vector_test, rust_array
 from tinypipe.stages._features import fixed
 from tinypipe.stages._features.mfcc import LOG2_TABLE, AudioFrontEnd, log2_q16
 
-RUST_SOURCE = KERNELS / "src" / "features" / "mfcc.rs"
+RUST_SOURCE = REPO / "firmware-template" / "kernels" / "src" / "features" / "mfcc.rs"
 
 # (kind, sample rate, frame length, stride, FFT length, mel bins, coefficients, low Hz, high Hz, window samples)
 FRONT_ENDS = [
@@ -38,13 +36,14 @@ def front_end(case) -> tuple[AudioFrontEnd, int]:
 
 
 def audio_windows(rng, length: int) -> np.ndarray:
-    """Extreme windows (full-scale noise, -32768 held, alternating extremes, a full-scale tone, near silence),
-    silence itself, loud and quiet noise and tones."""
+    """Extreme windows (full-scale noise, -32768 and 32767 held, alternating extremes, a full-scale tone, silence)
+    and ordinary ones (loud and quiet noise, tones)."""
     t = np.arange(length)
-    more = [np.zeros(length), rng.normal(0, 12000, length), rng.normal(0, 30, length),
-            8000 * np.sin(2 * np.pi * 0.11 * t), 300 * np.sin(2 * np.pi * 0.31 * t) + rng.normal(0, 50, length)]
-    windows = np.concatenate([extreme_windows(rng, length), np.stack(more)])
-    return np.clip(np.round(windows), -32768, 32767).astype(np.int64)
+    windows = [rng.integers(-32768, 32768, length), np.full(length, -32768), np.full(length, 32767),
+               np.where(t % 2, 32767, -32768), 32767 * np.cos(2 * np.pi * 3 * t / length), np.zeros(length),
+               rng.normal(0, 12000, length), rng.normal(0, 30, length), 8000 * np.sin(2 * np.pi * 0.11 * t),
+               300 * np.sin(2 * np.pi * 0.31 * t) + rng.normal(0, 50, length)]
+    return np.clip(np.round(np.stack(windows)), -32768, 32767).astype(np.int64)
 
 
 def test_the_log2_table_in_rust_is_the_hosts():
@@ -109,7 +108,7 @@ def test_mfcc_is_the_dct_of_the_log_mel_energies():
 
 
 @pytest.mark.slow
-@needs_debian_rust
+@pytest.mark.skipif(not DEBIAN_CARGO.exists(), reason="needs Debian's cargo (apt-get install cargo-web)")
 def test_rust_audio_features_are_bit_exact_with_the_numpy_emulation(tmp_path):
     rng = np.random.default_rng(16)
     cases = []
@@ -130,14 +129,8 @@ def test_rust_audio_features_are_bit_exact_with_the_numpy_emulation(tmp_path):
     values = np.concatenate([rng.integers(0, 2 ** 62, 200), [0, 1, 2, 3, 2 ** 16 - 1, 2 ** 16, 2 ** 33 + 1,
                                                              2 ** 62, 2 ** 63 - 1]])
     cases.append(f"    logs += log2s({rust_array(values, 'i64')}, {rust_array(log2_q16(values), 'i32')});")
-    crate = tmp_path / "kernels"
-    shutil.copytree(KERNELS, crate, ignore=shutil.ignore_patterns("target"))
-    (crate / "tests").mkdir()
-    (crate / "tests" / "mfcc_vectors.rs").write_text(VECTORS_TEST.replace("CASES", "\n".join(cases)))
-    result = _cargo(["test", "--offline", "--test", "mfcc_vectors", "--", "--nocapture"], crate,
-                    _cargo_env(tmp_path))
-    assert f"compared {windows_compared} windows, {len(values)} logarithms" in result.stdout, result.stdout
-    assert "test result: ok. 1 passed" in result.stdout
+    stdout = run_kernels_vector_test(tmp_path, "mfcc_vectors", VECTORS_TEST.replace("CASES", "\n".join(cases)))
+    assert f"compared {windows_compared} windows, {len(values)} logarithms" in stdout, stdout
 
 
 VECTORS_TEST = """

@@ -4,3 +4,4 @@
 
 pub mod fft;
 pub mod fixed;
+pub mod mfcc;
