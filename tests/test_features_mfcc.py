@@ -85,7 +85,7 @@ def test_log_mel_energies_follow_a_float_computation_above_the_noise_floor():
     windows = np.clip(np.round(np.stack([8000 * np.sin(2 * np.pi * 1000 * t), rng.normal(0, 3000, 1024),
                                          20000 * np.sin(2 * np.pi * 300 * t), rng.normal(0, 15000, 1024)])),
                       -32768, 32767)
-    ours = front.compute(windows) / 2 ** 16
+    ours = front.compute(windows) / 2 ** 8  # Q8
     dense = np.zeros((front.mel_bins, front.spectrum_bins))
     for m, filt in enumerate(front.mel_filters()):
         dense[m, filt.first:filt.first + len(filt.weights)] = filt.weights
@@ -96,15 +96,23 @@ def test_log_mel_energies_follow_a_float_computation_above_the_noise_floor():
     strong = reference > 24
     assert strong.mean() > 0.3
     assert np.abs(ours - reference)[strong].max() < 0.1
+    assert front.compute(windows).dtype == np.int16
 
 
-def test_mfcc_is_the_dct_of_the_log_mel_energies():
+def test_mfcc_is_the_dct_of_the_log_mel_energies_and_fits_int16_even_at_the_extremes():
     mfcc = AudioFrontEnd("mfcc", 8000, 256, 128, 256, 20, 10, 20.0, 4000.0)
     log_mel = AudioFrontEnd("log_mel", 8000, 256, 128, 256, 20, 20, 20.0, 4000.0)
     windows = audio_windows(np.random.default_rng(4), 1024)
-    logs = log_mel.compute(windows).astype(np.float64)
-    expected = logs @ (np.asarray(mfcc.dct_q15(), np.float64).T / 2 ** 15)
-    assert np.abs(mfcc.compute(windows) - expected).max() <= 0.5 + 1e-9  # one rounding, half up
+    logs = log_mel.compute(windows).astype(np.float64) / 2 ** 8
+    expected = logs @ (np.asarray(mfcc.dct_q15(), np.float64).T / 2 ** 15) * 2 ** (16 - mfcc.dct_shift())
+    coefficients = mfcc.compute(windows)
+    assert coefficients.dtype == np.int16 and mfcc.dct_shift() == 10  # 20 bins: coefficients in Q6
+    # the Q8 logs are rounded (half a unit of 2^-8, times a row's absolute sum, at most sqrt(2 x 20)), then one
+    # rounding of the coefficient itself
+    assert np.abs(coefficients - expected).max() <= 0.5 * math.sqrt(40) * 2 ** (8 - mfcc.dct_shift()) + 0.5
+    # the shift is chosen for the worst logs, whatever the window: the largest possible sum still fits
+    worst = max(sum(abs(d) for d in row) for row in mfcc.dct_q15()) * (64 << 16)
+    assert (worst + (1 << (14 + mfcc.dct_shift()))) >> (15 + mfcc.dct_shift()) <= 32767
 
 
 @pytest.mark.slow
@@ -119,12 +127,13 @@ def test_rust_audio_features_are_bit_exact_with_the_numpy_emulation(tmp_path):
         dct = front.dct_q15() if front.kind == "mfcc" else []
         windows = np.concatenate([audio_windows(rng, length), rng.integers(-32768, 32768, (20, length))])
         features = front.compute(windows)
-        tables = ", ".join([str(front.frame_stride), rust_array(front.window_q15(), "i16"),
+        shift = front.dct_shift() if front.kind == "mfcc" else 0
+        tables = ", ".join([str(front.frame_stride), str(shift), rust_array(front.window_q15(), "i16"),
                             rust_array(fixed.twiddles(front.fft_length), "i16"), rust_array(first, "u16"),
                             rust_array(offsets, "u16"), rust_array(weights, "i16"), rust_array(dct, "i16")])
         for window, expected in zip(windows, features):
             cases.append(f"    windows += check(&front({tables}), {rust_array(window, 'i16')}, "
-                         f"{rust_array(expected, 'i32')});")
+                         f"{rust_array(expected, 'i16')});")
         windows_compared += len(windows)
     values = np.concatenate([rng.integers(0, 2 ** 62, 200), [0, 1, 2, 3, 2 ** 16 - 1, 2 ** 16, 2 ** 33 + 1,
                                                              2 ** 62, 2 ** 63 - 1]])
@@ -136,19 +145,19 @@ def test_rust_audio_features_are_bit_exact_with_the_numpy_emulation(tmp_path):
 VECTORS_TEST = """
 use tinyml_kernels::features::mfcc::{audio_features, log2_q16, AudioFrontEnd, AudioScratch, MelFilters};
 
-fn front<'a>(frame_stride: usize, window: &'a [i16], twiddles: &'a [i16], first: &'a [u16], offsets: &'a [u16],
-             weights: &'a [i16], dct: &'a [i16]) -> AudioFrontEnd<'a> {
-    AudioFrontEnd { frame_stride, window, twiddles, filters: MelFilters { first, offsets, weights }, dct }
+fn front<'a>(frame_stride: usize, dct_shift: u32, window: &'a [i16], twiddles: &'a [i16], first: &'a [u16],
+             offsets: &'a [u16], weights: &'a [i16], dct: &'a [i16]) -> AudioFrontEnd<'a> {
+    AudioFrontEnd { frame_stride, dct_shift, window, twiddles, filters: MelFilters { first, offsets, weights }, dct }
 }
 
-fn check(front: &AudioFrontEnd, samples: &[i16], expected: &[i32]) -> usize {
+fn check(front: &AudioFrontEnd, samples: &[i16], expected: &[i16]) -> usize {
     let n = front.twiddles.len();
     let bins = front.filters.bins();
     let (mut frame, mut re, mut im) = (vec![0i16; n], vec![0i32; n], vec![0i32; n]);
     let (mut power, mut energies, mut logs) = (vec![0i64; n / 2 + 1], vec![0i64; bins], vec![0i32; bins]);
     let mut scratch = AudioScratch { frame: &mut frame, re: &mut re, im: &mut im, power: &mut power,
                                      energies: &mut energies, logs: &mut logs };
-    let mut out = vec![0i32; expected.len()];
+    let mut out = vec![0i16; expected.len()];
     assert_eq!(out.len(), front.frames(samples.len()) * front.values_per_frame());
     assert!(audio_features(front, samples, &mut scratch, &mut out));
     assert_eq!(&out[..], expected, "features of {samples:?}");

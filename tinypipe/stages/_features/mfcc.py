@@ -9,13 +9,16 @@ Per frame of `frame_length` raw int16 samples, `frame_stride` apart within the w
    `fft_length / 2 + 1` bins up to half the sample rate;
 3. mel: each of `mel_bins` triangular filters (HTK mel scale, from `low_hz` to `high_hz`, weights in q15, the
    filter bank of CMSIS-DSP's MFCC) sums `weight * power` in 64 bits;
-4. log: `log2(energy)` in Q16 (an int32): the exponent from the leading zeros, the mantissa's log from a
-   33-entry table with linear interpolation (`LOG2_TABLE`, the same literal in Rust); an energy of 0 counts as 1;
-5. `mfcc` only: a DCT-II (CMSIS-DSP's matrix, in q15) of the log energies to `coefficients` values,
-   `sum(dct * log) + 2^14 >> 15`.
+4. log: `log2(energy)` in Q16: the exponent from the leading zeros, the mantissa's log from a 33-entry table with
+   linear interpolation (`LOG2_TABLE`, the same literal in Rust); an energy of 0 counts as 1. `log_mel` stops
+   here, rounded to Q8: `(log + 2^7) >> 8`, below 2^14 as every energy is below 2^63;
+5. `mfcc` only: a DCT-II (CMSIS-DSP's matrix, in q15) of the Q16 logs, `(sum(dct * log) + 2^(k-1)) >> k` with
+   `k = 15 + dct_shift`, the smallest shift that keeps every coefficient an int16 whatever the logs
+   (`dct_shift`: 10 for 20 mel bins, so the coefficients are in Q6).
 
-The result is int32 per frame and value, `[frames, mel_bins]` (log_mel) or `[frames, coefficients]` (mfcc), in
-log2 units times 2^16. The tables (window, filters, DCT) are computed once, here, and rendered into the firmware as
+Every feature is an int16 (what the features framework carries), `[frames, mel_bins]` (log_mel) or
+`[frames, coefficients]` (mfcc) per window: time along the rows, the mel bins or coefficients as the channels a
+`conv1d` mixes. The tables (window, filters, DCT) are computed once, here, and rendered into the firmware as
 constants, so the device never evaluates a float.
 
 Not a stage (no STAGE). numpy is imported inside functions.
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 Q15 = 1 << 15
 LOG2_FRACTION_BITS = 16  # the log's Q format
 LOG2_TABLE_BITS = 5  # 32 segments: max error of the interpolated log2(1 + f) about 2e-4
+LOG_MEL_SHIFT = 8  # log_mel features in Q8
+LOG2_BOUND = 64 << LOG2_FRACTION_BITS  # every Q16 log of an energy below 2^63 is smaller
 
 
 def log2_table() -> list[int]:
@@ -133,10 +138,19 @@ class AudioFrontEnd:
         return [[max(-Q15, min(Q15 - 1, round(Q15 * norm * math.cos(j * math.pi * (m + 0.5) / bins))))
                  for m in range(bins)] for j in range(self.coefficients)]
 
+    def dct_shift(self) -> int:
+        """The extra right shift of the DCT's sum: the smallest that keeps every coefficient within an int16 for
+        any logs below LOG2_BOUND (the worst case is a row's absolute sum times the largest log)."""
+        worst = max(sum(abs(d) for d in row) for row in self.dct_q15()) * LOG2_BOUND
+        shift = 0
+        while (worst + (1 << (14 + shift))) >> (15 + shift) > 32767:
+            shift += 1
+        return shift
+
     # --- the arithmetic, on many frames at once ---------------------------------------------------------------
 
     def compute(self, windows: "np.ndarray") -> "np.ndarray":
-        """int32 features [n, frames, values] of raw int16 windows [n, window] (or [n, window, 1])."""
+        """int16 features [n, frames, values] of raw int16 windows [n, window] (or [n, window, 1])."""
         import numpy as np
 
         x = np.asarray(windows)
@@ -155,8 +169,8 @@ class AudioFrontEnd:
         energies = self.mel_energies(power)
         logs = log2_q16(energies)
         if self.kind == "log_mel":
-            return logs.astype(np.int32)
-        return dct(logs, np.asarray(self.dct_q15(), np.int64)).astype(np.int32)
+            return ((logs + (1 << (LOG_MEL_SHIFT - 1))) >> LOG_MEL_SHIFT).astype(np.int16)
+        return dct(logs, np.asarray(self.dct_q15(), np.int64), 15 + self.dct_shift()).astype(np.int16)
 
     def mel_energies(self, power: "np.ndarray") -> "np.ndarray":
         """sum(weight * power) per filter, [..., mel_bins] in int64 (the device's u64)."""
@@ -191,8 +205,40 @@ def log2_q16(values: "np.ndarray") -> "np.ndarray":
     return (exponent << LOG2_FRACTION_BITS) + mantissa
 
 
-def dct(logs: "np.ndarray", matrix: "np.ndarray") -> "np.ndarray":
-    """[..., mel_bins] int64 -> [..., coefficients]: sum(matrix[j, m] * logs[m]) + 2^14 >> 15."""
+def dct(logs: "np.ndarray", matrix: "np.ndarray", shift: int) -> "np.ndarray":
+    """[..., mel_bins] int64 -> [..., coefficients]: (sum(matrix[j, m] * logs[m]) + 2^(shift-1)) >> shift."""
     import numpy as np
 
-    return (np.einsum("...m,jm->...j", logs, matrix) + (1 << 14)) >> 15
+    return (np.einsum("...m,jm->...j", logs, matrix) + (1 << (shift - 1))) >> shift
+
+
+def rust_tables(front: AudioFrontEnd) -> str:
+    """The front end's tables as Rust items for the firmware: `static`s in flash and `AUDIO_FRONT_END`, the
+    `tinyml_kernels::features::mfcc::AudioFrontEnd` that points at them, plus the sizes its scratch needs."""
+    first, offsets, weights = front.filter_tables()
+    dct = [value for row in front.dct_q15() for value in row] if front.kind == "mfcc" else []
+
+    def table(name: str, kind: str, values: list[int]) -> str:
+        rows = [", ".join(str(v) for v in values[i:i + 16]) for i in range(0, len(values), 16)]
+        body = "".join(f"\n    {row}," for row in rows)
+        return f"static {name}: [{kind}; {len(values)}] = [{body}\n];\n"
+
+    return (
+        f"// {front.kind}: {front.frame_length}-sample frames every {front.frame_stride} samples, a "
+        f"{front.fft_length}-point FFT, {front.mel_bins} mel bins from {front.low_hz:g} to {front.high_hz:g} Hz"
+        + (f", {front.coefficients} coefficients" if front.kind == "mfcc" else "") + "\n"
+        f"pub const FFT_LENGTH: usize = {front.fft_length};\n"
+        f"pub const MEL_BINS: usize = {front.mel_bins};\n"
+        + table("WINDOW_Q15", "i16", front.window_q15())
+        + table("TWIDDLES", "i16", fixed.twiddles(front.fft_length))
+        + table("FILTER_FIRST", "u16", first)
+        + table("FILTER_OFFSETS", "u16", offsets)
+        + table("FILTER_WEIGHTS", "i16", weights)
+        + table("DCT_Q15", "i16", dct)
+        + "pub static AUDIO_FRONT_END: AudioFrontEnd = AudioFrontEnd {\n"
+        f"    frame_stride: {front.frame_stride},\n"
+        f"    dct_shift: {front.dct_shift() if front.kind == 'mfcc' else 0},\n"
+        "    window: &WINDOW_Q15,\n    twiddles: &TWIDDLES,\n"
+        "    filters: MelFilters { first: &FILTER_FIRST, offsets: &FILTER_OFFSETS, weights: &FILTER_WEIGHTS },\n"
+        "    dct: &DCT_Q15,\n};\n"
+    )

@@ -2,11 +2,11 @@
 //! log-mel energies or MFCCs, integer step for integer step the same as tinypipe's numpy twin
 //! (`tinypipe/stages/_features/mfcc.py`), so host and device features are equal bit for bit.
 //!
-//! Per frame: a q15 Hann window (rounded), zero-padding to the FFT length, the fixed-point real FFT, the power
+//! Per frame: a q15 Hann window (rounded), zero-padding to the FFT length, the fixed-point FFT, the power
 //! `re^2 + im^2` per bin, triangular mel filters with q15 weights summed in 64 bits, `log2` in Q16 from the
-//! leading zeros and a 33-entry table with linear interpolation, and for MFCCs an orthonormal DCT-II with a
-//! q15 matrix. Every table is computed by tinypipe at build time and passed in [`AudioFrontEnd`]: nothing
-//! here evaluates a float.
+//! leading zeros and a 33-entry table with linear interpolation; log-mel features are those logs in Q8, MFCCs a
+//! DCT-II of them (q15 matrix, the sum shifted right by `15 + dct_shift`). Every feature is an int16. Every
+//! table is computed by tinypipe at build time and passed in [`AudioFrontEnd`]: nothing here evaluates a float.
 
 use super::fft;
 
@@ -14,6 +14,8 @@ use super::fft;
 pub const LOG2_FRACTION_BITS: u32 = 16;
 /// The table's segments: 2^5 = 32 (the interpolated `log2(1 + f)` is within 2e-4 of the true one).
 const LOG2_TABLE_BITS: u32 = 5;
+/// Log-mel features are the logs in Q8: `(log + 2^7) >> 8`, below 2^14 (every log is below 64 x 2^16).
+const LOG_MEL_SHIFT: u32 = 8;
 /// `round(log2(1 + i / 32) * 2^16)`, i = 0..=32 (tinypipe's `LOG2_TABLE`; a test compares the two).
 pub const LOG2_TABLE: [i32; 33] = [
     0, 2909, 5732, 8473, 11136, 13727, 16248, 18704, 21098, 23433, 25711, 27936, 30109, 32234, 34312, 36346, 38336,
@@ -86,15 +88,17 @@ impl MelFilters<'_> {
     }
 }
 
-/// `(sum(matrix[j][m] * logs[m]) + 2^14) >> 15` per row `j` of the q15 `matrix` (`out.len()` rows of
-/// `logs.len()`), in i64. Leaves `out` untouched when the matrix is not `out.len() x logs.len()`.
-pub fn dct_q15(logs: &[i32], matrix: &[i16], out: &mut [i32]) {
-    if logs.is_empty() || matrix.len() != out.len() * logs.len() {
+/// `(sum(matrix[j][m] * logs[m]) + 2^(shift - 1)) >> shift` per row `j` of the q15 `matrix` (`out.len()` rows
+/// of `logs.len()`), in i64. tinypipe picks `shift` so that no row can leave the int16 range for logs below
+/// 64 x 2^16. Leaves `out` untouched when the matrix is not `out.len() x logs.len()` or `shift` is 0 or over 62.
+pub fn dct_q15(logs: &[i32], matrix: &[i16], shift: u32, out: &mut [i16]) {
+    if logs.is_empty() || matrix.len() != out.len() * logs.len() || !(1..=62).contains(&shift) {
         return;
     }
     for (o, row) in out.iter_mut().zip(matrix.chunks_exact(logs.len())) {
+        // |d| <= 2^15, |l| < 2^22: under 2^37 a term, so the sum of even 2^20 terms fits
         let acc: i64 = row.iter().zip(logs).map(|(&d, &l)| i64::from(d) * i64::from(l)).sum();
-        *o = ((acc + (1 << 14)) >> 15) as i32;
+        *o = ((acc + (1 << (shift - 1))) >> shift) as i16;
     }
 }
 
@@ -103,6 +107,8 @@ pub fn dct_q15(logs: &[i32], matrix: &[i16], out: &mut [i32]) {
 pub struct AudioFrontEnd<'a> {
     /// Samples between the starts of two frames.
     pub frame_stride: usize,
+    /// MFCC: the DCT's sum is shifted right by `15 + dct_shift` (see [`dct_q15`]).
+    pub dct_shift: u32,
     /// The q15 Hann window: its length is the frame length.
     pub window: &'a [i16],
     /// The FFT's twiddles (`features::fft::fft_q15`): their count is the FFT length.
@@ -140,7 +146,7 @@ impl AudioFrontEnd<'_> {
 
 /// The features of one window of raw samples into `out` (`frames x values_per_frame`, frame after frame).
 /// Returns false, leaving `out` unspecified, when the lengths do not fit the parameters.
-pub fn audio_features(front: &AudioFrontEnd, samples: &[i16], scratch: &mut AudioScratch, out: &mut [i32]) -> bool {
+pub fn audio_features(front: &AudioFrontEnd, samples: &[i16], scratch: &mut AudioScratch, out: &mut [i16]) -> bool {
     let fft_length = front.twiddles.len();
     let (bins, values) = (front.filters.bins(), front.values_per_frame());
     let frames = front.frames(samples.len());
@@ -170,9 +176,11 @@ pub fn audio_features(front: &AudioFrontEnd, samples: &[i16], scratch: &mut Audi
             *log = log2_q16(energy);
         }
         if front.dct.is_empty() {
-            features.copy_from_slice(scratch.logs);
+            for (feature, &log) in features.iter_mut().zip(scratch.logs.iter()) {
+                *feature = ((log + (1 << (LOG_MEL_SHIFT - 1))) >> LOG_MEL_SHIFT) as i16;
+            }
         } else {
-            dct_q15(scratch.logs, front.dct, features);
+            dct_q15(scratch.logs, front.dct, 15 + front.dct_shift, features);
         }
     }
     true
