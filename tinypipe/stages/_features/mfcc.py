@@ -212,23 +212,28 @@ def dct(logs: "np.ndarray", matrix: "np.ndarray", shift: int) -> "np.ndarray":
     return (np.einsum("...m,jm->...j", logs, matrix) + (1 << (shift - 1))) >> shift
 
 
-def rust_tables(front: AudioFrontEnd) -> str:
-    """The front end's tables as Rust items for the firmware: `static`s in flash and `AUDIO_FRONT_END`, the
-    `tinyml_kernels::features::mfcc::AudioFrontEnd` that points at them, plus the sizes its scratch needs."""
+def rust_config(front: AudioFrontEnd, window: int) -> str:
+    """The firmware's `src/audio_config.rs` body: the window, the tables as `static`s in flash and
+    `AUDIO_FRONT_END`, the `tinyml_kernels::features::mfcc::AudioFrontEnd` that points at them."""
     first, offsets, weights = front.filter_tables()
     dct = [value for row in front.dct_q15() for value in row] if front.kind == "mfcc" else []
+    frames, values = front.output_shape(window)
 
-    def table(name: str, kind: str, values: list[int]) -> str:
-        rows = [", ".join(str(v) for v in values[i:i + 16]) for i in range(0, len(values), 16)]
-        body = "".join(f"\n    {row}," for row in rows)
-        return f"static {name}: [{kind}; {len(values)}] = [{body}\n];\n"
+    def table(name: str, kind: str, items: list[int]) -> str:
+        rows = "".join(f"\n    {', '.join(str(v) for v in items[i:i + 16])}," for i in range(0, len(items), 16))
+        return f"static {name}: [{kind}; {len(items)}] = [{rows}\n];\n"
 
+    coefficients = f", {front.coefficients} coefficients" if front.kind == "mfcc" else ""
     return (
-        f"// {front.kind}: {front.frame_length}-sample frames every {front.frame_stride} samples, a "
-        f"{front.fft_length}-point FFT, {front.mel_bins} mel bins from {front.low_hz:g} to {front.high_hz:g} Hz"
-        + (f", {front.coefficients} coefficients" if front.kind == "mfcc" else "") + "\n"
+        f"// {front.kind}: {frames} frames of {front.frame_length} samples, {front.frame_stride} apart, each through a "
+        f"{front.fft_length}-point FFT\n// and {front.mel_bins} mel filters from {front.low_hz:g} to "
+        f"{front.high_hz:g} Hz{coefficients}: {frames} x {values} features\n\n"
+        "use tinyml_kernels::features::mfcc::{AudioFrontEnd, MelFilters};\n\n"
+        f"pub const WINDOW: usize = {window};\n"
         f"pub const FFT_LENGTH: usize = {front.fft_length};\n"
         f"pub const MEL_BINS: usize = {front.mel_bins};\n"
+        f"/// Features per window: {frames} frames x {values} values.\n"
+        f"pub const FEATURES: usize = {frames * values};\n"
         + table("WINDOW_Q15", "i16", front.window_q15())
         + table("TWIDDLES", "i16", fixed.twiddles(front.fft_length))
         + table("FILTER_FIRST", "u16", first)
@@ -242,3 +247,36 @@ def rust_tables(front: AudioFrontEnd) -> str:
         "    filters: MelFilters { first: &FILTER_FIRST, offsets: &FILTER_OFFSETS, weights: &FILTER_WEIGHTS },\n"
         "    dct: &DCT_Q15,\n};\n"
     )
+
+
+# --- the features framework's interface (`stages/_features`: a kind's module) ------------------------------------
+
+def front_end(spec: dict) -> AudioFrontEnd:
+    """The front end of a resolved spec (`_features.resolve`)."""
+    return AudioFrontEnd(spec["kind"], float(spec["sample_rate_hz"]), int(spec["frame_length"]),
+                         int(spec["frame_stride"]), int(spec["fft_length"]), int(spec["mel_bins"]),
+                         int(spec["coefficients"]), float(spec["low_hz"]), float(spec["high_hz"]))
+
+
+def features_per_axis(spec: dict) -> int:
+    """Features per window of the one microphone axis: frames x values per frame."""
+    frames, values = front_end(spec).output_shape(int(spec["window"]))
+    return frames * values
+
+
+def names(spec: dict) -> list[str]:
+    front = front_end(spec)
+    frames, values = front.output_shape(int(spec["window"]))
+    value = "mfcc" if front.kind == "mfcc" else "mel"
+    return [f"frame{f}.{value}{v}" for f in range(frames) for v in range(values)]
+
+
+def compute(raw: "np.ndarray", spec: dict) -> "np.ndarray":
+    """int64 features [..., frames, values] of raw int16 windows [..., window, 1]: time along the rows, the mel bins
+    or coefficients as the model's channels."""
+    import numpy as np
+
+    x = np.asarray(raw)
+    flat = x.reshape(-1, x.shape[-2])
+    out = front_end(spec).compute(flat).astype(np.int64)
+    return out.reshape(x.shape[:-2] + out.shape[1:])
