@@ -334,7 +334,10 @@ def _message(err: dict) -> str:
         return "each layer needs a `type:` (conv1d, maxpool1d, avgpool1d, flatten, dense, dropout)"
     if kind in SECRET_ERRORS:  # never echo the value: it holds the secret
         return msg
-    if "input" in err and repr(err["input"]) not in msg and not isinstance(err["input"], (dict, list)):
+    from pydantic import BaseModel
+
+    if ("input" in err and repr(err["input"]) not in msg and not isinstance(err["input"], (dict, list, BaseModel))
+            and "at" not in err.get("ctx", {})):
         return f"{msg} (got {err['input']!r})"
     return msg
 
@@ -368,7 +371,9 @@ def _hint(err: dict, path: Path_, located: Located, root: type[BaseModel]) -> st
 def raise_validation_error(exc: ValidationError, located: Located, root: type[BaseModel], file: str) -> None:
     errors = exc.errors(include_url=False)
     first = errors[0]
-    path = _yaml_path(tuple(first["loc"]), located.data)
+    # a cross-key check on a section names the key inside it that is wrong (`at`)
+    at = tuple(int(p) if p.isdigit() else p for p in str(first.get("ctx", {}).get("at", "")).split(".") if p)
+    path = _yaml_path(tuple(first["loc"]) + at, located.data)
     if first["type"] == "extra_forbidden":
         mark = located.keys.get(path)
     else:

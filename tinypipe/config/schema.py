@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
@@ -134,6 +134,60 @@ class Data(Strict):
         if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
             raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
         return self
+
+
+class FeatureFilter(Strict):
+    """A second-order Butterworth filter run over each axis before the spectral features (fixed point, Q28
+    coefficients computed at build time)."""
+
+    type: Literal["lowpass", "highpass"] = Field(
+        description="`lowpass` keeps what is slower than `cutoff_hz`; `highpass` what is faster (it removes "
+        "gravity and drift)", examples=["highpass"])
+    cutoff_hz: float = Field(gt=0, description="the -3 dB frequency, below half of `sensor.sample_rate_hz`",
+                             examples=[0.5])
+
+
+FEATURE_KINDS = ("raw", "spectral")
+MAX_FFT_LENGTH = 256
+
+
+class Features(Strict):
+    """What the model sees of each window. `raw`: the samples themselves (scaled as `sensor.scale`/`offset` or
+    `data.normalize` say). `spectral` (motion sensors): per axis, in fixed point from the raw int16 samples, the
+    same on the host and on the device: the RMS, the log energy of each FFT bin, and the strongest bins (their
+    frequency and height). The host trains on exactly the numbers the firmware computes; the device's features are
+    checked byte for byte against the host's. The built-in generator's windows (in g) become int16 counts at
+    4096 per g (a +-8 g accelerometer) first; your own recordings must be raw int16 samples."""
+
+    kind: Literal["raw", "spectral"] = Field(
+        "raw", description="`raw`: the samples as the model's input (the other keys are not read); `spectral`: "
+        "per axis, after the optional `filter` and with the window's mean removed, the RMS, log2 of the power "
+        "in FFT bins 1 to `fft_length / 2` (averaged over the window's `fft_length`-sample frames) and the "
+        "`peaks` strongest bins; the model's input is then `[1 + fft_length / 2 + 2 * peaks, len(sensor.axes)]`, "
+        "each feature standardised on the training split", examples=["spectral"])
+    fft_length: int | None = Field(
+        None, ge=2, le=MAX_FFT_LENGTH, description="`spectral`: samples per FFT frame, a power of two no longer "
+        "than `sensor.window` (default: the largest such, at most 64); frequency resolution is "
+        "`sensor.sample_rate_hz / fft_length`", examples=[32])
+    peaks: int = Field(3, ge=0, le=16, description="`spectral`: how many of the strongest FFT bins to report, "
+                       "each as its bin number and its log energy", examples=[2])
+    filter: FeatureFilter | None = Field(
+        None, description="`spectral`: a low- or high-pass filter run over each axis first (none when unset)",
+        examples=[{"type": "highpass", "cutoff_hz": 0.5}])
+
+    @field_validator("fft_length")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            lower = 1 << (value.bit_length() - 1)
+            raise PydanticCustomError("fft_length", "must be a power of two, e.g. {lower} or {upper}",
+                                      {"lower": lower, "upper": lower * 2})
+        return value
+
+
+def default_fft_length(window: int) -> int:
+    """`features.fft_length` when unset: the largest power of two no longer than the window, at most 64."""
+    return min(1 << (window.bit_length() - 1), 64)
 
 
 Activation = Literal["relu", "relu6", "tanh", "sigmoid", "linear"]
@@ -332,7 +386,7 @@ class Matrix(BaseModel):
     boards and engines; any other key is a sweep, a key path of project.yaml (`model.epochs`,
     `sensor.window`, `model.layers[0].filters`) with the values to try, each validated like the rest of the
     file. A variant is named `<board>-<engine>` (`mps2-an386-native`), then one part per sweep, in the order
-    of their paths: the path without its section, then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
+    of their paths: the path without its section (a section's `kind` by the section: `features_spectral`), then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
     short number or word is named by its position, `path_v0`; a word follows an underscore, `io_float32`). A list left unset or empty means
     `target.board` (or `engine`) alone, so without `matrix:` a project has one variant; a value listed twice
     is an error, and so are more than 1,024 variants. `tinypipe run --board B` (or `--engine E`) replaces the list with B (or E) and keeps the
@@ -367,6 +421,7 @@ class Project(Strict):
                       "model", examples=[7])
     sensor: Sensor = Field(default_factory=Sensor)
     data: Data = Field(default_factory=Data)
+    features: Features = Field(default_factory=Features)
     model: Model
     quantization: Quantization = Field(default_factory=Quantization)
     target: Target = Field(default_factory=Target)
@@ -375,6 +430,40 @@ class Project(Strict):
         "Cargo.toml tinypipe builds): a list of them, or one as a mapping",
         examples=[[{"crate": "stm32f4xx-hal", "version": "0.21", "features": ["stm32f407"]},
                    {"crate": "cortex-m-rt", "version": "0.7"}]])
+
+    @field_validator("features")
+    @classmethod
+    def _features_fit_sensor(cls, features: Features, info: ValidationInfo) -> Features:
+        sensor = info.data.get("sensor")
+        if features.kind == "raw" or sensor is None:
+            return features
+        # `at` names the key under `features` the loader points the error at
+        if features.kind == "spectral" and sensor.kind == "microphone":
+            raise PydanticCustomError(
+                "features", "`spectral` is for motion sensors, not `sensor.kind: microphone`; use raw for sound",
+                {"at": "kind"})
+        data = info.data.get("data")
+        if sensor.scale is not None or sensor.offset is not None or (data is not None and data.normalize != "none"):
+            raise PydanticCustomError(
+                "features", "`{kind}` features are computed from the raw samples and standardised on the training "
+                "split: drop sensor.scale, sensor.offset and data.normalize", {"at": "kind", "kind": features.kind})
+        fft_length = features.fft_length or default_fft_length(sensor.window)
+        if fft_length > sensor.window:
+            raise PydanticCustomError(
+                "features", "{fft_length} is longer than sensor.window ({window}): use at most {most}",
+                {"at": "fft_length", "fft_length": fft_length, "window": sensor.window,
+                 "most": 1 << (sensor.window.bit_length() - 1)})
+        nyquist = sensor.sample_rate_hz / 2
+        if features.filter is not None and features.filter.cutoff_hz >= nyquist:
+            raise PydanticCustomError(
+                "features", "{cutoff} Hz is not below half the sample rate ({nyquist} Hz, sensor.sample_rate_hz "
+                "/ 2): choose a lower cutoff_hz", {"at": "filter.cutoff_hz", "nyquist": f"{nyquist:g}",
+                                                   "cutoff": f"{features.filter.cutoff_hz:g}"})
+        if features.peaks > fft_length // 2:
+            raise PydanticCustomError(
+                "features", "{peaks} peaks out of {bins} FFT bins: use at most {bins}",
+                {"at": "peaks", "peaks": features.peaks, "bins": fft_length // 2})
+        return features
 
     @field_validator("version", mode="before")
     @classmethod

@@ -1,2 +1,53 @@
 """Feature extraction (`features:` in project.yaml): raw int16 sensor windows -> the model's input, computed in
-fixed point the same way on the host (numpy, here) and on the device (`tinyml_kernels::features`)."""
+fixed point the same way on the host (numpy, here) and on the device (`tinyml_kernels::features`).
+
+A kind is a module with `compute(raw, spec) -> int64 [..., rows, axes]`, `features_per_axis(spec)` and
+`names(spec)`; `resolve` turns the project's `features:` section into the spec every side reads (defaults filled
+in, coefficient tables computed), which the features stage stores as `features.json` and the firmware renders.
+Not a stage (no STAGE). numpy is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from tinypipe.stages._features import fixed
+
+if TYPE_CHECKING:
+    import numpy as np
+
+KINDS = {"spectral": "tinypipe.stages._features.spectral"}  # `raw` has no features stage
+GENERATOR_COUNTS_PER_G = 4096  # the built-in generator's g as int16 counts: a +-8 g accelerometer
+
+
+def kind_module(kind: str):
+    return importlib.import_module(KINDS[kind])
+
+
+def resolve(config: dict) -> dict:
+    """The spec of a variant's features (its config dict): what the host computes and the firmware renders."""
+    from tinypipe.config.schema import default_fft_length
+
+    features, sensor = config["features"], config["sensor"]
+    spec = {"kind": features["kind"], "window": int(sensor["window"]), "axes": len(sensor["axes"]),
+            "sample_rate_hz": float(sensor["sample_rate_hz"])}
+    if features["kind"] == "spectral":
+        n = int(features.get("fft_length") or default_fft_length(spec["window"]))
+        spec.update(fft_length=n, peaks=int(features["peaks"]), twiddles=fixed.twiddles(n), filter=None)
+        if features.get("filter"):
+            f = features["filter"]
+            spec["filter"] = {"type": f["type"], "cutoff_hz": float(f["cutoff_hz"]),
+                              "coefficients": fixed.biquad_coefficients(f["type"], f["cutoff_hz"],
+                                                                        spec["sample_rate_hz"])}
+    spec["per_axis"] = kind_module(spec["kind"]).features_per_axis(spec)
+    return spec
+
+
+def compute(raw: "np.ndarray", spec: dict) -> "np.ndarray":
+    """int64 features [..., per_axis, axes] of raw int16 windows [..., window, axes]."""
+    return kind_module(spec["kind"]).compute(raw, spec)
+
+
+def names(spec: dict) -> list[str]:
+    return kind_module(spec["kind"]).names(spec)

@@ -5,3 +5,4 @@
 pub mod fft;
 pub mod fixed;
 pub mod mfcc;
+pub mod spectral;
