@@ -16,7 +16,9 @@ import re
 import numpy as np
 import pytest
 
-from tests.helpers import DEBIAN_CARGO, REPO, run_kernels_vector_test, rust_array
+from tests.helpers import DEBIAN_CARGO, REPO, run_kernels_vector_test, rust_array, tinypipe
+from tinypipe.config.loader import ConfigError, load_project
+from tinypipe.stages import _features
 from tinypipe.stages._features import fixed
 from tinypipe.stages._features.mfcc import LOG2_TABLE, AudioFrontEnd, log2_q16
 
@@ -220,3 +222,85 @@ def test_log2_agrees_with_cmsis_dsps_natural_log():
     theirs = dsp.arm_vlog_q31(values) / 2 ** 26
     ours = (log2_q16(values.astype(np.int64)) / 2 ** 16 - 31) * math.log(2)
     assert np.abs(ours - theirs).max() < 2e-4
+
+
+# --- configuration: what the front end refuses, and where ---------------------------------------------------------
+
+MICROPHONE = """\
+name: demo
+sensor: {kind: microphone, axes: [mic], sample_rate_hz: 8000, window: 1024}
+data: {source: wav, path: clips}
+model:
+  layers:
+    - {type: dense, units: 3}
+"""
+
+# features: section -> (the first line of the error, the key path it names)
+BAD_AUDIO_FEATURES = {
+    "mfcc on a motion sensor": (
+        "features: {kind: mfcc}\n",
+        "project.yaml:7:18 features.kind: `mfcc` computes features of sound: it needs `sensor.kind: microphone` "
+        "with one axis (got accelerometer with 3 axes); use spectral for motion sensors"),
+    "a frame longer than the window": (
+        "features:\n  kind: log_mel\n  frame_length: 2000\n",
+        "project.yaml:9:17 features.frame_length: a frame of 2000 samples does not fit sensor.window (1024 samples): "
+        "use 2 to 1024 samples (128ms at 8000 Hz)"),
+    "a frame longer than the longest FFT": (
+        "features:\n  kind: mfcc\n  frame_length: 50ms\n",
+        "project.yaml:9:17 features.frame_length: a frame of 400 samples does not fit a 512-point FFT (the longest "
+        "is 256): use a frame of at most 256 samples (32ms at 8000 Hz)"),
+    "a frame longer than the FFT given": (
+        "features:\n  kind: mfcc\n  frame_length: 200\n  fft_length: 128\n",
+        "project.yaml:10:15 features.fft_length: a frame of 200 samples does not fit a 128-point FFT (the longest "
+        "is 256): use a frame of at most 128 samples (16ms at 8000 Hz)"),
+    "more mel bins than FFT bins": (
+        "features:\n  kind: mfcc\n  fft_length: 64\n  frame_length: 64\n  mel_bins: 40\n",
+        "project.yaml:11:13 features.mel_bins: 40 mel bins for the 32 FFT bins of a 64-point FFT: use at most 32 mel "
+        "bins, or a longer fft_length"),
+    "more coefficients than mel bins": (
+        "features:\n  kind: mfcc\n  mel_bins: 12\n  coefficients: 13\n",
+        "project.yaml:10:17 features.coefficients: 13 coefficients from 12 mel bins: use at most 12"),
+    "a band above half the sample rate": (
+        "features:\n  kind: log_mel\n  high_hz: 5000\n",
+        "project.yaml:9:12 features.high_hz: 5000 Hz is above half the sample rate (4000 Hz, "
+        "sensor.sample_rate_hz / 2): use at most 4000"),
+    "a stride that is not a duration": (
+        "features:\n  kind: mfcc\n  frame_stride: 16 seconds\n",
+        "project.yaml:9:17 features.frame_stride: neither a number of samples nor a duration such as 32ms "
+        "(got '16 seconds')"),
+}
+
+
+def bad_project(tmp_path, case: str) -> str:
+    section, _ = BAD_AUDIO_FEATURES[case]
+    head = MICROPHONE
+    if case == "mfcc on a motion sensor":
+        head = MICROPHONE.replace("sensor: {kind: microphone, axes: [mic], sample_rate_hz: 8000, window: 1024}\n"
+                                  "data: {source: wav, path: clips}\n", "sensor: {window: 64}\ndata: {}\n")
+    (tmp_path / "project.yaml").write_text(head + section)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", list(BAD_AUDIO_FEATURES), ids=list(BAD_AUDIO_FEATURES))
+def test_bad_audio_features_name_file_line_key_and_fix(tmp_path, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)  # messages name files relative to the working directory
+    with pytest.raises(ConfigError) as info:
+        load_project(bad_project(tmp_path, case))
+    assert str(info.value).splitlines()[0] == BAD_AUDIO_FEATURES[case][1]
+
+
+def test_a_bad_audio_feature_stops_the_cli_with_exit_2(tmp_path):
+    proc = tinypipe("run", str(bad_project(tmp_path, "more mel bins than FFT bins")), cwd=tmp_path)
+    assert proc.returncode == 2 and "features.mel_bins: 40 mel bins for the 32 FFT bins" in proc.stderr
+    assert not (tmp_path / ".tinypipe" / "store").exists() or not any((tmp_path / ".tinypipe" / "store").iterdir())
+
+
+def test_durations_become_samples_and_defaults_fill_the_rest(tmp_path, monkeypatch):
+    (tmp_path / "project.yaml").write_text(MICROPHONE + "features: {kind: mfcc, frame_length: 25ms, "
+                                           "frame_stride: 10ms}\n")
+    monkeypatch.chdir(tmp_path)
+    project, _ = load_project(tmp_path)
+    spec = _features.resolve(project.model_dump(mode="json"))
+    assert (spec["frame_length"], spec["frame_stride"], spec["fft_length"]) == (200, 80, 256)
+    assert (spec["mel_bins"], spec["coefficients"], spec["low_hz"], spec["high_hz"]) == (20, 10, 20.0, 4000.0)
+    assert spec["per_axis"] == (1 + (1024 - 200) // 80) * 10
