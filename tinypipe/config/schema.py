@@ -226,8 +226,6 @@ def samples_of(value: int | str, rate_hz: float) -> int:
     """A frame length or stride in samples: as given, or a duration (`32ms`) at `rate_hz`, rounded."""
     if isinstance(value, int):
         return value
-    if value.strip().isdigit():
-        return int(value)
     return round(float(DURATION.fullmatch(value.strip()).group(1)) * rate_hz / 1000)
 
 
