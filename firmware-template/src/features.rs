@@ -21,18 +21,31 @@ const _: () = assert!(
 const SPEC: Spectral<'static> =
     Spectral { window: WINDOW, axes: AXES, fft_length: FFT_LENGTH, peaks: PEAKS, twiddles: &TWIDDLES, filter: FILTER };
 
-/// The extractor's working memory, in .bss (not on the stack, whose high-water mark is about the model).
-struct Work(UnsafeCell<([i16; WINDOW], [i32; FFT_LENGTH], [i32; FFT_LENGTH], [i64; FFT_LENGTH / 2])>);
+/// The extractor's working memory: one axis of the window, one FFT frame, the averaged bin powers.
+struct Work {
+    signal: [i16; WINDOW],
+    re: [i32; FFT_LENGTH],
+    im: [i32; FFT_LENGTH],
+    power: [i64; FFT_LENGTH / 2],
+}
+
+/// `Work` in .bss (not on the stack, whose high-water mark is about the model).
+struct WorkCell(UnsafeCell<Work>);
 // SAFETY: only `model_input` touches it, from the main thread (the replay, then the real-time loop; never an
 // interrupt handler), and no reference to it outlives one call.
-unsafe impl Sync for Work {}
-static WORK: Work = Work(UnsafeCell::new(([0; WINDOW], [0; FFT_LENGTH], [0; FFT_LENGTH], [0; FFT_LENGTH / 2])));
+unsafe impl Sync for WorkCell {}
+static WORK: WorkCell = WorkCell(UnsafeCell::new(Work {
+    signal: [0; WINDOW],
+    re: [0; FFT_LENGTH],
+    im: [0; FFT_LENGTH],
+    power: [0; FFT_LENGTH / 2],
+}));
 
 /// The model's input from one raw window: the features into `values`, then each through its int8 step.
 pub fn model_input(raw: &[i16], values: &mut [i16; model::INPUT_LEN], input: &mut [model::Input]) {
-    // SAFETY: see `Work`: this is the only live reference to WORK, dropped when the call returns.
-    let (signal, re, im, power) = unsafe { &mut *WORK.0.get() };
-    let mut scratch = Scratch { signal, re, im, power };
+    // SAFETY: see `WorkCell`: this is the only live reference to WORK, dropped when the call returns.
+    let work = unsafe { &mut *WORK.0.get() };
+    let mut scratch = Scratch { signal: &mut work.signal, re: &mut work.re, im: &mut work.im, power: &mut work.power };
     if !spectral_i16(raw, &SPEC, &mut scratch, values) {
         panic!("feature extraction: a buffer does not fit src/features_config.rs");
     }

@@ -564,6 +564,10 @@ class Project(Strict):
         scales = self.sensor.scale if isinstance(self.sensor.scale, list) else [self.sensor.scale or 1.0]
         if any(not 0 < s <= 65536 for s in scales):
             raise ValueError("`sensor.scale` must be positive (and at most 65536)")
+        if self.features.kind != "raw" and self.quantization.io != "int8":
+            raise PydanticCustomError(
+                "features", "`{kind}` features reach the model as int8 values made from each feature on the "
+                "device: use `quantization.io: int8`", {"at": "quantization.io", "kind": self.features.kind})
         if declared and self.data.normalize != "none":
             raise ValueError("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both")
         if (declared or self.data.normalize != "none") and (self.data.source == "generator"
