@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+# gcc and python3-dev: pip builds cmsisdsp (a test dependency, CMSIS-DSP's Python wrapper) from its sdist
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src rust-web-clippy \
                 bindgen clang python3-venv chromium openssh-server gcc python3-dev
 
@@ -26,9 +27,6 @@ $(VENV)/.installed: pyproject.toml
 	@# the motion example reads only the BasicMotions files aeon bundles: without its dependencies, which would
 	@# pin numpy below what TensorFlow here was tested with (`pip install -e '.[examples]'` gets the full package)
 	$(VENV)/bin/pip install -q --no-deps 'aeon>=1.0'
-	@# CMSIS-DSP's Python wrapper, a second reference for the audio front end, is an sdist compiled with gcc here:
-	@# best effort, so a machine where it does not build still sets up (its tests skip, saying why)
-	$(VENV)/bin/pip install -q -e '.[dsp-reference]' || echo "cmsisdsp did not build: the CMSIS-DSP comparisons will skip"
 	@touch $@
 
 demo: setup
