@@ -162,6 +162,7 @@ def test_gesture_with_spectral_features_runs_bit_exact_beside_raw_in_one_matrix(
         assert row["bit_exact"] is True and row["accuracy_device"] == row["accuracy_host"] >= 0.4, row
         assert row["realtime"]["deadline_misses"] == 0
     # the spectral cell's device computed every feature value the host trained on, byte for byte
+    assert spectral["features_bit_exact"] is True and raw["features_bit_exact"] is None
     run = json.loads((project / ".tinypipe" / "out" / spectral["variant"] / "run.json").read_text())
     assert run["features_bit_exact"] is True and run["feature_mismatches"]["count"] == 0
     assert "features_bit_exact" not in json.loads(
@@ -170,3 +171,13 @@ def test_gesture_with_spectral_features_runs_bit_exact_beside_raw_in_one_matrix(
     assert spectral["realtime"]["features_instructions"] > 3 * raw["realtime"]["features_instructions"]
     table = tinypipe("report", str(project)).stdout
     assert "mps2-an386-native-features_raw" in table and "mps2-an386-native-features_spectral" in table
+
+
+def test_a_feature_mismatch_fails_the_run_naming_the_features_not_the_model():
+    from tinypipe.report.results import budget_failures
+
+    row = {"variant": "v", "bit_exact": False, "features_bit_exact": False}
+    assert budget_failures(row, {}) == ["v: the features the device computed differ from the host's "
+                                        "(features_bit_exact: false; run.json's feature_mismatches names the windows)"]
+    row["features_bit_exact"] = True
+    assert budget_failures(row, {}) == ["v: device outputs differ from the host TFLM oracle (bit_exact: false)"]

@@ -12,6 +12,12 @@ from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 from tinypipe.core.urls import password_in_url
 
 
+def refuse(message: str, *at: str) -> PydanticCustomError:
+    """A check across keys: the error names `at`, the key paths (relative to the model raising it) to point the
+    user at, the first one the file spells out winning, so `file:line:col` is the line to edit, not the section's."""
+    return PydanticCustomError("cross_key", message, {"at": list(at)})
+
+
 class Strict(BaseModel):
     # allow_inf_nan=False: `.inf` or `.nan` is never a learning rate, a rate or a budget
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -61,7 +67,7 @@ class Split(Strict):
     def _sums_to_one(self) -> "Split":
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")  # the split as a whole
         return self
 
 
@@ -126,13 +132,13 @@ class Data(Strict):
     @model_validator(mode="after")
     def _path_for_csv(self) -> "Data":
         if self.source in ("csv", "wav") and self.path is None:
-            raise ValueError(f"`source: {self.source}` needs `path`, the folder of recordings")
+            raise refuse(f"`source: {self.source}` needs `path`, the folder of recordings", "source")
         if self.source == "npz" and (self.path is None or self.classes is None):
-            raise ValueError("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label")
+            raise refuse("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label", "source")
         if self.source == "npz" and (self.hop is not None or self.short != "drop"):
-            raise ValueError("`hop` and `short` are read only with `source: csv` or `wav`")
+            raise refuse("`hop` and `short` are read only with `source: csv` or `wav`", "hop", "short", "source")
         if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
-            raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
+            raise refuse("`source: generator` reads none of `path`, `hop` and `short`", "path", "hop", "short", "source")
         return self
 
 
@@ -327,7 +333,7 @@ class Model(Strict):
     @model_validator(mode="after")
     def _layers_or_path(self) -> "Model":
         if (self.layers is None) == (self.path is None):
-            raise ValueError("give exactly one of `layers` or `path`")
+            raise refuse("give exactly one of `layers` or `path`", "path", "layers")
         return self
 
 
@@ -496,34 +502,26 @@ class Project(Strict):
         sensor = info.data.get("sensor")
         if features.kind == "raw" or sensor is None:
             return features
-        if features.kind in ("mfcc", "log_mel"):
-            return _audio_features_fit_sensor(features, sensor)
-        # `at` names the key under `features` the loader points the error at
+        # `refuse` names the key under `features` the loader points the error at
         if features.kind == "spectral" and sensor.kind == "microphone":
-            raise PydanticCustomError(
-                "features", "`spectral` is for motion sensors, not `sensor.kind: microphone`; use raw for sound",
-                {"at": "kind"})
+            raise refuse("`spectral` is for motion sensors, not `sensor.kind: microphone`; use raw for sound", "kind")
         data = info.data.get("data")
         if sensor.scale is not None or sensor.offset is not None or (data is not None and data.normalize != "none"):
-            raise PydanticCustomError(
-                "features", "`{kind}` features are computed from the raw samples and standardised on the training "
-                "split: drop sensor.scale, sensor.offset and data.normalize", {"at": "kind", "kind": features.kind})
+            raise refuse(f"`{features.kind}` features are computed from the raw samples and standardised on the "
+                         "training split: drop sensor.scale, sensor.offset and data.normalize", "kind")
+        if features.kind in ("mfcc", "log_mel"):
+            return _audio_features_fit_sensor(features, sensor)
         fft_length = features.fft_length or default_fft_length(sensor.window)
         if fft_length > sensor.window:
-            raise PydanticCustomError(
-                "features", "{fft_length} is longer than sensor.window ({window}): use at most {most}",
-                {"at": "fft_length", "fft_length": fft_length, "window": sensor.window,
-                 "most": 1 << (sensor.window.bit_length() - 1)})
+            raise refuse(f"{fft_length} is longer than sensor.window ({sensor.window}): use at most "
+                         f"{1 << (sensor.window.bit_length() - 1)}", "fft_length")
         nyquist = sensor.sample_rate_hz / 2
         if features.filter is not None and features.filter.cutoff_hz >= nyquist:
-            raise PydanticCustomError(
-                "features", "{cutoff} Hz is not below half the sample rate ({nyquist} Hz, sensor.sample_rate_hz "
-                "/ 2): choose a lower cutoff_hz", {"at": "filter.cutoff_hz", "nyquist": f"{nyquist:g}",
-                                                   "cutoff": f"{features.filter.cutoff_hz:g}"})
+            raise refuse(f"{features.filter.cutoff_hz:g} Hz is not below half the sample rate ({nyquist:g} Hz, "
+                         "sensor.sample_rate_hz / 2): choose a lower cutoff_hz", "filter.cutoff_hz")
         if features.peaks > fft_length // 2:
-            raise PydanticCustomError(
-                "features", "{peaks} peaks out of {bins} FFT bins: use at most {bins}",
-                {"at": "peaks", "peaks": features.peaks, "bins": fft_length // 2})
+            raise refuse(f"{features.peaks} peaks out of {fft_length // 2} FFT bins: use at most {fft_length // 2}",
+                         "peaks")
         return features
 
     @field_validator("version", mode="before")
@@ -553,28 +551,28 @@ class Project(Strict):
     def _sensor_fits_data(self) -> "Project":
         axes = len(self.sensor.axes)
         if self.data.source == "wav" and (self.sensor.kind != "microphone" or axes != 1):
-            raise ValueError("`data.source: wav` needs `sensor.kind: microphone` and one axis "
-                             f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`")
+            raise refuse("`data.source: wav` needs `sensor.kind: microphone` and one axis "
+                         f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`",
+                         "sensor.kind", "sensor.axes", "data.source")
         declared = self.sensor.scale is not None or self.sensor.offset is not None
         for key in ("scale", "offset"):
             value = getattr(self.sensor, key)
             if isinstance(value, list) and len(value) != axes:
-                raise ValueError(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
-                                 "or one number for all")
+                raise refuse(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
+                             "or one number for all", f"sensor.{key}")
         scales = self.sensor.scale if isinstance(self.sensor.scale, list) else [self.sensor.scale or 1.0]
         if any(not 0 < s <= 65536 for s in scales):
-            raise ValueError("`sensor.scale` must be positive (and at most 65536)")
+            raise refuse("`sensor.scale` must be positive (and at most 65536)", "sensor.scale")
         if self.features.kind != "raw" and self.quantization.io != "int8":
-            raise PydanticCustomError(
-                "features", "`{kind}` features reach the model as int8 values made from each feature on the "
-                "device: use `quantization.io: int8`", {"at": "quantization.io", "kind": self.features.kind})
+            raise refuse(f"`{self.features.kind}` features reach the model as int8 values made from each feature on "
+                         "the device: use `quantization.io: int8`", "quantization.io")
         if declared and self.data.normalize != "none":
-            raise ValueError("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both")
+            raise refuse("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both", "data.normalize")
         if (declared or self.data.normalize != "none") and (self.data.source == "generator"
                                                             or self.quantization.io != "int8"):
-            raise ValueError("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
-                             "your own raw recordings (`data.source: csv`, `wav` or `npz`) and "
-                             "`quantization.io: int8`")
+            raise refuse("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
+                         "your own raw recordings (`data.source: csv`, `wav` or `npz`) and `quantization.io: int8`",
+                         "data.normalize", "sensor.scale", "sensor.offset", "quantization.io", "data.source")
         return self
 
 
@@ -584,38 +582,31 @@ from tinypipe.config.variant import Variant  # noqa: E402,F401 - re-exported: st
 def _audio_features_fit_sensor(features: Features, sensor: Sensor) -> Features:
     """`mfcc`/`log_mel` read one microphone; every length must fit the window, the FFT and the mel scale."""
 
-    def refuse(at: str, message: str):
-        # formatted here (pydantic's templates know no format specs); `at` is the key the loader points at
-        return PydanticCustomError("features", message, {"at": at})
-
     kind, rate = features.kind, sensor.sample_rate_hz
     if sensor.kind != "microphone" or len(sensor.axes) != 1:
-        raise refuse("kind", f"`{kind}` computes features of sound: it needs `sensor.kind: microphone` with one axis "
-                             f"(got {sensor.kind} with {len(sensor.axes)} axes); use spectral for motion sensors")
+        raise refuse(f"`{kind}` computes features of sound: it needs `sensor.kind: microphone` with one axis (got "
+                     f"{sensor.kind} with {len(sensor.axes)} axes); use spectral for motion sensors", "kind")
     frame, stride, fft_length, high_hz = audio_frames(features, sensor)
     if frame < 2 or frame > sensor.window:
-        raise refuse("frame_length", f"a frame of {frame} samples does not fit sensor.window ({sensor.window} "
-                                     f"samples): use 2 to {sensor.window} samples "
-                                     f"({sensor.window * 1000 / rate:g}ms at {rate:g} Hz)")
+        raise refuse(f"a frame of {frame} samples does not fit sensor.window ({sensor.window} samples): use 2 to "
+                     f"{sensor.window} samples ({sensor.window * 1000 / rate:g}ms at {rate:g} Hz)", "frame_length")
     if fft_length > MAX_FFT_LENGTH or fft_length < frame:
         longest = min(MAX_FFT_LENGTH, fft_length)
-        raise refuse("frame_length" if features.fft_length is None else "fft_length",
-                     f"a frame of {frame} samples does not fit a {fft_length}-point FFT (the longest is "
+        raise refuse(f"a frame of {frame} samples does not fit a {fft_length}-point FFT (the longest is "
                      f"{MAX_FFT_LENGTH}): use a frame of at most {longest} samples ({longest * 1000 / rate:g}ms at "
-                     f"{rate:g} Hz)")
+                     f"{rate:g} Hz)", "frame_length" if features.fft_length is None else "fft_length")
     if stride < 1:
-        raise refuse("frame_stride", f"a stride of {stride} samples: use at least 1 sample")
+        raise refuse(f"a stride of {stride} samples: use at least 1 sample", "frame_stride")
     if features.mel_bins > fft_length // 2:
-        raise refuse("mel_bins", f"{features.mel_bins} mel bins for the {fft_length // 2} FFT bins of a "
-                                 f"{fft_length}-point FFT: use at most {fft_length // 2} mel bins, or a longer "
-                                 "fft_length")
+        raise refuse(f"{features.mel_bins} mel bins for the {fft_length // 2} FFT bins of a {fft_length}-point "
+                     f"FFT: use at most {fft_length // 2} mel bins, or a longer fft_length", "mel_bins")
     if kind == "mfcc" and features.coefficients > features.mel_bins:
-        raise refuse("coefficients", f"{features.coefficients} coefficients from {features.mel_bins} mel bins: use "
-                                     f"at most {features.mel_bins}")
+        raise refuse(f"{features.coefficients} coefficients from {features.mel_bins} mel bins: use at most "
+                     f"{features.mel_bins}", "coefficients")
     if high_hz > rate / 2:
-        raise refuse("high_hz", f"{high_hz:g} Hz is above half the sample rate ({rate / 2:g} Hz, "
-                                f"sensor.sample_rate_hz / 2): use at most {rate / 2:g}")
+        raise refuse(f"{high_hz:g} Hz is above half the sample rate ({rate / 2:g} Hz, sensor.sample_rate_hz / 2): "
+                     f"use at most {rate / 2:g}", "high_hz")
     if features.low_hz >= high_hz:
-        raise refuse("low_hz", f"{features.low_hz:g} Hz is not below high_hz ({high_hz:g} Hz): the mel filters "
-                               "need a band to cover")
+        raise refuse(f"{features.low_hz:g} Hz is not below high_hz ({high_hz:g} Hz): the mel filters need a band "
+                     "to cover", "low_hz")
     return features

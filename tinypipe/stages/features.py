@@ -49,16 +49,20 @@ def raw_windows(arrays: dict, generator: bool, classes: list[str], label: str) -
     return {k: v.astype(np.int16) if k.startswith("x_") else v for k, v in arrays.items()}
 
 
+SPREAD_FLOOR = 64  # a feature's spread is at least |mean| / 64 (and 1, its resolution): see `standardised`
+
+
 def standardised(train_features) -> "object":
-    """Per feature value (row and axis): (f - mean) / std on the training split; a constant one is centred and
-    divided by its size, so its int8 step stays small."""
+    """Per feature value (row and axis): (f - mean) / std on the training split. A (nearly) constant feature is
+    divided by at least |mean| / SPREAD_FLOOR and 1 instead, so its mean stays a small multiple of the int8 input's
+    step and the integer step that folds the two (`_scaling.InputScaling.fixed_point`) stays in range."""
     import numpy as np
 
     from tinypipe.stages._scaling import InputScaling
 
     flat = np.asarray(train_features, np.float64).reshape(len(train_features), -1)
     mean, std = flat.mean(axis=0), flat.std(axis=0)
-    scale = [float(1 / s) if s > 0 else float(1 / max(abs(m), 1.0)) for m, s in zip(mean, std)]
+    scale = [float(1 / max(s, abs(m) / SPREAD_FLOOR, 1.0)) for m, s in zip(mean, std)]
     return InputScaling([float(m) for m in mean], scale, "standard")
 
 
