@@ -41,7 +41,8 @@ def spec_for(window=64, axes=1, fft_length=32, peaks=2, filt=None, rate=50.0) ->
     ("{kind: spectral, filter: {type: lowpass, cutoff_hz: 30}}", "features.filter.cutoff_hz",
      "30 Hz is not below half the sample rate (25 Hz, sensor.sample_rate_hz / 2): choose a lower cutoff_hz"),
     ("{kind: spectral, fft_length: 8, peaks: 5}", "features.peaks", "5 peaks out of 4 FFT bins: use at most 4"),
-    ("{kind: mfcc}", "features.kind", "Input should be 'raw' or 'spectral'"),
+    ("{kind: mfcc}", "features.kind", "`mfcc` computes features of sound: it needs `sensor.kind: microphone` with "
+     "one axis (got accelerometer with 3 axes); use spectral for motion sensors"),
     ("{kind: spectral}  # and quantization.io: float32", "quantization.io",
      "`spectral` features reach the model as int8 values made from each feature on the device: use "
      "`quantization.io: int8`"),

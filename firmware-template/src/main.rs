@@ -30,9 +30,14 @@
 #[cfg_attr(not(feature = "board-stm32f4-discovery"), path = "board/generic.rs")]
 mod board;
 mod contract;
+#[cfg(feature = "audio-features")]
+mod audio_config;
+/// The features' extractor: `features_audio.rs` for sound (`mfcc`, `log_mel`), else `features.rs`; both give
+/// `RAW_WINDOW_LEN` and `model_input`.
 #[cfg(feature = "features")]
+#[cfg_attr(feature = "audio-features", path = "features_audio.rs")]
 mod features;
-#[cfg(feature = "features")]
+#[cfg(all(feature = "features", not(feature = "audio-features")))]
 mod features_config;
 mod model;
 #[cfg(feature = "raw-input")]

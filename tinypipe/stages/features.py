@@ -93,4 +93,4 @@ def run(ctx: StageContext) -> StageResult:
     ctx.log(f"{p.features.kind}: {len(rows)} features per axis x {spec['axes']} axes from {spec['window']}-sample "
             f"windows ({', '.join(rows[:4])}, ...)")
     return {"kind": spec["kind"], "per_axis": spec["per_axis"], "axes": spec["axes"],
-            "shape": [spec["per_axis"], spec["axes"]]}
+            "shape": list(features["x_train"].shape[1:])}

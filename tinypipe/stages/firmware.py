@@ -41,8 +41,9 @@ IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~
 LINKER_TEMPLATE = "link.x.in"
 BOARD_SUPPORT_DIR = "src/board"  # <support>.rs per board with an application, selected by a cargo feature
 # what the template holds in place of generated files, so that it builds and lints on its own
-STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "realtime_config.rs", "features_config.rs", "test_inputs.bin",
-            "link.x")
+STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "realtime_config.rs", "features_config.rs", "audio_config.rs",
+            "test_inputs.bin", "link.x")
+AUDIO_KINDS = ("mfcc", "log_mel")  # computed by src/features_audio.rs with the rendered src/audio_config.rs
 SYSTICK_MAX_TICKS = 1 << 24  # the 24-bit SysTick counter's longest period
 MIN_TICKS_PER_SAMPLE = 8  # below this the sampling exception alone would keep the core busy
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
@@ -151,6 +152,16 @@ def render_features_config(features: dict) -> str:
         f"pub const TWIDDLES: [i16; FFT_LENGTH] = {twiddles};\n"
         f"pub const FILTER: Option<[i32; 5]> = {coefficients};\n"
     )
+
+
+def render_audio_config(features: dict) -> str:
+    """src/audio_config.rs: the audio front end's lengths and tables (`features.kind: mfcc | log_mel`), from the
+    features stage's spec (reference.json `features`)."""
+    from tinypipe.stages._features import mfcc
+
+    return ("// Rendered by tinypipe from the features stage (reference.json `features`): the audio front end the\n"
+            "// firmware runs on each raw window (src/features_audio.rs), its tables computed at build time.\n"
+            + mfcc.rust_config(mfcc.front_end(features), int(features["window"])))
 
 
 def enable_features(cargo_toml: str, features: list[str]) -> str:
@@ -365,7 +376,9 @@ def run(ctx: StageContext) -> StageResult:
     if raw_input:
         atomic_write_text(project / "src" / "raw_input.rs", render_raw_input(raw_input))
     if features:
-        atomic_write_text(project / "src" / "features_config.rs", render_features_config(features))
+        audio = features["kind"] in AUDIO_KINDS
+        atomic_write_text(project / "src" / ("audio_config.rs" if audio else "features_config.rs"),
+                          render_audio_config(features) if audio else render_features_config(features))
     realtime = has_realtime_loop(ctx.variant, reference)
     if realtime:
         settings = realtime_settings(ctx.variant.config["sensor"], ctx.variant.config["data"],
@@ -379,7 +392,8 @@ def run(ctx: StageContext) -> StageResult:
     atomic_write_text(project / "Cargo.toml",
                       enable_features((project / "Cargo.toml").read_text(),
                                       cell_features(ctx.variant, realtime) + (["raw-input"] if raw_input else [])
-                                      + (["features"] if features else [])))
+                                      + (["features"] if features else [])
+                                      + (["audio-features"] if features and features["kind"] in AUDIO_KINDS else [])))
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

@@ -17,7 +17,8 @@ from tinypipe.stages._features import fixed
 if TYPE_CHECKING:
     import numpy as np
 
-KINDS = {"spectral": "tinypipe.stages._features.spectral"}  # `raw` has no features stage
+KINDS = {"spectral": "tinypipe.stages._features.spectral", "mfcc": "tinypipe.stages._features.mfcc",
+         "log_mel": "tinypipe.stages._features.mfcc"}  # `raw` has no features stage
 GENERATOR_COUNTS_PER_G = 4096  # the built-in generator's g as int16 counts: a +-8 g accelerometer
 
 
@@ -40,6 +41,8 @@ def resolve(config: dict) -> dict:
             spec["filter"] = {"type": f["type"], "cutoff_hz": float(f["cutoff_hz"]),
                               "coefficients": fixed.biquad_coefficients(f["type"], f["cutoff_hz"],
                                                                         spec["sample_rate_hz"])}
+    if features["kind"] in ("mfcc", "log_mel"):
+        spec.update(audio_spec(features, sensor))
     spec["per_axis"] = kind_module(spec["kind"]).features_per_axis(spec)
     return spec
 
@@ -51,3 +54,14 @@ def compute(raw: "np.ndarray", spec: dict) -> "np.ndarray":
 
 def names(spec: dict) -> list[str]:
     return kind_module(spec["kind"]).names(spec)
+
+
+def audio_spec(features: dict, sensor: dict) -> dict:
+    """`mfcc`/`log_mel`: the front end's lengths in samples and its band, defaults filled in (`audio_frames`)."""
+    from tinypipe.config.schema import Features, Sensor, audio_frames
+
+    frame, stride, fft_length, high_hz = audio_frames(Features(**features), Sensor(**sensor))
+    return {"frame_length": frame, "frame_stride": stride, "fft_length": fft_length,
+            "mel_bins": int(features["mel_bins"]),
+            "coefficients": int(features["coefficients"]) if features["kind"] == "mfcc" else int(features["mel_bins"]),
+            "low_hz": float(features["low_hz"]), "high_hz": float(high_hz)}

@@ -4,4 +4,5 @@
 
 pub mod fft;
 pub mod fixed;
+pub mod mfcc;
 pub mod spectral;
