@@ -37,7 +37,7 @@ RUSTC = shutil.which("rustc")
 QEMU_TOOLS = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-ld")
                   and Path("/usr/bin/cargo").exists())
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected")
-INPUTS_PER_CASE = 8  # 4 random, then all -128, all 127, alternating -128/127, the zero point everywhere
+INPUTS_PER_CASE = 10  # 4 random, 2 near-constant, then all -128, all 127, alternating -128/127, the zero point
 SHORT_PATH_ACC_LIMIT = 1 << 30
 
 
@@ -106,7 +106,7 @@ def draw_case(seed: int) -> Case:
     if rng.random() < 0.3:  # a second layer reads the first's requantized output
         layers.append(_draw_layer(rng, "dense" if kind == "dense" else str(rng.choice(["conv", "depthwise", "dense"])),
                                   _output_shape(input_shape, first)))
-    noise = float(10.0 ** rng.uniform(-4, -1)) if rng.random() < 0.3 else 0.0
+    noise = float(10.0 ** rng.uniform(-4, -2)) if rng.random() < 0.4 else 0.0
     return Case(seed, input_shape, input_range, noise, tuple(layers))
 
 
@@ -128,19 +128,27 @@ def _draw_layer(rng, kind: str, input_shape: tuple[int, ...]) -> Layer:
         kernel = (int(rng.integers(1, min(4, limit[0]) + 1)), int(rng.integers(1, min(4, limit[1]) + 1)))
         geometry = dict(kernel=kernel, strides=strides, dilation=dilation, padding=padding)
     channels = out if kind != "depthwise" else out * input_shape[-1]
-    scales = tuple(float(10.0 ** rng.uniform(-5, 1)) for _ in range(channels))
+    # the channels' weight magnitudes: equal, within a decade, or spread over six (where some channels'
+    # multipliers fall below 2^-25 and take the general path)
+    decades = float(rng.choice([0, 1, 6]))
+    base = rng.uniform(-5, 1 - decades)
+    scales = tuple(float(10.0 ** (base + rng.uniform(0, decades))) for _ in range(channels))
+    biases = str(rng.choice(["small", "large", "beyond"], p=[0.5, 0.25, 0.25]))
     return Layer(kind=kind, out_channels=out, activation=str(rng.choice(["linear", "relu", "relu6"])),
                  weights=str(rng.choice(["normal", "saturated", "zero_sum"])), channel_scales=scales,
-                 bias_targets=tuple(_bias_target(rng) for _ in range(channels)), **geometry)
+                 bias_targets=tuple(_bias_target(rng, biases) for _ in range(channels)), **geometry)
 
 
-def _bias_target(rng) -> int:
-    """A quantized bias: zero, ordinary, or near the short path's limit (below and beyond it), either sign."""
-    magnitude = rng.choice([0, int(rng.integers(1, 1 << 12)), int(rng.integers(1 << 20, 1 << 28)),
-                            SHORT_PATH_ACC_LIMIT - int(rng.integers(1 << 16, 1 << 22)),
-                            SHORT_PATH_ACC_LIMIT + int(rng.integers(0, 1 << 29)), (1 << 31) - 1],
-                           p=[0.2, 0.2, 0.15, 0.15, 0.2, 0.1])
-    return int(magnitude) * int(rng.choice([-1, 1]))
+def _bias_target(rng, regime: str) -> int:
+    """A quantized bias, either sign: "small" (zero or below 2^12: the output range comes from the products,
+    multipliers stay large enough for the short path), "large" (some up to 2^30 less the largest sum of
+    products drawn here: tiny multipliers), "beyond" (a third at or beyond 2^30, up to int32's end)."""
+    magnitudes = [0, int(rng.integers(1, 1 << 12))]
+    if regime != "small":
+        magnitudes += [int(rng.integers(1 << 20, 1 << 28)), int(rng.integers(1 << 29, SHORT_PATH_ACC_LIMIT - (1 << 23)))]
+    if regime == "beyond" and rng.random() < 0.33:
+        magnitudes = [SHORT_PATH_ACC_LIMIT + int(rng.integers(0, 1 << 29)), (1 << 31) - 1]
+    return int(rng.choice(magnitudes)) * int(rng.choice([-1, 1]))
 
 
 def _output_shape(input_shape: tuple[int, ...], layer: Layer) -> tuple[int, ...]:
@@ -247,13 +255,15 @@ def convert(keras, case: Case) -> bytes:
 
 
 def test_inputs(case: Case, zero_point: int) -> np.ndarray:
-    """Random int8 inputs, then the extremes: all -128, all 127, alternating, the zero point everywhere."""
+    """Random int8 inputs; two near one value (+-2), where zero-sum weights cancel and the outputs stay off the
+    clamp, so their rounding shows; then the extremes: all -128, all 127, alternating, the zero point."""
     rng = np.random.default_rng(case.seed + 3_000_003)
     shape = (1, *case.input_shape)
     n = int(np.prod(shape))
     extremes = [np.full(n, -128), np.full(n, 127), np.where(np.arange(n) % 2 == 0, -128, 127), np.full(n, zero_point)]
-    random = rng.integers(-128, 128, size=(INPUTS_PER_CASE - len(extremes), n))
-    return np.concatenate([random, np.stack(extremes)]).astype(np.int8).reshape(-1, *shape)
+    near_constant = [np.clip(rng.integers(-128, 128) + rng.integers(-2, 3, size=n), -128, 127) for _ in range(2)]
+    random = rng.integers(-128, 128, size=(INPUTS_PER_CASE - len(extremes) - 2, n))
+    return np.concatenate([random, np.stack(near_constant + extremes)]).astype(np.int8).reshape(-1, *shape)
 
 
 # --- the cases, converted once for the module ----------------------------------------------------------------------
@@ -382,7 +392,8 @@ def assert_traces_match(where: str, layers: list[Converted], output: str, host_t
                 failures.append(f"{where}: {layer.case.describe()}\n  input {i} ({x.reshape(-1)[:8].tolist()}...), "
                                 f"op {o['index']} {o['op']}: {detail}\n  rerun: {layer.rerun}")
                 break
-    assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:10])
+    if failures:
+        pytest.fail(f"{len(failures)} mismatches:\n" + "\n".join(failures[:10]), pytrace=False)
 
 
 # --- the host: the kernels' portable code, compiled for this machine ---------------------------------------------
