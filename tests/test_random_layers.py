@@ -254,7 +254,7 @@ def convert(keras, case: Case) -> bytes:
         return bytes(converter.convert())
 
 
-def test_inputs(case: Case, zero_point: int) -> np.ndarray:
+def inputs_for(case: Case, zero_point: int) -> np.ndarray:
     """Random int8 inputs; two near one value (+-2), where zero-sum weights cancel and the outputs stay off the
     clamp, so their rounding shows; then the extremes: all -128, all 127, alternating, the zero point."""
     rng = np.random.default_rng(case.seed + 3_000_003)
@@ -314,7 +314,7 @@ def random_layers(request) -> list[Converted]:
                         f"rerun: TINYPIPE_PROPTEST_SEED={seed} TINYPIPE_PROPTEST_CASES=1 "
                         f"pytest tests/test_random_layers.py")
         zero_point = info["input"]["zero_point"]
-        converted.append(Converted(case, model, test_inputs(case, zero_point), info))
+        converted.append(Converted(case, model, inputs_for(case, zero_point), info))
     print_summary(request, converted)
     return converted
 
