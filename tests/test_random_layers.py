@@ -7,8 +7,8 @@ The extremes: weights of +-127 everywhere, biases that push a channel's accumula
 requantization path's 2^30 (and large ones below it), input zero points of -128 and 127 (from calibration data
 that is all positive or all negative), RELU/RELU6 outputs with zero point -128, per-channel weight scales equal or
 spread over up to six decades, and zero-sum weights calibrated on near-constant inputs, whose narrow output range
-gives multipliers near and above 1: the multipliers' exponents run from about 2^-40 (flushed to zero, as TFLM
-does) to 2^15. The inputs: random, near-constant (rounding off the clamp), all -128, all 127, alternating, the
+gives multipliers near and above 1: the multipliers run from about 2^-41 (flushed to zero, as TFLM does) to
+2^10 in the default cases (2^-49 to 2^19 over a soak of 300). The inputs: random, near-constant (rounding off the clamp), all -128, all 127, alternating, the
 zero point.
 
 Case `i` is drawn from seed `TINYPIPE_PROPTEST_SEED + i` (default seed 0): a failure names the case, its seed and
