@@ -8,8 +8,8 @@ requantization path's 2^30 (and large ones below it), input zero points of -128 
 that is all positive or all negative), RELU/RELU6 outputs with zero point -128, per-channel weight scales equal or
 spread over up to six decades, and zero-sum weights calibrated on near-constant inputs, whose narrow output range
 gives multipliers near and above 1: the multipliers run from about 2^-41 (flushed to zero, as TFLM does) to
-2^10 in the default cases (2^-49 to 2^19 over a soak of 300). The inputs: random, near-constant (rounding off the clamp), all -128, all 127, alternating, the
-zero point.
+2^10 in the default cases (2^-49 to 2^19 over a soak of 300). The inputs: random, near-constant (rounding off
+the clamp), all -128, all 127, alternating, the zero point.
 
 Case `i` is drawn from seed `TINYPIPE_PROPTEST_SEED + i` (default seed 0): a failure names the case, its seed and
 the command that reruns it alone. TINYPIPE_PROPTEST_CASES raises the count for a soak run (default 24).
