@@ -167,11 +167,17 @@ impl Kernel<'_> {
         let bytes = BYTES;
         let px_step = if bytes { p.stride_w * p.in_c } else { p.stride_w * p.lanes() / 2 };
         #[cfg(tinyml_dsp)]
-        if !GENERAL && FULL && !bytes && out_c % 4 == 0 {
+        if !GENERAL && FULL && out_c % 4 == 0 {
             // whole blocks along the row: each block's taps and scales are set up once per row
             for (b, (bias, rs)) in self.bias2.chunks_exact(4).zip(self.rescale.chunks_exact(4)).enumerate() {
-                if let (Some(t), Some(xb), Some(out)) = (stream.part(b * taps, taps), x.get(2 * b..), out_row.get_mut(4 * b..)) {
-                    crate::dsp::depthwise_block_row(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
+                // a broadcast block's tap offsets include its input channel; a widened block starts at word 2b
+                let xb = if bytes { Some(x) } else { x.get(2 * b..) };
+                if let (Some(t), Some(xb), Some(out)) = (stream.part(b * taps, taps), xb, out_row.get_mut(4 * b..)) {
+                    if bytes {
+                        crate::dsp::depthwise_block_row_bytes(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
+                    } else {
+                        crate::dsp::depthwise_block_row(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
+                    }
                 }
             }
             return;

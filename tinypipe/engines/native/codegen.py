@@ -7,7 +7,8 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
 - `codegen.json`: `{engine, ops: [{index, op, kernel, input_shape, output_shape, macs, weight_bytes,
   input_offset, output_offset, general_channels}], arena_bytes, arena_lower_bound, arena_strategies (placement order -> bytes),
   arena_strategy, in_place_ops (operator indices writing over an input), weight_bytes, macs, input, output,
-  input_len, output_len}` with the input's and output's shape, dtype, scale and zero point.
+  input_len, output_len, widened_weights}` with the input's and output's shape, dtype, scale and zero point;
+  `widened_weights`: convolution filters pre-widened for the DSP path (`generate.widens_weights` decides).
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.
@@ -35,7 +36,7 @@ def source_hash() -> str:
 
 def _config(variant) -> dict:
     return {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
-            "source": source_hash()}
+            "flash_bytes": variant.board.flash.size, "source": source_hash()}
 
 
 STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
@@ -43,10 +44,13 @@ STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
 
 
 def run(ctx: StageContext) -> StageResult:
-    from tinypipe.engines.native.generate import generate
+    from tinypipe.engines.native.generate import generate, widens_weights
 
     model_path = ctx.input("quantize", "model.tflite")
-    generated = generate(model_path.read_bytes(), str(model_path))
+    model_bytes = model_path.read_bytes()
+    board = ctx.variant.board
+    widen = widens_weights(board.features, board.flash.size, len(model_bytes))
+    generated = generate(model_bytes, str(model_path), widen_weights=widen)
     info = dict(generated.info)
     info["engine"] = "native"
     info["input_len"] = 1
