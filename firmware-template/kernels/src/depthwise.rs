@@ -173,11 +173,7 @@ impl Kernel<'_> {
                 // a broadcast block's tap offsets include its input channel; a widened block starts at word 2b
                 let xb = if bytes { Some(x) } else { x.get(2 * b..) };
                 if let (Some(t), Some(xb), Some(out)) = (stream.part(b * taps, taps), xb, out_row.get_mut(4 * b..)) {
-                    if bytes {
-                        crate::dsp::depthwise_block_row_bytes(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
-                    } else {
-                        crate::dsp::depthwise_block_row(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
-                    }
+                    crate::dsp::depthwise_block_row::<BYTES>(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
                 }
             }
             return;

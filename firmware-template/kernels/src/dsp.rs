@@ -67,79 +67,68 @@ pub fn ssat8(v: i32) -> i32 {
 
 /// Two filter rows against two widened patches (the conv kernel's 2x2 block): `w` holds the rows' words
 /// interleaved (row 0 word g, row 1 word g, ...), `x` per group `g` the words `(x0 even, x0 odd, x1 even,
-/// x1 odd)`; `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. 18 instructions per 16 MACs.
+/// x1 odd)`; `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. 18 instructions per 16 MACs. `WIDENED`:
+/// pre-widened rows, per group row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's: 14.
 #[inline(always)]
-pub fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    let groups = (w.len() / 2).min(x.len() / 4);
+pub fn dot_2rows_2px<const WIDENED: bool>(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = (w.len() / if WIDENED { 4 } else { 2 }).min(x.len() / 4);
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     if groups == 0 {
         return acc;
     }
-    // SAFETY: reads `2 * groups` words from `w` and `4 * groups` from `x`, within both slices; both are
-    // `u32` slices, so word-aligned as LDRD requires. Registers only otherwise; the stack is not touched.
+    // SAFETY: reads `2 * groups` words (`4 * groups` if `WIDENED`) from `w` and `4 * groups` from `x`, within
+    // both slices; both are `u32` slices, so word-aligned as LDRD requires. Registers only otherwise; the
+    // stack is not touched.
     unsafe {
-        asm!(
-            "2:",
-            "ldr {w}, [{pw}], #4",
-            "ldrd {x0e}, {x0o}, [{px}], #8",
-            "ldrd {x1e}, {x1o}, [{px}], #8",
-            "sxtb16 {t}, {w}",
-            "smlad {a0}, {t}, {x0e}, {a0}",
-            "smlad {a1}, {t}, {x1e}, {a1}",
-            "sxtb16 {t}, {w}, ror #8",
-            "smlad {a0}, {t}, {x0o}, {a0}",
-            "smlad {a1}, {t}, {x1o}, {a1}",
-            "ldr {w}, [{pw}], #4",
-            "sxtb16 {t}, {w}",
-            "smlad {a2}, {t}, {x0e}, {a2}",
-            "smlad {a3}, {t}, {x1e}, {a3}",
-            "sxtb16 {t}, {w}, ror #8",
-            "smlad {a2}, {t}, {x0o}, {a2}",
-            "smlad {a3}, {t}, {x1o}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
-            w = out(reg) _, t = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
-            x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
-            options(readonly, nostack),
-        )
-    };
-    [a0, a1, a2, a3]
-}
-
-/// [`dot_2rows_2px`] with pre-widened filter rows: per group `g`, row 0's words `(v0, v2)`, `(v1, v3)` as
-/// int16 pairs, then row 1's. 14 instructions per 16 MACs.
-#[inline(always)]
-pub fn dot_2rows_2px_widened(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    let groups = (w.len() / 4).min(x.len() / 4);
-    let [mut a0, mut a1, mut a2, mut a3] = acc;
-    if groups == 0 {
-        return acc;
-    }
-    // SAFETY: reads `4 * groups` words from `w` and `4 * groups` from `x`, within both slices; both are
-    // `u32` slices, so word-aligned as LDRD requires. Registers only otherwise; the stack is not touched.
-    unsafe {
-        asm!(
-            "2:",
-            "ldrd {we}, {wo}, [{pw}], #8",
-            "ldrd {x0e}, {x0o}, [{px}], #8",
-            "ldrd {x1e}, {x1o}, [{px}], #8",
-            "smlad {a0}, {we}, {x0e}, {a0}",
-            "smlad {a1}, {we}, {x1e}, {a1}",
-            "smlad {a0}, {wo}, {x0o}, {a0}",
-            "smlad {a1}, {wo}, {x1o}, {a1}",
-            "ldrd {we}, {wo}, [{pw}], #8",
-            "smlad {a2}, {we}, {x0e}, {a2}",
-            "smlad {a3}, {we}, {x1e}, {a3}",
-            "smlad {a2}, {wo}, {x0o}, {a2}",
-            "smlad {a3}, {wo}, {x1o}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
-            we = out(reg) _, wo = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
-            x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
-            options(readonly, nostack),
-        )
+        if WIDENED {
+            asm!(
+                "2:",
+                "ldrd {we}, {wo}, [{pw}], #8",
+                "ldrd {x0e}, {x0o}, [{px}], #8",
+                "ldrd {x1e}, {x1o}, [{px}], #8",
+                "smlad {a0}, {we}, {x0e}, {a0}",
+                "smlad {a1}, {we}, {x1e}, {a1}",
+                "smlad {a0}, {wo}, {x0o}, {a0}",
+                "smlad {a1}, {wo}, {x1o}, {a1}",
+                "ldrd {we}, {wo}, [{pw}], #8",
+                "smlad {a2}, {we}, {x0e}, {a2}",
+                "smlad {a3}, {we}, {x1e}, {a3}",
+                "smlad {a2}, {wo}, {x0o}, {a2}",
+                "smlad {a3}, {wo}, {x1o}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
+                we = out(reg) _, wo = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
+                x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+                options(readonly, nostack),
+            )
+        } else {
+            asm!(
+                "2:",
+                "ldr {w}, [{pw}], #4",
+                "ldrd {x0e}, {x0o}, [{px}], #8",
+                "ldrd {x1e}, {x1o}, [{px}], #8",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {x0e}, {a0}",
+                "smlad {a1}, {t}, {x1e}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {x0o}, {a0}",
+                "smlad {a1}, {t}, {x1o}, {a1}",
+                "ldr {w}, [{pw}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a2}, {t}, {x0e}, {a2}",
+                "smlad {a3}, {t}, {x1e}, {a3}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a2}, {t}, {x0o}, {a2}",
+                "smlad {a3}, {t}, {x1o}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
+                w = out(reg) _, t = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
+                x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+                options(readonly, nostack),
+            )
+        }
     };
     [a0, a1, a2, a3]
 }
@@ -272,8 +261,7 @@ pub fn taps_4lanes(x: &[u32], taps: &TapStream, acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
-/// `conv_pairs_2px`' assembly around its inner loop (the template lines from label `2:` to its branch
-/// back, over `groups` groups with the filter pointer in r4, the patches' pointer in r6, the count in r5 and the
+/// `conv_pairs_2px`' assembly around its inner loop (the template lines that run it to its end, over `groups` groups with the filter pointer in r4, the patches' pointer in r6, the count in r5 and the
 /// accumulators in r0..r3; r8..r12 and lr are free).
 macro_rules! conv_pairs_asm {
     ($w:ident, $x:ident, $groups:ident, $pairs:ident, $bias2:ident, $rescale:ident, $out:ident, $out1:ident, $($inner:literal,)*) => {
@@ -345,9 +333,12 @@ macro_rules! conv_pairs_asm {
 /// written to `out[2p..2p + 2]` (pixel 0) and `out[px1 + 2p..]` (pixel 1; `px1 == 0` when both pixels
 /// are the same one, which then gets the same bytes twice). The caller checks that every channel takes the
 /// short path and that the activation range is all of int8. 18 instructions per 16 MACs in the inner
-/// loop, 35 per channel pair around it.
+/// loop, 35 per channel pair around it. `WIDENED`: the filter comes pre-widened by the code generator (per
+/// group, row `2p`'s words `(v0, v2)` and `(v1, v3)` as int16 pairs, then row `2p + 1`'s: `4 * groups *
+/// pairs` words), and the inner loop does no SXTB16: 13.5 instructions per 16 MACs (two groups an
+/// iteration).
 #[allow(clippy::too_many_arguments)]
-pub fn conv_pairs_2px(
+pub fn conv_pairs_2px<const WIDENED: bool>(
     w: &[u32],
     x: &[u32],
     groups: usize,
@@ -359,7 +350,7 @@ pub fn conv_pairs_2px(
 ) {
     if groups == 0
         || pairs == 0
-        || w.len() < 2 * groups * pairs
+        || w.len() < if WIDENED { 4 } else { 2 } * groups * pairs
         || x.len() < 4 * groups
         || bias2.len() < 2 * pairs
         || rescale.len() < 2 * pairs
@@ -368,82 +359,82 @@ pub fn conv_pairs_2px(
         return;
     }
     let out1 = out.as_mut_ptr().wrapping_add(px1);
-    // SAFETY: reads `2 * groups * pairs` words of `w`, `4 * groups` words of `x` per pair, `2 * pairs`
+    // SAFETY: reads `2 * groups * pairs` words of `w` (twice that `WIDENED`), `4 * groups` words of `x` per pair, `2 * pairs`
     // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, two words each), writes `2 * pairs` bytes
     // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
     // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
     unsafe {
-        conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
-            "2:",
-            "ldr r8, [r4], #4",
-            "ldrd r10, r11, [r6], #8",
-            "ldrd r12, lr, [r6], #8",
-            "sxtb16 r9, r8",
-            "smlad r0, r9, r10, r0",
-            "smlad r1, r9, r12, r1",
-            "sxtb16 r9, r8, ror #8",
-            "smlad r0, r9, r11, r0",
-            "smlad r1, r9, lr, r1",
-            "ldr r8, [r4], #4",
-            "sxtb16 r9, r8",
-            "smlad r2, r9, r10, r2",
-            "smlad r3, r9, r12, r3",
-            "sxtb16 r9, r8, ror #8",
-            "smlad r2, r9, r11, r2",
-            "smlad r3, r9, lr, r3",
-            "subs r5, r5, #1",
-            "bne 2b",
-        )
-    };
-}
-
-/// [`conv_pairs_2px`] with the filter pre-widened by the code generator: per group, row `2p`'s words
-/// `(v0, v2)` and `(v1, v3)` as int16 pairs, then row `2p + 1`'s (`w` holds `4 * groups * pairs` words). No
-/// SXTB16 in the inner loop: 14 instructions per 16 MACs, for twice the filter's flash.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_pairs_2px_widened(
-    w: &[u32],
-    x: &[u32],
-    groups: usize,
-    pairs: usize,
-    bias2: &[i32],
-    rescale: &[crate::quant::Rescale],
-    out: &mut [i8],
-    px1: usize,
-) {
-    if groups == 0
-        || pairs == 0
-        || w.len() < 4 * groups * pairs
-        || x.len() < 4 * groups
-        || bias2.len() < 2 * pairs
-        || rescale.len() < 2 * pairs
-        || out.len() < px1 + 2 * pairs
-    {
-        return;
-    }
-    let out1 = out.as_mut_ptr().wrapping_add(px1);
-    // SAFETY: reads `4 * groups * pairs` words of `w`, `4 * groups` words of `x` per pair, `2 * pairs`
-    // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, two words each), writes `2 * pairs` bytes
-    // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
-    // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
-    unsafe {
-        conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
-            "2:",
-            "ldrd r8, r9, [r4], #8",
-            "ldrd r10, r11, [r6], #8",
-            "ldrd r12, lr, [r6], #8",
-            "smlad r0, r8, r10, r0",
-            "smlad r1, r8, r12, r1",
-            "smlad r0, r9, r11, r0",
-            "smlad r1, r9, lr, r1",
-            "ldrd r8, r9, [r4], #8",
-            "smlad r2, r8, r10, r2",
-            "smlad r3, r8, r12, r3",
-            "smlad r2, r9, r11, r2",
-            "smlad r3, r9, lr, r3",
-            "subs r5, r5, #1",
-            "bne 2b",
-        )
+        if WIDENED {
+            conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
+                // two groups per iteration (half the loop overhead); an odd one first
+                "lsrs r5, r5, #1",
+                "bcc 3f",
+                "ldrd r8, r9, [r4], #8",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "smlad r0, r8, r10, r0",
+                "smlad r1, r8, r12, r1",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldrd r8, r9, [r4], #8",
+                "smlad r2, r8, r10, r2",
+                "smlad r3, r8, r12, r3",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "3:",
+                "beq 4f",
+                "2:",
+                "ldrd r8, r9, [r4], #8",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "smlad r0, r8, r10, r0",
+                "smlad r1, r8, r12, r1",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldrd r8, r9, [r4], #8",
+                "smlad r2, r8, r10, r2",
+                "smlad r3, r8, r12, r3",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "ldrd r8, r9, [r4], #8",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "smlad r0, r8, r10, r0",
+                "smlad r1, r8, r12, r1",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldrd r8, r9, [r4], #8",
+                "smlad r2, r8, r10, r2",
+                "smlad r3, r8, r12, r3",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "subs r5, r5, #1",
+                "bne 2b",
+                "4:",
+            )
+        } else {
+            conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
+                "2:",
+                "ldr r8, [r4], #4",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "sxtb16 r9, r8",
+                "smlad r0, r9, r10, r0",
+                "smlad r1, r9, r12, r1",
+                "sxtb16 r9, r8, ror #8",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldr r8, [r4], #4",
+                "sxtb16 r9, r8",
+                "smlad r2, r9, r10, r2",
+                "smlad r3, r9, r12, r3",
+                "sxtb16 r9, r8, ror #8",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "subs r5, r5, #1",
+                "bne 2b",
+            )
+        }
     };
 }
 
@@ -774,9 +765,11 @@ macro_rules! depthwise_block_row_asm {
 /// and saturated to int8, written to `out[p * out_step..][..4]`. The caller checks that the four lanes take
 /// the short path and that the activation range is all of int8. The block's loop runs over the pixels, so
 /// its taps, bias and scales are set up once per row instead of once per pixel: 7 instructions per tap
-/// (4 MACs), 32 for the four requantizations and about 20 per pixel around them.
+/// (4 MACs), 32 for the four requantizations and about 20 per pixel around them. `BYTES`: the block's four
+/// lanes read one input value per tap (as [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian words,
+/// pixel `p`'s taps at byte `p * px_step + offset`; 6 instructions per tap.
 #[allow(clippy::too_many_arguments)]
-pub fn depthwise_block_row(
+pub fn depthwise_block_row<const BYTES: bool>(
     x: &[u32],
     px_step: usize,
     pixels: usize,
@@ -791,68 +784,45 @@ pub fn depthwise_block_row(
         || pixels == 0
         || bias2.len() < 4
         || rescale.len() < 4
-        || x.len() < (pixels - 1) * px_step + taps.reach + 1
+        || if BYTES {
+            4 * x.len() < (pixels - 1) * px_step + taps.reach
+        } else {
+            x.len() < (pixels - 1) * px_step + taps.reach + 1
+        }
         || out.len() < (pixels - 1) * out_step + 4
     {
         return;
     }
     // SAFETY: per pixel `p` it reads the `3 * n` words of `taps.words` in order, and per tap the words
-    // `p * px_step + offset` and `+ 1` of `x`, where `offset + 2 <= taps.reach + 1`, so within `x` (checked
+    // `p * px_step + offset` and `+ 1` of `x`, where `offset + 2 <= taps.reach + 1`, or with `BYTES` byte
+    // `p * px_step + offset` of its `4 * x.len()` bytes, where `offset + 1 <= taps.reach`: within `x` (checked
     // above with `TapStream::new`'s `reach`); four words of `bias2` and four `Rescale`s (`repr(C)`, two
     // words each); it writes bytes `p * out_step..+ 4` of `out`, within it (checked above). Word loads are
     // word-aligned (`u32`/`i32` slices). The 40 bytes it pushes on the stack are popped before it ends.
     unsafe {
-        depthwise_block_row_asm!(
-            taps.words.as_ptr(), n, x.as_ptr(), 4 * px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
-            out_step, pixels,
-            "ldm r11!, {{r8, r9, r10}}",
-            "ldr r4, [r12, r10, lsl #2]",
-            "ldr r5, [lr, r10, lsl #2]",
-            "smlabb r0, r8, r4, r0",
-            "smlatt r2, r8, r4, r2",
-            "smlabb r1, r9, r5, r1",
-            "smlatt r3, r9, r5, r3",
-        )
-    };
-}
-
-/// [`depthwise_block_row`] for blocks whose four lanes read one input value per tap (as
-/// [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian words, pixel `p`'s taps at byte `p * px_step +
-/// offset`. 6 instructions per tap.
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_block_row_bytes(
-    x: &[u32],
-    px_step: usize,
-    pixels: usize,
-    taps: &TapStream,
-    bias2: &[i32],
-    rescale: &[crate::quant::Rescale],
-    out: &mut [i8],
-    out_step: usize,
-) {
-    let n = taps.words.len() / 3;
-    if n == 0
-        || pixels == 0
-        || bias2.len() < 4
-        || rescale.len() < 4
-        || 4 * x.len() < (pixels - 1) * px_step + taps.reach
-        || out.len() < (pixels - 1) * out_step + 4
-    {
-        return;
-    }
-    // SAFETY: per pixel `p` it reads the `3 * n` words of `taps.words` in order, and per tap byte `p *
-    // px_step + offset` of `x`'s `4 * x.len()` bytes, where `offset + 1 <= taps.reach`, so within `x`
-    // (checked above); the rest as in `depthwise_block_row`.
-    unsafe {
-        depthwise_block_row_asm!(
-            taps.words.as_ptr(), n, x.as_ptr(), px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
-            out_step, pixels,
-            "ldm r11!, {{r8, r9, r10}}",
-            "ldrsb r4, [r12, r10]",
-            "smlabb r0, r8, r4, r0",
-            "smlatb r2, r8, r4, r2",
-            "smlabb r1, r9, r4, r1",
-            "smlatb r3, r9, r4, r3",
-        )
+        if BYTES {
+            depthwise_block_row_asm!(
+                taps.words.as_ptr(), n, x.as_ptr(), px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
+                out_step, pixels,
+                "ldm r11!, {{r8, r9, r10}}",
+                "ldrsb r4, [r12, r10]",
+                "smlabb r0, r8, r4, r0",
+                "smlatb r2, r8, r4, r2",
+                "smlabb r1, r9, r4, r1",
+                "smlatb r3, r9, r4, r3",
+            )
+        } else {
+            depthwise_block_row_asm!(
+                taps.words.as_ptr(), n, x.as_ptr(), 4 * px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
+                out_step, pixels,
+                "ldm r11!, {{r8, r9, r10}}",
+                "ldr r4, [r12, r10, lsl #2]",
+                "ldr r5, [lr, r10, lsl #2]",
+                "smlabb r0, r8, r4, r0",
+                "smlatt r2, r8, r4, r2",
+                "smlabb r1, r9, r5, r1",
+                "smlatt r3, r9, r5, r3",
+            )
+        }
     };
 }
