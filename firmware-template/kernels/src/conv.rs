@@ -202,7 +202,7 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
         let oc = 2 * pair;
         let acc0 = bias2.get(oc).copied().unwrap_or(0);
         let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);
-        let acc = dot_2x2::<WIDENED>(w, x, [acc0, acc0, acc1, acc1]);
+        let acc = if WIDENED { dot_2x2_widened(w, x, [acc0, acc0, acc1, acc1]) } else { dot_2x2(w, x, [acc0, acc0, acc1, acc1]) };
         for (row, accs) in [(oc, [acc[0], acc[1]]), (oc + 1, [acc[2], acc[3]])] {
             if let Some(rs) = rescale.get(row) {
                 for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
@@ -331,25 +331,13 @@ fn widen_word_doubled(w: u32) -> (u32, u32) {
 }
 
 /// Two filter rows (interleaved words) against the two widened patches: `acc` is
-/// `[row0 px0, row0 px1, row1 px0, row1 px1]`; `WIDENED`: pre-widened rows (per group: row 0's two
-/// int16-pair words, then row 1's). Not inlined: the loop gets the registers to itself, so the four
-/// accumulators are never spilled.
+/// `[row0 px0, row0 px1, row1 px0, row1 px1]`. Not inlined: the loop gets the registers to itself, so
+/// the four accumulators are never spilled.
 #[inline(never)]
-fn dot_2x2<const WIDENED: bool>(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     #[cfg(tinyml_dsp)]
     {
-        acc = crate::dsp::dot_2rows_2px::<WIDENED>(w, x, acc);
-    }
-    #[cfg(not(tinyml_dsp))]
-    if WIDENED {
-        // word k of a row's group meets word k of each patch's
-        for (wq, xq) in w.chunks_exact(4).zip(x.chunks_exact(4)) {
-            acc[0] = mac_pairs(wq[1], xq[1], mac_pairs(wq[0], xq[0], acc[0]));
-            acc[1] = mac_pairs(wq[1], xq[3], mac_pairs(wq[0], xq[2], acc[1]));
-            acc[2] = mac_pairs(wq[3], xq[1], mac_pairs(wq[2], xq[0], acc[2]));
-            acc[3] = mac_pairs(wq[3], xq[3], mac_pairs(wq[2], xq[2], acc[3]));
-        }
-        return acc;
+        acc = crate::dsp::dot_2rows_2px::<false>(w, x, acc);
     }
     #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
     {
@@ -380,6 +368,26 @@ fn dot_2x2<const WIDENED: bool>(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32
             }
         }
         acc = [a0, a1, a2, a3];
+    }
+    acc
+}
+
+/// [`dot_2x2`] with pre-widened rows (per group: row 0's two int16-pair words, then row 1's).
+#[inline(never)]
+fn dot_2x2_widened(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    #[cfg(tinyml_dsp)]
+    {
+        acc = crate::dsp::dot_2rows_2px::<true>(w, x, acc);
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        // word k of a row's group meets word k of each patch's
+        for (wq, xq) in w.chunks_exact(4).zip(x.chunks_exact(4)) {
+            acc[0] = mac_pairs(wq[1], xq[1], mac_pairs(wq[0], xq[0], acc[0]));
+            acc[1] = mac_pairs(wq[1], xq[3], mac_pairs(wq[0], xq[2], acc[1]));
+            acc[2] = mac_pairs(wq[3], xq[1], mac_pairs(wq[2], xq[0], acc[2]));
+            acc[3] = mac_pairs(wq[3], xq[3], mac_pairs(wq[2], xq[2], acc[3]));
+        }
     }
     acc
 }
