@@ -674,9 +674,34 @@ pub fn taps_4lanes_bytes(x: &[u32], base: usize, taps: &TapStream, acc: [i32; 4]
 
 /// `depthwise_block_row`'s assembly around one tap (the template lines that load a tap's `(w02, w13,
 /// offset)` words with `ldm r11!, {r8, r9, r10}` and add its four products to r0..r3; the pixel's input is at
-/// r12, and lr = r12 + 4; r4 and r5 are free). Operands are pointers and counts, `$step` in bytes.
+/// r12, and lr = r12 + 4; r4 and r5 are free), written out nine times for nine taps, else looped over
+/// the taps (count in r6). Operands are pointers and counts, `$step` in bytes.
 macro_rules! depthwise_block_row_asm {
     ($taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr, $($tap:literal,)*) => {
+        if $n == 9 {
+            // a 3x3 filter: the nine taps written out, no loop
+            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, [
+                $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)*
+            ])
+        } else {
+            // two taps per iteration, an odd one first
+            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, [
+                "lsrs r6, r6, #1",
+                "bcc 3f",
+                $($tap,)*
+                "3:",
+                "cmp r6, #0",
+                "beq 4f",
+                "2:",
+                $($tap,)*
+                $($tap,)*
+                "subs r6, r6, #1",
+                "bne 2b",
+                "4:",
+            ])
+        }
+    };
+    (@body $taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr, [$($section:literal,)*]) => {
         asm!(
             // frame: taps, tap count, x (advancing), px_step in bytes, bias2, rescale, the caller's r6
             // (LLVM's, not an operand: saved and restored here), out (advancing), out_step, pixels left
@@ -687,18 +712,7 @@ macro_rules! depthwise_block_row_asm {
             "add lr, r12, #4",
             "ldr r4, [sp, #16]",
             "ldm r4, {{r0, r1, r2, r3}}",
-            "lsrs r6, r6, #1",
-            "bcc 3f",
-            $($tap,)*
-            "3:",
-            "cmp r6, #0",
-            "beq 4f",
-            "2:",
-            $($tap,)*
-            $($tap,)*
-            "subs r6, r6, #1",
-            "bne 2b",
-            "4:",
+            $($section,)*
             "ldr r11, [sp, #20]",
             "ldr r12, [sp, #28]",
             "ldrd r8, r9, [r11], #8",
@@ -765,7 +779,8 @@ macro_rules! depthwise_block_row_asm {
 /// and saturated to int8, written to `out[p * out_step..][..4]`. The caller checks that the four lanes take
 /// the short path and that the activation range is all of int8. The block's loop runs over the pixels, so
 /// its taps, bias and scales are set up once per row instead of once per pixel: 7 instructions per tap
-/// (4 MACs), 32 for the four requantizations and about 20 per pixel around them. `BYTES`: the block's four
+/// (4 MACs; a 3x3 filter's nine taps are written out, no loop), 32 for the four requantizations and about
+/// 20 per pixel around them. `BYTES`: the block's four
 /// lanes read one input value per tap (as [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian words,
 /// pixel `p`'s taps at byte `p * px_step + offset`; 6 instructions per tap.
 #[allow(clippy::too_many_arguments)]
