@@ -24,7 +24,7 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.paths import user_cache_dir
 from tinypipe.devtools import harness
-from tinypipe.engines.native.generate import generate
+from tinypipe.engines.native.generate import generate, widens_weights
 from tinypipe.stages import build, firmware, run, toolchain
 from tinypipe.toolchain.rust import find_rust
 
@@ -105,7 +105,9 @@ def build_firmware(model_bytes: bytes, name: str, inputs: np.ndarray, board: str
     v = variant(board)
     codegen_dir = work / "codegen"
     codegen_dir.mkdir(parents=True)
-    generated = generate(model_bytes, f"{name}.tflite", optimize)
+    b = BOARDS[board]
+    generated = generate(model_bytes, f"{name}.tflite", optimize,
+                         widen_weights=widens_weights(b.features, b.flash.size, len(model_bytes)))
     (codegen_dir / "model.rs").write_text(generated.model_rs)
     expected = np.stack([o[0] for o in oracle_outputs(model_bytes, inputs)])
     reference = write_reference(work / "reference", inputs, expected)

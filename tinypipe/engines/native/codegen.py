@@ -9,8 +9,9 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
   arena_strategy, in_place_ops (operator indices writing over an input), overlapped_ops (operator index -> bytes
   its input starts after its output, row by row: `optimize: ram`), patch (null, or the operators run in row
   bands: {ops, bands, band_buffer_bytes, extra_macs, macs}), arena_layer_by_layer (the arena without those two),
-  weight_bytes, macs, input, output, input_len, output_len}` with the input's and output's shape, dtype, scale
-  and zero point. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
+  weight_bytes, macs, input, output, input_len, output_len, widened_weights}` with the input's and output's shape,
+  dtype, scale and zero point. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
+  `widened_weights`: convolution filters pre-widened for the DSP path (`generate.widens_weights` decides).
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.
@@ -38,7 +39,7 @@ def source_hash() -> str:
 
 def _config(variant) -> dict:
     return {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
-            "source": source_hash()}
+            "flash_bytes": variant.board.flash.size, "source": source_hash()}
 
 
 STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
@@ -46,10 +47,13 @@ STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
 
 
 def run(ctx: StageContext) -> StageResult:
-    from tinypipe.engines.native.generate import generate
+    from tinypipe.engines.native.generate import generate, widens_weights
 
     model_path = ctx.input("quantize", "model.tflite")
-    generated = generate(model_path.read_bytes(), str(model_path))
+    model_bytes = model_path.read_bytes()
+    board = ctx.variant.board
+    widen = widens_weights(board.features, board.flash.size, len(model_bytes))
+    generated = generate(model_bytes, str(model_path), widen_weights=widen)
     info = dict(generated.info)
     info["engine"] = "native"
     info["input_len"] = 1
