@@ -704,17 +704,18 @@ DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_mo
 
 
 @pytest.mark.skipif(not QEMU_TOOLS, reason="needs qemu-system-arm, gcc-arm-none-eabi and Debian's cargo")
-@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385"])
+# the DSP path (M4F), the ARMv7-M assembly path (M3), the Helium path (M55: MVE conv and fully connected loops)
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps3-an547"])
 def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, rust_toolchain, host_tflm, tmp_path):
-    """One firmware per board holding the five reference models and small Keras models (on the DSP board all
-    of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones and
-    the general requantization path):
+    """One firmware per board holding the five reference models and small Keras models (on the DSP and Helium
+    boards all of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O
+    ones and the general requantization path):
     every operator's output for seeded random inputs, byte for byte with TFLM."""
     from tinypipe.runners import qemu
 
     models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in DEVICE_INPUTS}
     counts = dict(DEVICE_INPUTS)
-    for name in KERAS_CHECKED if board == "mps2-an386" else [*FLOAT_IO, "wide_accumulators"]:
+    for name in KERAS_CHECKED if board != "mps2-an385" else [*FLOAT_IO, "wide_accumulators"]:
         models[f"keras_{name}"] = keras_models[name]
         counts[f"keras_{name}"] = 4
     rng = np.random.default_rng(11)

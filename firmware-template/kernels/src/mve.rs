@@ -1,0 +1,434 @@
+//! Inner loops on the M-profile Vector Extension (Helium: Cortex-M55, M85), as inline assembly.
+//!
+//! Compiled only with `cfg(tinyml_mve)` (build.rs sets it beside `cfg(tinyml_dsp)` for MVE cores): these
+//! loops replace the DSP path's where the weights' layout lets whole 128-bit vectors through, and the DSP path
+//! does the rest. The filters keep the layouts the code generator writes for every core: the structured loads
+//! VLD2 / VLD4 de-interleave a pair (conv) or a block of four (fully connected) of word-interleaved rows into
+//! one vector per row, and VMLADAVA.S8 multiplies 16 raw int8 pairs into a 32-bit accumulator per
+//! instruction. The input offset stays folded into the bias (the code generator's), so nothing is widened.
+//!
+//! Every result is the DSP path's, bit for bit: the same wrapping 32-bit sums, and [`requant_4ch_2px`] is
+//! `rescale_doubled` and the clamp in four lanes at once.
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+
+use crate::conv::{gather_patch, pixel_patch, Conv2d};
+use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
+
+/// Two filter rows against two patches: `w` holds the rows' words interleaved (row 0 word g, row 1 word g,
+/// ...), `x` the two output pixels' raw int8 patches interleaved by vector (pixel 0's first 16 bytes, pixel
+/// 1's, ...); `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. Runs over whole vectors: 8 words of `w`
+/// and 32 bytes of `x` per step. 9 instructions per 64 MACs.
+#[inline(always)]
+fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let steps = (w.len() / 8).min(x.len() / 8);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    if steps == 0 {
+        return acc;
+    }
+    // SAFETY: reads `8 * steps` words of `w` and of `x` (`u32` slices: word-aligned, as VLD2x.32 and VLDRW
+    // require), within the slices. No store, no stack; the q registers it uses are declared clobbered.
+    unsafe {
+        asm!(
+            "dls lr, {n}",
+            "2:",
+            "vld20.32 {{q0, q1}}, [{pw}]",
+            "vld21.32 {{q0, q1}}, [{pw}]!",
+            "vldrw.u32 q3, [{px}, #16]",
+            "vldrw.u32 q2, [{px}], #32",
+            "vmladava.s8 r0, q0, q2",
+            "vmladava.s8 r2, q0, q3",
+            "vmladava.s8 r4, q1, q2",
+            "vmladava.s8 r8, q1, q3",
+            "le lr, 2b",
+            n = in(reg) steps, pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _,
+            inout("r0") a0, inout("r2") a1, inout("r4") a2, inout("r8") a3,
+            out("lr") _, out("q0") _, out("q1") _, out("q2") _, out("q3") _,
+            options(readonly, nostack),
+        )
+    };
+    [a0, a1, a2, a3]
+}
+
+/// Blocks of four output channels (two row pairs each) of two output pixels, whole in assembly: per pair
+/// the loop of [`dot_2rows_2px`] from `bias2 / 2`, the four channels' sums moved into one vector per pixel,
+/// then [`requant_4ch_2px`]'s arithmetic; writes `out[4b..4b + 4]` (pixel 0) and `out[px1 + 4b..]` (pixel 1).
+/// `w` starts at the first pair's words, `words` per row; the caller checks that every channel takes the
+/// short path and that the last pair's last vector stays inside `w`. 9 instructions per 64 MACs in the
+/// inner loop, about 50 per block around it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn conv_blocks_2px(
+    w: &[u32],
+    words: usize,
+    x: &[u32],
+    blocks: usize,
+    bias2: &[i32],
+    rescale: &[Rescale],
+    act: (i32, i32),
+    out: &mut [i8],
+    px1: usize,
+) {
+    let steps = words.div_ceil(4);
+    if blocks == 0
+        || steps == 0
+        || x.len() < 8 * steps
+        || w.len() < 4 * words * (blocks - 1) + 2 * words + 8 * steps
+        || bias2.len() < 4 * blocks
+        || rescale.len() < 4 * blocks
+        || out.len() < px1 + 4 * blocks
+    {
+        return;
+    }
+    // from the end of one pair's vectors to the start of the next pair's (negative when rows end mid-vector)
+    let adjust = 4 * (2 * words) as isize - 32 * steps as isize;
+    let state = [rescale.as_ptr() as usize, blocks, adjust as usize];
+    // SAFETY: per block reads two pairs of `8 * steps` words of `w` starting `2 * words` words apart (the last
+    // one ends inside `w`: checked above), `8 * steps` words of `x` per pair, 4 words of `bias2` and 4
+    // `Rescale`s (8 words) at the block's channels, and writes 4 bytes at `out + 4b` and at `out + px1 + 4b`:
+    // all inside the slices (checked above); every word access is word-aligned (`u32`/`i32` slices,
+    // `repr(C)` Rescale). The 16 bytes it reserves on the stack are released before it ends. VSTRB.32 takes a
+    // low register as its base: the output pointers are r4 and r5.
+    unsafe {
+        asm!(
+            "sub sp, #16",
+            "vdup.32 q6, r2",
+            "vdup.32 q7, r8",
+            "ldrd r2, r8, [r0]",
+            "ldr r10, [r0, #8]",
+            "strd r2, r8, [sp]",
+            "str r10, [sp, #8]",
+            "1:",
+            // pair A: channels 0 and 1 of the block into lanes 0 and 1
+            "ldrd r0, r8, [{pb}], #8",
+            "asrs r0, r0, #1",
+            "asrs r8, r8, #1",
+            "mov r2, r0",
+            "mov r10, r8",
+            "mov {px}, {xb}",
+            "dls lr, {n}",
+            "2:",
+            "vld20.32 {{q0, q1}}, [r1]",
+            "vld21.32 {{q0, q1}}, [r1]!",
+            "vldrw.u32 q3, [{px}, #16]",
+            "vldrw.u32 q2, [{px}], #32",
+            "vmladava.s8 r0, q0, q2",
+            "vmladava.s8 r2, q0, q3",
+            "vmladava.s8 r8, q1, q2",
+            "vmladava.s8 r10, q1, q3",
+            "le lr, 2b",
+            "ldr lr, [sp, #8]",
+            "add r1, r1, lr",
+            "vmov.32 q4[0], r0",
+            "vmov.32 q5[0], r2",
+            "vmov.32 q4[1], r8",
+            "vmov.32 q5[1], r10",
+            // pair B: channels 2 and 3 into lanes 2 and 3
+            "ldrd r0, r8, [{pb}], #8",
+            "asrs r0, r0, #1",
+            "asrs r8, r8, #1",
+            "mov r2, r0",
+            "mov r10, r8",
+            "mov {px}, {xb}",
+            "dls lr, {n}",
+            "3:",
+            "vld20.32 {{q0, q1}}, [r1]",
+            "vld21.32 {{q0, q1}}, [r1]!",
+            "vldrw.u32 q3, [{px}, #16]",
+            "vldrw.u32 q2, [{px}], #32",
+            "vmladava.s8 r0, q0, q2",
+            "vmladava.s8 r2, q0, q3",
+            "vmladava.s8 r8, q1, q2",
+            "vmladava.s8 r10, q1, q3",
+            "le lr, 3b",
+            "ldr lr, [sp, #8]",
+            "add r1, r1, lr",
+            "vmov.32 q4[2], r0",
+            "vmov.32 q5[2], r2",
+            "vmov.32 q4[3], r8",
+            "vmov.32 q5[3], r10",
+            // requantize: q0 multipliers, q1 adds, q2 -(trailing_zeros(add) + 1)
+            "ldr r0, [sp]",
+            "vld20.32 {{q0, q1}}, [r0]",
+            "vld21.32 {{q0, q1}}, [r0]!",
+            "str r0, [sp]",
+            "vneg.s32 q2, q1",
+            "vand q2, q2, q1",
+            "vclz.i32 q2, q2",
+            "movs r0, #32",
+            "vsub.i32 q2, q2, r0",
+            "vqrdmulh.s32 q3, q4, q0",
+            "vadd.i32 q3, q3, q1",
+            "vshr.s32 q4, q4, #31",
+            "vadd.i32 q3, q3, q4",
+            "vshl.s32 q3, q3, q2",
+            "vmax.s32 q3, q3, q6",
+            "vmin.s32 q3, q3, q7",
+            "vstrb.32 q3, [r4]",
+            "adds r4, #4",
+            "vqrdmulh.s32 q3, q5, q0",
+            "vadd.i32 q3, q3, q1",
+            "vshr.s32 q5, q5, #31",
+            "vadd.i32 q3, q3, q5",
+            "vshl.s32 q3, q3, q2",
+            "vmax.s32 q3, q3, q6",
+            "vmin.s32 q3, q3, q7",
+            "vstrb.32 q3, [r5]",
+            "adds r5, #4",
+            "ldr r0, [sp, #4]",
+            "subs r0, #1",
+            "str r0, [sp, #4]",
+            "bne 1b",
+            "add sp, #16",
+            // the state, act_min and act_max come in registers the loop reuses
+            inout("r0") state.as_ptr() => _, inout("r2") act.0 => _, inout("r8") act.1 => _,
+            pb = inout(reg) bias2.as_ptr() => _, xb = in(reg) x.as_ptr(), px = out(reg) _, n = in(reg) steps,
+            inout("r1") w.as_ptr() => _,
+            inout("r4") out.as_mut_ptr() => _, inout("r5") out.as_mut_ptr().wrapping_add(px1) => _,
+            out("r10") _, out("lr") _,
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _, out("q5") _, out("q6") _, out("q7") _,
+        )
+    };
+}
+
+/// Four interleaved weight rows (`w`: per input word, the four rows' words) against `x` (int8, any
+/// alignment): `acc[r] += row r . x` over whole vectors, 16 words of `w` and 16 bytes of `x` per step; the
+/// caller leaves what remains to the DSP path. 10 instructions per 64 MACs.
+#[inline(always)]
+pub fn dot_4rows(x: &[i8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let steps = (x.len() / 16).min(w.len() / 16);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    if steps == 0 {
+        return acc;
+    }
+    // SAFETY: reads `16 * steps` bytes of `x` and `16 * steps` words of `w` (word-aligned, as VLD4x.32
+    // requires), within both slices. No store, no stack; the q registers are declared clobbered.
+    unsafe {
+        asm!(
+            "dls lr, {n}",
+            "2:",
+            "vld40.32 {{q0, q1, q2, q3}}, [{pw}]",
+            "vld41.32 {{q0, q1, q2, q3}}, [{pw}]",
+            "vld42.32 {{q0, q1, q2, q3}}, [{pw}]",
+            "vld43.32 {{q0, q1, q2, q3}}, [{pw}]!",
+            "vldrb.u8 q4, [{px}], #16",
+            "vmladava.s8 r0, q0, q4",
+            "vmladava.s8 r2, q1, q4",
+            "vmladava.s8 r4, q2, q4",
+            "vmladava.s8 r8, q3, q4",
+            "le lr, 2b",
+            n = in(reg) steps, pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _,
+            inout("r0") a0, inout("r2") a1, inout("r4") a2, inout("r8") a3,
+            out("lr") _, out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _,
+            options(readonly, nostack),
+        )
+    };
+    [a0, a1, a2, a3]
+}
+
+/// Four output channels of two pixels, requantized on [`Rescale`]'s short path and clamped to `act`:
+/// `half` holds half of each doubled accumulator (pixel 0's four channels, then pixel 1's), `rescale` the
+/// four channels' scales; writes `out[..4]` (pixel 0) and `out[px1..px1 + 4]` (pixel 1; `px1 == 0` when both
+/// are the same pixel). Per lane the bits of `clamp_s8(rescale_doubled(2 * half, rs))`: VQRDMULH of the half
+/// is SMMLAR's rounded high word of the doubled value (no saturation: `|half| < 2^30`), and the two right
+/// shifts are one by `trailing_zeros(add) + 1`.
+#[inline(always)]
+fn requant_4ch_2px(half: &[i32; 8], rescale: &[Rescale], act: (i32, i32), out: &mut [i8], px1: usize) {
+    if rescale.len() < 4 || out.len() < px1 + 4 {
+        return;
+    }
+    // SAFETY: reads the 8 words of `half` (word-aligned) and the 4 `Rescale`s of `rescale` (`repr(C)`, two
+    // words each: VLD2x.32 puts the multipliers in q0 and the adds in q1), writes 4 bytes at `out` and 4 at
+    // `out + px1`, within `out` (checked above). No stack; the q registers are declared clobbered.
+    unsafe {
+        asm!(
+            "vld20.32 {{q0, q1}}, [{rs}]",
+            "vld21.32 {{q0, q1}}, [{rs}]",
+            // q2: -(trailing_zeros(add) + 1) = clz(add & -add) - 32, a right shift for VSHL
+            "vneg.s32 q2, q1",
+            "vand q2, q2, q1",
+            "vclz.i32 q2, q2",
+            "vsub.i32 q2, q2, {k32}",
+            "vldrw.u32 q3, [{h}]",
+            "vqrdmulh.s32 q4, q3, q0",
+            "vadd.i32 q4, q4, q1",
+            "vshr.s32 q3, q3, #31",
+            "vadd.i32 q4, q4, q3",
+            "vshl.s32 q4, q4, q2",
+            "vdup.32 q3, {lo}",
+            "vmax.s32 q4, q4, q3",
+            "vdup.32 q3, {hi}",
+            "vmin.s32 q4, q4, q3",
+            "vstrb.32 q4, [r2]",
+            "vldrw.u32 q3, [{h}, #16]",
+            "vqrdmulh.s32 q4, q3, q0",
+            "vadd.i32 q4, q4, q1",
+            "vshr.s32 q3, q3, #31",
+            "vadd.i32 q4, q4, q3",
+            "vshl.s32 q4, q4, q2",
+            "vdup.32 q3, {lo}",
+            "vmax.s32 q4, q4, q3",
+            "vdup.32 q3, {hi}",
+            "vmin.s32 q4, q4, q3",
+            "vstrb.32 q4, [r3]",
+            // VSTRB.32 (a narrowing store) takes a low register as its base: the pointers go in r2 and r3
+            rs = in(reg) rescale.as_ptr(), h = in(reg) half.as_ptr(),
+            in("r2") out.as_mut_ptr(), in("r3") out.as_mut_ptr().wrapping_add(px1),
+            k32 = in(reg) 32, lo = in(reg) act.0, hi = in(reg) act.1,
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Bytes of one patch rounded up to whole vectors: what the conv loop reads per pixel.
+const fn padded_patch_bytes(p: &Conv2d) -> usize {
+    16 * p.row_words().div_ceil(4)
+}
+
+/// Store pixel `slot`'s patch `src` (zero-padded to whole vectors) into `x`, the two pixels' patches
+/// interleaved by vector.
+#[inline(always)]
+fn interleave(src: &[i8], x: &mut [u32], slot: usize) {
+    for (chunk, dst) in src.chunks(16).zip(x.chunks_exact_mut(8)) {
+        let mut bytes = [0u8; 16];
+        for (b, v) in bytes.iter_mut().zip(chunk) {
+            *b = *v as u8;
+        }
+        for (d, word) in dst[4 * slot..4 * slot + 4].iter_mut().zip(bytes.chunks_exact(4)) {
+            *d = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        }
+    }
+}
+
+/// `conv2d_s8` on MVE; `false` (nothing written) when the scratch the code generator reserved cannot hold the
+/// two padded patches (a row of one word), which the DSP path then takes. The caller has checked the slices'
+/// lengths. Patches stay raw int8, zero-padded to whole vectors (zero input times any weight adds nothing; the
+/// rows' own padding is zero too), the two pixels' interleaved by vector in `scratch`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_s8(
+    p: &Conv2d,
+    input: &[i8],
+    filter: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+    scratch: &mut [u32],
+    stage: &mut [i8],
+) -> bool {
+    let padded = padded_patch_bytes(p);
+    let patch = p.k_h * p.k_w * p.in_c;
+    if 4 * scratch.len() < 2 * padded || (p.k_h * p.k_w > 1 && stage.len() < patch) {
+        return false;
+    }
+    let x = &mut scratch[..padded / 2];
+    x.fill(0);
+    let general = rescale.iter().any(|r| r.is_general());
+    let in_size = p.in_h * p.in_w * p.in_c;
+    let pixels = p.out_h * p.out_w;
+    let out_size = pixels * p.out_c;
+    for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
+        let mut px = 0;
+        while px < pixels {
+            // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
+            let second = if px + 1 < pixels { px + 1 } else { px };
+            let out = match out_batch.get_mut(px * p.out_c..(second + 1) * p.out_c) {
+                Some(o) => o,
+                None => return true,
+            };
+            for (slot, pixel) in [(0, px), (1, second)] {
+                if p.k_h * p.k_w == 1 {
+                    if let Some(src) = pixel_patch(p, in_batch, pixel) {
+                        interleave(src, x, slot);
+                    }
+                } else {
+                    gather_patch(p, in_batch, pixel, &mut stage[..patch]);
+                    interleave(&stage[..patch], x, slot);
+                }
+            }
+            channels(p, filter, x, bias2, rescale, general, out, (second - px) * p.out_c);
+            px += 2;
+        }
+    }
+    true
+}
+
+/// Every output channel of two pixels whose interleaved padded patches are `x`: pixel 0's channels at
+/// `out[..out_c]`, pixel 1's at `out[px1..]`. Whole blocks of four short-path channels go through
+/// [`conv_blocks_2px`]; the rest (a last block, a general layer) pair by pair, requantized channel by channel
+/// as the DSP path does.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn channels(
+    p: &Conv2d,
+    filter: &[u32],
+    x: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    general: bool,
+    out: &mut [i8],
+    px1: usize,
+) {
+    let words = p.row_words();
+    let steps = words.div_ceil(4);
+    let act = (p.act_min, p.act_max);
+    // whole blocks whose last vector stays inside the filter
+    let mut blocks = if general { 0 } else { p.out_c / 4 };
+    while blocks > 0 && 4 * words * (blocks - 1) + 2 * words + 8 * steps > filter.len() {
+        blocks -= 1;
+    }
+    conv_blocks_2px(filter, words, x, blocks, bias2, rescale, act, out, px1);
+    let mut half = [0i32; 8];
+    for pair in 2 * blocks..p.out_c.div_ceil(2) {
+        let oc = 2 * pair;
+        // a short-path accumulator holds half the doubled sum (`bias2` is even there); a general one the sum
+        let start = |o: usize| bias2.get(o).map_or(0, |b| if general { *b } else { b >> 1 });
+        let acc = pair_dot(filter, 2 * words * pair, steps, x, [start(oc), start(oc), start(oc + 1), start(oc + 1)]);
+        let lane = oc % 4;
+        half[lane] = acc[0];
+        half[4 + lane] = acc[1];
+        half[lane + 1] = acc[2];
+        half[4 + lane + 1] = acc[3];
+        // a block of four channels is complete after its second pair, or after the layer's last pair
+        if lane == 0 && oc + 2 < p.out_c {
+            continue;
+        }
+        let block = oc - lane;
+        let end = (block + 4).min(p.out_c);
+        if let (false, Some(rs)) = (general, rescale.get(block..block + 4)) {
+            requant_4ch_2px(&half, rs, act, out.get_mut(block..).unwrap_or(&mut []), px1);
+            continue;
+        }
+        for (o, rs) in rescale.iter().enumerate().take(end).skip(block) {
+            for (at, h) in [(o, half[o % 4]), (px1 + o, half[4 + o % 4])] {
+                let v = if general && rs.is_general() {
+                    rescale_general(h, *rs, p.output_offset)
+                } else {
+                    rescale_doubled(h.wrapping_shl(1), *rs)
+                };
+                if let Some(b) = out.get_mut(at) {
+                    *b = clamp_s8::<false>(v, p.act_min, p.act_max);
+                }
+            }
+        }
+    }
+}
+
+/// The dot products of the filter row pair starting at word `at` (`steps` vectors of 8 words) with the two
+/// patches. The last vector of a pair whose rows are not whole vectors reaches into the next pair's words,
+/// which meet the patches' zero padding; past the end of `filter` a copy of the pair's last words, zero-filled,
+/// takes their place.
+#[inline(always)]
+fn pair_dot(filter: &[u32], at: usize, steps: usize, x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    if let Some(w) = filter.get(at..at + 8 * steps) {
+        return dot_2rows_2px(w, x, acc);
+    }
+    let whole = filter.len().saturating_sub(at) / 8;
+    let acc = dot_2rows_2px(filter.get(at..at + 8 * whole).unwrap_or(&[]), x, acc);
+    let mut last = [0u32; 8];
+    for (l, w) in last.iter_mut().zip(filter.get(at + 8 * whole..).unwrap_or(&[])) {
+        *l = *w;
+    }
+    dot_2rows_2px(&last, x.get(8 * whole..).unwrap_or(&[]), acc)
+}
