@@ -288,18 +288,34 @@ const fn padded_patch_bytes(p: &Conv2d) -> usize {
 }
 
 /// Store pixel `slot`'s patch `src` (zero-padded to whole vectors) into `x`, the two pixels' patches
-/// interleaved by vector.
+/// interleaved by vector. 7 instructions per vector.
 #[inline(always)]
 fn interleave(src: &[i8], x: &mut [u32], slot: usize) {
-    for (chunk, dst) in src.chunks(16).zip(x.chunks_exact_mut(8)) {
-        let mut bytes = [0u8; 16];
-        for (b, v) in bytes.iter_mut().zip(chunk) {
-            *b = *v as u8;
-        }
-        for (d, word) in dst[4 * slot..4 * slot + 4].iter_mut().zip(bytes.chunks_exact(4)) {
-            *d = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-        }
+    let vectors = src.len().div_ceil(16).min(x.len() / 8);
+    if vectors == 0 {
+        return;
     }
+    // SAFETY: per vector, VCTP limits the load to the bytes of `src` left (at most 16: the lanes past them
+    // read no memory and hold zero), and the store writes 4 words at `x[8v + 4 slot..]`, inside `x` since
+    // `v < x.len() / 8` and `slot` is 0 or 1; `x` is a `u32` slice, word-aligned as VSTRW requires.
+    unsafe {
+        asm!(
+            "dls lr, {n}",
+            "2:",
+            "vctp.8 {left}",
+            "vmov.i32 q0, #0",
+            "vpst",
+            "vldrbt.u8 q0, [{ps}]",
+            "adds {ps}, #16",
+            "subs {left}, #16",
+            "vstrw.32 q0, [{pd}], #32",
+            "le lr, 2b",
+            n = in(reg) vectors, left = inout(reg) src.len() => _, ps = inout(reg) src.as_ptr() => _,
+            pd = inout(reg) x.as_mut_ptr().wrapping_add(4 * (slot & 1)) => _,
+            out("lr") _, out("q0") _,
+            options(nostack),
+        )
+    };
 }
 
 /// `conv2d_s8` on MVE; `false` (nothing written) when the scratch the code generator reserved cannot hold the
@@ -431,4 +447,240 @@ fn pair_dot(filter: &[u32], at: usize, steps: usize, x: &[u32], acc: [i32; 4]) -
         *l = *w;
     }
     dot_2rows_2px(&last, x.get(8 * whole..).unwrap_or(&[]), acc)
+}
+
+/// Most taps a depthwise layer may have on the MVE path (its tap offsets live in a table on the stack).
+const MAX_TAPS: usize = 64;
+
+/// Per output row and group of eight channels, what [`depthwise_row_group`] reads: the accumulators' start
+/// (half of `bias2`) and the requantization constants, split into even and odd channels (VMULLB / VMULLT
+/// multiply the even and odd int16 lanes), then its loop's pointers and counts.
+#[repr(C)]
+struct GroupParams {
+    half_bias: [[i32; 4]; 2],
+    /// per parity: multipliers, adds, `-(trailing_zeros(add) + 1)`
+    rescale: [[[i32; 4]; 3]; 2],
+    act_min: [i32; 4],
+    act_max: [i32; 4],
+    taps_table: *const u32,
+    weights: *const i8,
+    taps: usize,
+    x_step: usize,
+    out_step: usize,
+    pixels: usize,
+}
+
+/// One output row of one group of eight channels: per pixel, `taps` taps of eight int8 inputs (at `x` plus
+/// the table's byte offsets) times eight int8 weights (`weights`, eight per tap), widened to int16 and
+/// multiplied into int32 sums (VMULLB / VMULLT: even and odd channels), requantized on [`Rescale`]'s short
+/// path, clamped, narrowed back into channel order and stored at `out`; `x` and `out` then step to the next
+/// pixel. 9 instructions per tap (8 MACs), about 40 per pixel around the taps.
+///
+/// # Safety
+/// For every pixel `i < params.pixels` and tap `t`, `x + i * x_step + table[t] .. + 8` must be readable,
+/// `weights .. + 8 * taps` readable, `out + i * out_step .. + 8` writable, `taps_table` readable for `taps`
+/// words, and `taps >= 1`, `pixels >= 1`.
+#[inline(always)]
+unsafe fn depthwise_row_group(params: &mut GroupParams, x: *const i8, out: *mut i8) {
+    // SAFETY: the caller's contract; the widening loads and the narrowing store take low base registers (r0,
+    // r1, r2). `params` is `repr(C)`: the offsets below are its fields'. The pixel count is counted down in
+    // `params.pixels`.
+    unsafe {
+        asm!(
+            "1:",
+            "vldrw.u32 q0, [r5]",
+            "vldrw.u32 q1, [r5, #16]",
+            "ldr r3, [r5, #160]",
+            "ldr r1, [r5, #164]",
+            "ldr lr, [r5, #168]",
+            "dls lr, lr",
+            "2:",
+            "ldr r0, [r3], #4",
+            "add r0, r0, r4",
+            "vldrb.s16 q2, [r0]",
+            "vldrb.s16 q3, [r1], #8",
+            "vmullb.s16 q4, q2, q3",
+            "vadd.i32 q0, q0, q4",
+            "vmullt.s16 q4, q2, q3",
+            "vadd.i32 q1, q1, q4",
+            "le lr, 2b",
+            // even channels: q0 -> q3
+            "vldrw.u32 q2, [r5, #32]",
+            "vqrdmulh.s32 q3, q0, q2",
+            "vldrw.u32 q2, [r5, #48]",
+            "vadd.i32 q3, q3, q2",
+            "vshr.s32 q0, q0, #31",
+            "vadd.i32 q3, q3, q0",
+            "vldrw.u32 q2, [r5, #64]",
+            "vshl.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5, #128]",
+            "vmax.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5, #144]",
+            "vmin.s32 q3, q3, q2",
+            // odd channels: q1 -> q4
+            "vldrw.u32 q2, [r5, #80]",
+            "vqrdmulh.s32 q4, q1, q2",
+            "vldrw.u32 q2, [r5, #96]",
+            "vadd.i32 q4, q4, q2",
+            "vshr.s32 q1, q1, #31",
+            "vadd.i32 q4, q4, q1",
+            "vldrw.u32 q2, [r5, #112]",
+            "vshl.s32 q4, q4, q2",
+            "vldrw.u32 q2, [r5, #128]",
+            "vmax.s32 q4, q4, q2",
+            "vldrw.u32 q2, [r5, #144]",
+            "vmin.s32 q4, q4, q2",
+            // channel order: even results in the bottom halfwords (already there), odd ones in the top
+            "vmovnt.i32 q3, q4",
+            "vstrb.16 q3, [r2]",
+            "ldr r0, [r5, #176]",
+            "add r2, r2, r0",
+            "ldr r0, [r5, #172]",
+            "add r4, r4, r0",
+            "ldr r0, [r5, #180]",
+            "subs r0, #1",
+            "str r0, [r5, #180]",
+            "bne 1b",
+            in("r5") params as *mut GroupParams, inout("r4") x => _, inout("r2") out => _,
+            out("r0") _, out("r1") _, out("r3") _, out("lr") _,
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _,
+            options(nostack),
+        )
+    };
+}
+
+/// `-(trailing_zeros(add) + 1)`: the right shift of a short-path [`Rescale`] as VSHL takes it.
+#[inline(always)]
+fn vshl_amount(rs: Rescale) -> i32 {
+    -(rs.right_minus_one() as i32 + 1)
+}
+
+/// `depthwise_conv2d_s8` on MVE for a depth multiplier of one, channels in whole groups of eight, every
+/// channel on the short path and at most [`MAX_TAPS`] taps; `false` (nothing written) otherwise, and the DSP
+/// path takes the layer. The caller has checked the slices' lengths. `scratch` (the DSP path's, which holds
+/// `k_h` rows widened to int16) takes the filter as int8, eight channels per tap per group (recovered from the
+/// doubled int16 words), then the `k_h` input rows as int8, columns outside the input holding the input zero
+/// point (the folded bias cancels them).
+pub fn depthwise_conv2d_s8(
+    p: &crate::depthwise::DepthwiseConv2d,
+    input: &[i8],
+    filter: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+    scratch: &mut [u32],
+) -> bool {
+    let c = p.in_c;
+    let taps = p.k_h * p.k_w;
+    let span = p.span_w();
+    let row_bytes = span * c;
+    let filter_bytes = taps * c;
+    if p.depth_multiplier != 1
+        || c % 8 != 0
+        || taps > MAX_TAPS
+        || p.out_w == 0
+        || filter_bytes + p.k_h * row_bytes > 4 * scratch.len()
+        || rescale.len() < c
+        || bias2.len() < c
+        || rescale[..c].iter().any(|r| r.is_general())
+    {
+        return false;
+    }
+    // SAFETY: the same memory as `scratch`, `4 * len` bytes, at an alignment (1) its words' (4) satisfies; any
+    // bit pattern is a valid `i8`; the slice borrows `scratch` mutably for its whole life.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<i8>(), 4 * scratch.len()) };
+    let (weights, rows) = bytes.split_at_mut(filter_bytes);
+    let rows = &mut rows[..p.k_h * row_bytes];
+    // weights: group g, tap t, lane l at `(g * taps + t) * 8 + l`; the filter words are per block of four
+    // lanes and tap `(w02, w13, offset)`, weights doubled (short path)
+    for (b, block) in filter.chunks_exact(3 * taps).take(c / 4).enumerate() {
+        for (t, tap) in block.chunks_exact(3).enumerate() {
+            let at = ((b / 2) * taps + t) * 8 + 4 * (b % 2);
+            let half = |w: u32, hi: bool| ((if hi { w >> 16 } else { w }) as u16 as i16 >> 1) as i8;
+            weights[at] = half(tap[0], false);
+            weights[at + 1] = half(tap[1], false);
+            weights[at + 2] = half(tap[0], true);
+            weights[at + 3] = half(tap[1], true);
+        }
+    }
+    let mut table = [0u32; MAX_TAPS];
+    for (t, entry) in table.iter_mut().enumerate().take(taps) {
+        *entry = ((t / p.k_w) * row_bytes + (t % p.k_w) * p.dil_w * c) as u32;
+    }
+    let zero_point = (-p.input_offset) as i8;
+    let first = p.pad_w.min(span);
+    let last = (p.pad_w + p.in_w).min(span).max(first);
+    let in_size = p.in_h * p.in_w * c;
+    let out_size = p.out_h * p.out_w * c;
+    for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
+        for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * c).enumerate() {
+            let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
+            for (ky, row) in rows.chunks_exact_mut(row_bytes).enumerate() {
+                let iy = y0 + (ky * p.dil_h) as isize;
+                let at = iy.max(0) as usize * p.in_w * c;
+                match input_row(in_batch, iy, p.in_h, at, (last - first) * c) {
+                    Some(src) => {
+                        row[..first * c].fill(zero_point);
+                        row[first * c..last * c].copy_from_slice(src);
+                        row[last * c..].fill(zero_point);
+                    }
+                    None => row.fill(zero_point),
+                }
+            }
+            for g in 0..c / 8 {
+                let mut params = group_params(p, g, bias2, rescale, &table, weights, taps);
+                // SAFETY: pixel i's taps read `8 * g + i * stride_w * c + table[t] .. + 8`, at most `(out_w -
+                // 1) * stride_w * c + (k_h - 1) * row_bytes + (k_w - 1) * dil_w * c + c` bytes into `rows`,
+                // which is `k_h * row_bytes` long as `span_w` covers every window; the weights' `8 * taps` bytes
+                // of group g are inside `weights`; pixel i writes `out_row[i * c + 8g .. + 8]`, inside the
+                // row's `out_w * c` bytes; `taps` and `out_w` are at least one.
+                unsafe { depthwise_row_group(&mut params, rows.as_ptr().wrapping_add(8 * g), out_row.as_mut_ptr().wrapping_add(8 * g)) };
+            }
+        }
+    }
+    true
+}
+
+/// The input row `iy` (its `len` bytes from `at`), or `None` when the row is in the padding.
+#[inline(always)]
+fn input_row(input: &[i8], iy: isize, in_h: usize, at: usize, len: usize) -> Option<&[i8]> {
+    if iy < 0 || iy >= in_h as isize {
+        return None;
+    }
+    input.get(at..at + len)
+}
+
+/// [`GroupParams`] of group `g` (channels `8g..8g + 8`).
+#[inline(always)]
+fn group_params(
+    p: &crate::depthwise::DepthwiseConv2d,
+    g: usize,
+    bias2: &[i32],
+    rescale: &[Rescale],
+    table: &[u32; MAX_TAPS],
+    weights: &[i8],
+    taps: usize,
+) -> GroupParams {
+    let mut params = GroupParams {
+        half_bias: [[0; 4]; 2],
+        rescale: [[[0; 4]; 3]; 2],
+        act_min: [p.act_min; 4],
+        act_max: [p.act_max; 4],
+        taps_table: table.as_ptr(),
+        weights: weights.as_ptr().wrapping_add(8 * g * taps),
+        taps,
+        x_step: p.stride_w * p.in_c,
+        out_step: p.in_c,
+        pixels: p.out_w,
+    };
+    for l in 0..8 {
+        let (parity, lane) = (l % 2, l / 2);
+        let o = 8 * g + l;
+        let (b, rs) = (bias2.get(o).copied().unwrap_or(0), rescale.get(o).copied().unwrap_or(Rescale { multiplier: 0, add: 1 }));
+        params.half_bias[parity][lane] = b >> 1;
+        params.rescale[parity][0][lane] = rs.multiplier;
+        params.rescale[parity][1][lane] = rs.add;
+        params.rescale[parity][2][lane] = vshl_amount(rs);
+    }
+    params
 }
