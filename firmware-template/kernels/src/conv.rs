@@ -203,7 +203,21 @@ pub(crate) fn pixel_patch<'a>(p: &Conv2d, input: &'a [i8], px: usize) -> Option<
 
 /// Copy output pixel `px`'s input patch (`k_h * k_w * in_c` values, taps outside the input holding the input
 /// zero point) into `patch`, which is that long.
-pub(crate) fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]) {
+fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]) {
+    gather_patch_with(p, input, px, patch, |d, s| d.copy_from_slice(s), |d, v| d.fill(v));
+}
+
+/// [`gather_patch`] with `copy` (slices of equal length) and `fill` for the runs (the MVE path's are vector
+/// loops).
+#[inline(always)]
+pub(crate) fn gather_patch_with(
+    p: &Conv2d,
+    input: &[i8],
+    px: usize,
+    patch: &mut [i8],
+    copy: impl Fn(&mut [i8], &[i8]),
+    fill: impl Fn(&mut [i8], i8),
+) {
     let (oy, ox) = (px / p.out_w, px % p.out_w);
     let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
     let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
@@ -212,7 +226,7 @@ pub(crate) fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]
     for (ky, row) in patch.chunks_exact_mut(row_len).enumerate() {
         let iy = y0 + (ky * p.dil_h) as isize;
         if iy < 0 || iy >= p.in_h as isize {
-            row.fill(zero_point);
+            fill(row, zero_point);
             continue;
         }
         let line = iy as usize * p.in_w;
@@ -220,7 +234,7 @@ pub(crate) fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]
         if inside && p.dil_w == 1 {
             let at = (line + x0 as usize) * p.in_c;
             if let Some(src) = input.get(at..at + row_len) {
-                row.copy_from_slice(src);
+                copy(row, src);
             }
             continue;
         }
@@ -228,8 +242,8 @@ pub(crate) fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]
             let ix = x0 + (kx * p.dil_w) as isize;
             let at = (line + ix.max(0) as usize) * p.in_c;
             match input.get(at..at + p.in_c) {
-                Some(src) if ix >= 0 && ix < p.in_w as isize => tap.copy_from_slice(src),
-                _ => tap.fill(zero_point),
+                Some(src) if ix >= 0 && ix < p.in_w as isize => copy(tap, src),
+                _ => fill(tap, zero_point),
             }
         }
     }

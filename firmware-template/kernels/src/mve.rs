@@ -13,7 +13,7 @@
 
 use core::arch::asm;
 
-use crate::conv::{gather_patch, pixel_patch, Conv2d};
+use crate::conv::{gather_patch_with, pixel_patch, Conv2d};
 use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
 /// Two filter rows against two patches: `w` holds the rows' words interleaved (row 0 word g, row 1 word g,
@@ -359,7 +359,7 @@ pub fn conv2d_s8(
                         interleave(src, x, slot);
                     }
                 } else {
-                    gather_patch(p, in_batch, pixel, &mut stage[..patch]);
+                    gather_patch_with(p, in_batch, pixel, &mut stage[..patch], copy_bytes, fill_bytes);
                     interleave(&stage[..patch], x, slot);
                 }
             }
@@ -447,6 +447,52 @@ fn pair_dot(filter: &[u32], at: usize, steps: usize, x: &[u32], acc: [i32; 4]) -
         *l = *w;
     }
     dot_2rows_2px(&last, x.get(8 * whole..).unwrap_or(&[]), acc)
+}
+
+/// `dst.copy_from_slice(src)` for the short runs patches and rows are made of, with tail-predicated vectors
+/// (16 bytes and 4 instructions a step) instead of a call into the C library's byte-wise `memcpy`.
+#[inline(always)]
+fn copy_bytes(dst: &mut [i8], src: &[i8]) {
+    let n = dst.len().min(src.len());
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the tail-predicated loop touches exactly `n` bytes of each slice (the lanes past them are
+    // inactive: no access), within both. No stack; q0 is declared clobbered.
+    unsafe {
+        asm!(
+            "dlstp.8 lr, {n}",
+            "2:",
+            "vldrb.u8 q0, [{ps}], #16",
+            "vstrb.8 q0, [{pd}], #16",
+            "letp lr, 2b",
+            n = in(reg) n, ps = inout(reg) src.as_ptr() => _, pd = inout(reg) dst.as_mut_ptr() => _,
+            out("lr") _, out("q0") _,
+            options(nostack),
+        )
+    };
+}
+
+/// `dst.fill(value)` with tail-predicated vector stores.
+#[inline(always)]
+fn fill_bytes(dst: &mut [i8], value: i8) {
+    if dst.is_empty() {
+        return;
+    }
+    // SAFETY: the tail-predicated loop writes exactly `dst.len()` bytes of `dst`. No stack; q0 is declared
+    // clobbered.
+    unsafe {
+        asm!(
+            "vdup.8 q0, {v}",
+            "dlstp.8 lr, {n}",
+            "2:",
+            "vstrb.8 q0, [{pd}], #16",
+            "letp lr, 2b",
+            v = in(reg) value as i32, n = in(reg) dst.len(), pd = inout(reg) dst.as_mut_ptr() => _,
+            out("lr") _, out("q0") _,
+            options(nostack),
+        )
+    };
 }
 
 /// Most taps a depthwise layer may have on the MVE path (its tap offsets live in a table on the stack).
@@ -620,11 +666,13 @@ pub fn depthwise_conv2d_s8(
                 let at = iy.max(0) as usize * p.in_w * c;
                 match input_row(in_batch, iy, p.in_h, at, (last - first) * c) {
                     Some(src) => {
-                        row[..first * c].fill(zero_point);
-                        row[first * c..last * c].copy_from_slice(src);
-                        row[last * c..].fill(zero_point);
+                        let (left, rest) = row.split_at_mut(first * c);
+                        let (middle, right) = rest.split_at_mut((last - first) * c);
+                        fill_bytes(left, zero_point);
+                        copy_bytes(middle, src);
+                        fill_bytes(right, zero_point);
                     }
-                    None => row.fill(zero_point),
+                    None => fill_bytes(row, zero_point),
                 }
             }
             for g in 0..c / 8 {
