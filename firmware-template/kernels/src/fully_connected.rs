@@ -61,9 +61,20 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
     }
     let (general, full) = (GENERAL, FULL);
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
-        #[cfg(tinyml_dsp)]
-        // (on MVE cores the vector loops below are faster than this whole-layer assembly)
-        let first_block = if full && !general && depth % 4 == 0 && !cfg!(tinyml_mve) {
+        #[cfg(tinyml_mve)]
+        let first_block = if !general && depth % 16 == 0 {
+            let act = (p.act_min, p.act_max);
+            if per_tensor {
+                crate::mve::fc_blocks::<true>(x, weights, depth / 16, out_depth / 4, bias, rescale, act, out_row);
+            } else {
+                crate::mve::fc_blocks::<false>(x, weights, depth / 16, out_depth / 4, bias, rescale, act, out_row);
+            }
+            out_depth / 4
+        } else {
+            0
+        };
+        #[cfg(all(tinyml_dsp, not(tinyml_mve)))]
+        let first_block = if full && !general && depth % 4 == 0 {
             if per_tensor {
                 crate::dsp::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
             } else {
