@@ -596,14 +596,23 @@ fn fill_bytes(dst: &mut [i8], value: i8) {
 /// Most taps a depthwise layer may have on the MVE path (its tap offsets live in a table on the stack).
 const MAX_TAPS: usize = 64;
 
-/// Per output row and group of eight channels, what [`depthwise_row_group`] reads: the accumulators' start
-/// (half of `bias2`) and the requantization constants, split into even and odd channels (VMULLB / VMULLT
-/// multiply the even and odd int16 lanes), then its loop's pointers and counts.
+/// A group of eight channels' accumulator start (half of `bias2`) and requantization constants, split into
+/// even and odd channels (VMULLB / VMULLT multiply the even and odd int16 lanes): computed once per layer
+/// call for up to [`GROUPS_AT_ONCE`] groups.
+#[derive(Clone, Copy)]
 #[repr(C)]
-struct GroupParams {
+struct GroupScales {
     half_bias: [[i32; 4]; 2],
     /// per parity: multipliers, adds, `-(trailing_zeros(add) + 1)`
     rescale: [[[i32; 4]; 3]; 2],
+}
+
+/// Groups whose [`GroupScales`] are held at once (2 KB of stack).
+const GROUPS_AT_ONCE: usize = 16;
+
+/// What [`depthwise_row_group`] reads besides the scales: the clamp, its loop's pointers and counts.
+#[repr(C)]
+struct RowParams {
     act_min: [i32; 4],
     act_max: [i32; 4],
     taps_table: *const u32,
@@ -611,6 +620,7 @@ struct GroupParams {
     taps: usize,
     x_step: usize,
     out_step: usize,
+    /// counted down by the loop
     pixels: usize,
 }
 
@@ -625,18 +635,18 @@ struct GroupParams {
 /// `weights .. + 8 * taps` readable, `out + i * out_step .. + 8` writable, `taps_table` readable for `taps`
 /// words, and `taps >= 1`, `pixels >= 1`.
 #[inline(always)]
-unsafe fn depthwise_row_group(params: &mut GroupParams, x: *const i8, out: *mut i8) {
+unsafe fn depthwise_row_group(params: &mut RowParams, scales: &GroupScales, x: *const i8, out: *mut i8) {
     // SAFETY: the caller's contract; the widening loads and the narrowing store take low base registers (r0,
-    // r1, r2). `params` is `repr(C)`: the offsets below are its fields'. The pixel count is counted down in
-    // `params.pixels`.
+    // r1, r2). `params` and `scales` are `repr(C)`: the offsets below are their fields'. The pixel count is
+    // counted down in `params.pixels`.
     unsafe {
         asm!(
             "1:",
-            "vldrw.u32 q0, [r5]",
-            "vldrw.u32 q1, [r5, #16]",
-            "ldr r3, [r5, #160]",
-            "ldr r1, [r5, #164]",
-            "ldr lr, [r5, #168]",
+            "vldrw.u32 q0, [r8]",
+            "vldrw.u32 q1, [r8, #16]",
+            "ldr r3, [r5, #32]",
+            "ldr r1, [r5, #36]",
+            "ldr lr, [r5, #40]",
             "dls lr, lr",
             "2:",
             "ldr r0, [r3], #4",
@@ -649,43 +659,44 @@ unsafe fn depthwise_row_group(params: &mut GroupParams, x: *const i8, out: *mut 
             "vadd.i32 q1, q1, q4",
             "le lr, 2b",
             // even channels: q0 -> q3
-            "vldrw.u32 q2, [r5, #32]",
+            "vldrw.u32 q2, [r8, #32]",
             "vqrdmulh.s32 q3, q0, q2",
-            "vldrw.u32 q2, [r5, #48]",
+            "vldrw.u32 q2, [r8, #48]",
             "vadd.i32 q3, q3, q2",
             "vshr.s32 q0, q0, #31",
             "vadd.i32 q3, q3, q0",
-            "vldrw.u32 q2, [r5, #64]",
+            "vldrw.u32 q2, [r8, #64]",
             "vshl.s32 q3, q3, q2",
-            "vldrw.u32 q2, [r5, #128]",
+            "vldrw.u32 q2, [r5]",
             "vmax.s32 q3, q3, q2",
-            "vldrw.u32 q2, [r5, #144]",
+            "vldrw.u32 q2, [r5, #16]",
             "vmin.s32 q3, q3, q2",
             // odd channels: q1 -> q4
-            "vldrw.u32 q2, [r5, #80]",
+            "vldrw.u32 q2, [r8, #80]",
             "vqrdmulh.s32 q4, q1, q2",
-            "vldrw.u32 q2, [r5, #96]",
+            "vldrw.u32 q2, [r8, #96]",
             "vadd.i32 q4, q4, q2",
             "vshr.s32 q1, q1, #31",
             "vadd.i32 q4, q4, q1",
-            "vldrw.u32 q2, [r5, #112]",
+            "vldrw.u32 q2, [r8, #112]",
             "vshl.s32 q4, q4, q2",
-            "vldrw.u32 q2, [r5, #128]",
+            "vldrw.u32 q2, [r5]",
             "vmax.s32 q4, q4, q2",
-            "vldrw.u32 q2, [r5, #144]",
+            "vldrw.u32 q2, [r5, #16]",
             "vmin.s32 q4, q4, q2",
             // channel order: even results in the bottom halfwords (already there), odd ones in the top
             "vmovnt.i32 q3, q4",
             "vstrb.16 q3, [r2]",
-            "ldr r0, [r5, #176]",
+            "ldr r0, [r5, #48]",
             "add r2, r2, r0",
-            "ldr r0, [r5, #172]",
+            "ldr r0, [r5, #44]",
             "add r4, r4, r0",
-            "ldr r0, [r5, #180]",
+            "ldr r0, [r5, #52]",
             "subs r0, #1",
-            "str r0, [r5, #180]",
+            "str r0, [r5, #52]",
             "bne 1b",
-            in("r5") params as *mut GroupParams, inout("r4") x => _, inout("r2") out => _,
+            in("r5") params as *mut RowParams, in("r8") scales as *const GroupScales,
+            inout("r4") x => _, inout("r2") out => _,
             out("r0") _, out("r1") _, out("r3") _, out("lr") _,
             out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _,
             options(nostack),
@@ -756,31 +767,53 @@ pub fn depthwise_conv2d_s8(
     let last = (p.pad_w + p.in_w).min(span).max(first);
     let in_size = p.in_h * p.in_w * c;
     let out_size = p.out_h * p.out_w * c;
-    for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
-        for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * c).enumerate() {
-            let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
-            for (ky, row) in rows.chunks_exact_mut(row_bytes).enumerate() {
-                let iy = y0 + (ky * p.dil_h) as isize;
-                let at = iy.max(0) as usize * p.in_w * c;
-                match input_row(in_batch, iy, p.in_h, at, (last - first) * c) {
-                    Some(src) => {
-                        let (left, rest) = row.split_at_mut(first * c);
-                        let (middle, right) = rest.split_at_mut((last - first) * c);
-                        fill_bytes(left, zero_point);
-                        copy_bytes(middle, src);
-                        fill_bytes(right, zero_point);
+    let mut params = RowParams {
+        act_min: [p.act_min; 4],
+        act_max: [p.act_max; 4],
+        taps_table: table.as_ptr(),
+        weights: weights.as_ptr(),
+        taps,
+        x_step: p.stride_w * c,
+        out_step: c,
+        pixels: p.out_w,
+    };
+    let groups = c / 8;
+    let mut scales = [GroupScales { half_bias: [[0; 4]; 2], rescale: [[[0; 4]; 3]; 2] }; GROUPS_AT_ONCE];
+    for first_group in (0..groups).step_by(GROUPS_AT_ONCE) {
+        let held = (groups - first_group).min(GROUPS_AT_ONCE);
+        for (i, s) in scales.iter_mut().take(held).enumerate() {
+            *s = group_scales(first_group + i, bias2, rescale);
+        }
+        for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
+            for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * c).enumerate() {
+                let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
+                for (ky, row) in rows.chunks_exact_mut(row_bytes).enumerate() {
+                    let iy = y0 + (ky * p.dil_h) as isize;
+                    let at = iy.max(0) as usize * p.in_w * c;
+                    match input_row(in_batch, iy, p.in_h, at, (last - first) * c) {
+                        Some(src) => {
+                            let (left, rest) = row.split_at_mut(first * c);
+                            let (middle, right) = rest.split_at_mut((last - first) * c);
+                            fill_bytes(left, zero_point);
+                            copy_bytes(middle, src);
+                            fill_bytes(right, zero_point);
+                        }
+                        None => fill_bytes(row, zero_point),
                     }
-                    None => fill_bytes(row, zero_point),
                 }
-            }
-            for g in 0..c / 8 {
-                let mut params = group_params(p, g, bias2, rescale, &table, weights, taps);
-                // SAFETY: pixel i's taps read `8 * g + i * stride_w * c + table[t] .. + 8`, at most `(out_w -
-                // 1) * stride_w * c + (k_h - 1) * row_bytes + (k_w - 1) * dil_w * c + c` bytes into `rows`,
-                // which is `k_h * row_bytes` long as `span_w` covers every window; the weights' `8 * taps` bytes
-                // of group g are inside `weights`; pixel i writes `out_row[i * c + 8g .. + 8]`, inside the
-                // row's `out_w * c` bytes; `taps` and `out_w` are at least one.
-                unsafe { depthwise_row_group(&mut params, rows.as_ptr().wrapping_add(8 * g), out_row.as_mut_ptr().wrapping_add(8 * g)) };
+                for (i, s) in scales.iter().take(held).enumerate() {
+                    let g = first_group + i;
+                    params.weights = weights.as_ptr().wrapping_add(8 * g * taps);
+                    params.pixels = p.out_w;
+                    // SAFETY: pixel i's taps read `8 * g + i * stride_w * c + table[t] .. + 8`, at most
+                    // `(out_w - 1) * stride_w * c + (k_h - 1) * row_bytes + (k_w - 1) * dil_w * c + c` bytes into
+                    // `rows`, which is `k_h * row_bytes` long as `span_w` covers every window; group g's `8 *
+                    // taps` weight bytes are inside `weights`; pixel i writes `out_row[i * c + 8g .. + 8]`, inside
+                    // the row's `out_w * c` bytes; `taps` and `out_w` are at least one.
+                    unsafe {
+                        depthwise_row_group(&mut params, s, rows.as_ptr().wrapping_add(8 * g), out_row.as_mut_ptr().wrapping_add(8 * g))
+                    };
+                }
             }
         }
     }
@@ -796,37 +829,18 @@ fn input_row(input: &[i8], iy: isize, in_h: usize, at: usize, len: usize) -> Opt
     input.get(at..at + len)
 }
 
-/// [`GroupParams`] of group `g` (channels `8g..8g + 8`).
+/// [`GroupScales`] of group `g` (channels `8g..8g + 8`).
 #[inline(always)]
-fn group_params(
-    p: &crate::depthwise::DepthwiseConv2d,
-    g: usize,
-    bias2: &[i32],
-    rescale: &[Rescale],
-    table: &[u32; MAX_TAPS],
-    weights: &[i8],
-    taps: usize,
-) -> GroupParams {
-    let mut params = GroupParams {
-        half_bias: [[0; 4]; 2],
-        rescale: [[[0; 4]; 3]; 2],
-        act_min: [p.act_min; 4],
-        act_max: [p.act_max; 4],
-        taps_table: table.as_ptr(),
-        weights: weights.as_ptr().wrapping_add(8 * g * taps),
-        taps,
-        x_step: p.stride_w * p.in_c,
-        out_step: p.in_c,
-        pixels: p.out_w,
-    };
+fn group_scales(g: usize, bias2: &[i32], rescale: &[Rescale]) -> GroupScales {
+    let mut scales = GroupScales { half_bias: [[0; 4]; 2], rescale: [[[0; 4]; 3]; 2] };
     for l in 0..8 {
         let (parity, lane) = (l % 2, l / 2);
         let o = 8 * g + l;
         let (b, rs) = (bias2.get(o).copied().unwrap_or(0), rescale.get(o).copied().unwrap_or(Rescale { multiplier: 0, add: 1 }));
-        params.half_bias[parity][lane] = b >> 1;
-        params.rescale[parity][0][lane] = rs.multiplier;
-        params.rescale[parity][1][lane] = rs.add;
-        params.rescale[parity][2][lane] = vshl_amount(rs);
+        scales.half_bias[parity][lane] = b >> 1;
+        scales.rescale[parity][0][lane] = rs.multiplier;
+        scales.rescale[parity][1][lane] = rs.add;
+        scales.rescale[parity][2][lane] = vshl_amount(rs);
     }
-    params
+    scales
 }
