@@ -597,8 +597,8 @@ fn fill_bytes(dst: &mut [i8], value: i8) {
 const MAX_TAPS: usize = 64;
 
 /// A group of eight channels' accumulator start (half of `bias2`) and requantization constants, split into
-/// even and odd channels (VMULLB / VMULLT multiply the even and odd int16 lanes): computed once per layer
-/// call for up to [`GROUPS_AT_ONCE`] groups.
+/// even and odd channels (VMULLB / VMULLT multiply the even and odd int16 lanes), or for a broadcast layer into
+/// channels 0-3 and 4-7: computed once per layer call for up to [`GROUPS_AT_ONCE`] groups.
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct GroupScales {
@@ -704,15 +704,88 @@ unsafe fn depthwise_row_group(params: &mut RowParams, scales: &GroupScales, x: *
     };
 }
 
+/// [`depthwise_row_group`] for a depth multiplier that is a multiple of eight: the group's eight channels all
+/// read one input channel, so each tap multiplies one int8 input (LDRSB at `x` plus the table's offset) into
+/// the eight weights (two vectors of four, widened to int32: VMLA by a scalar), and the scales' two halves are
+/// channels 0-3 and 4-7. 7 instructions per tap (8 MACs).
+///
+/// # Safety
+/// As for [`depthwise_row_group`], with one byte read per pixel and tap.
+#[inline(always)]
+unsafe fn depthwise_row_group_broadcast(params: &mut RowParams, scales: &GroupScales, x: *const i8, out: *mut i8) {
+    // SAFETY: the caller's contract; the widening loads and the narrowing stores take low base registers
+    // (r1, r2). `params` and `scales` are `repr(C)`: the offsets below are their fields'.
+    unsafe {
+        asm!(
+            "1:",
+            "vldrw.u32 q0, [r8]",
+            "vldrw.u32 q1, [r8, #16]",
+            "ldr r3, [r5, #32]",
+            "ldr r1, [r5, #36]",
+            "ldr lr, [r5, #40]",
+            "dls lr, lr",
+            "2:",
+            "ldr r0, [r3], #4",
+            "ldrsb r0, [r4, r0]",
+            "vldrb.s32 q2, [r1], #4",
+            "vldrb.s32 q3, [r1], #4",
+            "vmla.i32 q0, q2, r0",
+            "vmla.i32 q1, q3, r0",
+            "le lr, 2b",
+            // channels 0-3: q0 -> q3
+            "vldrw.u32 q2, [r8, #32]",
+            "vqrdmulh.s32 q3, q0, q2",
+            "vldrw.u32 q2, [r8, #48]",
+            "vadd.i32 q3, q3, q2",
+            "vshr.s32 q0, q0, #31",
+            "vadd.i32 q3, q3, q0",
+            "vldrw.u32 q2, [r8, #64]",
+            "vshl.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5]",
+            "vmax.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5, #16]",
+            "vmin.s32 q3, q3, q2",
+            "vstrb.32 q3, [r2]",
+            // channels 4-7: q1 -> q3
+            "vldrw.u32 q2, [r8, #80]",
+            "vqrdmulh.s32 q3, q1, q2",
+            "vldrw.u32 q2, [r8, #96]",
+            "vadd.i32 q3, q3, q2",
+            "vshr.s32 q1, q1, #31",
+            "vadd.i32 q3, q3, q1",
+            "vldrw.u32 q2, [r8, #112]",
+            "vshl.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5]",
+            "vmax.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5, #16]",
+            "vmin.s32 q3, q3, q2",
+            "vstrb.32 q3, [r2, #4]",
+            "ldr r0, [r5, #48]",
+            "add r2, r2, r0",
+            "ldr r0, [r5, #44]",
+            "add r4, r4, r0",
+            "ldr r0, [r5, #52]",
+            "subs r0, #1",
+            "str r0, [r5, #52]",
+            "bne 1b",
+            in("r5") params as *mut RowParams, in("r8") scales as *const GroupScales,
+            inout("r4") x => _, inout("r2") out => _,
+            out("r0") _, out("r1") _, out("r3") _, out("lr") _,
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _,
+            options(nostack),
+        )
+    };
+}
+
 /// `-(trailing_zeros(add) + 1)`: the right shift of a short-path [`Rescale`] as VSHL takes it.
 #[inline(always)]
 fn vshl_amount(rs: Rescale) -> i32 {
     -(rs.right_minus_one() as i32 + 1)
 }
 
-/// `depthwise_conv2d_s8` on MVE for a depth multiplier of one, channels in whole groups of eight, every
-/// channel on the short path and at most [`MAX_TAPS`] taps; `false` (nothing written) otherwise, and the DSP
-/// path takes the layer. The caller has checked the slices' lengths. `scratch` (the DSP path's, which holds
+/// `depthwise_conv2d_s8` on MVE for a depth multiplier of one with channels in whole groups of eight, or a
+/// multiple of eight, every channel on the short path and at most [`MAX_TAPS`] taps; `false` (nothing
+/// written) otherwise, and the DSP path takes the layer. The caller has checked the slices' lengths. `scratch` (the DSP path's, which holds
 /// `k_h` rows widened to int16) takes the filter as int8, eight channels per tap per group (recovered from the
 /// doubled int16 words), then the `k_h` input rows as int8, columns outside the input holding the input zero
 /// point (the folded bias cancels them).
@@ -726,18 +799,20 @@ pub fn depthwise_conv2d_s8(
     scratch: &mut [u32],
 ) -> bool {
     let c = p.in_c;
+    let out_c = c * p.depth_multiplier;
+    // a multiple of eight: each group of eight channels reads one input channel
+    let broadcast = p.depth_multiplier % 8 == 0;
     let taps = p.k_h * p.k_w;
     let span = p.span_w();
     let row_bytes = span * c;
-    let filter_bytes = taps * c;
-    if p.depth_multiplier != 1
-        || c % 8 != 0
+    let filter_bytes = taps * out_c;
+    if !(broadcast || (p.depth_multiplier == 1 && c % 8 == 0))
         || taps > MAX_TAPS
         || p.out_w == 0
         || filter_bytes + p.k_h * row_bytes > 4 * scratch.len()
-        || rescale.len() < c
-        || bias2.len() < c
-        || rescale[..c].iter().any(|r| r.is_general())
+        || rescale.len() < out_c
+        || bias2.len() < out_c
+        || rescale[..out_c].iter().any(|r| r.is_general())
     {
         return false;
     }
@@ -748,7 +823,7 @@ pub fn depthwise_conv2d_s8(
     let rows = &mut rows[..p.k_h * row_bytes];
     // weights: group g, tap t, lane l at `(g * taps + t) * 8 + l`; the filter words are per block of four
     // lanes and tap `(w02, w13, offset)`, weights doubled (short path)
-    for (b, block) in filter.chunks_exact(3 * taps).take(c / 4).enumerate() {
+    for (b, block) in filter.chunks_exact(3 * taps).take(out_c / 4).enumerate() {
         for (t, tap) in block.chunks_exact(3).enumerate() {
             let at = ((b / 2) * taps + t) * 8 + 4 * (b % 2);
             let half = |w: u32, hi: bool| ((if hi { w >> 16 } else { w }) as u16 as i16 >> 1) as i8;
@@ -766,7 +841,7 @@ pub fn depthwise_conv2d_s8(
     let first = p.pad_w.min(span);
     let last = (p.pad_w + p.in_w).min(span).max(first);
     let in_size = p.in_h * p.in_w * c;
-    let out_size = p.out_h * p.out_w * c;
+    let out_size = p.out_h * p.out_w * out_c;
     let mut params = RowParams {
         act_min: [p.act_min; 4],
         act_max: [p.act_max; 4],
@@ -774,18 +849,18 @@ pub fn depthwise_conv2d_s8(
         weights: weights.as_ptr(),
         taps,
         x_step: p.stride_w * c,
-        out_step: c,
+        out_step: out_c,
         pixels: p.out_w,
     };
-    let groups = c / 8;
+    let groups = out_c / 8;
     let mut scales = [GroupScales { half_bias: [[0; 4]; 2], rescale: [[[0; 4]; 3]; 2] }; GROUPS_AT_ONCE];
     for first_group in (0..groups).step_by(GROUPS_AT_ONCE) {
         let held = (groups - first_group).min(GROUPS_AT_ONCE);
         for (i, s) in scales.iter_mut().take(held).enumerate() {
-            *s = group_scales(first_group + i, bias2, rescale);
+            *s = group_scales(first_group + i, bias2, rescale, broadcast);
         }
         for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
-            for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * c).enumerate() {
+            for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * out_c).enumerate() {
                 let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
                 for (ky, row) in rows.chunks_exact_mut(row_bytes).enumerate() {
                     let iy = y0 + (ky * p.dil_h) as isize;
@@ -805,13 +880,19 @@ pub fn depthwise_conv2d_s8(
                     let g = first_group + i;
                     params.weights = weights.as_ptr().wrapping_add(8 * g * taps);
                     params.pixels = p.out_w;
-                    // SAFETY: pixel i's taps read `8 * g + i * stride_w * c + table[t] .. + 8`, at most
-                    // `(out_w - 1) * stride_w * c + (k_h - 1) * row_bytes + (k_w - 1) * dil_w * c + c` bytes into
-                    // `rows`, which is `k_h * row_bytes` long as `span_w` covers every window; group g's `8 *
-                    // taps` weight bytes are inside `weights`; pixel i writes `out_row[i * c + 8g .. + 8]`, inside
-                    // the row's `out_w * c` bytes; `taps` and `out_w` are at least one.
+                    // SAFETY: pixel i's taps read `ch + i * stride_w * c + table[t] ..`, with `ch` the group's
+                    // first input channel and 8 bytes (one when broadcast) from it, at most `(out_w - 1) *
+                    // stride_w * c + (k_h - 1) * row_bytes + (k_w - 1) * dil_w * c + c` bytes into `rows`, which
+                    // is `k_h * row_bytes` long as `span_w` covers every window; group g's `8 * taps` weight bytes
+                    // are inside `weights`; pixel i writes `out_row[i * out_c + 8g .. + 8]`, inside the row's
+                    // `out_w * out_c` bytes; `taps` and `out_w` are at least one.
+                    let out = out_row.as_mut_ptr().wrapping_add(8 * g);
                     unsafe {
-                        depthwise_row_group(&mut params, s, rows.as_ptr().wrapping_add(8 * g), out_row.as_mut_ptr().wrapping_add(8 * g))
+                        if broadcast {
+                            depthwise_row_group_broadcast(&mut params, s, rows.as_ptr().wrapping_add(8 * g / p.depth_multiplier), out)
+                        } else {
+                            depthwise_row_group(&mut params, s, rows.as_ptr().wrapping_add(8 * g), out)
+                        }
                     };
                 }
             }
@@ -829,12 +910,13 @@ fn input_row(input: &[i8], iy: isize, in_h: usize, at: usize, len: usize) -> Opt
     input.get(at..at + len)
 }
 
-/// [`GroupScales`] of group `g` (channels `8g..8g + 8`).
+/// [`GroupScales`] of group `g` (channels `8g..8g + 8`), split into even and odd channels, or `halves`: into
+/// channels 0-3 and 4-7.
 #[inline(always)]
-fn group_scales(g: usize, bias2: &[i32], rescale: &[Rescale]) -> GroupScales {
+fn group_scales(g: usize, bias2: &[i32], rescale: &[Rescale], halves: bool) -> GroupScales {
     let mut scales = GroupScales { half_bias: [[0; 4]; 2], rescale: [[[0; 4]; 3]; 2] };
     for l in 0..8 {
-        let (parity, lane) = (l % 2, l / 2);
+        let (parity, lane) = if halves { (l / 4, l % 4) } else { (l % 2, l / 2) };
         let o = 8 * g + l;
         let (b, rs) = (bias2.get(o).copied().unwrap_or(0), rescale.get(o).copied().unwrap_or(Rescale { multiplier: 0, add: 1 }));
         scales.half_bias[parity][lane] = b >> 1;
