@@ -230,11 +230,19 @@ pub(crate) fn gather_patch_with(
             continue;
         }
         let line = iy as usize * p.in_w;
-        let inside = x0 >= 0 && x0 + (((p.k_w - 1) * p.dil_w) as isize) < p.in_w as isize;
-        if inside && p.dil_w == 1 {
-            let at = (line + x0 as usize) * p.in_c;
-            if let Some(src) = input.get(at..at + row_len) {
-                copy(row, src);
+        if p.dil_w == 1 {
+            // the taps inside the input are one run of it; the rest of the row is padding
+            let first = x0.max(0);
+            let end = (x0 + p.k_w as isize).min(p.in_w as isize);
+            if first > x0 || end < x0 + p.k_w as isize {
+                fill(row, zero_point);
+            }
+            if end > first {
+                let (at, len) = ((line + first as usize) * p.in_c, (end - first) as usize * p.in_c);
+                let skip = (first - x0) as usize * p.in_c;
+                if let (Some(src), Some(dst)) = (input.get(at..at + len), row.get_mut(skip..skip + len)) {
+                    copy(dst, src);
+                }
             }
             continue;
         }

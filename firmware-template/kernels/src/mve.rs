@@ -380,6 +380,9 @@ fn requant_4ch_2px(half: &[i32; 8], rescale: &[Rescale], act: (i32, i32), out: &
     };
 }
 
+/// Words of the zero-padded copy of a conv layer's last block of four filter rows (rows of up to 32 words).
+const LAST_BLOCK_WORDS: usize = 4 * 32 + 8;
+
 /// Bytes of one patch rounded up to whole vectors: what the conv loop reads per pixel.
 const fn padded_patch_bytes(p: &Conv2d) -> usize {
     16 * p.row_words().div_ceil(4)
@@ -439,6 +442,24 @@ pub fn conv2d_s8(
     let x = &mut scratch[..padded / 2];
     x.fill(0);
     let general = rescale.iter().any(|r| r.is_general());
+    // whole blocks of four short-path channels; those whose last vector stays inside the filter run on it, and
+    // when a row ends mid-vector the last block (whose last vector would reach past the filter) runs on a
+    // zero-padded copy of its words
+    let words = p.row_words();
+    let steps = words.div_ceil(4);
+    let whole = if general { 0 } else { p.out_c / 4 };
+    let mut blocks = whole;
+    while blocks > 0 && 4 * words * (blocks - 1) + 2 * words + 8 * steps > filter.len() {
+        blocks -= 1;
+    }
+    let mut last_block = [0u32; LAST_BLOCK_WORDS];
+    let copied = blocks < whole && 4 * words + 8 <= LAST_BLOCK_WORDS;
+    if copied {
+        for (l, w) in last_block.iter_mut().zip(filter.get(4 * words * blocks..).unwrap_or(&[]).iter().take(4 * words)) {
+            *l = *w;
+        }
+    }
+    let last = if copied { Some(&last_block[..]) } else { None };
     let in_size = p.in_h * p.in_w * p.in_c;
     let pixels = p.out_h * p.out_w;
     let out_size = pixels * p.out_c;
@@ -461,7 +482,7 @@ pub fn conv2d_s8(
                     interleave(&stage[..patch], x, slot);
                 }
             }
-            channels(p, filter, x, bias2, rescale, general, out, (second - px) * p.out_c);
+            channels(p, filter, x, bias2, rescale, general, out, (second - px) * p.out_c, blocks, last);
             px += 2;
         }
     }
@@ -469,9 +490,10 @@ pub fn conv2d_s8(
 }
 
 /// Every output channel of two pixels whose interleaved padded patches are `x`: pixel 0's channels at
-/// `out[..out_c]`, pixel 1's at `out[px1..]`. Whole blocks of four short-path channels go through
-/// [`conv_blocks_2px`]; the rest (a last block, a general layer) pair by pair, requantized channel by channel
-/// as the DSP path does.
+/// `out[..out_c]`, pixel 1's at `out[px1..]`. The first `blocks` blocks of four channels go through
+/// [`conv_blocks_2px`] on the filter, the next one through it on `last` (its words, zero-padded) when given;
+/// the rest (the last channels, a general layer) pair by pair, requantized channel by channel as the DSP path
+/// does.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn channels(
@@ -483,18 +505,23 @@ fn channels(
     general: bool,
     out: &mut [i8],
     px1: usize,
+    blocks: usize,
+    last: Option<&[u32]>,
 ) {
     let words = p.row_words();
     let steps = words.div_ceil(4);
     let act = (p.act_min, p.act_max);
-    // whole blocks whose last vector stays inside the filter
-    let mut blocks = if general { 0 } else { p.out_c / 4 };
-    while blocks > 0 && 4 * words * (blocks - 1) + 2 * words + 8 * steps > filter.len() {
-        blocks -= 1;
-    }
     conv_blocks_2px(filter, words, x, blocks, bias2, rescale, act, out, px1);
+    let mut done = blocks;
+    if let Some(w) = last {
+        let (b, r, o) = (bias2.get(4 * done..), rescale.get(4 * done..), out.get_mut(4 * done..));
+        if let (Some(b), Some(r), Some(o)) = (b, r, o) {
+            conv_blocks_2px(w, words, x, 1, b, r, act, o, px1);
+            done += 1;
+        }
+    }
     let mut half = [0i32; 8];
-    for pair in 2 * blocks..p.out_c.div_ceil(2) {
+    for pair in 2 * done..p.out_c.div_ceil(2) {
         let oc = 2 * pair;
         // a short-path accumulator holds half the doubled sum (`bias2` is even there); a general one the sum
         let start = |o: usize| bias2.get(o).map_or(0, |b| if general { *b } else { b >> 1 });
