@@ -51,6 +51,109 @@ fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
+/// [`conv_blocks_2px`]'s assembly with `$after_pair` (the lines that step the filter pointer from the end of one
+/// pair's vectors to the start of the next: none when rows are whole vectors) after each pair's loop.
+macro_rules! conv_blocks_asm {
+    ($w:ident, $x:ident, $steps:ident, $bias2:ident, $state:ident, $act:ident, $out:ident, $px1:ident, $($after_pair:literal),*) => {
+        asm!(
+            "sub sp, #16",
+            "vdup.32 q6, r2",
+            "vdup.32 q7, r8",
+            "ldrd r2, r8, [r0]",
+            "ldr r10, [r0, #8]",
+            "strd r2, r8, [sp]",
+            "str r10, [sp, #8]",
+            "1:",
+            // pair A: channels 0 and 1 of the block into lanes 0 and 1
+            "ldrd r0, r8, [{pb}], #8",
+            "asrs r0, r0, #1",
+            "asrs r8, r8, #1",
+            "mov r2, r0",
+            "mov r10, r8",
+            "mov {px}, {xb}",
+            "dls lr, {n}",
+            "2:",
+            "vld20.32 {{q0, q1}}, [r1]",
+            "vld21.32 {{q0, q1}}, [r1]!",
+            "vldrw.u32 q3, [{px}, #16]",
+            "vldrw.u32 q2, [{px}], #32",
+            "vmladava.s8 r0, q0, q2",
+            "vmladava.s8 r2, q0, q3",
+            "vmladava.s8 r8, q1, q2",
+            "vmladava.s8 r10, q1, q3",
+            "le lr, 2b",
+            $($after_pair,)*
+            "vmov.32 q4[0], r0",
+            "vmov.32 q5[0], r2",
+            "vmov.32 q4[1], r8",
+            "vmov.32 q5[1], r10",
+            // pair B: channels 2 and 3 into lanes 2 and 3
+            "ldrd r0, r8, [{pb}], #8",
+            "asrs r0, r0, #1",
+            "asrs r8, r8, #1",
+            "mov r2, r0",
+            "mov r10, r8",
+            "mov {px}, {xb}",
+            "dls lr, {n}",
+            "3:",
+            "vld20.32 {{q0, q1}}, [r1]",
+            "vld21.32 {{q0, q1}}, [r1]!",
+            "vldrw.u32 q3, [{px}, #16]",
+            "vldrw.u32 q2, [{px}], #32",
+            "vmladava.s8 r0, q0, q2",
+            "vmladava.s8 r2, q0, q3",
+            "vmladava.s8 r8, q1, q2",
+            "vmladava.s8 r10, q1, q3",
+            "le lr, 3b",
+            $($after_pair,)*
+            "vmov.32 q4[2], r0",
+            "vmov.32 q5[2], r2",
+            "vmov.32 q4[3], r8",
+            "vmov.32 q5[3], r10",
+            // requantize: q0 multipliers, q1 adds, q2 -(trailing_zeros(add) + 1)
+            "ldr r0, [sp]",
+            "vld20.32 {{q0, q1}}, [r0]",
+            "vld21.32 {{q0, q1}}, [r0]!",
+            "str r0, [sp]",
+            "vneg.s32 q2, q1",
+            "vand q2, q2, q1",
+            "vclz.i32 q2, q2",
+            "movs r0, #32",
+            "vsub.i32 q2, q2, r0",
+            "vqrdmulh.s32 q3, q4, q0",
+            "vadd.i32 q3, q3, q1",
+            "vshr.s32 q4, q4, #31",
+            "vadd.i32 q3, q3, q4",
+            "vshl.s32 q3, q3, q2",
+            "vmax.s32 q3, q3, q6",
+            "vmin.s32 q3, q3, q7",
+            "vstrb.32 q3, [r4]",
+            "adds r4, #4",
+            "vqrdmulh.s32 q3, q5, q0",
+            "vadd.i32 q3, q3, q1",
+            "vshr.s32 q5, q5, #31",
+            "vadd.i32 q3, q3, q5",
+            "vshl.s32 q3, q3, q2",
+            "vmax.s32 q3, q3, q6",
+            "vmin.s32 q3, q3, q7",
+            "vstrb.32 q3, [r5]",
+            "adds r5, #4",
+            "ldr r0, [sp, #4]",
+            "subs r0, #1",
+            "str r0, [sp, #4]",
+            "bne 1b",
+            "add sp, #16",
+            // the state, act_min and act_max come in registers the loop reuses
+            inout("r0") $state.as_ptr() => _, inout("r2") $act.0 => _, inout("r8") $act.1 => _,
+            pb = inout(reg) $bias2.as_ptr() => _, xb = in(reg) $x.as_ptr(), px = out(reg) _, n = in(reg) $steps,
+            inout("r1") $w.as_ptr() => _,
+            inout("r4") $out.as_mut_ptr() => _, inout("r5") $out.as_mut_ptr().wrapping_add($px1) => _,
+            out("r10") _, out("lr") _,
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _, out("q5") _, out("q6") _, out("q7") _,
+        )
+    };
+}
+
 /// Blocks of four output channels (two row pairs each) of two output pixels, whole in assembly: per pair
 /// the loop of [`dot_2rows_2px`] from `bias2 / 2`, the four channels' sums moved into one vector per pixel,
 /// then [`requant_4ch_2px`]'s arithmetic; writes `out[4b..4b + 4]` (pixel 0) and `out[px1 + 4b..]` (pixel 1).
@@ -91,104 +194,11 @@ fn conv_blocks_2px(
     // `repr(C)` Rescale). The 16 bytes it reserves on the stack are released before it ends. VSTRB.32 takes a
     // low register as its base: the output pointers are r4 and r5.
     unsafe {
-        asm!(
-            "sub sp, #16",
-            "vdup.32 q6, r2",
-            "vdup.32 q7, r8",
-            "ldrd r2, r8, [r0]",
-            "ldr r10, [r0, #8]",
-            "strd r2, r8, [sp]",
-            "str r10, [sp, #8]",
-            "1:",
-            // pair A: channels 0 and 1 of the block into lanes 0 and 1
-            "ldrd r0, r8, [{pb}], #8",
-            "asrs r0, r0, #1",
-            "asrs r8, r8, #1",
-            "mov r2, r0",
-            "mov r10, r8",
-            "mov {px}, {xb}",
-            "dls lr, {n}",
-            "2:",
-            "vld20.32 {{q0, q1}}, [r1]",
-            "vld21.32 {{q0, q1}}, [r1]!",
-            "vldrw.u32 q3, [{px}, #16]",
-            "vldrw.u32 q2, [{px}], #32",
-            "vmladava.s8 r0, q0, q2",
-            "vmladava.s8 r2, q0, q3",
-            "vmladava.s8 r8, q1, q2",
-            "vmladava.s8 r10, q1, q3",
-            "le lr, 2b",
-            "ldr lr, [sp, #8]",
-            "add r1, r1, lr",
-            "vmov.32 q4[0], r0",
-            "vmov.32 q5[0], r2",
-            "vmov.32 q4[1], r8",
-            "vmov.32 q5[1], r10",
-            // pair B: channels 2 and 3 into lanes 2 and 3
-            "ldrd r0, r8, [{pb}], #8",
-            "asrs r0, r0, #1",
-            "asrs r8, r8, #1",
-            "mov r2, r0",
-            "mov r10, r8",
-            "mov {px}, {xb}",
-            "dls lr, {n}",
-            "3:",
-            "vld20.32 {{q0, q1}}, [r1]",
-            "vld21.32 {{q0, q1}}, [r1]!",
-            "vldrw.u32 q3, [{px}, #16]",
-            "vldrw.u32 q2, [{px}], #32",
-            "vmladava.s8 r0, q0, q2",
-            "vmladava.s8 r2, q0, q3",
-            "vmladava.s8 r8, q1, q2",
-            "vmladava.s8 r10, q1, q3",
-            "le lr, 3b",
-            "ldr lr, [sp, #8]",
-            "add r1, r1, lr",
-            "vmov.32 q4[2], r0",
-            "vmov.32 q5[2], r2",
-            "vmov.32 q4[3], r8",
-            "vmov.32 q5[3], r10",
-            // requantize: q0 multipliers, q1 adds, q2 -(trailing_zeros(add) + 1)
-            "ldr r0, [sp]",
-            "vld20.32 {{q0, q1}}, [r0]",
-            "vld21.32 {{q0, q1}}, [r0]!",
-            "str r0, [sp]",
-            "vneg.s32 q2, q1",
-            "vand q2, q2, q1",
-            "vclz.i32 q2, q2",
-            "movs r0, #32",
-            "vsub.i32 q2, q2, r0",
-            "vqrdmulh.s32 q3, q4, q0",
-            "vadd.i32 q3, q3, q1",
-            "vshr.s32 q4, q4, #31",
-            "vadd.i32 q3, q3, q4",
-            "vshl.s32 q3, q3, q2",
-            "vmax.s32 q3, q3, q6",
-            "vmin.s32 q3, q3, q7",
-            "vstrb.32 q3, [r4]",
-            "adds r4, #4",
-            "vqrdmulh.s32 q3, q5, q0",
-            "vadd.i32 q3, q3, q1",
-            "vshr.s32 q5, q5, #31",
-            "vadd.i32 q3, q3, q5",
-            "vshl.s32 q3, q3, q2",
-            "vmax.s32 q3, q3, q6",
-            "vmin.s32 q3, q3, q7",
-            "vstrb.32 q3, [r5]",
-            "adds r5, #4",
-            "ldr r0, [sp, #4]",
-            "subs r0, #1",
-            "str r0, [sp, #4]",
-            "bne 1b",
-            "add sp, #16",
-            // the state, act_min and act_max come in registers the loop reuses
-            inout("r0") state.as_ptr() => _, inout("r2") act.0 => _, inout("r8") act.1 => _,
-            pb = inout(reg) bias2.as_ptr() => _, xb = in(reg) x.as_ptr(), px = out(reg) _, n = in(reg) steps,
-            inout("r1") w.as_ptr() => _,
-            inout("r4") out.as_mut_ptr() => _, inout("r5") out.as_mut_ptr().wrapping_add(px1) => _,
-            out("r10") _, out("lr") _,
-            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _, out("q5") _, out("q6") _, out("q7") _,
-        )
+        if adjust == 0 {
+            conv_blocks_asm!(w, x, steps, bias2, state, act, out, px1,);
+        } else {
+            conv_blocks_asm!(w, x, steps, bias2, state, act, out, px1, "ldr lr, [sp, #8]", "add r1, r1, lr");
+        }
     };
 }
 
@@ -731,6 +741,115 @@ unsafe fn depthwise_row_group(params: &mut RowParams, scales: &GroupScales, x: *
     };
 }
 
+/// [`depthwise_row_group`] two pixels at a time (`params.pixels` counts pairs): each tap's offset and weights
+/// serve both, 15 instructions per tap (16 MACs).
+///
+/// # Safety
+/// As for [`depthwise_row_group`], for `2 * params.pixels` pixels.
+#[inline(always)]
+unsafe fn depthwise_row_group_2px(params: &mut RowParams, scales: &GroupScales, x: *const i8, out: *mut i8) {
+    // SAFETY: the caller's contract; the widening loads and the narrowing stores take low base registers (r0,
+    // r1, r2). `params` and `scales` are `repr(C)`: the offsets below are their fields'.
+    unsafe {
+        asm!(
+            "ldr r9, [r5, #44]",
+            "1:",
+            "vldrw.u32 q0, [r8]",
+            "vldrw.u32 q1, [r8, #16]",
+            "vmov q5, q0",
+            "vmov q6, q1",
+            "ldr r3, [r5, #32]",
+            "ldr r1, [r5, #36]",
+            "ldr lr, [r5, #40]",
+            "dls lr, lr",
+            "2:",
+            "ldr r0, [r3], #4",
+            "add r0, r0, r4",
+            "vldrb.s16 q2, [r0]",
+            "add r0, r0, r9",
+            "vldrb.s16 q7, [r0]",
+            "vldrb.s16 q3, [r1], #8",
+            "vmullb.s16 q4, q2, q3",
+            "vadd.i32 q0, q0, q4",
+            "vmullt.s16 q4, q2, q3",
+            "vadd.i32 q1, q1, q4",
+            "vmullb.s16 q4, q7, q3",
+            "vadd.i32 q5, q5, q4",
+            "vmullt.s16 q4, q7, q3",
+            "vadd.i32 q6, q6, q4",
+            "le lr, 2b",
+            // pixel 0: even channels q0 -> q3, odd q1 -> q4, back into channel order
+            "vldrw.u32 q2, [r8, #32]",
+            "vqrdmulh.s32 q3, q0, q2",
+            "vldrw.u32 q2, [r8, #48]",
+            "vadd.i32 q3, q3, q2",
+            "vshr.s32 q0, q0, #31",
+            "vadd.i32 q3, q3, q0",
+            "vldrw.u32 q2, [r8, #64]",
+            "vshl.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5]",
+            "vmax.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5, #16]",
+            "vmin.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r8, #80]",
+            "vqrdmulh.s32 q4, q1, q2",
+            "vldrw.u32 q2, [r8, #96]",
+            "vadd.i32 q4, q4, q2",
+            "vshr.s32 q1, q1, #31",
+            "vadd.i32 q4, q4, q1",
+            "vldrw.u32 q2, [r8, #112]",
+            "vshl.s32 q4, q4, q2",
+            "vldrw.u32 q2, [r5]",
+            "vmax.s32 q4, q4, q2",
+            "vldrw.u32 q2, [r5, #16]",
+            "vmin.s32 q4, q4, q2",
+            "vmovnt.i32 q3, q4",
+            "vstrb.16 q3, [r2]",
+            // pixel 1: q5, q6
+            "vldrw.u32 q2, [r8, #32]",
+            "vqrdmulh.s32 q3, q5, q2",
+            "vldrw.u32 q2, [r8, #48]",
+            "vadd.i32 q3, q3, q2",
+            "vshr.s32 q5, q5, #31",
+            "vadd.i32 q3, q3, q5",
+            "vldrw.u32 q2, [r8, #64]",
+            "vshl.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5]",
+            "vmax.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r5, #16]",
+            "vmin.s32 q3, q3, q2",
+            "vldrw.u32 q2, [r8, #80]",
+            "vqrdmulh.s32 q4, q6, q2",
+            "vldrw.u32 q2, [r8, #96]",
+            "vadd.i32 q4, q4, q2",
+            "vshr.s32 q6, q6, #31",
+            "vadd.i32 q4, q4, q6",
+            "vldrw.u32 q2, [r8, #112]",
+            "vshl.s32 q4, q4, q2",
+            "vldrw.u32 q2, [r5]",
+            "vmax.s32 q4, q4, q2",
+            "vldrw.u32 q2, [r5, #16]",
+            "vmin.s32 q4, q4, q2",
+            "vmovnt.i32 q3, q4",
+            "ldr r0, [r5, #48]",
+            "add r0, r2, r0",
+            "vstrb.16 q3, [r0]",
+            "ldr r0, [r5, #48]",
+            "add r2, r2, r0, lsl #1",
+            "add r4, r4, r9, lsl #1",
+            "ldr r0, [r5, #52]",
+            "subs r0, #1",
+            "str r0, [r5, #52]",
+            "bne 1b",
+            in("r5") params as *mut RowParams, in("r8") scales as *const GroupScales,
+            inout("r4") x => _, inout("r2") out => _,
+            out("r0") _, out("r1") _, out("r3") _, out("r9") _, out("lr") _,
+            out("q0") _, out("q1") _, out("q2") _, out("q3") _, out("q4") _, out("q5") _, out("q6") _, out("q7") _,
+            options(nostack),
+        )
+    };
+}
+
 /// [`depthwise_row_group`] for a depth multiplier that is a multiple of eight: the group's eight channels all
 /// read one input channel, so each tap multiplies one int8 input (LDRSB at `x` plus the table's offset) into
 /// the eight weights (two vectors of four, widened to int32: VMLA by a scalar), and the scales' two halves are
@@ -916,9 +1035,19 @@ pub fn depthwise_conv2d_s8(
                     let out = out_row.as_mut_ptr().wrapping_add(8 * g);
                     unsafe {
                         if broadcast {
-                            depthwise_row_group_broadcast(&mut params, s, rows.as_ptr().wrapping_add(8 * g / p.depth_multiplier), out)
-                        } else {
-                            depthwise_row_group(&mut params, s, rows.as_ptr().wrapping_add(8 * g), out)
+                            depthwise_row_group_broadcast(&mut params, s, rows.as_ptr().wrapping_add(8 * g / p.depth_multiplier), out);
+                            continue;
+                        }
+                        let x = rows.as_ptr().wrapping_add(8 * g);
+                        if p.out_w >= 2 {
+                            params.pixels = p.out_w / 2;
+                            depthwise_row_group_2px(&mut params, s, x, out);
+                        }
+                        if p.out_w % 2 == 1 {
+                            let last = p.out_w - 1;
+                            params.pixels = 1;
+                            let x_last = x.wrapping_add(last * params.x_step);
+                            depthwise_row_group(&mut params, s, x_last, out.wrapping_add(last * out_c));
                         }
                     };
                 }
