@@ -12,6 +12,12 @@ from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 from tinypipe.core.urls import password_in_url
 
 
+def refuse(message: str, *at: str) -> PydanticCustomError:
+    """A check across keys: the error names `at`, the key paths (relative to the model raising it) to point the
+    user at, the first one the file spells out winning, so `file:line:col` is the line to edit, not the section's."""
+    return PydanticCustomError("cross_key", message, {"at": list(at)})
+
+
 class Strict(BaseModel):
     # allow_inf_nan=False: `.inf` or `.nan` is never a learning rate, a rate or a budget
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -61,7 +67,7 @@ class Split(Strict):
     def _sums_to_one(self) -> "Split":
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")  # the split as a whole
         return self
 
 
@@ -126,13 +132,13 @@ class Data(Strict):
     @model_validator(mode="after")
     def _path_for_csv(self) -> "Data":
         if self.source in ("csv", "wav") and self.path is None:
-            raise ValueError(f"`source: {self.source}` needs `path`, the folder of recordings")
+            raise refuse(f"`source: {self.source}` needs `path`, the folder of recordings", "source")
         if self.source == "npz" and (self.path is None or self.classes is None):
-            raise ValueError("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label")
+            raise refuse("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label", "source")
         if self.source == "npz" and (self.hop is not None or self.short != "drop"):
-            raise ValueError("`hop` and `short` are read only with `source: csv` or `wav`")
+            raise refuse("`hop` and `short` are read only with `source: csv` or `wav`", "hop", "short", "source")
         if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
-            raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
+            raise refuse("`source: generator` reads none of `path`, `hop` and `short`", "path", "hop", "short", "source")
         return self
 
 
@@ -214,7 +220,7 @@ class Model(Strict):
     @model_validator(mode="after")
     def _layers_or_path(self) -> "Model":
         if (self.layers is None) == (self.path is None):
-            raise ValueError("give exactly one of `layers` or `path`")
+            raise refuse("give exactly one of `layers` or `path`", "path", "layers")
         return self
 
 
@@ -403,24 +409,25 @@ class Project(Strict):
     def _sensor_fits_data(self) -> "Project":
         axes = len(self.sensor.axes)
         if self.data.source == "wav" and (self.sensor.kind != "microphone" or axes != 1):
-            raise ValueError("`data.source: wav` needs `sensor.kind: microphone` and one axis "
-                             f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`")
+            raise refuse("`data.source: wav` needs `sensor.kind: microphone` and one axis "
+                         f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`",
+                         "sensor.kind", "sensor.axes", "data.source")
         declared = self.sensor.scale is not None or self.sensor.offset is not None
         for key in ("scale", "offset"):
             value = getattr(self.sensor, key)
             if isinstance(value, list) and len(value) != axes:
-                raise ValueError(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
-                                 "or one number for all")
+                raise refuse(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
+                             "or one number for all", f"sensor.{key}")
         scales = self.sensor.scale if isinstance(self.sensor.scale, list) else [self.sensor.scale or 1.0]
         if any(not 0 < s <= 65536 for s in scales):
-            raise ValueError("`sensor.scale` must be positive (and at most 65536)")
+            raise refuse("`sensor.scale` must be positive (and at most 65536)", "sensor.scale")
         if declared and self.data.normalize != "none":
-            raise ValueError("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both")
+            raise refuse("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both", "data.normalize")
         if (declared or self.data.normalize != "none") and (self.data.source == "generator"
                                                             or self.quantization.io != "int8"):
-            raise ValueError("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
-                             "your own raw recordings (`data.source: csv`, `wav` or `npz`) and "
-                             "`quantization.io: int8`")
+            raise refuse("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
+                         "your own raw recordings (`data.source: csv`, `wav` or `npz`) and `quantization.io: int8`",
+                         "data.normalize", "sensor.scale", "sensor.offset", "quantization.io", "data.source")
         return self
 
 
