@@ -783,7 +783,8 @@ def test_kernels_and_generated_model_build_no_std_for_cortex_m(board, tmp_path, 
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-# --- on the emulator: the DSP path (mps2-an386, Cortex-M4F) and the portable path (mps2-an385, Cortex-M3) ----
+# --- on the emulator: the DSP path (mps2-an386, Cortex-M4F), the portable path (mps2-an385, Cortex-M3) and the
+# Helium path (mps3-an547, Cortex-M55) ---------------------------------------------------------------------------
 
 QEMU_TOOLS = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-ld")
                   and Path("/usr/bin/cargo").exists())
@@ -791,19 +792,28 @@ DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_mo
                  "person_detect": 1}
 
 
+# The Helium path (M55) runs conv, depthwise and fully connected layers on MVE: the models with those, odd shapes
+# and the general requantization path (which stays on the DSP path) exercise both sides of its dispatch
+MVE_INPUTS = {"kws_ref_model": 2, "ad01_int8": 2}
+MVE_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
+               "wide_accumulators"]
+
+
 @pytest.mark.skipif(not QEMU_TOOLS, reason="needs qemu-system-arm, gcc-arm-none-eabi and Debian's cargo")
-@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385"])
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps3-an547"])
 def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, rust_toolchain, host_tflm, tmp_path):
-    """One firmware per board holding the five reference models and small Keras models (on the DSP board all
-    of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones and
-    the general requantization path; on the DSP board also ram_chain and ram_patch in `optimize: ram`,
-    convolutions row by row over their input and the first layers in row bands):
+    """One firmware per board holding reference models and small Keras models (on the DSP board all of them,
+    with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones and the general
+    requantization path; on the M55 the conv, depthwise and fully connected ones of the Helium path; on the DSP
+    board also ram_chain and ram_patch in `optimize: ram`, convolutions row by row over their input and the
+    first layers in row bands):
     every operator's output for seeded random inputs, byte for byte with TFLM."""
     from tinypipe.runners import qemu
 
-    models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in DEVICE_INPUTS}
-    counts = dict(DEVICE_INPUTS)
-    for name in KERAS_CHECKED if board == "mps2-an386" else [*FLOAT_IO, "wide_accumulators"]:
+    counts = dict(MVE_INPUTS if board == "mps3-an547" else DEVICE_INPUTS)
+    models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in counts}
+    keras = {"mps2-an386": KERAS_CHECKED, "mps2-an385": [*FLOAT_IO, "wide_accumulators"]}.get(board, MVE_CHECKED)
+    for name in keras:
         models[f"keras_{name}"] = keras_models[name]
         counts[f"keras_{name}"] = 4
     optimize = {}

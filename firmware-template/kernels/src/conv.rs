@@ -149,6 +149,10 @@ fn conv2d<const WIDENED: bool>(
     let scratch = &mut scratch[..4 * words];
     let filter = &filter[..filter_words::<WIDENED>(p)];
     let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
+    #[cfg(tinyml_mve)]
+    if crate::mve::conv2d_s8(p, input, filter, bias2, rescale, output, scratch, stage) {
+        return;
+    }
     let general = rescale.iter().any(|r| r.is_general());
     let full = p.act_min == -128 && p.act_max == 127;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
@@ -222,33 +226,70 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
 
 /// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `doubled` or not.
 fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8], doubled: bool) {
-    let (oy, ox) = (px / p.out_w, px % p.out_w);
-    let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
-    let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
     let patch = p.k_h * p.k_w * p.in_c;
     if p.k_h * p.k_w == 1 {
-        // 1x1: the patch is the input pixel itself (never in the padding: 1x1 windows have none)
-        let at = (y0.max(0) as usize * p.in_w + x0.max(0) as usize) * p.in_c;
-        if let Some(src) = input.get(at..at + patch) {
+        if let Some(src) = pixel_patch(p, input, px) {
             widen(src, scratch, slot, doubled);
         }
         return;
     }
     let stage = &mut stage[..4 * p.row_words()];
+    gather_patch(p, input, px, &mut stage[..patch]);
+    stage[patch..].fill(0);
+    widen(stage, scratch, slot, doubled);
+}
+
+/// A 1x1 convolution's patch of output pixel `px`: the input pixel itself (never in the padding: 1x1
+/// windows have none).
+#[inline(always)]
+pub(crate) fn pixel_patch<'a>(p: &Conv2d, input: &'a [i8], px: usize) -> Option<&'a [i8]> {
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let at = ((oy * p.stride_h).saturating_sub(p.pad_h) * p.in_w + (ox * p.stride_w).saturating_sub(p.pad_w)) * p.in_c;
+    input.get(at..at + p.in_c)
+}
+
+/// Copy output pixel `px`'s input patch (`k_h * k_w * in_c` values, taps outside the input holding the input
+/// zero point) into `patch`, which is that long.
+fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]) {
+    gather_patch_with(p, input, px, patch, |d, s| d.copy_from_slice(s), |d, v| d.fill(v));
+}
+
+/// [`gather_patch`] with `copy` (slices of equal length) and `fill` for the runs (the MVE path's are vector
+/// loops).
+#[inline(always)]
+pub(crate) fn gather_patch_with(
+    p: &Conv2d,
+    input: &[i8],
+    px: usize,
+    patch: &mut [i8],
+    copy: impl Fn(&mut [i8], &[i8]),
+    fill: impl Fn(&mut [i8], i8),
+) {
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
+    let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
     let zero_point = (-p.input_offset) as i8;
     let row_len = p.k_w * p.in_c;
-    for (ky, row) in stage[..patch].chunks_exact_mut(row_len).enumerate() {
+    for (ky, row) in patch.chunks_exact_mut(row_len).enumerate() {
         let iy = y0 + (ky * p.dil_h) as isize;
         if iy < 0 || iy >= p.in_h as isize {
-            row.fill(zero_point);
+            fill(row, zero_point);
             continue;
         }
         let line = iy as usize * p.in_w;
-        let inside = x0 >= 0 && x0 + (((p.k_w - 1) * p.dil_w) as isize) < p.in_w as isize;
-        if inside && p.dil_w == 1 {
-            let at = (line + x0 as usize) * p.in_c;
-            if let Some(src) = input.get(at..at + row_len) {
-                row.copy_from_slice(src);
+        if p.dil_w == 1 {
+            // the taps inside the input are one run of it; the rest of the row is padding
+            let first = x0.max(0);
+            let end = (x0 + p.k_w as isize).min(p.in_w as isize);
+            if first > x0 || end < x0 + p.k_w as isize {
+                fill(row, zero_point);
+            }
+            if end > first {
+                let (at, len) = ((line + first as usize) * p.in_c, (end - first) as usize * p.in_c);
+                let skip = (first - x0) as usize * p.in_c;
+                if let (Some(src), Some(dst)) = (input.get(at..at + len), row.get_mut(skip..skip + len)) {
+                    copy(dst, src);
+                }
             }
             continue;
         }
@@ -256,13 +297,11 @@ fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: us
             let ix = x0 + (kx * p.dil_w) as isize;
             let at = (line + ix.max(0) as usize) * p.in_c;
             match input.get(at..at + p.in_c) {
-                Some(src) if ix >= 0 && ix < p.in_w as isize => tap.copy_from_slice(src),
-                _ => tap.fill(zero_point),
+                Some(src) if ix >= 0 && ix < p.in_w as isize => copy(tap, src),
+                _ => fill(tap, zero_point),
             }
         }
     }
-    stage[patch..].fill(0);
-    widen(stage, scratch, slot, doubled);
 }
 
 /// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`

@@ -116,6 +116,10 @@ pub fn depthwise_conv2d_s8(
     {
         return;
     }
+    #[cfg(tinyml_mve)]
+    if crate::mve::depthwise_conv2d_s8(p, input, filter, bias2, rescale, output, scratch) {
+        return;
+    }
     let k = Kernel {
         p,
         filter: &filter[..depthwise_filter_words(p)],

@@ -92,7 +92,19 @@ fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     }
     let (general, full) = (GENERAL, FULL);
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
-        #[cfg(tinyml_dsp)]
+        #[cfg(tinyml_mve)]
+        let first_block = if !general && depth % 16 == 0 {
+            let act = (p.act_min, p.act_max);
+            if per_tensor {
+                crate::mve::fc_blocks::<true>(x, weights, depth / 16, out_depth / 4, bias, rescale, act, out_row);
+            } else {
+                crate::mve::fc_blocks::<false>(x, weights, depth / 16, out_depth / 4, bias, rescale, act, out_row);
+            }
+            out_depth / 4
+        } else {
+            0
+        };
+        #[cfg(all(tinyml_dsp, not(tinyml_mve)))]
         let first_block = if full && !general && depth % 4 == 0 {
             if per_tensor {
                 crate::dsp::fc_blocks::<true, WIDENED>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
@@ -174,7 +186,14 @@ fn blocks<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
 /// registers to itself.
 #[inline(never)]
 fn dot_4rows(x: &[i8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    #[cfg(tinyml_dsp)]
+    #[cfg(tinyml_mve)]
+    {
+        // whole vectors of 16 inputs on MVE, the words after them on the DSP path
+        let (x_head, x_rest) = x.split_at(x.len() / 16 * 16);
+        let acc = crate::mve::dot_4rows(x_head, w, acc);
+        crate::dsp::dot_4rows(x_rest, w.get(x_head.len()..).unwrap_or(&[]), acc)
+    }
+    #[cfg(all(tinyml_dsp, not(tinyml_mve)))]
     {
         crate::dsp::dot_4rows(x, w, acc)
     }

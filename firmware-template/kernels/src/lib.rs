@@ -10,12 +10,13 @@
 //! Two paths, the same bits: with `cfg(tinyml_dsp)` (build.rs sets it for ARMv7E-M targets and
 //! ARMv8-M Mainline cores with the extension) the inner loops use the DSP extension's SIMD
 //! multiply-accumulates (`dsp`); otherwise portable Rust, with assembly inner loops on ARMv7-M cores without
-//! the extension (`armv7m`, `cfg(tinyml_armv7m)`).
+//! the extension (`armv7m`, `cfg(tinyml_armv7m)`). Cores with Helium add `cfg(tinyml_mve)`: conv and fully
+//! connected inner loops on 128-bit MVE vectors (`mve`), the DSP path for the rest.
 //!
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
 #![cfg_attr(not(test), no_std)] // `cargo test` on the host runs `tests` with std's harness
-#![deny(unsafe_code)] // allowed only in `dsp` and `armv7m`: inline assembly
+#![deny(unsafe_code)] // allowed only in `dsp`, `armv7m` and `mve`: inline assembly
 
 pub mod arena;
 #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
@@ -30,6 +31,8 @@ pub mod elementwise;
 pub mod features;
 pub mod fixedpoint;
 pub mod fully_connected;
+#[cfg(tinyml_mve)]
+pub mod mve;
 pub mod pool;
 pub mod quant;
 pub mod reduce;

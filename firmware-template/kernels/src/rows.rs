@@ -49,7 +49,7 @@ impl Rows {
         let (first, _, above) = self.reads(o0);
         let (last, count, _) = self.reads(if o1 > o0 { o1 - 1 } else { o0 });
         let end = last + count;
-        (first, if end > first { end - first } else { 0 }, above)
+        (first, end.saturating_sub(first), above)
     }
 }
 
