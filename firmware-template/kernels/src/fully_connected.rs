@@ -93,7 +93,7 @@ fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     let (general, full) = (GENERAL, FULL);
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
         #[cfg(tinyml_mve)]
-        let first_block = if !general && depth % 16 == 0 {
+        let first_block = if !WIDENED && !general && depth % 16 == 0 {
             let act = (p.act_min, p.act_max);
             if per_tensor {
                 crate::mve::fc_blocks::<true>(x, weights, depth / 16, out_depth / 4, bias, rescale, act, out_row);

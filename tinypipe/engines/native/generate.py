@@ -32,8 +32,9 @@ class Generated:
 def widens_weights(features, flash_bytes: int, model_bytes: int) -> bool:
     """Whether to pre-widen convolution filters for a board: they save the DSP inner loop's SXTB16s (about a
     fifth of a convolution's instructions) and can cost up to the model's size again in flash, so the board
-    needs the DSP extension and room for the model twice in half its flash."""
-    return "dsp" in features and 4 * model_bytes <= flash_bytes
+    needs the DSP extension and room for the model twice in half its flash. Not on a Helium core: its vector
+    loops (kernels/src/mve.rs) read the int8 filters and beat the widened scalar ones."""
+    return "dsp" in features and "mve" not in features and 4 * model_bytes <= flash_bytes
 
 
 def _io(program: Program) -> dict:
