@@ -38,6 +38,10 @@ class Stage:
     # what may still make this stage's output differ on another machine although every input is the same (the
     # lock records it and `verify` prints it); empty for a stage that is bit-reproducible everywhere
     caveat: str = ""
+    # stages whose entries this one reads to go faster but whose outputs cannot change its own (compiled
+    # dependencies a compiler may reuse): they run first and are among the inputs when they succeeded, but they do
+    # not feed the key, and their failure does not stop this stage
+    uses: tuple[str, ...] = ()
 
 
 @dataclass
