@@ -97,12 +97,13 @@ class Built:
 
 
 def build_firmware(model_bytes: bytes, name: str, inputs: np.ndarray, board: str, work: Path,
-                   main_rs: str | None = None) -> Built:
-    """The template firmware for one native model; `reference/` holds the inputs and the oracle's outputs."""
+                   main_rs: str | None = None, optimize: str = "balanced") -> Built:
+    """The template firmware for one native model (`optimize`: the code generator's mode); `reference/` holds
+    the inputs and the oracle's outputs."""
     v = variant(board)
     codegen_dir = work / "codegen"
     codegen_dir.mkdir(parents=True)
-    generated = generate(model_bytes, f"{name}.tflite")
+    generated = generate(model_bytes, f"{name}.tflite", optimize)
     (codegen_dir / "model.rs").write_text(generated.model_rs)
     expected = np.stack([o[0] for o in oracle_outputs(model_bytes, inputs)])
     reference = write_reference(work / "reference", inputs, expected)

@@ -398,21 +398,21 @@ def test_plan_tells_apart_the_pending_stages_of_parallel_cells(tmp_path, fake_st
         assert all(need in by_id for need in n["needs"])
 
 
-def _bare_node(name, *needs, uses=()):
-    stage = Stage(name=name, version="1", needs=tuple(n.name for n in needs if n.name not in uses),
-                  config=lambda variant: {}, uses=tuple(uses))
+def _bare_node(name, *needs, helped_by=()):
+    stage = Stage(name=name, version="1", needs=tuple(n.name for n in needs if n.name not in helped_by),
+                  config=lambda variant: {}, helped_by=tuple(helped_by))
     return graph_mod.Node(stage=stage, module="", variant=None, variants=[name], needs=list(needs), store=None,
                           ident=name, config={}, tools={})
 
 
-def test_a_stage_runs_after_what_it_uses_but_also_when_that_failed():
-    """`uses` (the build and the crates compiled ahead): ordered after it, not stopped by its failure."""
+def test_a_stage_runs_after_what_helps_it_but_also_when_that_failed():
+    """`helped_by` (the build and the crates compiled ahead): ordered after it, not stopped by its failure."""
     from tinypipe.engine.frontier import Frontier
 
     toolchain = _bare_node("toolchain")
     crates = _bare_node("crates", toolchain)
     firmware = _bare_node("firmware")
-    build = _bare_node("build", firmware, toolchain, crates, uses=("crates",))
+    build = _bare_node("build", firmware, toolchain, crates, helped_by=("crates",))
     frontier = Frontier([toolchain, crates, firmware, build])
     assert frontier.pop() is toolchain and frontier.settle(toolchain, "ran") == []
     assert frontier.pop() is crates and frontier.pop() is firmware

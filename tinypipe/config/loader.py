@@ -334,7 +334,9 @@ def _message(err: dict) -> str:
         return "each layer needs a `type:` (conv1d, maxpool1d, avgpool1d, flatten, dense, dropout)"
     if kind in SECRET_ERRORS:  # never echo the value: it holds the secret
         return msg
-    if "input" in err and repr(err["input"]) not in msg and not isinstance(err["input"], (dict, list)):
+    # a cross-key check's input is a whole section: its message says what was wrong
+    if (kind != "cross_key" and "input" in err and repr(err["input"]) not in msg
+            and not isinstance(err["input"], (dict, list))):
         return f"{msg} (got {err['input']!r})"
     return msg
 

@@ -54,7 +54,7 @@ class Frontier:
         skipped: list[Node] = []
         stack = []
         for dependent in self._dependents[node]:
-            if node.name in dependent.stage.uses:  # it only went faster with it: it runs all the same
+            if node.name in dependent.stage.helped_by:  # it only went faster with it: it runs all the same
                 self._unmet[dependent] -= 1
                 if self._unmet[dependent] == 0 and dependent not in self.settled:
                     self._push(dependent)

@@ -56,7 +56,7 @@ class Node:
         """What the key is made of, or None while an upstream output is not in the store yet."""
         needs = {}
         for dep in self.needs:
-            if dep.name in self.stage.uses:
+            if dep.name in self.stage.helped_by:
                 continue
             meta = dep.meta()
             if meta is None:
@@ -119,12 +119,14 @@ def _build_graph(variants: list[Variant], project_store: Store, shared_store: St
         for name, module in stages:
             stage: Stage = load(module).STAGE
             assert stage.name == name, f"module {module} fills role {name} but declares {stage.name}"
-            needs = [local[n] for n in stage.needs]
+            if not stage.runs_for(variant):
+                continue
+            needs = [local[n] for n in stage.needs] + [local[n] for n in stage.uses if n in local]
             config = stage.config(variant)
             tools = stage.tools(variant)
             ident = sha256_json({"stage": name, "version": stage.version, "config": config, "tools": tools,
                                  "needs": [n.ident for n in needs]})
-            needs += [local[n] for n in stage.uses if n in local]  # after them, but not part of the identity
+            needs += [local[n] for n in stage.helped_by if n in local]  # after them, but not part of the identity
             node = by_ident.get(ident)
             if node is None:
                 node = Node(stage=stage, module=module, variant=variant, variants=[], needs=needs,

@@ -28,6 +28,8 @@ def result_rows(pipeline) -> list[dict[str, Any]]:
             "bit_exact": run.get("bit_exact"),
             "layers": run.get("layers"),
             "realtime": run.get("realtime"),
+            # with `features:` the device's features against the host's (part of bit_exact); null for raw
+            "features_bit_exact": run.get("features_bit_exact"),
             # flash without the test windows the emulator replays: what the application takes on a board
             "app_flash_bytes": build.get("app_flash_bytes", flash),
             "test_data_bytes": build.get("test_data_bytes"),
@@ -63,7 +65,10 @@ def budget_failures(row: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
             relation = "below the minimum" if field == "accuracy_device" else "over the budget"
             out.append(f"{row['variant']}: {label} {got:,}{unit} is {relation} {limit:,}{unit} (budgets.{_budget_key(field)})")
     out += realtime_failures(row, budgets)
-    if row.get("bit_exact") is False:
+    if row.get("features_bit_exact") is False:
+        out.append(f"{row['variant']}: the features the device computed differ from the host's "
+                   "(features_bit_exact: false; run.json's feature_mismatches names the windows)")
+    elif row.get("bit_exact") is False:
         out.append(f"{row['variant']}: device outputs differ from the host TFLM oracle (bit_exact: false)")
     return out
 

@@ -43,7 +43,7 @@ def _tools(variant) -> dict:
     return {tools.OBJCOPY: tools.version(tools.OBJCOPY)}  # rustc, cargo, ld: in the toolchain entry
 
 
-STAGE = Stage(name="build", version="4", needs=("firmware", "toolchain"), uses=("crates",), config=_config,
+STAGE = Stage(name="build", version="4", needs=("firmware", "toolchain"), helped_by=("crates",), config=_config,
               tools=_tools,
               description="cargo rustc --release --offline (reusing the compiled crates); sizes")
 

@@ -4,7 +4,7 @@ model, so that it runs while the model trains and every cell of the toolchain li
 The kernel crate is about half of a firmware build. It depends only on the toolchain and the template, so this
 stage needs nothing but the toolchain: in a matrix, each toolchain's kernels compile side by side with the
 training, once, and each cell's `build` starts from this stage's cargo target directory and compiles only the
-firmware crate. The build stage `uses` this stage rather than `needs` it: the output does not feed the build's
+firmware crate. The build stage is `helped_by` this stage rather than `needs` it: the output does not feed its
 key (the ELF is the same bytes with or without it), and cargo, not tinypipe, decides what is fresh, so a
 mismatch costs time, never correctness.
 
