@@ -77,9 +77,7 @@ def _build(v: Variant, work: Path, codegen_dir: Path, reference: Path, main_rs: 
     firmware.run(context(v, fw, codegen=codegen_dir, reference=reference))
     if main_rs is not None:
         (fw / "project" / "src" / "main.rs").write_text(main_rs)
-    out = work / "build"
-    build.run(context(v, out, firmware=fw, toolchain=toolchain_entry(v.board.name)))
-    return out
+    return harness.build_stage(v, work / "build", fw, toolchain_entry(v.board.name))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Planning and no-op cost of a ~1,000-stage sweep, through the real CLI.
 
-The project is the gesture example with `matrix: {model.epochs: [1 … CELLS]}`: one data stage and one Rust
-toolchain shared by every cell, and per cell train, quantize, reference, codegen, firmware, build and run
-(8 x CELLS + 2 stages). Its store is filled without training anything: each stage, in DAG order, gets an entry
-under its real key holding a small stand-in output (the out/ links' files included). A first `tinypipe run`
+The project is the gesture example with `matrix: {model.epochs: [1 … CELLS]}`: one data stage, one Rust
+toolchain and one crates stage shared by every cell, and per cell train, quantize, reference, codegen, firmware,
+build and run (8 x CELLS + 3 stages). Its store is filled without training anything: each stage, in DAG order,
+gets an entry under its real key holding a small stand-in output (the out/ links' files included). A first `tinypipe run`
 then finds everything cached and writes the lock; what is timed, each as the median of fresh processes, is
 `tinypipe run --json` doing nothing (the path the no-op import rule covers: no rich), `tinypipe run` printing its
 table, and `tinypipe plan`, against the targets of issue 17. Wall time is what the targets are about; the CPU

@@ -151,9 +151,7 @@ def build_firmware(variant: Variant, codegen: Path, reference: Path, toolchain_e
     """The firmware and build stages on a codegen output; returns the build directory (firmware.elf, size.json)."""
     fw = work / "firmware"
     firmware.run(stage_context(variant, fw, codegen=codegen, reference=reference))
-    out = work / "build"
-    build.run(stage_context(variant, out, firmware=fw, toolchain=toolchain_entry))
-    return out
+    return harness.build_stage(variant, work / "build", fw, toolchain_entry)
 
 
 def rustc_for(toolchain_entry: Path) -> tuple[str, list[str]]:

@@ -398,12 +398,34 @@ def test_plan_tells_apart_the_pending_stages_of_parallel_cells(tmp_path, fake_st
         assert all(need in by_id for need in n["needs"])
 
 
+def _bare_node(name, *needs, helped_by=()):
+    stage = Stage(name=name, version="1", needs=tuple(n.name for n in needs if n.name not in helped_by),
+                  config=lambda variant: {}, helped_by=tuple(helped_by))
+    return graph_mod.Node(stage=stage, module="", variant=None, variants=[name], needs=list(needs), store=None,
+                          ident=name, config={}, tools={})
+
+
+def test_a_stage_runs_after_what_helps_it_but_also_when_that_failed():
+    """`helped_by` (the build and the crates compiled ahead): ordered after it, not stopped by its failure."""
+    from tinypipe.engine.frontier import Frontier
+
+    toolchain = _bare_node("toolchain")
+    crates = _bare_node("crates", toolchain)
+    firmware = _bare_node("firmware")
+    build = _bare_node("build", firmware, toolchain, crates, helped_by=("crates",))
+    frontier = Frontier([toolchain, crates, firmware, build])
+    assert frontier.pop() is toolchain and frontier.settle(toolchain, "ran") == []
+    assert frontier.pop() is crates and frontier.pop() is firmware
+    assert frontier.settle(firmware, "ran") == [] and frontier.peek() is None  # the build waits for the crates
+    assert frontier.settle(crates, "failed") == []  # and runs without them: nothing is skipped
+    assert frontier.pop() is build
+
+
 def test_the_frontier_starts_the_longest_chain_first_and_skips_below_a_failure():
     from tinypipe.engine.frontier import Frontier
 
     def node(name, *needs):
-        return graph_mod.Node(stage=None, module="", variant=None, variants=[name], needs=list(needs), store=None,
-                              ident=name, config={}, tools={})
+        return _bare_node(name, *needs)
 
     short = node("short")  # a one-stage branch, first in topological order
     head = node("head")

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 
 from tests.helpers import build_firmware, native_variant, stage_context, standin_model_rs, write_reference
+from tinypipe.core.hashing import sha256_tree
+from tinypipe.devtools import harness
 from tinypipe.config.boards import Memory
 from tinypipe.config.schema import Hal
 from tinypipe.core.errors import UserError
 from tinypipe.core.paths import template_dir
 from tinypipe.runners import qemu
-from tinypipe.stages import build, firmware, run, toolchain
+from tinypipe.stages import build, crates, firmware, run, toolchain
 from tinypipe.toolchain import cache
 from tinypipe.toolchain.rust import find_rust
 
@@ -298,13 +300,39 @@ def test_build_writes_elf_bin_and_sizes(an386):
     assert b"/tmp" not in elf and b"tinypipe-build-" not in elf  # build paths are remapped
 
 
-def test_build_is_reproducible(an386, rust_toolchain, tmp_path):
+def test_build_is_reproducible_with_or_without_the_compiled_crates(an386, rust_toolchain, tmp_path):
+    variant, _, first = an386  # built starting from the crates stage's target directory (tests/helpers.py)
+    fw, entry = first.parent / "firmware", rust_toolchain("mps2-an386")
+    alone = build.run(stage_context(variant, tmp_path / "alone", firmware=fw, toolchain=entry))
+    reusing = build.run(stage_context(variant, tmp_path / "reusing", firmware=fw, toolchain=entry,
+                                      crates=harness.crates_entry(variant, entry)))
+    assert sorted(alone["compiled_crates"]) == ["tinyml-kernels", "tinypipe-firmware"]
+    assert reusing["compiled_crates"] == ["tinypipe-firmware"] and reusing["reused_crates"]  # cargo found it fresh
+    for again in (tmp_path / "alone", tmp_path / "reusing"):
+        assert (again / "firmware.elf").read_bytes() == (first / "firmware.elf").read_bytes()
+        assert (again / "firmware.bin").read_bytes() == (first / "firmware.bin").read_bytes()
+
+
+def test_the_compiled_crates_are_the_same_bytes_wherever_they_are_built(rust_toolchain, tmp_path):
+    """Its entry travels through remote caches and the lock: nothing in it may name where it was built."""
+    variant, entry = native_variant("mps2-an386"), rust_toolchain("mps2-an386")
+    crates.run(stage_context(variant, tmp_path / "here", toolchain=entry))
+    assert sha256_tree(tmp_path / "here") == sha256_tree(harness.crates_entry(variant, entry))
+    for path in (tmp_path / "here").rglob("*"):
+        if path.is_file():
+            assert b"tinypipe-crates-" not in path.read_bytes() and str(tmp_path).encode() not in path.read_bytes()
+
+
+def test_a_changed_kernel_crate_is_compiled_by_the_build_not_taken_stale(an386, rust_toolchain, tmp_path):
     variant, _, first = an386
-    fw = first.parent / "firmware"
-    again = tmp_path / "build"
-    build.run(stage_context(variant, again, firmware=fw, toolchain=rust_toolchain("mps2-an386")))
-    assert (again / "firmware.elf").read_bytes() == (first / "firmware.elf").read_bytes()
-    assert (again / "firmware.bin").read_bytes() == (first / "firmware.bin").read_bytes()
+    fw = tmp_path / "firmware"
+    shutil.copytree(first.parent / "firmware", fw)
+    lib = fw / "project" / "kernels" / "src" / "lib.rs"
+    lib.write_text(lib.read_text() + "\n// edited after the crates stage compiled it\n")
+    entry = rust_toolchain("mps2-an386")
+    result = build.run(stage_context(variant, tmp_path / "build", firmware=fw, toolchain=entry,
+                                     crates=harness.crates_entry(variant, entry)))
+    assert not result["reused_crates"] and "tinyml-kernels" in result["compiled_crates"]
 
 
 def test_run_on_an386_matches_python_bit_exactly(an386, test_set, tmp_path):

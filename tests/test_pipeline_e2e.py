@@ -50,8 +50,8 @@ def poisoned_tensorflow(tmp_path):
 def test_first_run_is_bit_exact_and_accurate(gesture):
     project, doc, toolchains_before = gesture
     stages = by_stage(doc)
-    assert list(stages) == ["data", "train", "quantize", "reference", "codegen", "toolchain", "firmware", "build",
-                            "run"]
+    assert list(stages) == ["data", "train", "quantize", "reference", "codegen", "toolchain", "crates", "firmware",
+                            "build", "run"]
     assert {s for s, status in stages.items() if status != "ran"} <= {"toolchain"}
     # the toolchain lives in the user-level store: cached exactly when an earlier test of the session built it
     toolchain_key = json.loads((project / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"][
@@ -151,7 +151,7 @@ def test_second_run_runs_nothing_and_never_imports_tensorflow(gesture, poisoned_
     project, _, _ = gesture
     doc = run_json(project, env=poisoned_tensorflow)
     assert set(by_stage(doc).values()) == {"cached"}
-    assert len(doc["stages"]) == 9
+    assert len(doc["stages"]) == 10
     assert doc["results"][0]["bit_exact"] is True  # results come from the store
 
 
@@ -216,7 +216,7 @@ def test_verify_rebuilds_every_stage_bit_for_bit(gesture):
     assert proc.returncode == 0, proc.stderr
     verdicts = json.loads(proc.stdout)
     assert [v["stage"] for v in verdicts] == ["data", "train", "quantize", "reference", "codegen", "toolchain",
-                                              "firmware", "build"]
+                                              "crates", "firmware", "build"]
     assert all(v["same"] and v["rebuilt"] == v["locked"] for v in verdicts)
     # what tinypipe cannot pin down (TensorFlow's float arithmetic on another CPU) is said, here and in the lock
     caveats = {v["stage"]: v["caveat"] for v in verdicts if v["caveat"]}

@@ -94,7 +94,7 @@ def test_gesture_on_tflm_is_bit_exact_with_the_host_interpreter(gesture_tflm, ke
     project, doc = gesture_tflm(kernels)
     stages = by_stage(doc)
     assert list(stages) == ["data", "train", "quantize", "reference", "tflm_ops", "tflm_lib", "codegen", "toolchain",
-                            "firmware", "build", "run"]
+                            "crates", "firmware", "build", "run"]
     assert stages["train"] == stages["codegen"] == stages["run"] == "ran"
     (row,) = doc["results"]
     assert (row["variant"], row["board"], row["engine"]) == ("mps2-an386-tflm", "mps2-an386", "tflm")

@@ -7,6 +7,8 @@ Not part of a pipeline: `tests/` and `benchmarks/` share it, so it sits above th
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,31 @@ def write_reference(root: Path, inputs: np.ndarray, outputs: np.ndarray, labels:
 
 
 
+def build_stage(variant: "Variant", out: Path, firmware_dir: Path, toolchain_entry: Path) -> Path:
+    """The build stage on a rendered firmware, as a pipeline runs it: starting from the kernels compiled once
+    per toolchain (`crates_entry`); returns `out`."""
+    build.run(context(variant, out, firmware=firmware_dir, toolchain=toolchain_entry,
+                      crates=crates_entry(variant, toolchain_entry)))
+    return out
+
+
+def crates_entry(variant: "Variant", toolchain_entry: Path) -> Path:
+    """The crates stage's output for a toolchain entry and the current template, kept beside the entry: tests
+    and benchmarks build hundreds of firmwares, and each then compiles only its firmware crate."""
+    from tinypipe.stages import crates
+
+    entry = toolchain_entry.parent / f"crates-{toolchain_entry.name}-{crates.STAGE.config(variant)['template'][:16]}"
+    if not entry.is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+        crates.run(context(variant, tmp / "out", toolchain=toolchain_entry))
+        try:
+            (tmp / "out").rename(entry)
+        except OSError:  # another process put one there first: the same content
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+
 def build_harness(models: dict[str, tuple[bytes, np.ndarray]], variant: "Variant", toolchain_entry: Path,
                   work: Path, main_rs: str, optimize: dict[str, str] | None = None) -> Path:
     """The template firmware holding `model::<name>` for each (model bytes, inputs [n, ...] in the model's input
@@ -62,9 +89,7 @@ def build_harness(models: dict[str, tuple[bytes, np.ndarray]], variant: "Variant
     fw = work / "firmware"
     firmware.run(context(variant, fw, codegen=codegen_dir, reference=reference))
     (fw / "project" / "src" / "main.rs").write_text(main_rs)
-    out = work / "build"
-    build.run(context(variant, out, firmware=fw, toolchain=toolchain_entry))
-    return out
+    return build_stage(variant, work / "build", fw, toolchain_entry)
 
 
 INPUTS_RS = """

@@ -52,7 +52,14 @@ class Frontier:
                     self._push(dependent)
             return []
         skipped: list[Node] = []
-        stack = list(self._dependents[node])
+        stack = []
+        for dependent in self._dependents[node]:
+            if node.name in dependent.stage.helped_by:  # it only went faster with it: it runs all the same
+                self._unmet[dependent] -= 1
+                if self._unmet[dependent] == 0 and dependent not in self.settled:
+                    self._push(dependent)
+            else:
+                stack.append(dependent)
         while stack:
             dependent = stack.pop()
             if dependent in self.settled:

@@ -56,6 +56,8 @@ class Node:
         """What the key is made of, or None while an upstream output is not in the store yet."""
         needs = {}
         for dep in self.needs:
+            if dep.name in self.stage.helped_by:
+                continue
             meta = dep.meta()
             if meta is None:
                 return None
@@ -124,6 +126,7 @@ def _build_graph(variants: list[Variant], project_store: Store, shared_store: St
             tools = stage.tools(variant)
             ident = sha256_json({"stage": name, "version": stage.version, "config": config, "tools": tools,
                                  "needs": [n.ident for n in needs]})
+            needs += [local[n] for n in stage.helped_by if n in local]  # after them, but not part of the identity
             node = by_ident.get(ident)
             if node is None:
                 node = Node(stage=stage, module=module, variant=variant, variants=[], needs=needs,

@@ -326,7 +326,8 @@ class Pipeline:
             raise RuntimeError(f"{node.name}: upstream outputs missing when it was scheduled")
         tmp = node.store.begin()
         task = Task(ident=ident, module=node.module, variant=node.variant,
-                    inputs={dep.name: dep.entry_dir() for dep in node.needs}, out=tmp, project_dir=self.dir,
+                    inputs={dep.name: dep.entry_dir() for dep in node.needs if dep.meta() is not None},
+                    out=tmp, project_dir=self.dir,
                     stage=node.name, variant_names=tuple(node.variants), key_inputs=key_inputs)
         return task, key_inputs
 

@@ -78,7 +78,7 @@ def _explain(node: Node, variant: str, lock: Lock) -> StageStatus:
     entry = lock.entry(variant, node.name)
     current = node.key_inputs()
     if current is None:
-        waiting = [d.name for d in node.needs if d.meta() is None]
+        waiting = [d.name for d in node.needs if d.meta() is None and d.name not in node.stage.helped_by]
         reasons = [f"waits on {', '.join(waiting)} (not built yet or stale)"]
         if entry is not None:
             reasons = _input_diffs(entry.get("inputs", {}), None, node) + reasons

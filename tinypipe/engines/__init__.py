@@ -20,7 +20,8 @@ DEFAULT_ENGINE = "native"
 BEFORE = (("data", "tinypipe.stages.data"), ("features", "tinypipe.stages.features"),
           ("train", "tinypipe.stages.train"), ("quantize", "tinypipe.stages.quantize"),
           ("reference", "tinypipe.stages.reference"))
-AFTER = (("toolchain", "tinypipe.stages.toolchain"), ("firmware", "tinypipe.stages.firmware"),
+AFTER = (("toolchain", "tinypipe.stages.toolchain"), ("crates", "tinypipe.stages.crates"),
+         ("firmware", "tinypipe.stages.firmware"),
          ("build", "tinypipe.stages.build"), ("run", "tinypipe.stages.run"))
 
 

@@ -215,8 +215,8 @@ def render_realtime(console, rows: list[dict[str, Any]]) -> None:
         unit = rt.get("unit", "instructions")
         period, worst = rt[f"period_{unit}"], rt[f"worst_window_{unit}"]
         missed = f"{rt['deadline_misses']}/{rt['windows']}"
-        cells.append([(r["variant"], None), (f"{hertz(rt['sample_rate_hz'])}/{rt['hop']}", None), (_count(period), None),
-                      (_count(worst), None), (_count(rt[f"features_{unit}"]), None),
+        cells.append([(r["variant"], None), (f"{hertz(rt['sample_rate_hz'])}/{rt['hop']}", None),
+                      (_count(period), None), (_count(worst), None), (_count(rt[f"features_{unit}"]), None),
                       (_count(rt[f"inference_{unit}"]), None),
                       (f"{worst / period * 100:.1f}" if period else "—", None),
                       (missed, "red" if rt["deadline_misses"] else None)])

@@ -47,6 +47,10 @@ class Stage:
     # stages read when the variant's pipeline has them (`features`): ctx.inputs holds them only then, and so does
     # the key, so a variant without them keeps the key it had before they existed
     uses: tuple[str, ...] = ()
+    # stages whose entries this one reads to go faster but whose outputs cannot change its own (compiled
+    # dependencies a compiler may reuse): they run first and are among the inputs when they succeeded, but they
+    # feed neither the key nor the identity, and their failure does not stop this stage
+    helped_by: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,9 +1,12 @@
-"""Stage `build`: `cargo build --release --offline` of the rendered firmware project; ELF, bin, hex and sizes.
+"""Stage `build`: `cargo rustc --release --offline` of the rendered firmware project; ELF, bin, hex and sizes.
 
 The project is copied to a temporary directory outside the store and built there with the toolchain entry's
-rustc and sysroot. The flags go into `.cargo/config.toml` (so the copy can be rebuilt by hand) and, with the
-same content, into `CARGO_ENCODED_RUSTFLAGS`, which outranks any RUSTFLAGS the user has set. The build path is
-remapped (`--remap-path-prefix`), so the ELF is byte-identical wherever and however often it is built.
+rustc and sysroot, starting from the `crates` stage's target directory (the kernel crate compiled ahead, while
+the model trains). The flags every crate shares go into `CARGO_ENCODED_RUSTFLAGS`, which outranks any RUSTFLAGS
+the user has set; the link flags go to the firmware crate alone (`cargo rustc -- ...`), so they do not make the
+kernel crate stale. `.cargo/config.toml` holds all of them, so the copy can be rebuilt by hand with `cargo build`
+(the same ELF). The build path is remapped (`--remap-path-prefix`), so the ELF is byte-identical wherever and
+however often it is built; the stage checks that the path is not in it.
 
 Outputs: `firmware.elf`, `firmware.bin` (flash image from the ELF's load addresses, starting at the lowest),
 `firmware.hex` (the same bytes as Intel HEX, each record at its absolute address, for flashing tools) and `size.json`:
@@ -24,12 +27,11 @@ from pathlib import Path
 from tinypipe.core import proc
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, atomic_write_text, read_json
+from tinypipe.stages._template import (BINARY, KERNELS_FILE, age_tree, build_rustflags, cargo_config,  # noqa: F401
+                                       cargo_firmware, kernels_tree_hash)
 from tinypipe.stages.base import Stage, StageContext, StageResult
 from tinypipe.toolchain import tools
 
-REMAPPED_ROOT = "/tinypipe/firmware"  # what the build directory is called inside the ELF
-BINARY = "firmware"  # the [[bin]] name in firmware-template/Cargo.toml
-BUILD_TIMEOUT_S = 3600
 TEST_DATA_SYMBOL = "TINYPIPE_TEST_INPUTS"  # firmware-template/src/main.rs
 
 
@@ -41,39 +43,9 @@ def _tools(variant) -> dict:
     return {tools.OBJCOPY: tools.version(tools.OBJCOPY)}  # rustc, cargo, ld: in the toolchain entry
 
 
-STAGE = Stage(name="build", version="3", needs=("firmware", "toolchain"), config=_config, tools=_tools,
-              description="cargo build --release --offline; sizes")
-
-
-def engine_link_args(project: Path) -> list[str]:
-    """The engine's archives and toolchain libraries (its link.json), as one group so their order is free."""
-    manifest_path = project / "link.json"
-    if not manifest_path.is_file():
-        return []
-    manifest = read_json(manifest_path)
-    return ["--start-group", *manifest["static_libs"], *(f"-L{d}" for d in manifest["search_dirs"]),
-            *(f"-l{lib}" for lib in manifest["libs"]), "--end-group"]
-
-
-def build_rustflags(toolchain: dict, toolchain_entry: Path, build_dir: Path) -> list[str]:
-    flags = list(toolchain["rustflags"])
-    if toolchain.get("sysroot"):
-        flags += ["--sysroot", str(toolchain_entry / toolchain["sysroot"])]
-    # Relative paths (link.x, link/*.a) work because rustc runs the linker in the package directory. Link
-    # arguments follow the Rust objects: the engine's group first, then libc and libgcc for what is left.
-    link_args = ["-Tlink.x", *engine_link_args(build_dir), *toolchain["link_libs"]]
-    for arg in link_args:
-        flags += ["-C", f"link-arg={arg}"]
-    return flags + ["--remap-path-prefix", f"{build_dir}={REMAPPED_ROOT}"]
-
-
-def cargo_config(triple: str, rustflags: list[str]) -> str:
-    def toml_string(value: str) -> str:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return ("# Written by tinypipe: build for the board with the toolchain entry's sysroot and GNU ld.\n"
-            f"[build]\ntarget = {toml_string(triple)}\n"
-            f"rustflags = [{', '.join(toml_string(flag) for flag in rustflags)}]\n")
+STAGE = Stage(name="build", version="4", needs=("firmware", "toolchain"), helped_by=("crates",), config=_config,
+              tools=_tools,
+              description="cargo rustc --release --offline (reusing the compiled crates); sizes")
 
 
 def section_sizes(elf_path: Path) -> dict[str, int]:
@@ -128,29 +100,40 @@ def run(ctx: StageContext) -> StageResult:
     triple = toolchain["triple"]
     objcopy = tools.find(tools.OBJCOPY)
     with tempfile.TemporaryDirectory(prefix="tinypipe-build-") as tmp:
-        build_dir = Path(tmp) / "project"
+        build_dir, target_dir = Path(tmp) / "project", Path(tmp) / "target"
         shutil.copytree(ctx.inputs["firmware"] / "project", build_dir)
-        flags = build_rustflags(toolchain, toolchain_entry, build_dir)
-        atomic_write_text(build_dir / ".cargo" / "config.toml", cargo_config(triple, flags))
-        env = {
-            "RUSTC": toolchain["rustc"], "CARGO_ENCODED_RUSTFLAGS": "\x1f".join(flags),
-            "CARGO_TARGET_DIR": str(Path(tmp) / "target"), "CARGO_HOME": str(Path(tmp) / "cargo-home"),
-            "CARGO_BUILD_TARGET": triple, "RUSTC_WRAPPER": "", "CARGO_BUILD_RUSTC_WRAPPER": "",
-            "CARGO_INCREMENTAL": "0", "CARGO_TERM_COLOR": "never",
-        }
+        atomic_write_text(build_dir / ".cargo" / "config.toml",
+                          cargo_config(triple, build_rustflags(toolchain, toolchain_entry, build_dir)))
+        reused = _reuse_crates(ctx, build_dir, target_dir)
         started = time.monotonic()
-        ctx.log(f"cargo build --release --offline --target {triple}")
+        ctx.log(f"cargo rustc --release --offline --target {triple}"
+                + (" (dependencies compiled by the crates stage)" if reused else ""))
         try:
-            proc.run([toolchain["cargo"], "build", "--release", "--offline", "--target", triple],
-                     cwd=build_dir, env=env, timeout=BUILD_TIMEOUT_S)
+            elf, compiled = cargo_firmware(toolchain, toolchain_entry, build_dir, target_dir)
         except proc.ToolFailed as error:
             _explain_link_failure(error, ctx.variant.board.name)
             raise
         seconds = round(time.monotonic() - started, 2)
-        elf = Path(tmp) / "target" / triple / "release" / BINARY
+        if str(Path(tmp)).encode() in elf.read_bytes():  # the remapping's promise; a release depends on it
+            raise RuntimeError(f"the build directory {tmp} is named inside the ELF: it would not be reproducible")
         shutil.copyfile(elf, ctx.out / "firmware.elf")
     proc.run([objcopy, "-O", "binary", ctx.out / "firmware.elf", ctx.out / "firmware.bin"])
     proc.run([objcopy, "-O", "ihex", ctx.out / "firmware.elf", ctx.out / "firmware.hex"])
     sizes = section_sizes(ctx.out / "firmware.elf")
     atomic_write_json(ctx.out / "size.json", sizes)
-    return {**sizes, "build_seconds": seconds}
+    return {**sizes, "build_seconds": seconds, "reused_crates": reused, "compiled_crates": compiled}
+
+
+def _reuse_crates(ctx: StageContext, build_dir: Path, target_dir: Path) -> bool:
+    """Start from the `crates` stage's target directory when it compiled exactly this project's kernel crate.
+    Cargo still judges freshness: the project's files are dated before that compilation, and a dependency
+    whose flags, profile or sources differ is compiled again. The firmware crate always is (never in there)."""
+    entry = ctx.inputs.get("crates")
+    if entry is None:
+        return False
+    if read_json(entry / KERNELS_FILE)["kernels"] != kernels_tree_hash(build_dir):
+        ctx.log("the kernel crate differs from the one the crates stage compiled: compiling it here")
+        return False
+    shutil.copytree(entry / "target", target_dir, symlinks=True)
+    age_tree(build_dir)
+    return True

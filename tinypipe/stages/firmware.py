@@ -31,13 +31,12 @@ from pathlib import Path
 from tinypipe.core.errors import UserError
 from tinypipe.core.escape import CRATE_NAME, rust_string, toml_string
 from tinypipe.core.fs import atomic_write_text, read_json
-from tinypipe.core.hashing import sha256_json, sha256_tree, tree_hash
-from tinypipe.core.paths import kernels_dir, template_dir
+from tinypipe.core.hashing import sha256_tree
+from tinypipe.core.paths import template_dir
 from tinypipe.stages._fit import Footprint, check_fit
+from tinypipe.stages._template import copy_template, find_template, template_hash
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
-# build products and editor droppings that may sit in a template checkout but are not part of it
-IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~")
 LINKER_TEMPLATE = "link.x.in"
 BOARD_SUPPORT_DIR = "src/board"  # <support>.rs per board with an application, selected by a cargo feature
 # what the template holds in place of generated files, so that it builds and lints on its own
@@ -47,16 +46,6 @@ AUDIO_KINDS = ("mfcc", "log_mel")  # computed by src/features_audio.rs with the 
 SYSTICK_MAX_TICKS = 1 << 24  # the 24-bit SysTick counter's longest period
 MIN_TICKS_PER_SAMPLE = 8  # below this the sampling exception alone would keep the core busy
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
-
-
-def template_hash() -> str:
-    """Content hash of the template and the kernel crate (cheap: file contents are re-read only after edits)."""
-    return sha256_json({"template": tree_hash(template_dir(), IGNORED, skip_top=("kernels",)),
-                        "kernels": tree_hash(kernels_dir(), IGNORED)})
-
-
-def _ignore(*extra: str):
-    return shutil.ignore_patterns(*IGNORED, *extra)
 
 
 def profiles_layers(variant) -> bool:
@@ -335,13 +324,7 @@ def _check_test_inputs(ctx: StageContext, test_inputs: Path, raw: bool, window_l
 
 
 def run(ctx: StageContext) -> StageResult:
-    template, kernels = template_dir(), kernels_dir()
-    if not (template / "Cargo.toml").is_file():
-        raise UserError(f"firmware template not found at {template}",
-                        "reinstall tinypipe, or set TINYPIPE_FIRMWARE_TEMPLATE to a firmware-template directory")
-    if not (kernels / "Cargo.toml").is_file():
-        raise UserError(f"kernel crate not found at {kernels}",
-                        "reinstall tinypipe, or set TINYPIPE_KERNELS to the tinyml-kernels crate")
+    template = find_template()
     model_rs = ctx.inputs["codegen"] / "model.rs"
     reference = read_json(ctx.inputs["reference"] / "reference.json")
     raw_input = reference.get("raw_input")  # a declared input scaling: the firmware replays raw windows
@@ -368,7 +351,7 @@ def run(ctx: StageContext) -> StageResult:
                                 f"firmware template {template}")
 
     project = ctx.out / "project"
-    shutil.copytree(template, project, ignore=_ignore("kernels", LINKER_TEMPLATE, *STANDINS))
+    copy_template(project, without=(LINKER_TEMPLATE, *STANDINS))
     reference = read_json(ctx.inputs["reference"] / "reference.json")
     if board.support:
         atomic_write_text(project / "src" / "app_config.rs",
@@ -384,7 +367,6 @@ def run(ctx: StageContext) -> StageResult:
         settings = realtime_settings(ctx.variant.config["sensor"], ctx.variant.config["data"],
                                      sample_clock_hz(ctx.variant), board.name)
         atomic_write_text(project / "src" / "realtime_config.rs", render_realtime_config(settings, reference))
-    shutil.copytree(kernels, project / "kernels", ignore=_ignore())
     copy_engine_output(ctx.inputs["codegen"], project)
     (project / "data").mkdir(exist_ok=True)
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
