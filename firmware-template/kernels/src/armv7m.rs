@@ -8,8 +8,9 @@ use core::arch::asm;
 
 /// The conv kernel's 2x2 block without SIMD: two filter rows (`w`: the rows' words interleaved, int8) against
 /// two widened patches (`x`: per group the words `(x0 even, x0 odd, x1 even, x1 odd)`, int16 pairs); `acc`
-/// is `[row0 px0, row0 px1, row1 px0, row1 px1]`. Per group of 16 MACs: 5 loads, 16 MLAs, 20 extractions,
-/// the loop's 2.
+/// is `[row0 px0, row0 px1, row1 px0, row1 px1]`. Every operand comes sign-extended straight from memory
+/// (LDRSB, LDRSH: a load and an extraction in one instruction) and feeds two MLAs: per group of 16 MACs,
+/// 16 loads, 16 MLAs and the loop's 2 (the pointers advance with the last loads).
 #[inline(always)]
 pub fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
     let groups = (w.len() / 2).min(x.len() / 4);
@@ -17,59 +18,52 @@ pub fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
     if groups == 0 {
         return acc;
     }
-    // SAFETY: reads `2 * groups` words from `w` and `4 * groups` from `x`, within both slices; both are `u32`
-    // slices, so word-aligned as LDRD requires. Registers only otherwise; the stack is not touched.
+    // SAFETY: reads the bytes of `2 * groups` words from `w` and of `4 * groups` words from `x`, within both
+    // slices (a group: weight bytes 0..8 of `pw`, halfwords 0..16 of `px`, then both advance). Registers only
+    // otherwise; the stack is not touched.
     unsafe {
         asm!(
             "2:",
-            "ldrd {w0}, {w1}, [{pw}], #8",
-            // values 0 (low halfwords of the even words) and 2 (high), weight bytes 0 and 2
-            "ldr {xa}, [{px}]",
-            "ldr {xb}, [{px}, #8]",
-            "sbfx {t}, {w0}, #0, #8",
-            "sxth {v}, {xa}",
-            "mla {a0}, {t}, {v}, {a0}",
-            "sxth {v}, {xb}",
-            "mla {a1}, {t}, {v}, {a1}",
-            "sbfx {t}, {w1}, #0, #8",
-            "mla {a3}, {t}, {v}, {a3}",
-            "sxth {v}, {xa}",
-            "mla {a2}, {t}, {v}, {a2}",
-            "sbfx {t}, {w0}, #16, #8",
-            "asr {v}, {xa}, #16",
-            "mla {a0}, {t}, {v}, {a0}",
-            "asr {v}, {xb}, #16",
-            "mla {a1}, {t}, {v}, {a1}",
-            "sbfx {t}, {w1}, #16, #8",
-            "mla {a3}, {t}, {v}, {a3}",
-            "asr {v}, {xa}, #16",
-            "mla {a2}, {t}, {v}, {a2}",
-            // values 1 and 3 (the odd words), weight bytes 1 and 3
-            "ldr {xa}, [{px}, #4]",
-            "ldr {xb}, [{px}, #12]",
-            "add {px}, {px}, #16",
-            "sbfx {t}, {w0}, #8, #8",
-            "sxth {v}, {xa}",
-            "mla {a0}, {t}, {v}, {a0}",
-            "sxth {v}, {xb}",
-            "mla {a1}, {t}, {v}, {a1}",
-            "sbfx {t}, {w1}, #8, #8",
-            "mla {a3}, {t}, {v}, {a3}",
-            "sxth {v}, {xa}",
-            "mla {a2}, {t}, {v}, {a2}",
-            "asr {t}, {w0}, #24",
-            "asr {v}, {xa}, #16",
-            "mla {a0}, {t}, {v}, {a0}",
-            "asr {v}, {xb}, #16",
-            "mla {a1}, {t}, {v}, {a1}",
-            "asr {t}, {w1}, #24",
-            "mla {a3}, {t}, {v}, {a3}",
-            "asr {v}, {xa}, #16",
-            "mla {a2}, {t}, {v}, {a2}",
+            // value 1: weight bytes 1 (row 0) and 5 (row 1); halfwords at 4 (pixel 0) and 12 (pixel 1)
+            "ldrsb {w0}, [{pw}, #1]",
+            "ldrsb {w1}, [{pw}, #5]",
+            "ldrsh {v}, [{px}, #4]",
+            "mla {a0}, {w0}, {v}, {a0}",
+            "mla {a2}, {w1}, {v}, {a2}",
+            "ldrsh {v}, [{px}, #12]",
+            "mla {a1}, {w0}, {v}, {a1}",
+            "mla {a3}, {w1}, {v}, {a3}",
+            // value 2: bytes 2, 6; halfwords 2, 10
+            "ldrsb {w0}, [{pw}, #2]",
+            "ldrsb {w1}, [{pw}, #6]",
+            "ldrsh {v}, [{px}, #2]",
+            "mla {a0}, {w0}, {v}, {a0}",
+            "mla {a2}, {w1}, {v}, {a2}",
+            "ldrsh {v}, [{px}, #10]",
+            "mla {a1}, {w0}, {v}, {a1}",
+            "mla {a3}, {w1}, {v}, {a3}",
+            // value 3: bytes 3, 7; halfwords 6, 14
+            "ldrsb {w0}, [{pw}, #3]",
+            "ldrsb {w1}, [{pw}, #7]",
+            "ldrsh {v}, [{px}, #6]",
+            "mla {a0}, {w0}, {v}, {a0}",
+            "mla {a2}, {w1}, {v}, {a2}",
+            "ldrsh {v}, [{px}, #14]",
+            "mla {a1}, {w0}, {v}, {a1}",
+            "mla {a3}, {w1}, {v}, {a3}",
+            // value 0 last, so its loads at offset 0 advance the pointers: bytes 4, 0; halfwords 8, 0
+            "ldrsb {w1}, [{pw}, #4]",
+            "ldrsb {w0}, [{pw}], #8",
+            "ldrsh {v}, [{px}, #8]",
+            "mla {a1}, {w0}, {v}, {a1}",
+            "mla {a3}, {w1}, {v}, {a3}",
+            "ldrsh {v}, [{px}], #16",
+            "mla {a0}, {w0}, {v}, {a0}",
+            "mla {a2}, {w1}, {v}, {a2}",
             "subs {n}, {n}, #1",
             "bne 2b",
             pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
-            w0 = out(reg) _, w1 = out(reg) _, xa = out(reg) _, xb = out(reg) _, t = out(reg) _, v = out(reg) _,
+            w0 = out(reg) _, w1 = out(reg) _, v = out(reg) _,
             a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
             options(readonly, nostack),
         )
