@@ -124,7 +124,14 @@ pub fn conv2d_s8(
             } else {
                 0
             };
-            #[cfg(not(tinyml_dsp))]
+            #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+            let first_pair = if full && !general {
+                crate::armv7m::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                p.out_c / 2
+            } else {
+                0
+            };
+            #[cfg(not(any(tinyml_dsp, tinyml_armv7m)))]
             let first_pair = 0;
             match (general, full) {
                 (true, _) => pairs::<true, false>(p, filter, scratch, bias2, rescale, out, px1, first_pair),
