@@ -323,3 +323,147 @@ pub fn depthwise_pixel(
         )
     };
 }
+
+/// Every filter row against four output pixels' patches: `x` holds the patches widened to doubled int32,
+/// value by value the four pixels side by side (`x[4k + i]`: value `k` of pixel `i`), `w` the filter rows
+/// as the conv kernel lays them out (`groups` words per row, the rows of a pair interleaved word by word).
+/// Row `r < rows`, from `bias2[r]`, requantized with [`crate::quant::Rescale`]'s short path and saturated
+/// to int8 by SSAT, goes to `out[r]` (pixel 0) and `out[offsets[i - 1] + r]` (pixel `i`). The caller checks
+/// that every channel takes the short path and that the activation range is all of int8. Per group of four
+/// values (16 MACs): four LDRSB, four LDM of the pixels' values, 16 MLAs and the loop's 2; 50 instructions
+/// per row around it.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_rows_4px(
+    w: &[u32],
+    x: &[u32],
+    groups: usize,
+    rows: usize,
+    bias2: &[i32],
+    rescale: &[crate::quant::Rescale],
+    out: &mut [i8],
+    offsets: [usize; 3],
+) {
+    let reach = offsets.iter().copied().max().unwrap_or(0);
+    if groups == 0
+        || rows == 0
+        || w.len() < 2 * groups * rows.div_ceil(2)
+        || x.len() < 16 * groups
+        || bias2.len() < rows
+        || rescale.len() < rows
+        || out.len() < reach + rows
+    {
+        return;
+    }
+    let [d1, d2, d3] = offsets;
+    // SAFETY: row `r` reads the bytes of words `2 * groups * (r / 2) + 2g + r % 2` of `w` (`g < groups`):
+    // within `2 * groups * ceil(rows / 2)`; `16 * groups` words of `x` per row; `rows` words of `bias2` and
+    // `rows` `Rescale`s (`repr(C)`, two words each); writes `out[r]` and `out[d + r]` for each offset `d`,
+    // below `reach + rows`: all within the slices (checked above). Word loads are word-aligned (`u32`/`i32`
+    // slices). The 48 bytes it pushes on the stack are popped before it ends.
+    unsafe {
+        asm!(
+            // frame: groups, d1, d2, d3, x, the caller's r6 (LLVM's, not an operand: saved and restored
+            // here), bias2, rescale, out, rows, this row's first filter byte, the step to the next row's
+            // (4 from a pair's first row to its second, 8 * groups - 4 from the second to the next pair)
+            "push {{r0, r1, r2, r3, r5, r6, r8, r9, r10, r11, r12, lr}}",
+            "1:",
+            "ldr r4, [sp, #40]",
+            "ldr r8, [sp, #24]",
+            "ldr r0, [r8], #4",
+            "str r8, [sp, #24]",
+            "mov r1, r0",
+            "mov r2, r0",
+            "mov r3, r0",
+            "ldr r5, [sp, #16]",
+            "ldr lr, [sp]",
+            // accumulators r0..r3 (pixels 0..3), weight r8, the four pixels' value r9..r12
+            "2:",
+            "ldrsb r8, [r4], #8",
+            "ldm r5!, {{r9, r10, r11, r12}}",
+            "mla r0, r8, r9, r0",
+            "mla r1, r8, r10, r1",
+            "mla r2, r8, r11, r2",
+            "mla r3, r8, r12, r3",
+            "ldrsb r8, [r4, #-7]",
+            "ldm r5!, {{r9, r10, r11, r12}}",
+            "mla r0, r8, r9, r0",
+            "mla r1, r8, r10, r1",
+            "mla r2, r8, r11, r2",
+            "mla r3, r8, r12, r3",
+            "ldrsb r8, [r4, #-6]",
+            "ldm r5!, {{r9, r10, r11, r12}}",
+            "mla r0, r8, r9, r0",
+            "mla r1, r8, r10, r1",
+            "mla r2, r8, r11, r2",
+            "mla r3, r8, r12, r3",
+            "ldrsb r8, [r4, #-5]",
+            "ldm r5!, {{r9, r10, r11, r12}}",
+            "mla r0, r8, r9, r0",
+            "mla r1, r8, r10, r1",
+            "mla r2, r8, r11, r2",
+            "mla r3, r8, r12, r3",
+            "subs lr, lr, #1",
+            "bne 2b",
+            // requantize: lr = add + (acc >> 31) + ((acc * multiplier + 2^31) >> 32), then >> right
+            "ldr r9, [sp, #28]",
+            "ldrd r10, r11, [r9], #8",
+            "str r9, [sp, #28]",
+            "rbit r12, r11",
+            "clz r12, r12",
+            "ldr r9, [sp, #32]",
+            "mov r8, #0x80000000",
+            "add lr, r11, r0, asr #31",
+            "smlal r8, lr, r0, r10",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r9]",
+            "ldr r6, [sp, #4]",
+            "mov r8, #0x80000000",
+            "add lr, r11, r1, asr #31",
+            "smlal r8, lr, r1, r10",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r9, r6]",
+            "ldr r6, [sp, #8]",
+            "mov r8, #0x80000000",
+            "add lr, r11, r2, asr #31",
+            "smlal r8, lr, r2, r10",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r9, r6]",
+            "ldr r6, [sp, #12]",
+            "mov r8, #0x80000000",
+            "add lr, r11, r3, asr #31",
+            "smlal r8, lr, r3, r10",
+            "asr lr, lr, r12",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r9, r6]",
+            "add r9, r9, #1",
+            "str r9, [sp, #32]",
+            // the next row's first filter byte, and the step after it
+            "ldrd r4, r5, [sp, #40]",
+            "add r4, r4, r5",
+            "ldr r6, [sp]",
+            "rsb r5, r5, r6, lsl #3",
+            "strd r4, r5, [sp, #40]",
+            "ldr r8, [sp, #36]",
+            "subs r8, r8, #1",
+            "str r8, [sp, #36]",
+            "bne 1b",
+            "ldr r6, [sp, #20]",
+            "add sp, sp, #48",
+            inout("r0") groups => _,
+            inout("r1") d1 => _,
+            inout("r2") d2 => _,
+            inout("r3") d3 => _,
+            inout("r5") x.as_ptr() => _,
+            inout("r8") bias2.as_ptr() => _,
+            inout("r9") rescale.as_ptr() => _,
+            inout("r10") out.as_mut_ptr() => _,
+            inout("r11") rows => _,
+            inout("r12") w.as_ptr() => _,
+            inout("lr") 4usize => _,
+            out("r4") _,
+        )
+    };
+}

@@ -99,12 +99,20 @@ pub fn conv2d_s8(
     {
         return;
     }
-    let scratch = &mut scratch[..4 * words];
     let filter = &filter[..conv_filter_words(p)];
     let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
     let general = rescale.iter().any(|r| r.is_general());
     let full = p.act_min == -128 && p.act_max == 127;
+    // four pixels at a time when the caller's scratch (the largest any layer needs) holds their int32 patches
+    #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+    let quads = full && !general && scratch.len() >= 16 * words;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
+        #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+        if quads {
+            quads_armv7m(p, in_batch, filter, bias2, rescale, out_batch, &mut scratch[..16 * words], stage);
+            continue;
+        }
+        let scratch = &mut scratch[..4 * words];
         let mut px = 0;
         while px < pixels {
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
@@ -180,8 +188,52 @@ fn pairs<const GENERAL: bool, const FULL: bool>(
     }
 }
 
+/// Four output pixels at a time from `px` on (ARMv7-M without DSP, every channel on the short path, the full
+/// int8 range): their patches widened to doubled int32, value by value the four pixels side by side (one LDM
+/// per value), then every filter row against all four (`armv7m::conv_rows_4px`). A last quad that is short
+/// repeats its last pixel (the same bytes written twice).
+#[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+#[allow(clippy::too_many_arguments)]
+fn quads_armv7m(
+    p: &Conv2d,
+    input: &[i8],
+    filter: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+    scratch: &mut [u32],
+    stage: &mut [i8],
+) {
+    let pixels = p.out_h * p.out_w;
+    let mut px = 0;
+    while px < pixels {
+        let last = (px + 3).min(pixels - 1);
+        let mut offsets = [0; 3];
+        for slot in 0..4 {
+            let q = (px + slot).min(last);
+            if let Some(o) = slot.checked_sub(1).and_then(|i| offsets.get_mut(i)) {
+                *o = (q - px) * p.out_c;
+            }
+            let values = patch(p, input, q, stage);
+            for (k, d) in scratch.chunks_exact_mut(4).enumerate() {
+                d[slot] = (2 * values.get(k).copied().unwrap_or(0) as i32) as u32;
+            }
+        }
+        let Some(out) = output.get_mut(px * p.out_c..(last + 1) * p.out_c) else { return };
+        crate::armv7m::conv_rows_4px(filter, scratch, p.row_words(), p.out_c, bias2, rescale, out, offsets);
+        px += 4;
+    }
+}
+
 /// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `doubled` or not.
 fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8], doubled: bool) {
+    widen(patch(p, input, px, stage), scratch, slot, doubled);
+}
+
+/// Output pixel `px`'s input patch as one run of values: the input pixel itself for a 1x1 kernel (empty if
+/// out of range, which generated code never is), else gathered into `stage`, taps outside the input reading
+/// the input zero point, padded with zeros to whole words.
+fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a [i8] {
     let (oy, ox) = (px / p.out_w, px % p.out_w);
     let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
     let x0 = (ox * p.stride_w) as isize - p.pad_w as isize;
@@ -189,10 +241,7 @@ fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: us
     if p.k_h * p.k_w == 1 {
         // 1x1: the patch is the input pixel itself (never in the padding: 1x1 windows have none)
         let at = (y0.max(0) as usize * p.in_w + x0.max(0) as usize) * p.in_c;
-        if let Some(src) = input.get(at..at + patch) {
-            widen(src, scratch, slot, doubled);
-        }
-        return;
+        return input.get(at..at + patch).unwrap_or(&[]);
     }
     let stage = &mut stage[..4 * p.row_words()];
     let zero_point = (-p.input_offset) as i8;
@@ -222,7 +271,7 @@ fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: us
         }
     }
     stage[patch..].fill(0);
-    widen(stage, scratch, slot, doubled);
+    stage
 }
 
 /// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`
