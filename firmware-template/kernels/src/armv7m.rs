@@ -205,13 +205,36 @@ pub fn conv_pairs_2px(
     };
 }
 
+/// One depthwise tap for [`depthwise_pixel`]: lanes 0 and 2 (`w02`, r9) and 1 and 3 (`w13`, r10) against
+/// the halfwords of the two words at the tap's offset (r11, from the pixel's block r5) into r0..r3.
+macro_rules! depthwise_tap {
+    () => {
+        concat!(
+            "ldm r4!, {{r9, r10, r11}}\n",
+            "add r11, r5, r11, lsl #2\n",
+            "ldrsh lr, [r11]\n",
+            "sxth r12, r9\n",
+            "mla r0, r12, lr, r0\n",
+            "ldrsh lr, [r11, #2]\n",
+            "asr r12, r9, #16\n",
+            "mla r2, r12, lr, r2\n",
+            "ldrsh lr, [r11, #4]\n",
+            "sxth r12, r10\n",
+            "mla r1, r12, lr, r1\n",
+            "ldrsh lr, [r11, #6]\n",
+            "asr r12, r10, #16\n",
+            "mla r3, r12, lr, r3\n",
+        )
+    };
+}
+
 /// One output pixel of a depthwise convolution whose channels are whole blocks of four lanes, every channel
 /// on the short path and the activation range all of int8: per block `b < blocks`, from the block's four
 /// `bias2` lanes, the block's `taps` taps of `filter` (per tap the words `(w02, w13, offset)`: see
 /// `depthwise`) against the widened lanes of `x` (the pixel's first block; block `b` reads from word `2b`,
 /// tap offsets count from there), requantized with [`crate::quant::Rescale`]'s short path and saturated to
-/// int8, written to `out[4b..4b + 4]`. `reach`: the largest tap offset plus one. 16 instructions per tap
-/// (4 MACs), 44 per block around the taps.
+/// int8, written to `out[4b..4b + 4]`. `reach`: the largest tap offset plus one. 14 instructions per tap
+/// (4 MACs) and the loop's 2 per three taps, 48 per block around the taps.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_pixel(
     x: &[u32],
@@ -237,37 +260,36 @@ pub fn depthwise_pixel(
     // the words `2b + offset` and `2b + offset + 1` of `x`, where `offset + 1 < reach` (the caller's largest
     // offset plus one) and `2b + reach <= 2 * (blocks - 1) + reach < x.len()` (checked above); `4 * blocks`
     // words of `bias2`, `4 * blocks` `Rescale`s (`repr(C)`, two words each); writes `4 * blocks` bytes of
-    // `out`. Word loads are word-aligned (`u32`/`i32` slices). The 20 bytes it pushes are popped at the end.
+    // `out`. Word loads are word-aligned (`u32`/`i32` slices). The 24 bytes it pushes are popped at the end.
     unsafe {
         asm!(
-            // frame: taps, the caller's r6 (LLVM's, not an operand: saved and restored here), blocks,
-            // rescale, out
-            "push {{r0, r6, r8, r9, r10}}",
+            // frame: taps % 3, taps / 3, the caller's r6 (LLVM's, not an operand: saved and restored here),
+            // blocks, rescale, out
+            "push {{r0, r1, r6, r8, r9, r10}}",
             "mov r6, r12",
             "1:",
             "ldm r6!, {{r0, r1, r2, r3}}",
             "ldr r8, [sp]",
-            // per tap: lanes 0 and 2 (`w02`, r9) and 1 and 3 (`w13`, r10) against the halfwords of the two
-            // words at the tap's offset (r11)
+            // the taps one by one up to a multiple of three, then three at a time
+            "cmp r8, #0",
+            "beq 4f",
             "2:",
-            "ldm r4!, {{r9, r10, r11}}",
-            "add r11, r5, r11, lsl #2",
-            "ldrsh lr, [r11]",
-            "sxth r12, r9",
-            "mla r0, r12, lr, r0",
-            "ldrsh lr, [r11, #2]",
-            "asr r12, r9, #16",
-            "mla r2, r12, lr, r2",
-            "ldrsh lr, [r11, #4]",
-            "sxth r12, r10",
-            "mla r1, r12, lr, r1",
-            "ldrsh lr, [r11, #6]",
-            "asr r12, r10, #16",
-            "mla r3, r12, lr, r3",
+            depthwise_tap!(),
             "subs r8, r8, #1",
             "bne 2b",
+            "4:",
+            "ldr r8, [sp, #4]",
+            "cmp r8, #0",
+            "beq 5f",
+            "3:",
+            depthwise_tap!(),
+            depthwise_tap!(),
+            depthwise_tap!(),
+            "subs r8, r8, #1",
+            "bne 3b",
+            "5:",
             // requantize lane by lane: r12 = add + (acc >> 31) + ((acc * multiplier + 2^31) >> 32), >> right
-            "ldrd r9, r10, [sp, #12]",
+            "ldrd r9, r10, [sp, #16]",
             "ldrd r11, r12, [r9], #8",
             "rbit lr, r12",
             "clz lr, lr",
@@ -304,22 +326,23 @@ pub fn depthwise_pixel(
             "asr r12, r12, lr",
             "ssat r12, #8, r12, asr #1",
             "strb r12, [r10], #1",
-            "strd r9, r10, [sp, #12]",
+            "strd r9, r10, [sp, #16]",
             "add r5, r5, #8",
-            "ldr r8, [sp, #8]",
+            "ldr r8, [sp, #12]",
             "subs r8, r8, #1",
-            "str r8, [sp, #8]",
+            "str r8, [sp, #12]",
             "bne 1b",
-            "ldr r6, [sp, #4]",
-            "add sp, sp, #20",
-            inout("r0") taps => _,
+            "ldr r6, [sp, #8]",
+            "add sp, sp, #24",
+            inout("r0") taps % 3 => _,
+            inout("r1") taps / 3 => _,
             inout("r4") filter.as_ptr() => _,
             inout("r5") x.as_ptr() => _,
             inout("r8") blocks => _,
             inout("r9") rescale.as_ptr() => _,
             inout("r10") out.as_mut_ptr() => _,
             inout("r12") bias2.as_ptr() => _,
-            out("r1") _, out("r2") _, out("r3") _, out("r11") _, out("lr") _,
+            out("r2") _, out("r3") _, out("r11") _, out("lr") _,
         )
     };
 }
