@@ -205,10 +205,11 @@ pub fn conv_pairs_2px(
     };
 }
 
-/// One depthwise tap for [`depthwise_pixel`]: lanes 0 and 2 (`w02`, r9) and 1 and 3 (`w13`, r10) against
-/// the halfwords of the two words at the tap's offset (r11, from the pixel's block r5) into r0..r3.
+/// One depthwise tap for [`depthwise_pixel`]: lanes 0 and 2 (`w02`, r9) and 1 and 3 (`w13`, r10) into
+/// r0..r3, against the halfwords of the two words at the tap's word offset (r11) from the block's inputs (r5:
+/// `halves`), or against the one int8 at the tap's byte offset from the pixel's inputs (`bytes`).
 macro_rules! depthwise_tap {
-    () => {
+    (halves) => {
         concat!(
             "ldm r4!, {{r9, r10, r11}}\n",
             "add r11, r5, r11, lsl #2\n",
@@ -226,18 +227,101 @@ macro_rules! depthwise_tap {
             "mla r3, r12, lr, r3\n",
         )
     };
+    (bytes) => {
+        concat!(
+            "ldm r4!, {{r9, r10, r11}}\n",
+            "ldrsb lr, [r5, r11]\n",
+            "sxth r12, r9\n",
+            "mla r0, r12, lr, r0\n",
+            "asr r12, r9, #16\n",
+            "mla r2, r12, lr, r2\n",
+            "sxth r12, r10\n",
+            "mla r1, r12, lr, r1\n",
+            "asr r12, r10, #16\n",
+            "mla r3, r12, lr, r3\n",
+        )
+    };
+}
+
+/// One lane's requantization for [`depthwise_pixel`]: the accumulator `$acc` by the next `Rescale` (r9,
+/// advanced) with [`crate::quant::Rescale`]'s short path, `add + (acc >> 31) + ((acc * multiplier + 2^31) >>
+/// 32)` shifted right, saturated by SSAT and stored at r10 (advanced).
+macro_rules! depthwise_lane_out {
+    ($acc:literal) => {
+        concat!(
+            "ldrd r11, r12, [r9], #8\n",
+            "rbit lr, r12\n",
+            "clz lr, lr\n",
+            "mov r8, #0x80000000\n",
+            "add r12, r12, ", $acc, ", asr #31\n",
+            "smlal r8, r12, ", $acc, ", r11\n",
+            "asr r12, r12, lr\n",
+            "ssat r12, #8, r12, asr #1\n",
+            "strb r12, [r10], #1\n",
+        )
+    };
+}
+
+/// [`depthwise_pixel`]'s assembly with the taps of `$tap` (see [`depthwise_tap`]); `{advance}`: the bytes
+/// from one block's inputs to the next's.
+macro_rules! depthwise_pixel_asm {
+    ($tap:ident) => {
+        concat!(
+            // frame: taps % 3, taps / 3, the caller's r6 (LLVM's, not an operand: saved and restored here),
+            // blocks, rescale, out
+            "push {{r0, r1, r6, r8, r9, r10}}\n",
+            "mov r6, r12\n",
+            "1:\n",
+            "ldm r6!, {{r0, r1, r2, r3}}\n",
+            // the taps one by one up to a multiple of three, then three at a time
+            "ldr r8, [sp]\n",
+            "cmp r8, #0\n",
+            "beq 4f\n",
+            "2:\n",
+            depthwise_tap!($tap),
+            "subs r8, r8, #1\n",
+            "bne 2b\n",
+            "4:\n",
+            "ldr r8, [sp, #4]\n",
+            "cmp r8, #0\n",
+            "beq 5f\n",
+            "3:\n",
+            depthwise_tap!($tap),
+            depthwise_tap!($tap),
+            depthwise_tap!($tap),
+            "subs r8, r8, #1\n",
+            "bne 3b\n",
+            "5:\n",
+            "ldrd r9, r10, [sp, #16]\n",
+            depthwise_lane_out!("r0"),
+            depthwise_lane_out!("r1"),
+            depthwise_lane_out!("r2"),
+            depthwise_lane_out!("r3"),
+            "strd r9, r10, [sp, #16]\n",
+            "add r5, r5, #{advance}\n",
+            "ldr r8, [sp, #12]\n",
+            "subs r8, r8, #1\n",
+            "str r8, [sp, #12]\n",
+            "bne 1b\n",
+            "ldr r6, [sp, #8]\n",
+            "add sp, sp, #24\n",
+        )
+    };
 }
 
 /// One output pixel of a depthwise convolution whose channels are whole blocks of four lanes, every channel
 /// on the short path and the activation range all of int8: per block `b < blocks`, from the block's four
 /// `bias2` lanes, the block's `taps` taps of `filter` (per tap the words `(w02, w13, offset)`: see
-/// `depthwise`) against the widened lanes of `x` (the pixel's first block; block `b` reads from word `2b`,
-/// tap offsets count from there), requantized with [`crate::quant::Rescale`]'s short path and saturated to
-/// int8, written to `out[4b..4b + 4]`. `reach`: the largest tap offset plus one. 14 instructions per tap
-/// (4 MACs) and the loop's 2 per three taps, 48 per block around the taps.
+/// `depthwise`), requantized with [`crate::quant::Rescale`]'s short path and saturated to int8, written to
+/// `out[4b..4b + 4]`. Not `BYTES`: the taps read the widened lanes of `x` (the pixel's first block; block
+/// `b` reads from word `2b`, tap offsets count words from there); `BYTES` (a depth multiplier of four or
+/// more): one int8 each, from byte `base + offset` of `x` (the offsets include the block's input channel).
+/// `reach`: the largest tap offset plus one. Per tap (4 MACs) 14 instructions (`BYTES`: 10), the loop's 2
+/// per three taps, 48 per block around the taps.
 #[allow(clippy::too_many_arguments)]
-pub fn depthwise_pixel(
+pub fn depthwise_pixel<const BYTES: bool>(
     x: &[u32],
+    base: usize,
     filter: &[u32],
     reach: usize,
     taps: usize,
@@ -246,104 +330,55 @@ pub fn depthwise_pixel(
     rescale: &[crate::quant::Rescale],
     out: &mut [i8],
 ) {
+    let inputs_fit = if BYTES { 4 * x.len() >= base + reach } else { x.len() > base + 2 * (blocks - 1) + reach };
     if taps == 0
         || blocks == 0
+        || !inputs_fit
         || filter.len() < 3 * taps * blocks
-        || x.len() < 2 * (blocks - 1) + reach + 1
         || bias2.len() < 4 * blocks
         || rescale.len() < 4 * blocks
         || out.len() < 4 * blocks
     {
         return;
     }
-    // SAFETY: reads `3 * taps * blocks` words of `filter` in order; per block `b` and tap, the halfwords of
-    // the words `2b + offset` and `2b + offset + 1` of `x`, where `offset + 1 < reach` (the caller's largest
-    // offset plus one) and `2b + reach <= 2 * (blocks - 1) + reach < x.len()` (checked above); `4 * blocks`
-    // words of `bias2`, `4 * blocks` `Rescale`s (`repr(C)`, two words each); writes `4 * blocks` bytes of
-    // `out`. Word loads are word-aligned (`u32`/`i32` slices). The 24 bytes it pushes are popped at the end.
+    let first = if BYTES { x.as_ptr().cast::<i8>().wrapping_add(base) } else { x.as_ptr().wrapping_add(base).cast() };
+    // SAFETY: reads `3 * taps * blocks` words of `filter` in order. Not `BYTES`: per block `b` and tap, the
+    // halfwords of the words `base + 2b + offset` and `base + 2b + offset + 1` of `x`, where `offset + 1 <=
+    // reach` (the caller's largest offset plus one), below `base + 2 * (blocks - 1) + reach + 1 <= x.len()`;
+    // `BYTES`: per tap the byte `base + offset < base + reach <= 4 * x.len()` of `x` (checked above). Then
+    // `4 * blocks` words of `bias2`, `4 * blocks` `Rescale`s (`repr(C)`, two words each); writes `4 * blocks`
+    // bytes of `out`. Word loads are word-aligned (`u32`/`i32` slices). The 24 bytes it pushes on the stack
+    // are popped before it ends.
     unsafe {
-        asm!(
-            // frame: taps % 3, taps / 3, the caller's r6 (LLVM's, not an operand: saved and restored here),
-            // blocks, rescale, out
-            "push {{r0, r1, r6, r8, r9, r10}}",
-            "mov r6, r12",
-            "1:",
-            "ldm r6!, {{r0, r1, r2, r3}}",
-            "ldr r8, [sp]",
-            // the taps one by one up to a multiple of three, then three at a time
-            "cmp r8, #0",
-            "beq 4f",
-            "2:",
-            depthwise_tap!(),
-            "subs r8, r8, #1",
-            "bne 2b",
-            "4:",
-            "ldr r8, [sp, #4]",
-            "cmp r8, #0",
-            "beq 5f",
-            "3:",
-            depthwise_tap!(),
-            depthwise_tap!(),
-            depthwise_tap!(),
-            "subs r8, r8, #1",
-            "bne 3b",
-            "5:",
-            // requantize lane by lane: r12 = add + (acc >> 31) + ((acc * multiplier + 2^31) >> 32), >> right
-            "ldrd r9, r10, [sp, #16]",
-            "ldrd r11, r12, [r9], #8",
-            "rbit lr, r12",
-            "clz lr, lr",
-            "mov r8, #0x80000000",
-            "add r12, r12, r0, asr #31",
-            "smlal r8, r12, r0, r11",
-            "asr r12, r12, lr",
-            "ssat r12, #8, r12, asr #1",
-            "strb r12, [r10], #1",
-            "ldrd r11, r12, [r9], #8",
-            "rbit lr, r12",
-            "clz lr, lr",
-            "mov r8, #0x80000000",
-            "add r12, r12, r1, asr #31",
-            "smlal r8, r12, r1, r11",
-            "asr r12, r12, lr",
-            "ssat r12, #8, r12, asr #1",
-            "strb r12, [r10], #1",
-            "ldrd r11, r12, [r9], #8",
-            "rbit lr, r12",
-            "clz lr, lr",
-            "mov r8, #0x80000000",
-            "add r12, r12, r2, asr #31",
-            "smlal r8, r12, r2, r11",
-            "asr r12, r12, lr",
-            "ssat r12, #8, r12, asr #1",
-            "strb r12, [r10], #1",
-            "ldrd r11, r12, [r9], #8",
-            "rbit lr, r12",
-            "clz lr, lr",
-            "mov r8, #0x80000000",
-            "add r12, r12, r3, asr #31",
-            "smlal r8, r12, r3, r11",
-            "asr r12, r12, lr",
-            "ssat r12, #8, r12, asr #1",
-            "strb r12, [r10], #1",
-            "strd r9, r10, [sp, #16]",
-            "add r5, r5, #8",
-            "ldr r8, [sp, #12]",
-            "subs r8, r8, #1",
-            "str r8, [sp, #12]",
-            "bne 1b",
-            "ldr r6, [sp, #8]",
-            "add sp, sp, #24",
-            inout("r0") taps % 3 => _,
-            inout("r1") taps / 3 => _,
-            inout("r4") filter.as_ptr() => _,
-            inout("r5") x.as_ptr() => _,
-            inout("r8") blocks => _,
-            inout("r9") rescale.as_ptr() => _,
-            inout("r10") out.as_mut_ptr() => _,
-            inout("r12") bias2.as_ptr() => _,
-            out("r2") _, out("r3") _, out("r11") _, out("lr") _,
-        )
+        if BYTES {
+            asm!(
+                depthwise_pixel_asm!(bytes),
+                advance = const 0,
+                inout("r0") taps % 3 => _,
+                inout("r1") taps / 3 => _,
+                inout("r4") filter.as_ptr() => _,
+                inout("r5") first => _,
+                inout("r8") blocks => _,
+                inout("r9") rescale.as_ptr() => _,
+                inout("r10") out.as_mut_ptr() => _,
+                inout("r12") bias2.as_ptr() => _,
+                out("r2") _, out("r3") _, out("r11") _, out("lr") _,
+            )
+        } else {
+            asm!(
+                depthwise_pixel_asm!(halves),
+                advance = const 8,
+                inout("r0") taps % 3 => _,
+                inout("r1") taps / 3 => _,
+                inout("r4") filter.as_ptr() => _,
+                inout("r5") first => _,
+                inout("r8") blocks => _,
+                inout("r9") rescale.as_ptr() => _,
+                inout("r10") out.as_mut_ptr() => _,
+                inout("r12") bias2.as_ptr() => _,
+                out("r2") _, out("r3") _, out("r11") _, out("lr") _,
+            )
+        }
     };
 }
 
