@@ -525,3 +525,123 @@ pub fn conv_rows_4px(
         )
     };
 }
+
+/// One row's input word for [`fc_blocks`]: the four weight bytes of row `$r` (at byte `4 * $r` of the
+/// block's words for this input word, r4) against the input values r12, r9, r10, r11 into `$acc`.
+macro_rules! fc_row_word {
+    ($acc:literal, $b0:literal, $b1:literal, $b2:literal, $b3:literal) => {
+        concat!(
+            "ldrsb lr, [r4, #", $b1, "]\n",
+            "mla ", $acc, ", lr, r9, ", $acc, "\n",
+            "ldrsb lr, [r4, #", $b2, "]\n",
+            "mla ", $acc, ", lr, r10, ", $acc, "\n",
+            "ldrsb lr, [r4, #", $b3, "]\n",
+            "mla ", $acc, ", lr, r11, ", $acc, "\n",
+            "ldrsb lr, [r4, #", $b0, "]\n",
+            "mla ", $acc, ", lr, r12, ", $acc, "\n",
+        )
+    };
+}
+
+/// One row's requantization for [`fc_blocks`]: the plain sum `$acc`, doubled, by the `Rescale` at r9 (then
+/// advanced by `{rescale_step}`) with [`crate::quant::Rescale`]'s short path, saturated by SSAT, stored at
+/// r10 (advanced).
+macro_rules! fc_row_out {
+    ($acc:literal) => {
+        concat!(
+            "ldrd r11, r12, [r9], #{rescale_step}\n",
+            "rbit lr, r12\n",
+            "clz lr, lr\n",
+            "lsl ", $acc, ", ", $acc, ", #1\n",
+            "mov r8, #0x80000000\n",
+            "add r12, r12, ", $acc, ", asr #31\n",
+            "smlal r8, r12, ", $acc, ", r11\n",
+            "asr r12, r12, lr\n",
+            "ssat r12, #8, r12, asr #1\n",
+            "strb r12, [r10], #1\n",
+        )
+    };
+}
+
+/// A fully connected layer's whole loop over blocks of four output rows, the twin of `dsp::fc_blocks` (same
+/// arguments, same layouts, same bits): for one input row `x` of `4 * words` int8, per block four
+/// interleaved weight rows (`w`: per input word, the four rows' words), from `bias`, requantized with
+/// [`crate::quant::Rescale`]'s short path (of twice the sum) and saturated to int8, written to `out[4b..4b +
+/// 4]`. `PER_TENSOR`: `rescale` holds one entry that serves every row, else one per row. The caller checks
+/// that every channel takes the short path and that the activation range is all of int8. Per input word
+/// (16 MACs): four LDRSB of the input, 16 LDRSB of weights, 16 MLAs and the loop's 2; 50 per block around
+/// it.
+pub fn fc_blocks<const PER_TENSOR: bool>(
+    x: &[i8],
+    w: &[u32],
+    words: usize,
+    blocks: usize,
+    bias: &[i32],
+    rescale: &[crate::quant::Rescale],
+    out: &mut [i8],
+) {
+    if words == 0
+        || blocks == 0
+        || x.len() < 4 * words
+        || w.len() < 4 * words * blocks
+        || bias.len() < 4 * blocks
+        || rescale.len() < if PER_TENSOR { 1 } else { 4 * blocks }
+        || out.len() < 4 * blocks
+    {
+        return;
+    }
+    // SAFETY: reads `4 * words` bytes of `x` per block, the bytes of `4 * words * blocks` words of `w`, `4 *
+    // blocks` words of `bias` and `4 * blocks` `Rescale`s (one if `PER_TENSOR`, read again; `repr(C)`, two
+    // words each), writes `4 * blocks` bytes of `out`: all within the slices (checked above); word loads of
+    // `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped before it ends.
+    unsafe {
+        asm!(
+            // frame: x, words, bias, rescale, out, blocks
+            "push {{r5, r8, r9, r10, r11, r12}}",
+            "1:",
+            "ldr r9, [sp, #8]",
+            "ldm r9!, {{r0, r1, r2, r3}}",
+            "str r9, [sp, #8]",
+            "ldrd r5, r8, [sp]",
+            // accumulators r0..r3 (rows), input values r12, r9, r10, r11, weight lr
+            "2:",
+            "ldrsb r9, [r5, #1]",
+            "ldrsb r10, [r5, #2]",
+            "ldrsb r11, [r5, #3]",
+            "ldrsb r12, [r5], #4",
+            fc_row_word!("r1", "4", "5", "6", "7"),
+            fc_row_word!("r2", "8", "9", "10", "11"),
+            fc_row_word!("r3", "12", "13", "14", "15"),
+            "ldrsb lr, [r4, #1]",
+            "mla r0, lr, r9, r0",
+            "ldrsb lr, [r4, #2]",
+            "mla r0, lr, r10, r0",
+            "ldrsb lr, [r4, #3]",
+            "mla r0, lr, r11, r0",
+            "ldrsb lr, [r4], #16",
+            "mla r0, lr, r12, r0",
+            "subs r8, r8, #1",
+            "bne 2b",
+            "ldrd r9, r10, [sp, #12]",
+            fc_row_out!("r0"),
+            fc_row_out!("r1"),
+            fc_row_out!("r2"),
+            fc_row_out!("r3"),
+            "strd r9, r10, [sp, #12]",
+            "ldr r8, [sp, #20]",
+            "subs r8, r8, #1",
+            "str r8, [sp, #20]",
+            "bne 1b",
+            "add sp, sp, #24",
+            rescale_step = const if PER_TENSOR { 0 } else { 8 },
+            inout("r4") w.as_ptr() => _,
+            inout("r5") x.as_ptr() => _,
+            inout("r8") words => _,
+            inout("r9") bias.as_ptr() => _,
+            inout("r10") rescale.as_ptr() => _,
+            inout("r11") out.as_mut_ptr() => _,
+            inout("r12") blocks => _,
+            out("r0") _, out("r1") _, out("r2") _, out("r3") _, out("lr") _,
+        )
+    };
+}

@@ -72,7 +72,18 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
         } else {
             0
         };
-        #[cfg(not(tinyml_dsp))]
+        #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+        let first_block = if full && !general && depth % 4 == 0 {
+            if per_tensor {
+                crate::armv7m::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            } else {
+                crate::armv7m::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            }
+            out_depth / 4
+        } else {
+            0
+        };
+        #[cfg(not(any(tinyml_dsp, tinyml_armv7m)))]
         let first_block = 0;
         match (general, full) {
             (true, _) => blocks::<true, false>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
