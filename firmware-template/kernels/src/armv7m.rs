@@ -6,6 +6,22 @@
 
 use core::arch::asm;
 
+/// The short path of [`crate::quant::Rescale`] in registers, as the text of assembly lines:
+/// `$out = ssat8(((($add + ($acc >> 31) + (($acc * $multiplier + 2^31) >> 32)) >> $right) >> 1)`, where
+/// `$right` holds `trailing_zeros(add)`; `$low` is clobbered (`$out` may be `$add`). SMLAL makes the rounded
+/// high multiply that the DSP path's SMMLAR does in one instruction.
+macro_rules! requantize {
+    ($acc:literal, $multiplier:literal, $add:literal, $right:literal, $low:literal, $out:literal) => {
+        concat!(
+            "mov ", $low, ", #0x80000000\n",
+            "add ", $out, ", ", $add, ", ", $acc, ", asr #31\n",
+            "smlal ", $low, ", ", $out, ", ", $acc, ", ", $multiplier, "\n",
+            "asr ", $out, ", ", $out, ", ", $right, "\n",
+            "ssat ", $out, ", #8, ", $out, ", asr #1\n",
+        )
+    };
+}
+
 /// The conv kernel's 2x2 block without SIMD: two filter rows (`w`: the rows' words interleaved, int8) against
 /// two widened patches (`x`: per group the words `(x0 even, x0 odd, x1 even, x1 odd)`, int16 pairs); `acc`
 /// is `[row0 px0, row0 px1, row1 px0, row1 px1]`. Every operand comes sign-extended straight from memory
@@ -157,32 +173,16 @@ pub fn conv_pairs_2px(
             "ldrd r10, r11, [r9], #8",
             "rbit r12, r11",
             "clz r12, r12",
-            "mov r8, #0x80000000",
-            "add lr, r11, r0, asr #31",
-            "smlal r8, lr, r0, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r0", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r5], #1",
-            "mov r8, #0x80000000",
-            "add lr, r11, r1, asr #31",
-            "smlal r8, lr, r1, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r1", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r6], #1",
             "ldrd r10, r11, [r9], #8",
             "rbit r12, r11",
             "clz r12, r12",
-            "mov r8, #0x80000000",
-            "add lr, r11, r2, asr #31",
-            "smlal r8, lr, r2, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r2", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r5], #1",
-            "mov r8, #0x80000000",
-            "add lr, r11, r3, asr #31",
-            "smlal r8, lr, r3, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r3", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r6], #1",
             "str r9, [sp, #16]",
             "strd r5, r6, [sp, #20]",
@@ -252,21 +252,18 @@ macro_rules! depthwise_lane_out {
             "ldrd r11, r12, [r9], #8\n",
             "rbit lr, r12\n",
             "clz lr, lr\n",
-            "mov r8, #0x80000000\n",
-            "add r12, r12, ", $acc, ", asr #31\n",
-            "smlal r8, r12, ", $acc, ", r11\n",
-            "asr r12, r12, lr\n",
-            "ssat r12, #8, r12, asr #1\n",
+            requantize!($acc, "r11", "r12", "lr", "r8", "r12"),
             "strb r12, [r10], #1\n",
         )
     };
 }
 
-/// [`depthwise_pixel`]'s assembly with the taps of `$tap` (see [`depthwise_tap`]); `{advance}`: the bytes
-/// from one block's inputs to the next's.
+/// [`depthwise_pixel`]'s assembly with the taps of `$tap` (see [`depthwise_tap`]) and its operands;
+/// `$advance`: the bytes from one block's inputs to the next's.
 macro_rules! depthwise_pixel_asm {
-    ($tap:ident) => {
-        concat!(
+    ($tap:ident, $advance:literal, $taps:ident, $filter:ident, $first:ident, $blocks:ident, $rescale:ident,
+     $out:ident, $bias2:ident) => {
+        asm!(concat!(
             // frame: taps % 3, taps / 3, the caller's r6 (LLVM's, not an operand: saved and restored here),
             // blocks, rescale, out
             "push {{r0, r1, r6, r8, r9, r10}}\n",
@@ -305,6 +302,17 @@ macro_rules! depthwise_pixel_asm {
             "bne 1b\n",
             "ldr r6, [sp, #8]\n",
             "add sp, sp, #24\n",
+        ),
+            advance = const $advance,
+            inout("r0") $taps % 3 => _,
+            inout("r1") $taps / 3 => _,
+            inout("r4") $filter.as_ptr() => _,
+            inout("r5") $first => _,
+            inout("r8") $blocks => _,
+            inout("r9") $rescale.as_ptr() => _,
+            inout("r10") $out.as_mut_ptr() => _,
+            inout("r12") $bias2.as_ptr() => _,
+            out("r2") _, out("r3") _, out("r11") _, out("lr") _,
         )
     };
 }
@@ -351,33 +359,9 @@ pub fn depthwise_pixel<const BYTES: bool>(
     // are popped before it ends.
     unsafe {
         if BYTES {
-            asm!(
-                depthwise_pixel_asm!(bytes),
-                advance = const 0,
-                inout("r0") taps % 3 => _,
-                inout("r1") taps / 3 => _,
-                inout("r4") filter.as_ptr() => _,
-                inout("r5") first => _,
-                inout("r8") blocks => _,
-                inout("r9") rescale.as_ptr() => _,
-                inout("r10") out.as_mut_ptr() => _,
-                inout("r12") bias2.as_ptr() => _,
-                out("r2") _, out("r3") _, out("r11") _, out("lr") _,
-            )
+            depthwise_pixel_asm!(bytes, 0, taps, filter, first, blocks, rescale, out, bias2)
         } else {
-            asm!(
-                depthwise_pixel_asm!(halves),
-                advance = const 8,
-                inout("r0") taps % 3 => _,
-                inout("r1") taps / 3 => _,
-                inout("r4") filter.as_ptr() => _,
-                inout("r5") first => _,
-                inout("r8") blocks => _,
-                inout("r9") rescale.as_ptr() => _,
-                inout("r10") out.as_mut_ptr() => _,
-                inout("r12") bias2.as_ptr() => _,
-                out("r2") _, out("r3") _, out("r11") _, out("lr") _,
-            )
+            depthwise_pixel_asm!(halves, 8, taps, filter, first, blocks, rescale, out, bias2)
         }
     };
 }
@@ -469,32 +453,16 @@ pub fn conv_rows_4px(
             "rbit r12, r11",
             "clz r12, r12",
             "ldr r9, [sp, #32]",
-            "mov r8, #0x80000000",
-            "add lr, r11, r0, asr #31",
-            "smlal r8, lr, r0, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r0", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r9]",
             "ldr r6, [sp, #4]",
-            "mov r8, #0x80000000",
-            "add lr, r11, r1, asr #31",
-            "smlal r8, lr, r1, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r1", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r9, r6]",
             "ldr r6, [sp, #8]",
-            "mov r8, #0x80000000",
-            "add lr, r11, r2, asr #31",
-            "smlal r8, lr, r2, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r2", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r9, r6]",
             "ldr r6, [sp, #12]",
-            "mov r8, #0x80000000",
-            "add lr, r11, r3, asr #31",
-            "smlal r8, lr, r3, r10",
-            "asr lr, lr, r12",
-            "ssat lr, #8, lr, asr #1",
+            requantize!("r3", "r10", "r11", "r12", "r8", "lr"),
             "strb lr, [r9, r6]",
             "add r9, r9, #1",
             "str r9, [sp, #32]",
@@ -553,11 +521,7 @@ macro_rules! fc_row_out {
             "rbit lr, r12\n",
             "clz lr, lr\n",
             "lsl ", $acc, ", ", $acc, ", #1\n",
-            "mov r8, #0x80000000\n",
-            "add r12, r12, ", $acc, ", asr #31\n",
-            "smlal r8, r12, ", $acc, ", r11\n",
-            "asr r12, r12, lr\n",
-            "ssat r12, #8, r12, asr #1\n",
+            requantize!($acc, "r11", "r12", "lr", "r8", "r12"),
             "strb r12, [r10], #1\n",
         )
     };

@@ -125,16 +125,9 @@ pub fn conv2d_s8(
                 None => return,
             };
             let px1 = (second - px) * p.out_c;
-            #[cfg(tinyml_dsp)]
+            #[cfg(any(tinyml_dsp, tinyml_armv7m))]
             let first_pair = if full && !general {
-                crate::dsp::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
-                p.out_c / 2
-            } else {
-                0
-            };
-            #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
-            let first_pair = if full && !general {
-                crate::armv7m::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                crate::fast::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
                 p.out_c / 2
             } else {
                 0

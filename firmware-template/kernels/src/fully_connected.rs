@@ -61,23 +61,12 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
     }
     let (general, full) = (GENERAL, FULL);
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
-        #[cfg(tinyml_dsp)]
+        #[cfg(any(tinyml_dsp, tinyml_armv7m))]
         let first_block = if full && !general && depth % 4 == 0 {
             if per_tensor {
-                crate::dsp::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+                crate::fast::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
             } else {
-                crate::dsp::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
-            }
-            out_depth / 4
-        } else {
-            0
-        };
-        #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
-        let first_block = if full && !general && depth % 4 == 0 {
-            if per_tensor {
-                crate::armv7m::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
-            } else {
-                crate::armv7m::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+                crate::fast::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
             }
             out_depth / 4
         } else {

@@ -36,6 +36,13 @@ pub mod softmax;
 #[cfg(test)]
 mod tests;
 
+/// This core's assembly loops where the kernels have them in both `dsp` and `armv7m`: the same functions with
+/// the same arguments and the same bits out.
+#[cfg(tinyml_dsp)]
+use dsp as fast;
+#[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+use armv7m as fast;
+
 pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
 pub use convert::{
