@@ -1,4 +1,6 @@
-"""Engines side by side on QEMU (default mps2-an386, Cortex-M4F; `-icount shift=0`: SysTick x 40 = instructions).
+"""Engines side by side on QEMU (`-icount shift=0`: SysTick x 40 = instructions), mps2-an386 (Cortex-M4F) unless
+`--board` names another board of the registry (mps2-an385: the Cortex-M3, no DSP extension; mps3-an547: the
+Cortex-M55, native's Helium path against TFLM + CMSIS-NN's MVE kernels).
 
 Per model in ../shared/models: instructions per inference, instructions per MAC, flash bytes (the ELF's
 text + rodata + data minus the test windows: model + code + runtime), arena bytes (the planned activation
@@ -9,7 +11,6 @@ PASS/MISS against the targets (issue: Native AOT engine): native <= 0.7x the ins
 kws_ref_model, ad01_int8 and person_detect; flash <= 0.6x TFLM's, per model and in total (a TOTAL row: the
 sums over the models measured); arena <= TFLM's arena_used_bytes.
 Usage: python benchmarks/engines.py [MODEL ...] [--board B] [--inputs N] [--tflm-library model_ops|full]
-(`--board mps3-an547`: the Cortex-M55, native's Helium path against TFLM + CMSIS-NN's MVE kernels.)
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ TARGET_FLASH = 0.6
 # DESIGN.md, "Measured bar for our engine" (TFLM + CMSIS-NN): a sanity check of this run's measurement
 PUBLISHED_CMSIS = {"kws_ref_model": 7.70e6, "person_detect": 22.9e6, "ad01_int8": 0.58e6,
                    "micro_speech_quantized": 1.50e6}
+PUBLISHED_BOARD = "mps2-an386"
 PUBLISHED_ARENA = {"kws_ref_model": 22_820, "person_detect": 82_308, "ad01_int8": 2_580,
                    "micro_speech_quantized": 6_836}
 
@@ -148,7 +149,8 @@ def report(native: dict[str, dict], tflm: dict[str, dict[str, dict]], board: str
         print(f"{label:<24} {'-':>11} {'-':>7} {'-':>7} {total_ratio:>11.3f} "
               f"{'PASS' if total_ratio <= TARGET_FLASH else 'MISS':>7}   flash {native_flash:,} / {tflm_flash:,} B")
 
-    sanity = [name for name in tflm if name in PUBLISHED_CMSIS]
+    # the published bar was measured on mps2-an386 (Cortex-M4F): no check of the measurement elsewhere
+    sanity = [name for name in tflm if name in PUBLISHED_CMSIS] if board == PUBLISHED_BOARD else []
     if sanity:
         print("\nTFLM + CMSIS-NN measured here vs DESIGN.md's published bar (a check of the measurement)")
         for name in sanity:

@@ -146,18 +146,26 @@ fn conv2d<const WIDENED: bool>(
     {
         return;
     }
-    let scratch = &mut scratch[..4 * words];
     let filter = &filter[..filter_words::<WIDENED>(p)];
     let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
     // the MVE loops read int8 filters: the code generator never widens for a Helium core (generate.py), and a
     // widened filter that reached one anyway takes the DSP path
     #[cfg(tinyml_mve)]
-    if !WIDENED && crate::mve::conv2d_s8(p, input, filter, bias2, rescale, output, scratch, stage) {
+    if !WIDENED && crate::mve::conv2d_s8(p, input, filter, bias2, rescale, output, &mut scratch[..4 * words], stage) {
         return;
     }
     let general = rescale.iter().any(|r| r.is_general());
     let full = p.act_min == -128 && p.act_max == 127;
+    // four pixels at a time when the caller's scratch (the largest any layer needs) holds their int32 patches
+    #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+    let quads = !WIDENED && full && !general && scratch.len() >= 16 * words;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
+        #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+        if quads {
+            quads_armv7m(p, in_batch, filter, bias2, rescale, out_batch, &mut scratch[..16 * words], stage);
+            continue;
+        }
+        let scratch = &mut scratch[..4 * words];
         let mut px = 0;
         while px < pixels {
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
@@ -177,7 +185,15 @@ fn conv2d<const WIDENED: bool>(
             } else {
                 0
             };
-            #[cfg(not(tinyml_dsp))]
+            // the Armv7-M twin reads int8 filters (the code generator widens only for DSP cores)
+            #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+            let first_pair = if !WIDENED && full && !general {
+                crate::armv7m::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                p.out_c / 2
+            } else {
+                0
+            };
+            #[cfg(not(any(tinyml_dsp, tinyml_armv7m)))]
             let first_pair = 0;
             match (general, full) {
                 (true, _) => pairs::<true, false, WIDENED>(p, filter, scratch, bias2, rescale, out, px1, first_pair),
@@ -226,19 +242,60 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     }
 }
 
+/// Four output pixels at a time from `px` on (ARMv7-M without DSP, every channel on the short path, the full
+/// int8 range): their patches widened to doubled int32, value by value the four pixels side by side (one LDM
+/// per value), then every filter row against all four (`armv7m::conv_rows_4px`). A last quad that is short
+/// repeats its last pixel (the same bytes written twice).
+#[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+#[allow(clippy::too_many_arguments)]
+fn quads_armv7m(
+    p: &Conv2d,
+    input: &[i8],
+    filter: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+    scratch: &mut [u32],
+    stage: &mut [i8],
+) {
+    let pixels = p.out_h * p.out_w;
+    let mut px = 0;
+    while px < pixels {
+        let last = (px + 3).min(pixels - 1);
+        let mut offsets = [0; 3];
+        for slot in 0..4 {
+            let q = (px + slot).min(last);
+            if let Some(o) = slot.checked_sub(1).and_then(|i| offsets.get_mut(i)) {
+                *o = (q - px) * p.out_c;
+            }
+            let values = patch(p, input, q, stage);
+            for (k, d) in scratch.chunks_exact_mut(4).enumerate() {
+                d[slot] = (2 * values.get(k).copied().unwrap_or(0) as i32) as u32;
+            }
+        }
+        let Some(out) = output.get_mut(px * p.out_c..(last + 1) * p.out_c) else { return };
+        crate::armv7m::conv_rows_4px(filter, scratch, p.row_words(), p.out_c, bias2, rescale, out, offsets);
+        px += 4;
+    }
+}
+
 /// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `doubled` or not.
 fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8], doubled: bool) {
+    widen(patch(p, input, px, stage), scratch, slot, doubled);
+}
+
+/// Output pixel `px`'s input patch as one run of values: the input pixel itself for a 1x1 kernel (empty if
+/// out of range, which generated code never is), else gathered into `stage`, taps outside the input reading
+/// the input zero point, padded with zeros to whole words.
+fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a [i8] {
     let patch = p.k_h * p.k_w * p.in_c;
     if p.k_h * p.k_w == 1 {
-        if let Some(src) = pixel_patch(p, input, px) {
-            widen(src, scratch, slot, doubled);
-        }
-        return;
+        return pixel_patch(p, input, px).unwrap_or(&[]);
     }
     let stage = &mut stage[..4 * p.row_words()];
     gather_patch(p, input, px, &mut stage[..patch]);
     stage[patch..].fill(0);
-    widen(stage, scratch, slot, doubled);
+    stage
 }
 
 /// A 1x1 convolution's patch of output pixel `px`: the input pixel itself (never in the padding: 1x1

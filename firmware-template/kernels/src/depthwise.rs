@@ -133,9 +133,18 @@ pub fn depthwise_conv2d_s8(
     let stream = crate::dsp::TapStream::new(k.filter);
     #[cfg(not(tinyml_dsp))]
     let stream = k.filter;
+    // whole blocks on the short path with the full int8 range: every pixel in one assembly loop
+    #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+    let reach = (!general && full && out_c % 4 == 0)
+        .then(|| k.filter.chunks_exact(3).map(|t| t[2] as usize + 1).max().unwrap_or(0));
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
         for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * out_c).enumerate() {
             widen_rows(p, in_batch, oy, scratch);
+            #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+            if let Some(reach) = reach {
+                k.row_armv7m(reach, scratch, out_row);
+                continue;
+            }
             match (general, full, p.broadcast()) {
                 (true, _, false) => k.row::<true, false, false>(&stream, scratch, out_row),
                 (true, _, true) => k.row::<true, false, true>(&stream, scratch, out_row),
@@ -162,6 +171,27 @@ struct Kernel<'a> {
 }
 
 impl Kernel<'_> {
+    /// One output row from the widened (or copied: [`DepthwiseConv2d::broadcast`]) rows in `x`, whole blocks
+    /// of four lanes on the short path with the full int8 range: `armv7m::depthwise_pixel` per pixel.
+    #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+    fn row_armv7m(&self, reach: usize, x: &[u32], out_row: &mut [i8]) {
+        let p = self.p;
+        let out_c = p.in_c * p.depth_multiplier;
+        let (taps, blocks) = (p.k_h * p.k_w, out_c / 4);
+        let (f, b, r) = (self.filter, self.bias2, self.rescale);
+        let pixels = out_row.chunks_exact_mut(out_c).enumerate();
+        if p.broadcast() {
+            for (ox, out_px) in pixels {
+                crate::armv7m::depthwise_pixel::<true>(x, ox * p.stride_w * p.in_c, f, reach, taps, blocks, b, r, out_px);
+            }
+        } else {
+            for (ox, out_px) in pixels {
+                let base = ox * p.stride_w * p.lanes() / 2;
+                crate::armv7m::depthwise_pixel::<false>(x, base, f, reach, taps, blocks, b, r, out_px);
+            }
+        }
+    }
+
     /// One output row from the widened rows in `x`; `BYTES`: `p.broadcast()`.
     #[inline(always)]
     fn row<const GENERAL: bool, const FULL: bool, const BYTES: bool>(&self, stream: &Taps, x: &[u32], out_row: &mut [i8]) {

@@ -115,7 +115,19 @@ fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
         } else {
             0
         };
-        #[cfg(not(tinyml_dsp))]
+        // the Armv7-M twin of the DSP block loop: int8 weights only (the code generator widens only for DSP cores)
+        #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
+        let first_block = if !WIDENED && full && !general && depth % 4 == 0 {
+            if per_tensor {
+                crate::armv7m::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            } else {
+                crate::armv7m::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            }
+            out_depth / 4
+        } else {
+            0
+        };
+        #[cfg(not(any(tinyml_dsp, tinyml_armv7m)))]
         let first_block = 0;
         match (general, full) {
             (true, _) => blocks::<true, false, WIDENED>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),

@@ -41,6 +41,7 @@ pub mod softmax;
 #[cfg(test)]
 mod tests;
 
+
 pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
 pub use conv::{conv2d_s8, conv2d_s8_widened, conv_filter_widened_words, conv_filter_words, Conv2d};
 pub use convert::{
