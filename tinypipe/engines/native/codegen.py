@@ -7,7 +7,8 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
 - `codegen.json`: `{engine, ops: [{index, op, kernel, input_shape, output_shape, macs, weight_bytes,
   input_offset, output_offset, general_channels}], arena_bytes, arena_lower_bound, arena_strategies (placement order -> bytes),
   arena_strategy, in_place_ops (operator indices writing over an input), weight_bytes, macs, input, output,
-  input_len, output_len}` with the input's and output's shape, dtype, scale and zero point.
+  input_len, output_len}` with the input's and output's shape, dtype, scale and zero point; in the
+  `native.optimize` mode `size` also `opt_level`, the cargo opt-level the firmware stage builds with.
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.
@@ -20,6 +21,7 @@ from pathlib import Path
 from tinypipe.core.fs import atomic_write_json, atomic_write_text
 from tinypipe.core.hashing import sha256_json, tree_hash
 from tinypipe.core.paths import kernels_dir
+from tinypipe.engines.native.modes import DEFAULT
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 _HERE = Path(__file__).resolve().parent
@@ -33,9 +35,16 @@ def source_hash() -> str:
                         **{d.name: tree_hash(d, _NOT_SOURCE) for d in _GENERATOR_SOURCES}})
 
 
+def optimize_mode(variant) -> str:
+    return (variant.config.get("native") or {}).get("optimize") or DEFAULT
+
+
 def _config(variant) -> dict:
-    return {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
-            "source": source_hash()}
+    config = {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
+              "source": source_hash()}
+    if optimize_mode(variant) != DEFAULT:  # the default keeps the key it had before modes
+        config["optimize"] = optimize_mode(variant)
+    return config
 
 
 STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
@@ -46,7 +55,7 @@ def run(ctx: StageContext) -> StageResult:
     from tinypipe.engines.native.generate import generate
 
     model_path = ctx.input("quantize", "model.tflite")
-    generated = generate(model_path.read_bytes(), str(model_path))
+    generated = generate(model_path.read_bytes(), str(model_path), optimize_mode(ctx.variant))
     info = dict(generated.info)
     info["engine"] = "native"
     info["input_len"] = 1
@@ -65,7 +74,8 @@ def run(ctx: StageContext) -> StageResult:
                 "is too large for the short path")
     ctx.log(f"native model: {len(ops)} ops, {info['macs']} MACs, weights {info['weight_bytes']} B, arena "
             f"{info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B, {info['arena_strategy']} placement, "
-            f"{len(info['in_place_ops'])} ops in place)")
+            f"{len(info['in_place_ops'])} ops in place)"
+            + (f", optimized for {optimize_mode(ctx.variant)}" if optimize_mode(ctx.variant) != DEFAULT else ""))
     return {"engine": "native", "ops": ops, "input_len": info["input_len"], "output_len": info["output_len"],
             "arena_bytes": info["arena_bytes"], "arena_lower_bound": info["arena_lower_bound"],
             "weight_bytes": info["weight_bytes"], "macs": info["macs"]}

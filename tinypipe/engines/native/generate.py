@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tinypipe.engines.native.emit import emit_model_rs, scratch_sizes
 from tinypipe.engines.native.lower import SUPPORTED_OPS, Program, lower
+from tinypipe.engines.native.modes import DEFAULT, mode, plan_options
 from tinypipe.engines.native.plan import ArenaPlan, plan_arena
 from tinypipe.tflite.reader import parse_model
 
@@ -65,18 +66,26 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str) -> dict:
     }
 
 
-def generate(model_bytes: bytes, source: str = "model.tflite") -> Generated:
+def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = DEFAULT) -> Generated:
+    """`optimize`: a `native.optimize` mode (modes.py); the default's output is what it was before modes."""
     model = parse_model(model_bytes, source)
     program = lower(model)
     sizes = {t.index: t.nbytes for t in program.tensors}
-    plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of)
+    plan = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of,
+                      options=plan_options(optimize))
     io = _io(program)
     sha256 = hashlib.sha256(model_bytes).hexdigest()
     info = _summary(program, plan, io, sha256)
+    # Only what a mode changes goes into the output: a mode that generates what `balanced` does shares the
+    # downstream entries (firmware, build, run) with it, and a project without modes keeps its bytes.
+    if mode(optimize).opt_level is not None:
+        info["opt_level"] = mode(optimize).opt_level
     header = [
         f"model: {Path(source).name} (sha256 {sha256[:16]}…)",
         f"ops: {', '.join(s.op for s in program.steps)}",
         f"MACs: {info['macs']}, weights: {info['weight_bytes']} bytes, arena: {plan.size} bytes "
         f"(lower bound {plan.lower_bound}), kernel scratch on the stack: {info['scratch_bytes']} bytes",
     ]
+    if mode(optimize).opt_level is not None:
+        header.append(f"optimize: {optimize} ({mode(optimize).summary}, cargo opt-level {mode(optimize).opt_level})")
     return Generated(model_rs=emit_model_rs(program, plan, header, io), info=info)

@@ -14,6 +14,10 @@ Placement is greedy: buffers in some order, each at the lowest offset that clear
 buffer. Three orders are tried and the smallest arena kept — largest first (TFLM's GreedyMemoryPlanner),
 first written first, longest lived first — and the sizes each gave are reported. The lower bound is the most
 bytes live at any one step: no placement of these buffers can do better.
+
+`PlanOptions` is how the code generator's `native.optimize` mode reaches the planner: `lowest_peak` (mode
+`ram`) asks for the schedule with the lowest peak arena whatever it costs in instructions (schedules that
+recompute, such as patch-based inference of the first stages, are allowed only then).
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ ORDERS = {  # strategy name -> sort key of a buffer
     "first_written": lambda b: (b.first, -b.size, b.tensor),
     "longest_lived": lambda b: (b.first - b.last, -b.size, b.tensor),
 }
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    lowest_peak: bool = False  # mode `ram`: the lowest peak arena, even at the cost of extra instructions
+
+    @classmethod
+    def for_mode(cls, optimize: str) -> "PlanOptions":
+        return cls(lowest_peak=optimize == "ram")
 
 
 @dataclass
@@ -68,9 +81,11 @@ def _place(buffers: list[Buffer], order) -> dict[int, int]:
 
 
 def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int,
-               alias_of: dict[int, int], in_place: bool = True) -> ArenaPlan:
+               alias_of: dict[int, int], in_place: bool = True, options: PlanOptions = PlanOptions()) -> ArenaPlan:
     """`steps`: objects with `.index`, `.input`, `.more_inputs` (other tensors read; ints), `.output` and
-    `.in_place_inputs` (tensors the kernel may overwrite); `sizes`: tensor -> bytes."""
+    `.in_place_inputs` (tensors the kernel may overwrite); `sizes`: tensor -> bytes. Every placement made here
+    already keeps the smallest arena, so `options.lowest_peak` changes nothing yet: it selects the schedules
+    that trade instructions for RAM as the planner gains them."""
     parent = dict(alias_of)
 
     def owner(t: int) -> int:
@@ -120,7 +135,7 @@ def plan_arena(steps, sizes: dict[int, int], model_input: int, model_output: int
     plan = ArenaPlan(buffers=buffers, alias_of=every, size=size, lower_bound=lower_bound, in_place=merged,
                      strategies=strategies, strategy=best)
     if merged:
-        apart = plan_arena(steps, sizes, model_input, model_output, alias_of, in_place=False)
+        apart = plan_arena(steps, sizes, model_input, model_output, alias_of, in_place=False, options=options)
         if apart.size < plan.size:
             return apart
     return plan
