@@ -16,9 +16,9 @@ A mode that generates the same code as one measured before it (today `speed` and
 A cell that cannot be measured (a model that does not fit a board, an engine that cannot build for a core)
 prints its error instead of numbers; the run goes on.
 
-Usage: python benchmarks/engines.py [--models M ...] [--modes speed size ...] [--tables models layers cores]
+Usage: python benchmarks/engines.py [MODEL ...] [--board B] [--modes speed size ...] [--tables models layers cores]
        [--cores cortex-m3 cortex-m4 ...] [--inputs N]
-A quick look: `--models kws_ref_model --modes balanced size --tables models`.
+A quick look: `kws_ref_model --modes balanced size --tables models`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import device, engine_tables, keras_models, tflm_columns  # noqa: E402
 from benchmarks.engine_tables import MODES  # noqa: E402
+from tinypipe.core.errors import UserError  # noqa: E402
 
 MODELS_DIR = REPO.parent / "shared" / "models"
 ORDER = ("kws_ref_model", "person_detect", "ad01_int8", *keras_models.NAMES)
-BOARD = "mps2-an386"
+BOARD = "mps2-an386"  # of the models and layers tables (--board)
 CORES = {"cortex-m0": "microbit", "cortex-m3": "mps2-an385", "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500",
          "cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547"}
 CORES_MODEL = "kws_ref_model"
@@ -65,6 +66,9 @@ def attempt(label: str, measure) -> dict:
     print(f"{label} ...", file=sys.stderr, flush=True)
     try:
         return measure()
+    except UserError as exc:  # a model that does not fit a board, say: the table says so
+        print(f"  {exc}", file=sys.stderr, flush=True)
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
     except Exception as exc:  # noqa: BLE001 - reported in the table, with the traceback on stderr
         traceback.print_exc(file=sys.stderr)
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
@@ -80,8 +84,8 @@ def measure_native(name: str, model: bytes, inputs: np.ndarray, board: str, mode
             "app_flash": built.sizes["app_flash_bytes"], "layers": result.get("layers"), "ops": info["ops"]}
 
 
-def measure_modes(name: str, model: bytes, inputs: np.ndarray, modes, work: Path) -> dict[str, dict]:
-    """mode -> measurement on BOARD; a mode whose generated code equals an earlier mode's reuses its numbers."""
+def measure_modes(name: str, model: bytes, inputs: np.ndarray, board: str, modes, work: Path) -> dict[str, dict]:
+    """mode -> measurement on `board`; a mode whose generated code equals an earlier mode's reuses its numbers."""
     from tinypipe.engines.native.generate import generate
 
     out: dict[str, dict] = {}
@@ -93,8 +97,8 @@ def measure_modes(name: str, model: bytes, inputs: np.ndarray, modes, work: Path
             out[mode] = dict(out[seen[code]], same_as=seen[code])
             continue
         seen[code] = mode
-        out[mode] = attempt(f"{name}: native {mode} on {BOARD}",
-                            lambda: measure_native(name, model, inputs, BOARD, mode, work / f"native-{mode}"))
+        out[mode] = attempt(f"{name}: native {mode} on {board}",
+                            lambda: measure_native(name, model, inputs, board, mode, work / f"native-{mode}"))
     return out
 
 
@@ -107,31 +111,37 @@ def measure_tflm(name: str, model: bytes, inputs: np.ndarray, board: str, work: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(ORDER), choices=ORDER)
+    parser.add_argument("models", nargs="*", help=f"some of {', '.join(ORDER)} (default: all five)")
+    parser.add_argument("--board", default=BOARD, help=f"the board of the models and layers tables (default {BOARD})")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--tables", nargs="+", default=["models", "layers", "cores"],
                         choices=("models", "layers", "cores"))
     parser.add_argument("--cores", nargs="+", default=list(CORES), choices=list(CORES))
     parser.add_argument("--inputs", type=int, default=2, help="seeded random inputs per model (default 2)")
     args = parser.parse_args()
+    unknown = [name for name in args.models if name not in ORDER]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}: choose from {', '.join(ORDER)}")
+    args.models = args.models or list(ORDER)
+    board = args.board
 
     with tempfile.TemporaryDirectory(prefix="tinypipe-engines-") as tmp:
         work = Path(tmp)
         inputs = {name: seeded_inputs(model_bytes(name), name, args.inputs) for name in args.models}
         if "models" in args.tables:
-            native = {name: measure_modes(name, model_bytes(name), inputs[name], args.modes, work / name)
+            native = {name: measure_modes(name, model_bytes(name), inputs[name], board, args.modes, work / name)
                       for name in args.models}
-            tflm = {name: measure_tflm(name, model_bytes(name), inputs[name], BOARD, work / name / "tflm")
+            tflm = {name: measure_tflm(name, model_bytes(name), inputs[name], board, work / name / "tflm")
                     for name in args.models}
-            print(f"native engine per native.optimize mode vs TFLM + CMSIS-NN on QEMU {BOARD} (-icount shift=0: "
+            print(f"native engine per native.optimize mode vs TFLM + CMSIS-NN on QEMU {board} (-icount shift=0: "
                   f"instructions), {args.inputs} seeded random inputs per model, measured in this run; ratios are "
                   "native / TFLM + CMSIS-NN (arena: TFLM's arena_used_bytes)")
             print("\n".join(engine_tables.models_table(native, tflm)), flush=True)
         if "layers" in args.tables:
             for name in args.models:
                 n = attempt(f"{name}: native {LAYERS_MODE}, profiled", lambda: measure_native(
-                    name, model_bytes(name), inputs[name], BOARD, LAYERS_MODE, work / name / "native-layers", True))
-                t = measure_tflm(name, model_bytes(name), inputs[name], BOARD, work / name / "tflm-layers", True)
+                    name, model_bytes(name), inputs[name], board, LAYERS_MODE, work / name / "native-layers", True))
+                t = measure_tflm(name, model_bytes(name), inputs[name], board, work / name / "tflm-layers", True)
                 print()
                 if "error" in n or "error" in t:
                     print(f"{name}: no per-operator table: " + "; ".join(r["error"] for r in (n, t) if "error" in r))
