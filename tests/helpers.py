@@ -185,10 +185,11 @@ class TracingMicroModel(MicroModel):
 # --- a trace firmware: several native models, every operator's output printed ---------------------------------
 
 def build_trace_firmware(cases: dict[str, tuple[bytes, np.ndarray]], variant: Variant, toolchain_entry: Path,
-                         work: Path) -> Path:
+                         work: Path, optimize: dict[str, str] | None = None) -> Path:
     """The template firmware holding `model::<name>` for each (model bytes, inputs [n, ...] in the model's input
     dtype), with a `main.rs` that prints every operator's output (see `harness.parse_trace`); returns the ELF."""
-    return harness.build_harness(cases, variant, toolchain_entry, work, harness.trace_main(list(cases))) / "firmware.elf"
+    return harness.build_harness(cases, variant, toolchain_entry, work, harness.trace_main(list(cases)),
+                                 optimize) / "firmware.elf"
 
 
 # --- firmware a user wrote: an exported crate or C library inside it (tests/user_firmware/) ------------------------

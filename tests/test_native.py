@@ -26,7 +26,7 @@ import pytest
 
 from tests.helpers import build_trace_firmware, native_variant, parse_trace, rustc_for, timed, timings_report
 from tinypipe.core.errors import UserError
-from tinypipe.engines.native.generate import KERNELS_DIR, generate
+from tinypipe.engines.native.generate import KERNELS_DIR, generate, reported_ops
 from tinypipe.engines.native import quant
 from tinypipe.engines.native.lower import lower
 from tinypipe.engines.native.plan import plan_arena
@@ -93,11 +93,13 @@ def host_build(tmp_path_factory):
                    check=True, capture_output=True, text=True)
     built: dict[str, tuple[Path, dict]] = {}
 
-    def compile_model(model_bytes: bytes, name: str) -> tuple[Path, dict]:
+    def compile_model(model_bytes: bytes, name: str, optimize: str = "balanced") -> tuple[Path, dict]:
+        if optimize != "balanced":
+            name = f"{name}-{optimize}"
         if name not in built:
             work = root / name
             work.mkdir()
-            generated = generate(model_bytes, f"{name}.tflite")
+            generated = generate(model_bytes, f"{name}.tflite", optimize)
             (work / "model.rs").write_text(generated.model_rs)
             (work / "main.rs").write_text(HOST_MAIN)
             result = subprocess.run([RUSTC, "--edition", "2021", "-C", "opt-level=3", "-D", "warnings",
@@ -129,10 +131,11 @@ def random_inputs(model_bytes: bytes, count: int, rng) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def assert_bit_exact(model_bytes: bytes, name: str, count: int, host_build, host_tflm, seed: int = 0) -> dict:
+def assert_bit_exact(model_bytes: bytes, name: str, count: int, host_build, host_tflm, seed: int = 0,
+                     optimize: str = "balanced") -> dict:
     """Every computing operator's output tensor and the model output, byte for byte with the oracle."""
-    program, info = host_build(model_bytes, name)
-    computed = [o for o in info["ops"] if o["kernel"] != "alias"]
+    program, info = host_build(model_bytes, name, optimize)
+    computed = reported_ops(info)
     graph = parse_model(model_bytes).main
     tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]
     inputs = random_inputs(model_bytes, count, np.random.default_rng(seed))
@@ -266,6 +269,21 @@ def _keras_specs(keras):
         # biases the converter quantizes to +-2^30 (tiny weights, large biases: the shape of trained MobileNets
         # that reach the short requantization path's limit) beside ordinary channels, in conv, depthwise and FC
         "wide_accumulators": lambda: _wide_accumulators(keras),
+        # optimize: ram writes the first three over their input row by row (at the peak, bytes kept level):
+        # depthwise stride 1 SAME, conv with dilation 2, depthwise 5x3 multiplier 2 stride 2 (padded above);
+        # then a 1x1 conv and a VALID 3x2 conv, stride 2x1, that stay layer by layer; odd sizes
+        "ram_chain": lambda: seq((17, 13, 8), L.DepthwiseConv2D(3, padding="same", activation="relu"),
+                                 L.Conv2D(8, 3, dilation_rate=2, padding="same"),
+                                 L.DepthwiseConv2D((5, 3), strides=2, depth_multiplier=2, padding="same",
+                                                   activation="relu6"),
+                                 L.Conv2D(18, 1), L.Conv2D(16, (3, 2), strides=(2, 1), padding="valid"),
+                                 L.Flatten(), L.Dense(4)),
+        # optimize: ram runs the first layers in row bands (patch-based): stride 2 SAME conv on an odd 35x29x1,
+        # dilated depthwise, 1x1 widening, VALID stride 2 depthwise, then layer by layer
+        "ram_patch": lambda: seq((35, 29, 1), L.Conv2D(8, 3, strides=2, padding="same", activation="relu6"),
+                                 L.DepthwiseConv2D(3, dilation_rate=2, padding="same", activation="relu"),
+                                 L.Conv2D(24, 1, activation="relu6"), L.DepthwiseConv2D(3, strides=2, padding="valid"),
+                                 L.Conv2D(12, 1), L.Flatten(), L.Dense(3)),
         # global max pooling converts to REDUCE_MAX: not supported by the native engine
         "with_reduce_max": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Dense(3)),
     }
@@ -625,6 +643,67 @@ def test_arena_plan_never_overlaps_live_tensors(shared_dir, keras_models):
         assert plan.lower_bound <= plan.size
 
 
+RAM_MODELS = {"person_detect": 1, "kws_ref_model": 2}  # shared models checked in `optimize: ram`, inputs each
+RAM_KERAS = ["ram_chain", "ram_patch"]
+
+
+def _ram_cases(shared_dir, keras_models) -> dict[str, bytes]:
+    models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in RAM_MODELS}
+    return {**models, **{name: keras_models[name] for name in RAM_KERAS}}
+
+
+def test_ram_plan_overlaps_only_tied_pairs_and_lowers_the_arena(shared_dir, keras_models):
+    """`optimize: ram`: a convolution (or a patch of them) writes over its own input only where no output row
+    lands on input rows still to be read (the check rows.rs asserts at compile time); no other buffers live at
+    the same time share bytes; the arena shrinks (person_detect: to at most 0.5x its layer-by-layer arena, with
+    a patch) and the default plan overlaps nothing."""
+    from tinypipe.engines.native.generate import _plan_ram
+    from tinypipe.engines.native.overlap import row_geometry
+    from tinypipe.engines.native.patch import schedule
+
+    models = {p.stem: p.read_bytes() for p in (shared_dir / "models").glob("*.tflite")}
+    models.update({name: keras_models[name] for name in RAM_KERAS})
+    for name, data in models.items():
+        program = lower(parse_model(data, name))
+        sizes = {t.index: t.nbytes for t in program.tensors}
+        default = plan_arena(program.steps, sizes, program.input, program.output, program.alias_of)
+        patch, plan = _plan_ram(program)
+        assert not default.overlapped and plan.lower_bound <= plan.size <= default.size, name
+        tied = set()
+        for step in schedule(program, patch):
+            if step.index not in plan.overlapped:
+                continue
+            src, dst = plan.offset(step.input), plan.offset(step.output)
+            if step is patch:
+                assert src - dst == patch.overlap()[2], name
+            else:
+                assert row_geometry(step).fits(src, dst), (name, step.index)
+            tied.add(frozenset((plan.alias_of.get(step.input, step.input), plan.alias_of.get(step.output, step.output))))
+        buffers = list(plan.buffers.values())
+        for i, a in enumerate(buffers):
+            assert 0 <= a.offset and a.offset + a.size <= plan.size
+            for b in buffers[i + 1:]:
+                if a.overlaps(b) and frozenset((a.tensor, b.tensor)) not in tied:
+                    assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (name, a, b)
+    person = generate(models["person_detect"], "person_detect.tflite", "ram").info
+    assert person["arena_bytes"] <= 0.5 * person["arena_layer_by_layer"] and person["patch"]["extra_macs"] > 0
+    inner = person["patch"]["ops"]
+    assert [person["ops"][i]["kernel"] for i in inner] == [person["ops"][i]["kernel"].split("_band")[0] + "_band"
+                                                           for i in inner]
+    assert all(person["ops"][int(op)]["kernel"].endswith("_rows") for op in person["overlapped_ops"]
+               if int(op) not in inner)
+    assert sorted(generate(models["ram_chain"], "ram_chain.tflite", "ram").info["overlapped_ops"]) == ["0", "1", "2"]
+    assert generate(models["ram_patch"], "ram_patch.tflite", "ram").info["patch"]["ops"][0] == 0
+    assert generate(models["person_detect"], "person_detect.tflite").info["patch"] is None
+
+
+@pytest.mark.parametrize("name", [*RAM_KERAS, *RAM_MODELS])
+def test_ram_mode_is_bit_exact_with_tflm(name, shared_dir, keras_models, host_build, host_tflm):
+    data = _ram_cases(shared_dir, keras_models)[name]
+    info = assert_bit_exact(data, name, RAM_MODELS.get(name, 8), host_build, host_tflm, seed=5, optimize="ram")
+    assert info["arena_bytes"] < info["arena_layer_by_layer"]
+
+
 # --- the stage ------------------------------------------------------------------------------------------------
 
 def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
@@ -708,7 +787,8 @@ DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_mo
 def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, rust_toolchain, host_tflm, tmp_path):
     """One firmware per board holding the five reference models and small Keras models (on the DSP board all
     of them, with their odd shapes; on the Cortex-M3, whose float32 is in software, the float32 I/O ones and
-    the general requantization path):
+    the general requantization path; on the DSP board also ram_chain and ram_patch in `optimize: ram`,
+    convolutions row by row over their input and the first layers in row bands):
     every operator's output for seeded random inputs, byte for byte with TFLM."""
     from tinypipe.runners import qemu
 
@@ -717,18 +797,23 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, ru
     for name in KERAS_CHECKED if board == "mps2-an386" else [*FLOAT_IO, "wide_accumulators"]:
         models[f"keras_{name}"] = keras_models[name]
         counts[f"keras_{name}"] = 4
+    optimize = {}
+    if board == "mps2-an386":  # `optimize: ram`: row by row over the input, patch-based (the shared models: host)
+        for name in RAM_KERAS:
+            models[f"ram_{name}"], counts[f"ram_{name}"], optimize[f"ram_{name}"] = keras_models[name], 4, "ram"
     rng = np.random.default_rng(11)
     cases = {name: (data, random_inputs(data, counts[name], rng)) for name, data in models.items()}
     names = list(cases)
     variant = native_variant(board)
-    elf = build_trace_firmware(cases, variant, rust_toolchain(board), tmp_path)
+    elf = build_trace_firmware(cases, variant, rust_toolchain(board), tmp_path, optimize)
     result = qemu.run_elf(elf, variant.board.qemu_machine)
     assert result.returncode == 0 and "\ndone" in result.output, result.output[-3000:]
     outputs, ops, ticks = parse_trace(result.output)
     for m, name in enumerate(names):
         data, inputs = cases[name]
-        info = generate(data, name).info
-        computed = [o for o in info["ops"] if o["kernel"] != "alias"]
+        info = generate(data, name, optimize.get(name, "balanced")).info
+        assert name not in optimize or info["arena_bytes"] < info["arena_layer_by_layer"], name
+        computed = reported_ops(info)
         graph = parse_model(data).main
         tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]
         oracle = host_tflm(data, trace=True)

@@ -41,15 +41,16 @@ def write_reference(root: Path, inputs: np.ndarray, outputs: np.ndarray, labels:
 
 
 def build_harness(models: dict[str, tuple[bytes, np.ndarray]], variant: "Variant", toolchain_entry: Path,
-                  work: Path, main_rs: str) -> Path:
+                  work: Path, main_rs: str, optimize: dict[str, str] | None = None) -> Path:
     """The template firmware holding `model::<name>` for each (model bytes, inputs [n, ...] in the model's input
-    dtype), driven by `main_rs`; returns the build directory (firmware.elf, size.json).
+    dtype), driven by `main_rs`; returns the build directory (firmware.elf, size.json). `optimize`: name -> the
+    code generator's mode for that model (default "balanced").
 
     Each module exposes the generated API plus `inputs() -> &[Input]` (its windows, back to back)."""
     codegen_dir = work / "codegen"
     (codegen_dir / "model").mkdir(parents=True)
     for name, (model_bytes, inputs) in models.items():
-        generated = generate(model_bytes, f"{name}.tflite")
+        generated = generate(model_bytes, f"{name}.tflite", (optimize or {}).get(name, "balanced"))
         (codegen_dir / "model" / f"{name}.rs").write_text(generated.model_rs + INPUTS_RS.replace("@NAME@", name))
         np.ascontiguousarray(inputs).tofile(codegen_dir / "model" / f"{name}.bin")
     (codegen_dir / "model.rs").write_text("".join(f"pub mod {name};\n" for name in models))

@@ -32,6 +32,7 @@ pub mod fully_connected;
 pub mod pool;
 pub mod quant;
 pub mod reduce;
+pub mod rows;
 pub mod softmax;
 #[cfg(test)]
 mod tests;
@@ -50,4 +51,8 @@ pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, quantize_raw_i16, Rescale};
 pub use reduce::{mean_s8, Mean};
+pub use rows::{
+    conv2d_s8_band, conv2d_s8_rows, depthwise_conv2d_s8_band, depthwise_conv2d_s8_rows, patch_fits, rows_fit,
+    split_patch, Around, Rows,
+};
 pub use softmax::{softmax_s8, softmax_s8_in_place, Softmax};

@@ -109,13 +109,74 @@ def _in_place_call(step: Step, plan: ArenaPlan, t, tensor: int) -> str:
             + f"    {call}x, y);\n    hook({step.index}, y);\n")
 
 
+def _rows_call(step: Step, plan: ArenaPlan, t, stage_bytes: int) -> str:
+    """A convolution writing its output row by row over its own input (plan.py chose it, overlap.py says how)."""
+    src, dst = plan.offset(step.input), plan.offset(step.output)
+    n_in, n_out = t[step.input].nbytes, t[step.output].nbytes
+    args = "".join(f"&{a.name}, " for a in step.arrays)
+    work = "&mut scratch" + ((", &mut stage" if stage_bytes else ", &mut []") if step.takes_stage else "")
+    what = f"op {step.index} {step.op}"
+    return (f"    //   arena[{src}..{src + n_in}] -> arena[{dst}..{dst + n_out}], row by row over its input, "
+            f"{step.macs} MACs\n"
+            f"    const _: () = assert!(k::rows_fit(ARENA_BYTES, {src}, {dst}, &P{step.index}.rows()), "
+            f"\"{what}: a row would overwrite input still to be read, or leave the arena\");\n"
+            f"    let Some(y) = k::{step.kernel}_rows{step.generics}(&P{step.index}, &mut arena[..], {src}, {dst}, "
+            f"{args}{work}) else {{ broken_plan({step.index}) }};\n"
+            f"    hook({step.index}, y);\n")
+
+
+def _patch_call(patch, plan: ArenaPlan, t, stage_bytes: int) -> str:
+    """A prefix of convolutions run band by band (patch.py): band buffers in the arena, a table of the rows each
+    layer computes per band, one kernel call per layer and band. The input and output may overlap (plan.py):
+    each is borrowed only for the call that needs it."""
+    first, last = patch.steps[0], patch.steps[-1]
+    x = (plan.offset(patch.input), t[patch.input].nbytes)
+    y = (plan.offset(patch.output), t[patch.output].nbytes)
+    tmp = (plan.offset(patch.temp), patch.temp_bytes)
+    name = f"BANDS{last.index}"
+    rows = ",\n".join("        [" + ", ".join(f"({a}, {b})" for a, b in band) + "]" for band in patch.bands)
+    what = f"op {last.index} {last.op}"
+    text = [f"    //   ops {first.index}..{last.index} in {len(patch.bands)} bands of op {last.index}'s output rows "
+            f"(patch-based, {patch.extra_macs} MACs recomputed): arena[{x[0]}..{x[0] + x[1]}] -> "
+            f"arena[{y[0]}..{y[0] + y[1]}], band buffers arena[{tmp[0]}..{tmp[0] + tmp[1]}]\n",
+            f"    const {name}: [[(usize, usize); {len(patch.steps)}]; {len(patch.bands)}] = [\n{rows},\n    ];\n",
+            f"    const _: () = assert!(k::patch_fits(ARENA_BYTES, &P{first.index}.rows(), &P{last.index}.rows(), "
+            f"{x[0]}, {y[0]}, {tmp}, &{name}), \"{what}: its bands overwrite input still to be read, or leave "
+            "the arena\");\n",
+            f"    let Some((temp, mut around)) = k::split_patch(arena, {tmp}) else {{ broken_plan({last.index}) }};\n"]
+    buffers = ["x"]
+    for n, size in enumerate(patch.temp_sizes):
+        rest = "temp" if n + 1 < len(patch.temp_sizes) else "_"
+        text.append(f"    let Some((t{n}, {rest})) = temp.split_at_mut_checked({size}) else "
+                    f"{{ broken_plan({last.index}) }};\n")
+        buffers.append(f"t{n}")
+    buffers.append("y")
+    text.append(f"    for rows in &{name} {{\n")
+    for n, step in enumerate(patch.steps):
+        if n == 0:
+            text.append(f"        let Some(x) = around.get({x[0]}, {x[1]}) else {{ broken_plan({last.index}) }};\n")
+        if n + 1 == len(patch.steps):
+            text.append(f"        let Some(y) = around.get_mut({y[0]}, {y[1]}) else {{ broken_plan({last.index}) }};\n")
+        src, dst = buffers[n], buffers[n + 1]
+        in_first = "0" if n == 0 else f"rows[{n - 1}].0"
+        out_first = "0" if n + 1 == len(patch.steps) else f"rows[{n}].0"
+        args = "".join(f"&{a.name}, " for a in step.arrays)
+        work = "&mut scratch" + ((", &mut stage" if stage_bytes else ", &mut []") if step.takes_stage else "")
+        text.append(f"        k::{step.kernel}_band(&P{step.index}, {src}, {in_first}, {dst}, {out_first}, rows[{n}], "
+                    f"{args}{work});\n")
+    text.append(f"    }}\n    let Some(y) = around.get({y[0]}, {y[1]}) else {{ broken_plan({last.index}) }};\n"
+                f"    hook({last.index}, y);\n")
+    return "".join(text)
+
+
 def scratch_sizes(program: Program) -> tuple[int, int]:
     """(u32 words, staging bytes) of kernel working memory `invoke` keeps on its stack: the most any step needs."""
     return (max((s.scratch_words for s in program.steps), default=0),
             max((s.stage_bytes for s in program.steps), default=0))
 
 
-def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict) -> str:
+def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict, schedule: list | None = None) -> str:
+    """`schedule`: the steps `invoke` runs in order (default: the program's; a patch stands for its prefix)."""
     t = program.tensors
     scratch_words, stage_bytes = scratch_sizes(program)
     in_t, out_t = t[program.input], t[program.output]
@@ -216,12 +277,20 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, INPUT_AT, INPUT_BYTES), \"the input leaves the arena\");\n"
                "    let Some(dst) = arena.get_mut(INPUT_AT..INPUT_AT + INPUT_BYTES) else { broken_plan(usize::MAX) };\n"
                "    k::store(dst, input);\n")
-    for step in program.steps:
+    for step in schedule or program.steps:
+        if step.kernel == "patch":
+            inner = ", ".join(f"op {s.index} {s.op}" for s in step.steps)
+            out.append(f"    // {inner}: patch-based, band by band\n")
+            out.append(_patch_call(step, plan, t, stage_bytes))
+            continue
         src, dst = plan.offset(step.input), plan.offset(step.output)
         n_in, n_out = t[step.input].nbytes, t[step.output].nbytes
         out.append(f"    // op {step.index} {step.op} {_shape(step.in_shape)} -> {_shape(step.out_shape)}"
                    f"{', ' + step.note if step.note else ''}\n")
         if not step.kernel:
+            continue
+        if step.index in plan.overlapped:
+            out.append(_rows_call(step, plan, t, stage_bytes))
             continue
         if step.index in plan.in_place:
             out.append(_in_place_call(step, plan, t, plan.in_place[step.index]))

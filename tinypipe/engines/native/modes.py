@@ -1,16 +1,15 @@
 """`native.optimize`: what each mode of the native engine trades for what, in one table.
 
-A mode reaches three places: the arena planner (`PlanOptions`), the kernel choices of the code generator, and
-the firmware build (the cargo `opt-level` the codegen stage asks for in `codegen.json`, which the firmware
-stage writes into the rendered Cargo.toml). `balanced` is what the engine did before modes existed, and its
+A mode reaches three places: the arena planner (`ram`: convolutions overlapping their input, patch-based
+first layers; generate.py, plan.py, patch.py), the kernel choices of the code generator, and the firmware
+build (the cargo `opt-level` the codegen stage asks for in `codegen.json`, which the firmware stage writes
+into the rendered Cargo.toml). `balanced` is what the engine did before modes existed, and its
 keys and outputs are unchanged by them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from tinypipe.engines.native.plan import PlanOptions
 
 DEFAULT = "balanced"
 
@@ -33,7 +32,3 @@ MODES = {
 
 def mode(name: str | None) -> Mode:
     return MODES[name or DEFAULT]
-
-
-def plan_options(name: str | None) -> PlanOptions:
-    return PlanOptions.for_mode(name or DEFAULT)
