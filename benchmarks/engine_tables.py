@@ -119,23 +119,27 @@ def layers_table(model: str, ops: list[dict], native_layers: list[dict] | None,
     return lines
 
 
-def cores_table(model: str, rows: dict[str, tuple[str, dict, dict]]) -> list[str]:
-    """core -> (board, native measurement, TFLM + CMSIS-NN measurement): instructions side by side, the ratio
-    and its verdict against the core's target."""
+def cores_header(model: str) -> list[str]:
     head = (f"{'core':<11} {'board':<12} {'native':>11} {'TFLM+CMSIS':>11} {'ratio':>6} {'target':>6} "
             f"{'verdict':>7}  exact")
-    lines = [f"{model} on every emulated core: native (speed) vs TFLM + CMSIS-NN", head, "-" * len(head)]
-    for core, (board, native, tflm) in rows.items():
-        label = f"{core:<11} {board:<12}"
-        target = CORE_TARGETS.get(core, 1.0)
-        failed = [(who, _failed(r)) for who, r in (("native", native), ("TFLM", tflm)) if _failed(r)]
-        n = f"{native['instructions']:>11,}" if not _failed(native) else f"{'-':>11}"
-        t = f"{tflm['instructions']:>11,}" if not _failed(tflm) else f"{'-':>11}"
-        if failed:
-            lines.append(f"{label} {n} {t} {'-':>6} {target:>5.1f}x {'-':>7}  "
-                         + "; ".join(_error_line(who, error).strip() for who, error in failed))
-            continue
-        ratio = native["instructions"] / tflm["instructions"]
-        exact = "yes" if native["bit_exact"] and tflm["bit_exact"] else "NO"
-        lines.append(f"{label} {n} {t} {ratio:>6.2f} {target:>5.1f}x {verdict(ratio, target):>7}  {exact}")
-    return lines
+    return [f"{model} on every emulated core: native (speed) vs TFLM + CMSIS-NN", head, "-" * len(head)]
+
+
+def core_row(core: str, board: str, native: dict, tflm: dict) -> str:
+    """One core's instructions side by side, the ratio and its verdict against the core's target."""
+    label = f"{core:<11} {board:<12}"
+    target = CORE_TARGETS.get(core, 1.0)
+    failed = [(who, _failed(r)) for who, r in (("native", native), ("TFLM", tflm)) if _failed(r)]
+    n = f"{native['instructions']:>11,}" if not _failed(native) else f"{'-':>11}"
+    t = f"{tflm['instructions']:>11,}" if not _failed(tflm) else f"{'-':>11}"
+    if failed:
+        return (f"{label} {n} {t} {'-':>6} {target:>5.1f}x {'-':>7}  "
+                + "; ".join(_error_line(who, error).strip() for who, error in failed))
+    ratio = native["instructions"] / tflm["instructions"]
+    exact = "yes" if native["bit_exact"] and tflm["bit_exact"] else "NO"
+    return f"{label} {n} {t} {ratio:>6.2f} {target:>5.1f}x {verdict(ratio, target):>7}  {exact}"
+
+
+def cores_table(model: str, rows: dict[str, tuple[str, dict, dict]]) -> list[str]:
+    """core -> (board, native measurement, TFLM + CMSIS-NN measurement)."""
+    return cores_header(model) + [core_row(core, *row) for core, row in rows.items()]

@@ -152,15 +152,14 @@ def main() -> int:
             core_inputs = inputs.get(CORES_MODEL)
             if core_inputs is None:
                 core_inputs = seeded_inputs(model, CORES_MODEL, args.inputs)
-            rows = {}
-            for core in args.cores:
+            print("\n" + "\n".join(engine_tables.cores_header(CORES_MODEL)), flush=True)
+            for core in args.cores:  # a row as soon as it is measured: the TFLM libraries take a while per core
                 board = CORES[core]
                 where = work / "cores" / board
                 n = attempt(f"{CORES_MODEL}: native {LAYERS_MODE} on {board}", lambda: measure_native(
                     CORES_MODEL, model, core_inputs, board, LAYERS_MODE, where / "native"))
-                rows[core] = (board, n, measure_tflm(CORES_MODEL, model, core_inputs, board, where / "tflm"))
-            print()
-            print("\n".join(engine_tables.cores_table(CORES_MODEL, rows)), flush=True)
+                t = measure_tflm(CORES_MODEL, model, core_inputs, board, where / "tflm")
+                print(engine_tables.core_row(core, board, n, t), flush=True)
     return 0
 
 
