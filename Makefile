@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+# gcc and python3-dev: pip builds cmsisdsp (a test dependency, CMSIS-DSP's Python wrapper) from its sdist
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm rustc-web cargo-web rust-web-src rust-web-clippy \
-                bindgen clang python3-venv chromium openssh-server
+                bindgen clang python3-venv chromium openssh-server gcc python3-dev
 
 .PHONY: setup apt venv demo test test-fast bench docs clean
 

@@ -13,8 +13,10 @@ from tests.helpers import SHARED, TracingMicroModel, native_variant, stage_conte
 
 
 # Fixtures that build something expensive (a Rust sysroot and firmware, a TFLM library, a trained model, the
-# Keras test models, the host kernels program): a test that needs one is `slow`, whichever module it is in.
-SLOW_FIXTURES = {"rust_toolchain", "tflm_libs", "pipeline", "keras_models", "host_build", "gesture_releases"}
+# Keras test models, the host kernels program, the random layers TensorFlow converts): a test that needs one is
+# `slow`, whichever module it is in.
+SLOW_FIXTURES = {"rust_toolchain", "tflm_libs", "pipeline", "keras_models", "host_build", "gesture_releases",
+                 "random_layers"}
 
 
 def pytest_collection_modifyitems(items):

@@ -248,3 +248,30 @@ def run_user_firmware(elf: Path, machine: str) -> tuple[str, list[bytes]]:
     result = qemu.run_elf(elf, machine, timeout_s=300, icount=False)
     assert result.returncode == 0 and "done" in result.output, result.output[-3000:]
     return result.output, [bytes.fromhex(h) for h in re.findall(r"^out \d+ ([0-9a-f]*)$", result.output, re.M)]
+
+
+# --- host vectors for the kernels crate ----------------------------------------------------------------------------
+
+DEBIAN_CARGO = Path("/usr/bin/cargo")  # Debian's: rustup's, also on PATH here, is another toolchain
+
+
+def rust_array(values, kind: str) -> str:
+    """A Rust slice literal of integers, each with its type suffix (`&[1i16, -2i16]`)."""
+    return f"&[{', '.join(f'{int(v)}{kind}' for v in np.asarray(values).ravel())}]"
+
+
+def run_kernels_vector_test(tmp_path: Path, name: str, source: str) -> str:
+    """`source` as the integration test `tests/<name>.rs` of a copy of the `tinyml-kernels` crate, run on the host
+    with Debian's cargo (a debug build: overflow checks on); asserts it passed and returns its stdout."""
+    crate = tmp_path / "kernels"
+    shutil.copytree(REPO / "firmware-template" / "kernels", crate, ignore=shutil.ignore_patterns("target"))
+    (crate / "tests").mkdir()
+    (crate / "tests" / f"{name}.rs").write_text(source)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CARGO", "RUST"))}
+    env.update(PATH=f"/usr/bin{os.pathsep}{env.get('PATH', '')}", CARGO_HOME=str(tmp_path / "cargo-home"),
+               CARGO_TARGET_DIR=str(tmp_path / "target"))
+    result = subprocess.run([str(DEBIAN_CARGO), "test", "--offline", "--test", name, "--", "--nocapture"],
+                            cwd=crate, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "test result: ok. 1 passed" in result.stdout, result.stdout
+    return result.stdout

@@ -114,10 +114,10 @@ ERRORS = {
         "project.yaml:6:10 data.split: train + val + test must be 1.0, got 1.2", None),
     "csv without a folder": (
         "name: demo\n" + GOOD_MODEL + "data:\n  source: csv\n",
-        "project.yaml:6:3 data: `source: csv` needs `path`, the folder of recordings", None),
+        "project.yaml:6:11 data.source: `source: csv` needs `path`, the folder of recordings", None),
     "a csv option on generated data": (
         "name: demo\n" + GOOD_MODEL + "data:\n  hop: 8\n",
-        "project.yaml:6:3 data: `source: generator` reads none of `path`, `hop` and `short`", None),
+        "project.yaml:6:8 data.hop: `source: generator` reads none of `path`, `hop` and `short`", None),
     "negative seed": ("name: demo\nseed: -1\n" + GOOD_MODEL, "project.yaml:2:7 seed: Input should be greater than or "
                       "equal to 0 (got -1)", None),
     "infinite learning rate": ("name: demo\n" + GOOD_MODEL + "  learning_rate: .inf\n",
@@ -137,6 +137,27 @@ ERRORS = {
         "name: demo\n" + GOOD_MODEL + "hal:\n  - {crate: 'evil = 1', version: '0.1'}\n",
         "project.yaml:6:13 hal[0].crate: String should match pattern '^[A-Za-z][A-Za-z0-9_-]{0,63}$' (got 'evil = 1')",
         None),
+    # checks across sections point at the key the user wrote, not at the document or the section
+    "a scaling for generated data": (
+        "name: demo\n" + GOOD_MODEL + "data:\n  classes: [a, b]\n  normalize: standard\n",
+        "project.yaml:7:14 data.normalize: a declared input scaling (`sensor.scale`/`sensor.offset`, "
+        "`data.normalize`) needs your own raw recordings (`data.source: csv`, `wav` or `npz`) and "
+        "`quantization.io: int8`", None),
+    "wav from an accelerometer": (
+        "name: demo\n" + GOOD_MODEL + "sensor:\n  kind: accelerometer\ndata: {source: wav, path: rec}\n",
+        "project.yaml:6:9 sensor.kind: `data.source: wav` needs `sensor.kind: microphone` and one axis (got kind "
+        "'accelerometer' with 3 axes), e.g. `axes: [mic]`", None),
+    "wav with the default sensor": (
+        "name: demo\n" + GOOD_MODEL + "data: {source: wav, path: rec}\n",
+        "project.yaml:5:16 data.source: `data.source: wav` needs `sensor.kind: microphone` and one axis (got kind "
+        "'accelerometer' with 3 axes), e.g. `axes: [mic]`", None),
+    "one scale per axis": (
+        "name: demo\n" + GOOD_MODEL + "sensor:\n  axes: [x, y, z]\n  scale: [1, 2]\n",
+        "project.yaml:7:10 sensor.scale: `sensor.scale` has 2 values for 3 axes: give one per axis, or one "
+        "number for all", None),
+    "layers and a path": (
+        "name: demo\n" + GOOD_MODEL + "  path: m.keras\n",
+        "project.yaml:5:9 model.path: give exactly one of `layers` or `path`", None),
 }
 
 

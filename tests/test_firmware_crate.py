@@ -83,6 +83,16 @@ def test_realtime_config_standin_is_the_rendering_for_the_standin_model():
     assert "pub const TICKS_PER_INTERRUPT: u32 = 500000;\n" in rendered  # 25 MHz / 50 Hz
 
 
+def test_audio_config_standin_is_the_rendering_of_a_log_mel_front_end_for_the_standin_model():
+    # 3 frames of 4 samples in a 6-sample window, 2 mel bins each: the stand-in model's 6 inputs (and 6 raw samples
+    # per window, the real-time loop stand-in's 2 samples x 3 axes)
+    spec = {"kind": "log_mel", "window": 6, "axes": 1, "sample_rate_hz": 50.0, "frame_length": 4, "frame_stride": 1,
+            "fft_length": 4, "mel_bins": 2, "coefficients": 2, "low_hz": 0.0, "high_hz": 25.0}
+    rendered = firmware.render_audio_config(spec)
+    assert (TEMPLATE / "src" / "audio_config.rs").read_text() == rendered
+    assert "pub const FEATURES: usize = 6;\n" in rendered and _rust_const("INPUT_LEN") == 6
+
+
 def test_test_windows_standin_holds_whole_windows_of_the_standin_model():
     size = (TEMPLATE / "data" / "test_inputs.bin").stat().st_size  # int8 input: one byte per value
     assert size > 0 and size % _rust_const("INPUT_LEN") == 0

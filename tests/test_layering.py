@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tinypipe"
 LAYERS = {"core": 0, "config": 1, "tflite": 1, "toolchain": 2, "runners": 2, "stages": 3, "engines": 3, "devtools": 6,
           "engine": 4, "report": 5, "release": 5.5, "cli": 6, "doctor": 6, "scaffold": 6, "__main__": 6, "__init__": 6}
 STAGE_HELPERS = {"tinypipe.stages.base", "tinypipe.stages._ml", "tinypipe.stages._fit", "tinypipe.stages._recordings",
-                 "tinypipe.stages._scaling",
+                 "tinypipe.stages._scaling", "tinypipe.stages._features", "tinypipe.stages._features.fixed",
+                 "tinypipe.stages._features.spectral", "tinypipe.stages._features.mfcc",
                  "tinypipe.stages"}
 
 

@@ -3,6 +3,9 @@
 //!
 //! With the `raw-input` feature the test windows are raw int16 sensor samples: each is turned into the model's
 //! int8 input by the declared scaling's integer step (`raw_input.rs`) and printed first as `in <idx> <hex>`.
+//! With the `features` feature (which implies `raw-input`) each raw window is first turned into its features
+//! (`features.rs`), printed as `feat <idx> <hex>` (int16 little-endian), and the features go through the int8
+//! step instead of the samples.
 //!
 //! Output, one line each: `out <idx> <output bytes in hex>` (little-endian for a float32 output) and
 //! `ticks <idx> <SysTick ticks of model::invoke>` (plus `cycles <idx> <DWT cycles>` on boards whose support
@@ -27,6 +30,15 @@
 #[cfg_attr(not(feature = "board-stm32f4-discovery"), path = "board/generic.rs")]
 mod board;
 mod contract;
+#[cfg(feature = "audio-features")]
+mod audio_config;
+/// The features' extractor: `features_audio.rs` for sound (`mfcc`, `log_mel`), else `features.rs`; both give
+/// `RAW_WINDOW_LEN` and `model_input`.
+#[cfg(feature = "features")]
+#[cfg_attr(feature = "audio-features", path = "features_audio.rs")]
+mod features;
+#[cfg(all(feature = "features", not(feature = "audio-features")))]
+mod features_config;
 mod model;
 #[cfg(feature = "raw-input")]
 mod raw_input;
@@ -64,11 +76,17 @@ pub(crate) type TestSample = i16;
 static TINYPIPE_TEST_INPUTS: Aligned<[u8; TEST_INPUT_BYTES]> = Aligned(*include_bytes!("../data/test_inputs.bin"));
 static TEST_INPUTS: &Aligned<[u8]> = &TINYPIPE_TEST_INPUTS;
 
-const INPUT_BYTES: usize = model::INPUT_LEN * size_of::<TestSample>();
+/// Values per stored test window: the model's input, or with `features` one raw sensor window.
+#[cfg(not(feature = "features"))]
+pub(crate) const TEST_WINDOW_LEN: usize = model::INPUT_LEN;
+#[cfg(feature = "features")]
+pub(crate) const TEST_WINDOW_LEN: usize = features::RAW_WINDOW_LEN;
+
+const INPUT_BYTES: usize = TEST_WINDOW_LEN * size_of::<TestSample>();
 const _: () = assert!(model::INPUT_LEN > 0 && model::OUTPUT_LEN > 0, "the model has empty input or output");
 const _: () = assert!(
     !TEST_INPUTS.0.is_empty() && TEST_INPUTS.0.len() % INPUT_BYTES == 0,
-    "data/test_inputs.bin must hold a whole, non-zero number of model::INPUT_LEN windows"
+    "data/test_inputs.bin must hold a whole, non-zero number of TEST_WINDOW_LEN windows"
 );
 
 /// The output buffer lives in .bss so the stack high-water mark is about the model, not about us.
@@ -85,6 +103,15 @@ struct InputBuffer(UnsafeCell<[model::Input; model::INPUT_LEN]>);
 unsafe impl Sync for InputBuffer {}
 #[cfg(feature = "raw-input")]
 static INPUT: InputBuffer = InputBuffer(UnsafeCell::new([0; model::INPUT_LEN]));
+
+/// The features of a raw window (`features`), in .bss like the input.
+#[cfg(feature = "features")]
+struct FeatureBuffer(UnsafeCell<[i16; model::INPUT_LEN]>);
+// SAFETY: as for `OutputBuffer`: one thread, and only `replay_test_set` touches it.
+#[cfg(feature = "features")]
+unsafe impl Sync for FeatureBuffer {}
+#[cfg(feature = "features")]
+static FEATURE_VALUES: FeatureBuffer = FeatureBuffer(UnsafeCell::new([0; model::INPUT_LEN]));
 
 /// The window as the model's input: as stored, or made from raw samples and printed (`raw-input`).
 #[cfg(not(feature = "raw-input"))]
@@ -107,9 +134,7 @@ fn model_input(idx: usize, window: &[TestSample]) -> &'static [model::Input] {
     // SAFETY: `replay_test_set` runs once, from `app_main`, and drops the returned slice before it calls this
     // again, so this is the only live reference to INPUT (see its `Sync`).
     let input = unsafe { &mut *INPUT.0.get() };
-    for (i, (&raw, value)) in window.iter().zip(input.iter_mut()).enumerate() {
-        *value = raw_to_input(raw, i);
-    }
+    raw_window_to_input(idx, window, input);
     let mut line = Line::new();
     line.push_str("in ");
     line.push_u64(idx as u64);
@@ -119,6 +144,34 @@ fn model_input(idx: usize, window: &[TestSample]) -> &'static [model::Input] {
     }
     line.finish();
     input
+}
+
+/// Each raw sample through its axis's fixed-point step.
+#[cfg(all(feature = "raw-input", not(feature = "features")))]
+fn raw_window_to_input(_idx: usize, window: &[TestSample], input: &mut [model::Input]) {
+    for (i, (&raw, value)) in window.iter().zip(input.iter_mut()).enumerate() {
+        *value = raw_to_input(raw, i);
+    }
+}
+
+/// The window's features, printed as `feat <idx> <hex>` (int16 little-endian) so tinypipe can check them against
+/// the host's, then each feature through its fixed-point step.
+#[cfg(feature = "features")]
+fn raw_window_to_input(idx: usize, window: &[TestSample], input: &mut [model::Input]) {
+    // SAFETY: only this function, called once per window from `replay_test_set`, touches FEATURE_VALUES, and the
+    // reference does not outlive the call.
+    let values = unsafe { &mut *FEATURE_VALUES.0.get() };
+    features::model_input(window, values, input);
+    let mut line = Line::new();
+    line.push_str("feat ");
+    line.push_u64(idx as u64);
+    line.push_byte(b' ');
+    for &value in values.iter() {
+        for byte in value.to_le_bytes() {
+            line.push_hex_u8(byte);
+        }
+    }
+    line.finish();
 }
 
 #[no_mangle]
@@ -154,7 +207,7 @@ fn replay_test_set() {
     // SAFETY: this function runs once, from `app_main`, so this is the only reference to OUTPUT (see its
     // `Sync`).
     let output = unsafe { &mut *OUTPUT.0.get() };
-    for (idx, samples) in inputs.chunks_exact(model::INPUT_LEN).enumerate() {
+    for (idx, samples) in inputs.chunks_exact(TEST_WINDOW_LEN).enumerate() {
         let window = model_input(idx, samples);
         let cycles_begin = board::cycles();
         let begin = systick::now();

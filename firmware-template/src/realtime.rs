@@ -6,8 +6,9 @@
 //! (`AXES` values) at a time, as the real values they stand for (`Element::to_real`), or with `raw-input` as the
 //! raw int16 readings themselves; under QEMU's `-icount shift=0` time counts instructions, so the run is
 //! deterministic. Every `HOP` samples the main loop takes the newest `WINDOW` samples, turns them into the
-//! model's input (the preprocessing: `model::input_from_real`, or the declared scaling's fixed-point step) and
-//! runs `model::invoke` while the samples keep arriving.
+//! model's input (the preprocessing: `model::input_from_real`, or the declared scaling's fixed-point step, or
+//! with `features` the window's features and then their steps, `features.rs`) and runs `model::invoke` while
+//! the samples keep arriving.
 //!
 //! A window misses its deadline when its processing has not finished by the time the next window is complete
 //! (`HOP` more samples). A loop that falls further behind goes on with the newest complete window, and the
@@ -32,7 +33,7 @@ use crate::systick;
 const RING_SAMPLES: usize = WINDOW + HOP;
 
 const _: () = assert!(WINDOW > 0 && HOP > 0 && AXES > 0 && INTERRUPTS_PER_SAMPLE > 0);
-const _: () = assert!(model::INPUT_LEN == WINDOW * AXES, "the model input must be WINDOW samples of AXES values");
+const _: () = assert!(crate::TEST_WINDOW_LEN == WINDOW * AXES, "a test window must be WINDOW samples of AXES values");
 
 // The sensor's side. Only the SysTick exception writes RING, SAMPLES and INTERRUPTS_LEFT, and the main loop
 // only reads them while sampling runs; atomics (plain loads and stores, which ARMv6-M has) make every access
@@ -89,7 +90,7 @@ fn sensor_reading(value: &crate::TestSample) -> u32 {
 fn preprocess(cell: u32, _axis: usize) -> model::Input {
     model::input_from_real(f32::from_bits(cell))
 }
-#[cfg(feature = "raw-input")]
+#[cfg(all(feature = "raw-input", not(feature = "features")))]
 fn preprocess(cell: u32, axis: usize) -> model::Input {
     crate::raw_to_input(cell as u16 as i16, axis)
 }
@@ -99,7 +100,7 @@ fn preprocess(cell: u32, axis: usize) -> model::Input {
 fn is_test_window(window: &[model::Input], stored: &[crate::TestSample]) -> bool {
     window == stored
 }
-#[cfg(feature = "raw-input")]
+#[cfg(all(feature = "raw-input", not(feature = "features")))]
 fn is_test_window(window: &[model::Input], stored: &[crate::TestSample]) -> bool {
     window.iter().zip(stored).enumerate().all(|(i, (&input, &raw))| input == crate::raw_to_input(raw, i))
 }
@@ -110,6 +111,44 @@ struct Buffers(UnsafeCell<([model::Input; model::INPUT_LEN], [model::Output; mod
 unsafe impl Sync for Buffers {}
 static BUFFERS: Buffers =
     Buffers(UnsafeCell::new(([0 as model::Input; model::INPUT_LEN], [0 as model::Output; model::OUTPUT_LEN])));
+
+/// With `features`: the raw window copied out of the ring, and its features (in .bss too).
+#[cfg(feature = "features")]
+struct FeatureBuffers(UnsafeCell<([i16; WINDOW * AXES], [i16; model::INPUT_LEN])>);
+// SAFETY: as for `Buffers`: only `preprocess_window`, called by `run` on the main thread, touches it.
+#[cfg(feature = "features")]
+unsafe impl Sync for FeatureBuffers {}
+#[cfg(feature = "features")]
+static FEATURE_BUFFERS: FeatureBuffers = FeatureBuffers(UnsafeCell::new(([0; WINDOW * AXES], [0; model::INPUT_LEN])));
+
+/// The preprocessing of the window starting at sample `first`: ring cells -> the model's input; true when it
+/// equals the stored test window's (checked only when each window is one test window, `HOP == WINDOW`).
+#[cfg(not(feature = "features"))]
+fn preprocess_window(first: usize, window: &mut [model::Input], stored: Option<&[crate::TestSample]>) -> bool {
+    for (sample, values) in window.chunks_exact_mut(AXES).enumerate() {
+        let slot = ((first + sample) % RING_SAMPLES) * AXES;
+        for (axis, (value, cell)) in values.iter_mut().zip(&RING[slot..slot + AXES]).enumerate() {
+            *value = preprocess(cell.load(Ordering::Relaxed), axis);
+        }
+    }
+    stored.is_none_or(|stored| is_test_window(window, stored))
+}
+
+/// With `features`: the raw samples out of the ring (which must be the stored test window's), then the window's
+/// features and their int8 steps.
+#[cfg(feature = "features")]
+fn preprocess_window(first: usize, window: &mut [model::Input], stored: Option<&[crate::TestSample]>) -> bool {
+    // SAFETY: see `FeatureBuffers`; the references do not outlive this call.
+    let (raw, values) = unsafe { &mut *FEATURE_BUFFERS.0.get() };
+    for (sample, samples) in raw.chunks_exact_mut(AXES).enumerate() {
+        let slot = ((first + sample) % RING_SAMPLES) * AXES;
+        for (value, cell) in samples.iter_mut().zip(&RING[slot..slot + AXES]) {
+            *value = cell.load(Ordering::Relaxed) as u16 as i16;
+        }
+    }
+    crate::features::model_input(raw, values, window);
+    stored.is_none_or(|stored| raw[..] == *stored)
+}
 
 /// What the loop measured (see the module doc for the line it prints).
 pub struct Figures {
@@ -143,12 +182,8 @@ pub fn run() -> Figures {
         let end = first + WINDOW;
         wait_for_samples(end);
         let begin = systick::now();
-        for (sample, values) in window.chunks_exact_mut(AXES).enumerate() {
-            let slot = ((first + sample) % RING_SAMPLES) * AXES;
-            for (axis, (value, cell)) in values.iter_mut().zip(&RING[slot..slot + AXES]).enumerate() {
-                *value = preprocess(cell.load(Ordering::Relaxed), axis);
-            }
-        }
+        let stored = if HOP == WINDOW { Some(&test_inputs[first * AXES..end * AXES]) } else { None };
+        let sensed_exactly = preprocess_window(first, window, stored);
         // the oldest sample's slot is reused by sample `first + RING_SAMPLES`: if that one has arrived, the copy
         // may hold newer values and the window is lost
         let overrun = SAMPLES.load(Ordering::Acquire) as usize > first + RING_SAMPLES;
@@ -169,7 +204,7 @@ pub fn run() -> Figures {
                 figures.worst_preprocessing_ticks = preprocessed - begin;
                 figures.worst_inference_ticks = finished - preprocessed;
             }
-            if HOP == WINDOW && !is_test_window(window, &test_inputs[first * AXES..end * AXES]) {
+            if !sensed_exactly {
                 figures.input_mismatches += 1;
             }
         }

@@ -334,7 +334,9 @@ def _message(err: dict) -> str:
         return "each layer needs a `type:` (conv1d, maxpool1d, avgpool1d, flatten, dense, dropout)"
     if kind in SECRET_ERRORS:  # never echo the value: it holds the secret
         return msg
-    if "input" in err and repr(err["input"]) not in msg and not isinstance(err["input"], (dict, list)):
+    # a cross-key check's input is a whole section: its message says what was wrong
+    if (kind != "cross_key" and "input" in err and repr(err["input"]) not in msg
+            and not isinstance(err["input"], (dict, list))):
         return f"{msg} (got {err['input']!r})"
     return msg
 
@@ -365,10 +367,32 @@ def _hint(err: dict, path: Path_, located: Located, root: type[BaseModel]) -> st
     return None
 
 
+def _error_path(err: dict, data: Any, spelled_out) -> Path_:
+    """The key path a validation error is about. A cross-key check (`schema.refuse`) names candidate key paths,
+    relative to the model that raised it: the first one `spelled_out` in the file wins, else the first, so the
+    message still names the key to add."""
+    path = _yaml_path(tuple(err["loc"]), data)
+    if err["type"] != "cross_key":
+        return path
+    paths = [path + tuple(int(p) if p.isdigit() else p for p in c.split(".")) for c in err["ctx"]["at"]]
+    return next((p for p in paths if spelled_out(p)), paths[0])
+
+
+def _has_path(data: Any, path: Path_) -> bool:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
+
+
 def raise_validation_error(exc: ValidationError, located: Located, root: type[BaseModel], file: str) -> None:
     errors = exc.errors(include_url=False)
     first = errors[0]
-    path = _yaml_path(tuple(first["loc"]), located.data)
+    path = _error_path(first, located.data, lambda p: p in located.keys)
     if first["type"] == "extra_forbidden":
         mark = located.keys.get(path)
     else:
@@ -494,7 +518,7 @@ def _check_matrix(project: Any, located: Located) -> Any:
 
     def fail(exc: ValidationError, data: Any, key: str, i: int, others: str = "") -> None:
         err = exc.errors(include_url=False)[0]
-        err_path = _yaml_path(tuple(err["loc"]), data)
+        err_path = _error_path(err, data, lambda p: _has_path(data, p))
         hint = _hint(err, err_path, Located(data, {}, {}), Project)
         path, here = paths[key], (located.keys.get(("matrix", key)), format_key_path(("matrix", key)))
         if err["type"] == "extra_forbidden" and err_path[:len(path)] == path[:len(err_path)]:
@@ -504,7 +528,7 @@ def _check_matrix(project: Any, located: Located) -> Any:
                 hint = f"did you mean `{close[0]}`? " if close else ""
                 hint += f"(sweeps name keys of a project: {', '.join(allowed)})"
             raise ConfigError(*here, f"no such key in a project: `{format_key_path(err_path)}` is unknown", hint)
-        if len(err_path) < len(path) and path[:len(err_path)] == err_path and err["type"] != "value_error":
+        if len(err_path) < len(path) and path[:len(err_path)] == err_path and err["type"] not in ("value_error", "cross_key"):
             raise ConfigError(*here, f"no such key in a project: `{format_key_path(err_path)}` holds a value, not "
                               "keys")
         raise ConfigError(value_at(key, i), format_key_path(("matrix", key, i)),
@@ -525,7 +549,7 @@ def _check_matrix(project: Any, located: Located) -> Any:
         try:
             cell = Project.model_validate(data).model_dump(mode="json")
         except ValidationError as exc:
-            err_path = _yaml_path(tuple(exc.errors(include_url=False)[0]["loc"]), data)
+            err_path = _error_path(exc.errors(include_url=False)[0], data, lambda p: _has_path(data, p))
             related = [k for k in keys if err_path[:len(paths[k])] == paths[k][:len(err_path)]] or keys
             blame = related[-1]
             below = err_path[:len(paths[blame])] == paths[blame]  # the error is in the swept value itself

@@ -101,8 +101,9 @@ def _text(path: tuple) -> str:
 
 
 def _short(path: tuple) -> str:
-    """The axis in a variant name: the path without its section, indexes inlined (`layers0.filters`)."""
-    rest = path[1:] if len(path) > 1 else path
+    """The axis in a variant name: the path without its section, indexes inlined (`layers0.filters`); a section's
+    `kind` is named by its section (`features_spectral` reads better than `kind_spectral`)."""
+    rest = path[1:] if len(path) > 1 and path[1:] != ("kind",) else path[:1]
     out = ""
     for part in rest:
         out += str(part) if isinstance(part, int) else (f".{part}" if out else part)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from tinypipe.config.boards import BOARDS, DEFAULT_BOARD
 from tinypipe.core.urls import password_in_url
+
+
+def refuse(message: str, *at: str) -> PydanticCustomError:
+    """A check across keys: the error names `at`, the key paths (relative to the model raising it) to point the
+    user at, the first one the file spells out winning, so `file:line:col` is the line to edit, not the section's."""
+    return PydanticCustomError("cross_key", message, {"at": list(at)})
 
 
 class Strict(BaseModel):
@@ -61,7 +67,7 @@ class Split(Strict):
     def _sums_to_one(self) -> "Split":
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")  # the split as a whole
         return self
 
 
@@ -126,14 +132,127 @@ class Data(Strict):
     @model_validator(mode="after")
     def _path_for_csv(self) -> "Data":
         if self.source in ("csv", "wav") and self.path is None:
-            raise ValueError(f"`source: {self.source}` needs `path`, the folder of recordings")
+            raise refuse(f"`source: {self.source}` needs `path`, the folder of recordings", "source")
         if self.source == "npz" and (self.path is None or self.classes is None):
-            raise ValueError("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label")
+            raise refuse("`source: npz` needs `path`, the .npz file, and `classes`, the name of each label", "source")
         if self.source == "npz" and (self.hop is not None or self.short != "drop"):
-            raise ValueError("`hop` and `short` are read only with `source: csv` or `wav`")
+            raise refuse("`hop` and `short` are read only with `source: csv` or `wav`", "hop", "short", "source")
         if self.source == "generator" and (self.path is not None or self.hop is not None or self.short != "drop"):
-            raise ValueError("`source: generator` reads none of `path`, `hop` and `short`")
+            raise refuse("`source: generator` reads none of `path`, `hop` and `short`", "path", "hop", "short", "source")
         return self
+
+
+class FeatureFilter(Strict):
+    """A second-order Butterworth filter run over each axis before the spectral features (fixed point, Q28
+    coefficients computed at build time)."""
+
+    type: Literal["lowpass", "highpass"] = Field(
+        description="`lowpass` keeps what is slower than `cutoff_hz`; `highpass` what is faster (it removes "
+        "gravity and drift)", examples=["highpass"])
+    cutoff_hz: float = Field(gt=0, description="the -3 dB frequency, below half of `sensor.sample_rate_hz`",
+                             examples=[0.5])
+
+
+FEATURE_KINDS = ("raw", "spectral", "mfcc", "log_mel")
+MAX_FFT_LENGTH = 256
+DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*ms")  # a frame length or stride given in milliseconds
+
+
+class Features(Strict):
+    """What the model sees of each window. `raw`: the samples themselves (scaled as `sensor.scale`/`offset` or
+    `data.normalize` say). `spectral` (motion sensors): per axis, in fixed point from the raw int16 samples, the
+    same on the host and on the device: the RMS, the log energy of each FFT bin, and the strongest bins (their
+    frequency and height). `mfcc` and `log_mel` (microphones): per frame of the window, the log energies in mel
+    bands, and for `mfcc` their DCT, the front end of keyword spotting. The host trains on exactly the numbers the
+    firmware computes; the device's features are checked byte for byte against the host's. The built-in generator's windows (in g) become int16 counts at
+    4096 per g (a +-8 g accelerometer) first; your own recordings must be raw int16 samples."""
+
+    kind: Literal["raw", "spectral", "mfcc", "log_mel"] = Field(
+        "raw", description="`raw`: the samples as the model's input (the other keys are not read); `spectral`: "
+        "per axis, after the optional `filter` and with the window's mean removed, the RMS, log2 of the power "
+        "in FFT bins 1 to `fft_length / 2` (averaged over the window's `fft_length`-sample frames) and the "
+        "`peaks` strongest bins; the model's input is then `[1 + fft_length / 2 + 2 * peaks, len(sensor.axes)]`, "
+        "each feature standardised on the training split; `mfcc` and `log_mel` (`sensor.kind: microphone`): "
+        "the window cut into frames (`frame_length` samples every `frame_stride`), each Hann-windowed, its FFT's "
+        "power summed by `mel_bins` triangular mel filters and its log2 taken (`log_mel`), then for `mfcc` a "
+        "DCT-II keeping `coefficients` values; the model's input is `[frames, mel_bins or coefficients]`, "
+        "standardised likewise", examples=["spectral"])
+    fft_length: int | None = Field(
+        None, ge=2, le=MAX_FFT_LENGTH, description="`spectral`: samples per FFT frame, a power of two no longer "
+        "than `sensor.window` (default: the largest such, at most 64); frequency resolution is "
+        "`sensor.sample_rate_hz / fft_length`; `mfcc`/`log_mel`: the FFT's length, a power of two at least "
+        "`frame_length` (the frame is zero-padded; default: the smallest such, or without `frame_length` the largest "
+        "power of two in the window, at most 256)", examples=[32])
+    peaks: int = Field(3, ge=0, le=16, description="`spectral`: how many of the strongest FFT bins to report, "
+                       "each as its bin number and its log energy", examples=[2])
+    filter: FeatureFilter | None = Field(
+        None, description="`spectral`: a low- or high-pass filter run over each axis first (none when unset)",
+        examples=[{"type": "highpass", "cutoff_hz": 0.5}])
+
+    frame_length: int | str | None = Field(
+        None, description="`mfcc`/`log_mel`: samples per frame, a whole number or a duration such as `32ms` (rounded "
+        "to whole samples at `sensor.sample_rate_hz`), at most `sensor.window` and `fft_length` (default: "
+        "`fft_length`)", examples=["32ms"])
+    frame_stride: int | str | None = Field(
+        None, description="`mfcc`/`log_mel`: samples from the start of one frame to the next, a number or a duration "
+        "(`16ms`); the window holds `1 + (sensor.window - frame_length) // frame_stride` frames (default: half a "
+        "frame)", examples=["16ms"])
+    mel_bins: int = Field(
+        20, ge=1, le=128, description="`mfcc`/`log_mel`: triangular filters on the mel scale from `low_hz` to "
+        "`high_hz`, at most `fft_length / 2` (one per FFT bin)", examples=[32])
+    coefficients: int = Field(
+        10, ge=1, le=128, description="`mfcc`: DCT-II coefficients kept per frame (the first ones), at most `mel_bins`",
+        examples=[13])
+    low_hz: float = Field(20.0, ge=0, description="`mfcc`/`log_mel`: the lowest mel filter's lower edge",
+                          examples=[60])
+    high_hz: float | None = Field(
+        None, gt=0, description="`mfcc`/`log_mel`: the highest mel filter's upper edge, at most half of "
+        "`sensor.sample_rate_hz` (the default)", examples=[3800])
+
+    @field_validator("frame_length", "frame_stride")
+    @classmethod
+    def _samples_or_duration(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not DURATION.fullmatch(value.strip()):
+            raise PydanticCustomError("duration", "neither a number of samples nor a duration such as 32ms")
+        if isinstance(value, int) and value < 1:
+            raise PydanticCustomError("duration", "must be at least 1 sample")
+        return value
+
+    @field_validator("fft_length")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            lower = 1 << (value.bit_length() - 1)
+            raise PydanticCustomError("fft_length", "must be a power of two, e.g. {lower} or {upper}",
+                                      {"lower": lower, "upper": lower * 2})
+        return value
+
+
+def samples_of(value: int | str, rate_hz: float) -> int:
+    """A frame length or stride in samples: as given, or a duration (`32ms`) at `rate_hz`, rounded."""
+    if isinstance(value, int):
+        return value
+    return round(float(DURATION.fullmatch(value.strip()).group(1)) * rate_hz / 1000)
+
+
+def audio_frames(features: "Features", sensor: Sensor) -> tuple[int, int, int, float]:
+    """(frame_length, frame_stride, fft_length, high_hz) of an `mfcc`/`log_mel` front end, defaults filled in: a
+    frame of `fft_length` samples (the largest power of two in the window, at most MAX_FFT_LENGTH) or an FFT just
+    long enough for `frame_length`, half a frame's stride, mel filters up to half the sample rate."""
+    rate = sensor.sample_rate_hz
+    if features.frame_length is not None:
+        frame = samples_of(features.frame_length, rate)
+        fft_length = features.fft_length or max(2, 1 << (frame - 1).bit_length())
+    else:
+        fft_length = features.fft_length or min(MAX_FFT_LENGTH, 1 << (sensor.window.bit_length() - 1))
+        frame = fft_length
+    stride = samples_of(features.frame_stride, rate) if features.frame_stride is not None else max(1, frame // 2)
+    return frame, stride, fft_length, features.high_hz or rate / 2
+
+
+def default_fft_length(window: int) -> int:
+    """`features.fft_length` when unset: the largest power of two no longer than the window, at most 64."""
+    return min(1 << (window.bit_length() - 1), 64)
 
 
 Activation = Literal["relu", "relu6", "tanh", "sigmoid", "linear"]
@@ -214,7 +333,7 @@ class Model(Strict):
     @model_validator(mode="after")
     def _layers_or_path(self) -> "Model":
         if (self.layers is None) == (self.path is None):
-            raise ValueError("give exactly one of `layers` or `path`")
+            raise refuse("give exactly one of `layers` or `path`", "path", "layers")
         return self
 
 
@@ -343,7 +462,7 @@ class Matrix(BaseModel):
     boards and engines; any other key is a sweep, a key path of project.yaml (`model.epochs`,
     `sensor.window`, `model.layers[0].filters`) with the values to try, each validated like the rest of the
     file. A variant is named `<board>-<engine>` (`mps2-an386-native`), then one part per sweep, in the order
-    of their paths: the path without its section, then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
+    of their paths: the path without its section (a section's `kind` by the section: `features_spectral`), then the value (`mps2-an386-native-epochs10-layers0.filters8`; a value that is not a
     short number or word is named by its position, `path_v0`; a word follows an underscore, `io_float32`). A list left unset or empty means
     `target.board` (or `engine`) alone, so without `matrix:` a project has one variant; a value listed twice
     is an error, and so are more than 1,024 variants. `tinypipe run --board B` (or `--engine E`) replaces the list with B (or E) and keeps the
@@ -378,6 +497,7 @@ class Project(Strict):
                       "model", examples=[7])
     sensor: Sensor = Field(default_factory=Sensor)
     data: Data = Field(default_factory=Data)
+    features: Features = Field(default_factory=Features)
     model: Model
     quantization: Quantization = Field(default_factory=Quantization)
     target: Target = Field(default_factory=Target)
@@ -386,6 +506,34 @@ class Project(Strict):
         "Cargo.toml tinypipe builds): a list of them, or one as a mapping",
         examples=[[{"crate": "stm32f4xx-hal", "version": "0.21", "features": ["stm32f407"]},
                    {"crate": "cortex-m-rt", "version": "0.7"}]])
+
+    @field_validator("features")
+    @classmethod
+    def _features_fit_sensor(cls, features: Features, info: ValidationInfo) -> Features:
+        sensor = info.data.get("sensor")
+        if features.kind == "raw" or sensor is None:
+            return features
+        # `refuse` names the key under `features` the loader points the error at
+        if features.kind == "spectral" and sensor.kind == "microphone":
+            raise refuse("`spectral` is for motion sensors, not `sensor.kind: microphone`; use raw for sound", "kind")
+        data = info.data.get("data")
+        if sensor.scale is not None or sensor.offset is not None or (data is not None and data.normalize != "none"):
+            raise refuse(f"`{features.kind}` features are computed from the raw samples and standardised on the "
+                         "training split: drop sensor.scale, sensor.offset and data.normalize", "kind")
+        if features.kind in ("mfcc", "log_mel"):
+            return _audio_features_fit_sensor(features, sensor)
+        fft_length = features.fft_length or default_fft_length(sensor.window)
+        if fft_length > sensor.window:
+            raise refuse(f"{fft_length} is longer than sensor.window ({sensor.window}): use at most "
+                         f"{1 << (sensor.window.bit_length() - 1)}", "fft_length")
+        nyquist = sensor.sample_rate_hz / 2
+        if features.filter is not None and features.filter.cutoff_hz >= nyquist:
+            raise refuse(f"{features.filter.cutoff_hz:g} Hz is not below half the sample rate ({nyquist:g} Hz, "
+                         "sensor.sample_rate_hz / 2): choose a lower cutoff_hz", "filter.cutoff_hz")
+        if features.peaks > fft_length // 2:
+            raise refuse(f"{features.peaks} peaks out of {fft_length // 2} FFT bins: use at most {fft_length // 2}",
+                         "peaks")
+        return features
 
     @field_validator("version", mode="before")
     @classmethod
@@ -415,25 +563,62 @@ class Project(Strict):
     def _sensor_fits_data(self) -> "Project":
         axes = len(self.sensor.axes)
         if self.data.source == "wav" and (self.sensor.kind != "microphone" or axes != 1):
-            raise ValueError("`data.source: wav` needs `sensor.kind: microphone` and one axis "
-                             f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`")
+            raise refuse("`data.source: wav` needs `sensor.kind: microphone` and one axis "
+                         f"(got kind {self.sensor.kind!r} with {axes} axes), e.g. `axes: [mic]`",
+                         "sensor.kind", "sensor.axes", "data.source")
         declared = self.sensor.scale is not None or self.sensor.offset is not None
         for key in ("scale", "offset"):
             value = getattr(self.sensor, key)
             if isinstance(value, list) and len(value) != axes:
-                raise ValueError(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
-                                 "or one number for all")
+                raise refuse(f"`sensor.{key}` has {len(value)} values for {axes} axes: give one per axis, "
+                             "or one number for all", f"sensor.{key}")
         scales = self.sensor.scale if isinstance(self.sensor.scale, list) else [self.sensor.scale or 1.0]
         if any(not 0 < s <= 65536 for s in scales):
-            raise ValueError("`sensor.scale` must be positive (and at most 65536)")
+            raise refuse("`sensor.scale` must be positive (and at most 65536)", "sensor.scale")
+        if self.features.kind != "raw" and self.quantization.io != "int8":
+            raise refuse(f"`{self.features.kind}` features reach the model as int8 values made from each feature on "
+                         "the device: use `quantization.io: int8`", "quantization.io")
         if declared and self.data.normalize != "none":
-            raise ValueError("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both")
+            raise refuse("give `sensor.scale`/`sensor.offset` or `data.normalize`, not both", "data.normalize")
         if (declared or self.data.normalize != "none") and (self.data.source == "generator"
                                                             or self.quantization.io != "int8"):
-            raise ValueError("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
-                             "your own raw recordings (`data.source: csv`, `wav` or `npz`) and "
-                             "`quantization.io: int8`")
+            raise refuse("a declared input scaling (`sensor.scale`/`sensor.offset`, `data.normalize`) needs "
+                         "your own raw recordings (`data.source: csv`, `wav` or `npz`) and `quantization.io: int8`",
+                         "data.normalize", "sensor.scale", "sensor.offset", "quantization.io", "data.source")
         return self
 
 
 from tinypipe.config.variant import Variant  # noqa: E402,F401 - re-exported: stages and tests import it from here
+
+
+def _audio_features_fit_sensor(features: Features, sensor: Sensor) -> Features:
+    """`mfcc`/`log_mel` read one microphone; every length must fit the window, the FFT and the mel scale."""
+
+    kind, rate = features.kind, sensor.sample_rate_hz
+    if sensor.kind != "microphone" or len(sensor.axes) != 1:
+        raise refuse(f"`{kind}` computes features of sound: it needs `sensor.kind: microphone` with one axis (got "
+                     f"{sensor.kind} with {len(sensor.axes)} axes); use spectral for motion sensors", "kind")
+    frame, stride, fft_length, high_hz = audio_frames(features, sensor)
+    if frame < 2 or frame > sensor.window:
+        raise refuse(f"a frame of {frame} samples does not fit sensor.window ({sensor.window} samples): use 2 to "
+                     f"{sensor.window} samples ({sensor.window * 1000 / rate:g}ms at {rate:g} Hz)", "frame_length")
+    if fft_length > MAX_FFT_LENGTH or fft_length < frame:
+        longest = min(MAX_FFT_LENGTH, fft_length)
+        raise refuse(f"a frame of {frame} samples does not fit a {fft_length}-point FFT (the longest is "
+                     f"{MAX_FFT_LENGTH}): use a frame of at most {longest} samples ({longest * 1000 / rate:g}ms at "
+                     f"{rate:g} Hz)", "frame_length" if features.fft_length is None else "fft_length")
+    if stride < 1:
+        raise refuse(f"a stride of {stride} samples: use at least 1 sample", "frame_stride")
+    if features.mel_bins > fft_length // 2:
+        raise refuse(f"{features.mel_bins} mel bins for the {fft_length // 2} FFT bins of a {fft_length}-point "
+                     f"FFT: use at most {fft_length // 2} mel bins, or a longer fft_length", "mel_bins")
+    if kind == "mfcc" and features.coefficients > features.mel_bins:
+        raise refuse(f"{features.coefficients} coefficients from {features.mel_bins} mel bins: use at most "
+                     f"{features.mel_bins}", "coefficients")
+    if high_hz > rate / 2:
+        raise refuse(f"{high_hz:g} Hz is above half the sample rate ({rate / 2:g} Hz, sensor.sample_rate_hz / 2): "
+                     f"use at most {rate / 2:g}", "high_hz")
+    if features.low_hz >= high_hz:
+        raise refuse(f"{features.low_hz:g} Hz is not below high_hz ({high_hz:g} Hz): the mel filters need a band "
+                     "to cover", "low_hz")
+    return features

@@ -117,7 +117,9 @@ def _build_graph(variants: list[Variant], project_store: Store, shared_store: St
         for name, module in stages:
             stage: Stage = load(module).STAGE
             assert stage.name == name, f"module {module} fills role {name} but declares {stage.name}"
-            needs = [local[n] for n in stage.needs]
+            if not stage.runs_for(variant):
+                continue
+            needs = [local[n] for n in stage.needs] + [local[n] for n in stage.uses if n in local]
             config = stage.config(variant)
             tools = stage.tools(variant)
             ident = sha256_json({"stage": name, "version": stage.version, "config": config, "tools": tools,

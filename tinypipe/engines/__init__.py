@@ -16,8 +16,10 @@ ENGINES = {  # name -> package holding `ENGINE` (cheap to import: the engine's i
 }
 DEFAULT_ENGINE = "native"
 
-BEFORE = (("data", "tinypipe.stages.data"), ("train", "tinypipe.stages.train"),
-          ("quantize", "tinypipe.stages.quantize"), ("reference", "tinypipe.stages.reference"))
+# `features` runs only for variants that compute features (its STAGE.runs_for)
+BEFORE = (("data", "tinypipe.stages.data"), ("features", "tinypipe.stages.features"),
+          ("train", "tinypipe.stages.train"), ("quantize", "tinypipe.stages.quantize"),
+          ("reference", "tinypipe.stages.reference"))
 AFTER = (("toolchain", "tinypipe.stages.toolchain"), ("firmware", "tinypipe.stages.firmware"),
          ("build", "tinypipe.stages.build"), ("run", "tinypipe.stages.run"))
 

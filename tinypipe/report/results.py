@@ -28,6 +28,8 @@ def result_rows(pipeline) -> list[dict[str, Any]]:
             "bit_exact": run.get("bit_exact"),
             "layers": run.get("layers"),
             "realtime": run.get("realtime"),
+            # with `features:` the device's features against the host's (part of bit_exact); null for raw
+            "features_bit_exact": run.get("features_bit_exact"),
             # flash without the test windows the emulator replays: what the application takes on a board
             "app_flash_bytes": build.get("app_flash_bytes", flash),
             "test_data_bytes": build.get("test_data_bytes"),
@@ -65,7 +67,10 @@ def budget_failures(row: dict[str, Any], budgets: dict[str, Any]) -> list[str]:
             relation = "below the minimum" if field == "accuracy_device" else "over the budget"
             out.append(f"{row['variant']}: {label} {got:,}{unit} is {relation} {limit:,}{unit} (budgets.{_budget_key(field)})")
     out += realtime_failures(row, budgets)
-    if row.get("bit_exact") is False:
+    if row.get("features_bit_exact") is False:
+        out.append(f"{row['variant']}: the features the device computed differ from the host's "
+                   "(features_bit_exact: false; run.json's feature_mismatches names the windows)")
+    elif row.get("bit_exact") is False:
         out.append(f"{row['variant']}: device outputs differ from the host TFLM oracle (bit_exact: false)")
     return out
 
@@ -150,26 +155,44 @@ def render_results(console, rows: list[dict[str, Any]]) -> None:
     render_layers(console, rows)
 
 
-def render_table(console, rows: list[dict[str, Any]]) -> None:
-    """Fits 80 columns: the variant column wraps (never truncates) when names are long."""
+def _print_table(console, title: str, columns: list[tuple[str, str]], rows: list[list[tuple[str, str | None]]]) -> None:
+    """Laid out by `columns.render` (fast at any row count); rich's Table only where the terminal is too narrow
+    even for that layout. `columns` are (header, justify); each cell is (text, rich style or None)."""
+    from tinypipe.report.columns import Cell, Column, render
+
+    text = render(title, [Column(h, j) for h, j in columns], [[Cell(*cell) for cell in row] for row in rows],
+                  console.width)
+    if text is not None:
+        console.print(text)
+        return
     from rich import box
     from rich.table import Table
 
-    table = Table(title="tinypipe results", title_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, show_edge=False,
-                  pad_edge=False)
+    table = Table(title=title, title_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+                  show_edge=False, pad_edge=False)
+    for i, (header, justify) in enumerate(columns):
+        table.add_column(header, justify=justify, overflow="fold", no_wrap=i > 0)
+    for row in rows:
+        table.add_row(*[f"[{style}]{text}[/{style}]" if style else text for text, style in row])
+    console.print(table)
+
+
+def render_table(console, rows: list[dict[str, Any]]) -> None:
+    """Fits 80 columns: the variant column wraps (never truncates) when names are long."""
     columns = [("variant", "left"), ("accuracy %\nhost/dev", "right"), ("bit-\nexact", "center"),
                ("instr/\ninference", "right"), ("flash KiB\nused/board", "right"),
                ("RAM KiB\nused/board", "right"), ("arena\nKiB", "right")]
-    for column, justify in columns:
-        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "variant")
+    cells = []
     for r in rows:
         exact = r.get("bit_exact")
-        exact_text = "—" if exact is None else ("[green]yes[/green]" if exact else "[red]NO[/red]")
+        exact_cell = ("—", None) if exact is None else (("yes", "green") if exact else ("NO", "red"))
         accuracy = f"{_percent(r.get('accuracy_host'))}/{_percent(r.get('accuracy_device'))}"
-        table.add_row(r["variant"], accuracy, exact_text, _count(r.get("instructions_per_inference")),
-                      _capacity(r.get("app_flash_bytes", r.get("flash_bytes")), r.get("flash_capacity_bytes")),
-                      _capacity(r.get("ram_bytes"), r.get("ram_capacity_bytes")), _kib(r.get("arena_bytes")))
-    console.print(table)
+        cells.append([(r["variant"], None), (accuracy, None), exact_cell,
+                      (_count(r.get("instructions_per_inference")), None),
+                      (_capacity(r.get("app_flash_bytes", r.get("flash_bytes")), r.get("flash_capacity_bytes")), None),
+                      (_capacity(r.get("ram_bytes"), r.get("ram_capacity_bytes")), None),
+                      (_kib(r.get("arena_bytes")), None)])
+    _print_table(console, "tinypipe results", columns, cells)
     test_data = {r.get("test_data_bytes") for r in rows if r.get("test_data_bytes")}
     amount = f"{_kib(test_data.pop())} KiB" if len(test_data) == 1 else "KiBs"
     console.print(LEGEND.format(test=amount), style="dim", highlight=False)
@@ -183,27 +206,23 @@ REALTIME_LEGEND = ("real-time loop: the sensor sampled at its rate by a timer in
 
 def render_realtime(console, rows: list[dict[str, Any]]) -> None:
     """The real-time loop per variant: the slowest window against the period, and the deadline misses."""
-    from rich import box
-    from rich.table import Table
-
     measured = [r for r in rows if r.get("realtime")]
     if not measured:
         return
-    table = Table(title="real-time loop", title_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  collapse_padding=True, show_edge=False, pad_edge=False)
-    for column in ("variant", "Hz/hop", "period", "slowest", "pre-\nproc.", "infer-\nence", "used\n%", "missed"):
-        table.add_column(column, justify="left" if column == "variant" else "right", overflow="fold",
-                         no_wrap=column != "variant")
+    columns = [("variant", "left")] + [(h, "right") for h in ("Hz/hop", "period", "slowest", "pre-\nproc.",
+                                                                "infer-\nence", "used\n%", "missed")]
+    cells = []
     for r in measured:
         rt = r["realtime"]
         unit = rt.get("unit", "instructions")
         period, worst = rt[f"period_{unit}"], rt[f"worst_window_{unit}"]
         missed = f"{rt['deadline_misses']}/{rt['windows']}"
-        table.add_row(r["variant"], f"{hertz(rt['sample_rate_hz'])}/{rt['hop']}", _count(period), _count(worst),
-                      _count(rt[f"features_{unit}"]), _count(rt[f"inference_{unit}"]),
-                      f"{worst / period * 100:.1f}" if period else "—",
-                      f"[red]{missed}[/red]" if rt["deadline_misses"] else missed)
-    console.print(table)
+        cells.append([(r["variant"], None), (f"{hertz(rt['sample_rate_hz'])}/{rt['hop']}", None), (_count(period), None),
+                      (_count(worst), None), (_count(rt[f"features_{unit}"]), None),
+                      (_count(rt[f"inference_{unit}"]), None),
+                      (f"{worst / period * 100:.1f}" if period else "—", None),
+                      (missed, "red" if rt["deadline_misses"] else None)])
+    _print_table(console, "real-time loop", columns, cells)
     units = {r["realtime"].get("unit", "instructions") for r in measured}
     says = []
     if "instructions" in units:

@@ -123,10 +123,10 @@ def captured_output():
             os.write(2, text().encode())  # kept in the stage's log too (the worker's stderr), never lost
 
 
-def load_split(data_dir: Path) -> dict[str, "np.ndarray"]:
+def load_split(data_dir: Path, name: str = "data.npz") -> dict[str, "np.ndarray"]:
     import numpy as np
 
-    with np.load(data_dir / "data.npz") as npz:
+    with np.load(data_dir / name) as npz:
         return {name: npz[name] for name in npz.files}
 
 

@@ -54,10 +54,11 @@ class InputScaling:
         return {"offset": self.offset, "scale": self.scale, "how": self.how}
 
     def apply(self, x_raw: "np.ndarray") -> "np.ndarray":
-        """The float model's input from raw windows [..., axes]."""
+        """The float model's input from raw windows [..., axes] (or features [..., rows, axes], a step per value)."""
         import numpy as np
 
-        return ((np.asarray(x_raw, np.float64) - np.asarray(self.offset)) * np.asarray(self.scale)).astype(np.float32)
+        x, shape = _columns(np.asarray(x_raw, np.float64), len(self.offset))
+        return ((x - np.asarray(self.offset)) * np.asarray(self.scale)).reshape(shape).astype(np.float32)
 
     def fixed_point(self, input_scale: float, zero_point: int) -> FixedPoint:
         """The integer step per axis for an int8 input tensor of (input_scale, zero_point)."""
@@ -114,6 +115,12 @@ def require_raw_int16(arrays: dict, classes: list[str], label: str) -> None:
                             "data.normalize")
 
 
+def model_data(inputs: dict[str, Path]) -> Path:
+    """The entry holding the model's windows and their scaling: the features stage's when the variant computes
+    features (it has the data stage's layout), else the data stage's."""
+    return inputs.get("features") or inputs["data"]
+
+
 def load(data_dir: Path) -> InputScaling | None:
     path = data_dir / SCALING_FILE
     if not path.is_file():
@@ -149,11 +156,19 @@ def quantize_raw(x_raw: "np.ndarray", fixed: FixedPoint) -> "np.ndarray":
     """Raw windows [..., axes] (int16 values) -> int8 model inputs, per axis by `fixed` (see the module doc)."""
     import numpy as np
 
-    raw = np.asarray(x_raw).astype(np.int64)
+    raw, shape = _columns(np.asarray(x_raw).astype(np.int64), len(fixed.shift))
     out = np.empty(raw.shape, np.int64)
     for axis, (m, b, k) in enumerate(zip(fixed.multiplier, fixed.bias, fixed.shift)):
         out[..., axis] = rounding_divide_by_pot(raw[..., axis] * m + b, k)
-    return np.clip(out, -128, 127).astype(np.int8)
+    return np.clip(out, -128, 127).reshape(shape).astype(np.int8)
+
+
+def _columns(x: "np.ndarray", columns: int) -> tuple["np.ndarray", tuple]:
+    """`x` [..., rows, axes] with `columns` values per row: one step per axis, as it is; or one step per value of
+    a window (`columns == rows * axes`: computed features, each standardised on its own), flattened."""
+    if x.shape[-1] == columns or x.ndim < 2:
+        return x, x.shape
+    return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1]), x.shape
 
 
 def model_inputs(micro, x_raw: "np.ndarray", scaling: InputScaling | None) -> "np.ndarray":

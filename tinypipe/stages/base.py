@@ -23,6 +23,10 @@ def _no_tools(variant: "Variant") -> dict:
     return {}
 
 
+def _always(variant: "Variant") -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -38,6 +42,11 @@ class Stage:
     # what may still make this stage's output differ on another machine although every input is the same (the
     # lock records it and `verify` prints it); empty for a stage that is bit-reproducible everywhere
     caveat: str = ""
+    # whether a variant's pipeline has this stage at all (the features stage: not for `features.kind: raw`)
+    runs_for: Callable[["Variant"], bool] = _always
+    # stages read when the variant's pipeline has them (`features`): ctx.inputs holds them only then, and so does
+    # the key, so a variant without them keeps the key it had before they existed
+    uses: tuple[str, ...] = ()
 
 
 @dataclass

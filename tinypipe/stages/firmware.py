@@ -42,7 +42,9 @@ IGNORED = ("target", "Cargo.lock", ".cargo", ".git", "__pycache__", "*.swp", "*~
 LINKER_TEMPLATE = "link.x.in"
 BOARD_SUPPORT_DIR = "src/board"  # <support>.rs per board with an application, selected by a cargo feature
 # what the template holds in place of generated files, so that it builds and lints on its own
-STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "realtime_config.rs", "test_inputs.bin", "link.x")
+STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "realtime_config.rs", "features_config.rs", "audio_config.rs",
+            "test_inputs.bin", "link.x")
+AUDIO_KINDS = ("mfcc", "log_mel")  # computed by src/features_audio.rs with the rendered src/audio_config.rs
 SYSTICK_MAX_TICKS = 1 << 24  # the 24-bit SysTick counter's longest period
 MIN_TICKS_PER_SAMPLE = 8  # below this the sampling exception alone would keep the core busy
 OPT_LEVELS = ("0", "1", "2", "3", "s", "z")  # cargo's `opt-level` values
@@ -123,10 +125,45 @@ def render_realtime_config(settings: dict, reference: dict) -> str:
 
 
 def has_realtime_loop(variant, reference: dict) -> bool:
-    """The loop needs a model whose input is one sensor window (`[window, axes]`); a model imported for
-    other inputs is only replayed."""
+    """The loop needs a model whose input is one sensor window (`[window, axes]`) or its features; a model
+    imported for other inputs is only replayed."""
     sensor = variant.config["sensor"]
-    return int(reference.get("input_len", -1)) == int(sensor["window"]) * len(sensor["axes"])
+    return (int(reference.get("input_len", -1)) == int(sensor["window"]) * len(sensor["axes"])
+            or "features" in reference)
+
+
+def render_features_config(features: dict) -> str:
+    """src/features_config.rs: the features the firmware computes from each raw window (reference.json
+    `features`, the features stage's spec)."""
+    if features["kind"] != "spectral":
+        raise ValueError(f"the firmware template cannot compute {features['kind']!r} features")
+    table = features["twiddles"]
+    rows = [", ".join(str(v) for v in table[i:i + 16]) for i in range(0, len(table), 16)]
+    twiddles = "[\n    " + ",\n    ".join(rows) + ",\n]" if len(table) > 16 else "[" + ", ".join(map(str, table)) + "]"
+    filt = features.get("filter")
+    described = f"{filt['type']} at {filt['cutoff_hz']:g} Hz (Q28 biquad)" if filt else "none"
+    coefficients = f"Some([{', '.join(map(str, filt['coefficients']))}])" if filt else "None"
+    return (
+        "// Rendered by tinypipe from the features stage (reference.json `features`): the spectral features\n"
+        "// the firmware computes from each raw window (src/features.rs).\n"
+        f"// filter: {described}\n\n"
+        f"pub const WINDOW: usize = {features['window']};\n"
+        f"pub const AXES: usize = {features['axes']};\n"
+        f"pub const FFT_LENGTH: usize = {features['fft_length']};\n"
+        f"pub const PEAKS: usize = {features['peaks']};\n"
+        f"pub const TWIDDLES: [i16; FFT_LENGTH] = {twiddles};\n"
+        f"pub const FILTER: Option<[i32; 5]> = {coefficients};\n"
+    )
+
+
+def render_audio_config(features: dict) -> str:
+    """src/audio_config.rs: the audio front end's lengths and tables (`features.kind: mfcc | log_mel`), from the
+    features stage's spec (reference.json `features`)."""
+    from tinypipe.stages._features import mfcc
+
+    return ("// Rendered by tinypipe from the features stage (reference.json `features`): the audio front end the\n"
+            "// firmware runs on each raw window (src/features_audio.rs), its tables computed at build time.\n"
+            + mfcc.rust_config(mfcc.front_end(features), int(features["window"])))
 
 
 def enable_features(cargo_toml: str, features: list[str]) -> str:
@@ -297,7 +334,7 @@ def footprint(codegen: Path, test_inputs: Path, board) -> Footprint:
                      stack_bytes=board.stack_bytes)
 
 
-def _check_test_inputs(ctx: StageContext, test_inputs: Path, raw: bool) -> None:
+def _check_test_inputs(ctx: StageContext, test_inputs: Path, raw: bool, window_len: int | None) -> None:
     size = test_inputs.stat().st_size
     meta_path = ctx.inputs["reference"] / "reference.json"
     if size == 0:
@@ -308,10 +345,11 @@ def _check_test_inputs(ctx: StageContext, test_inputs: Path, raw: bool) -> None:
         from tinypipe.tflite.reader import DTYPE_SIZES
 
         itemsize = 2 if raw else DTYPE_SIZES.get(meta.get("input_dtype", "int8"), 1)
-        expected = meta.get("n", 0) * meta.get("input_len", 0) * itemsize
+        values = window_len or meta.get("input_len", 0)  # with features: one raw window's samples
+        expected = meta.get("n", 0) * values * itemsize
         if expected and size != expected:
             raise ValueError(f"{test_inputs} has {size} bytes, reference.json says {meta['n']} x "
-                             f"{meta['input_len']} x {itemsize} = {expected}")
+                             f"{values} x {itemsize} = {expected}")
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -330,7 +368,8 @@ def run(ctx: StageContext) -> StageResult:
     for required in (model_rs, test_inputs):
         if not required.is_file():
             raise FileNotFoundError(f"upstream output missing: {required}")
-    _check_test_inputs(ctx, test_inputs, bool(raw_input))
+    features = reference.get("features")  # computed features: the firmware computes them from raw windows
+    _check_test_inputs(ctx, test_inputs, bool(raw_input), features and features["window"] * features["axes"])
 
     check_fit(ctx.variant.board, footprint(ctx.inputs["codegen"], test_inputs, ctx.variant.board))
 
@@ -338,6 +377,10 @@ def run(ctx: StageContext) -> StageResult:
     if not board.buildable:
         raise UserError(f"tinypipe cannot build firmware for board {board.name} yet: {board.notes[0]}",
                         "pick another board (`tinypipe boards`)")
+    if features and board.support:
+        raise UserError(f"features.kind: {features['kind']}: {board.name}'s own application (its sensor loop) "
+                        "does not compute features yet", "use `features.kind: raw` on this board, or an emulated "
+                        "board (`tinypipe boards`)")
     if board.support and not (template / BOARD_SUPPORT_DIR / f"{board.support}.rs").is_file():
         raise FileNotFoundError(f"board support {BOARD_SUPPORT_DIR}/{board.support}.rs is missing from the "
                                 f"firmware template {template}")
@@ -350,6 +393,10 @@ def run(ctx: StageContext) -> StageResult:
                           render_app_config(reference, ctx.variant.config["sensor"]))
     if raw_input:
         atomic_write_text(project / "src" / "raw_input.rs", render_raw_input(raw_input))
+    if features:
+        audio = features["kind"] in AUDIO_KINDS
+        atomic_write_text(project / "src" / ("audio_config.rs" if audio else "features_config.rs"),
+                          render_audio_config(features) if audio else render_features_config(features))
     realtime = has_realtime_loop(ctx.variant, reference)
     if realtime:
         settings = realtime_settings(ctx.variant.config["sensor"], ctx.variant.config["data"],
@@ -364,7 +411,9 @@ def run(ctx: StageContext) -> StageResult:
     opt_level = read_json(codegen_json).get("opt_level") if codegen_json.is_file() else None
     atomic_write_text(project / "Cargo.toml", set_opt_level(
         enable_features((project / "Cargo.toml").read_text(),
-                        cell_features(ctx.variant, realtime) + (["raw-input"] if raw_input else [])), opt_level))
+                        cell_features(ctx.variant, realtime) + (["raw-input"] if raw_input else [])
+                        + (["features"] if features else [])
+                        + (["audio-features"] if features and features["kind"] in AUDIO_KINDS else [])), opt_level))
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

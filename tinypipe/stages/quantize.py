@@ -34,7 +34,8 @@ def _config(variant) -> dict:
     return {"seed": c["seed"], "quantization": c["quantization"], **model_source(variant).key()}
 
 
-STAGE = Stage(name="quantize", version="2", needs=("train", "data"), config=_config,
+STAGE = Stage(name="quantize", version="2", needs=("train", "data"), uses=("features",),
+              config=_config,
               description="int8 post-training quantization to .tflite", caveat=TENSORFLOW_CAVEAT)
 
 
@@ -87,8 +88,8 @@ def run(ctx: StageContext) -> StageResult:
     p = ctx.variant.project
     started = time.monotonic()
     source = model_source(ctx.variant)
-    split = load_split(ctx.inputs["data"])  # raw windows
-    scaling = _scaling.load(ctx.inputs["data"])
+    split = load_split(_scaling.model_data(ctx.inputs))  # raw windows (or features)
+    scaling = _scaling.load(_scaling.model_data(ctx.inputs))
     accuracy_float = None
     if source.kind == "tflite":
         from tinypipe.tflite.check import check_model
@@ -114,7 +115,7 @@ def run(ctx: StageContext) -> StageResult:
             raise  # our converter settings made a model TFLM rejects: a bug, not the user's to fix
         raise UserError(f"model.path: {source.path} does not load in the host TFLM interpreter: {exc}",
                         "import a .tflite flatbuffer made of builtin ops that TFLM supports") from exc
-    num_classes = len(read_json(ctx.input("data", "classes.json")))
+    num_classes = len(read_json(_scaling.model_data(ctx.inputs) / "classes.json"))
     if source.kind == "tflite" and p.data.source != "generator":  # the user's own data: evaluate on it, or stop
         require_takes_windows(micro, split["x_test"], num_classes, p.model.path)
     accuracy_host = host_accuracy(micro, split["x_test"], split["y_test"], num_classes, scaling)

@@ -18,7 +18,9 @@ windows), and `reference.json`
 output_scale, output_zero_point, inputs, accuracy_host, classes}. With a declared input scaling (`_scaling`) the
 inputs are made from the raw windows by the integer step the firmware runs, `test_raw.bin` holds those raw windows
 (int16 little-endian, N x input_len) and `raw_input` in reference.json the step's per-axis multiplier, bias and
-shift.
+shift. With features (`features.kind` not raw) the inputs are the features stage's standardised features,
+`test_raw.bin` holds the raw sensor windows they came from, `test_features.bin` the int16 features (N x input_len)
+and `features` in reference.json the spec the firmware renders (`stages/_features`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from tinypipe.stages._ml import MicroModel, format_accuracy, load_split, require
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 RAW_INPUTS = "test_raw.bin"  # with a declared input scaling: the raw int16 test windows the firmware replays
+FEATURE_VALUES = "test_features.bin"  # with features: the host's int16 features of those windows
 
-STAGE = Stage(name="reference", version="3", needs=("quantize", "data"), config=lambda variant: {},
+STAGE = Stage(name="reference", version="3", needs=("quantize", "data"), uses=("features",),
+              config=lambda variant: {},
               description="host TFLM outputs on the test set (the bit-exact oracle)")
 
 
@@ -51,12 +55,13 @@ def run(ctx: StageContext) -> StageResult:
 
     p = ctx.variant.project
     micro = MicroModel(ctx.input("quantize", "model.tflite").read_bytes())
-    split = load_split(ctx.inputs["data"])
-    classes = read_json(ctx.input("data", "classes.json"))
+    split = load_split(_scaling.model_data(ctx.inputs))
+    classes = read_json(_scaling.model_data(ctx.inputs) / "classes.json")
     x, y = split["x_test"], split["y_test"].astype(np.uint8)
     if p.data.source != "generator":  # the user's own data: an imported model is evaluated on it, or the run stops
         require_takes_windows(micro, x, len(classes), p.model.path or "the model")
-    scaling = _scaling.load(ctx.inputs["data"])
+    scaling = _scaling.load(_scaling.model_data(ctx.inputs))
+    features = read_json(ctx.input("features", "features.json")) if "features" in ctx.inputs else None
     if micro.fits(x):
         inputs = _scaling.model_inputs(micro, x, scaling).reshape(len(x), micro.input.size)
         origin = "data"
@@ -76,7 +81,11 @@ def run(ctx: StageContext) -> StageResult:
     fixed = None
     if scaling is not None and origin == "data":  # the firmware gets the raw windows and makes `inputs` itself
         fixed = scaling.fixed_point(micro.input.scale, micro.input.zero_point)
-        atomic_write_bytes(ctx.out / RAW_INPUTS, np.ascontiguousarray(x.reshape(len(x), -1), dtype="<i2").tobytes())
+        raw = x if features is None else load_split(ctx.inputs["features"], "raw.npz")["x_test"]
+        atomic_write_bytes(ctx.out / RAW_INPUTS, np.ascontiguousarray(raw.reshape(len(raw), -1), dtype="<i2").tobytes())
+        if features is not None:  # what the device must compute from them before the int8 step, value for value
+            atomic_write_bytes(ctx.out / FEATURE_VALUES,
+                               np.ascontiguousarray(x.reshape(len(x), -1), dtype="<i2").tobytes())
     summary = {
         "n": int(len(inputs)), "input_len": micro.input.size, "output_len": micro.output.size,
         "input_shape": list(micro.input.shape), "output_shape": list(micro.output.shape),
@@ -87,6 +96,8 @@ def run(ctx: StageContext) -> StageResult:
     }
     if fixed is not None:
         summary["raw_input"] = {"axes": len(fixed.shift), **fixed.as_json(), "scaling": scaling.as_json()}
+    if features is not None and fixed is not None:
+        summary["features"] = features
     atomic_write_json(ctx.out / "reference.json", summary)
     ctx.log(f"{len(inputs)} test windows through host TFLM, accuracy {format_accuracy(accuracy)}")
     return {"n": summary["n"], "accuracy_host": accuracy, "inputs": origin}

@@ -25,7 +25,9 @@ The wall-clock time of the run (`qemu_seconds` or `probe_seconds`) is in the sta
 run.json: the entry's output hash, and so the lock and a release, must not depend on how busy the machine was.
 With a declared input scaling (reference.json `raw_input`) the firmware made its int8 inputs from raw windows and
 printed them (`in` lines): `inputs_bit_exact` and `input_mismatches` compare them with the host's
-`test_inputs.bin`, and `bit_exact` holds only when they match too.
+`test_inputs.bin`, and `bit_exact` holds only when they match too. With features (reference.json `features`) the
+firmware also printed the features it computed from each raw window (`feat` lines, int16): `features_bit_exact`
+and `feature_mismatches` compare them with the host's `test_features.bin`, and `bit_exact` needs them too.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ REALTIME_FIELDS = ("sample_period_ticks", "hop", "windows_due", "windows_done", 
 class DeviceReport:
     outputs: dict[int, bytes] = field(default_factory=dict)
     inputs: dict[int, bytes] = field(default_factory=dict)  # `in` lines: model inputs made from raw windows
+    features: dict[int, bytes] = field(default_factory=dict)  # `feat` lines: features computed from raw windows
     ticks: dict[int, int] = field(default_factory=dict)
     cycles: dict[int, int] = field(default_factory=dict)  # DWT CYCCNT, from boards whose support has it
     layers: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)  # (window, op) -> (name, ticks)
@@ -96,6 +99,8 @@ def parse_output(text: str) -> DeviceReport:
                 report.outputs[int(words[1])] = bytes.fromhex(words[2] if len(words) == 3 else "")
             elif words[0] == "in" and len(words) == 3:
                 report.inputs[int(words[1])] = bytes.fromhex(words[2])
+            elif words[0] == "feat" and len(words) == 3:
+                report.features[int(words[1])] = bytes.fromhex(words[2])
             elif words[0] == "ticks" and len(words) == 3:
                 report.ticks[int(words[1])] = int(words[2])
             elif words[0] == "layer" and len(words) == 5:
@@ -115,6 +120,12 @@ def parse_output(text: str) -> DeviceReport:
         except ValueError:
             continue  # a line that merely looks like ours (e.g. from a panic message) is not a result
     return report
+
+
+def _differing(device: dict[int, bytes], host: bytes, n: int) -> list[int]:
+    """The windows whose printed bytes differ from the host's (`n` equal records back to back)."""
+    size = len(host) // n
+    return [i for i in range(n) if device.get(i) != host[i * size:(i + 1) * size]]
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -233,11 +244,14 @@ def run(ctx: StageContext) -> StageResult:
     summary = {"n": n, **compare(device, oracle.reshape(n, output_len), labels),
                "confusion": confusion(device, labels, meta.get("classes") or [])}
     if meta.get("raw_input"):  # the device made its int8 inputs from raw windows: they must be the host's bytes
-        host_inputs = (reference / "test_inputs.bin").read_bytes()
-        size = len(host_inputs) // n
-        differs = [i for i in range(n) if report.inputs.get(i) != host_inputs[i * size:(i + 1) * size]]
+        differs = _differing(report.inputs, (reference / "test_inputs.bin").read_bytes(), n)
         summary["inputs_bit_exact"] = not differs
         summary["input_mismatches"] = {"count": len(differs), "first": differs[:FIRST_MISMATCHES]}
+        summary["bit_exact"] = summary["bit_exact"] and not differs
+    if meta.get("features"):  # ... from the features it computed, which must be the host's values
+        differs = _differing(report.features, (reference / "test_features.bin").read_bytes(), n)
+        summary["features_bit_exact"] = not differs
+        summary["feature_mismatches"] = {"count": len(differs), "first": differs[:FIRST_MISMATCHES]}
         summary["bit_exact"] = summary["bit_exact"] and not differs
     if emulator is None:
         # on the chip SysTick runs on the core clock: ticks are cycles (DWT CYCCNT where the firmware has it)

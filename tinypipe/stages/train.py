@@ -26,7 +26,7 @@ import time
 from tinypipe.core.errors import UserError
 from tinypipe.core.fs import atomic_write_json, read_json
 from tinypipe.stages._ml import TENSORFLOW_CAVEAT, format_accuracy, model_source, quiet_tensorflow
-from tinypipe.stages._scaling import model_split
+from tinypipe.stages._scaling import model_data, model_split
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 
@@ -38,7 +38,7 @@ def _config(variant) -> dict:
     return {"seed": c["seed"], "model": c["model"], **source.key()}
 
 
-STAGE = Stage(name="train", version="3", needs=("data",), config=_config,
+STAGE = Stage(name="train", version="3", needs=("data",), uses=("features",), config=_config,
               description="build and train the Keras model", caveat=TENSORFLOW_CAVEAT)
 
 
@@ -208,8 +208,9 @@ def run(ctx: StageContext) -> StageResult:
     quiet_tensorflow()
     import keras
 
-    split = model_split(ctx.inputs["data"])  # the declared input scaling applied
-    num_classes = len(read_json(ctx.input("data", "classes.json")))  # csv: data.classes may be unset
+    data_dir = model_data(ctx.inputs)  # the data stage's windows, or the features computed from them
+    split = model_split(data_dir)  # the declared input scaling applied
+    num_classes = len(read_json(data_dir / "classes.json"))  # csv: data.classes may be unset
     window, axes = split["x_train"].shape[1:]
     if source.kind == "keras":
         model, export = _import_keras(keras, source.path, window, axes, num_classes)

@@ -27,6 +27,7 @@ pub mod depthwise;
 #[cfg(tinyml_dsp)]
 pub mod dsp;
 pub mod elementwise;
+pub mod features;
 pub mod fixedpoint;
 pub mod fully_connected;
 pub mod pool;

@@ -6,9 +6,12 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
   `invoke`, `invoke_with_arena` and `invoke_with_hook` (a callback after each operator, for per-layer timing);
 - `codegen.json`: `{engine, ops: [{index, op, kernel, input_shape, output_shape, macs, weight_bytes,
   input_offset, output_offset, general_channels}], arena_bytes, arena_lower_bound, arena_strategies (placement order -> bytes),
-  arena_strategy, in_place_ops (operator indices writing over an input), weight_bytes, macs, input, output,
-  input_len, output_len}` with the input's and output's shape, dtype, scale and zero point; in the
-  `native.optimize` mode `size` also `opt_level`, the cargo opt-level the firmware stage builds with.
+  arena_strategy, in_place_ops (operator indices writing over an input), overlapped_ops (operator index -> bytes
+  its input starts after its output, row by row: `optimize: ram`), patch (null, or the operators run in row
+  bands: {ops, bands, band_buffer_bytes, extra_macs, macs}), arena_layer_by_layer (the arena without those two),
+  weight_bytes, macs, input, output, input_len, output_len}` with the input's and output's shape, dtype, scale
+  and zero point; in the `native.optimize` mode `size` also `opt_level`, the cargo opt-level the firmware stage
+  builds with. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.

@@ -3,7 +3,7 @@
 Run one output row at a time, a CONV_2D or DEPTHWISE_CONV_2D reads its input rows top to bottom, so its output
 may start `shift` bytes before its input (after it, for a negative shift) as long as no output row is written
 over input bytes that this row or a later one still reads. `shift` is the smallest that guarantees it; the two
-tensors then take `span` bytes together instead of their sum. The checks mirror `rows_fit` in rows.rs, which
+tensors then take max(output bytes, shift + input bytes) together instead of their sum. The checks mirror `rows_fit` in rows.rs, which
 generated code asserts at compile time, so a disagreement fails the build rather than the bits.
 """
 
@@ -43,10 +43,6 @@ class Rows:
                    default=0)
         return max(need, 0)
 
-    def span(self) -> int:
-        """Bytes the overlapped input and output take together."""
-        return max(self.out_bytes, self.shift() + self.in_bytes)
-
     def fits(self, in_off: int, out_off: int) -> bool:
         """`rows_fit` without the arena bound: no output row lands on input bytes still to be read."""
         in_end = in_off + self.in_bytes
@@ -56,10 +52,6 @@ class Rows:
             if not (end <= unread or start >= in_end):
                 return False
         return True
-
-    def extra_calls(self) -> int:
-        """Kernel calls beyond the one a whole-tensor run makes: the cost in instructions is their setup."""
-        return self.out_h - 1
 
 
 def row_geometry(step) -> Rows | None:
