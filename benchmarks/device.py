@@ -24,6 +24,7 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.paths import user_cache_dir
 from tinypipe.devtools import harness
+from tinypipe.engines.native.codegen import widen_for_mode
 from tinypipe.engines.native.generate import generate
 from tinypipe.stages import build, firmware, run, toolchain
 from tinypipe.toolchain.rust import find_rust
@@ -106,7 +107,8 @@ def build_firmware(model_bytes: bytes, name: str, inputs: np.ndarray, board: str
     v = variant(board, optimize=optimize, profile_layers=profile_layers)
     codegen_dir = work / "codegen"
     codegen_dir.mkdir(parents=True)
-    generated = generate(model_bytes, f"{name}.tflite", optimize)
+    generated = generate(model_bytes, f"{name}.tflite", optimize,
+                         widen_weights=widen_for_mode(optimize, BOARDS[board], len(model_bytes)))
     (codegen_dir / "model.rs").write_text(generated.model_rs)
     (codegen_dir / "codegen.json").write_text(json.dumps(generated.info))  # the mode's opt_level, the footprint
     expected = np.stack([o[0] for o in oracle_outputs(model_bytes, inputs)])

@@ -86,12 +86,14 @@ def measure_native(name: str, model: bytes, inputs: np.ndarray, board: str, mode
 
 def measure_modes(name: str, model: bytes, inputs: np.ndarray, board: str, modes, work: Path) -> dict[str, dict]:
     """mode -> measurement on `board`; a mode whose generated code equals an earlier mode's reuses its numbers."""
+    from tinypipe.engines.native.codegen import widen_for_mode
     from tinypipe.engines.native.generate import generate
 
     out: dict[str, dict] = {}
     seen: dict[tuple, str] = {}
     for mode in modes:
-        generated = generate(model, f"{name}.tflite", mode)
+        generated = generate(model, f"{name}.tflite", mode,
+                             widen_weights=widen_for_mode(mode, device.BOARDS[board], len(model)))
         code = (generated.model_rs, generated.info.get("opt_level"))
         if code in seen and "error" not in out[seen[code]]:
             out[mode] = dict(out[seen[code]], same_as=seen[code])

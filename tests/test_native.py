@@ -725,8 +725,17 @@ def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
     model_rs = (out / "model.rs").read_text()
     for item in ("pub const INPUT_LEN: usize = 490;", "pub const OUTPUT_LEN: usize = 12;",
                  "pub type Input = i8;", "pub fn invoke(input: &[Input], output: &mut [Output])",
-                 "static W0: [u32; 640]"):
+                 "static W0: [u32; 1280]", "k::conv2d_s8_widened(&P0,"):
         assert item in model_rs
+    # the DSP board's flash holds the model four times: filters pre-widened to int16 pairs (twice the words);
+    # a core without the DSP extension keeps them int8
+    assert info["widened_weights"] is True
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    codegen.run(StageContext(variant=native_variant("mps2-an385"), inputs={"quantize": quantize}, out=plain,
+                             project_dir=tmp_path, _log=logs.append))
+    assert json.loads((plain / "codegen.json").read_text())["widened_weights"] is False
+    assert "static W0: [u32; 640]" in (plain / "model.rs").read_text()
     assert ".unwrap()" not in model_rs and ".expect(" not in model_rs and "if let Some" not in model_rs
     # every operator's arena ranges are asserted at compile time, naming it; the one panic is the unreachable
     # run-time fallback, which names the operator too (never an operator skipped)

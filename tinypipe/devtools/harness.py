@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinypipe.engines.native.generate import generate
+from tinypipe.engines.native.generate import generate, widens_weights
 from tinypipe.stages import build, firmware
 from tinypipe.stages.base import StageContext
 
@@ -49,8 +49,11 @@ def build_harness(models: dict[str, tuple[bytes, np.ndarray]], variant: "Variant
     Each module exposes the generated API plus `inputs() -> &[Input]` (its windows, back to back)."""
     codegen_dir = work / "codegen"
     (codegen_dir / "model").mkdir(parents=True)
+    board = variant.board
     for name, (model_bytes, inputs) in models.items():
-        generated = generate(model_bytes, f"{name}.tflite", (optimize or {}).get(name, "balanced"))
+        # as the codegen stage generates for this board
+        widen = widens_weights(board.features, board.flash.size, len(model_bytes))
+        generated = generate(model_bytes, f"{name}.tflite", (optimize or {}).get(name, "balanced"), widen_weights=widen)
         (codegen_dir / "model" / f"{name}.rs").write_text(generated.model_rs + INPUTS_RS.replace("@NAME@", name))
         np.ascontiguousarray(inputs).tofile(codegen_dir / "model" / f"{name}.bin")
     (codegen_dir / "model.rs").write_text("".join(f"pub mod {name};\n" for name in models))

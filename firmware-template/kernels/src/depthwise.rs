@@ -166,6 +166,18 @@ impl Kernel<'_> {
         let taps = p.k_h * p.k_w;
         let bytes = BYTES;
         let px_step = if bytes { p.stride_w * p.in_c } else { p.stride_w * p.lanes() / 2 };
+        #[cfg(tinyml_dsp)]
+        if !GENERAL && FULL && out_c % 4 == 0 {
+            // whole blocks along the row: each block's taps and scales are set up once per row
+            for (b, (bias, rs)) in self.bias2.chunks_exact(4).zip(self.rescale.chunks_exact(4)).enumerate() {
+                // a broadcast block's tap offsets include its input channel; a widened block starts at word 2b
+                let xb = if bytes { Some(x) } else { x.get(2 * b..) };
+                if let (Some(t), Some(xb), Some(out)) = (stream.part(b * taps, taps), xb, out_row.get_mut(4 * b..)) {
+                    crate::dsp::depthwise_block_row::<BYTES>(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
+                }
+            }
+            return;
+        }
         for (ox, out_px) in out_row.chunks_exact_mut(out_c).enumerate() {
             let base = ox * px_step;
             let mut blocks = out_px.chunks_mut(4);

@@ -67,42 +67,68 @@ pub fn ssat8(v: i32) -> i32 {
 
 /// Two filter rows against two widened patches (the conv kernel's 2x2 block): `w` holds the rows' words
 /// interleaved (row 0 word g, row 1 word g, ...), `x` per group `g` the words `(x0 even, x0 odd, x1 even,
-/// x1 odd)`; `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. 18 instructions per 16 MACs.
+/// x1 odd)`; `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. 18 instructions per 16 MACs. `WIDENED`:
+/// pre-widened rows, per group row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's: 14.
 #[inline(always)]
-pub fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    let groups = (w.len() / 2).min(x.len() / 4);
+pub fn dot_2rows_2px<const WIDENED: bool>(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = (w.len() / if WIDENED { 4 } else { 2 }).min(x.len() / 4);
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     if groups == 0 {
         return acc;
     }
-    // SAFETY: reads `2 * groups` words from `w` and `4 * groups` from `x`, within both slices; both are
-    // `u32` slices, so word-aligned as LDRD requires. Registers only otherwise; the stack is not touched.
+    // SAFETY: reads `2 * groups` words (`4 * groups` if `WIDENED`) from `w` and `4 * groups` from `x`, within
+    // both slices; both are `u32` slices, so word-aligned as LDRD requires. Registers only otherwise; the
+    // stack is not touched.
     unsafe {
-        asm!(
-            "2:",
-            "ldr {w}, [{pw}], #4",
-            "ldrd {x0e}, {x0o}, [{px}], #8",
-            "ldrd {x1e}, {x1o}, [{px}], #8",
-            "sxtb16 {t}, {w}",
-            "smlad {a0}, {t}, {x0e}, {a0}",
-            "smlad {a1}, {t}, {x1e}, {a1}",
-            "sxtb16 {t}, {w}, ror #8",
-            "smlad {a0}, {t}, {x0o}, {a0}",
-            "smlad {a1}, {t}, {x1o}, {a1}",
-            "ldr {w}, [{pw}], #4",
-            "sxtb16 {t}, {w}",
-            "smlad {a2}, {t}, {x0e}, {a2}",
-            "smlad {a3}, {t}, {x1e}, {a3}",
-            "sxtb16 {t}, {w}, ror #8",
-            "smlad {a2}, {t}, {x0o}, {a2}",
-            "smlad {a3}, {t}, {x1o}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
-            w = out(reg) _, t = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
-            x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
-            options(readonly, nostack),
-        )
+        if WIDENED {
+            asm!(
+                "2:",
+                "ldrd {we}, {wo}, [{pw}], #8",
+                "ldrd {x0e}, {x0o}, [{px}], #8",
+                "ldrd {x1e}, {x1o}, [{px}], #8",
+                "smlad {a0}, {we}, {x0e}, {a0}",
+                "smlad {a1}, {we}, {x1e}, {a1}",
+                "smlad {a0}, {wo}, {x0o}, {a0}",
+                "smlad {a1}, {wo}, {x1o}, {a1}",
+                "ldrd {we}, {wo}, [{pw}], #8",
+                "smlad {a2}, {we}, {x0e}, {a2}",
+                "smlad {a3}, {we}, {x1e}, {a3}",
+                "smlad {a2}, {wo}, {x0o}, {a2}",
+                "smlad {a3}, {wo}, {x1o}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
+                we = out(reg) _, wo = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
+                x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+                options(readonly, nostack),
+            )
+        } else {
+            asm!(
+                "2:",
+                "ldr {w}, [{pw}], #4",
+                "ldrd {x0e}, {x0o}, [{px}], #8",
+                "ldrd {x1e}, {x1o}, [{px}], #8",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {x0e}, {a0}",
+                "smlad {a1}, {t}, {x1e}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {x0o}, {a0}",
+                "smlad {a1}, {t}, {x1o}, {a1}",
+                "ldr {w}, [{pw}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a2}, {t}, {x0e}, {a2}",
+                "smlad {a3}, {t}, {x1e}, {a3}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a2}, {t}, {x0o}, {a2}",
+                "smlad {a3}, {t}, {x1o}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
+                w = out(reg) _, t = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
+                x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+                options(readonly, nostack),
+            )
+        }
     };
     [a0, a1, a2, a3]
 }
@@ -235,41 +261,10 @@ pub fn taps_4lanes(x: &[u32], taps: &TapStream, acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
-/// A 1x1-blocked convolution's whole output-channel loop for two output pixels: for every pair `p <
-/// pairs` of filter rows (`w`: the rows' words interleaved, `groups` words per row), the dot products with
-/// the two widened patches in `x` (per group the words `(x0 even, x0 odd, x1 even, x1 odd)`, doubled
-/// values), from `bias2`, requantized with [`crate::quant::Rescale`]'s short path and saturated to int8,
-/// written to `out[2p..2p + 2]` (pixel 0) and `out[px1 + 2p..]` (pixel 1; `px1 == 0` when both pixels
-/// are the same one, which then gets the same bytes twice). The caller checks that every channel takes the
-/// short path and that the activation range is all of int8. 18 instructions per 16 MACs in the inner
-/// loop, 35 per channel pair around it.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_pairs_2px(
-    w: &[u32],
-    x: &[u32],
-    groups: usize,
-    pairs: usize,
-    bias2: &[i32],
-    rescale: &[crate::quant::Rescale],
-    out: &mut [i8],
-    px1: usize,
-) {
-    if groups == 0
-        || pairs == 0
-        || w.len() < 2 * groups * pairs
-        || x.len() < 4 * groups
-        || bias2.len() < 2 * pairs
-        || rescale.len() < 2 * pairs
-        || out.len() < px1 + 2 * pairs
-    {
-        return;
-    }
-    let out1 = out.as_mut_ptr().wrapping_add(px1);
-    // SAFETY: reads `2 * groups * pairs` words of `w`, `4 * groups` words of `x` per pair, `2 * pairs`
-    // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, two words each), writes `2 * pairs` bytes
-    // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
-    // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
-    unsafe {
+/// `conv_pairs_2px`' assembly around its inner loop (the template lines that run it to its end, over `groups` groups with the filter pointer in r4, the patches' pointer in r6, the count in r5 and the
+/// accumulators in r0..r3; r8..r12 and lr are free).
+macro_rules! conv_pairs_asm {
+    ($w:ident, $x:ident, $groups:ident, $pairs:ident, $bias2:ident, $rescale:ident, $out:ident, $out1:ident, $($inner:literal,)*) => {
         asm!(
             // frame: groups, x, the caller's r6 (LLVM's, not an operand: saved and restored here), bias2,
             // rescale, out0, out1, pairs
@@ -281,25 +276,7 @@ pub fn conv_pairs_2px(
             "mov r1, r0",
             "mov r3, r2",
             "ldrd r5, r6, [sp]",
-            "2:",
-            "ldr r8, [r4], #4",
-            "ldrd r10, r11, [r6], #8",
-            "ldrd r12, lr, [r6], #8",
-            "sxtb16 r9, r8",
-            "smlad r0, r9, r10, r0",
-            "smlad r1, r9, r12, r1",
-            "sxtb16 r9, r8, ror #8",
-            "smlad r0, r9, r11, r0",
-            "smlad r1, r9, lr, r1",
-            "ldr r8, [r4], #4",
-            "sxtb16 r9, r8",
-            "smlad r2, r9, r10, r2",
-            "smlad r3, r9, r12, r3",
-            "sxtb16 r9, r8, ror #8",
-            "smlad r2, r9, r11, r2",
-            "smlad r3, r9, lr, r3",
-            "subs r5, r5, #1",
-            "bne 2b",
+            $($inner,)*
             "ldr r9, [sp, #16]",
             "ldrd r5, r6, [sp, #20]",
             "ldrd r10, r11, [r9], #8",
@@ -336,23 +313,137 @@ pub fn conv_pairs_2px(
             "bne 1b",
             "ldr r6, [sp, #8]",
             "add sp, sp, #32",
-            inout("r0") groups => _,
-            inout("r4") w.as_ptr() => _,
-            inout("r5") x.as_ptr() => _,
-            inout("r8") bias2.as_ptr() => _,
-            inout("r9") rescale.as_ptr() => _,
-            inout("r10") out.as_mut_ptr() => _,
-            inout("r11") out1 => _,
-            inout("r12") pairs => _,
+            inout("r0") $groups => _,
+            inout("r4") $w.as_ptr() => _,
+            inout("r5") $x.as_ptr() => _,
+            inout("r8") $bias2.as_ptr() => _,
+            inout("r9") $rescale.as_ptr() => _,
+            inout("r10") $out.as_mut_ptr() => _,
+            inout("r11") $out1 => _,
+            inout("r12") $pairs => _,
             out("r1") _, out("r2") _, out("r3") _, out("lr") _,
         )
     };
 }
 
-/// `fc_blocks`' assembly around its epilogue (the template lines after label `4:` that requantize and store
-/// a block's four rows, and keep the frame's `rescale` and `out` pointers).
+/// A 1x1-blocked convolution's whole output-channel loop for two output pixels: for every pair `p <
+/// pairs` of filter rows (`w`: the rows' words interleaved, `groups` words per row), the dot products with
+/// the two widened patches in `x` (per group the words `(x0 even, x0 odd, x1 even, x1 odd)`, doubled
+/// values), from `bias2`, requantized with [`crate::quant::Rescale`]'s short path and saturated to int8,
+/// written to `out[2p..2p + 2]` (pixel 0) and `out[px1 + 2p..]` (pixel 1; `px1 == 0` when both pixels
+/// are the same one, which then gets the same bytes twice). The caller checks that every channel takes the
+/// short path and that the activation range is all of int8. 18 instructions per 16 MACs in the inner
+/// loop, 35 per channel pair around it. `WIDENED`: the filter comes pre-widened by the code generator (per
+/// group, row `2p`'s words `(v0, v2)` and `(v1, v3)` as int16 pairs, then row `2p + 1`'s: `4 * groups *
+/// pairs` words), and the inner loop does no SXTB16: 13.5 instructions per 16 MACs (two groups an
+/// iteration).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_pairs_2px<const WIDENED: bool>(
+    w: &[u32],
+    x: &[u32],
+    groups: usize,
+    pairs: usize,
+    bias2: &[i32],
+    rescale: &[crate::quant::Rescale],
+    out: &mut [i8],
+    px1: usize,
+) {
+    if groups == 0
+        || pairs == 0
+        || w.len() < if WIDENED { 4 } else { 2 } * groups * pairs
+        || x.len() < 4 * groups
+        || bias2.len() < 2 * pairs
+        || rescale.len() < 2 * pairs
+        || out.len() < px1 + 2 * pairs
+    {
+        return;
+    }
+    let out1 = out.as_mut_ptr().wrapping_add(px1);
+    // SAFETY: reads `2 * groups * pairs` words of `w` (twice that `WIDENED`), `4 * groups` words of `x` per pair, `2 * pairs`
+    // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, two words each), writes `2 * pairs` bytes
+    // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
+    // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
+    unsafe {
+        if WIDENED {
+            conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
+                // two groups per iteration (half the loop overhead); an odd one first
+                "lsrs r5, r5, #1",
+                "bcc 3f",
+                "ldrd r8, r9, [r4], #8",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "smlad r0, r8, r10, r0",
+                "smlad r1, r8, r12, r1",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldrd r8, r9, [r4], #8",
+                "smlad r2, r8, r10, r2",
+                "smlad r3, r8, r12, r3",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "3:",
+                "beq 4f",
+                "2:",
+                "ldrd r8, r9, [r4], #8",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "smlad r0, r8, r10, r0",
+                "smlad r1, r8, r12, r1",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldrd r8, r9, [r4], #8",
+                "smlad r2, r8, r10, r2",
+                "smlad r3, r8, r12, r3",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "ldrd r8, r9, [r4], #8",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "smlad r0, r8, r10, r0",
+                "smlad r1, r8, r12, r1",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldrd r8, r9, [r4], #8",
+                "smlad r2, r8, r10, r2",
+                "smlad r3, r8, r12, r3",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "subs r5, r5, #1",
+                "bne 2b",
+                "4:",
+            )
+        } else {
+            conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
+                "2:",
+                "ldr r8, [r4], #4",
+                "ldrd r10, r11, [r6], #8",
+                "ldrd r12, lr, [r6], #8",
+                "sxtb16 r9, r8",
+                "smlad r0, r9, r10, r0",
+                "smlad r1, r9, r12, r1",
+                "sxtb16 r9, r8, ror #8",
+                "smlad r0, r9, r11, r0",
+                "smlad r1, r9, lr, r1",
+                "ldr r8, [r4], #4",
+                "sxtb16 r9, r8",
+                "smlad r2, r9, r10, r2",
+                "smlad r3, r9, r12, r3",
+                "sxtb16 r9, r8, ror #8",
+                "smlad r2, r9, r11, r2",
+                "smlad r3, r9, lr, r3",
+                "subs r5, r5, #1",
+                "bne 2b",
+            )
+        }
+    };
+}
+
+/// `fc_blocks`' assembly around one input word's lines (in brackets: load the word at r5, multiply it into
+/// r0..r3 with the block's weights at r4; r9..r12 and lr are free) and its epilogue (the template lines after
+/// label `4:` that requantize and store a block's four rows, and keep the frame's `rescale` and `out`
+/// pointers).
 macro_rules! fc_blocks_asm {
-    ($x:ident, $w:ident, $words:ident, $blocks:ident, $bias:ident, $rescale:ident, $out:ident, $($epilogue:literal,)*) => {
+    ($x:ident, $w:ident, $words:ident, $blocks:ident, $bias:ident, $rescale:ident, $out:ident, [$($word:literal,)*], $($epilogue:literal,)*) => {
         asm!(
             "push {{r5, r8, r9, r10, r11, r12}}",
             "1:",
@@ -363,73 +454,13 @@ macro_rules! fc_blocks_asm {
             // two input words per iteration (half the loop overhead); an odd one first
             "lsrs r8, r8, #1",
             "bcc 3f",
-            "ldr r9, [r5], #4",
-            "sxtb16 r11, r9",
-            "sxtb16 r12, r9, ror #8",
-            "ldrd r9, r10, [r4], #8",
-            "sxtb16 lr, r9",
-            "smlad r0, lr, r11, r0",
-            "sxtb16 lr, r9, ror #8",
-            "smlad r0, lr, r12, r0",
-            "sxtb16 lr, r10",
-            "smlad r1, lr, r11, r1",
-            "sxtb16 lr, r10, ror #8",
-            "smlad r1, lr, r12, r1",
-            "ldrd r9, r10, [r4], #8",
-            "sxtb16 lr, r9",
-            "smlad r2, lr, r11, r2",
-            "sxtb16 lr, r9, ror #8",
-            "smlad r2, lr, r12, r2",
-            "sxtb16 lr, r10",
-            "smlad r3, lr, r11, r3",
-            "sxtb16 lr, r10, ror #8",
-            "smlad r3, lr, r12, r3",
+            $($word,)*
             "3:",
             "cmp r8, #0",
             "beq 4f",
             "2:",
-            "ldr r9, [r5], #4",
-            "sxtb16 r11, r9",
-            "sxtb16 r12, r9, ror #8",
-            "ldrd r9, r10, [r4], #8",
-            "sxtb16 lr, r9",
-            "smlad r0, lr, r11, r0",
-            "sxtb16 lr, r9, ror #8",
-            "smlad r0, lr, r12, r0",
-            "sxtb16 lr, r10",
-            "smlad r1, lr, r11, r1",
-            "sxtb16 lr, r10, ror #8",
-            "smlad r1, lr, r12, r1",
-            "ldrd r9, r10, [r4], #8",
-            "sxtb16 lr, r9",
-            "smlad r2, lr, r11, r2",
-            "sxtb16 lr, r9, ror #8",
-            "smlad r2, lr, r12, r2",
-            "sxtb16 lr, r10",
-            "smlad r3, lr, r11, r3",
-            "sxtb16 lr, r10, ror #8",
-            "smlad r3, lr, r12, r3",
-            "ldr r9, [r5], #4",
-            "sxtb16 r11, r9",
-            "sxtb16 r12, r9, ror #8",
-            "ldrd r9, r10, [r4], #8",
-            "sxtb16 lr, r9",
-            "smlad r0, lr, r11, r0",
-            "sxtb16 lr, r9, ror #8",
-            "smlad r0, lr, r12, r0",
-            "sxtb16 lr, r10",
-            "smlad r1, lr, r11, r1",
-            "sxtb16 lr, r10, ror #8",
-            "smlad r1, lr, r12, r1",
-            "ldrd r9, r10, [r4], #8",
-            "sxtb16 lr, r9",
-            "smlad r2, lr, r11, r2",
-            "sxtb16 lr, r9, ror #8",
-            "smlad r2, lr, r12, r2",
-            "sxtb16 lr, r10",
-            "smlad r3, lr, r11, r3",
-            "sxtb16 lr, r10, ror #8",
-            "smlad r3, lr, r12, r3",
+            $($word,)*
+            $($word,)*
             "subs r8, r8, #1",
             "bne 2b",
             $($epilogue,)*
@@ -456,26 +487,14 @@ macro_rules! fc_blocks_asm {
 /// and saturated to int8, written to `out[4b..4b + 4]`. `PER_TENSOR`: `rescale` holds one entry that
 /// serves every row (loaded once per block), else one per row. The caller checks that every channel takes
 /// the short path and that the activation range is all of int8. 22 instructions per 16 MACs in the inner
-/// loop (two input words per iteration), 50 per block around it (40 per tensor).
-pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32], rescale: &[crate::quant::Rescale], out: &mut [i8]) {
-    if words == 0
-        || blocks == 0
-        || x.len() < 4 * words
-        || w.len() < 4 * words * blocks
-        || bias.len() < 4 * blocks
-        || rescale.len() < if PER_TENSOR { 1 } else { 4 * blocks }
-        || out.len() < 4 * blocks
-    {
-        return;
-    }
-    // SAFETY: reads `4 * words` bytes of `x` per block (LDR allows any alignment on ARMv7-M), `4 * words *
-    // blocks` words of `w`, `4 * blocks` words of `bias` and `4 * blocks` `Rescale`s (one if `PER_TENSOR`;
-    // `repr(C)`, two words each), writes `4 * blocks` bytes of `out`: all within the slices (checked
-    // above); word loads of `w`, `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped
-    // before it ends.
-    unsafe {
-        if PER_TENSOR {
-            fc_blocks_asm!(x, w, words, blocks, bias, rescale, out,
+/// loop (two input words per iteration), 50 per block around it (40 per tensor). `WIDENED`: the weights come
+/// pre-widened (per input word, each row's words `(v0, v2)` and `(v1, v3)` as int16 pairs: `8 * words *
+/// blocks` words), 15 instructions per 16 MACs.
+/// `fc_blocks`' two epilogues (per tensor, per channel) around one input word's lines (`fc_blocks_asm`).
+macro_rules! fc_blocks_epilogues {
+    ($x:ident, $w:ident, $words:ident, $blocks:ident, $bias:ident, $rescale:ident, $out:ident, $per_tensor:ident, [$($word:literal,)*]) => {
+        if $per_tensor {
+            fc_blocks_asm!($x, $w, $words, $blocks, $bias, $rescale, $out, [$($word,)*],
                 "4:",
                 "ldr r9, [sp, #12]",
                 "ldr r5, [sp, #16]",
@@ -509,7 +528,7 @@ pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, bloc
                 "str r5, [sp, #16]",
             );
         } else {
-            fc_blocks_asm!(x, w, words, blocks, bias, rescale, out,
+            fc_blocks_asm!($x, $w, $words, $blocks, $bias, $rescale, $out, [$($word,)*],
                 "4:",
                 "ldr r9, [sp, #12]",
                 "ldr r5, [sp, #16]",
@@ -556,6 +575,69 @@ pub fn fc_blocks<const PER_TENSOR: bool>(x: &[i8], w: &[u32], words: usize, bloc
     };
 }
 
+pub fn fc_blocks<const PER_TENSOR: bool, const WIDENED: bool>(x: &[i8], w: &[u32], words: usize, blocks: usize, bias: &[i32], rescale: &[crate::quant::Rescale], out: &mut [i8]) {
+    if words == 0
+        || blocks == 0
+        || x.len() < 4 * words
+        || w.len() < if WIDENED { 8 } else { 4 } * words * blocks
+        || bias.len() < 4 * blocks
+        || rescale.len() < if PER_TENSOR { 1 } else { 4 * blocks }
+        || out.len() < 4 * blocks
+    {
+        return;
+    }
+    // SAFETY: reads `4 * words` bytes of `x` per block (LDR allows any alignment on ARMv7-M), `4 * words *
+    // blocks` words of `w` (`8 * words * blocks` if `WIDENED`), `4 * blocks` words of `bias` and `4 * blocks` `Rescale`s (one if `PER_TENSOR`;
+    // `repr(C)`, two words each), writes `4 * blocks` bytes of `out`: all within the slices (checked
+    // above); word loads of `w`, `bias` and `rescale` are word-aligned. The 24 bytes it pushes are popped
+    // before it ends.
+    unsafe {
+        if WIDENED {
+            fc_blocks_epilogues!(x, w, words, blocks, bias, rescale, out, PER_TENSOR, [
+                "ldr r9, [r5], #4",
+                "sxtb16 r11, r9",
+                "sxtb16 r12, r9, ror #8",
+                "ldrd r9, r10, [r4], #8",
+                "smlad r0, r9, r11, r0",
+                "smlad r0, r10, r12, r0",
+                "ldrd r9, r10, [r4], #8",
+                "smlad r1, r9, r11, r1",
+                "smlad r1, r10, r12, r1",
+                "ldrd r9, r10, [r4], #8",
+                "smlad r2, r9, r11, r2",
+                "smlad r2, r10, r12, r2",
+                "ldrd r9, r10, [r4], #8",
+                "smlad r3, r9, r11, r3",
+                "smlad r3, r10, r12, r3",
+            ]);
+        } else {
+            fc_blocks_epilogues!(x, w, words, blocks, bias, rescale, out, PER_TENSOR, [
+                "ldr r9, [r5], #4",
+                "sxtb16 r11, r9",
+                "sxtb16 r12, r9, ror #8",
+                "ldrd r9, r10, [r4], #8",
+                "sxtb16 lr, r9",
+                "smlad r0, lr, r11, r0",
+                "sxtb16 lr, r9, ror #8",
+                "smlad r0, lr, r12, r0",
+                "sxtb16 lr, r10",
+                "smlad r1, lr, r11, r1",
+                "sxtb16 lr, r10, ror #8",
+                "smlad r1, lr, r12, r1",
+                "ldrd r9, r10, [r4], #8",
+                "sxtb16 lr, r9",
+                "smlad r2, lr, r11, r2",
+                "sxtb16 lr, r9, ror #8",
+                "smlad r2, lr, r12, r2",
+                "sxtb16 lr, r10",
+                "smlad r3, lr, r11, r3",
+                "sxtb16 lr, r10, ror #8",
+                "smlad r3, lr, r12, r3",
+            ]);
+        }
+    };
+}
+
 /// Four lanes that all read one input value per tap (a depth multiplier of four or more): `acc[l] +=
 /// w[t][l] * x[base + offset_t]` over the taps, `x` the int8 rows as little-endian words. 6 instructions
 /// per tap (4 MACs).
@@ -588,4 +670,174 @@ pub fn taps_4lanes_bytes(x: &[u32], base: usize, taps: &TapStream, acc: [i32; 4]
         )
     };
     [a0, a1, a2, a3]
+}
+
+/// `depthwise_block_row`'s assembly around one tap (the template lines that load a tap's `(w02, w13,
+/// offset)` words with `ldm r11!, {r8, r9, r10}` and add its four products to r0..r3; the pixel's input is at
+/// r12, and lr = r12 + 4; r4 and r5 are free), written out nine times for nine taps, else looped over
+/// the taps (count in r6). Operands are pointers and counts, `$step` in bytes.
+macro_rules! depthwise_block_row_asm {
+    ($taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr, $($tap:literal,)*) => {
+        if $n == 9 {
+            // a 3x3 filter: the nine taps written out, no loop
+            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, [
+                $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)*
+            ])
+        } else {
+            // two taps per iteration, an odd one first
+            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, [
+                "lsrs r6, r6, #1",
+                "bcc 3f",
+                $($tap,)*
+                "3:",
+                "cmp r6, #0",
+                "beq 4f",
+                "2:",
+                $($tap,)*
+                $($tap,)*
+                "subs r6, r6, #1",
+                "bne 2b",
+                "4:",
+            ])
+        }
+    };
+    (@body $taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr, [$($section:literal,)*]) => {
+        asm!(
+            // frame: taps, tap count, x (advancing), px_step in bytes, bias2, rescale, the caller's r6
+            // (LLVM's, not an operand: saved and restored here), out (advancing), out_step, pixels left
+            "push {{r0, r1, r2, r3, r4, r5, r6, r8, r9, r10}}",
+            "1:",
+            "ldrd r11, r6, [sp]",
+            "ldr r12, [sp, #8]",
+            "add lr, r12, #4",
+            "ldr r4, [sp, #16]",
+            "ldm r4, {{r0, r1, r2, r3}}",
+            $($section,)*
+            "ldr r11, [sp, #20]",
+            "ldr r12, [sp, #28]",
+            "ldrd r8, r9, [r11], #8",
+            "rbit r10, r9",
+            "clz r10, r10",
+            "smmlar r4, r0, r8, r9",
+            "add r4, r4, r0, asr #31",
+            "asr r4, r4, r10",
+            "ssat r4, #8, r4, asr #1",
+            "strb r4, [r12]",
+            "ldrd r8, r9, [r11], #8",
+            "rbit r10, r9",
+            "clz r10, r10",
+            "smmlar r4, r1, r8, r9",
+            "add r4, r4, r1, asr #31",
+            "asr r4, r4, r10",
+            "ssat r4, #8, r4, asr #1",
+            "strb r4, [r12, #1]",
+            "ldrd r8, r9, [r11], #8",
+            "rbit r10, r9",
+            "clz r10, r10",
+            "smmlar r4, r2, r8, r9",
+            "add r4, r4, r2, asr #31",
+            "asr r4, r4, r10",
+            "ssat r4, #8, r4, asr #1",
+            "strb r4, [r12, #2]",
+            "ldrd r8, r9, [r11], #8",
+            "rbit r10, r9",
+            "clz r10, r10",
+            "smmlar r4, r3, r8, r9",
+            "add r4, r4, r3, asr #31",
+            "asr r4, r4, r10",
+            "ssat r4, #8, r4, asr #1",
+            "strb r4, [r12, #3]",
+            "ldr r5, [sp, #32]",
+            "add r12, r12, r5",
+            "str r12, [sp, #28]",
+            "ldrd r4, r5, [sp, #8]",
+            "add r4, r4, r5",
+            "str r4, [sp, #8]",
+            "ldr r4, [sp, #36]",
+            "subs r4, r4, #1",
+            "str r4, [sp, #36]",
+            "bne 1b",
+            "ldr r6, [sp, #24]",
+            "add sp, sp, #40",
+            inout("r0") $taps => _,
+            inout("r1") $n => _,
+            inout("r2") $x => _,
+            inout("r3") $step => _,
+            inout("r4") $bias2 => _,
+            inout("r5") $rescale => _,
+            inout("r8") $out => _,
+            inout("r9") $out_step => _,
+            inout("r10") $pixels => _,
+            out("r11") _, out("r12") _, out("lr") _,
+        )
+    };
+}
+
+/// One block of four depthwise lanes along a whole output row: for each of `pixels` output pixels `p`,
+/// the taps against the widened input at `x[p * px_step..]` (as [`taps_4lanes`], `x` starting at the
+/// block's words of pixel 0), from `bias2[..4]`, requantized with [`crate::quant::Rescale`]'s short path
+/// and saturated to int8, written to `out[p * out_step..][..4]`. The caller checks that the four lanes take
+/// the short path and that the activation range is all of int8. The block's loop runs over the pixels, so
+/// its taps, bias and scales are set up once per row instead of once per pixel: 7 instructions per tap
+/// (4 MACs; a 3x3 filter's nine taps are written out, no loop), 32 for the four requantizations and about
+/// 20 per pixel around them. `BYTES`: the block's four
+/// lanes read one input value per tap (as [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian words,
+/// pixel `p`'s taps at byte `p * px_step + offset`; 6 instructions per tap.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_block_row<const BYTES: bool>(
+    x: &[u32],
+    px_step: usize,
+    pixels: usize,
+    taps: &TapStream,
+    bias2: &[i32],
+    rescale: &[crate::quant::Rescale],
+    out: &mut [i8],
+    out_step: usize,
+) {
+    let n = taps.words.len() / 3;
+    if n == 0
+        || pixels == 0
+        || bias2.len() < 4
+        || rescale.len() < 4
+        || if BYTES {
+            4 * x.len() < (pixels - 1) * px_step + taps.reach
+        } else {
+            x.len() < (pixels - 1) * px_step + taps.reach + 1
+        }
+        || out.len() < (pixels - 1) * out_step + 4
+    {
+        return;
+    }
+    // SAFETY: per pixel `p` it reads the `3 * n` words of `taps.words` in order, and per tap the words
+    // `p * px_step + offset` and `+ 1` of `x`, where `offset + 2 <= taps.reach + 1`, or with `BYTES` byte
+    // `p * px_step + offset` of its `4 * x.len()` bytes, where `offset + 1 <= taps.reach`: within `x` (checked
+    // above with `TapStream::new`'s `reach`); four words of `bias2` and four `Rescale`s (`repr(C)`, two
+    // words each); it writes bytes `p * out_step..+ 4` of `out`, within it (checked above). Word loads are
+    // word-aligned (`u32`/`i32` slices). The 40 bytes it pushes on the stack are popped before it ends.
+    unsafe {
+        if BYTES {
+            depthwise_block_row_asm!(
+                taps.words.as_ptr(), n, x.as_ptr(), px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
+                out_step, pixels,
+                "ldm r11!, {{r8, r9, r10}}",
+                "ldrsb r4, [r12, r10]",
+                "smlabb r0, r8, r4, r0",
+                "smlatb r2, r8, r4, r2",
+                "smlabb r1, r9, r4, r1",
+                "smlatb r3, r9, r4, r3",
+            )
+        } else {
+            depthwise_block_row_asm!(
+                taps.words.as_ptr(), n, x.as_ptr(), 4 * px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
+                out_step, pixels,
+                "ldm r11!, {{r8, r9, r10}}",
+                "ldr r4, [r12, r10, lsl #2]",
+                "ldr r5, [lr, r10, lsl #2]",
+                "smlabb r0, r8, r4, r0",
+                "smlatt r2, r8, r4, r2",
+                "smlabb r1, r9, r5, r1",
+                "smlatt r3, r9, r5, r3",
+            )
+        }
+    };
 }

@@ -4,10 +4,11 @@
 //! Four output rows at a time, so every input word is loaded and widened once per four rows. The weights
 //! come re-laid by the code generator ([`fc_weight_words`]): rows padded with zeros to whole words and to a
 //! multiple of four rows, and the four rows of a block interleaved word by word, so one block's words for
-//! one input word are adjacent (one LDM on the DSP path).
+//! one input word are adjacent (one LDM on the DSP path). [`fully_connected_s8_widened`] takes them
+//! pre-widened: each word of four int8 as the two int16-pair words `(v0, v2)`, `(v1, v3)` (no SXTB16 of
+//! weights in the DSP inner loop, twice the weights' flash).
 
-#[cfg(tinyml_dsp)]
-use crate::conv::widen_word;
+use crate::conv::{mac_pairs, widen_word};
 use crate::quant::{clamp_s8, rescale_doubled, rescale_general, variant_fits, Rescale};
 
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +24,11 @@ pub struct FullyConnected {
 /// Number of `u32` weight words: `round_up(output_depth, 4) * ceil(accum_depth / 4)`.
 pub const fn fc_weight_words(p: &FullyConnected) -> usize {
     p.output_depth.div_ceil(4) * 4 * p.accum_depth.div_ceil(4)
+}
+
+/// Number of `u32` weight words of [`fully_connected_s8_widened`]: twice [`fc_weight_words`].
+pub const fn fc_weight_widened_words(p: &FullyConnected) -> usize {
+    2 * fc_weight_words(p)
 }
 
 /// `output[b][o] = requant(bias[o] + sum_d weights[o][d] * input[b][d])`.
@@ -41,19 +47,44 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
     rescale: &[Rescale],
     output: &mut [i8],
 ) {
+    fully_connected::<GENERAL, FULL, false>(p, input, weights, bias, rescale, output);
+}
+
+/// [`fully_connected_s8`] with pre-widened weights (see the module doc).
+pub fn fully_connected_s8_widened<const GENERAL: bool, const FULL: bool>(
+    p: &FullyConnected,
+    input: &[i8],
+    weights: &[u32],
+    bias: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+) {
+    fully_connected::<GENERAL, FULL, true>(p, input, weights, bias, rescale, output);
+}
+
+#[inline(always)]
+fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
+    p: &FullyConnected,
+    input: &[i8],
+    weights: &[u32],
+    bias: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+) {
+    let weight_words = if WIDENED { fc_weight_widened_words(p) } else { fc_weight_words(p) };
     let (depth, out_depth) = (p.accum_depth, p.output_depth);
     if depth == 0
         || out_depth == 0
         || input.len() < p.batches * depth
         || output.len() < p.batches * out_depth
-        || weights.len() < fc_weight_words(p)
+        || weights.len() < weight_words
         || bias.len() < out_depth
         || rescale.is_empty()
         || (rescale.len() > 1 && rescale.len() < out_depth)
     {
         return;
     }
-    let weights = &weights[..fc_weight_words(p)];
+    let weights = &weights[..weight_words];
     let per_tensor = rescale.len() < out_depth;
     let rescale = &rescale[..rescale.len().min(out_depth)];
     if !variant_fits::<GENERAL, FULL>(rescale, p.act_min, p.act_max) {
@@ -64,9 +95,9 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
         #[cfg(tinyml_dsp)]
         let first_block = if full && !general && depth % 4 == 0 {
             if per_tensor {
-                crate::dsp::fc_blocks::<true>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+                crate::dsp::fc_blocks::<true, WIDENED>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
             } else {
-                crate::dsp::fc_blocks::<false>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+                crate::dsp::fc_blocks::<false, WIDENED>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
             }
             out_depth / 4
         } else {
@@ -75,9 +106,9 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
         #[cfg(not(tinyml_dsp))]
         let first_block = 0;
         match (general, full) {
-            (true, _) => blocks::<true, false>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
-            (false, true) => blocks::<false, true>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
-            (false, false) => blocks::<false, false>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
+            (true, _) => blocks::<true, false, WIDENED>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
+            (false, true) => blocks::<false, true, WIDENED>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
+            (false, false) => blocks::<false, false, WIDENED>(p, x, weights, bias, rescale, per_tensor, out_row, first_block),
         }
     }
 }
@@ -86,7 +117,7 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
 /// every row.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the slices of one layer, as its caller holds them: inlined anyway
-fn blocks<const GENERAL: bool, const FULL: bool>(
+fn blocks<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     p: &FullyConnected,
     x: &[i8],
     weights: &[u32],
@@ -105,16 +136,26 @@ fn blocks<const GENERAL: bool, const FULL: bool>(
         *t = *v as u8;
     }
     let tail = if whole.remainder().is_empty() { None } else { Some(u32::from_le_bytes(tail)) };
-    for (block, w) in weights.chunks_exact(4 * words).enumerate().skip(first_block) {
+    let per_word = if WIDENED { 8 } else { 4 };
+    for (block, w) in weights.chunks_exact(per_word * words).enumerate().skip(first_block) {
         let o = 4 * block;
         let mut acc = [0i32; 4];
         for (a, b) in acc.iter_mut().zip(bias.iter().skip(o)) {
             *a = *b;
         }
-        let (w_whole, w_tail) = w.split_at(4 * (depth / 4));
-        acc = dot_4rows(x, w_whole, acc);
-        if let (Some(t), Some(ws)) = (tail, w_tail.get(..4)) {
-            acc = mac_4rows(t, ws, acc);
+        let (w_whole, w_tail) = w.split_at(per_word * (depth / 4));
+        if WIDENED {
+            for (xs, ws) in x.chunks_exact(4).zip(w_whole.chunks_exact(8)) {
+                acc = mac_4rows_widened(u32::from_le_bytes([xs[0] as u8, xs[1] as u8, xs[2] as u8, xs[3] as u8]), ws, acc);
+            }
+            if let (Some(t), Some(ws)) = (tail, w_tail.get(..8)) {
+                acc = mac_4rows_widened(t, ws, acc);
+            }
+        } else {
+            acc = dot_4rows(x, w_whole, acc);
+            if let (Some(t), Some(ws)) = (tail, w_tail.get(..4)) {
+                acc = mac_4rows(t, ws, acc);
+            }
         }
         let rs_block = if per_tensor { &broadcast[..] } else { rescale.get(o..).unwrap_or(&[]) };
         for ((out, a), rs) in out_row.iter_mut().skip(o).zip(acc).zip(rs_block) {
@@ -169,6 +210,16 @@ fn mac_4rows(x: u32, ws: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
             let v = bytes(*w);
             *a = a.wrapping_add(v[0] * xs[0] + v[1] * xs[1] + v[2] * xs[2] + v[3] * xs[3]);
         }
+    }
+    acc
+}
+
+/// One input word (four int8) against four pre-widened rows' words (per row: `(v0, v2)`, `(v1, v3)`).
+#[inline(always)]
+fn mac_4rows_widened(x: u32, ws: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
+    let (x_even, x_odd) = widen_word(x);
+    for (a, w) in acc.iter_mut().zip(ws.chunks_exact(2)) {
+        *a = mac_pairs(w[1], x_odd, mac_pairs(w[0], x_even, *a));
     }
     acc
 }

@@ -39,7 +39,7 @@ pub mod softmax;
 mod tests;
 
 pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
-pub use conv::{conv2d_s8, conv_filter_words, Conv2d};
+pub use conv::{conv2d_s8, conv2d_s8_widened, conv_filter_widened_words, conv_filter_words, Conv2d};
 pub use convert::{
     dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize,
 };
@@ -48,7 +48,7 @@ pub use elementwise::{
     add_s8, add_s8_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, Broadcast, Lookup, Mul,
 };
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
-pub use fully_connected::{fc_weight_words, fully_connected_s8, FullyConnected};
+pub use fully_connected::{fc_weight_widened_words, fc_weight_words, fully_connected_s8, fully_connected_s8_widened, FullyConnected};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, quantize_raw_i16, Rescale};
 pub use reduce::{mean_s8, Mean};

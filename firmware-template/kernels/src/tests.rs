@@ -436,6 +436,13 @@ mod matmul_kernels {
         }).collect()
     }
 
+    /// Every word of four int8 `v0..v3` as the two words `(v0, v2)` and `(v1, v3)` of int16 pairs (what the
+    /// code generator's pre-widened filters hold).
+    fn widened(words: &[u32]) -> Vec<u32> {
+        let half = |v: u32| (v as u8 as i8 as i16 as u16) as u32;
+        words.iter().flat_map(|&w| [half(w) | half(w >> 16) << 16, half(w >> 8) | half(w >> 24) << 16]).collect()
+    }
+
     fn padded_row(row: &[i8], words: usize) -> Vec<i8> {
         let mut r = row.to_vec();
         r.resize(4 * words, 0);
@@ -506,6 +513,12 @@ mod matmul_kernels {
         let mut stage = vec![0i8; p.stage_bytes()];
         conv2d_s8(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
         assert_eq!(output, expected, "conv {p:?} wide={wide}");
+        // conv_filter_widened_words: each word as its two int16-pair words, row 0's then row 1's
+        let filter = widened(&filter);
+        assert_eq!(filter.len(), conv_filter_widened_words(&p));
+        let mut output = vec![0i8; expected.len()];
+        conv2d_s8_widened(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
+        assert_eq!(output, expected, "conv widened {p:?} wide={wide}");
     }
 
     #[allow(clippy::too_many_arguments)] // one test case's shape, spelled out at the call
@@ -652,6 +665,16 @@ mod matmul_kernels {
             (false, false) => fully_connected_s8::<false, false>(&p, &input, &weights, &bias, &rescales, &mut output),
         }
         assert_eq!(output, expected, "fc {batches}x{depth} -> {out_depth} per_tensor={per_tensor} wide={wide}");
+        // fc_weight_widened_words: each word as its two int16-pair words
+        let widened_weights = widened(&weights);
+        assert_eq!(widened_weights.len(), fc_weight_widened_words(&p));
+        let mut output = vec![0i8; expected.len()];
+        match (general, full) {
+            (true, _) => fully_connected_s8_widened::<true, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
+            (false, true) => fully_connected_s8_widened::<false, true>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
+            (false, false) => fully_connected_s8_widened::<false, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
+        }
+        assert_eq!(output, expected, "fc widened {batches}x{depth} -> {out_depth} per_tensor={per_tensor} wide={wide}");
         // the variant must match the layer: a short-path-only variant refuses a general layer's table
         if general {
             let mut untouched = vec![7i8; expected.len()];

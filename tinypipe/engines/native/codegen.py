@@ -9,9 +9,10 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
   arena_strategy, in_place_ops (operator indices writing over an input), overlapped_ops (operator index -> bytes
   its input starts after its output, row by row: `optimize: ram`), patch (null, or the operators run in row
   bands: {ops, bands, band_buffer_bytes, extra_macs, macs}), arena_layer_by_layer (the arena without those two),
-  weight_bytes, macs, input, output, input_len, output_len}` with the input's and output's shape, dtype, scale
-  and zero point; in the `native.optimize` mode `size` also `opt_level`, the cargo opt-level the firmware stage
-  builds with. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
+  weight_bytes, macs, input, output, input_len, output_len, widened_weights}` with the input's and output's shape,
+  dtype, scale and zero point; in the `native.optimize` mode `size` also `opt_level`, the cargo opt-level the
+  firmware stage builds with. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
+  `widened_weights`: convolution filters pre-widened for the DSP path (`widen_for_mode` decides).
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.
@@ -42,9 +43,22 @@ def optimize_mode(variant) -> str:
     return (variant.config.get("native") or {}).get("optimize") or DEFAULT
 
 
+def widen_for_mode(optimize: str, board, model_bytes: int) -> bool:
+    """Pre-widened convolution filters (faster on the DSP path, up to the model's size again in flash): `speed`
+    whenever the board has the DSP extension and room for the model twice; `balanced` by `widens_weights`
+    (room for it twice in half the flash); never in `size`, nor in `ram`, whose row and band kernels take int8."""
+    from tinypipe.engines.native.generate import widens_weights
+
+    if optimize == "speed":
+        return "dsp" in board.features and 2 * model_bytes <= board.flash.size
+    if optimize in ("size", "ram"):
+        return False
+    return widens_weights(board.features, board.flash.size, model_bytes)
+
+
 def _config(variant) -> dict:
     config = {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
-              "source": source_hash()}
+              "flash_bytes": variant.board.flash.size, "source": source_hash()}
     if optimize_mode(variant) != DEFAULT:  # the default keeps the key it had before modes
         config["optimize"] = optimize_mode(variant)
     return config
@@ -58,7 +72,10 @@ def run(ctx: StageContext) -> StageResult:
     from tinypipe.engines.native.generate import generate
 
     model_path = ctx.input("quantize", "model.tflite")
-    generated = generate(model_path.read_bytes(), str(model_path), optimize_mode(ctx.variant))
+    model_bytes = model_path.read_bytes()
+    optimize = optimize_mode(ctx.variant)
+    widen = widen_for_mode(optimize, ctx.variant.board, len(model_bytes))
+    generated = generate(model_bytes, str(model_path), optimize, widen_weights=widen)
     info = dict(generated.info)
     info["engine"] = "native"
     info["input_len"] = 1

@@ -21,13 +21,20 @@ from tinypipe.tflite.reader import parse_model
 # The Rust crate the generated code calls; the firmware template vendors it as `kernels/`.
 KERNELS_DIR = Path(__file__).resolve().parents[3] / "firmware-template" / "kernels"
 
-__all__ = ["KERNELS_DIR", "SUPPORTED_OPS", "Generated", "generate", "reported_ops"]
+__all__ = ["KERNELS_DIR", "SUPPORTED_OPS", "Generated", "generate", "reported_ops", "widens_weights"]
 
 
 @dataclass(frozen=True)
 class Generated:
     model_rs: str
     info: dict
+
+
+def widens_weights(features, flash_bytes: int, model_bytes: int) -> bool:
+    """Whether to pre-widen convolution filters for a board: they save the DSP inner loop's SXTB16s (about a
+    fifth of a convolution's instructions) and can cost up to the model's size again in flash, so the board
+    needs the DSP extension and room for the model twice in half its flash."""
+    return "dsp" in features and 4 * model_bytes <= flash_bytes
 
 
 def _io(program: Program) -> dict:
@@ -90,15 +97,18 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
         "macs": sum(o["macs"] for o in ops),
         "input": io["input"],
         "output": io["output"],
+        "widened_weights": program.widened_weights,
     }
 
 
-def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = DEFAULT) -> Generated:
+def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = DEFAULT,
+             widen_weights: bool = False) -> Generated:
     """`optimize`: a `native.optimize` mode (modes.py). `ram`: convolutions may write over their input row by row
     and the first layers may run patch-based where that lowers the arena (plan.py, patch.py); any other mode plans
-    layer by layer. The default's output is what it was before modes."""
+    layer by layer. `widen_weights`: see `lower.lower`; never with "ram", whose row and band kernels take the int8
+    filters (the codegen stage chooses it per mode: codegen.widen_for_mode)."""
     model = parse_model(model_bytes, source)
-    program = lower(model)
+    program = lower(model, widen_weights and optimize != "ram")
     plain = _plan(program, program.steps, {}, overlap=False)
     patch, plan = (None, plain) if optimize != "ram" else _plan_ram(program)
     io = _io(program)

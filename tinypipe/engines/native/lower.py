@@ -82,6 +82,7 @@ class Program:
     input: int
     output: int
     alias_of: dict[int, int] = field(default_factory=dict)  # tensor -> tensor whose bytes it shares
+    widened_weights: bool = False  # convolution filters pre-widened to int16 pairs (`lower`)
 
 
 def _unpack(tensor: Tensor, fmt: str) -> tuple[int, ...]:
@@ -106,6 +107,17 @@ def conv_filter_words(weights: tuple[int, ...], out_c: int, row_len: int) -> tup
         for g in range(words):
             out += rows[pair][4 * g:4 * g + 4] + rows[pair + 1][4 * g:4 * g + 4]
     return pack_words(out)
+
+
+def widen_filter_words(words: tuple[int, ...]) -> tuple[int, ...]:
+    """`conv_filter_words` or `fc_weight_words` -> the `conv2d_s8_widened` or `fully_connected_s8_widened`
+    layout: each word's four int8 `v0..v3` as the two words `(v0, v2)` and `(v1, v3)` of int16 pairs (what
+    SXTB16 makes of it), in the same order."""
+    out: list[int] = []
+    for word in words:
+        v = struct.unpack("<4b", struct.pack("<I", word))
+        out += [pack_halves(v[0], v[2]), pack_halves(v[1], v[3])]
+    return tuple(out)
 
 
 def fc_weight_words(weights: tuple[int, ...], out_depth: int, depth: int) -> tuple[int, ...]:
@@ -254,8 +266,9 @@ def _describe(op: Operator, graph: Subgraph) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, widen_weights: bool):
         self.model = model
+        self.widen_weights = widen_weights
         self.graph = model.main
         self.t = self.graph.tensors
 
@@ -357,12 +370,16 @@ class _Lowering:
         if len(set(rescales)) == 1:
             rescales = rescales[:1]  # per-tensor: the kernel reads one `Rescale` for every row
         n = op.index
+        weight_words = fc_weight_words(wv, out_depth, depth)
+        if self.widen_weights:
+            weight_words = widen_filter_words(weight_words)
         return Step(
-            index=n, op=op.op, kernel="fully_connected_s8", params_type="FullyConnected",
+            index=n, op=op.op, kernel="fully_connected_s8_widened" if self.widen_weights else "fully_connected_s8",
+            params_type="FullyConnected",
             generics=requant_variant(rescales, act_min, act_max),
             params={"batches": batches, "accum_depth": depth, "output_depth": out_depth, "output_offset": out_zp,
                     "act_min": act_min, "act_max": act_max},
-            arrays=[ConstArray(f"W{n}", "u32", fc_weight_words(wv, out_depth, depth)),
+            arrays=[ConstArray(f"W{n}", "u32", weight_words),
                     ConstArray(f"BF{n}", "i32", tuple(wrap_int32(b) for b in bias)),
                     ConstArray(f"RS{n}", "Rs", rescales)],
             input=x.index, output=y.index, macs=batches * out_depth * depth,
@@ -450,7 +467,9 @@ class _Lowering:
             macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps
         else:
             params["out_c"] = out_c
-            kernel, ptype = "conv2d_s8", "Conv2d"
+            # pre-widened filters: no SXTB16 of weights in the DSP inner loop, twice the filter's flash
+            kernel = "conv2d_s8_widened" if self.widen_weights else "conv2d_s8"
+            ptype = "Conv2d"
             macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps * in_c
         note = (f"{k_h}x{k_w} stride {geo['stride_h']}x{geo['stride_w']} {op.options.get('padding')} "
                 f"{op.options.get('fused_activation', 'NONE')}{requant_note(general, out_c)}")
@@ -468,7 +487,10 @@ class _Lowering:
         else:
             # the patch of an output pixel, in whole words: im2col scratch for two pixels, staging for one
             words = -(-per // 4)
-            arrays = [ConstArray(f"W{n}", "u32", conv_filter_words(wv, out_c, per)),
+            filter_words = conv_filter_words(wv, out_c, per)
+            if self.widen_weights:
+                filter_words = widen_filter_words(filter_words)
+            arrays = [ConstArray(f"W{n}", "u32", filter_words),
                       ConstArray(f"B2{n}", "i32", bias_arg),
                       ConstArray(f"RS{n}", "Rs", rescales)]
             scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
@@ -874,8 +896,11 @@ class _Lowering:
                 step = self.alias(op)
                 alias_of[step.output] = alias_of.get(step.input, step.input)
             steps.append(step)
-        return Program(steps=steps, tensors=self.t, input=g.inputs[0], output=g.outputs[0], alias_of=alias_of)
+        return Program(steps=steps, tensors=self.t, input=g.inputs[0], output=g.outputs[0], alias_of=alias_of,
+                       widened_weights=self.widen_weights)
 
 
-def lower(model: Model) -> Program:
-    return _Lowering(model).lower()
+def lower(model: Model, widen_weights: bool = False) -> Program:
+    """`widen_weights`: convolution filters and fully connected weights pre-widened to int16 pairs (faster on
+    the DSP path, twice their flash); a code generation choice, the arithmetic is the same."""
+    return _Lowering(model, widen_weights).lower()
