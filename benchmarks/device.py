@@ -24,14 +24,16 @@ from tinypipe.config.boards import BOARDS
 from tinypipe.config.schema import Project, Variant
 from tinypipe.core.paths import user_cache_dir
 from tinypipe.devtools import harness
-from tinypipe.engines.native.generate import generate, widens_weights
+from tinypipe.engines.native.codegen import widen_for_mode
+from tinypipe.engines.native.generate import generate
 from tinypipe.stages import build, firmware, run, toolchain
 from tinypipe.toolchain.rust import find_rust
 
 
-def variant(board: str, engine: str = "native") -> Variant:
-    return Variant(name=f"{board}-{engine}", project=Project(name="bench", model={"path": "model.tflite"}),
-                   board=BOARDS[board], engine=engine)
+def variant(board: str, engine: str = "native", optimize: str = "balanced", profile_layers: bool = False) -> Variant:
+    project = Project(name="bench", model={"path": "model.tflite"}, native={"optimize": optimize},
+                      target={"board": board, "profile_layers": profile_layers})
+    return Variant(name=f"{board}-{engine}", project=project, board=BOARDS[board], engine=engine)
 
 
 context = harness.context
@@ -97,23 +99,24 @@ class Built:
 
 
 def build_firmware(model_bytes: bytes, name: str, inputs: np.ndarray, board: str, work: Path,
-                   main_rs: str | None = None, optimize: str = "balanced") -> Built:
-    """The template firmware for one native model (`optimize`: the code generator's mode); `reference/` holds
-    the inputs and the oracle's outputs."""
-    v = variant(board)
+                   main_rs: str | None = None, optimize: str = "balanced", profile_layers: bool = False) -> Built:
+    """The template firmware for one native model in a `native.optimize` mode (with per-operator timing when
+    `profile_layers`); `reference/` holds the inputs and the oracle's outputs."""
+    v = variant(board, optimize=optimize, profile_layers=profile_layers)
     codegen_dir = work / "codegen"
     codegen_dir.mkdir(parents=True)
-    b = BOARDS[board]
     generated = generate(model_bytes, f"{name}.tflite", optimize,
-                         widen_weights=widens_weights(b.features, b.flash.size, len(model_bytes)))
+                         widen_weights=widen_for_mode(optimize, BOARDS[board], len(model_bytes)))
     (codegen_dir / "model.rs").write_text(generated.model_rs)
+    (codegen_dir / "codegen.json").write_text(json.dumps(generated.info))  # the mode's opt_level, the footprint
     expected = np.stack([o[0] for o in oracle_outputs(model_bytes, inputs)])
     reference = write_reference(work / "reference", inputs, expected)
     return Built(board, _build(v, work, codegen_dir, reference, main_rs), reference, generated.info)
 
 
 def run_firmware(built: Built, work: Path) -> dict:
-    """The run stage on the built firmware: bit-exactness against the oracle and instructions per inference."""
+    """The run stage on the built firmware: bit-exactness against the oracle, instructions per inference and,
+    when the firmware profiles, `layers`."""
     return run.run(context(variant(built.board), work, build=built.build_dir, reference=built.reference))
 
 

@@ -1,16 +1,24 @@
-"""Engines side by side on QEMU (`-icount shift=0`: SysTick x 40 = instructions), mps2-an386 (Cortex-M4F) unless
-`--board` names another board of the registry (mps2-an385: the Cortex-M3, no DSP extension; mps3-an547: the
-Cortex-M55, native's Helium path against TFLM + CMSIS-NN's MVE kernels).
+"""The native engine in each `native.optimize` mode against TFLM + CMSIS-NN, measured side by side in one run.
 
-Per model in ../shared/models: instructions per inference, instructions per MAC, flash bytes (the ELF's
-text + rodata + data minus the test windows: model + code + runtime), arena bytes (the planned activation
-arena plus the kernels' stack scratch) and the arena lower bound, all measured in this run for the native
-engine, with its bit-exact verdict against the host TFLM interpreter. The TFLM reference and TFLM + CMSIS-NN
-columns are measured in the same run on the same inputs (benchmarks/tflm_columns.py), with the ratios and
-PASS/MISS against the targets (issue: Native AOT engine): native <= 0.7x the instructions of TFLM + CMSIS-NN on
-kws_ref_model, ad01_int8 and person_detect; flash <= 0.6x TFLM's, per model and in total (a TOTAL row: the
-sums over the models measured); arena <= TFLM's arena_used_bytes.
-Usage: python benchmarks/engines.py [MODEL ...] [--board B] [--inputs N] [--tflm-library model_ops|full]
+Three tables (benchmarks/engine_tables.py formats them, with the targets of issue 15):
+1. models: kws_ref_model, person_detect and ad01_int8 (../shared/models) and the ResNet-8-shaped and
+   MobileNetV1-0.25-at-96x96x3-shaped models benchmarks/keras_models.py builds (random weights, seeded), on QEMU
+   mps2-an386 (Cortex-M4F): per mode instructions per inference, per MAC, arena (planned activations plus
+   kernel scratch; TFLM: `arena_used_bytes`), application flash (without the test windows the emulator
+   replays), ratios to TFLM + CMSIS-NN, PASS/MISS, and the bit-exact verdict against the host interpreter.
+2. layers: per model, each operator's instructions on both engines (native's `invoke_traced` hook, TFLM's
+   profiler), from separate profiled builds so that the first table's flash is the application's own.
+3. cores: kws_ref_model, native against TFLM + CMSIS-NN on every emulated core (M0 where it fits, M3, M4, M7,
+   M33, M55).
+
+A mode that generates the same code as one measured before it (today `speed` and `ram` generate what
+`balanced` does, until their kernels and schedules land) is not built again: its row says `(= balanced)`.
+A cell that cannot be measured (a model that does not fit a board, an engine that cannot build for a core)
+prints its error instead of numbers; the run goes on.
+
+Usage: python benchmarks/engines.py [MODEL ...] [--board B] [--modes speed size ...] [--tables models layers cores]
+       [--cores cortex-m3 cortex-m4 ...] [--inputs N]
+A quick look: `kws_ref_model --modes balanced size --tables models`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -25,49 +34,134 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import device, tflm_columns  # noqa: E402
+from benchmarks import device, engine_tables, keras_models, tflm_columns  # noqa: E402
+from benchmarks.engine_tables import MODES  # noqa: E402
+from tinypipe.core.errors import UserError  # noqa: E402
 
-MODELS = REPO.parent / "shared" / "models"
-BOARD = "mps2-an386"
-ORDER = ("hello_world_int8", "micro_speech_quantized", "kws_ref_model", "ad01_int8", "person_detect")
+MODELS_DIR = REPO.parent / "shared" / "models"
+ORDER = ("kws_ref_model", "person_detect", "ad01_int8", *keras_models.NAMES)
+BOARD = "mps2-an386"  # of the models and layers tables (--board)
+CORES = {"cortex-m0": "microbit", "cortex-m3": "mps2-an385", "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500",
+         "cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547"}
+CORES_MODEL = "kws_ref_model"
+LAYERS_MODE = "speed"  # the per-operator and per-core tables compare native's fastest mode
+TFLM_KERNELS = "cmsis_nn"
+TFLM_LIBRARY = "model_ops"
 
 
-def measure_native(name: str, count: int, board: str, work: Path) -> dict:
-    model_bytes = (MODELS / f"{name}.tflite").read_bytes()
+def model_bytes(name: str) -> bytes:
+    return keras_models.model_bytes(name) if name in keras_models.NAMES else (MODELS_DIR / f"{name}.tflite").read_bytes()
+
+
+def seeded_inputs(model: bytes, name: str, count: int) -> np.ndarray:
+    from tinypipe.tflite.reader import parse_model
+
+    graph = parse_model(model, f"{name}.tflite").main
+    shape = graph.tensors[graph.inputs[0]].shape
+    return np.random.default_rng(0).integers(-128, 128, size=(count, *shape), dtype=np.int8)
+
+
+def attempt(label: str, measure) -> dict:
+    """`measure()`, or `{"error": ...}` naming what went wrong: one cell failing does not end the benchmark."""
+    print(f"{label} ...", file=sys.stderr, flush=True)
+    try:
+        return measure()
+    except UserError as exc:  # a model that does not fit a board, say: the table says so
+        print(f"  {exc}", file=sys.stderr, flush=True)
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+    except Exception as exc:  # noqa: BLE001 - reported in the table, with the traceback on stderr
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+
+
+def measure_native(name: str, model: bytes, inputs: np.ndarray, board: str, mode: str, work: Path,
+                   profile_layers: bool = False) -> dict:
+    built = device.build_firmware(model, name, inputs, board, work, optimize=mode, profile_layers=profile_layers)
+    result = device.run_firmware(built, work / "run")
+    info = built.info
+    return {"instructions": result["instructions_per_inference"], "bit_exact": result["bit_exact"],
+            "macs": info["macs"], "arena": info["arena_bytes"] + info["scratch_bytes"],
+            "app_flash": built.sizes["app_flash_bytes"], "layers": result.get("layers"), "ops": info["ops"]}
+
+
+def measure_modes(name: str, model: bytes, inputs: np.ndarray, board: str, modes, work: Path) -> dict[str, dict]:
+    """mode -> measurement on `board`; a mode whose generated code equals an earlier mode's reuses its numbers."""
+    from tinypipe.engines.native.codegen import widen_for_mode
     from tinypipe.engines.native.generate import generate
 
-    info = generate(model_bytes, name).info
-    inputs = np.random.default_rng(0).integers(-128, 128, size=(count, *info["input"]["shape"]), dtype=np.int8)
-    built = device.build_firmware(model_bytes, name, inputs, board, work)
-    result = device.run_firmware(built, work / "run")
-    sizes = built.sizes
-    return {"instructions": result["instructions_per_inference"], "bit_exact": result["bit_exact"],
-            "macs": info["macs"], "flash": sizes["flash_bytes"] - inputs.size,
-            "arena": info["arena_bytes"] + info["scratch_bytes"], "lower_bound": info["arena_lower_bound"],
-            "stack": result["stack_bytes"], "inputs": inputs}
+    out: dict[str, dict] = {}
+    seen: dict[tuple, str] = {}
+    for mode in modes:
+        generated = generate(model, f"{name}.tflite", mode,
+                             widen_weights=widen_for_mode(mode, device.BOARDS[board], len(model)))
+        code = (generated.model_rs, generated.info.get("opt_level"))
+        if code in seen and "error" not in out[seen[code]]:
+            out[mode] = dict(out[seen[code]], same_as=seen[code])
+            continue
+        seen[code] = mode
+        out[mode] = attempt(f"{name}: native {mode} on {board}",
+                            lambda: measure_native(name, model, inputs, board, mode, work / f"native-{mode}"))
+    return out
+
+
+def measure_tflm(name: str, model: bytes, inputs: np.ndarray, board: str, work: Path,
+                 profile_layers: bool = False) -> dict:
+    return attempt(f"{name}: TFLM + CMSIS-NN on {board}{' (profiled)' if profile_layers else ''}",
+                   lambda: tflm_columns.measure(name, model, inputs, board, TFLM_KERNELS, TFLM_LIBRARY, work,
+                                                profile_layers))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(ORDER))
-    parser.add_argument("--board", default=BOARD, help=f"a QEMU board of the registry (default {BOARD})")
-    parser.add_argument("--inputs", type=int, default=2)
-    parser.add_argument("--tflm-library", choices=("model_ops", "full"), default="model_ops",
-                        help="TFLM library per model: core + the model's kernels (default), or every kernel")
+    parser.add_argument("models", nargs="*", help=f"some of {', '.join(ORDER)} (default: all five)")
+    parser.add_argument("--board", default=BOARD, help=f"the board of the models and layers tables (default {BOARD})")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--tables", nargs="+", default=["models", "layers", "cores"],
+                        choices=("models", "layers", "cores"))
+    parser.add_argument("--cores", nargs="+", default=list(CORES), choices=list(CORES))
+    parser.add_argument("--inputs", type=int, default=2, help="seeded random inputs per model (default 2)")
     args = parser.parse_args()
-    rows = {}
+    unknown = [name for name in args.models if name not in ORDER]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}: choose from {', '.join(ORDER)}")
+    args.models = args.models or list(ORDER)
+    board = args.board
+
     with tempfile.TemporaryDirectory(prefix="tinypipe-engines-") as tmp:
-        for name in args.models:
-            rows[name] = measure_native(name, args.inputs, args.board, Path(tmp) / name)
-        tflm = tflm_columns.measure_all({name: ((MODELS / f"{name}.tflite").read_bytes(), r["inputs"])
-                                         for name, r in rows.items()}, args.board, Path(tmp), args.tflm_library)
-    print(f"native engine on QEMU {args.board} (-icount shift=0), measured in this run")
-    print(f"{'model':<24} {'instr/inf':>11} {'instr/MAC':>9} {'flash B':>9} {'arena B':>8} {'bound B':>8} "
-          f"{'stack B':>8} {'bit-exact':>9}")
-    for name, r in rows.items():
-        print(f"{name:<24} {r['instructions']:>11,} {r['instructions'] / max(r['macs'], 1):>9.2f} {r['flash']:>9,} "
-              f"{r['arena']:>8,} {r['lower_bound']:>8,} {r['stack']:>8,} {str(r['bit_exact']):>9}")
-    tflm_columns.report(rows, tflm, args.board, args.tflm_library)
+        work = Path(tmp)
+        inputs = {name: seeded_inputs(model_bytes(name), name, args.inputs) for name in args.models}
+        if "models" in args.tables:
+            native = {name: measure_modes(name, model_bytes(name), inputs[name], board, args.modes, work / name)
+                      for name in args.models}
+            tflm = {name: measure_tflm(name, model_bytes(name), inputs[name], board, work / name / "tflm")
+                    for name in args.models}
+            print(f"native engine per native.optimize mode vs TFLM + CMSIS-NN on QEMU {board} (-icount shift=0: "
+                  f"instructions), {args.inputs} seeded random inputs per model, measured in this run; ratios are "
+                  "native / TFLM + CMSIS-NN (arena: TFLM's arena_used_bytes)")
+            print("\n".join(engine_tables.models_table(native, tflm)), flush=True)
+        if "layers" in args.tables:
+            for name in args.models:
+                n = attempt(f"{name}: native {LAYERS_MODE}, profiled", lambda: measure_native(
+                    name, model_bytes(name), inputs[name], board, LAYERS_MODE, work / name / "native-layers", True))
+                t = measure_tflm(name, model_bytes(name), inputs[name], board, work / name / "tflm-layers", True)
+                print()
+                if "error" in n or "error" in t:
+                    print(f"{name}: no per-operator table: " + "; ".join(r["error"] for r in (n, t) if "error" in r))
+                    continue
+                print("\n".join(engine_tables.layers_table(name, n["ops"], n["layers"], t["layers"])), flush=True)
+        if "cores" in args.tables:
+            model = model_bytes(CORES_MODEL)
+            core_inputs = inputs.get(CORES_MODEL)
+            if core_inputs is None:
+                core_inputs = seeded_inputs(model, CORES_MODEL, args.inputs)
+            print("\n" + "\n".join(engine_tables.cores_header(CORES_MODEL)), flush=True)
+            for core in args.cores:  # a row as soon as it is measured: the TFLM libraries take a while per core
+                board = CORES[core]
+                where = work / "cores" / board
+                n = attempt(f"{CORES_MODEL}: native {LAYERS_MODE} on {board}", lambda: measure_native(
+                    CORES_MODEL, model, core_inputs, board, LAYERS_MODE, where / "native"))
+                t = measure_tflm(CORES_MODEL, model, core_inputs, board, where / "tflm")
+                print(engine_tables.core_row(core, board, n, t), flush=True)
     return 0
 
 

@@ -50,9 +50,10 @@ def tflm_tree() -> Path:
     return Path(given) if given else SHARED_TFLM
 
 
-def variant(board: str, root: Path, kernels: str, library: str) -> Variant:
+def variant(board: str, root: Path, kernels: str, library: str, profile_layers: bool = False) -> Variant:
     project = Project.model_validate({"name": "bench", "model": {"path": "model.tflite"}, "engine": "tflm",
-                                      "tflm": {"path": str(root), "kernels": kernels, "library": library}})
+                                      "tflm": {"path": str(root), "kernels": kernels, "library": library},
+                                      "target": {"board": board, "profile_layers": profile_layers}})
     return Variant(name=f"{board}-tflm-{kernels}", project=project, board=BOARDS[board], engine="tflm")
 
 
@@ -65,10 +66,11 @@ def _progress(label: str):
 
 
 def measure(name: str, model_bytes: bytes, inputs: np.ndarray, board: str, kernels: str, library: str,
-            work: Path) -> dict:
-    """One model on engine tflm with one kernel set; `inputs` are the native run's (int8, the model's shape)."""
+            work: Path, profile_layers: bool = False) -> dict:
+    """One model on engine tflm with one kernel set; `inputs` are the native run's (int8, the model's shape).
+    With `profile_layers` the shim has TFLM's per-operator profiler, and `layers` its instructions per operator."""
     root = _tflm.require_source(variant(board, tflm_tree(), kernels, library))
-    v = variant(board, root, kernels, library)
+    v = variant(board, root, kernels, library, profile_layers)
     label = f"{name} {LABELS[kernels]}"
     started = time.perf_counter()
     ops = None if library == "full" else _tflm.model_ops(parse_model(model_bytes, f"{name}.tflite"))
@@ -89,8 +91,9 @@ def measure(name: str, model_bytes: bytes, inputs: np.ndarray, board: str, kerne
     sizes = device.Built(board, work / "build", reference, info).sizes
     return {"instructions": result["instructions_per_inference"], "bit_exact": result["bit_exact"],
             "mismatches": result["mismatches"]["count"], "flash": sizes["flash_bytes"] - inputs.size,
-            "arena_used": info["arena_used_bytes"], "arena": info["arena_bytes"], "library_sources": lib["sources"],
-            "library_compiled": lib["compiled"], "seconds": time.perf_counter() - started}
+            "app_flash": sizes.get("app_flash_bytes"), "arena_used": info["arena_used_bytes"],
+            "arena": info["arena_bytes"], "library_sources": lib["sources"], "library_compiled": lib["compiled"],
+            "layers": result.get("layers"), "seconds": time.perf_counter() - started}
 
 
 def measure_all(models: dict[str, tuple[bytes, np.ndarray]], board: str, work: Path,

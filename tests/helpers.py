@@ -1,7 +1,8 @@
 """Helpers the test modules share (fixtures live in conftest.py): paths, the CLI, stage contexts and inputs for
 the native engine's firmware, the host TFLM oracle's per-tensor trace, and a trace firmware for the emulator.
 
-Test modules import from here, never from each other nor from `benchmarks/`.
+Test modules import from here, never from each other nor from `benchmarks/` (but for the pure table formatting of
+`benchmarks/engine_tables.py`, tested on its own).
 """
 
 from __future__ import annotations

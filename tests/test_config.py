@@ -123,6 +123,16 @@ ERRORS = {
     "infinite learning rate": ("name: demo\n" + GOOD_MODEL + "  learning_rate: .inf\n",
                                "project.yaml:5:18 model.learning_rate: Input should be a finite number (got inf)",
                                None),
+    "an optimize mode the native engine does not have": (
+        "name: demo\n" + GOOD_MODEL + "native:\n  optimize: fast\n",
+        "project.yaml:6:13 native.optimize: Input should be 'speed', 'balanced', 'ram' or 'size' (got 'fast')", None),
+    "a misspelt optimize": (
+        "name: demo\n" + GOOD_MODEL + "native:\n  optimise: size\n",
+        "project.yaml:6:3 native.optimise: unknown key", "did you mean `optimize`?"),
+    "a sweep over an optimize mode the native engine does not have": (
+        "name: demo\n" + GOOD_MODEL + "matrix:\n  native.optimize: [speed, tiny]\n",
+        'project.yaml:6:28 matrix."native.optimize"[1]: native.optimize: Input should be \'speed\', \'balanced\', '
+        "'ram' or 'size' (got 'tiny')", None),
     "a crate name outside Cargo's grammar": (
         "name: demo\n" + GOOD_MODEL + "hal:\n  - {crate: 'evil = 1', version: '0.1'}\n",
         "project.yaml:6:13 hal[0].crate: String should match pattern '^[A-Za-z][A-Za-z0-9_-]{0,63}$' (got 'evil = 1')",
@@ -244,6 +254,16 @@ def test_a_sweep_expands_into_the_product_with_readable_unique_names(tmp_path):
     assert cell.config["quantization"]["io"] == "float32" and cell.board.name == "mps2-an386"
     assert cell.project.model.layers[0].filters == 16  # each cell is a valid project of its own
     assert variants[0].config["model"]["layers"][0]["filters"] == 8  # the cells share no mutable state
+
+
+def test_a_sweep_over_the_native_modes_names_each_cell_by_its_mode(tmp_path):
+    project, _ = load_project(write(tmp_path, SWEEP + "matrix:\n  native.optimize: [speed, ram, size]\n"))
+    variants = expand(project.model_dump(mode="json"))
+    assert [v.name for v in variants] == ["mps2-an386-native-optimize_speed", "mps2-an386-native-optimize_ram",
+                                          "mps2-an386-native-optimize_size"]
+    assert [v.config["native"]["optimize"] for v in variants] == ["speed", "ram", "size"]
+    plain, _ = load_project(write(tmp_path, SWEEP))
+    assert plain.native.optimize == "balanced"
 
 
 def test_sweep_values_are_stored_as_validated_and_named_by_position_when_unreadable(tmp_path):

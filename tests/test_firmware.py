@@ -256,6 +256,19 @@ def test_render_project(tmp_path, kernels_crate, test_set):
                                    "cortex-m-rt": {"version": "0.7"}}
 
 
+def test_an_engine_can_ask_for_the_opt_level_and_nothing_else_changes():
+    template = (template_dir() / "Cargo.toml").read_text()
+    assert firmware.set_opt_level(template, None) == template
+    sized = firmware.set_opt_level(template, "z")
+    assert tomllib.loads(sized)["profile"]["release"]["opt-level"] == "z"
+    assert tomllib.loads(firmware.set_opt_level(template, "2"))["profile"]["release"]["opt-level"] == 2
+    assert sized.replace('opt-level = "z"', "opt-level = 3") == template  # the one line, nothing else
+    with pytest.raises(ValueError, match="codegen.json asks for opt-level 'fast'; cargo knows 0, 1, 2, 3, s, z"):
+        firmware.set_opt_level(template, "fast")
+    with pytest.raises(ValueError, match=r"no opt-level in \[profile.release\]"):
+        firmware.set_opt_level(template.replace("opt-level = 3\n", ""), "z")
+
+
 def test_render_without_hal_has_no_hal_manifest(tmp_path, kernels_crate, test_set):
     reference = write_reference(tmp_path / "reference", *test_set)
     out = tmp_path / "firmware"

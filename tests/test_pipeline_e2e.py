@@ -175,6 +175,31 @@ def test_editing_quantization_reruns_only_quantize_and_below(gesture, tmp_path):
     assert stages["toolchain"] == "cached"
 
 
+def test_a_matrix_over_the_native_modes_trades_instructions_for_flash(gesture, tmp_path):
+    """`native.optimize` swept on the built project (a copy, store and all): `balanced` is the cell the project
+    had, with the same keys (everything cached); `size` builds smaller, slower firmware, still bit-exact."""
+    project, _, _ = gesture
+    modes = tmp_path / "modes"
+    shutil.copytree(project, modes)
+    with (modes / "project.yaml").open("a") as f:
+        f.write("\nmatrix:\n  native.optimize: [balanced, size]\n")
+    doc = run_json(modes)
+    ran = {(s["stage"], s["variant"]) for s in doc["stages"] if s["status"] != "cached"}
+    # everything the balanced cell needs, and everything upstream, comes from the store
+    assert ran == {(stage, "mps2-an386-native-optimize_size") for stage in ("codegen", "firmware", "build", "run")}
+    rows = {r["optimize"]: r for r in doc["results"]}
+    balanced, size = rows["balanced"], rows["size"]
+    assert size["variant"] == "mps2-an386-native-optimize_size" and size["sweep"] == {"native.optimize": "size"}
+    assert balanced["bit_exact"] is size["bit_exact"] is True
+    assert size["app_flash_bytes"] < balanced["app_flash_bytes"]
+    assert size["instructions_per_inference"] > balanced["instructions_per_inference"]
+    assert size["arena_bytes"] == balanced["arena_bytes"]
+    cargo = (store_entry(modes, "mps2-an386-native-optimize_size", "firmware") / "project" / "Cargo.toml").read_text()
+    assert '\nopt-level = "z"\n' in cargo
+    table = tinypipe("report", str(modes)).stdout
+    assert "mps2-an386-native-optimize_balanced" in table and "mps2-an386-native-optimize_size" in table
+
+
 def test_sigkill_mid_stage_leaves_no_partial_entry(tmp_path):
     project = tmp_path / "killed"
     project.mkdir()

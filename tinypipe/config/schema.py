@@ -399,6 +399,17 @@ class Tflm(Strict):
         "initialises and runs in, measured on QEMU, plus headroom", examples=[16384])
 
 
+class Native(Strict):
+    """Settings of `engine: native` (tinypipe's ahead-of-time compiler); ignored by the TFLM engine."""
+
+    optimize: Literal["speed", "balanced", "ram", "size"] = Field(
+        "balanced", description="what the native engine trades for what, like the commercial tools' modes: "
+        "`balanced`, the default; `speed`, the fastest kernels, flash permitting; `ram`, the activation schedule "
+        "with the lowest peak arena; `size`, the least flash (the firmware built for size, `opt-level = \"z\"`). "
+        "Sweep them with `matrix: {native.optimize: [speed, ram, size]}` to compare instructions, arena and flash",
+        examples=["size"])
+
+
 class Budgets(Strict):
     """Limits on each variant's results: one broken makes the run exit with 1. A limit left unset, or a number
     not measured (instructions on a probe), is not checked."""
@@ -543,6 +554,7 @@ class Project(Strict):
         "(Rust source with the weights as static arrays); `tflm`, TensorFlow Lite Micro's interpreter (see `tflm`)",
         examples=["tflm"])
     tflm: Tflm = Field(default_factory=Tflm)
+    native: Native = Field(default_factory=Native)
     budgets: Budgets = Field(default_factory=Budgets)
     cache: Cache = Field(default_factory=Cache)
     matrix: Matrix | None = None

@@ -36,6 +36,8 @@ def result_rows(pipeline) -> list[dict[str, Any]]:
             "flash_capacity_bytes": v.board.flash.size,
             "ram_capacity_bytes": v.board.ram.size,
             "sweep": dict(v.sweep),  # this cell's values of the matrix's sweeps, by key path ({} without sweeps)
+            # the native engine's `native.optimize` mode (None for another engine)
+            "optimize": (v.config.get("native") or {}).get("optimize", "balanced") if v.engine == "native" else None,
         })
     return rows
 

@@ -3,7 +3,8 @@
 The rendered `project/` is the template (runtime, main loop, board support, Cargo.toml) plus the kernel crate
 (`firmware-template/kernels/`), the engine's output, the test windows in `data/test_inputs.bin` (raw int16
 windows and `src/raw_input.rs`, with the `raw-input` feature, when an input scaling is declared), and
-`link.x`, the linker script for the board's memory map. The template's stand-ins for these generated files
+`link.x`, the linker script for the board's memory map. An engine's codegen.json may name the release profile's
+`opt_level` (the native engine's `size` mode does): it replaces the template's in the rendered Cargo.toml. The template's stand-ins for these generated files
 (`STANDINS`, which let it build and lint on its own) are left out. The board's support module is chosen by a
 cargo feature (`board-<support>`) that Cargo.toml turns on by default, with `layers` when layers are profiled.
 
@@ -45,6 +46,7 @@ STANDINS = ("model.rs", "app_config.rs", "raw_input.rs", "realtime_config.rs", "
 AUDIO_KINDS = ("mfcc", "log_mel")  # computed by src/features_audio.rs with the rendered src/audio_config.rs
 SYSTICK_MAX_TICKS = 1 << 24  # the 24-bit SysTick counter's longest period
 MIN_TICKS_PER_SAMPLE = 8  # below this the sampling exception alone would keep the core busy
+OPT_LEVELS = ("0", "1", "2", "3", "s", "z")  # cargo's `opt-level` values
 INCLUDED_FILE = re.compile(r'include_(?:bytes|str)!\(\s*"([^"]+)"\s*\)')
 
 
@@ -164,6 +166,22 @@ def enable_features(cargo_toml: str, features: list[str]) -> str:
             raise ValueError(f"the firmware template's Cargo.toml has no feature {feature!r}")
     default = ", ".join(json.dumps(feature) for feature in features)
     return cargo_toml.replace("\n[features]\n", f"\n[features]\ndefault = [{default}]\n", 1)
+
+
+def set_opt_level(cargo_toml: str, opt_level: str | None) -> str:
+    """Cargo.toml with the release profile's `opt-level` replaced (an engine's `opt_level` in codegen.json,
+    e.g. the native engine's `size` mode); unchanged for None."""
+    if opt_level is None:
+        return cargo_toml
+    if opt_level not in OPT_LEVELS:
+        raise ValueError(f"codegen.json asks for opt-level {opt_level!r}; cargo knows {', '.join(OPT_LEVELS)}")
+    profile = re.search(r"^\[profile\.release\]\n(?:[^\[\n].*\n|\n)*", cargo_toml, re.M)
+    line = re.compile(r"^opt-level = .*$", re.M)
+    if profile is None or not line.search(profile.group(0)):
+        raise ValueError("the firmware template's Cargo.toml has no opt-level in [profile.release]")
+    value = opt_level if opt_level.isdigit() else json.dumps(opt_level)
+    section = line.sub(f"opt-level = {value}", profile.group(0), count=1)
+    return cargo_toml[:profile.start()] + section + cargo_toml[profile.end():]
 
 
 def _config(variant) -> dict:
@@ -371,11 +389,13 @@ def run(ctx: StageContext) -> StageResult:
     (project / "data").mkdir(exist_ok=True)
     shutil.copyfile(test_inputs, project / "data" / "test_inputs.bin")
     atomic_write_text(project / "link.x", render_linker_script(board))
-    atomic_write_text(project / "Cargo.toml",
-                      enable_features((project / "Cargo.toml").read_text(),
-                                      cell_features(ctx.variant, realtime) + (["raw-input"] if raw_input else [])
-                                      + (["features"] if features else [])
-                                      + (["audio-features"] if features and features["kind"] in AUDIO_KINDS else [])))
+    codegen_json = ctx.inputs["codegen"] / "codegen.json"
+    opt_level = read_json(codegen_json).get("opt_level") if codegen_json.is_file() else None
+    atomic_write_text(project / "Cargo.toml", set_opt_level(
+        enable_features((project / "Cargo.toml").read_text(),
+                        cell_features(ctx.variant, realtime) + (["raw-input"] if raw_input else [])
+                        + (["features"] if features else [])
+                        + (["audio-features"] if features and features["kind"] in AUDIO_KINDS else [])), opt_level))
     hal = ctx.variant.project.hal
     if hal:
         atomic_write_text(project / "Cargo.hal.toml", render_hal_manifest((project / "Cargo.toml").read_text(), hal))

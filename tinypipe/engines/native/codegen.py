@@ -10,8 +10,9 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
   its input starts after its output, row by row: `optimize: ram`), patch (null, or the operators run in row
   bands: {ops, bands, band_buffer_bytes, extra_macs, macs}), arena_layer_by_layer (the arena without those two),
   weight_bytes, macs, input, output, input_len, output_len, widened_weights}` with the input's and output's shape,
-  dtype, scale and zero point. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
-  `widened_weights`: convolution filters pre-widened for the DSP path (`generate.widens_weights` decides).
+  dtype, scale and zero point; in the `native.optimize` mode `size` also `opt_level`, the cargo opt-level the
+  firmware stage builds with. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
+  `widened_weights`: convolution filters pre-widened for the DSP path (`widen_for_mode` decides).
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.
@@ -24,6 +25,7 @@ from pathlib import Path
 from tinypipe.core.fs import atomic_write_json, atomic_write_text
 from tinypipe.core.hashing import sha256_json, tree_hash
 from tinypipe.core.paths import kernels_dir
+from tinypipe.engines.native.modes import DEFAULT
 from tinypipe.stages.base import Stage, StageContext, StageResult
 
 _HERE = Path(__file__).resolve().parent
@@ -37,9 +39,29 @@ def source_hash() -> str:
                         **{d.name: tree_hash(d, _NOT_SOURCE) for d in _GENERATOR_SOURCES}})
 
 
+def optimize_mode(variant) -> str:
+    return (variant.config.get("native") or {}).get("optimize") or DEFAULT
+
+
+def widen_for_mode(optimize: str, board, model_bytes: int) -> bool:
+    """Pre-widened convolution filters (faster on the DSP path, up to the model's size again in flash): `speed`
+    whenever the board has the DSP extension and room for the model twice; `balanced` by `widens_weights`
+    (room for it twice in half the flash); never in `size`, nor in `ram`, whose row and band kernels take int8."""
+    from tinypipe.engines.native.generate import widens_weights
+
+    if optimize == "speed":
+        return "dsp" in board.features and 2 * model_bytes <= board.flash.size
+    if optimize in ("size", "ram"):
+        return False
+    return widens_weights(board.features, board.flash.size, model_bytes)
+
+
 def _config(variant) -> dict:
-    return {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
-            "flash_bytes": variant.board.flash.size, "source": source_hash()}
+    config = {"engine": variant.engine, "cpu": variant.cpu, "features": list(variant.board.features),
+              "flash_bytes": variant.board.flash.size, "source": source_hash()}
+    if optimize_mode(variant) != DEFAULT:  # the default keeps the key it had before modes
+        config["optimize"] = optimize_mode(variant)
+    return config
 
 
 STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
@@ -47,13 +69,13 @@ STAGE = Stage(name="codegen", version="1", needs=("quantize",), config=_config,
 
 
 def run(ctx: StageContext) -> StageResult:
-    from tinypipe.engines.native.generate import generate, widens_weights
+    from tinypipe.engines.native.generate import generate
 
     model_path = ctx.input("quantize", "model.tflite")
     model_bytes = model_path.read_bytes()
-    board = ctx.variant.board
-    widen = widens_weights(board.features, board.flash.size, len(model_bytes))
-    generated = generate(model_bytes, str(model_path), widen_weights=widen)
+    optimize = optimize_mode(ctx.variant)
+    widen = widen_for_mode(optimize, ctx.variant.board, len(model_bytes))
+    generated = generate(model_bytes, str(model_path), optimize, widen_weights=widen)
     info = dict(generated.info)
     info["engine"] = "native"
     info["input_len"] = 1
@@ -72,7 +94,8 @@ def run(ctx: StageContext) -> StageResult:
                 "is too large for the short path")
     ctx.log(f"native model: {len(ops)} ops, {info['macs']} MACs, weights {info['weight_bytes']} B, arena "
             f"{info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B, {info['arena_strategy']} placement, "
-            f"{len(info['in_place_ops'])} ops in place)")
+            f"{len(info['in_place_ops'])} ops in place)"
+            + (f", optimized for {optimize_mode(ctx.variant)}" if optimize_mode(ctx.variant) != DEFAULT else ""))
     return {"engine": "native", "ops": ops, "input_len": info["input_len"], "output_len": info["output_len"],
             "arena_bytes": info["arena_bytes"], "arena_lower_bound": info["arena_lower_bound"],
             "weight_bytes": info["weight_bytes"], "macs": info["macs"]}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tinypipe.engines.native.emit import emit_model_rs, scratch_sizes
 from tinypipe.engines.native.lower import SUPPORTED_OPS, Program, lower
+from tinypipe.engines.native.modes import DEFAULT, mode
 from tinypipe.engines.native.patch import Patch, candidates, schedule
 from tinypipe.engines.native.plan import ArenaPlan, plan_arena
 from tinypipe.tflite.reader import parse_model
@@ -101,11 +102,12 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
     }
 
 
-def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = "balanced",
+def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = DEFAULT,
              widen_weights: bool = False) -> Generated:
-    """`optimize="ram"`: convolutions may write over their input row by row where that lowers the arena
-    (plan.py); any other mode plans layer by layer. `widen_weights`: see `lower.lower`; never with "ram", whose
-    row and band kernels take the int8 filters."""
+    """`optimize`: a `native.optimize` mode (modes.py). `ram`: convolutions may write over their input row by row
+    and the first layers may run patch-based where that lowers the arena (plan.py, patch.py); any other mode plans
+    layer by layer. `widen_weights`: see `lower.lower`; never with "ram", whose row and band kernels take the int8
+    filters (the codegen stage chooses it per mode: codegen.widen_for_mode)."""
     model = parse_model(model_bytes, source)
     program = lower(model, widen_weights and optimize != "ram")
     plain = _plan(program, program.steps, {}, overlap=False)
@@ -113,6 +115,10 @@ def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = "
     io = _io(program)
     sha256 = hashlib.sha256(model_bytes).hexdigest()
     info = _summary(program, plan, io, sha256, patch, plain.size)
+    # Only what a mode changes goes into the output: a mode that generates what `balanced` does shares the
+    # downstream entries (firmware, build, run) with it, and a project without modes keeps its bytes.
+    if mode(optimize).opt_level is not None:
+        info["opt_level"] = mode(optimize).opt_level
     header = [
         f"model: {Path(source).name} (sha256 {sha256[:16]}…)",
         f"ops: {', '.join(s.op for s in program.steps)}",
@@ -126,6 +132,8 @@ def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = "
                       f"(patch-based, {patch.extra_macs} MACs recomputed)")
     if patch or plan.overlapped:
         header.append(f"arena {plan.size} bytes instead of {plain.size} layer by layer")
+    if mode(optimize).opt_level is not None:
+        header.append(f"optimize: {optimize} ({mode(optimize).summary}, cargo opt-level {mode(optimize).opt_level})")
     return Generated(model_rs=emit_model_rs(program, plan, header, io, schedule(program, patch)), info=info)
 
 
