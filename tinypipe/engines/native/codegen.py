@@ -49,8 +49,8 @@ def widen_for_mode(optimize: str, board, model_bytes: int) -> bool:
     (room for it twice in half the flash); never in `size`, nor in `ram`, whose row and band kernels take int8."""
     from tinypipe.engines.native.generate import widens_weights
 
-    if optimize == "speed":
-        return "dsp" in board.features and 2 * model_bytes <= board.flash.size
+    if optimize == "speed":  # not on a Helium core either: its vector loops read the int8 filters
+        return "dsp" in board.features and "mve" not in board.features and 2 * model_bytes <= board.flash.size
     if optimize in ("size", "ram"):
         return False
     return widens_weights(board.features, board.flash.size, model_bytes)
