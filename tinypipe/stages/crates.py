@@ -8,10 +8,11 @@ firmware crate. The build stage is `helped_by` this stage rather than `needs` it
 key (the ELF is the same bytes with or without it), and cargo, not tinypipe, decides what is fresh, so a
 mismatch costs time, never correctness.
 
-The template is compiled with its stand-ins exactly as a cell's build compiles its rendered project (same
-workspace layout, profile and crate flags; the sysroot through a `.sysroot` link and the working directory
-remapped, so no flag names a path on this machine). When the stand-in firmware itself does not link for the
-board (the template's stand-ins are not sized for every board) the compiled kernels are kept all the same.
+The template is compiled exactly as a cell's build compiles its rendered project (same workspace layout,
+profile and crate flags; the sysroot through a `.sysroot` link and the working directory remapped, so no flag
+names a path on this machine), except that its firmware crate is a `compile_error!`: cargo compiles the kernel
+crate, then stops where the firmware crate would start (compiling and linking it here would be wasted: a matrix
+cell often has a toolchain of its own).
 
 Outputs: `target/` (cargo's target directory without the firmware crate's artifacts and without what names
 the directory it was built in: dep-info `.d` files, `.rustc_info.json`, locks; `root-output` pointed at a fixed
@@ -36,6 +37,8 @@ KERNEL_CRATE = "tinyml_kernels"  # firmware-template/kernels: the artifacts (lib
 FIRMWARE_CRATES = ("tinypipe-firmware", "tinypipe_firmware", "firmware")  # the template's own: dropped
 DROPPED = (".rustc_info.json", ".cargo-lock", ".cargo-build-lock", ".cargo-artifact-lock")
 ROOT_OUTPUT = "root-output"
+STOP_MESSAGE = "tinypipe crates stage: the dependencies are compiled"
+STOP_MAIN_RS = f'compile_error!("{STOP_MESSAGE}");\n'  # the firmware crate, as the crates stage builds it
 PLACEHOLDER_TARGET = "/tinypipe/target"
 
 
@@ -53,14 +56,17 @@ def run(ctx: StageContext) -> StageResult:
     with tempfile.TemporaryDirectory(prefix="tinypipe-crates-") as tmp:
         project, target = Path(tmp) / "project", Path(tmp) / "target"
         copy_template(project)
+        # the firmware crate itself is not wanted here: it stops at once, after cargo compiled what it depends on
+        (project / "src" / "main.rs").write_text(STOP_MAIN_RS)
         age_tree(project)
-        ctx.log(f"cargo rustc --release --offline --target {toolchain['triple']} (the template, for its crates)")
+        ctx.log(f"cargo rustc --release --offline --target {toolchain['triple']} (the template's dependencies)")
         try:
-            cargo_firmware(toolchain, toolchain_entry, project, target)  # the template's stand-ins
+            cargo_firmware(toolchain, toolchain_entry, project, target)
         except proc.ToolFailed as error:
-            if not _kernels_compiled(target, toolchain["triple"]):
+            if STOP_MESSAGE not in error.output or not _kernels_compiled(target, toolchain["triple"]):
                 raise
-            ctx.log(f"the template's stand-in firmware did not build here ({error}); its kernel crate did")
+        else:
+            raise RuntimeError("the stand-in firmware crate compiled although it stops with compile_error!")
         kernels = kernels_tree_hash(project)
         files = _keep(target, ctx.out / "target")
     atomic_write_json(ctx.out / KERNELS_FILE, {"kernels": kernels})
