@@ -1,7 +1,8 @@
 """The `features:` section: config errors, the graph (raw keeps today's stages and keys, a matrix shares the data
 stage), the host's spectral features on signals whose answer is known, and end to end: the gesture pipeline with
 `features.kind: [raw, spectral]` trained on host features and run on QEMU with the device's features byte-equal
-to the host's and its outputs bit-exact with the oracle."""
+to the host's and its outputs bit-exact with the oracle; the spectral cell built for the STM32F4 Discovery (its
+application computing the features too) replaying bit-exact on QEMU's netduinoplus2."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tinypipe.engine.store import Store
 from tinypipe.stages import _features, firmware
 from tinypipe.stages.run import _differing, parse_output
 
-from tests.helpers import GESTURE, REPO, fresh_example, tinypipe
+from tests.helpers import GESTURE, REPO, fresh_example, run_json, store_entry, tinypipe
 
 GESTURE_FEATURES = REPO / "pipelines" / "gesture-features"
 
@@ -142,16 +143,25 @@ def test_the_run_stage_reads_feat_lines_and_names_the_windows_that_differ():
 
 # --- end to end ------------------------------------------------------------------------------------------------
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")
-def test_gesture_with_spectral_features_runs_bit_exact_beside_raw_in_one_matrix(tmp_path, rust_toolchain):
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")
+
+
+@pytest.fixture(scope="module")
+def gesture_features(tmp_path_factory, rust_toolchain):
+    """pipelines/gesture-features run once (raw and spectral on mps2-an386): the project and the run."""
     rust_toolchain("mps2-an386")  # the session's sysroot, shared through the user cache
-    project = fresh_example(GESTURE_FEATURES, tmp_path)
+    project = fresh_example(GESTURE_FEATURES, tmp_path_factory.mktemp("features"))
     text = (project / "project.yaml").read_text()  # fewer windows and epochs: the same pipeline, quicker
     (project / "project.yaml").write_text(text.replace("samples_per_class: 200", "samples_per_class: 80")
                                           .replace("epochs: 30", "epochs: 10")
                                           .replace("accuracy_device_min: 0.85", "accuracy_device_min: 0.4"))
-    result = tinypipe("run", str(project), "--json", "-j", "2")
+    return project, tinypipe("run", str(project), "--json", "-j", "2")
+
+
+@pytest.mark.slow
+@needs_qemu
+def test_gesture_with_spectral_features_runs_bit_exact_beside_raw_in_one_matrix(gesture_features):
+    project, result = gesture_features
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads(result.stdout)
     rows = {row["variant"]: row for row in doc["results"]}
@@ -171,6 +181,52 @@ def test_gesture_with_spectral_features_runs_bit_exact_beside_raw_in_one_matrix(
     assert spectral["realtime"]["features_instructions"] > 3 * raw["realtime"]["features_instructions"]
     table = tinypipe("report", str(project)).stdout
     assert "mps2-an386-native-features_raw" in table and "mps2-an386-native-features_spectral" in table
+
+
+@pytest.mark.slow
+@needs_qemu
+def test_the_discovery_application_computes_spectral_features_and_its_elf_replays_bit_exact(gesture_features,
+                                                                                             tmp_path):
+    project, result = gesture_features
+    assert result.returncode == 0, result.stderr[-3000:]
+    disco = tmp_path / "disco"  # a copy with the store: the trained spectral cell, now for the Discovery
+    shutil.copytree(project, disco)
+    text = (disco / "project.yaml").read_text()
+    assert "matrix:\n  features.kind: [raw, spectral]\n" in text and "  board: mps2-an386\n" in text
+    (disco / "project.yaml").write_text(text.replace("matrix:\n  features.kind: [raw, spectral]\n", "")
+                                        .replace("  board: mps2-an386\n", "  board: stm32f4-discovery\n"))
+    doc = run_json(disco, "-j", "2")
+    ran = [s["stage"] for s in doc["stages"] if s["status"] == "ran"]
+    assert ran == ["codegen", "firmware", "build", "run"], doc["stages"]  # the same trained model and features
+    (row,) = doc["results"]
+    assert row["variant"] == "stm32f4-discovery-native"
+    assert row["bit_exact"] is True and row["features_bit_exact"] is True, row
+    assert row["accuracy_device"] == row["accuracy_host"] and row["realtime"]["deadline_misses"] == 0
+    run = json.loads((store_entry(disco, row["variant"], "run") / "run.json").read_text())
+    assert run["machine"] == "netduinoplus2" and run["feature_mismatches"]["count"] == 0
+    # built with the board's application computing features: the replay's window is its window
+    rendered = store_entry(disco, row["variant"], "firmware") / "project"
+    assert 'default = ["board-stm32f4-discovery", "realtime", "raw-input", "features"]' in (
+        rendered / "Cargo.toml").read_text()
+    app_config = (rendered / "src" / "app_config.rs").read_text()
+    assert "pub const WINDOW: usize = 64;" in app_config and "crate::TEST_WINDOW_LEN == WINDOW * 3" in app_config
+
+
+@pytest.mark.parametrize("kind", ["mfcc", "log_mel"])
+def test_sound_features_on_a_board_whose_application_reads_an_accelerometer_are_exit_2(kind):
+    from tinypipe.config.boards import BOARDS
+    from tinypipe.core.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        firmware.refuse_audio_features_without_microphone({"kind": kind}, BOARDS["stm32f4-discovery"])
+    assert str(error.value) == (
+        f"features.kind: {kind} computes features of sound, but stm32f4-discovery's own application reads its "
+        "LIS3DSH accelerometer\n  hint: run the sound pipeline on an emulated board (`tinypipe boards`), or give "
+        "this board a motion project (`features.kind: spectral` or `raw`)")
+    assert exit_code(error.value) == 2
+    # motion features on the Discovery, and sound on a board that only replays, are fine
+    firmware.refuse_audio_features_without_microphone({"kind": "spectral"}, BOARDS["stm32f4-discovery"])
+    firmware.refuse_audio_features_without_microphone({"kind": kind}, BOARDS["mps2-an386"])
 
 
 def test_a_feature_mismatch_fails_the_run_naming_the_features_not_the_model():

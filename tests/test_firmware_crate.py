@@ -133,8 +133,9 @@ def test_template_builds_for_cortex_m4f_with_the_cached_sysroot(rust_toolchain, 
 @pytest.mark.slow
 @needs_debian_rust
 @pytest.mark.skipif(not Path("/usr/bin/cargo-clippy").exists(), reason="needs Debian's clippy (rust-web-clippy)")
-@pytest.mark.parametrize("features", [[], ["board-stm32f4-discovery", "layers", "raw-input", "realtime"]],
-                         ids=["generic", "stm32f4-discovery"])
+@pytest.mark.parametrize("features", [[], ["board-stm32f4-discovery", "layers", "raw-input", "realtime"],
+                                      ["board-stm32f4-discovery", "features", "realtime"]],
+                         ids=["generic", "stm32f4-discovery", "stm32f4-discovery-features"])
 def test_template_and_kernels_pass_clippy(rust_toolchain, tmp_path, features):
     triple, env = _target_env(rust_toolchain, tmp_path)
     _cargo(["clippy", "--release", "--offline", "--target", triple, *_features(features), "--", "-D", "warnings"],

@@ -5,4 +5,5 @@ pub const WINDOW: usize = 2;
 pub const SAMPLE_RATE_HZ: u32 = 50;
 pub const CLASSES: &[&str] = &["wave", "tap", "none"];
 
-const _: () = assert!(crate::model::INPUT_LEN == WINDOW * 3, "the model input must be WINDOW samples of 3 axes");
+// the window the application keeps: the model input, or with features the raw samples behind them
+const _: () = assert!(crate::TEST_WINDOW_LEN == WINDOW * 3, "a window must be WINDOW samples of 3 axes");

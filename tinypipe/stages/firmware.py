@@ -220,7 +220,7 @@ def render_linker_script(board) -> str:
 
 def render_app_config(reference: dict, sensor: dict) -> str:
     """src/app_config.rs: what a board's application must know about its sensor window and the classes (the
-    model's input conversion is `model::input_from_real`)."""
+    model's input conversion is `model::input_from_real`, the declared scaling's step or the features)."""
     window, axes = int(sensor["window"]), len(sensor["axes"])
     rate = max(1, round(float(sensor["sample_rate_hz"])))
     classes = ", ".join(rust_string(str(c)) for c in reference.get("classes") or [])
@@ -230,8 +230,9 @@ def render_app_config(reference: dict, sensor: dict) -> str:
         f"pub const WINDOW: usize = {window};\n"
         f"pub const SAMPLE_RATE_HZ: u32 = {rate};\n"
         f"pub const CLASSES: &[&str] = &[{classes}];\n\n"
-        f"const _: () = assert!(crate::model::INPUT_LEN == WINDOW * {axes}, "
-        f"\"the model input must be WINDOW samples of {axes} axes\");\n"
+        "// the window the application keeps: the model input, or with features the raw samples behind them\n"
+        f"const _: () = assert!(crate::TEST_WINDOW_LEN == WINDOW * {axes}, "
+        f"\"a window must be WINDOW samples of {axes} axes\");\n"
     )
 
 
@@ -323,6 +324,19 @@ def footprint(codegen: Path, test_inputs: Path, board) -> Footprint:
                      stack_bytes=board.stack_bytes)
 
 
+def refuse_audio_features_without_microphone(features: dict | None, board) -> None:
+    """A board's own application computes the features from its sensor: sound features need a microphone."""
+    if not (features and features["kind"] in AUDIO_KINDS and board.support):
+        return
+    if board.sensor is not None and board.sensor.kind == "microphone":
+        return
+    sensor = f"its {board.sensor.part} {board.sensor.kind}" if board.sensor else "no sensor"
+    raise UserError(f"features.kind: {features['kind']} computes features of sound, but {board.name}'s own "
+                    f"application reads {sensor}",
+                    "run the sound pipeline on an emulated board (`tinypipe boards`), or give this board a "
+                    "motion project (`features.kind: spectral` or `raw`)")
+
+
 def _check_test_inputs(ctx: StageContext, test_inputs: Path, raw: bool, window_len: int | None) -> None:
     size = test_inputs.stat().st_size
     meta_path = ctx.inputs["reference"] / "reference.json"
@@ -360,10 +374,7 @@ def run(ctx: StageContext) -> StageResult:
     if not board.buildable:
         raise UserError(f"tinypipe cannot build firmware for board {board.name} yet: {board.notes[0]}",
                         "pick another board (`tinypipe boards`)")
-    if features and board.support:
-        raise UserError(f"features.kind: {features['kind']}: {board.name}'s own application (its sensor loop) "
-                        "does not compute features yet", "use `features.kind: raw` on this board, or an emulated "
-                        "board (`tinypipe boards`)")
+    refuse_audio_features_without_microphone(features, board)
     if board.support and not (template / BOARD_SUPPORT_DIR / f"{board.support}.rs").is_file():
         raise FileNotFoundError(f"board support {BOARD_SUPPORT_DIR}/{board.support}.rs is missing from the "
                                 f"firmware template {template}")

@@ -10,9 +10,11 @@
 //! The application: sample X/Y/Z at `SAMPLE_RATE_HZ` (timed by SysTick), keep the last `WINDOW` samples,
 //! turn them into model input with `model::input_from_real` (quantized with the model's input scale and zero
 //! point, or as they are for a float32 input) — or, with a declared input scaling (`raw-input`), from the raw
-//! counts by the same fixed-point step as the test windows — classify after every `STRIDE` new samples, and
-//! show the class on the LEDs: `wave` turns the four LEDs round in a circle, `tap` flashes all four, `none`
-//! lights the green one; any other class lights LED (class index mod 4).
+//! counts by the same fixed-point step as the test windows; with `features` the window keeps the raw counts
+//! and each classification computes the window's features first (`features::model_input`, what the replay
+//! and the real-time loop call) — classify after every `STRIDE` new samples, and show the class on the LEDs:
+//! `wave` turns the four LEDs round in a circle, `tap` flashes all four, `none` lights the green one; any
+//! other class lights LED (class index mod 4).
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -181,16 +183,44 @@ fn read_sample() -> Result<[i16; 3], ()> {
     Ok(out)
 }
 
-/// A raw reading of `axis` as model input: through the declared input scaling's fixed-point step, the one the
-/// host used for the test windows (`raw-input`); otherwise in g, quantized with the model's input scale.
-#[cfg(feature = "raw-input")]
-fn sample_to_input(counts: i16, axis: usize) -> model::Input {
+/// What the window keeps of each reading: the model's input value, or with `features` the raw count (the
+/// features need the whole window, as the replayed test windows hold it).
+#[cfg(not(feature = "features"))]
+type Kept = model::Input;
+#[cfg(feature = "features")]
+type Kept = i16;
+
+/// A raw reading of `axis` as the window keeps it: through the declared input scaling's fixed-point step, the
+/// one the host used for the test windows (`raw-input`); otherwise in g, quantized with the model's input scale;
+/// with `features` as it is.
+#[cfg(all(feature = "raw-input", not(feature = "features")))]
+fn keep(counts: i16, axis: usize) -> Kept {
     crate::raw_to_input(counts, axis)
 }
 
 #[cfg(not(feature = "raw-input"))]
-fn sample_to_input(counts: i16, _axis: usize) -> model::Input {
+fn keep(counts: i16, _axis: usize) -> Kept {
     model::input_from_real(counts as f32 * G_PER_DIGIT)
+}
+
+#[cfg(feature = "features")]
+fn keep(counts: i16, _axis: usize) -> Kept {
+    counts
+}
+
+/// The model's verdict on the window: its output for the window as kept.
+#[cfg(not(feature = "features"))]
+fn classify(window: &[Kept], output: &mut [model::Output]) {
+    model::invoke(window, output);
+}
+
+/// With `features`: the window's features and their int8 steps first, by the replay's own function.
+#[cfg(feature = "features")]
+fn classify(window: &[Kept], output: &mut [model::Output]) {
+    let mut values = [0i16; model::INPUT_LEN];
+    let mut input = [0 as model::Input; model::INPUT_LEN];
+    crate::features::model_input(window, &mut values, &mut input);
+    model::invoke(&input, output);
 }
 
 fn argmax<T: PartialOrd>(values: &[T]) -> usize {
@@ -222,8 +252,8 @@ pub fn run_application() {
     if write_register(CTRL_REG4, (0x5 << 4) | 0b111).is_err() || write_register(CTRL_REG5, FSCALE_8G).is_err() {
         return;
     }
-    let axes = model::INPUT_LEN / WINDOW;
-    let mut window = [0 as model::Input; model::INPUT_LEN];
+    let axes = crate::TEST_WINDOW_LEN / WINDOW;
+    let mut window = [0 as Kept; crate::TEST_WINDOW_LEN];
     let mut output = [0 as model::Output; model::OUTPUT_LEN];
     let period = CORE_HZ / SAMPLE_RATE_HZ as u64;
     let mut next = systick::now();
@@ -235,13 +265,13 @@ pub fn run_application() {
         next += period;
         let Ok(sample) = read_sample() else { continue };
         window.copy_within(axes.., 0); // oldest sample out, newest in at the end
-        for (axis, (slot, counts)) in window[model::INPUT_LEN - axes..].iter_mut().zip(sample).enumerate() {
-            *slot = sample_to_input(counts, axis);
+        for (axis, (slot, counts)) in window[crate::TEST_WINDOW_LEN - axes..].iter_mut().zip(sample).enumerate() {
+            *slot = keep(counts, axis);
         }
         since_last += 1;
         if since_last >= STRIDE {
             since_last = 0;
-            model::invoke(&window, &mut output);
+            classify(&window, &mut output);
             class = argmax(&output);
         }
         if class != usize::MAX {
