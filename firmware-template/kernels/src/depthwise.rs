@@ -125,6 +125,8 @@ pub fn depthwise_conv2d_s8(
         filter: &filter[..depthwise_filter_words(p)],
         bias2: &bias2[..lanes],
         rescale: &rescale[..lanes],
+        #[cfg(tinyml_armv6m)]
+        reach: filter[..depthwise_filter_words(p)].chunks_exact(3).map(|t| t[2] as usize + 1).max().unwrap_or(0),
     };
     let scratch = &mut scratch[..p.scratch_words()];
     let general = rescale[..out_c].iter().any(|r| r.is_general());
@@ -168,6 +170,9 @@ struct Kernel<'a> {
     filter: &'a [u32],
     bias2: &'a [i32],
     rescale: &'a [Rescale],
+    /// One past the largest tap offset: bounds the Thumb-1 loop's reads once per pixel.
+    #[cfg(tinyml_armv6m)]
+    reach: usize,
 }
 
 impl Kernel<'_> {
@@ -227,7 +232,11 @@ impl Kernel<'_> {
                 let acc = {
                     let t = stream.get(3 * b * taps..3 * (b + 1) * taps).unwrap_or(&[]);
                     if bytes {
-                        taps_4lanes_bytes(x, base, t, acc)
+                        #[cfg(tinyml_armv6m)]
+                        let fast = crate::armv6m::taps_4lanes_bytes(x, base, self.reach, t, acc);
+                        #[cfg(not(tinyml_armv6m))]
+                        let fast = None;
+                        fast.unwrap_or_else(|| taps_4lanes_bytes(x, base, t, acc))
                     } else {
                         taps_4lanes(x.get(base + 2 * b..).unwrap_or(&[]), t, acc)
                     }
