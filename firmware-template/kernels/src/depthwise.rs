@@ -366,8 +366,20 @@ fn widen_pixels(p: &DepthwiseConv2d, src: &[i8], dst: &mut [u32], zero: u32) {
     }
 }
 
-/// Store `src` at byte `at` of `row` (little-endian words).
+/// Store `src` at byte `at` of `row` (little-endian words): whole words where `src` covers them.
 fn put_bytes(row: &mut [u32], at: usize, src: &[i8]) {
+    let head = ((4 - at % 4) % 4).min(src.len());
+    let (first, rest) = src.split_at(head);
+    put_bytes_one_by_one(row, at, first);
+    let words = rest.chunks_exact(4);
+    let tail = words.remainder();
+    for (w, s) in row.iter_mut().skip((at + head) / 4).zip(words) {
+        *w = u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]);
+    }
+    put_bytes_one_by_one(row, at + head + (rest.len() - tail.len()), tail);
+}
+
+fn put_bytes_one_by_one(row: &mut [u32], at: usize, src: &[i8]) {
     for (i, v) in src.iter().enumerate() {
         let byte = at + i;
         if let Some(w) = row.get_mut(byte / 4) {
