@@ -8,14 +8,15 @@
 
 use core::arch::asm;
 
-/// `depthwise::taps_4lanes_bytes` for one block: taps `(w02, w13, offset)` (weights as int16 pairs,
+/// `depthwise::taps_4lanes_bytes` for one block: `count` taps `(w02, w13, offset)` (weights as int16 pairs,
 /// `offset` a byte index from `base`) against the int8 bytes of `x`. 16 instructions per tap: LDM, LDRSB,
 /// four (extract, MULS, ADD) and the loop's compare and branch. `reach` bounds every tap's `offset + 1`
 /// (the caller takes the maximum over the whole filter once per call); `None` when `base + reach` passes the
 /// end of `x`: the caller then runs the portable loop, so nothing outside `x` is ever read.
 #[inline(always)]
-pub fn taps_4lanes_bytes(x: &[u32], base: usize, reach: usize, taps: &[u32], acc: [i32; 4]) -> Option<[i32; 4]> {
-    let count = taps.len() / 3;
+pub fn taps_4lanes_bytes(x: &[u32], base: usize, reach: usize, taps: &[u32], count: usize, acc: [i32; 4]) -> Option<[i32; 4]> {
+    // `count` from the caller: `taps.len() / 3` would call the library's division (no divider on ARMv6-M)
+    let taps = taps.get(..3 * count)?;
     if base + reach > 4 * x.len() {
         return None;
     }
@@ -24,7 +25,7 @@ pub fn taps_4lanes_bytes(x: &[u32], base: usize, reach: usize, taps: &[u32], acc
     }
     let mut acc = acc;
     let bytes = x.as_ptr() as *const i8;
-    let end = taps[..3 * count].as_ptr_range().end;
+    let end = taps.as_ptr_range().end;
     // SAFETY: reads the `3 * count` words of `taps` (the loop ends when the tap pointer reaches `end`), one byte
     // `base + offset < base + reach <= 4 * x.len()` of `x` per tap, and the four words of `acc`. r8-r12 and lr are declared clobbered; the stack is not touched.
     unsafe {

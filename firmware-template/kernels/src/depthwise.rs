@@ -233,7 +233,7 @@ impl Kernel<'_> {
                     let t = stream.get(3 * b * taps..3 * (b + 1) * taps).unwrap_or(&[]);
                     if bytes {
                         #[cfg(tinyml_armv6m)]
-                        let fast = crate::armv6m::taps_4lanes_bytes(x, base, self.reach, t, acc);
+                        let fast = crate::armv6m::taps_4lanes_bytes(x, base, self.reach, t, taps, acc);
                         #[cfg(not(tinyml_armv6m))]
                         let fast = None;
                         fast.unwrap_or_else(|| taps_4lanes_bytes(x, base, t, acc))
