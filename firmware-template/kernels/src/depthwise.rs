@@ -232,11 +232,7 @@ impl Kernel<'_> {
                 let acc = {
                     let t = stream.get(3 * b * taps..3 * (b + 1) * taps).unwrap_or(&[]);
                     if bytes {
-                        #[cfg(tinyml_armv6m)]
-                        let fast = crate::armv6m::taps_4lanes_bytes(x, base, self.reach, t, taps, acc);
-                        #[cfg(not(tinyml_armv6m))]
-                        let fast = None;
-                        fast.unwrap_or_else(|| taps_4lanes_bytes(x, base, t, acc))
+                        self.taps_bytes(x, base, t, acc)
                     } else {
                         taps_4lanes(x.get(base + 2 * b..).unwrap_or(&[]), t, acc)
                     }
@@ -252,6 +248,19 @@ impl Kernel<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(not(tinyml_dsp))]
+impl Kernel<'_> {
+    /// [`taps_4lanes_bytes`] for one block's `taps`, in Thumb-1 assembly on ARMv6-M cores.
+    #[inline(always)]
+    fn taps_bytes(&self, x: &[u32], base: usize, taps: &[u32], acc: [i32; 4]) -> [i32; 4] {
+        #[cfg(tinyml_armv6m)]
+        if let Some(acc) = crate::armv6m::taps_4lanes_bytes(x, base, self.reach, taps, self.p.k_h * self.p.k_w, acc) {
+            return acc;
+        }
+        taps_4lanes_bytes(x, base, taps, acc)
     }
 }
 
