@@ -800,10 +800,13 @@ DEVICE_INPUTS = {"hello_world_int8": 8, "micro_speech_quantized": 3, "kws_ref_mo
 MVE_INPUTS = {"kws_ref_model": 2, "ad01_int8": 2}
 MVE_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
                "wide_accumulators"]
+# The micro:bit (Cortex-M0, 16 KB RAM) runs the Thumb-1 assembly loops (`armv6m`) on the models that fit it
+M0_INPUTS = {"micro_speech_quantized": 2}
+M0_CHECKED = []
 
 
 @pytest.mark.skipif(not QEMU_TOOLS, reason="needs qemu-system-arm, gcc-arm-none-eabi and Debian's cargo")
-@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps3-an547"])
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps3-an547", "microbit"])
 def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, rust_toolchain, host_tflm, tmp_path):
     """One firmware per board holding reference models and small Keras models (on the DSP board all of them,
     with their odd shapes; on the Cortex-M3, whose float32 is in software, the odd shapes, the float32 I/O ones and
@@ -813,10 +816,10 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, ru
     every operator's output for seeded random inputs, byte for byte with TFLM."""
     from tinypipe.runners import qemu
 
-    counts = dict(MVE_INPUTS if board == "mps3-an547" else DEVICE_INPUTS)
+    counts = dict({"mps3-an547": MVE_INPUTS, "microbit": M0_INPUTS}.get(board, DEVICE_INPUTS))
     models = {name: (shared_dir / "models" / f"{name}.tflite").read_bytes() for name in counts}
     keras = {"mps2-an386": KERAS_CHECKED,
-             "mps2-an385": [*ODD_SHAPES, *FLOAT_IO, "wide_accumulators"]}.get(board, MVE_CHECKED)
+             "mps2-an385": [*ODD_SHAPES, *FLOAT_IO, "wide_accumulators"], "microbit": M0_CHECKED}.get(board, MVE_CHECKED)
     for name in keras:
         models[f"keras_{name}"] = keras_models[name]
         counts[f"keras_{name}"] = 4

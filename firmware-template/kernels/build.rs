@@ -5,7 +5,8 @@
 //! Stable Rust hides the `dsp` target feature from `cfg(target_feature)`, hence this script.
 //! `TINYML_KERNELS_DSP=0` or `=1` overrides the choice. Cores without the extension but with the ARMv7-M
 //! instruction set (MLA, SBFX, LDRD: `thumbv7m-*`, and ARMv8-M Mainline without DSP) get `cfg(tinyml_armv7m)`,
-//! which selects assembly inner loops for the portable path (`armv7m`).
+//! which selects assembly inner loops for the portable path (`armv7m`); ARMv6-M cores (`thumbv6m-*`: Cortex-M0,
+//! M0+) get `cfg(tinyml_armv6m)`, Thumb-1 assembly for the hottest portable loops (`armv6m`).
 //! Cores with the M-profile Vector Extension (Helium: Cortex-M55, M85, or `+mve` / `+mve.fp` in a
 //! `target-feature`) also get `cfg(tinyml_mve)`, which runs conv, depthwise and fully connected inner loops
 //! on MVE vectors (`mve`); `TINYML_KERNELS_MVE=0` or `=1` overrides that choice.
@@ -50,6 +51,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyml_dsp)");
     println!("cargo::rustc-check-cfg=cfg(tinyml_armv7m)");
     println!("cargo::rustc-check-cfg=cfg(tinyml_mve)");
+    println!("cargo::rustc-check-cfg=cfg(tinyml_armv6m)");
     println!("cargo::rerun-if-env-changed=TINYML_KERNELS_DSP");
     println!("cargo::rerun-if-env-changed=TINYML_KERNELS_MVE");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
@@ -73,5 +75,7 @@ fn main() {
         println!("cargo::rustc-cfg=tinyml_dsp");
     } else if target.starts_with("thumbv7m-") || target.starts_with("thumbv8m.main-") {
         println!("cargo::rustc-cfg=tinyml_armv7m");
+    } else if target.starts_with("thumbv6m-") {
+        println!("cargo::rustc-cfg=tinyml_armv6m");
     }
 }

@@ -125,6 +125,8 @@ pub fn depthwise_conv2d_s8(
         filter: &filter[..depthwise_filter_words(p)],
         bias2: &bias2[..lanes],
         rescale: &rescale[..lanes],
+        #[cfg(tinyml_armv6m)]
+        reach: filter[..depthwise_filter_words(p)].chunks_exact(3).map(|t| t[2] as usize + 1).max().unwrap_or(0),
     };
     let scratch = &mut scratch[..p.scratch_words()];
     let general = rescale[..out_c].iter().any(|r| r.is_general());
@@ -168,6 +170,9 @@ struct Kernel<'a> {
     filter: &'a [u32],
     bias2: &'a [i32],
     rescale: &'a [Rescale],
+    /// One past the largest tap offset: bounds the Thumb-1 loop's reads once per pixel.
+    #[cfg(tinyml_armv6m)]
+    reach: usize,
 }
 
 impl Kernel<'_> {
@@ -227,7 +232,7 @@ impl Kernel<'_> {
                 let acc = {
                     let t = stream.get(3 * b * taps..3 * (b + 1) * taps).unwrap_or(&[]);
                     if bytes {
-                        taps_4lanes_bytes(x, base, t, acc)
+                        self.taps_bytes(x, base, t, acc)
                     } else {
                         taps_4lanes(x.get(base + 2 * b..).unwrap_or(&[]), t, acc)
                     }
@@ -243,6 +248,19 @@ impl Kernel<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(not(tinyml_dsp))]
+impl Kernel<'_> {
+    /// [`taps_4lanes_bytes`] for one block's `taps`, in Thumb-1 assembly on ARMv6-M cores.
+    #[inline(always)]
+    fn taps_bytes(&self, x: &[u32], base: usize, taps: &[u32], acc: [i32; 4]) -> [i32; 4] {
+        #[cfg(tinyml_armv6m)]
+        if let Some(acc) = crate::armv6m::taps_4lanes_bytes(x, base, self.reach, taps, self.p.k_h * self.p.k_w, acc) {
+            return acc;
+        }
+        taps_4lanes_bytes(x, base, taps, acc)
     }
 }
 
@@ -357,8 +375,20 @@ fn widen_pixels(p: &DepthwiseConv2d, src: &[i8], dst: &mut [u32], zero: u32) {
     }
 }
 
-/// Store `src` at byte `at` of `row` (little-endian words).
+/// Store `src` at byte `at` of `row` (little-endian words): whole words where `src` covers them.
 fn put_bytes(row: &mut [u32], at: usize, src: &[i8]) {
+    let head = ((4 - at % 4) % 4).min(src.len());
+    let (first, rest) = src.split_at(head);
+    put_bytes_one_by_one(row, at, first);
+    let words = rest.chunks_exact(4);
+    let tail = words.remainder();
+    for (w, s) in row.iter_mut().skip((at + head) / 4).zip(words) {
+        *w = u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]);
+    }
+    put_bytes_one_by_one(row, at + head + (rest.len() - tail.len()), tail);
+}
+
+fn put_bytes_one_by_one(row: &mut [u32], at: usize, src: &[i8]) {
     for (i, v) in src.iter().enumerate() {
         let byte = at + i;
         if let Some(w) = row.get_mut(byte / 4) {

@@ -209,7 +209,11 @@ fn dot_4rows(x: &[i8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
     {
         crate::dsp::dot_4rows(x, w, acc)
     }
-    #[cfg(not(tinyml_dsp))]
+    #[cfg(tinyml_armv6m)]
+    {
+        crate::armv6m::dot_4rows(x, w, acc)
+    }
+    #[cfg(not(any(tinyml_dsp, tinyml_armv6m)))]
     {
         let mut acc = acc;
         for (xs, ws) in x.chunks_exact(4).zip(w.chunks_exact(4)) {

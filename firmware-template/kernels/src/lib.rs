@@ -16,9 +16,11 @@
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
 #![cfg_attr(not(test), no_std)] // `cargo test` on the host runs `tests` with std's harness
-#![deny(unsafe_code)] // allowed only in `dsp`, `armv7m` and `mve`: inline assembly
+#![deny(unsafe_code)] // allowed only in `dsp`, `armv7m`, `armv6m` and `mve`: inline assembly
 
 pub mod arena;
+#[cfg(tinyml_armv6m)]
+pub mod armv6m;
 #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
 pub mod armv7m;
 pub mod conv;

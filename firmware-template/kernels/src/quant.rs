@@ -81,9 +81,26 @@ impl Rescale {
 pub fn rescale_doubled(acc2: i32, rs: Rescale) -> i32 {
     #[cfg(tinyml_dsp)]
     let y = crate::dsp::smmlar(acc2, rs.multiplier, rs.add);
-    #[cfg(not(tinyml_dsp))]
+    #[cfg(all(not(tinyml_dsp), not(tinyml_armv6m)))]
     let y = (((acc2 as i64 * rs.multiplier as i64 + (1 << 31)) >> 32) as i32).wrapping_add(rs.add);
+    #[cfg(tinyml_armv6m)]
+    let y = high_mul_rounded(acc2, rs.multiplier).wrapping_add(rs.add);
     ((y + (acc2 >> 31)) >> rs.right_minus_one()) >> 1
+}
+
+/// `((a * b + 2^31) >> 32) as i32` from four 16 x 16-bit products: ARMv6-M has no 64-bit multiply, and the
+/// library's (`__aeabi_lmul`) takes about twice the instructions. With `a = ah * 2^16 + al` (`al` unsigned),
+/// the same for `b`, `a * b + 2^31 = 2^32 (ah bh + hi16(ah bl) + hi16(al bh)) + 2^16 c + lo16(al bl)` where
+/// `c = hi16(al bl) + lo16(ah bl) + lo16(al bh) + 2^15` (each term below 2^16), so the result is
+/// `ah bh + hi16(ah bl) + hi16(al bh) + (c >> 16)`; every product fits in 32 bits.
+#[inline(always)]
+pub fn high_mul_rounded(a: i32, b: i32) -> i32 {
+    let (ah, al) = (a >> 16, a & 0xFFFF);
+    let (bh, bl) = (b >> 16, b & 0xFFFF);
+    let low = (al as u32).wrapping_mul(bl as u32);
+    let (mid1, mid2) = (ah.wrapping_mul(bl), al.wrapping_mul(bh));
+    let c = (low >> 16) as i32 + (mid1 & 0xFFFF) + (mid2 & 0xFFFF) + (1 << 15);
+    ah.wrapping_mul(bh).wrapping_add(mid1 >> 16).wrapping_add(mid2 >> 16).wrapping_add(c >> 16)
 }
 
 /// TFLM's requantization of the plain sum `acc` of a general-path channel (see [`Rescale`]), output zero

@@ -722,3 +722,23 @@ mod raw_input {
         }
     }
 }
+
+#[test]
+fn high_mul_rounded_matches_the_64_bit_product() {
+    let reference = |a: i32, b: i32| ((a as i64 * b as i64 + (1 << 31)) >> 32) as i32;
+    let edges = [i32::MIN, i32::MIN + 1, -65537, -65536, -65535, -32769, -32768, -1, 0, 1, 32767, 32768, 65535, 65536,
+                 i32::MAX - 1, i32::MAX];
+    for &a in &edges {
+        for &b in &edges {
+            assert_eq!(crate::quant::high_mul_rounded(a, b), reference(a, b), "{a} * {b}");
+        }
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..200_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let (a, b) = (state as i32, (state >> 32) as i32);
+        assert_eq!(crate::quant::high_mul_rounded(a, b), reference(a, b), "{a} * {b}");
+    }
+}
