@@ -4,8 +4,9 @@ The project is copied to a temporary directory outside the store and built there
 rustc and sysroot, starting from the `crates` stage's target directory (the kernel crate compiled ahead, while
 the model trains). The flags every crate shares go into `CARGO_ENCODED_RUSTFLAGS`, which outranks any RUSTFLAGS
 the user has set; the link flags go to the firmware crate alone (`cargo rustc -- ...`), so they do not make the
-kernel crate stale. `.cargo/config.toml` holds all of them, so the copy can be rebuilt by hand with `cargo build`
-(the same ELF). The build path is remapped (`--remap-path-prefix`), so the ELF is byte-identical wherever and
+kernel crate stale. `.cargo/config.toml` holds all of them (the sysroot by its path, no unstable flag), so the copy
+can be rebuilt by hand with `cargo build`: a firmware that behaves the same, though its symbol hashes may differ.
+The build path is remapped (`--remap-path-prefix`), so the ELF is byte-identical wherever and
 however often it is built; the stage checks that the path is not in it.
 
 Outputs: `firmware.elf`, `firmware.bin` (flash image from the ELF's load addresses, starting at the lowest),
@@ -44,8 +45,7 @@ def _tools(variant) -> dict:
 
 
 STAGE = Stage(name="build", version="4", needs=("firmware", "toolchain"), helped_by=("crates",), config=_config,
-              tools=_tools,
-              description="cargo rustc --release --offline (reusing the compiled crates); sizes")
+              tools=_tools, description="cargo rustc --release --offline (reusing the compiled crates); sizes")
 
 
 def section_sizes(elf_path: Path) -> dict[str, int]:
