@@ -286,6 +286,9 @@ def _keras_specs(keras):
                                  L.Conv2D(12, 1), L.Flatten(), L.Dense(3)),
         # global max pooling converts to REDUCE_MAX: not supported by the native engine
         "with_reduce_max": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Dense(3)),
+        # ADD and SUB at their edges: operands with zero points -128 and 127 and scales apart, fused RELU and
+        # RELU6, a channel broadcast, odd sizes (the table-driven kernel, and in `size` mode TFLM's arithmetic)
+        "add_edges": lambda: _add_edges(keras),
     }
 
 
@@ -299,6 +302,17 @@ def _elementwise(keras):
     y = keras.ops.multiply(y, np.linspace(-1.0, 2.0, 6).astype("float32"))
     y = L.Add()([y, L.Conv2D(1, 1)(x)])
     return keras.Model(x, y), (5, 7, 3)
+
+
+def _add_edges(keras):
+    L = keras.layers
+    x = keras.Input((5, 3, 6), batch_size=1)
+    pos = L.ReLU()(L.Conv2D(6, 1)(x))  # >= 0: zero point -128
+    neg = L.Conv2D(6, 1, kernel_initializer=keras.initializers.Constant(-0.7))(pos)  # <= 0: zero point 127
+    y = L.ReLU()(L.Add()([pos, neg]))  # ADD with RELU fused
+    s = L.Subtract()([neg, L.Conv2D(6, 1)(x)])
+    t = L.ReLU(6.0)(L.Add()([s, L.Conv2D(1, 1)(x)]))  # broadcast along channels, RELU6 fused
+    return keras.Model(x, L.Concatenate()([y, s, t, L.Add()([y, y])])), (5, 3, 6)
 
 
 def _activations_and_copies(keras):
@@ -370,7 +384,7 @@ def keras_models():
 
 FLOAT_IO = ["float_io", "float_in", "float_out"]
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
-                 "elementwise", "activations_and_copies", "means", "wide_accumulators", *FLOAT_IO]
+                 "elementwise", "activations_and_copies", "means", "wide_accumulators", "add_edges", *FLOAT_IO]
 # the odd shapes of conv, depthwise and fully connected layers: the edges of the ARMv7-M assembly loops (a last
 # quad of pixels with fewer than four, odd channel counts, partial depthwise blocks, multipliers of four)
 ODD_SHAPES = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast"]
@@ -379,6 +393,44 @@ ODD_SHAPES = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", 
 @pytest.mark.parametrize("name", KERAS_CHECKED)
 def test_keras_model_is_bit_exact_with_tflm(name, keras_models, host_build, host_tflm):
     assert_bit_exact(keras_models[name], f"keras_{name}", 40, host_build, host_tflm, seed=5)
+
+
+def test_add_edges_take_the_tables_and_size_mode_tflms_arithmetic(keras_models, host_build, host_tflm):
+    data = keras_models["add_edges"]
+    graph = parse_model(data).main
+    binary = [op for op in graph.operators if op.op in ("ADD", "SUB")]
+    assert sorted(op.op for op in binary) == ["ADD", "ADD", "ADD", "SUB"]
+    assert {op.options.get("fused_activation") for op in binary} >= {"RELU", "RELU6"}
+    zero_points = {graph.tensors[i].quantization.zero_point[0] for op in binary for i in op.inputs}
+    assert {-128, 127} <= zero_points
+    assert generate(data, "add_edges.tflite").model_rs.count("k::add_s8_table") == 4
+    size = generate(data, "add_edges.tflite", "size").model_rs
+    assert "k::add_s8_table" not in size and size.count("k::add_s8") == 4
+    assert_bit_exact(data, "keras_add_edges_size", 20, host_build, host_tflm, seed=6, optimize="size")
+
+
+@pytest.mark.parametrize("sub", [False, True])
+def test_add_tables_give_tflms_arithmetic_for_every_pair_of_bytes(sub):
+    """`quant.add_tables` with `AddTable::requantize`'s formula against TFLM's three MultiplyByQuantizedMultiplier,
+    for all 65,536 operand pairs of layers with zero points at the ends and scales apart (each side's shift
+    differs), both signs of the output offset."""
+    cases = [((0.02, 0.5, 0.3), (-128, 127, -128)), ((0.7, 0.01, 0.05), (127, -128, 127)),
+             ((0.013, 0.0131, 0.026), (3, -7, 0)), ((1e-3, 2e-3, 4e-4), (-128, -128, 90))]
+    shifts = set()
+    for (s1, s2, so), (za, zb, zo) in cases:
+        params = quant.add_params(s1, s2, so, sub)
+        shifts.add(params["a_shift"] - params["b_shift"])
+        tables, output = quant.add_tables(params, -za, -zb, zo, sub)
+        scaled = [np.array([quant.multiply_by_quantized_multiplier((v - z) << 20, params[f"{n}_multiplier"],
+                                                                   params[f"{n}_shift"]) for v in range(-128, 128)])
+                  for n, z in (("a", za), ("b", zb))]
+        raw = np.add.outer(scaled[0], -scaled[1] if sub else scaled[1])  # [a + 128, b + 128]
+        order = np.arange(-128, 128) & 255  # the tables are indexed by the byte
+        assert np.array_equal(np.add.outer(np.array(tables[:256])[order], np.array(tables[256:])[order]), 2 * raw)
+        for r in np.unique(raw):
+            tflm = quant.multiply_by_quantized_multiplier(int(r), params["output_multiplier"], params["output_shift"])
+            assert quant.add_table_output(2 * int(r), **output) == tflm + zo, (params, int(r))
+    assert len(shifts) > 1
 
 
 def test_keras_conv1d_lowers_through_reshape_and_conv2d(keras_models):

@@ -51,7 +51,7 @@ pub use convert::{
 };
 pub use copy::{concatenation_s8, strided_copy_s8, Concatenation, StridedCopy};
 pub use elementwise::{
-    add_s8, add_s8_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, Broadcast, Lookup, Mul,
+    add_s8, add_s8_in_place, add_s8_table, add_s8_table_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, AddTable, Broadcast, Lookup, Mul,
 };
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{fc_weight_widened_words, fc_weight_words, fully_connected_s8, fully_connected_s8_widened, FullyConnected};

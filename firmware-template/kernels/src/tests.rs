@@ -219,6 +219,69 @@ mod elementwise_ops {
         assert_eq!(y, [9; 4]);
     }
 
+    /// `AddTable`'s parameters and tables for `p` (as tinypipe's `quant.add_tables` computes them).
+    fn table_of(p: &Add) -> (AddTable, [i32; 512]) {
+        let mut tables = [0i32; 512];
+        for byte in 0..256usize {
+            let v = byte as u8 as i8 as i32;
+            let scaled = |offset: i32, m: i32, s: i32| 2 * multiply_by_quantized_multiplier((v + offset) << p.left_shift, m, s);
+            tables[byte] = scaled(p.a_offset, p.a_multiplier, p.a_shift);
+            let b = scaled(p.b_offset, p.b_multiplier, p.b_shift);
+            tables[256 + byte] = if p.negate_b { -b } else { b };
+        }
+        let right = -p.output_shift;
+        let t = AddTable {
+            shape: p.shape, output_multiplier: p.output_multiplier,
+            output_add: (1 << (right - 1)) + p.output_offset * (1 << right), right, act_min: p.act_min,
+            act_max: p.act_max,
+        };
+        (t, tables)
+    }
+
+    #[test]
+    fn add_table_matches_tflms_arithmetic_for_every_pair_of_bytes() {
+        // every (a, b) byte pair once: a along the rows, b along the columns
+        let a: Vec<i8> = (0..65536).map(|k| (k >> 8) as u8 as i8).collect();
+        let b: Vec<i8> = (0..65536).map(|k| k as u8 as i8).collect();
+        let flat = Broadcast { dims: [1, 1, 1, 256, 256], a_strides: [0, 0, 0, 256, 1], b_strides: [0, 0, 0, 256, 1] };
+        // (a offset, b offset, multipliers and shifts, output multiplier and shift, offset, clamp, SUB): zero
+        // points at the ends, each side's shift different, right shifts from 1 to 24, one-sided clamps
+        let cases = [
+            (128, -127, (1_518_500_250, -1), (1_073_741_824, 0), (1_431_655_765, -18), -128, (-128, 127), false),
+            (-127, 128, (1_073_741_824, 0), (1_789_569_707, -5), (2_040_109_465, -21), 127, (-128, 127), true),
+            (0, 3, (1_200_000_000, -2), (1_100_000_000, 0), (1_500_000_000, -1), 5, (-128, 127), false),
+            (128, 128, (2_000_000_000, 0), (1_300_000_000, -3), (1_900_000_000, -24), -20, (-20, 127), false),
+            (-5, 127, (1_073_741_824, 0), (1_073_741_824, -1), (1_717_986_918, -19), 40, (-128, 60), true),
+        ];
+        for (a_offset, b_offset, (am, ash), (bm, bsh), (om, osh), output_offset, (act_min, act_max), negate_b) in cases {
+            let p = Add {
+                shape: flat, a_offset, b_offset, left_shift: 20, a_multiplier: am, a_shift: ash, b_multiplier: bm,
+                b_shift: bsh, negate_b, output_multiplier: om, output_shift: osh, output_offset, act_min, act_max,
+            };
+            let (t, tables) = table_of(&p);
+            let (mut want, mut got) = (vec![0i8; 65536], vec![1i8; 65536]);
+            add_s8(&p, &a, &b, &mut want);
+            add_s8_table(&t, &a, &b, &tables, &mut got);
+            assert!(want == got, "{p:?}");
+            let mut buf = b.clone();
+            add_s8_table_in_place::<true>(&t, &a, &tables, &mut buf);
+            assert!(want == buf, "in place over b: {p:?}");
+            // broadcasting: row r of a against b's row 7 (b_strides 0 along the rows)
+            let mut pb = p;
+            pb.shape.b_strides = [0; 5];
+            pb.shape.b_strides[4] = 1;
+            let mut tb = t;
+            tb.shape = pb.shape;
+            let (mut want, mut got) = (vec![0i8; 65536], vec![1i8; 65536]);
+            add_s8(&pb, &a, &b[7 * 256..], &mut want);
+            add_s8_table(&tb, &a, &b[7 * 256..], &tables, &mut got);
+            assert!(want == got, "broadcast: {p:?}");
+            let mut buf = a.clone();
+            add_s8_table_in_place::<false>(&tb, &b[7 * 256..], &tables, &mut buf);
+            assert!(want == buf, "broadcast in place over a: {p:?}");
+        }
+    }
+
     #[test]
     fn lookup_indexes_by_value_plus_128() {
         let mut table = [0i8; 256];

@@ -99,14 +99,15 @@ def _in_place_call(step: Step, plan: ArenaPlan, t, tensor: int) -> str:
     generics = "::<true>" if pos == 1 else "::<false>"
     other_pos = 1 - pos
     call = f"k::{step.kernel}_in_place{generics}(&P{step.index}, "
+    tables = "".join(f"&{a.name}, " for a in step.arrays)
     if other_pos in step.const_inputs:
-        return (head + own + f"    {call}&{step.const_inputs[other_pos].name}[..], y);\n"
+        return (head + own + f"    {call}&{step.const_inputs[other_pos].name}[..], {tables}y);\n"
                 f"    hook({step.index}, y);\n")
     other = step.operands[other_pos]
     o_at, o_n = plan.offset(other), t[other].nbytes
     return (head + _checked(step, f"inputs_fit(ARENA_BYTES, [({o_at}, {o_n})], {at}, {n})", "(y, [x])",
                             f"k::split_in_place(arena, {at}, {n}, [({o_at}, {o_n})])")
-            + f"    {call}x, y);\n    hook({step.index}, y);\n")
+            + f"    {call}x, {tables}y);\n    hook({step.index}, y);\n")
 
 
 def _rows_call(step: Step, plan: ArenaPlan, t, stage_bytes: int) -> str:

@@ -109,7 +109,8 @@ def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = D
     layer by layer. `widen_weights`: see `lower.lower`; never with "ram", whose row and band kernels take the int8
     filters (the codegen stage chooses it per mode: codegen.widen_for_mode)."""
     model = parse_model(model_bytes, source)
-    program = lower(model, widen_weights and optimize != "ram")
+    # `size` keeps ADD's flash-free arithmetic; every other mode takes its tables
+    program = lower(model, widen_weights and optimize != "ram", add_tables=optimize != "size")
     plain = _plan(program, program.steps, {}, overlap=False)
     patch, plan = (None, plain) if optimize != "ram" else _plan_ram(program)
     io = _io(program)

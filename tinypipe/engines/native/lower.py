@@ -266,9 +266,10 @@ def _describe(op: Operator, graph: Subgraph) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: Model, widen_weights: bool):
+    def __init__(self, model: Model, widen_weights: bool, add_tables: bool):
         self.model = model
         self.widen_weights = widen_weights
+        self.add_tables = add_tables
         self.graph = model.main
         self.t = self.graph.tensors
 
@@ -649,13 +650,23 @@ class _Lowering:
             kernel, ptype = "add_s8", "Add"
         params.update({"output_offset": out_zp, "act_min": act_min, "act_max": act_max})
         n = op.index
+        arrays = []
+        # each operand's rescaled value from a 256-entry table (2 KiB of flash per operator), one requantization
+        # per element left: about a third of the arithmetic per element
+        tables = (self.add_tables and op.op != "MUL"
+                  and quant.add_tables(params, -a_zp, -b_zp, out_zp, op.op == "SUB"))
+        if tables:
+            values, output = tables
+            params = {"shape": params["shape"], **output, "act_min": act_min, "act_max": act_max}
+            kernel, ptype = "add_s8_table", "AddTable"
+            arrays = [ConstArray(f"T{n}", "i32", tuple(values))]
         const_inputs = {pos: ConstArray(f"C{n}_{pos}", "i8", _unpack(t, "b"))
                         for pos, t in enumerate((a, b)) if t.is_constant}
         live = [t.index for t in (a, b) if not t.is_constant]
         # an operand laid out like the output (same element count: no broadcasting) can take the output
         overwritable = tuple(t.index for t in (a, b)
                              if not t.is_constant and t.size == y.size and a.index != b.index)
-        return Step(index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=[],
+        return Step(index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
                     input=live[0], output=y.index, more_inputs=tuple(live[1:]), const_inputs=const_inputs,
                     note=f"{list(a.shape)} with {list(b.shape)} {activation}", in_shape=a.shape, out_shape=y.shape,
                     in_place_inputs=overwritable, operands=(a.index, b.index))
@@ -900,7 +911,8 @@ class _Lowering:
                        widened_weights=self.widen_weights)
 
 
-def lower(model: Model, widen_weights: bool = False) -> Program:
+def lower(model: Model, widen_weights: bool = False, add_tables: bool = True) -> Program:
     """`widen_weights`: convolution filters and fully connected weights pre-widened to int16 pairs (faster on
-    the DSP path, twice their flash); a code generation choice, the arithmetic is the same."""
-    return _Lowering(model, widen_weights).lower()
+    the DSP path, twice their flash); `add_tables`: ADD and SUB from precomputed operand tables (2 KiB of flash
+    each, a third of the arithmetic); code generation choices, the arithmetic is the same."""
+    return _Lowering(model, widen_weights, add_tables).lower()

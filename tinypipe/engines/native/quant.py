@@ -220,6 +220,36 @@ def add_params(input1_scale: float, input2_scale: float, output_scale: float, su
             "output_multiplier": mo, "output_shift": so}
 
 
+def add_tables(params: dict[str, int], a_offset: int, b_offset: int, output_offset: int,
+               sub: bool) -> tuple[list[int], dict[str, int]] | None:
+    """The table-driven ADD / SUB (elementwise.rs `AddTable`) for `add_params`' output: per operand, twice its
+    rescaled value for each int8 byte 0..255 (as `v as u8` indexes them; the second operand's negated for
+    SUB), and the output stage's `output_multiplier`, `output_add` and `right`. None where the kernel's
+    formulation does not hold: an output shift of 0 (no right shift to fold the rounding into), or
+    `output_add` beyond int32."""
+    right = -params["output_shift"]
+    output_add = (1 << (right - 1)) + output_offset * (1 << right) if right >= 1 else None
+    if output_add is None or not -(1 << 31) <= output_add < (1 << 31):
+        return None
+
+    def scaled(v: int, offset: int, multiplier: int, shift: int) -> int:
+        return 2 * multiply_by_quantized_multiplier((v + offset) * (1 << params["left_shift"]), multiplier, shift)
+
+    byte_values = [b - 256 if b >= 128 else b for b in range(256)]
+    ta = [scaled(v, a_offset, params["a_multiplier"], params["a_shift"]) for v in byte_values]
+    tb = [(-1 if sub else 1) * scaled(v, b_offset, params["b_multiplier"], params["b_shift"]) for v in byte_values]
+    # twice the raw sum below 2^30 in magnitude: no wrapping in the kernel's add or its 64-bit product
+    if max(map(abs, ta)) + max(map(abs, tb)) >= 1 << 30:
+        return None
+    return ta + tb, {"output_multiplier": params["output_multiplier"], "output_add": output_add, "right": right}
+
+
+def add_table_output(raw2: int, output_multiplier: int, output_add: int, right: int) -> int:
+    """`AddTable::requantize` before the clamp, in Python (the tests compare it with TFLM's arithmetic)."""
+    hi = ((output_add << 32) + raw2 * output_multiplier + (1 << 31)) >> 32
+    return (hi + (-1 if raw2 < 0 else 0)) >> right
+
+
 def quantize_table(input_zp: int, output_zp: int, input_scale: float, output_scale: float) -> list[int]:
     """QUANTIZE int8 -> int8 (PrepareQuantizeReference, reference_ops::Requantize): double quotient."""
     return requantize_table(input_zp, output_zp, input_scale / output_scale)
