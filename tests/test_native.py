@@ -289,7 +289,34 @@ def _keras_specs(keras):
         # ADD and SUB at their edges: operands with zero points -128 and 127 and scales apart, fused RELU and
         # RELU6, a channel broadcast, odd sizes (the table-driven kernel, and in `size` mode TFLM's arithmetic)
         "add_edges": lambda: _add_edges(keras),
+        # depthwise RELU6 outputs whose activation range is open at one end only, [-100, 127] and [-128, -28]
+        # (their quantization patched after conversion: `_CLAMP_PATCHES`), stride 1 and 2, 8 channels
+        "depthwise_clamps": lambda: seq((9, 7, 8), L.DepthwiseConv2D(3, padding="same", activation="relu6"),
+                                        L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6"),
+                                        L.Conv2D(4, 1), L.Flatten(), L.Dense(3)),
     }
+
+
+# per model: the outputs of its first operators (by position) -> (scale or None to keep it, zero point) patched
+# into the converted model, TFLM and the native engine both reading the patched ones; RELU6 at scale 0.06 ends at 100
+# steps above the zero point
+_CLAMP_PATCHES = {"depthwise_clamps": {0: (None, -100), 1: (0.06, -128)}}
+
+
+def _patch_quantization(data: bytes, patches: dict[int, tuple[float | None, int]]) -> bytes:
+    """Operator `k`'s output tensor's (per-tensor) scale and zero point replaced, in place."""
+    from tinypipe.tflite.reader import _Bytes, _Table
+
+    out, buf = bytearray(data), _Bytes(data)
+    graph = parse_model(data).main
+    tensors = _Table(buf, buf.unpack("I", 0, "root"), "model").tables(2, "subgraphs")[0].tables(0, "tensors")
+    for k, (scale, zero_point) in patches.items():
+        q = tensors[graph.operators[k].outputs[0]].table(4, "quantization")
+        (scale_at, _), (zp_at, _) = q._vector(2, 4, "scale"), q._vector(3, 8, "zero_point")
+        if scale is not None:
+            struct.pack_into("<f", out, scale_at, scale)
+        struct.pack_into("<q", out, zp_at, zero_point)
+    return bytes(out)
 
 
 def _elementwise(keras):
@@ -373,6 +400,8 @@ def keras_models():
         keras.utils.set_random_seed(seed + 1)
         model, shape = build()
         models[name] = _convert(model, shape, seed)
+        if name in _CLAMP_PATCHES:
+            models[name] = _patch_quantization(models[name], _CLAMP_PATCHES[name])
     for seed, (name, base, io) in enumerate([("float_io", "gesture", ("float32", "float32")),
                                              ("float_in", "odd_2d", ("float32", "int8")),
                                              ("float_out", "pointwise_odd", ("int8", "float32"))]):
@@ -384,7 +413,7 @@ def keras_models():
 
 FLOAT_IO = ["float_io", "float_in", "float_out"]
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
-                 "elementwise", "activations_and_copies", "means", "wide_accumulators", "add_edges", *FLOAT_IO]
+                 "elementwise", "activations_and_copies", "means", "wide_accumulators", "add_edges", "depthwise_clamps", *FLOAT_IO]
 # the odd shapes of conv, depthwise and fully connected layers: the edges of the ARMv7-M assembly loops (a last
 # quad of pixels with fewer than four, odd channel counts, partial depthwise blocks, multipliers of four)
 ODD_SHAPES = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast"]
@@ -407,6 +436,12 @@ def test_add_edges_take_the_tables_and_size_mode_tflms_arithmetic(keras_models, 
     size = generate(data, "add_edges.tflite", "size").model_rs
     assert "k::add_s8_table" not in size and size.count("k::add_s8") == 4
     assert_bit_exact(data, "keras_add_edges_size", 20, host_build, host_tflm, seed=6, optimize="size")
+
+
+def test_depthwise_clamps_are_open_at_one_end(keras_models):
+    steps = [s for s in lower(parse_model(keras_models["depthwise_clamps"])).steps if s.op == "DEPTHWISE_CONV_2D"]
+    assert [(s.params["act_min"], s.params["act_max"]) for s in steps] == [(-100, 127), (-128, -28)]
+    assert all(s.general_channels == 0 and s.params["in_c"] % 4 == 0 for s in steps)
 
 
 @pytest.mark.parametrize("sub", [False, True])

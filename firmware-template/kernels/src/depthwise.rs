@@ -159,6 +159,20 @@ pub fn depthwise_conv2d_s8(
     }
 }
 
+/// `dsp::depthwise_block_row`'s clamp: 0 for all of int8 (`FULL`), else the shift of an activation range open
+/// at one end (`-128 - act_min` for `[act_min, 127]`, `127 - act_max` for `[-128, act_max]`); None when both
+/// ends are inside int8.
+#[cfg(tinyml_dsp)]
+#[inline(always)]
+fn one_sided_shift<const FULL: bool>(act_min: i32, act_max: i32) -> Option<i32> {
+    match (FULL, act_min, act_max) {
+        (true, _, _) => Some(0),
+        (false, lo, 127) if (-128..=127).contains(&lo) => Some(-128 - lo),
+        (false, -128, hi) if (-128..=127).contains(&hi) => Some(127 - hi),
+        _ => None,
+    }
+}
+
 /// The filter as the inner loops take it: checked once per call on the DSP path.
 #[cfg(tinyml_dsp)]
 type Taps<'a> = crate::dsp::TapStream<'a>;
@@ -206,13 +220,17 @@ impl Kernel<'_> {
         let bytes = BYTES;
         let px_step = if bytes { p.stride_w * p.in_c } else { p.stride_w * p.lanes() / 2 };
         #[cfg(tinyml_dsp)]
-        if !GENERAL && FULL && out_c % 4 == 0 {
+        if let (false, true, Some(shift)) = (GENERAL, out_c % 4 == 0, one_sided_shift::<FULL>(p.act_min, p.act_max)) {
             // whole blocks along the row: each block's taps and scales are set up once per row
             for (b, (bias, rs)) in self.bias2.chunks_exact(4).zip(self.rescale.chunks_exact(4)).enumerate() {
                 // a broadcast block's tap offsets include its input channel; a widened block starts at word 2b
                 let xb = if bytes { Some(x) } else { x.get(2 * b..) };
                 if let (Some(t), Some(xb), Some(out)) = (stream.part(b * taps, taps), xb, out_row.get_mut(4 * b..)) {
-                    crate::dsp::depthwise_block_row::<BYTES>(xb, px_step, p.out_w, &t, bias, rs, out, out_c);
+                    if FULL {
+                        crate::dsp::depthwise_block_row::<BYTES, false>(xb, px_step, p.out_w, &t, bias, rs, out, out_c, 0);
+                    } else {
+                        crate::dsp::depthwise_block_row::<BYTES, true>(xb, px_step, p.out_w, &t, bias, rs, out, out_c, shift);
+                    }
                 }
             }
             return;

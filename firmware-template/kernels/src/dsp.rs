@@ -677,15 +677,18 @@ pub fn taps_4lanes_bytes(x: &[u32], base: usize, taps: &TapStream, acc: [i32; 4]
 /// r12, and lr = r12 + 4; r4 and r5 are free), written out nine times for nine taps, else looped over
 /// the taps (count in r6). Operands are pointers and counts, `$step` in bytes.
 macro_rules! depthwise_block_row_asm {
-    ($taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr, $($tap:literal,)*) => {
+    ($taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr,
+     $shift2:expr, [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*], $($tap:literal,)*) => {
         if $n == 9 {
             // a 3x3 filter: the nine taps written out, no loop
-            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, [
+            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, $shift2,
+                [$($pre,)*], [$($mid,)*], [$($post,)*], [
                 $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)*
             ])
         } else {
             // two taps per iteration, an odd one first
-            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, [
+            depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, $shift2,
+                [$($pre,)*], [$($mid,)*], [$($post,)*], [
                 "lsrs r6, r6, #1",
                 "bcc 3f",
                 $($tap,)*
@@ -701,11 +704,13 @@ macro_rules! depthwise_block_row_asm {
             ])
         }
     };
-    (@body $taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr, [$($section:literal,)*]) => {
+    (@body $taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr,
+     $shift2:expr, [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*], [$($section:literal,)*]) => {
         asm!(
             // frame: taps, tap count, x (advancing), px_step in bytes, bias2, rescale, the caller's r6
-            // (LLVM's, not an operand: saved and restored here), out (advancing), out_step, pixels left
-            "push {{r0, r1, r2, r3, r4, r5, r6, r8, r9, r10}}",
+            // (LLVM's, not an operand: saved and restored here), out (advancing), out_step, pixels left, twice
+            // the clamp's shift
+            "push {{r0, r1, r2, r3, r4, r5, r6, r8, r9, r10, r11}}",
             "1:",
             "ldrd r11, r6, [sp]",
             "ldr r12, [sp, #8]",
@@ -715,13 +720,16 @@ macro_rules! depthwise_block_row_asm {
             $($section,)*
             "ldr r11, [sp, #20]",
             "ldr r12, [sp, #28]",
+            $($pre,)*
             "ldrd r8, r9, [r11], #8",
             "rbit r10, r9",
             "clz r10, r10",
             "smmlar r4, r0, r8, r9",
             "add r4, r4, r0, asr #31",
             "asr r4, r4, r10",
+            $($mid,)*
             "ssat r4, #8, r4, asr #1",
+            $($post,)*
             "strb r4, [r12]",
             "ldrd r8, r9, [r11], #8",
             "rbit r10, r9",
@@ -729,7 +737,9 @@ macro_rules! depthwise_block_row_asm {
             "smmlar r4, r1, r8, r9",
             "add r4, r4, r1, asr #31",
             "asr r4, r4, r10",
+            $($mid,)*
             "ssat r4, #8, r4, asr #1",
+            $($post,)*
             "strb r4, [r12, #1]",
             "ldrd r8, r9, [r11], #8",
             "rbit r10, r9",
@@ -737,7 +747,9 @@ macro_rules! depthwise_block_row_asm {
             "smmlar r4, r2, r8, r9",
             "add r4, r4, r2, asr #31",
             "asr r4, r4, r10",
+            $($mid,)*
             "ssat r4, #8, r4, asr #1",
+            $($post,)*
             "strb r4, [r12, #2]",
             "ldrd r8, r9, [r11], #8",
             "rbit r10, r9",
@@ -745,7 +757,9 @@ macro_rules! depthwise_block_row_asm {
             "smmlar r4, r3, r8, r9",
             "add r4, r4, r3, asr #31",
             "asr r4, r4, r10",
+            $($mid,)*
             "ssat r4, #8, r4, asr #1",
+            $($post,)*
             "strb r4, [r12, #3]",
             "ldr r5, [sp, #32]",
             "add r12, r12, r5",
@@ -758,7 +772,7 @@ macro_rules! depthwise_block_row_asm {
             "str r4, [sp, #36]",
             "bne 1b",
             "ldr r6, [sp, #24]",
-            "add sp, sp, #40",
+            "add sp, sp, #44",
             inout("r0") $taps => _,
             inout("r1") $n => _,
             inout("r2") $x => _,
@@ -768,7 +782,8 @@ macro_rules! depthwise_block_row_asm {
             inout("r8") $out => _,
             inout("r9") $out_step => _,
             inout("r10") $pixels => _,
-            out("r11") _, out("r12") _, out("lr") _,
+            inout("r11") $shift2 => _,
+            out("r12") _, out("lr") _,
         )
     };
 }
@@ -777,14 +792,18 @@ macro_rules! depthwise_block_row_asm {
 /// the taps against the widened input at `x[p * px_step..]` (as [`taps_4lanes`], `x` starting at the
 /// block's words of pixel 0), from `bias2[..4]`, requantized with [`crate::quant::Rescale`]'s short path
 /// and saturated to int8, written to `out[p * out_step..][..4]`. The caller checks that the four lanes take
-/// the short path and that the activation range is all of int8. The block's loop runs over the pixels, so
-/// its taps, bias and scales are set up once per row instead of once per pixel: 7 instructions per tap
-/// (4 MACs; a 3x3 filter's nine taps are written out, no loop), 32 for the four requantizations and about
-/// 20 per pixel around them. `BYTES`: the block's four
-/// lanes read one input value per tap (as [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian words,
-/// pixel `p`'s taps at byte `p * px_step + offset`; 6 instructions per tap.
+/// the short path. The block's loop runs over the pixels, so its taps, bias and scales are set up once per
+/// row instead of once per pixel: 7 instructions per tap (4 MACs; a 3x3 filter's nine taps are written
+/// out, no loop), 32 for the four requantizations and about 20 per pixel around them. `BYTES`: the block's
+/// four lanes read one input value per tap (as [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian
+/// words, pixel `p`'s taps at byte `p * px_step + offset`; 6 instructions per tap.
+///
+/// `CLAMP`: an activation range open at one end only, `[act_min, 127]` or `[-128, act_max]` (RELU and
+/// RELU6 outputs whose zero point is not -128), given as `shift`: `-128 - act_min` or `127 - act_max`. Then
+/// `clamp(v) = ssat8(ssat8(v + shift) - shift)` (the inner saturation clamps the closed end, the outer one
+/// int8's other end), 3 more instructions per output; without `CLAMP` the range is all of int8.
 #[allow(clippy::too_many_arguments)]
-pub fn depthwise_block_row<const BYTES: bool>(
+pub fn depthwise_block_row<const BYTES: bool, const CLAMP: bool>(
     x: &[u32],
     px_step: usize,
     pixels: usize,
@@ -793,6 +812,7 @@ pub fn depthwise_block_row<const BYTES: bool>(
     rescale: &[crate::quant::Rescale],
     out: &mut [i8],
     out_step: usize,
+    shift: i32,
 ) {
     let n = taps.words.len() / 3;
     if n == 0
@@ -808,17 +828,37 @@ pub fn depthwise_block_row<const BYTES: bool>(
     {
         return;
     }
+    // the value before the final `asr #1` is twice the output (plus a rounding bit): it takes twice the shift
+    let shift2 = 2 * shift;
+    // the four variants: (BYTES, CLAMP)
+    macro_rules! variant {
+        ($step:expr, [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*], $($tap:literal,)*) => {
+            depthwise_block_row_asm!(
+                taps.words.as_ptr(), n, x.as_ptr(), $step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
+                out_step, pixels, shift2, [$($pre,)*], [$($mid,)*], [$($post,)*], $($tap,)*
+            )
+        };
+    }
+    macro_rules! clamped {
+        ($step:expr, $($tap:literal,)*) => {
+            if CLAMP {
+                variant!($step, ["ldr r5, [sp, #40]",], ["add r4, r4, r5",], ["sub r4, r4, r5, asr #1", "ssat r4, #8, r4",],
+                         $($tap,)*)
+            } else {
+                variant!($step, [], [], [], $($tap,)*)
+            }
+        };
+    }
     // SAFETY: per pixel `p` it reads the `3 * n` words of `taps.words` in order, and per tap the words
     // `p * px_step + offset` and `+ 1` of `x`, where `offset + 2 <= taps.reach + 1`, or with `BYTES` byte
     // `p * px_step + offset` of its `4 * x.len()` bytes, where `offset + 1 <= taps.reach`: within `x` (checked
     // above with `TapStream::new`'s `reach`); four words of `bias2` and four `Rescale`s (`repr(C)`, two
     // words each); it writes bytes `p * out_step..+ 4` of `out`, within it (checked above). Word loads are
-    // word-aligned (`u32`/`i32` slices). The 40 bytes it pushes on the stack are popped before it ends.
+    // word-aligned (`u32`/`i32` slices). The 44 bytes it pushes on the stack are popped before it ends.
     unsafe {
         if BYTES {
-            depthwise_block_row_asm!(
-                taps.words.as_ptr(), n, x.as_ptr(), px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
-                out_step, pixels,
+            clamped!(
+                px_step,
                 "ldm r11!, {{r8, r9, r10}}",
                 "ldrsb r4, [r12, r10]",
                 "smlabb r0, r8, r4, r0",
@@ -827,9 +867,8 @@ pub fn depthwise_block_row<const BYTES: bool>(
                 "smlatb r3, r9, r4, r3",
             )
         } else {
-            depthwise_block_row_asm!(
-                taps.words.as_ptr(), n, x.as_ptr(), 4 * px_step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
-                out_step, pixels,
+            clamped!(
+                4 * px_step,
                 "ldm r11!, {{r8, r9, r10}}",
                 "ldr r4, [r12, r10, lsl #2]",
                 "ldr r5, [lr, r10, lsl #2]",
