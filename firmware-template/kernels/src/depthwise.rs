@@ -139,9 +139,21 @@ pub fn depthwise_conv2d_s8(
     #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
     let reach = (!general && full && out_c % 4 == 0)
         .then(|| k.filter.chunks_exact(3).map(|t| t[2] as usize + 1).max().unwrap_or(0));
+    // consecutive output rows share `k_h - stride_h` input rows (without row dilation): on the DSP path those
+    // move up in `scratch` (LDM/STM, half an instruction a word) instead of being widened again
+    #[cfg(tinyml_dsp)]
+    let kept = if p.dil_h == 1 && p.stride_h < p.k_h { p.k_h - p.stride_h } else { 0 };
+    #[cfg(not(tinyml_dsp))]
+    let kept = 0;
     for (in_batch, out_batch) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)).take(p.batches) {
         for (oy, out_row) in out_batch.chunks_exact_mut(p.out_w * out_c).enumerate() {
-            widen_rows(p, in_batch, oy, scratch);
+            if oy > 0 && kept > 0 {
+                #[cfg(tinyml_dsp)]
+                crate::dsp::move_words_down(scratch, p.stride_h * p.row_words(), kept * p.row_words());
+                widen_rows(p, in_batch, oy, kept, scratch);
+            } else {
+                widen_rows(p, in_batch, oy, 0, scratch);
+            }
             #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
             if let Some(reach) = reach {
                 k.row_armv7m(reach, scratch, out_row);
@@ -325,8 +337,8 @@ fn pair(v: i32) -> u32 {
     (v as u16 as u32) | (v as u16 as u32) << 16
 }
 
-/// Widen the `k_h` input rows that output row `oy` reads into `scratch` (see the module doc).
-fn widen_rows(p: &DepthwiseConv2d, input: &[i8], oy: usize, scratch: &mut [u32]) {
+/// Widen the input rows `first_row..k_h` of output row `oy`'s windows into `scratch` (see the module doc).
+fn widen_rows(p: &DepthwiseConv2d, input: &[i8], oy: usize, first_row: usize, scratch: &mut [u32]) {
     let row_words = p.row_words();
     let half = p.lanes() / 2;
     let zero = pair(-p.input_offset);
@@ -335,7 +347,7 @@ fn widen_rows(p: &DepthwiseConv2d, input: &[i8], oy: usize, scratch: &mut [u32])
     let first = p.pad_w.min(span);
     let last = (p.pad_w + p.in_w).min(span).max(first);
     let y0 = (oy * p.stride_h) as isize - p.pad_h as isize;
-    for (ky, row) in scratch.chunks_exact_mut(row_words).take(p.k_h).enumerate() {
+    for (ky, row) in scratch.chunks_exact_mut(row_words).take(p.k_h).enumerate().skip(first_row) {
         let iy = y0 + (ky * p.dil_h) as isize;
         if p.broadcast() {
             row.fill(u32::from_ne_bytes([(-p.input_offset) as u8; 4]));

@@ -179,6 +179,38 @@ pub fn dot_4rows(x: &[i8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
     [a0, a1, a2, a3]
 }
 
+/// `buf[..len] = buf[from..from + len]`, eight words at a time (LDM/STM: half an instruction per word), the
+/// rest one by one; nothing when the range is not inside `buf`. A forward copy: each word is read before any
+/// write reaches it (the destination starts `from >= 1` words below the source).
+pub fn move_words_down(buf: &mut [u32], from: usize, len: usize) {
+    if from == 0 || from.checked_add(len).is_none_or(|end| end > buf.len()) {
+        return;
+    }
+    let octets = len / 8;
+    if octets > 0 {
+        // SAFETY: reads words `from..from + 8 * octets` and writes words `0..8 * octets` of `buf`, inside it
+        // (checked above), both word-aligned (`u32`); each LDM reads its eight words before the STM writes
+        // eight words that end below the next LDM's first (`from >= 1`). No stack.
+        unsafe {
+            asm!(
+                "2:",
+                "ldm {src}!, {{r2, r3, r4, r5, r8, r9, r10, r11}}",
+                "stm {dst}!, {{r2, r3, r4, r5, r8, r9, r10, r11}}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) buf.as_ptr().wrapping_add(from) => _, dst = inout(reg) buf.as_mut_ptr() => _,
+                n = inout(reg) octets => _,
+                out("r2") _, out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
+                out("r11") _,
+                options(nostack),
+            )
+        };
+    }
+    for i in 8 * octets..len {
+        buf[i] = buf[from + i];
+    }
+}
+
 /// A depthwise filter block's taps, checked once: per tap the words `(w02, w13, offset)`, where `w02` and
 /// `w13` hold the weights of lanes (0, 2) and (1, 3) as int16 pairs and `offset` is the word index, relative
 /// to the output pixel's first word, of the tap's widened input lanes (0, 2) (lanes (1, 3) follow), or for
