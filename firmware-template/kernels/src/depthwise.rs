@@ -233,16 +233,14 @@ impl Kernel<'_> {
         let px_step = if bytes { p.stride_w * p.in_c } else { p.stride_w * p.lanes() / 2 };
         #[cfg(tinyml_dsp)]
         if let (false, true, Some(shift)) = (GENERAL, out_c % 4 == 0, one_sided_shift::<FULL>(p.act_min, p.act_max)) {
-            // whole blocks along the row: each block's taps and scales are set up once per row
-            for (b, (bias, rs)) in self.bias2.chunks_exact(4).zip(self.rescale.chunks_exact(4)).enumerate() {
-                // a broadcast block's tap offsets include its input channel; a widened block starts at word 2b
-                let xb = if bytes { Some(x) } else { x.get(2 * b..) };
-                if let (Some(t), Some(xb), Some(out)) = (stream.part(b * taps, taps), xb, out_row.get_mut(4 * b..)) {
-                    if FULL {
-                        crate::dsp::depthwise_block_row::<BYTES, false>(xb, px_step, p.out_w, &t, bias, rs, out, out_c, 0);
-                    } else {
-                        crate::dsp::depthwise_block_row::<BYTES, true>(xb, px_step, p.out_w, &t, bias, rs, out, out_c, shift);
-                    }
+            // whole blocks along the row, in one call: each block's taps and scales are set up once per row
+            let blocks = out_c / 4;
+            if let Some(t) = stream.part(0, blocks * taps) {
+                let (b, r) = (self.bias2, self.rescale);
+                if FULL {
+                    crate::dsp::depthwise_block_row::<BYTES, false>(x, px_step, p.out_w, blocks, taps, &t, b, r, out_row, out_c, 0);
+                } else {
+                    crate::dsp::depthwise_block_row::<BYTES, true>(x, px_step, p.out_w, blocks, taps, &t, b, r, out_row, out_c, shift);
                 }
             }
             return;

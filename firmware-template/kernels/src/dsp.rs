@@ -707,20 +707,22 @@ pub fn taps_4lanes_bytes(x: &[u32], base: usize, taps: &TapStream, acc: [i32; 4]
 /// `depthwise_block_row`'s assembly around one tap (the template lines that load a tap's `(w02, w13,
 /// offset)` words with `ldm r11!, {r8, r9, r10}` and add its four products to r0..r3; the pixel's input is at
 /// r12, and lr = r12 + 4; r4 and r5 are free), written out nine times for nine taps, else looped over
-/// the taps (count in r6). Operands are pointers and counts, `$step` in bytes.
+/// the taps (count in r6). Operands are pointers and counts, `$step` in bytes; `$next_block` the lines that
+/// move r4 (the row's first pixel) from one block to the next.
 macro_rules! depthwise_block_row_asm {
     ($taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr,
-     $shift2:expr, [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*], $($tap:literal,)*) => {
+     $shift2:expr, $blocks:expr, [$($next_block:literal,)*], [$($pre:literal,)*], [$($mid:literal,)*],
+     [$($post:literal,)*], $($tap:literal,)*) => {
         if $n == 9 {
             // a 3x3 filter: the nine taps written out, no loop
             depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, $shift2,
-                [$($pre,)*], [$($mid,)*], [$($post,)*], [
+                $blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*], [
                 $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)*
             ])
         } else {
             // two taps per iteration, an odd one first
             depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, $shift2,
-                [$($pre,)*], [$($mid,)*], [$($post,)*], [
+                $blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*], [
                 "lsrs r6, r6, #1",
                 "bcc 3f",
                 $($tap,)*
@@ -737,12 +739,13 @@ macro_rules! depthwise_block_row_asm {
         }
     };
     (@body $taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr,
-     $shift2:expr, [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*], [$($section:literal,)*]) => {
+     $shift2:expr, $blocks:expr, [$($next_block:literal,)*], [$($pre:literal,)*], [$($mid:literal,)*],
+     [$($post:literal,)*], [$($section:literal,)*]) => {
         asm!(
-            // frame: taps, tap count, x (advancing), px_step in bytes, bias2, rescale, the caller's r6
-            // (LLVM's, not an operand: saved and restored here), out (advancing), out_step, pixels left, twice
-            // the clamp's shift
-            "push {{r0, r1, r2, r3, r4, r5, r6, r8, r9, r10, r11}}",
+            // frame: the block's taps, tap count, x (advancing), px_step in bytes, the block's bias2 and
+            // rescale, the caller's r6 (LLVM's, not an operand: saved and restored here), out (advancing),
+            // out_step, pixels left, twice the clamp's shift, blocks left, pixels per row
+            "push {{r0, r1, r2, r3, r4, r5, r6, r8, r9, r10, r11, r12, lr}}",
             "1:",
             "ldrd r11, r6, [sp]",
             "ldr r12, [sp, #8]",
@@ -803,8 +806,34 @@ macro_rules! depthwise_block_row_asm {
             "subs r4, r4, #1",
             "str r4, [sp, #36]",
             "bne 1b",
+            // the row done for this block: the next block's taps (3n words on), bias2 and rescale (four lanes
+            // on), the row's first pixel again (plus the block's words) and its first output (4 bytes on)
+            "ldr r4, [sp, #44]",
+            "subs r4, r4, #1",
+            "beq 5f",
+            "str r4, [sp, #44]",
+            "ldr r10, [sp, #48]",
+            "str r10, [sp, #36]",
+            "ldrd r4, r5, [sp]",
+            "add r5, r5, r5, lsl #1",
+            "add r4, r4, r5, lsl #2",
+            "str r4, [sp]",
+            "ldrd r4, r5, [sp, #16]",
+            "add r4, r4, #16",
+            "add r5, r5, #32",
+            "strd r4, r5, [sp, #16]",
+            "ldrd r4, r5, [sp, #8]",
+            "mls r4, r5, r10, r4",
+            $($next_block,)*
+            "str r4, [sp, #8]",
+            "ldrd r8, r9, [sp, #28]",
+            "mls r8, r9, r10, r8",
+            "add r8, r8, #4",
+            "str r8, [sp, #28]",
+            "b 1b",
+            "5:",
             "ldr r6, [sp, #24]",
-            "add sp, sp, #44",
+            "add sp, sp, #52",
             inout("r0") $taps => _,
             inout("r1") $n => _,
             inout("r2") $x => _,
@@ -815,20 +844,22 @@ macro_rules! depthwise_block_row_asm {
             inout("r9") $out_step => _,
             inout("r10") $pixels => _,
             inout("r11") $shift2 => _,
-            out("r12") _, out("lr") _,
+            inout("r12") $blocks => _,
+            inout("lr") $pixels => _,
         )
     };
 }
 
-/// One block of four depthwise lanes along a whole output row: for each of `pixels` output pixels `p`,
-/// the taps against the widened input at `x[p * px_step..]` (as [`taps_4lanes`], `x` starting at the
-/// block's words of pixel 0), from `bias2[..4]`, requantized with [`crate::quant::Rescale`]'s short path
-/// and saturated to int8, written to `out[p * out_step..][..4]`. The caller checks that the four lanes take
-/// the short path. The block's loop runs over the pixels, so its taps, bias and scales are set up once per
-/// row instead of once per pixel: 7 instructions per tap (4 MACs; a 3x3 filter's nine taps are written
-/// out, no loop), 32 for the four requantizations and about 20 per pixel around them. `BYTES`: the block's
-/// four lanes read one input value per tap (as [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian
-/// words, pixel `p`'s taps at byte `p * px_step + offset`; 6 instructions per tap.
+/// Blocks of four depthwise lanes along a whole output row: for each block `b < blocks` (lanes `4b..4b + 4`,
+/// taps `b * n..(b + 1) * n` of `taps`) and each of `pixels` output pixels `p`, the taps against the widened
+/// input at `x[p * px_step + 2b..]` (as [`taps_4lanes`]), from `bias2[4b..4b + 4]`, requantized with
+/// [`crate::quant::Rescale`]'s short path and saturated to int8, written to `out[p * out_step + 4b..][..4]`.
+/// The caller checks that every lane takes the short path. The loops run over blocks, then pixels, in one
+/// call, so a block's taps, bias and scales are set up once per row: 7 instructions per tap (4 MACs; a 3x3
+/// filter's nine taps are written out, no loop), 32 for the four requantizations, about 20 per pixel around
+/// them and 25 per block. `BYTES`: the block's four lanes read one input value per tap (as
+/// [`taps_4lanes_bytes`]): `x` the int8 rows as little-endian words, pixel `p`'s taps at byte `p * px_step +
+/// offset` (the offsets include the block's input channel); 6 instructions per tap.
 ///
 /// `CLAMP`: an activation range open at one end only, `[act_min, 127]` or `[-128, act_max]` (RELU and
 /// RELU6 outputs whose zero point is not -128), given as `shift`: `-128 - act_min` or `127 - act_max`. Then
@@ -839,6 +870,8 @@ pub fn depthwise_block_row<const BYTES: bool, const CLAMP: bool>(
     x: &[u32],
     px_step: usize,
     pixels: usize,
+    blocks: usize,
+    n: usize,
     taps: &TapStream,
     bias2: &[i32],
     rescale: &[crate::quant::Rescale],
@@ -846,17 +879,18 @@ pub fn depthwise_block_row<const BYTES: bool, const CLAMP: bool>(
     out_step: usize,
     shift: i32,
 ) {
-    let n = taps.words.len() / 3;
     if n == 0
         || pixels == 0
-        || bias2.len() < 4
-        || rescale.len() < 4
+        || blocks == 0
+        || taps.words.len() < 3 * n * blocks
+        || bias2.len() < 4 * blocks
+        || rescale.len() < 4 * blocks
         || if BYTES {
             4 * x.len() < (pixels - 1) * px_step + taps.reach
         } else {
-            x.len() < (pixels - 1) * px_step + taps.reach + 1
+            x.len() < (pixels - 1) * px_step + 2 * (blocks - 1) + taps.reach + 1
         }
-        || out.len() < (pixels - 1) * out_step + 4
+        || out.len() < (pixels - 1) * out_step + 4 * blocks
     {
         return;
     }
@@ -864,33 +898,37 @@ pub fn depthwise_block_row<const BYTES: bool, const CLAMP: bool>(
     let shift2 = 2 * shift;
     // the four variants: (BYTES, CLAMP)
     macro_rules! variant {
-        ($step:expr, [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*], $($tap:literal,)*) => {
+        ($step:expr, [$($next_block:literal,)*], [$($pre:literal,)*], [$($mid:literal,)*], [$($post:literal,)*],
+         $($tap:literal,)*) => {
             depthwise_block_row_asm!(
                 taps.words.as_ptr(), n, x.as_ptr(), $step, bias2.as_ptr(), rescale.as_ptr(), out.as_mut_ptr(),
-                out_step, pixels, shift2, [$($pre,)*], [$($mid,)*], [$($post,)*], $($tap,)*
+                out_step, pixels, shift2, blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*],
+                $($tap,)*
             )
         };
     }
     macro_rules! clamped {
-        ($step:expr, $($tap:literal,)*) => {
+        ($step:expr, [$($next_block:literal,)*], $($tap:literal,)*) => {
             if CLAMP {
-                variant!($step, ["ldr r5, [sp, #40]",], ["add r4, r4, r5",], ["sub r4, r4, r5, asr #1", "ssat r4, #8, r4",],
-                         $($tap,)*)
+                variant!($step, [$($next_block,)*], ["ldr r5, [sp, #40]",], ["add r4, r4, r5",],
+                         ["sub r4, r4, r5, asr #1", "ssat r4, #8, r4",], $($tap,)*)
             } else {
-                variant!($step, [], [], [], $($tap,)*)
+                variant!($step, [$($next_block,)*], [], [], [], $($tap,)*)
             }
         };
     }
-    // SAFETY: per pixel `p` it reads the `3 * n` words of `taps.words` in order, and per tap the words
-    // `p * px_step + offset` and `+ 1` of `x`, where `offset + 2 <= taps.reach + 1`, or with `BYTES` byte
-    // `p * px_step + offset` of its `4 * x.len()` bytes, where `offset + 1 <= taps.reach`: within `x` (checked
-    // above with `TapStream::new`'s `reach`); four words of `bias2` and four `Rescale`s (`repr(C)`, two
-    // words each); it writes bytes `p * out_step..+ 4` of `out`, within it (checked above). Word loads are
-    // word-aligned (`u32`/`i32` slices). The 44 bytes it pushes on the stack are popped before it ends.
+    // SAFETY: per block `b` and pixel `p` it reads the `3 * n` words of the block's taps (`3 * n * blocks <=
+    // taps.words.len()`, checked) in order, and per tap the words `p * px_step + 2b + offset` and `+ 1` of `x`,
+    // where `offset + 2 <= taps.reach + 1`, or with `BYTES` byte `p * px_step + offset` of its `4 * x.len()`
+    // bytes, where `offset + 1 <= taps.reach`: within `x` (checked above with `TapStream::new`'s `reach`); the
+    // block's four words of `bias2` and four `Rescale`s (`repr(C)`, two words each), within them (checked);
+    // it writes bytes `p * out_step + 4b..+ 4` of `out`, within it (checked above). Word loads are
+    // word-aligned (`u32`/`i32` slices). The 52 bytes it pushes on the stack are popped before it ends.
     unsafe {
         if BYTES {
             clamped!(
                 px_step,
+                [],
                 "ldm r11!, {{r8, r9, r10}}",
                 "ldrsb r4, [r12, r10]",
                 "smlabb r0, r8, r4, r0",
@@ -901,6 +939,7 @@ pub fn depthwise_block_row<const BYTES: bool, const CLAMP: bool>(
         } else {
             clamped!(
                 4 * px_step,
+                ["add r4, r4, #8",],
                 "ldm r11!, {{r8, r9, r10}}",
                 "ldr r4, [r12, r10, lsl #2]",
                 "ldr r5, [lr, r10, lsl #2]",
