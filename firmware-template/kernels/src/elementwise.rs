@@ -234,9 +234,9 @@ impl AddTable {
         #[cfg(tinyml_dsp)]
         let hi = crate::dsp::smmlar(raw2, self.output_multiplier, self.output_add);
         #[cfg(not(tinyml_dsp))]
-        let hi = ((i64::from(self.output_add) << 32) + i64::from(raw2) * i64::from(self.output_multiplier)
-            + (1 << 31)) >> 32;
-        let v = (hi as i32 + (raw2 >> 31)) >> self.right;
+        let hi = (((i64::from(self.output_add) << 32) + i64::from(raw2) * i64::from(self.output_multiplier)
+            + (1 << 31)) >> 32) as i32;
+        let v = (hi + (raw2 >> 31)) >> self.right;
         clamp_s8::<FULL>(v, self.act_min, self.act_max)
     }
 
