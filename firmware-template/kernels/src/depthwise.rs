@@ -382,6 +382,9 @@ fn widen_pixels(p: &DepthwiseConv2d, src: &[i8], dst: &mut [u32], zero: u32) {
     let half = p.lanes() / 2;
     if dm == 1 && p.in_c % 4 == 0 {
         // lanes are the channels: one input word makes two scratch words
+        #[cfg(tinyml_dsp)]
+        crate::dsp::widen_words(src, dst);
+        #[cfg(not(tinyml_dsp))]
         for (s, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(2)) {
             let (a, b) = crate::conv::widen_word(u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]));
             d[0] = a;

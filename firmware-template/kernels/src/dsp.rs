@@ -211,6 +211,44 @@ pub fn move_words_down(buf: &mut [u32], from: usize, len: usize) {
     }
 }
 
+/// Every four int8 of `src` as two int16-pair words of `dst` (lanes (0, 2), then (1, 3): what [`sxtb16`] and
+/// [`sxtb16_ror8`] make of them), for as many words as both hold: two input words per iteration, 5
+/// instructions a word (LDR takes the input at any alignment).
+pub fn widen_words(src: &[i8], dst: &mut [u32]) {
+    let n = (src.len() / 4).min(dst.len() / 2);
+    let pairs = n / 2;
+    if pairs > 0 {
+        // SAFETY: reads bytes `0..8 * pairs` of `src` and writes words `0..4 * pairs` of `dst`, inside them
+        // (`2 * pairs <= n`); STRD's address is word-aligned (`u32`), LDR's need not be on ARMv7E-M. No stack.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {a}, [{s}], #4",
+                "ldr {b}, [{s}], #4",
+                "sxtb16 {c}, {a}",
+                "sxtb16 {a}, {a}, ror #8",
+                "strd {c}, {a}, [{d}], #8",
+                "sxtb16 {c}, {b}",
+                "sxtb16 {b}, {b}, ror #8",
+                "strd {c}, {b}, [{d}], #8",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                s = inout(reg) src.as_ptr() => _, d = inout(reg) dst.as_mut_ptr() => _, n = inout(reg) pairs => _,
+                a = out(reg) _, b = out(reg) _, c = out(reg) _,
+                options(nostack),
+            )
+        };
+    }
+    if n % 2 == 1 {
+        let k = n - 1;
+        if let (Some(s), Some(d)) = (src.get(4 * k..4 * k + 4), dst.get_mut(2 * k..2 * k + 2)) {
+            let w = u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]);
+            d[0] = sxtb16(w);
+            d[1] = sxtb16_ror8(w);
+        }
+    }
+}
+
 /// A depthwise filter block's taps, checked once: per tap the words `(w02, w13, offset)`, where `w02` and
 /// `w13` hold the weights of lanes (0, 2) and (1, 3) as int16 pairs and `offset` is the word index, relative
 /// to the output pixel's first word, of the tap's widened input lanes (0, 2) (lanes (1, 3) follow), or for
