@@ -752,15 +752,18 @@ macro_rules! depthwise_block_row_asm {
      $shift2:expr, $blocks:expr, [$($next_block:literal,)*], [$($pre:literal,)*], [$($mid:literal,)*],
      [$($post:literal,)*], $($tap:literal,)*) => {
         if $n == 9 {
-            // a 3x3 filter: the nine taps written out, no loop
+            // a 3x3 filter: the nine taps written out, no loop; with no tap count to keep, r6 counts the pixels
+            // left (the frame's count stays the row's)
             depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, $shift2,
-                $blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*], [
+                $blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*],
+                ["ldr r6, [sp, #36]",], ["ldr r11, [sp]",], ["subs r6, r6, #1",], [
                 $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)* $($tap,)*
             ])
         } else {
             // two taps per iteration, an odd one first
             depthwise_block_row_asm!(@body $taps, $n, $x, $step, $bias2, $rescale, $out, $out_step, $pixels, $shift2,
-                $blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*], [
+                $blocks, [$($next_block,)*], [$($pre,)*], [$($mid,)*], [$($post,)*],
+                [], ["ldrd r11, r6, [sp]",], ["ldr r4, [sp, #36]", "subs r4, r4, #1", "str r4, [sp, #36]",], [
                 "lsrs r6, r6, #1",
                 "bcc 3f",
                 $($tap,)*
@@ -778,14 +781,17 @@ macro_rules! depthwise_block_row_asm {
     };
     (@body $taps:expr, $n:expr, $x:expr, $step:expr, $bias2:expr, $rescale:expr, $out:expr, $out_step:expr, $pixels:expr,
      $shift2:expr, $blocks:expr, [$($next_block:literal,)*], [$($pre:literal,)*], [$($mid:literal,)*],
-     [$($post:literal,)*], [$($section:literal,)*]) => {
+     [$($post:literal,)*], [$($block_start:literal,)*], [$($top:literal,)*], [$($count:literal,)*],
+     [$($section:literal,)*]) => {
         asm!(
             // frame: the block's taps, tap count, x (advancing), px_step in bytes, the block's bias2 and
             // rescale, the caller's r6 (LLVM's, not an operand: saved and restored here), out (advancing),
             // out_step, pixels left, twice the clamp's shift, blocks left, pixels per row
             "push {{r0, r1, r2, r3, r4, r5, r6, r8, r9, r10, r11, r12, lr}}",
+            "6:",
+            $($block_start,)*
             "1:",
-            "ldrd r11, r6, [sp]",
+            $($top,)*
             "ldr r12, [sp, #8]",
             "add lr, r12, #4",
             "ldr r4, [sp, #16]",
@@ -840,9 +846,7 @@ macro_rules! depthwise_block_row_asm {
             "ldrd r4, r5, [sp, #8]",
             "add r4, r4, r5",
             "str r4, [sp, #8]",
-            "ldr r4, [sp, #36]",
-            "subs r4, r4, #1",
-            "str r4, [sp, #36]",
+            $($count,)*
             "bne 1b",
             // the row done for this block: the next block's taps (3n words on), bias2 and rescale (four lanes
             // on), the row's first pixel again (plus the block's words) and its first output (4 bytes on)
@@ -868,7 +872,7 @@ macro_rules! depthwise_block_row_asm {
             "mls r8, r9, r10, r8",
             "add r8, r8, #4",
             "str r8, [sp, #28]",
-            "b 1b",
+            "b 6b",
             "5:",
             "ldr r6, [sp, #24]",
             "add sp, sp, #52",
