@@ -6,7 +6,8 @@
 //! multiple of four rows, and the four rows of a block interleaved word by word, so one block's words for
 //! one input word are adjacent (one LDM on the DSP path). [`fully_connected_s8_widened`] takes them
 //! pre-widened: each word of four int8 as the two int16-pair words `(v0, v2)`, `(v1, v3)` (no SXTB16 of
-//! weights in the DSP inner loop, twice the weights' flash).
+//! weights in the DSP inner loop, twice the weights' flash); on the DSP path it also widens each input row
+//! once into scratch, so the inner loop is loads and SMLADs only.
 
 use crate::conv::{mac_pairs, widen_word};
 use crate::quant::{clamp_s8, rescale_doubled, rescale_general, variant_fits, Rescale};
@@ -47,10 +48,12 @@ pub fn fully_connected_s8<const GENERAL: bool, const FULL: bool>(
     rescale: &[Rescale],
     output: &mut [i8],
 ) {
-    fully_connected::<GENERAL, FULL, false>(p, input, weights, bias, rescale, output);
+    fully_connected::<GENERAL, FULL, false>(p, input, weights, bias, rescale, output, &mut []);
 }
 
-/// [`fully_connected_s8`] with pre-widened weights (see the module doc).
+/// [`fully_connected_s8`] with pre-widened weights (see the module doc). `scratch`: at least
+/// [`fc_scratch_words`] words, where the DSP path widens each input row once for all its blocks (a shorter one
+/// makes it widen the row again for every block, as [`fully_connected_s8`] does).
 pub fn fully_connected_s8_widened<const GENERAL: bool, const FULL: bool>(
     p: &FullyConnected,
     input: &[i8],
@@ -58,8 +61,14 @@ pub fn fully_connected_s8_widened<const GENERAL: bool, const FULL: bool>(
     bias: &[i32],
     rescale: &[Rescale],
     output: &mut [i8],
+    scratch: &mut [u32],
 ) {
-    fully_connected::<GENERAL, FULL, true>(p, input, weights, bias, rescale, output);
+    fully_connected::<GENERAL, FULL, true>(p, input, weights, bias, rescale, output, scratch);
+}
+
+/// Words of scratch [`fully_connected_s8_widened`] widens an input row into: two per input word.
+pub const fn fc_scratch_words(p: &FullyConnected) -> usize {
+    2 * p.accum_depth.div_ceil(4)
 }
 
 #[inline(always)]
@@ -70,6 +79,7 @@ fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     bias: &[i32],
     rescale: &[Rescale],
     output: &mut [i8],
+    scratch: &mut [u32],
 ) {
     let weight_words = if WIDENED { fc_weight_widened_words(p) } else { fc_weight_words(p) };
     let (depth, out_depth) = (p.accum_depth, p.output_depth);
@@ -91,6 +101,8 @@ fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
         return;
     }
     let (general, full) = (GENERAL, FULL);
+    #[cfg(not(all(tinyml_dsp, not(tinyml_mve))))]
+    let _ = scratch; // only the DSP path widens the input ahead
     for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
         #[cfg(tinyml_mve)]
         let first_block = if !WIDENED && !general && depth % 16 == 0 {
@@ -105,7 +117,21 @@ fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
             0
         };
         #[cfg(all(tinyml_dsp, not(tinyml_mve)))]
-        let first_block = if full && !general && depth % 4 == 0 {
+        let first_block = if WIDENED && full && !general && depth % 4 == 0 && scratch.len() >= 2 * (depth / 4) {
+            // the row widened once into scratch, then no input load or SXTB16 in the inner loop
+            let xw = &mut scratch[..2 * (depth / 4)];
+            for (pair, xs) in xw.chunks_exact_mut(2).zip(x.chunks_exact(4)) {
+                let (even, odd) = widen_word(u32::from_le_bytes([xs[0] as u8, xs[1] as u8, xs[2] as u8, xs[3] as u8]));
+                pair[0] = even;
+                pair[1] = odd;
+            }
+            if per_tensor {
+                crate::dsp::fc_blocks_wide_x::<true>(xw, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            } else {
+                crate::dsp::fc_blocks_wide_x::<false>(xw, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
+            }
+            out_depth / 4
+        } else if full && !general && depth % 4 == 0 {
             if per_tensor {
                 crate::dsp::fc_blocks::<true, WIDENED>(x, weights, depth / 4, out_depth / 4, bias, rescale, out_row);
             } else {

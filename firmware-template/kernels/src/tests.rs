@@ -669,10 +669,11 @@ mod matmul_kernels {
         let widened_weights = widened(&weights);
         assert_eq!(widened_weights.len(), fc_weight_widened_words(&p));
         let mut output = vec![0i8; expected.len()];
+        let mut scratch = vec![0u32; fc_scratch_words(&p)];
         match (general, full) {
-            (true, _) => fully_connected_s8_widened::<true, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
-            (false, true) => fully_connected_s8_widened::<false, true>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
-            (false, false) => fully_connected_s8_widened::<false, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
+            (true, _) => fully_connected_s8_widened::<true, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output, &mut scratch),
+            (false, true) => fully_connected_s8_widened::<false, true>(&p, &input, &widened_weights, &bias, &rescales, &mut output, &mut scratch),
+            (false, false) => fully_connected_s8_widened::<false, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output, &mut scratch),
         }
         assert_eq!(output, expected, "fc widened {batches}x{depth} -> {out_depth} per_tensor={per_tensor} wide={wide}");
         // the variant must match the layer: a short-path-only variant refuses a general layer's table

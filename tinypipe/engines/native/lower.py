@@ -384,7 +384,9 @@ class _Lowering:
                     ConstArray(f"RS{n}", "Rs", rescales)],
             input=x.index, output=y.index, macs=batches * out_depth * depth,
             note=op.options.get("fused_activation", "NONE") + requant_note(general, out_depth), in_shape=x.shape,
-            out_shape=y.shape, general_channels=general)
+            out_shape=y.shape, general_channels=general,
+            # pre-widened weights: the DSP path widens each input row once into scratch (fc_scratch_words)
+            scratch_words=2 * (-(-depth // 4)) if self.widen_weights else 0)
 
     def conv_geometry(self, op: Operator, x: Tensor, y: Tensor, k_h: int, k_w: int) -> dict[str, int]:
         o = op.options
