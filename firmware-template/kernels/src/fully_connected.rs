@@ -71,6 +71,147 @@ pub const fn fc_scratch_words(p: &FullyConnected) -> usize {
     2 * p.accum_depth.div_ceil(4)
 }
 
+/// Entries of a [`fully_connected_s8_coded`] code table: per code length 1..=16 its limit, then its base.
+pub const CODE_TABLE_WORDS: usize = 32;
+
+/// [`fully_connected_s8`] with its weights entropy-coded (the `size` mode, where that saves flash): the bytes
+/// of [`fc_weight_words`]' layout, block after block, as one canonical Huffman code (lengths up to 16 bits,
+/// most significant bit first; the code generator's `entropy.py` writes it). Each block of four rows is
+/// decoded into `scratch` (at least [`fc_coded_scratch_words`]) just before its dot products, so the int8
+/// weights never exist in RAM beyond one block, then it runs the same block code as [`fully_connected_s8`]
+/// (every batch row against it). `table`: [`CODE_TABLE_WORDS`] words, per length `l` the exclusive limit of
+/// its codes left-justified in 16 bits (`limit[l - 1]`), then `base[l - 1]`: the index in `symbols` of its
+/// first code minus that code (wrapping); `symbols`: the int8 values in code order. A stream that ends early
+/// reads as zeros (never out of bounds).
+#[allow(clippy::too_many_arguments)] // the arrays of one layer, as the generated call holds them
+pub fn fully_connected_s8_coded<const GENERAL: bool, const FULL: bool>(
+    p: &FullyConnected,
+    input: &[i8],
+    stream: &[u8],
+    table: &[u32],
+    symbols: &[i8],
+    bias: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let (depth, out_depth) = (p.accum_depth, p.output_depth);
+    let block_words = 4 * depth.div_ceil(4);
+    let (Some(limits), Some(bases)) = (table.get(..16), table.get(16..CODE_TABLE_WORDS)) else { return };
+    if depth == 0
+        || out_depth == 0
+        || input.len() < p.batches * depth
+        || output.len() < p.batches * out_depth
+        || scratch.len() < block_words
+        || bias.len() < out_depth
+        || rescale.is_empty()
+        || (rescale.len() > 1 && rescale.len() < out_depth)
+    {
+        return;
+    }
+    let (block, lut) = scratch.split_at_mut(block_words);
+    let Some(lut) = lut.first_chunk_mut::<256>() else { return };
+    let code = Code::new(limits, bases, symbols, lut);
+    let mut bits = Bits { stream, next: 0, window: 0, held: 0 };
+    for o in (0..out_depth).step_by(4) {
+        let rows = (out_depth - o).min(4);
+        bits.block(&code, block);
+        let part = FullyConnected { batches: 1, output_depth: rows, ..*p };
+        // per tensor: the one entry serves every row; per channel: this block's rows
+        let rs = if rescale.len() == 1 { rescale } else { &rescale[o..o + rows] };
+        for b in 0..p.batches {
+            let x = &input[b * depth..(b + 1) * depth];
+            let y = &mut output[b * out_depth + o..b * out_depth + o + rows];
+            fully_connected::<GENERAL, FULL, false>(&part, x, block, &bias[o..o + rows], rs, y, &mut []);
+        }
+    }
+}
+
+/// Words of scratch [`fully_connected_s8_coded`] needs: a block of four rows, then its 256-entry lookup table.
+pub const fn fc_coded_scratch_words(p: &FullyConnected) -> usize {
+    4 * p.accum_depth.div_ceil(4) + 256
+}
+
+/// A layer's code: its table, and a lookup table built from it in scratch that decodes a code of up to 8 bits
+/// from the stream's next 8 bits in one step (`length << 8 | value as u8`; 0: a longer code, searched for).
+/// Building it costs about as much as decoding 256 values, and saves most of the length search for each one.
+struct Code<'a> {
+    limits: &'a [u32],
+    bases: &'a [u32],
+    symbols: &'a [i8],
+    lut: &'a [u32; 256],
+}
+
+impl<'a> Code<'a> {
+    fn new(limits: &'a [u32], bases: &'a [u32], symbols: &'a [i8], lut: &'a mut [u32; 256]) -> Self {
+        for (prefix, entry) in lut.iter_mut().enumerate() {
+            let v = (prefix as u32) << 8;
+            let len = Self::length(limits, v, 0);
+            *entry = if len < 8 { (len as u32 + 1) << 8 | Self::value(bases, symbols, v, len) as u8 as u32 } else { 0 };
+        }
+        Code { limits, bases, symbols, lut }
+    }
+
+    /// The length minus one of the code at the top of the 16 bits `v`, searched from `from` (a length minus one).
+    #[inline(always)]
+    fn length(limits: &[u32], v: u32, from: usize) -> usize {
+        let mut len = from;
+        while len < 15 && limits.get(len).is_some_and(|limit| v >= *limit) {
+            len += 1;
+        }
+        len
+    }
+
+    #[inline(always)]
+    fn value(bases: &[u32], symbols: &[i8], v: u32, len: usize) -> i8 {
+        let index = bases.get(len).copied().unwrap_or(0).wrapping_add(v >> (15 - len)) as usize;
+        symbols.get(index).copied().unwrap_or(0)
+    }
+}
+
+/// The code's bit reader: `window` holds the next `held` bits of the stream from its most significant bit,
+/// `next` indexes the stream's next byte.
+struct Bits<'a> {
+    stream: &'a [u8],
+    next: usize,
+    window: u32,
+    held: u32,
+}
+
+impl Bits<'_> {
+    /// The next `4 * block.len()` values into `block`, four to a word (the first in the low byte). Not inlined:
+    /// the loop gets the registers to itself. Per value: at least 16 bits in the window (two more bytes when it
+    /// holds fewer; a code has 16 at most), its top 8 bits looked up, the rare longer code searched for.
+    #[inline(never)]
+    fn block(&mut self, code: &Code, block: &mut [u32]) {
+        let (mut window, mut held, mut next) = (self.window, self.held, self.next);
+        for word in block.iter_mut() {
+            let mut w = 0u32;
+            for _ in 0..4 {
+                if held < 16 {
+                    let byte = |i: usize| self.stream.get(i).copied().unwrap_or(0) as u32;
+                    window |= (byte(next) << 8 | byte(next + 1)) << (16 - held);
+                    next += 2;
+                    held += 16;
+                }
+                let entry = code.lut[(window >> 24) as usize];
+                let (len, value) = if entry != 0 {
+                    (entry >> 8, entry as u8)
+                } else {
+                    let v = window >> 16;
+                    let len = Code::length(code.limits, v, 8);
+                    (len as u32 + 1, Code::value(code.bases, code.symbols, v, len) as u8)
+                };
+                window <<= len;
+                held -= len;
+                w = w >> 8 | (value as u32) << 24;
+            }
+            *word = w;
+        }
+        (self.window, self.held, self.next) = (window, held, next);
+    }
+}
+
 #[inline(always)]
 fn fully_connected<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     p: &FullyConnected,

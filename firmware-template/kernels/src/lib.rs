@@ -54,7 +54,10 @@ pub use elementwise::{
     add_s8, add_s8_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, Broadcast, Lookup, Mul,
 };
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
-pub use fully_connected::{fc_scratch_words, fc_weight_widened_words, fc_weight_words, fully_connected_s8, fully_connected_s8_widened, FullyConnected};
+pub use fully_connected::{
+    fc_coded_scratch_words, fc_scratch_words, fc_weight_widened_words, fc_weight_words, fully_connected_s8,
+    fully_connected_s8_coded, fully_connected_s8_widened, FullyConnected, CODE_TABLE_WORDS,
+};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, quantize_raw_i16, Rescale};
 pub use reduce::{mean_s8, Mean};

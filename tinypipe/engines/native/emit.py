@@ -13,7 +13,7 @@ from tinypipe.engines.native.lower import ConstArray, Program, Step, rescale_wor
 from tinypipe.tflite.io import IO_DTYPES
 from tinypipe.engines.native.plan import ArenaPlan
 
-NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
+NUMBERS_PER_LINE = {"i8": 24, "u8": 24, "i32": 10, "u32": 8, "Rs": 2}
 
 
 def _array(a: ConstArray) -> str:
