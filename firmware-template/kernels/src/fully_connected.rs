@@ -133,7 +133,8 @@ pub const fn fc_coded_scratch_words(p: &FullyConnected) -> usize {
 }
 
 /// A layer's code: its table, and a lookup table built from it in scratch that decodes a code of up to 8 bits
-/// from the stream's next 8 bits in one step (`length << 8 | value as u8`; 0: a longer code, searched for).
+/// from the stream's next 8 bits in one step (`(value as u8) << 24 | length`, the value where the block's word
+/// takes it; 0: a longer code, searched for).
 /// Building it costs about as much as decoding 256 values, and saves most of the length search for each one.
 struct Code<'a> {
     limits: &'a [u32],
@@ -147,7 +148,7 @@ impl<'a> Code<'a> {
         for (prefix, entry) in lut.iter_mut().enumerate() {
             let v = (prefix as u32) << 8;
             let len = Self::length(limits, v, 0);
-            *entry = if len < 8 { (len as u32 + 1) << 8 | Self::value(bases, symbols, v, len) as u8 as u32 } else { 0 };
+            *entry = if len < 8 { (Self::value(bases, symbols, v, len) as u8 as u32) << 24 | (len as u32 + 1) } else { 0 };
         }
         Code { limits, bases, symbols, lut }
     }
@@ -160,6 +161,13 @@ impl<'a> Code<'a> {
             len += 1;
         }
         len
+    }
+
+    /// A code longer than 8 bits at the top of the 16 bits `v`, as a lookup table entry. Not inlined: rare.
+    #[inline(never)]
+    fn long(&self, v: u32) -> u32 {
+        let len = Self::length(self.limits, v, 8);
+        (Self::value(self.bases, self.symbols, v, len) as u8 as u32) << 24 | (len as u32 + 1)
     }
 
     #[inline(always)]
@@ -182,31 +190,41 @@ impl Bits<'_> {
     /// The next `4 * block.len()` values into `block`, four to a word (the first in the low byte). Not inlined:
     /// the loop gets the registers to itself. Per value: at least 16 bits in the window (two more bytes when it
     /// holds fewer; a code has 16 at most), its top 8 bits looked up, the rare longer code searched for.
+    /// Stream bytes `i` and `i + 1`, big-endian (zeros past the end). Not inlined: once every three values or
+    /// so, and four copies of its bounds checks would cost more flash than its calls cost time.
+    #[inline(never)]
+    fn two_bytes(&self, i: usize) -> u32 {
+        let byte = |i: usize| self.stream.get(i).copied().unwrap_or(0) as u32;
+        byte(i) << 8 | byte(i + 1)
+    }
+
     #[inline(never)]
     fn block(&mut self, code: &Code, block: &mut [u32]) {
         let (mut window, mut held, mut next) = (self.window, self.held, self.next);
-        for word in block.iter_mut() {
-            let mut w = 0u32;
-            for _ in 0..4 {
+        // one value into the top byte of `$w` (four make a word, the first in the low byte); written out four
+        // times rather than looped (a macro: opt-level z would not inline a closure called four times)
+        macro_rules! one {
+            ($w:expr) => {{
                 if held < 16 {
-                    let byte = |i: usize| self.stream.get(i).copied().unwrap_or(0) as u32;
-                    window |= (byte(next) << 8 | byte(next + 1)) << (16 - held);
+                    window |= self.two_bytes(next) << (16 - held);
                     next += 2;
                     held += 16;
                 }
-                let entry = code.lut[(window >> 24) as usize];
-                let (len, value) = if entry != 0 {
-                    (entry >> 8, entry as u8)
-                } else {
-                    let v = window >> 16;
-                    let len = Code::length(code.limits, v, 8);
-                    (len as u32 + 1, Code::value(code.bases, code.symbols, v, len) as u8)
-                };
+                let mut entry = code.lut[(window >> 24) as usize];
+                if entry == 0 {
+                    entry = code.long(window >> 16);
+                }
+                let len = entry & 0x1f;
                 window <<= len;
                 held -= len;
-                w = w >> 8 | (value as u32) << 24;
-            }
-            *word = w;
+                $w >> 8 | (entry & 0xff00_0000)
+            }};
+        }
+        for word in block.iter_mut() {
+            let w = one!(0u32);
+            let w = one!(w);
+            let w = one!(w);
+            *word = one!(w);
         }
         (self.window, self.held, self.next) = (window, held, next);
     }

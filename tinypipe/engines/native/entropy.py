@@ -120,14 +120,14 @@ def _value(coded: Coded, v: int, length: int) -> int:
 
 
 def lookup_table(coded: Coded) -> list[int]:
-    """The kernel's 256-entry table (`Code::new`): per top 8 bits, `length << 8 | value as u8` of a code of up to
-    8 bits, else 0."""
+    """The kernel's 256-entry table (`Code::new`): per top 8 bits, `(value as u8) << 24 | length` of a code of up
+    to 8 bits, else 0."""
     limits = coded.table[:MAX_LEN]
     out = []
     for prefix in range(256):
         v = prefix << 8
         length = _length(limits, v, 0)
-        out.append((length + 1) << 8 | (_value(coded, v, length) & 0xFF) if length < 8 else 0)
+        out.append((_value(coded, v, length) & 0xFF) << 24 | (length + 1) if length < 8 else 0)
     return out
 
 
@@ -147,14 +147,12 @@ def decode(coded: Coded, count: int | None = None) -> list[int]:
             nxt += 2
             held += 16
         entry = lut[window >> 24]
-        if entry:
-            length, value = entry >> 8, (entry & 0xFF) - ((entry & 0x80) << 1)
-        else:
+        if not entry:  # `Code::long`
             v = window >> 16
             length = _length(limits, v, 8)
-            value = _value(coded, v, length)
-            length += 1
-        out.append(value)
+            entry = (_value(coded, v, length) & 0xFF) << 24 | (length + 1)
+        length = entry & 0x1F
+        out.append((entry >> 24) - ((entry >> 23) & 0x100))
         window = (window << length) & 0xFFFFFFFF
         held -= length
     return out
