@@ -709,7 +709,7 @@ def test_ram_mode_is_bit_exact_with_tflm(name, shared_dir, keras_models, host_bu
 
 def test_size_mode_codes_fc_weights_where_that_saves_flash(shared_dir, host_build, host_tflm):
     """`optimize: size`: ad01_int8's fully connected weights entropy-coded (entropy.py) in the layers where that
-    saves flash, decoded a block at a time by the portable kernel, byte for byte with TFLM; the 8-wide
+    saves flash, decoded a row at a time, byte for byte with TFLM; the 8-wide
     bottleneck's two small layers would save too little and stay plain; other modes code nothing."""
     from tinypipe.engines.native.lower import CODED_MIN_SAVING
 
@@ -846,7 +846,7 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, ru
     if board == "mps2-an386":  # `optimize: ram`: row by row over the input, patch-based (the shared models: host)
         for name in RAM_KERAS:
             models[f"ram_{name}"], counts[f"ram_{name}"], optimize[f"ram_{name}"] = keras_models[name], 4, "ram"
-        # `optimize: size`: entropy-coded fully connected weights, decoded a block at a time before the DSP loop
+        # `optimize: size`: entropy-coded fully connected weights, decoded a row at a time (the DSP dot product)
         models["size_ad01_int8"], counts["size_ad01_int8"], optimize["size_ad01_int8"] = models["ad01_int8"], 2, "size"
     rng = np.random.default_rng(11)
     cases = {name: (data, random_inputs(data, counts[name], rng)) for name, data in models.items()}

@@ -74,15 +74,15 @@ pub const fn fc_scratch_words(p: &FullyConnected) -> usize {
 /// Entries of a [`fully_connected_s8_coded`] code table: per code length 1..=16 its limit, then its base.
 pub const CODE_TABLE_WORDS: usize = 32;
 
-/// [`fully_connected_s8`] with its weights entropy-coded (the `size` mode, where that saves flash): the bytes
-/// of [`fc_weight_words`]' layout, block after block, as one canonical Huffman code (lengths up to 16 bits,
-/// most significant bit first; the code generator's `entropy.py` writes it). Each block of four rows is
-/// decoded into `scratch` (at least [`fc_coded_scratch_words`]) just before its dot products, so the int8
-/// weights never exist in RAM beyond one block, then it runs the same block code as [`fully_connected_s8`]
-/// (every batch row against it). `table`: [`CODE_TABLE_WORDS`] words, per length `l` the exclusive limit of
-/// its codes left-justified in 16 bits (`limit[l - 1]`), then `base[l - 1]`: the index in `symbols` of its
-/// first code minus that code (wrapping); `symbols`: the int8 values in code order. A stream that ends early
-/// reads as zeros (never out of bounds).
+/// [`fully_connected_s8`] with its weights entropy-coded (the `size` mode, where that saves flash): the rows,
+/// each zero-padded to whole words, one after the other as one canonical Huffman code (lengths up to 16 bits,
+/// most significant bit first; the code generator's `entropy.py` writes it). Each row is decoded into
+/// `scratch` (at least [`fc_coded_scratch_words`]) just before its dot products with every batch row, so the
+/// int8 weights never take more RAM than one row: each is used once per input row. `table`:
+/// [`CODE_TABLE_WORDS`] words, per length `l` the exclusive limit of its codes left-justified in 16 bits
+/// (`limit[l - 1]`), then `base[l - 1]`: the index in `symbols` of its first code minus that code (wrapping);
+/// `symbols`: the int8 values in code order. A stream that ends early reads as zeros (never out of bounds).
+/// `bias`, `rescale`, `GENERAL` and `FULL` as for [`fully_connected_s8`].
 #[allow(clippy::too_many_arguments)] // the arrays of one layer, as the generated call holds them
 pub fn fully_connected_s8_coded<const GENERAL: bool, const FULL: bool>(
     p: &FullyConnected,
@@ -96,40 +96,79 @@ pub fn fully_connected_s8_coded<const GENERAL: bool, const FULL: bool>(
     scratch: &mut [u32],
 ) {
     let (depth, out_depth) = (p.accum_depth, p.output_depth);
-    let block_words = 4 * depth.div_ceil(4);
     let (Some(limits), Some(bases)) = (table.get(..16), table.get(16..CODE_TABLE_WORDS)) else { return };
     if depth == 0
         || out_depth == 0
         || input.len() < p.batches * depth
         || output.len() < p.batches * out_depth
-        || scratch.len() < block_words
+        || scratch.len() < fc_coded_scratch_words(p)
         || bias.len() < out_depth
         || rescale.is_empty()
         || (rescale.len() > 1 && rescale.len() < out_depth)
+        || !variant_fits::<GENERAL, FULL>(rescale, p.act_min, p.act_max)
     {
         return;
     }
-    let (block, lut) = scratch.split_at_mut(block_words);
+    let (row, lut) = scratch.split_at_mut(depth.div_ceil(4));
     let Some(lut) = lut.first_chunk_mut::<256>() else { return };
     let code = Code::new(limits, bases, symbols, lut);
     let mut bits = Bits { stream, next: 0, window: 0, held: 0 };
-    for o in (0..out_depth).step_by(4) {
-        let rows = (out_depth - o).min(4);
-        bits.block(&code, block);
-        let part = FullyConnected { batches: 1, output_depth: rows, ..*p };
-        // per tensor: the one entry serves every row; per channel: this block's rows
-        let rs = if rescale.len() == 1 { rescale } else { &rescale[o..o + rows] };
-        for b in 0..p.batches {
-            let x = &input[b * depth..(b + 1) * depth];
-            let y = &mut output[b * out_depth + o..b * out_depth + o + rows];
-            fully_connected::<GENERAL, FULL, false>(&part, x, block, &bias[o..o + rows], rs, y, &mut []);
+    for (o, (b, rs)) in bias.iter().zip(rescale.iter().cycle()).take(out_depth).enumerate() {
+        bits.words(&code, row);
+        // per tensor, `rescale` holds one entry: `cycle` repeats it for every row
+        for (x, out_row) in input.chunks_exact(depth).zip(output.chunks_exact_mut(out_depth)).take(p.batches) {
+            let acc = dot_row(x, row, *b);
+            // the plain sum, which the short path takes doubled
+            let v = if GENERAL && rs.is_general() {
+                rescale_general(acc, *rs, p.output_offset)
+            } else {
+                rescale_doubled(acc.wrapping_shl(1), *rs)
+            };
+            if let Some(out) = out_row.get_mut(o) {
+                *out = clamp_s8::<FULL>(v, p.act_min, p.act_max);
+            }
         }
     }
 }
 
-/// Words of scratch [`fully_connected_s8_coded`] needs: a block of four rows, then its 256-entry lookup table.
+/// Words of scratch [`fully_connected_s8_coded`] needs: one row, then its 256-entry lookup table.
 pub const fn fc_coded_scratch_words(p: &FullyConnected) -> usize {
-    4 * p.accum_depth.div_ceil(4) + 256
+    p.accum_depth.div_ceil(4) + 256
+}
+
+/// `acc + row . x`: `x` int8 (any length), `row` its weights as words, zero-padded.
+#[inline(always)]
+fn dot_row(x: &[i8], row: &[u32], mut acc: i32) -> i32 {
+    let whole = x.chunks_exact(4);
+    let mut tail = [0u8; 4];
+    for (t, v) in tail.iter_mut().zip(whole.remainder()) {
+        *t = *v as u8;
+    }
+    let tail = u32::from_le_bytes(tail);
+    let mut words = row.iter();
+    for (xs, w) in whole.zip(&mut words) {
+        acc = mac_word(u32::from_le_bytes([xs[0] as u8, xs[1] as u8, xs[2] as u8, xs[3] as u8]), *w, acc);
+    }
+    if let Some(w) = words.next() {
+        acc = mac_word(tail, *w, acc); // the padding: zero weights, zero inputs
+    }
+    acc
+}
+
+/// `acc` plus the dot product of the four int8 of `x` and of `w`.
+#[inline(always)]
+fn mac_word(x: u32, w: u32, acc: i32) -> i32 {
+    #[cfg(tinyml_dsp)]
+    {
+        use crate::dsp::{smlad, sxtb16, sxtb16_ror8};
+        let (x_even, x_odd) = widen_word(x);
+        smlad(sxtb16_ror8(w), x_odd, smlad(sxtb16(w), x_even, acc))
+    }
+    #[cfg(not(tinyml_dsp))]
+    {
+        let (xs, v) = (bytes(x), bytes(w));
+        acc.wrapping_add(v[0] * xs[0] + v[1] * xs[1] + v[2] * xs[2] + v[3] * xs[3])
+    }
 }
 
 /// A layer's code: its table, and a lookup table built from it in scratch that decodes a code of up to 8 bits
@@ -187,7 +226,7 @@ struct Bits<'a> {
 }
 
 impl Bits<'_> {
-    /// The next `4 * block.len()` values into `block`, four to a word (the first in the low byte). Not inlined:
+    /// The next `4 * words.len()` values into `words`, four to a word (the first in the low byte). Not inlined:
     /// the loop gets the registers to itself. Per value: at least 16 bits in the window (two more bytes when it
     /// holds fewer; a code has 16 at most), its top 8 bits looked up, the rare longer code searched for.
     /// Stream bytes `i` and `i + 1`, big-endian (zeros past the end). Not inlined: once every three values or
@@ -199,7 +238,7 @@ impl Bits<'_> {
     }
 
     #[inline(never)]
-    fn block(&mut self, code: &Code, block: &mut [u32]) {
+    fn words(&mut self, code: &Code, words: &mut [u32]) {
         let (mut window, mut held, mut next) = (self.window, self.held, self.next);
         // one value into the top byte of `$w` (four make a word, the first in the low byte); written out four
         // times rather than looped (a macro: opt-level z would not inline a closure called four times)
@@ -220,7 +259,7 @@ impl Bits<'_> {
                 $w >> 8 | (entry & 0xff00_0000)
             }};
         }
-        for word in block.iter_mut() {
+        for word in words.iter_mut() {
             let w = one!(0u32);
             let w = one!(w);
             let w = one!(w);

@@ -1,9 +1,9 @@
 """Entropy-coded weights for the `size` mode: one canonical Huffman code per tensor over its int8 values.
 
-Trained weights are far from uniform (ad01_int8's carry 5.2 bits of information per byte), so a code over the
-bytes of a fully connected layer's `fc_weight_words` layout stores them in about two thirds of their flash;
-the kernel (`fully_connected_s8_coded` in fully_connected.rs) decodes one block of four rows at a time into
-scratch, just before its dot products. The format, which `decode` models bit for bit:
+Trained weights are far from uniform (ad01_int8's carry 5.2 bits of information per byte), so a code over a
+fully connected layer's weights (its rows one after the other, each zero-padded to whole words) stores them in
+about two thirds of their flash; the kernel (`fully_connected_s8_coded` in fully_connected.rs) decodes one row
+at a time into scratch, just before its dot products. The format, which `decode` models step for step:
 
 - the stream: the values' codes back to back, most significant bit first, in bytes (a stream read past its
   end reads zeros);
@@ -132,7 +132,7 @@ def lookup_table(coded: Coded) -> list[int]:
 
 
 def decode(coded: Coded, count: int | None = None) -> list[int]:
-    """The kernel's decoder in Python, step for step (`Bits::block` in fully_connected.rs): `count` values."""
+    """The kernel's decoder in Python, step for step (`Bits::words` in fully_connected.rs): `count` values."""
     limits = coded.table[:MAX_LEN]
     lut = lookup_table(coded)
     window = held = nxt = 0

@@ -379,11 +379,13 @@ class _Lowering:
         weight_words = fc_weight_words(wv, out_depth, depth)
         weights = [ConstArray(f"W{n}", "u32", weight_words)]
         kernel, scratch, coded_weights = "fully_connected_s8", 0, ()
-        coded = entropy.encode(struct.unpack(f"<{4 * len(weight_words)}b", struct.pack(f"<{len(weight_words)}I",
-                                                                                      *weight_words))) \
+        # the coded kernel decodes a row at a time: the rows one after the other, each padded to whole words
+        row_bytes = 4 * (-(-depth // 4))
+        coded = entropy.encode(v for o in range(out_depth)
+                               for v in (*wv[o * depth:(o + 1) * depth], *[0] * (row_bytes - depth))) \
             if self.code_weights and not self.widen_weights else None
         if coded and 4 * len(weight_words) - coded.nbytes >= CODED_MIN_SAVING:
-            kernel, scratch = "fully_connected_s8_coded", 4 * (-(-depth // 4)) + 256  # fc_coded_scratch_words
+            kernel, scratch = "fully_connected_s8_coded", row_bytes // 4 + 256  # fc_coded_scratch_words
             weights = [ConstArray(f"WC{n}", "u8", tuple(coded.stream)), ConstArray(f"WH{n}", "u32", coded.table),
                        ConstArray(f"WS{n}", "i8", coded.symbols)]
             coded_weights = (4 * len(weight_words), coded.nbytes)
@@ -922,5 +924,5 @@ def lower(model: Model, widen_weights: bool = False, code_weights: bool = False)
     """`widen_weights`: convolution filters and fully connected weights pre-widened to int16 pairs (faster on
     the DSP path, twice their flash); `code_weights` (not with `widen_weights`): fully connected weights
     entropy-coded (entropy.py) in the layers where that saves at least `CODED_MIN_SAVING` bytes of flash
-    (decoded a block at a time: slower). Code generation choices, the arithmetic is the same."""
+    (decoded a row at a time: slower). Code generation choices, the arithmetic is the same."""
     return _Lowering(model, widen_weights, code_weights).lower()
