@@ -240,12 +240,16 @@ impl Bits<'_> {
     #[inline(never)]
     fn words(&mut self, code: &Code, words: &mut [u32]) {
         let (mut window, mut held, mut next) = (self.window, self.held, self.next);
+        let stream = self.stream;
         // one value into the top byte of `$w` (four make a word, the first in the low byte); written out four
         // times rather than looped (a macro: opt-level z would not inline a closure called four times)
         macro_rules! one {
             ($w:expr) => {{
                 if held < 16 {
-                    window |= self.two_bytes(next) << (16 - held);
+                    window |= match stream.get(next..next + 2) {
+                        Some(&[a, b]) => (a as u32) << 8 | b as u32,
+                        _ => self.two_bytes(next), // the stream's end
+                    } << (16 - held);
                     next += 2;
                     held += 16;
                 }
