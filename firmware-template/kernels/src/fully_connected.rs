@@ -172,9 +172,9 @@ fn mac_word(x: u32, w: u32, acc: i32) -> i32 {
 }
 
 /// A layer's code: its table, and a lookup table built from it in scratch that decodes a code of up to 8 bits
-/// from the stream's next 8 bits in one step (`(value as u8) << 24 | length`, the value where the block's word
-/// takes it; 0: a longer code, searched for).
-/// Building it costs about as much as decoding 256 values, and saves most of the length search for each one.
+/// from the stream's next 8 bits in one step (`(value as u8) << 24 | length`: the value already in the byte
+/// that [`Bits::words`] shifts down into its word; 0: a longer code, searched for). Building it costs about as
+/// much as decoding 256 values, and saves most of the length search for each one.
 struct Code<'a> {
     limits: &'a [u32],
     bases: &'a [u32],
@@ -187,7 +187,7 @@ impl<'a> Code<'a> {
         for (prefix, entry) in lut.iter_mut().enumerate() {
             let v = (prefix as u32) << 8;
             let len = Self::length(limits, v, 0);
-            *entry = if len < 8 { (Self::value(bases, symbols, v, len) as u8 as u32) << 24 | (len as u32 + 1) } else { 0 };
+            *entry = if len < 8 { Self::entry(bases, symbols, v, len) } else { 0 };
         }
         Code { limits, bases, symbols, lut }
     }
@@ -205,14 +205,14 @@ impl<'a> Code<'a> {
     /// A code longer than 8 bits at the top of the 16 bits `v`, as a lookup table entry. Not inlined: rare.
     #[inline(never)]
     fn long(&self, v: u32) -> u32 {
-        let len = Self::length(self.limits, v, 8);
-        (Self::value(self.bases, self.symbols, v, len) as u8 as u32) << 24 | (len as u32 + 1)
+        Self::entry(self.bases, self.symbols, v, Self::length(self.limits, v, 8))
     }
 
+    /// The lookup table entry of the code of length `len + 1` at the top of the 16 bits `v`.
     #[inline(always)]
-    fn value(bases: &[u32], symbols: &[i8], v: u32, len: usize) -> i8 {
+    fn entry(bases: &[u32], symbols: &[i8], v: u32, len: usize) -> u32 {
         let index = bases.get(len).copied().unwrap_or(0).wrapping_add(v >> (15 - len)) as usize;
-        symbols.get(index).copied().unwrap_or(0)
+        (symbols.get(index).copied().unwrap_or(0) as u8 as u32) << 24 | (len as u32 + 1)
     }
 }
 
@@ -226,17 +226,16 @@ struct Bits<'a> {
 }
 
 impl Bits<'_> {
-    /// The next `4 * words.len()` values into `words`, four to a word (the first in the low byte). Not inlined:
-    /// the loop gets the registers to itself. Per value: at least 16 bits in the window (two more bytes when it
-    /// holds fewer; a code has 16 at most), its top 8 bits looked up, the rare longer code searched for.
-    /// Stream bytes `i` and `i + 1`, big-endian (zeros past the end). Not inlined: once every three values or
-    /// so, and four copies of its bounds checks would cost more flash than its calls cost time.
+    /// Stream bytes `i` and `i + 1`, big-endian, zeros past the end. Not inlined: only at the stream's end.
     #[inline(never)]
     fn two_bytes(&self, i: usize) -> u32 {
         let byte = |i: usize| self.stream.get(i).copied().unwrap_or(0) as u32;
         byte(i) << 8 | byte(i + 1)
     }
 
+    /// The next `4 * words.len()` values into `words`, four to a word (the first in the low byte). Not inlined:
+    /// the loop gets the registers to itself. Per value: at least 16 bits in the window (two more bytes when it
+    /// holds fewer; a code has 16 at most), its top 8 bits looked up, the rare longer code searched for.
     #[inline(never)]
     fn words(&mut self, code: &Code, words: &mut [u32]) {
         let (mut window, mut held, mut next) = (self.window, self.held, self.next);
