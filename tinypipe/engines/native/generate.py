@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinypipe.engines.native.emit import emit_model_rs, scratch_sizes
+from tinypipe.engines.native.emit import clamped_steps, emit_model_rs, scratch_sizes
 from tinypipe.engines.native.lower import SUPPORTED_OPS, Program, lower
 from tinypipe.engines.native.modes import DEFAULT, mode
 from tinypipe.engines.native.patch import Patch, candidates, schedule
@@ -73,6 +73,7 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
              layer_by_layer: int) -> dict:
     scratch_words, stage_bytes = scratch_sizes(program)
     patched = {s.index for s in patch.steps} if patch else set()
+    clamped = clamped_steps(program, schedule(program, patch))
     ops = []
     for s in program.steps:
         ops.append({
@@ -82,6 +83,8 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
             "input_offset": _offset(plan, s.input), "output_offset": _offset(plan, s.output),
             "general_channels": s.general_channels,
         })
+        if s.index in clamped:  # run with the full int8 range, then clamped to its activation range (emit.py)
+            ops[-1]["clamp_after"] = list(clamped[s.index])
     summary = {
         "model_sha256": sha256,
         "ops": ops,

@@ -555,7 +555,14 @@ class _Lowering:
         if out_zp != -128 or out_scale != 1.0 / 256:
             raise self.fail(op, f"its int8 output has scale {out_scale!r} and zero point {out_zp}; TFLM requires "
                                 "1/256 and -128")
-        mult, shift, diff_min = self.guarded(op, quant.softmax_params, op.options.get("beta", 0.0), in_scale)
+        try:
+            mult, shift, diff_min = quant.softmax_params(op.options.get("beta", 0.0), in_scale)
+        except QuantError as exc:
+            # TFLM's PreprocessSoftmaxScaling aborts on the same numbers: no engine runs this model
+            raise self.fail(op, f"TFLM aborts on this quantization too, so no engine runs it: {exc} (the input "
+                                f"scale {in_scale:.3g} spans logits of only about +-{128 * in_scale:.2g})",
+                            "quantize with calibration data that gives the logits their real range (a trained "
+                            "model's), or export the model without its final SOFTMAX") from None
         depth = x.shape[-1]
         return Step(index=op.index, op=op.op, kernel="softmax_s8", params_type="Softmax",
                     params={"outer": x.size // depth, "depth": depth, "input_multiplier": mult,
