@@ -125,19 +125,21 @@ def cores_header(model: str) -> list[str]:
     return [f"{model} on every emulated core: native (speed) vs TFLM + CMSIS-NN", head, "-" * len(head)]
 
 
-def core_row(core: str, board: str, native: dict, tflm: dict) -> str:
-    """One core's instructions side by side, the ratio and its verdict against the core's target."""
+def core_row(core: str, board: str, native: dict, tflm: dict, model: str | None = None) -> str:
+    """One core's instructions side by side, the ratio and its verdict against the core's target; `model`: the
+    row measures that model instead of the table's (named after the verdict)."""
     label = f"{core:<11} {board:<12}"
+    note = f"  ({model})" if model else ""
     target = CORE_TARGETS.get(core, 1.0)
     failed = [(who, _failed(r)) for who, r in (("native", native), ("TFLM", tflm)) if _failed(r)]
     n = f"{native['instructions']:>11,}" if not _failed(native) else f"{'-':>11}"
     t = f"{tflm['instructions']:>11,}" if not _failed(tflm) else f"{'-':>11}"
     if failed:
         return (f"{label} {n} {t} {'-':>6} {target:>5.1f}x {'-':>7}  "
-                + "; ".join(_error_line(who, error).strip() for who, error in failed))
+                + "; ".join(_error_line(who, error).strip() for who, error in failed) + note)
     ratio = native["instructions"] / tflm["instructions"]
     exact = "yes" if native["bit_exact"] and tflm["bit_exact"] else "NO"
-    return f"{label} {n} {t} {ratio:>6.2f} {target:>5.1f}x {verdict(ratio, target):>7}  {exact}"
+    return f"{label} {n} {t} {ratio:>6.2f} {target:>5.1f}x {verdict(ratio, target):>7}  {exact}{note}"
 
 
 def cores_table(model: str, rows: dict[str, tuple[str, dict, dict]]) -> list[str]:

@@ -6,7 +6,8 @@ weights (seeded), int8-quantized with random calibration data (seeded), so every
   strided shortcut) joined by ADD, average pooling and a dense layer of 10 classes.
 - `mobilenet_v1_025_96`: Keras's MobileNetV1 with width 0.25 on a 96x96x3 input (MLPerf Tiny's visual wake
   words shape), 2 classes, ending in their logits: with random weights the logits are so small that the final
-  SOFTMAX's quantization is one the native engine refuses (beta * input scale * 2^26 below 1).
+  SOFTMAX's quantization is one TFLM itself aborts on (beta * input scale * 2^26 not above 1: a TFLITE_CHECK in
+  PreprocessSoftmaxScaling, SIGABRT in the host interpreter), so neither engine can run it.
 
 The .tflite files are cached in the user-level cache (`benchmarks/keras/<name>-<seed>-<hash of this file>.tflite`,
 so editing a builder builds anew): TensorFlow is imported only to build one that is missing.

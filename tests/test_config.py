@@ -59,6 +59,13 @@ ERRORS = {
     "unknown key, did you mean": (
         "name: demo\nmodel:\n  layers:\n    - {type: dense, units: 3}\n  epoch: 5\n",
         "project.yaml:5:3 model.epoch: unknown key", "did you mean `epochs`?"),
+    "a choice under another name": (
+        "name: demo\n" + GOOD_MODEL + "native:\n  optimize: fast\n",
+        "project.yaml:6:13 native.optimize: Input should be 'speed', 'balanced', 'ram' or 'size' (got 'fast')",
+        "hint: did you mean `speed`?"),
+    "a misspelt choice": (
+        "name: demo\n" + GOOD_MODEL + "engine: natve\n",
+        "project.yaml:5:9 engine: Input should be 'native' or 'tflm' (got 'natve')", "did you mean `native`?"),
     "unknown top-level section": (
         "name: demo\n" + GOOD_MODEL + "quantisation:\n  io: int8\n",
         "project.yaml:5:1 quantisation: unknown key", "did you mean `quantization`?"),

@@ -65,3 +65,6 @@ def test_the_cores_table_holds_each_core_to_its_target():
     assert "native  error: UserError: does not fit; TFLM  error: UserError: does not fit" in m0
     assert m3.split()[2:] == ["800", "1,000", "0.80", "0.7x", "MISS", "yes"]
     assert m4.split()[2:] == ["900", "1,000", "0.90", "1.0x", "PASS", "yes"]
+    smaller = tables.core_row("cortex-m0", "microbit", measured(680, 0, 0), measured(1000, 0, 0),
+                              model="micro_speech_quantized")
+    assert smaller.split()[2:] == ["680", "1,000", "0.68", "0.7x", "PASS", "yes", "(micro_speech_quantized)"]

@@ -246,3 +246,29 @@ def test_an_interpreter_crash_becomes_a_message(tmp_path):
             _ml.probe_untrusted_model(good, "bad.tflite")
     finally:
         _ml._PROBE = real_probe
+
+
+def test_a_model_tflm_aborts_on_is_named_not_called_malformed():
+    """A well-formed model whose SOFTMAX input scale is too small for TFLM's PreprocessSoftmaxScaling (an
+    untrained model's logits): the real host interpreter aborts in the probe's child (SIGABRT), and the message
+    names the operator and the reason; the native engine refuses it with the same reason, not with a hint to
+    use the TFLM engine, which would abort too."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinypipe.engines.native.generate import generate
+    from tinypipe.stages import _ml
+
+    model = schema.ModelT.InitFromPackedBuf(_model_bytes("micro_speech_quantized.tflite"), 0)
+    softmax_input = model.subgraphs[0].tensors[6]
+    softmax_input.quantization.scale = [1e-9]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    data = bytes(builder.Output())
+    with pytest.raises(UserError, match="tiny.tflite: operator 3 \\(SOFTMAX\\): TFLM aborts on this model") as err:
+        _ml.probe_untrusted_model(data, "tiny.tflite")
+    assert "calibration data" in err.value.hint
+    with pytest.raises(UserError, match="operator 3 \\(SOFTMAX\\).*TFLM aborts on this quantization too") as err:
+        generate(data, "tiny.tflite", "balanced")
+    assert "engine: tflm" not in err.value.hint
+    _ml.probe_untrusted_model(_model_bytes("micro_speech_quantized.tflite"), "good.tflite")  # the original runs

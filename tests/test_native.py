@@ -794,6 +794,25 @@ def test_ram_mode_is_bit_exact_with_tflm(name, shared_dir, keras_models, host_bu
     assert info["arena_bytes"] < info["arena_layer_by_layer"]
 
 
+def test_size_mode_codes_fc_weights_where_that_saves_flash(shared_dir, host_build, host_tflm):
+    """`optimize: size`: ad01_int8's fully connected weights entropy-coded (entropy.py) in the layers where that
+    saves flash, decoded a row at a time, byte for byte with TFLM; the 8-wide
+    bottleneck's two small layers would save too little and stay plain; other modes code nothing."""
+    from tinypipe.engines.native.lower import CODED_MIN_SAVING
+
+    data = (shared_dir / "models" / "ad01_int8.tflite").read_bytes()
+    info = assert_bit_exact(data, "ad01_int8", 2, host_build, host_tflm, seed=7, optimize="size")
+    coded = {c["op"]: c for c in info["compressed_weights"]}
+    assert sorted(coded) == [0, 1, 2, 3, 6, 7, 8, 9]
+    for op in info["ops"]:
+        assert op["kernel"] == ("fully_connected_s8_coded" if op["index"] in coded else "fully_connected_s8")
+        if op["index"] in coded:
+            assert coded[op["index"]]["bytes"] - coded[op["index"]]["coded_bytes"] >= CODED_MIN_SAVING
+    # trained weights carry about 5.2 bits per byte: the coded layers take under 0.7 of their flash
+    assert sum(c["coded_bytes"] for c in coded.values()) < 0.7 * sum(c["bytes"] for c in coded.values())
+    assert "compressed_weights" not in generate(data, "ad01_int8.tflite", "balanced").info
+
+
 # --- the stage ------------------------------------------------------------------------------------------------
 
 def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
@@ -899,7 +918,7 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, ru
     with their odd shapes; on the Cortex-M3, whose float32 is in software, the odd shapes, the float32 I/O ones and
     the general requantization path; on the M55 the conv, depthwise and fully connected ones of the Helium path; on the DSP
     board also ram_chain and ram_patch in `optimize: ram`, convolutions row by row over their input and the
-    first layers in row bands):
+    first layers in row bands, and ad01_int8 in `optimize: size` with entropy-coded weights):
     every operator's output for seeded random inputs, byte for byte with TFLM."""
     from tinypipe.runners import qemu
 
@@ -914,6 +933,8 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, ru
     if board == "mps2-an386":  # `optimize: ram`: row by row over the input, patch-based (the shared models: host)
         for name in RAM_KERAS:
             models[f"ram_{name}"], counts[f"ram_{name}"], optimize[f"ram_{name}"] = keras_models[name], 4, "ram"
+        # `optimize: size`: entropy-coded fully connected weights, decoded a row at a time (the DSP dot product)
+        models["size_ad01_int8"], counts["size_ad01_int8"], optimize["size_ad01_int8"] = models["ad01_int8"], 2, "size"
     rng = np.random.default_rng(11)
     cases = {name: (data, random_inputs(data, counts[name], rng)) for name, data in models.items()}
     names = list(cases)
@@ -925,7 +946,8 @@ def test_every_operator_is_bit_exact_on_qemu(board, shared_dir, keras_models, ru
     for m, name in enumerate(names):
         data, inputs = cases[name]
         info = generate(data, name, optimize.get(name, "balanced")).info
-        assert name not in optimize or info["arena_bytes"] < info["arena_layer_by_layer"], name
+        assert optimize.get(name) != "ram" or info["arena_bytes"] < info["arena_layer_by_layer"], name
+        assert optimize.get(name) != "size" or info["compressed_weights"], name
         computed = reported_ops(info)
         graph = parse_model(data).main
         tensors = [o["output_tensor"] for o in computed] + [graph.outputs[0]]

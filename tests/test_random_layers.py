@@ -5,7 +5,8 @@ mps2-an385: the Cortex-M3 path), every operator's output for random and extreme 
 
 The extremes: weights of +-127 everywhere, biases that push a channel's accumulator past the short
 requantization path's 2^30 (and large ones below it), input zero points of -128 and 127 (from calibration data
-that is all positive or all negative), RELU/RELU6 outputs with zero point -128, per-channel weight scales equal or
+that is all positive or all negative), RELU/RELU6 outputs with zero point -128 and above it (an activation range
+narrower than int8's), per-channel weight scales equal or
 spread over up to six decades, and zero-sum weights calibrated on near-constant inputs, whose narrow output range
 gives multipliers near and above 1: the multipliers run from about 2^-41 (flushed to zero, as TFLM does) to
 2^10 in the default cases (2^-49 to 2^19 over a soak of 300). The inputs: random, near-constant (rounding off
@@ -256,7 +257,36 @@ def convert(keras, case: Case) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return bytes(converter.convert())
+        return narrow_activation_ranges(bytes(converter.convert()), case)
+
+
+def narrow_activation_ranges(model: bytes, case: Case) -> bytes:
+    """About half the RELU/RELU6 layers' outputs get a zero point above -128 (drawn from [-100, 63], scale
+    kept), so that their activation range is narrower than int8's, as the converter gives some layers of a
+    MobileNet calibrated on few samples; a second layer reads the same tensor with the same numbers. Drawn from
+    a generator of its own, so the rest of a case does not depend on it."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    rng = np.random.default_rng(case.seed + 4_000_003)
+    fused = {schema.ActivationFunctionType.RELU, schema.ActivationFunctionType.RELU6}
+    tree = schema.ModelT.InitFromPackedBuf(model, 0)
+    graph = tree.subgraphs[0]
+    reshapes = {schema.BuiltinOperator.RESHAPE, schema.BuiltinOperator.SQUEEZE, schema.BuiltinOperator.EXPAND_DIMS}
+    edited: dict[int, int] = {}  # tensor -> its new zero point
+    for op in graph.operators:
+        code = tree.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) in reshapes and op.inputs[0] in edited:
+            edited[op.outputs[0]] = edited[op.inputs[0]]  # a reshape keeps its input's numbers
+        elif getattr(op.builtinOptions, "fusedActivationFunction", None) in fused and rng.random() < 0.5:
+            edited[op.outputs[0]] = int(rng.integers(-100, 64))
+    if not edited:
+        return model
+    for tensor, zero_point in edited.items():
+        graph.tensors[tensor].quantization.zeroPoint = [zero_point]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def inputs_for(case: Case, zero_point: int) -> np.ndarray:
@@ -327,7 +357,7 @@ def random_layers(request) -> list[Converted]:
 
 def coverage(layers: list[Converted]) -> dict[str, object]:
     """What the converted cases exercise: zero points, requantization paths, activations, multiplier exponents."""
-    shifts, general, short, activations = [], 0, 0, set()
+    shifts, general, short, clamped, activations = [], 0, 0, 0, set()
     for layer in layers:
         graph = parse_model(layer.model).main
         for op in graph.operators:
@@ -340,9 +370,11 @@ def coverage(layers: list[Converted]) -> dict[str, object]:
             if op["kernel"] != "alias":
                 general += op["general_channels"] > 0
                 short += op["general_channels"] == 0
+                clamped += "clamp_after" in op
     return {"input zero points": sorted({layer.info["input"]["zero_point"] for layer in layers} & {-128, 127}),
             "output zero point -128": sum(layer.info["output"]["zero_point"] == -128 for layer in layers),
             "layers on the general path": general, "layers on the short path": short,
+            "short-path layers with a narrow activation range (full-range kernel, then clamp_s8)": clamped,
             "fused activations": sorted(activations), "multiplier exponents": (min(shifts), max(shifts)),
             "refused (undefined in TFLM)": len(REFUSED)}
 
@@ -366,6 +398,7 @@ def test_the_cases_reach_every_extreme(random_layers):
     assert seen["input zero points"] == [-128, 127]
     assert seen["output zero point -128"] > 0
     assert seen["layers on the general path"] > 0 and seen["layers on the short path"] > 0
+    assert seen["short-path layers with a narrow activation range (full-range kernel, then clamp_s8)"] > 0
     assert seen["fused activations"] == ["NONE", "RELU", "RELU6"]
     low, high = seen["multiplier exponents"]
     assert low <= -20 and high >= 0, seen

@@ -7,6 +7,7 @@ value came from, so a pydantic error's `loc` maps back to the line the user must
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,11 @@ def _message(err: dict) -> str:
     return msg
 
 
+# words people write for a choice under another name (`optimize: fast`): suggested when the choice exists
+SYNONYMS = {"fast": "speed", "fastest": "speed", "performance": "speed", "perf": "speed", "small": "size",
+            "smallest": "size", "flash": "size", "memory": "ram", "mem": "ram", "default": "balanced"}
+
+
 def _hint(err: dict, path: Path_, located: Located, root: type[BaseModel]) -> str | None:
     from tinypipe.config.boards import BOARDS
 
@@ -358,6 +364,16 @@ def _hint(err: dict, path: Path_, located: Located, root: type[BaseModel]) -> st
         close = difflib.get_close_matches(given, list(BOARDS), n=1)
         prefix = f"did you mean `{close[0]}`? " if close else ""
         return f"{prefix}known boards: {', '.join(BOARDS)} (see `tinypipe boards`)"
+    if kind in ("literal_error", "enum"):
+        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        given = str(err.get("input", ""))
+        close = difflib.get_close_matches(given.lower(), allowed, n=1)
+        meant = SYNONYMS.get(given.lower())
+        if meant in allowed:
+            close = [meant]
+        if close:
+            return f"did you mean `{close[0]}`?"
+        return None
     if kind == "missing":
         return f"add `{path[-1]}:` here" if path else None
     if kind == "secret_in_url":

@@ -206,6 +206,11 @@ def probe_untrusted_model(model_bytes: bytes, source: str) -> None:
         raise UserError(f"{source}: the model file is malformed: the host TFLM interpreter did not finish loading "
                         f"and running it in {PROBE_TIMEOUT_S} s", "re-export the model with TFLiteConverter") from None
     if proc.returncode < 0:
+        from tinypipe.tflite.aborts import known_abort
+
+        known = known_abort(model_bytes, source)
+        if known:
+            raise UserError(known[0], known[1])
         raise UserError(f"{source}: the model file is malformed: the host TFLM interpreter crashed on it "
                         f"({signal.Signals(-proc.returncode).name})",
                         "re-export the model with TFLiteConverter, or check that the file was copied completely")

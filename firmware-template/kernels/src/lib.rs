@@ -16,13 +16,14 @@
 //! Kernels never panic on their own: each one first checks that the slices it got are as long as its
 //! parameters say and returns without writing when they are not (generated code never passes such slices).
 #![cfg_attr(not(test), no_std)] // `cargo test` on the host runs `tests` with std's harness
-#![deny(unsafe_code)] // allowed only in `dsp`, `armv7m`, `armv6m` and `mve`: inline assembly
+#![deny(unsafe_code)] // allowed only in `dsp`, `armv7m`, `armv6m`, `mve` and `clamp`'s DSP loop: inline assembly
 
 pub mod arena;
 #[cfg(tinyml_armv6m)]
 pub mod armv6m;
 #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
 pub mod armv7m;
+pub mod clamp;
 pub mod conv;
 pub mod convert;
 pub mod copy;
@@ -45,6 +46,7 @@ mod tests;
 
 
 pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
+pub use clamp::clamp_s8;
 pub use conv::{conv2d_s8, conv2d_s8_widened, conv_filter_widened_words, conv_filter_words, Conv2d};
 pub use convert::{
     dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize,
@@ -54,7 +56,10 @@ pub use elementwise::{
     add_s8, add_s8_in_place, add_s8_table, add_s8_table_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, AddTable, Broadcast, Lookup, Mul,
 };
 pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
-pub use fully_connected::{fc_weight_widened_words, fc_weight_words, fully_connected_s8, fully_connected_s8_widened, FullyConnected};
+pub use fully_connected::{
+    fc_coded_scratch_words, fc_scratch_words, fc_weight_widened_words, fc_weight_words, fully_connected_s8,
+    fully_connected_s8_coded, fully_connected_s8_widened, FullyConnected, CODE_TABLE_WORDS,
+};
 pub use pool::{average_pool2d_s8, max_pool2d_s8, Pool2d};
 pub use quant::{multiply_by_quantized_multiplier, quantize_raw_i16, Rescale};
 pub use reduce::{mean_s8, Mean};

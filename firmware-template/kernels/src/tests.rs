@@ -681,6 +681,46 @@ mod matmul_kernels {
     }
 
     #[allow(clippy::too_many_arguments)] // one test case's shape, spelled out at the call
+    /// `values` under a fixed complete canonical code (`entropy.py`'s format): byte `k` (the value as u8) has a
+    /// 4-bit code below 8, 8 bits below 72, 9 below 144, else 10. (stream, table, symbols).
+    fn canonical_code(values: impl Iterator<Item = i8>) -> (Vec<u8>, Vec<u32>, Vec<i8>) {
+        let length = |k: usize| match k {
+            0..8 => 4,
+            8..72 => 8,
+            72..144 => 9,
+            _ => 10,
+        };
+        let mut count = [0u32; 17];
+        for k in 0..256 {
+            count[length(k)] += 1;
+        }
+        let (mut first, mut limits, mut bases, mut codes) = (0u32, vec![], vec![], [0u32; 256]);
+        let mut offset = 0usize;
+        for len in 1..=16 {
+            limits.push((first + count[len]) << (16 - len));
+            bases.push((offset as u32).wrapping_sub(first));
+            for (k, code) in codes.iter_mut().enumerate().skip(offset).take(count[len] as usize) {
+                *code = first + (k - offset) as u32;
+            }
+            offset += count[len] as usize;
+            first = (first + count[len]) << 1;
+        }
+        let (mut stream, mut acc, mut held) = (vec![], 0u64, 0);
+        for v in values {
+            let k = v as u8 as usize;
+            acc = acc << length(k) | codes[k] as u64;
+            held += length(k);
+            while held >= 8 {
+                held -= 8;
+                stream.push((acc >> held) as u8);
+            }
+        }
+        if held > 0 {
+            stream.push((acc << (8 - held)) as u8);
+        }
+        (stream, [limits, bases].concat(), (0..=255u8).map(|k| k as i8).collect())
+    }
+
     fn fc_case(batches: usize, depth: usize, out_depth: usize, per_tensor: bool, zero_points: (i32, i32),
                act: (i32, i32), wide: bool, seed: u64) {
         let mut rng = Rng(seed);
@@ -732,12 +772,25 @@ mod matmul_kernels {
         let widened_weights = widened(&weights);
         assert_eq!(widened_weights.len(), fc_weight_widened_words(&p));
         let mut output = vec![0i8; expected.len()];
+        let mut scratch = vec![0u32; fc_scratch_words(&p)];
         match (general, full) {
-            (true, _) => fully_connected_s8_widened::<true, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
-            (false, true) => fully_connected_s8_widened::<false, true>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
-            (false, false) => fully_connected_s8_widened::<false, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output),
+            (true, _) => fully_connected_s8_widened::<true, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output, &mut scratch),
+            (false, true) => fully_connected_s8_widened::<false, true>(&p, &input, &widened_weights, &bias, &rescales, &mut output, &mut scratch),
+            (false, false) => fully_connected_s8_widened::<false, false>(&p, &input, &widened_weights, &bias, &rescales, &mut output, &mut scratch),
         }
         assert_eq!(output, expected, "fc widened {batches}x{depth} -> {out_depth} per_tensor={per_tensor} wide={wide}");
+        // fully_connected_s8_coded: the rows, each padded to words, under a canonical code of lengths 4, 8, 9 and
+        // 10 (its lookup table's path and the longer codes' search)
+        let (stream, table, symbols) = canonical_code(rows.iter().flat_map(|r| padded_row(r, row_words)));
+        let mut output = vec![0i8; expected.len()];
+        let mut scratch = vec![0u32; fc_coded_scratch_words(&p)];
+        let (w, t, sy) = (&stream[..], &table[..], &symbols[..]);
+        match (general, full) {
+            (true, _) => fully_connected_s8_coded::<true, false>(&p, &input, w, t, sy, &bias, &rescales, &mut output, &mut scratch),
+            (false, true) => fully_connected_s8_coded::<false, true>(&p, &input, w, t, sy, &bias, &rescales, &mut output, &mut scratch),
+            (false, false) => fully_connected_s8_coded::<false, false>(&p, &input, w, t, sy, &bias, &rescales, &mut output, &mut scratch),
+        }
+        assert_eq!(output, expected, "fc coded {batches}x{depth} -> {out_depth} per_tensor={per_tensor} wide={wide}");
         // the variant must match the layer: a short-path-only variant refuses a general layer's table
         if general {
             let mut untouched = vec![7i8; expected.len()];

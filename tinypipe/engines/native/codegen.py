@@ -12,7 +12,9 @@ Writes (the firmware contract shared with engine tflm: `model.rs` exposes the el
   weight_bytes, macs, input, output, input_len, output_len, widened_weights}` with the input's and output's shape,
   dtype, scale and zero point; in the `native.optimize` mode `size` also `opt_level`, the cargo opt-level the
   firmware stage builds with. A patch's operators have kernel `<kernel>_band`, overlapped ones `<kernel>_rows`.
-  `widened_weights`: convolution filters pre-widened for the DSP path (`widen_for_mode` decides).
+  `widened_weights`: convolution filters pre-widened for the DSP path (`widen_for_mode` decides). In `size`, the
+  fully connected layers whose weights are entropy-coded (entropy.py), if any: `compressed_weights: [{op, bytes,
+  coded_bytes}]` (their flash plain and coded).
 
 The key covers the kernels crate and the code generator's own source (a content hash of a few dozen small
 files, cheap enough for every no-op run), so editing either regenerates.

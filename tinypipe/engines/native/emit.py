@@ -13,7 +13,7 @@ from tinypipe.engines.native.lower import ConstArray, Program, Step, rescale_wor
 from tinypipe.tflite.io import IO_DTYPES
 from tinypipe.engines.native.plan import ArenaPlan
 
-NUMBERS_PER_LINE = {"i8": 24, "i32": 10, "u32": 8, "Rs": 2}
+NUMBERS_PER_LINE = {"i8": 24, "u8": 24, "i32": 10, "u32": 8, "Rs": 2}
 
 
 def _array(a: ConstArray) -> str:
@@ -44,8 +44,9 @@ def _value(v) -> str:
     return str(v)
 
 
-def _params(step) -> str:
-    fields = "\n".join(f"    {k}: {_value(v)}," for k, v in step.params.items())
+def _params(step, full_range: bool = False) -> str:
+    params = dict(step.params, act_min=-128, act_max=127) if full_range else step.params
+    fields = "\n".join(f"    {k}: {_value(v)}," for k, v in params.items())
     literal = step.params_type.split("<")[0]  # `Concatenation<3>`: the literal infers the length
     return f"const P{step.index}: k::{step.params_type} = k::{literal} {{\n{fields}\n}};\n"
 
@@ -170,6 +171,39 @@ def _patch_call(patch, plan: ArenaPlan, t, stage_bytes: int) -> str:
     return "".join(text)
 
 
+# kernels whose fast paths saturate to the whole int8 range only (conv.rs, depthwise.rs): a layer with a narrower
+# activation range runs them with the full range, then `k::clamp_s8` over its output (clamp.rs says why the bits
+# are the same)
+CLAMPED_KERNELS = frozenset({"conv2d_s8", "conv2d_s8_widened", "depthwise_conv2d_s8"})
+
+
+def clamped_steps(program: Program, schedule: list | None = None) -> dict[int, tuple[int, int]]:
+    """op index -> (act_min, act_max) of the steps run with the full int8 range and clamped after: every conv
+    or depthwise layer whose activation range is narrower and whose channels all take the short requantization
+    path (the general path has no fast loop to gain), but those inside a patch (ram mode), whose band outputs
+    feed the next layer before any pass over a whole tensor could run."""
+    patched = {s.index for p in (schedule or []) if p.kernel == "patch" for s in p.steps}
+    out = {}
+    for s in program.steps:
+        if s.kernel in CLAMPED_KERNELS and s.general_channels == 0 and s.index not in patched:
+            lo, hi = s.params["act_min"], s.params["act_max"]
+            if (lo, hi) != (-128, 127):
+                out[s.index] = (lo, hi)
+    return out
+
+
+def _with_clamp(text: str, step: Step, bounds: tuple[int, int], plan: ArenaPlan, t, overlapped: bool) -> str:
+    """A step's call followed by the clamp of its output, before the hook sees it."""
+    hook = f"    hook({step.index}, y);\n"
+    clamp = f"    k::clamp_s8(y, {bounds[0]}, {bounds[1]});\n"
+    if overlapped:  # the rows kernel hands back its output shared: borrow it again to clamp it
+        dst, n = plan.offset(step.output), t[step.output].nbytes
+        text = text.replace("    let Some(y) = k::", "    let Some(_) = k::", 1)
+        clamp = (f"    let Some(y) = arena.get_mut({dst}..{dst + n}) else {{ broken_plan({step.index}) }};\n" + clamp)
+    assert text.endswith(hook), text
+    return text[:-len(hook)] + clamp + hook
+
+
 def scratch_sizes(program: Program) -> tuple[int, int]:
     """(u32 words, staging bytes) of kernel working memory `invoke` keeps on its stack: the most any step needs."""
     return (max((s.scratch_words for s in program.steps), default=0),
@@ -278,6 +312,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, INPUT_AT, INPUT_BYTES), \"the input leaves the arena\");\n"
                "    let Some(dst) = arena.get_mut(INPUT_AT..INPUT_AT + INPUT_BYTES) else { broken_plan(usize::MAX) };\n"
                "    k::store(dst, input);\n")
+    clamped = clamped_steps(program, schedule)
     for step in schedule or program.steps:
         if step.kernel == "patch":
             inner = ", ".join(f"op {s.index} {s.op}" for s in step.steps)
@@ -291,10 +326,12 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         if not step.kernel:
             continue
         if step.index in plan.overlapped:
-            out.append(_rows_call(step, plan, t, stage_bytes))
+            text = _rows_call(step, plan, t, stage_bytes)
+            out.append(_with_clamp(text, step, clamped[step.index], plan, t, True) if step.index in clamped else text)
             continue
         if step.index in plan.in_place:
-            out.append(_in_place_call(step, plan, t, plan.in_place[step.index]))
+            text = _in_place_call(step, plan, t, plan.in_place[step.index])
+            out.append(_with_clamp(text, step, clamped[step.index], plan, t, False) if step.index in clamped else text)
             continue
         if step.more_inputs or step.const_inputs:
             out.append(_multi_input_call(step, plan, t))
@@ -307,10 +344,11 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
             work = ", &mut scratch"
             if step.takes_stage:
                 work += ", &mut stage" if stage_bytes else ", &mut []"
-        out.append(_checked(step, f"io_fits(ARENA_BYTES, {src}, {n_in}, {dst}, {n_out})", "(x, y)",
-                            f"k::split_io(arena, {src}, {n_in}, {dst}, {n_out})")
-                   + f"    k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
-                   f"    hook({step.index}, y);\n")
+        text = (_checked(step, f"io_fits(ARENA_BYTES, {src}, {n_in}, {dst}, {n_out})", "(x, y)",
+                         f"k::split_io(arena, {src}, {n_in}, {dst}, {n_out})")
+                + f"    k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
+                f"    hook({step.index}, y);\n")
+        out.append(_with_clamp(text, step, clamped[step.index], plan, t, False) if step.index in clamped else text)
     out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, OUTPUT_AT, OUTPUT_BYTES), \"the output leaves the arena\");\n"
                "    let Some(src) = arena.get(OUTPUT_AT..OUTPUT_AT + OUTPUT_BYTES) else { broken_plan(usize::MAX) };\n"
                "    k::load(output, src);\n}\n\n")
@@ -324,7 +362,10 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         if not step.kernel:
             continue
         out.append(f"\n// --- op {step.index} {step.op} ---\n")
-        out.append(_params(step))
+        out.append(_params(step, full_range=step.index in clamped))
+        if step.index in clamped:
+            lo, hi = clamped[step.index]
+            out.append(f"// op {step.index} runs with the full int8 range, then k::clamp_s8 to [{lo}, {hi}]\n")
         for a in [*step.const_inputs.values(), *step.arrays]:
             out.append(_array(a))
     return "".join(out)

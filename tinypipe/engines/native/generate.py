@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinypipe.engines.native.emit import emit_model_rs, scratch_sizes
+from tinypipe.engines.native.emit import clamped_steps, emit_model_rs, scratch_sizes
 from tinypipe.engines.native.lower import SUPPORTED_OPS, Program, lower
 from tinypipe.engines.native.modes import DEFAULT, mode
 from tinypipe.engines.native.patch import Patch, candidates, schedule
@@ -73,6 +73,7 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
              layer_by_layer: int) -> dict:
     scratch_words, stage_bytes = scratch_sizes(program)
     patched = {s.index for s in patch.steps} if patch else set()
+    clamped = clamped_steps(program, schedule(program, patch))
     ops = []
     for s in program.steps:
         ops.append({
@@ -82,7 +83,9 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
             "input_offset": _offset(plan, s.input), "output_offset": _offset(plan, s.output),
             "general_channels": s.general_channels,
         })
-    return {
+        if s.index in clamped:  # run with the full int8 range, then clamped to its activation range (emit.py)
+            ops[-1]["clamp_after"] = list(clamped[s.index])
+    summary = {
         "model_sha256": sha256,
         "ops": ops,
         "arena_bytes": plan.size,
@@ -100,6 +103,11 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
         "output": io["output"],
         "widened_weights": program.widened_weights,
     }
+    coded = [{"op": s.index, "bytes": s.coded_weights[0], "coded_bytes": s.coded_weights[1]}
+             for s in program.steps if s.coded_weights]
+    if coded:  # only then: the modes that code nothing keep their codegen.json bytes
+        summary["compressed_weights"] = coded
+    return summary
 
 
 def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = DEFAULT,
@@ -107,10 +115,13 @@ def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = D
     """`optimize`: a `native.optimize` mode (modes.py). `ram`: convolutions may write over their input row by row
     and the first layers may run patch-based where that lowers the arena (plan.py, patch.py); any other mode plans
     layer by layer. `widen_weights`: see `lower.lower`; never with "ram", whose row and band kernels take the int8
-    filters (the codegen stage chooses it per mode: codegen.widen_for_mode)."""
+    filters, nor with "size" (the codegen stage chooses it per mode: codegen.widen_for_mode). "size" entropy-codes
+    fully connected weights where that saves flash (`lower.lower`'s `code_weights`; codegen.json lists them in
+    `compressed_weights`)."""
     model = parse_model(model_bytes, source)
     # `size` keeps ADD's flash-free arithmetic; every other mode takes its tables
-    program = lower(model, widen_weights and optimize != "ram", add_tables=optimize != "size")
+    program = lower(model, widen_weights and optimize not in ("ram", "size"), code_weights=optimize == "size",
+                    add_tables=optimize != "size")
     plain = _plan(program, program.steps, {}, overlap=False)
     patch, plan = (None, plain) if optimize != "ram" else _plan_ram(program)
     io = _io(program)

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from tinypipe.core.errors import UserError
-from tinypipe.engines.native import quant
+from tinypipe.engines.native import entropy, quant
 from tinypipe.engines.native.quant import QuantError
 from tinypipe.tflite.io import IO_DTYPES
 from tinypipe.tflite.reader import Model, Operator, Subgraph, Tensor
@@ -33,6 +33,9 @@ SUPPORTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D
 BROADCAST_DIMS = 5  # the binary kernels' loop nest (elementwise.rs `Broadcast`), and the strided copy's
 MAX_CONCAT_INPUTS = 10  # TFLM's kMaxInputNum
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
+# An entropy-coded layer must save at least this much flash over its int8 weights: it pays for its call into the
+# decoding kernel, and a layer that saves less (small or near-uniform weights) stays plain and fast.
+CODED_MIN_SAVING = 512
 TFLM_HINT = "use `engine: tflm` for this model (the native engine supports: " + ", ".join(SUPPORTED_OPS) + ")"
 
 
@@ -41,12 +44,12 @@ class ConstArray:
     """A `static` array in the generated code."""
 
     name: str
-    rust_type: str  # element type: "i8", "i32", "u32" (re-laid weights for a kernel), "Rs"
+    rust_type: str  # element type: "i8", "u8" (a code stream), "i32", "u32" (re-laid weights for a kernel), "Rs"
     values: tuple  # ints, or (multiplier, add, right) for "Rs"
 
     @property
     def nbytes(self) -> int:
-        return len(self.values) * {"i8": 1, "i32": 4, "u32": 4, "Rs": 8}[self.rust_type]
+        return len(self.values) * {"i8": 1, "u8": 1, "i32": 4, "u32": 4, "Rs": 8}[self.rust_type]
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Step:
     in_place_inputs: tuple[int, ...] = ()  # inputs the kernel can write its output over (see plan.py)
     operands: tuple[int, ...] = ()  # a binary operator's (a, b) tensors, constants included
     general_channels: int = 0  # conv/depthwise/FC channels on TFLM's general requantization path (quant.rs `Rescale`)
+    coded_weights: tuple[int, int] = ()  # entropy-coded weights (entropy.py): (their bytes plain, coded)
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Program:
     output: int
     alias_of: dict[int, int] = field(default_factory=dict)  # tensor -> tensor whose bytes it shares
     widened_weights: bool = False  # convolution filters pre-widened to int16 pairs (`lower`)
+    coded_weights: bool = False  # fully connected weights entropy-coded where that saves flash (`lower`)
 
 
 def _unpack(tensor: Tensor, fmt: str) -> tuple[int, ...]:
@@ -266,7 +271,8 @@ def _describe(op: Operator, graph: Subgraph) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: Model, widen_weights: bool, add_tables: bool):
+    def __init__(self, model: Model, widen_weights: bool, code_weights: bool = False, add_tables: bool = True):
+        self.code_weights = code_weights
         self.model = model
         self.widen_weights = widen_weights
         self.add_tables = add_tables
@@ -372,20 +378,34 @@ class _Lowering:
             rescales = rescales[:1]  # per-tensor: the kernel reads one `Rescale` for every row
         n = op.index
         weight_words = fc_weight_words(wv, out_depth, depth)
-        if self.widen_weights:
-            weight_words = widen_filter_words(weight_words)
+        weights = [ConstArray(f"W{n}", "u32", weight_words)]
+        kernel, scratch, coded_weights = "fully_connected_s8", 0, ()
+        # the coded kernel decodes a row at a time: the rows one after the other, each padded to whole words
+        row_bytes = 4 * (-(-depth // 4))
+        coded = entropy.encode(v for o in range(out_depth)
+                               for v in (*wv[o * depth:(o + 1) * depth], *[0] * (row_bytes - depth))) \
+            if self.code_weights and not self.widen_weights else None
+        if coded and 4 * len(weight_words) - coded.nbytes >= CODED_MIN_SAVING:
+            kernel, scratch = "fully_connected_s8_coded", row_bytes // 4 + 256  # fc_coded_scratch_words
+            weights = [ConstArray(f"WC{n}", "u8", tuple(coded.stream)), ConstArray(f"WH{n}", "u32", coded.table),
+                       ConstArray(f"WS{n}", "i8", coded.symbols)]
+            coded_weights = (4 * len(weight_words), coded.nbytes)
+        elif self.widen_weights:
+            # the DSP path widens each input row once into scratch (fc_scratch_words)
+            kernel, scratch = "fully_connected_s8_widened", 2 * (-(-depth // 4))
+            weights = [ConstArray(f"W{n}", "u32", widen_filter_words(weight_words))]
         return Step(
-            index=n, op=op.op, kernel="fully_connected_s8_widened" if self.widen_weights else "fully_connected_s8",
-            params_type="FullyConnected",
+            index=n, op=op.op, kernel=kernel, params_type="FullyConnected",
             generics=requant_variant(rescales, act_min, act_max),
             params={"batches": batches, "accum_depth": depth, "output_depth": out_depth, "output_offset": out_zp,
                     "act_min": act_min, "act_max": act_max},
-            arrays=[ConstArray(f"W{n}", "u32", weight_words),
-                    ConstArray(f"BF{n}", "i32", tuple(wrap_int32(b) for b in bias)),
+            arrays=[*weights, ConstArray(f"BF{n}", "i32", tuple(wrap_int32(b) for b in bias)),
                     ConstArray(f"RS{n}", "Rs", rescales)],
             input=x.index, output=y.index, macs=batches * out_depth * depth,
-            note=op.options.get("fused_activation", "NONE") + requant_note(general, out_depth), in_shape=x.shape,
-            out_shape=y.shape, general_channels=general)
+            note=op.options.get("fused_activation", "NONE") + requant_note(general, out_depth)
+            + (f", weights entropy-coded: {coded_weights[1]} bytes for {coded_weights[0]}" if coded_weights else ""),
+            in_shape=x.shape, out_shape=y.shape, general_channels=general, scratch_words=scratch,
+            coded_weights=coded_weights)
 
     def conv_geometry(self, op: Operator, x: Tensor, y: Tensor, k_h: int, k_w: int) -> dict[str, int]:
         o = op.options
@@ -536,7 +556,14 @@ class _Lowering:
         if out_zp != -128 or out_scale != 1.0 / 256:
             raise self.fail(op, f"its int8 output has scale {out_scale!r} and zero point {out_zp}; TFLM requires "
                                 "1/256 and -128")
-        mult, shift, diff_min = self.guarded(op, quant.softmax_params, op.options.get("beta", 0.0), in_scale)
+        try:
+            mult, shift, diff_min = quant.softmax_params(op.options.get("beta", 0.0), in_scale)
+        except QuantError as exc:
+            # TFLM's PreprocessSoftmaxScaling aborts on the same numbers: no engine runs this model
+            raise self.fail(op, f"TFLM aborts on this quantization too, so no engine runs it: {exc} (the input "
+                                f"scale {in_scale:.3g} spans logits of only about +-{128 * in_scale:.2g})",
+                            "quantize with calibration data that gives the logits their real range (a trained "
+                            "model's), or export the model without its final SOFTMAX") from None
         depth = x.shape[-1]
         return Step(index=op.index, op=op.op, kernel="softmax_s8", params_type="Softmax",
                     params={"outer": x.size // depth, "depth": depth, "input_multiplier": mult,
@@ -908,11 +935,13 @@ class _Lowering:
                 alias_of[step.output] = alias_of.get(step.input, step.input)
             steps.append(step)
         return Program(steps=steps, tensors=self.t, input=g.inputs[0], output=g.outputs[0], alias_of=alias_of,
-                       widened_weights=self.widen_weights)
+                       widened_weights=self.widen_weights, coded_weights=self.code_weights)
 
 
-def lower(model: Model, widen_weights: bool = False, add_tables: bool = True) -> Program:
+def lower(model: Model, widen_weights: bool = False, code_weights: bool = False, add_tables: bool = True) -> Program:
     """`widen_weights`: convolution filters and fully connected weights pre-widened to int16 pairs (faster on
-    the DSP path, twice their flash); `add_tables`: ADD and SUB from precomputed operand tables (2 KiB of flash
-    each, a third of the arithmetic); code generation choices, the arithmetic is the same."""
-    return _Lowering(model, widen_weights, add_tables).lower()
+    the DSP path, twice their flash); `code_weights` (not with `widen_weights`): fully connected weights
+    entropy-coded (entropy.py) in the layers where that saves at least `CODED_MIN_SAVING` bytes of flash
+    (decoded a row at a time: slower); `add_tables`: ADD and SUB from precomputed operand tables (2 KiB of flash
+    each, a third of the arithmetic). Code generation choices, the arithmetic is the same."""
+    return _Lowering(model, widen_weights, code_weights, add_tables).lower()
