@@ -11,7 +11,9 @@
 //! whole words, output channels in pairs (an odd count gets a zero row), the two rows' words interleaved.
 //! [`conv2d_s8_widened`] takes them pre-widened instead: every word of four int8 as the two int16-pair
 //! words the patches have (`(v0, v2)`, `(v1, v3)`), so the DSP inner loop needs no SXTB16 (a quarter fewer
-//! instructions) for twice the filter's flash.
+//! instructions) for twice the filter's flash; and each pair of rows framed by its bias and requantization
+//! ([`WIDENED_PAIR_EXTRA_WORDS`]), so the DSP loop walks the layer with one pointer and loads them with
+//! one LDM each instead of keeping three pointers on the stack.
 
 use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
@@ -66,9 +68,15 @@ pub const fn conv_filter_words(p: &Conv2d) -> usize {
     p.out_c.div_ceil(2) * 2 * p.row_words()
 }
 
-/// Number of `u32` filter words of [`conv2d_s8_widened`]: twice [`conv_filter_words`].
+/// Words of one pair of rows in [`conv2d_s8_widened`]'s filter besides its `4 * row_words` widened words:
+/// four before them, `(bias2[2p], bias2[2p], bias2[2p + 1], bias2[2p + 1])`, and six after, both channels'
+/// [`Rescale`] fields `(multiplier, add)` and then their `trailing_zeros(add)` (`right - 1` on the short path).
+pub const WIDENED_PAIR_EXTRA_WORDS: usize = 10;
+
+/// Number of `u32` filter words of [`conv2d_s8_widened`]: twice [`conv_filter_words`], plus
+/// [`WIDENED_PAIR_EXTRA_WORDS`] per pair of rows.
 pub const fn conv_filter_widened_words(p: &Conv2d) -> usize {
-    2 * conv_filter_words(p)
+    2 * conv_filter_words(p) + p.out_c.div_ceil(2) * WIDENED_PAIR_EXTRA_WORDS
 }
 
 const fn filter_words<const WIDENED: bool>(p: &Conv2d) -> usize {
@@ -98,8 +106,10 @@ pub fn conv2d_s8(
     conv2d::<false>(p, input, filter, bias2, rescale, output, scratch, stage);
 }
 
-/// [`conv2d_s8`] with the filter pre-widened (see the module doc): per pair of rows and group of four
-/// values, row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's.
+/// [`conv2d_s8`] with the filter pre-widened (see the module doc): per pair of rows, the four bias words,
+/// then per group of four values row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's, then the
+/// six requantization words ([`WIDENED_PAIR_EXTRA_WORDS`]). `bias2` and `rescale` as for [`conv2d_s8`] (the
+/// paths that do not read them from the filter read them there).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_s8_widened(
     p: &Conv2d,
@@ -180,7 +190,11 @@ fn conv2d<const WIDENED: bool>(
             let px1 = (second - px) * p.out_c;
             #[cfg(tinyml_dsp)]
             let first_pair = if full && !general {
-                crate::dsp::conv_pairs_2px::<WIDENED>(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                if WIDENED {
+                    crate::dsp::conv_pairs_2px_stream(filter, scratch, words, p.out_c / 2, out, px1);
+                } else {
+                    crate::dsp::conv_pairs_2px::<false>(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                }
                 p.out_c / 2
             } else {
                 0
@@ -219,8 +233,10 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     px1: usize,
     first_pair: usize,
 ) {
-    let pair_words = if WIDENED { 4 * p.row_words() } else { 2 * p.row_words() };
+    let pair_words = if WIDENED { 4 * p.row_words() + WIDENED_PAIR_EXTRA_WORDS } else { 2 * p.row_words() };
     for (pair, w) in filter.chunks_exact(pair_words).enumerate().skip(first_pair) {
+        // a widened pair's rows sit between its bias and requantization words (read from the arrays here)
+        let w = if WIDENED { &w[4..4 + 4 * p.row_words()] } else { w };
         let oc = 2 * pair;
         let acc0 = bias2.get(oc).copied().unwrap_or(0);
         let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);

@@ -438,6 +438,123 @@ pub fn conv_pairs_2px<const WIDENED: bool>(
     };
 }
 
+/// `conv_pairs_2px_stream`'s assembly with one group's lines (`$group`: patch words at lr, filter words at
+/// r12, accumulators in r0..r3) written out [`STREAM_CHUNK`] times: a chunk.
+macro_rules! conv_stream_asm {
+    ($x:ident, $skip:ident, $out:ident, $out1:ident, $out_end:ident, $x_end:ident, $w:ident, $($group:literal,)*) => {
+        asm!(
+            // frame: x, entry, x_end, out0, out1, out_end, the caller's r6 and r7
+            "adr r1, 5f",
+            "add r1, r1, r2",
+            "orr r1, r1, #1",
+            "mov r2, r8",
+            "push {{r0, r1, r2, r3, r4, r5, r6, r7}}",
+            "1:",
+            "ldm r12!, {{r0, r1, r2, r3}}",
+            "ldrd lr, r4, [sp]",
+            "bx r4",
+            "5:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 5b - 640",
+            ".error \"conv_pairs_2px_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldr r4, [sp, #8]",
+            "cmp lr, r4",
+            "bne 5b",
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+            "ldrd r10, r11, [sp, #12]",
+            "smmlar lr, r0, r4, r5",
+            "add lr, lr, r0, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r1, r4, r5",
+            "add lr, lr, r1, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "smmlar lr, r2, r6, r7",
+            "add lr, lr, r2, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r3, r6, r7",
+            "add lr, lr, r3, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "ldr r4, [sp, #20]",
+            "strd r10, r11, [sp, #12]",
+            "cmp r10, r4",
+            "bne 1b",
+            "pop {{r0, r1, r2, r3, r4, r5, r6, r7}}",
+            inout("r0") $x.as_ptr() => _,
+            inout("r2") $skip => _,
+            inout("r3") $out.as_mut_ptr() => _,
+            inout("r4") $out1 => _,
+            inout("r5") $out_end => _,
+            inout("r8") $x_end => _,
+            inout("r12") $w.as_ptr() => _,
+            out("r1") _, out("r9") _, out("r10") _, out("r11") _, out("lr") _,
+        )
+    };
+}
+
+/// Groups per unrolled chunk of [`conv_pairs_2px_stream`]'s inner loop, and bytes of code per group (ten
+/// 32-bit instructions: the computed jump into the chunk relies on it, and the assembly checks it).
+const STREAM_CHUNK: usize = 16;
+const STREAM_GROUP_BYTES: usize = 40;
+
+/// [`conv_pairs_2px`] for a pre-widened filter stream that carries each pair's bias and requantization with
+/// its rows, so one pointer walks the whole layer: per pair `p`, the words `(bias2[2p], bias2[2p],
+/// bias2[2p + 1], bias2[2p + 1])`, then the `4 * groups` filter words (per group row `2p`'s `(v0, v2)`,
+/// `(v1, v3)` as int16 pairs, then row `2p + 1`'s), then `(multiplier, add)` of both channels and their
+/// `right - 1` shifts ([`crate::quant::Rescale`]'s short path: the caller checks that every channel takes it
+/// and that the activation range is all of int8). `x` and `out` as for [`conv_pairs_2px`].
+///
+/// Fourteen registers hold the 2x2 block's accumulators, a group's four patch words and four filter words
+/// and both pointers, so a group is two LDMs and eight SMLADs: 10 instructions per 16 MACs. With no register
+/// left for a counter, the groups are written out in chunks of [`STREAM_CHUNK`], entered by a computed jump
+/// so that the first chunk runs the remainder (Duff's device) and ended by comparing the patch pointer with
+/// its end (kept on the stack, read between chunks when the data registers are free). About 32 instructions
+/// per channel pair around the groups: LDMs for bias and requantization, 20 for the four requantizations.
+pub fn conv_pairs_2px_stream(w: &[u32], x: &[u32], groups: usize, pairs: usize, out: &mut [i8], px1: usize) {
+    if groups == 0
+        || pairs == 0
+        || w.len() < (4 * groups + crate::conv::WIDENED_PAIR_EXTRA_WORDS) * pairs
+        || x.len() < 4 * groups
+        || out.len() < px1 + 2 * pairs
+    {
+        return;
+    }
+    // the first chunk runs the groups left over by whole chunks (a whole chunk when none are)
+    let skip = (STREAM_CHUNK - ((groups - 1) % STREAM_CHUNK + 1)) * STREAM_GROUP_BYTES;
+    let x_end = x.as_ptr().wrapping_add(4 * groups);
+    let out1 = out.as_mut_ptr().wrapping_add(px1);
+    let out_end = out.as_mut_ptr().wrapping_add(2 * pairs);
+    // SAFETY: per pair it reads `4 * groups + 10` consecutive words of `w` (`pairs` of them in all) and the
+    // `4 * groups` words of `x` (the jump skips the chunk's first groups, the chunk loop ends at `x_end`),
+    // writes two bytes from `out` and two from `out + px1`, advancing both by two: `2 * pairs` bytes from
+    // each, within `out` (all checked above); `u32` slices are word-aligned as LDM requires. r6 and r7 (LLVM's
+    // base and frame pointers, never operands) are saved on the stack with the frame and restored; the 32
+    // bytes pushed are popped before it ends.
+    unsafe {
+        conv_stream_asm!(x, skip, out, out1, out_end, x_end, w,
+            "ldm.w lr!, {{r4, r5, r6, r7}}",
+            "ldm.w r12!, {{r8, r9, r10, r11}}",
+            "smlad r0, r8, r4, r0",
+            "smlad r1, r8, r6, r1",
+            "smlad r0, r9, r5, r0",
+            "smlad r1, r9, r7, r1",
+            "smlad r2, r10, r4, r2",
+            "smlad r3, r10, r6, r3",
+            "smlad r2, r11, r5, r2",
+            "smlad r3, r11, r7, r3",
+        )
+    };
+}
+
 /// `fc_blocks`' assembly around one input word's lines (in brackets: load the word at r5, multiply it into
 /// r0..r3 with the block's weights at r4; r9..r12 and lr are free) and its epilogue (the template lines after
 /// label `4:` that requantize and store a block's four rows, and keep the frame's `rescale` and `out`

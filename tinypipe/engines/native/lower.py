@@ -120,6 +120,30 @@ def widen_filter_words(words: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def conv_widened_stream(widened: tuple[int, ...], words: int, bias2, rescales) -> tuple[int, ...]:
+    """`widen_filter_words` of a `conv_filter_words` layout (`words` per row) -> the `conv2d_s8_widened`
+    layout: each pair of rows framed by its channels' folded biases (each twice: the four accumulators' start)
+    and their `Rescale` words and shifts (`(multiplier, add)` of both, then both `trailing_zeros(add)`), so
+    the DSP loop reads a whole layer through one pointer (conv.rs `WIDENED_PAIR_EXTRA_WORDS`). An odd
+    channel count's padding row gets a zero bias and a harmless rescale."""
+    bias2 = list(bias2) + [0] * (len(bias2) % 2)
+    rescales = list(rescales) + [(0, 0, 1)] * (len(rescales) % 2)
+    per_pair = 4 * words
+    out: list[int] = []
+    for pair in range(len(bias2) // 2):
+        b0, b1 = bias2[2 * pair], bias2[2 * pair + 1]
+        (m0, a0, r0), (m1, a1, r1) = rescales[2 * pair], rescales[2 * pair + 1]
+        add0, add1 = rescale_word(a0, r0) & 0xFFFFFFFF, rescale_word(a1, r1) & 0xFFFFFFFF
+        out += [b0 & 0xFFFFFFFF, b0 & 0xFFFFFFFF, b1 & 0xFFFFFFFF, b1 & 0xFFFFFFFF]
+        out += widened[pair * per_pair:(pair + 1) * per_pair]
+        out += [m0 & 0xFFFFFFFF, add0, m1 & 0xFFFFFFFF, add1, _trailing_zeros(add0), _trailing_zeros(add1)]
+    return tuple(out)
+
+
+def _trailing_zeros(word: int) -> int:
+    return (word & -word).bit_length() - 1 if word else 32
+
+
 def fc_weight_words(weights: tuple[int, ...], out_depth: int, depth: int) -> tuple[int, ...]:
     """[output, depth] rows -> the `fully_connected_s8` layout: rows zero-padded to whole words and to a
     multiple of four rows, the four rows of each block interleaved word by word."""
@@ -489,7 +513,7 @@ class _Lowering:
             words = -(-per // 4)
             filter_words = conv_filter_words(wv, out_c, per)
             if self.widen_weights:
-                filter_words = widen_filter_words(filter_words)
+                filter_words = conv_widened_stream(widen_filter_words(filter_words), words, bias_arg, rescales)
             arrays = [ConstArray(f"W{n}", "u32", filter_words),
                       ConstArray(f"B2{n}", "i32", bias_arg),
                       ConstArray(f"RS{n}", "Rs", rescales)]
