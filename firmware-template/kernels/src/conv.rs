@@ -180,9 +180,10 @@ fn conv2d<const WIDENED: bool>(
         while px < pixels {
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
-            // a general layer accumulates the plain sum: its patches are not doubled
-            load_patch(p, in_batch, px, scratch, 0, stage, !general);
-            load_patch(p, in_batch, second, scratch, 1, stage, !general);
+            // a general layer accumulates the plain sum: its patches are not doubled; nor are they with a
+            // widened filter, which holds the doubled weights instead
+            load_patch(p, in_batch, px, scratch, 0, stage, !general && !WIDENED);
+            load_patch(p, in_batch, second, scratch, 1, stage, !general && !WIDENED);
             let out = match out_batch.get_mut(px * p.out_c..(second + 1) * p.out_c) {
                 Some(o) => o,
                 None => return,
@@ -381,9 +382,18 @@ pub(crate) fn gather_patch_with(
 
 /// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`
 /// and `(2 v1, 2 v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with
-/// zeros. Not `doubled`: `(v0, v2)` and `(v1, v3)`.
+/// zeros. Not `doubled`: `(v0, v2)` and `(v1, v3)` (on the DSP path an assembly loop for the whole groups).
 #[inline(always)]
 fn widen(src: &[i8], scratch: &mut [u32], slot: usize, doubled: bool) {
+    #[cfg(tinyml_dsp)]
+    if !doubled {
+        let whole = src.len() / 4;
+        crate::dsp::widen_slot(&src[..4 * whole], scratch, slot);
+        if let Some(rest) = scratch.get_mut(4 * whole..) {
+            widen_with(&src[4 * whole..], rest, slot, widen_word);
+        }
+        return;
+    }
     if doubled {
         widen_with(src, scratch, slot, widen_word_doubled);
     } else {
@@ -491,7 +501,7 @@ fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
 fn dot_2x2_widened(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     #[cfg(tinyml_dsp)]
     {
-        acc = crate::dsp::dot_2rows_2px::<true>(w, x, acc);
+        acc = crate::dsp::dot_2rows_2px_stream(w, x, acc);
     }
     #[cfg(not(tinyml_dsp))]
     {

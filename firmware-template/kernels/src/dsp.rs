@@ -501,6 +501,96 @@ macro_rules! conv_stream_asm {
     };
 }
 
+/// `dot_2rows_2px_stream`'s assembly: [`conv_stream_asm`]'s chunk of groups for one pair of rows, the
+/// accumulators in and out of r0..r3.
+macro_rules! dot_stream_asm {
+    ($w:ident, $x:ident, $skip:ident, $x_end:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $($group:literal,)*) => {
+        asm!(
+            // frame: the caller's r6 and r7, x_end
+            "adr r4, 5f",
+            "add r4, r4, r5",
+            "orr r4, r4, #1",
+            "push {{r6, r7, r8}}",
+            "bx r4",
+            "5:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 5b - 640",
+            ".error \"dot_2rows_2px_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldr r4, [sp, #8]",
+            "cmp lr, r4",
+            "bne 5b",
+            "pop {{r6, r7, r8}}",
+            inout("r0") $a0, inout("r1") $a1, inout("r2") $a2, inout("r3") $a3,
+            inout("r5") $skip => _,
+            inout("r8") $x_end => _,
+            inout("r12") $w.as_ptr() => _,
+            inout("lr") $x.as_ptr() => _,
+            out("r4") _, out("r9") _, out("r10") _, out("r11") _,
+        )
+    };
+}
+
+/// [`dot_2rows_2px`]`::<true>` for one pair of rows of the filter stream (`w`: the pair's `4 * groups` widened
+/// words, without its bias and requantization words) with [`conv_pairs_2px_stream`]'s unrolled groups: 10
+/// instructions per 16 MACs. The paths that requantize in Rust (TFLM's general path, a clamped activation
+/// range) use it.
+pub fn dot_2rows_2px_stream(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = (w.len() / 4).min(x.len() / 4);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    if groups == 0 {
+        return acc;
+    }
+    let skip = (STREAM_CHUNK - ((groups - 1) % STREAM_CHUNK + 1)) * STREAM_GROUP_BYTES;
+    let x_end = x.as_ptr().wrapping_add(4 * groups);
+    // SAFETY: reads the `4 * groups` words of `w` and of `x` (the jump skips the chunk's first groups, the
+    // chunk loop ends at `x_end`), within both slices; `u32` slices are word-aligned as LDM requires. r6 and
+    // r7 (never operands) are saved on the stack and restored; the 12 bytes pushed are popped before it ends.
+    unsafe {
+        dot_stream_asm!(w, x, skip, x_end, a0, a1, a2, a3,
+            "ldm.w lr!, {{r4, r5, r6, r7}}",
+            "ldm.w r12!, {{r8, r9, r10, r11}}",
+            "smlad r0, r8, r4, r0",
+            "smlad r1, r8, r6, r1",
+            "smlad r0, r9, r5, r0",
+            "smlad r1, r9, r7, r1",
+            "smlad r2, r10, r4, r2",
+            "smlad r3, r10, r6, r3",
+            "smlad r2, r11, r5, r2",
+            "smlad r3, r11, r7, r3",
+        )
+    };
+    [a0, a1, a2, a3]
+}
+
+/// The conv kernel's im2col step for one patch: every whole word of `src` (four int8 `v0..v3`, any alignment)
+/// as the int16-pair words `(v0, v2)`, `(v1, v3)` at `dst[4g + 2 slot..]` (`slot` 0 or 1: the patch's place
+/// in the two-pixel layout). 6 instructions per word.
+pub fn widen_slot(src: &[i8], dst: &mut [u32], slot: usize) {
+    let n = (src.len() / 4).min(dst.len() / 4);
+    if n == 0 || slot > 1 {
+        return;
+    }
+    // SAFETY: reads `4 * n` bytes of `src` (LDR allows any alignment on ARMv7-M) and writes the words
+    // `4g + 2 slot` and `4g + 2 slot + 1` of `dst` for `g < n`, within both slices (`dst` is a `u32` slice:
+    // word-aligned for STRD). Registers only otherwise.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {t}, [{ps}], #4",
+            "sxtb16 {a}, {t}",
+            "sxtb16 {b}, {t}, ror #8",
+            "strd {a}, {b}, [{pd}], #16",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            ps = inout(reg) src.as_ptr() => _, pd = inout(reg) dst.as_mut_ptr().wrapping_add(2 * slot) => _,
+            n = inout(reg) n => _, t = out(reg) _, a = out(reg) _, b = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
 /// Groups per unrolled chunk of [`conv_pairs_2px_stream`]'s inner loop, and bytes of code per group (ten
 /// 32-bit instructions: the computed jump into the chunk relies on it, and the assembly checks it).
 const STREAM_CHUNK: usize = 16;

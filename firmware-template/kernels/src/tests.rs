@@ -531,7 +531,10 @@ mod matmul_kernels {
         assert_eq!(output, expected, "conv {p:?} wide={wide}");
         // conv_filter_widened_words: each word as its two int16-pair words, row 0's then row 1's, each pair
         // between its doubled biases and its rescales with their shifts (a padding row: zero bias, add 1)
-        let filter = widened_stream(&widened(&filter), row_words, &bias, &rescales);
+        // doubled weights unless the layer sums plainly (general): the kernel then widens plain patches
+        let double = |w: u32| ((w as u16).wrapping_mul(2) as u32) | (((w >> 16) as u16).wrapping_mul(2) as u32) << 16;
+        let wide_rows: Vec<u32> = widened(&filter).into_iter().map(|w| if wide { w } else { double(w) }).collect();
+        let filter = widened_stream(&wide_rows, row_words, &bias, &rescales);
         assert_eq!(filter.len(), conv_filter_widened_words(&p));
         let mut output = vec![0i8; expected.len()];
         conv2d_s8_widened(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);

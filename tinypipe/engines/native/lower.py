@@ -109,13 +109,14 @@ def conv_filter_words(weights: tuple[int, ...], out_c: int, row_len: int) -> tup
     return pack_words(out)
 
 
-def widen_filter_words(words: tuple[int, ...]) -> tuple[int, ...]:
+def widen_filter_words(words: tuple[int, ...], factor: int = 1) -> tuple[int, ...]:
     """`conv_filter_words` or `fc_weight_words` -> the `conv2d_s8_widened` or `fully_connected_s8_widened`
     layout: each word's four int8 `v0..v3` as the two words `(v0, v2)` and `(v1, v3)` of int16 pairs (what
-    SXTB16 makes of it), in the same order."""
+    SXTB16 makes of it), in the same order; each value times `factor` (2: a conv filter of a layer whose
+    accumulators hold twice the sum, so its patches need no doubling; -256..254 fits a halfword)."""
     out: list[int] = []
     for word in words:
-        v = struct.unpack("<4b", struct.pack("<I", word))
+        v = [factor * b for b in struct.unpack("<4b", struct.pack("<I", word))]
         out += [pack_halves(v[0], v[2]), pack_halves(v[1], v[3])]
     return tuple(out)
 
@@ -513,7 +514,9 @@ class _Lowering:
             words = -(-per // 4)
             filter_words = conv_filter_words(wv, out_c, per)
             if self.widen_weights:
-                filter_words = conv_widened_stream(widen_filter_words(filter_words), words, bias_arg, rescales)
+                # doubled weights for a layer whose accumulators hold twice the sum: its patches are then plain
+                filter_words = conv_widened_stream(widen_filter_words(filter_words, 1 if general else 2), words,
+                                                   bias_arg, rescales)
             arrays = [ConstArray(f"W{n}", "u32", filter_words),
                       ConstArray(f"B2{n}", "i32", bias_arg),
                       ConstArray(f"RS{n}", "Rs", rescales)]
