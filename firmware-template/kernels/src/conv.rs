@@ -311,7 +311,9 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
     }
     let stage = &mut stage[..4 * p.row_words()];
     gather_patch(p, input, px, &mut stage[..patch]);
-    stage[patch..].fill(0);
+    for v in &mut stage[patch..] {
+        *v = 0;
+    }
     stage
 }
 
@@ -327,6 +329,10 @@ pub(crate) fn pixel_patch<'a>(p: &Conv2d, input: &'a [i8], px: usize) -> Option<
 /// Copy output pixel `px`'s input patch (`k_h * k_w * in_c` values, taps outside the input holding the input
 /// zero point) into `patch`, which is that long.
 fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]) {
+    // the runs are short (a row of taps): the DSP path's word loops beat calls to memcpy and memset
+    #[cfg(tinyml_dsp)]
+    gather_patch_with(p, input, px, patch, crate::dsp::copy_bytes, crate::dsp::fill_bytes);
+    #[cfg(not(tinyml_dsp))]
     gather_patch_with(p, input, px, patch, |d, s| d.copy_from_slice(s), |d, v| d.fill(v));
 }
 

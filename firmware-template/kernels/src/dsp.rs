@@ -591,6 +591,71 @@ pub fn widen_slot(src: &[i8], dst: &mut [u32], slot: usize) {
     };
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of a conv patch (slices of equal length; else nothing is
+/// copied): word by word (LDR and STR allow any alignment on ARMv7-M), then the bytes left, instead of a
+/// call to memcpy.
+pub fn copy_bytes(dst: &mut [i8], src: &[i8]) {
+    let n = dst.len();
+    if n == 0 || src.len() != n {
+        return;
+    }
+    // SAFETY: reads `n` bytes of `src` and writes `n` bytes of `dst` (equal lengths, checked above), in words
+    // (any alignment) then bytes. Registers only otherwise.
+    unsafe {
+        asm!(
+            "lsrs {w}, {n}, #2",
+            "beq 3f",
+            "2:",
+            "ldr {t}, [{ps}], #4",
+            "str {t}, [{pd}], #4",
+            "subs {w}, {w}, #1",
+            "bne 2b",
+            "3:",
+            "ands {n}, {n}, #3",
+            "beq 5f",
+            "4:",
+            "ldrb {t}, [{ps}], #1",
+            "strb {t}, [{pd}], #1",
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            ps = inout(reg) src.as_ptr() => _, pd = inout(reg) dst.as_mut_ptr() => _, n = inout(reg) n => _,
+            w = out(reg) _, t = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
+/// `dst.fill(v)` for the short runs of a conv patch, like [`copy_bytes`].
+pub fn fill_bytes(dst: &mut [i8], v: i8) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let word = (v as u8 as u32).wrapping_mul(0x0101_0101);
+    // SAFETY: writes the `n` bytes of `dst`, in words (any alignment) then bytes. Registers only otherwise.
+    unsafe {
+        asm!(
+            "lsrs {w}, {n}, #2",
+            "beq 3f",
+            "2:",
+            "str {v}, [{pd}], #4",
+            "subs {w}, {w}, #1",
+            "bne 2b",
+            "3:",
+            "ands {n}, {n}, #3",
+            "beq 5f",
+            "4:",
+            "strb {v}, [{pd}], #1",
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            pd = inout(reg) dst.as_mut_ptr() => _, n = inout(reg) n => _, v = in(reg) word, w = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
 /// Groups per unrolled chunk of [`conv_pairs_2px_stream`]'s inner loop, and bytes of code per group (ten
 /// 32-bit instructions: the computed jump into the chunk relies on it, and the assembly checks it).
 const STREAM_CHUNK: usize = 16;
