@@ -441,27 +441,45 @@ pub fn conv_pairs_2px<const WIDENED: bool>(
 /// `conv_pairs_2px_stream`'s assembly with one group's lines (`$group`: patch words at lr, filter words at
 /// r12, accumulators in r0..r3) written out [`STREAM_CHUNK`] times: a chunk.
 macro_rules! conv_stream_asm {
-    ($x:ident, $skip:ident, $out:ident, $out1:ident, $out_end:ident, $x_end:ident, $w:ident, $($group:literal,)*) => {
+    ($x:ident, $full:ident, $skip:ident, $out:ident, $out1:ident, $out_end:ident, $x_full_end:ident, $w:ident, $($group:literal,)*) => {
         asm!(
-            // frame: x, entry, x_end, out0, out1, out_end, the caller's r6 and r7
-            "adr r1, 5f",
-            "add r1, r1, r2",
-            "orr r1, r1, #1",
+            // frame: x, entry (of the full chunks' loop, or into the last chunk), x_full_end, out0, out1,
+            // out_end, the entry into the last chunk, the caller's r6 and r7
+            "push {{r6, r7}}",
+            "adr r6, 7f",
+            "add r6, r6, r2",
+            "orr r6, r6, #1",
+            "adr r7, 5f",
+            "orr r7, r7, #1",
+            "cmp r1, #0",
+            "ite eq",
+            "moveq r1, r6",
+            "movne r1, r7",
             "mov r2, r8",
-            "push {{r0, r1, r2, r3, r4, r5, r6, r7}}",
+            "push {{r0, r1, r2, r3, r4, r5, r6}}",
             "1:",
             "ldm r12!, {{r0, r1, r2, r3}}",
             "ldrd lr, r4, [sp]",
             "bx r4",
+            // the full chunks, looped until the patch pointer reaches x_full_end
             "5:",
             $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
-            "6:",
-            ".if 6b - 5b - 640",
+            "8:",
+            ".if 8b - 5b - 640",
             ".error \"conv_pairs_2px_stream: a group is not 40 bytes of code\"",
             ".endif",
             "ldr r4, [sp, #8]",
             "cmp lr, r4",
             "bne 5b",
+            "ldr r4, [sp, #24]",
+            "bx r4",
+            // the last chunk, entered at its remainder's first group
+            "7:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 7b - 640",
+            ".error \"conv_pairs_2px_stream: a group is not 40 bytes of code\"",
+            ".endif",
             "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
             "ldrd r10, r11, [sp, #12]",
             "smmlar lr, r0, r4, r5",
@@ -488,15 +506,17 @@ macro_rules! conv_stream_asm {
             "strd r10, r11, [sp, #12]",
             "cmp r10, r4",
             "bne 1b",
-            "pop {{r0, r1, r2, r3, r4, r5, r6, r7}}",
+            "add sp, sp, #28",
+            "pop {{r6, r7}}",
             inout("r0") $x.as_ptr() => _,
+            inout("r1") $full => _,
             inout("r2") $skip => _,
             inout("r3") $out.as_mut_ptr() => _,
             inout("r4") $out1 => _,
             inout("r5") $out_end => _,
-            inout("r8") $x_end => _,
+            inout("r8") $x_full_end => _,
             inout("r12") $w.as_ptr() => _,
-            out("r1") _, out("r9") _, out("r10") _, out("r11") _, out("lr") _,
+            out("r9") _, out("r10") _, out("r11") _, out("lr") _,
         )
     };
 }
@@ -670,10 +690,12 @@ const STREAM_GROUP_BYTES: usize = 40;
 ///
 /// Fourteen registers hold the 2x2 block's accumulators, a group's four patch words and four filter words
 /// and both pointers, so a group is two LDMs and eight SMLADs: 10 instructions per 16 MACs. With no register
-/// left for a counter, the groups are written out in chunks of [`STREAM_CHUNK`], entered by a computed jump
-/// so that the first chunk runs the remainder (Duff's device) and ended by comparing the patch pointer with
-/// its end (kept on the stack, read between chunks when the data registers are free). About 32 instructions
-/// per channel pair around the groups: LDMs for bias and requantization, 20 for the four requantizations.
+/// left for a counter, the groups are written out in chunks of [`STREAM_CHUNK`]: whole chunks in a loop that
+/// ends when the patch pointer reaches their end (kept on the stack, read between chunks when the data
+/// registers are free), then a second copy for the last chunk, entered by a computed jump at the first of
+/// the groups left (Duff's device) and falling through to the requantization, so a patch of at most
+/// [`STREAM_CHUNK`] groups pays no loop test at all. About 29 instructions per channel pair around the
+/// groups: LDMs for bias and requantization, 20 for the four requantizations.
 pub fn conv_pairs_2px_stream(w: &[u32], x: &[u32], groups: usize, pairs: usize, out: &mut [i8], px1: usize) {
     if groups == 0
         || pairs == 0
@@ -683,19 +705,22 @@ pub fn conv_pairs_2px_stream(w: &[u32], x: &[u32], groups: usize, pairs: usize, 
     {
         return;
     }
-    // the first chunk runs the groups left over by whole chunks (a whole chunk when none are)
-    let skip = (STREAM_CHUNK - ((groups - 1) % STREAM_CHUNK + 1)) * STREAM_GROUP_BYTES;
-    let x_end = x.as_ptr().wrapping_add(4 * groups);
+    // the last chunk runs the groups left over by whole chunks (a whole chunk when none are)
+    let last = (groups - 1) % STREAM_CHUNK + 1;
+    let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
+    let full = (groups - last) / STREAM_CHUNK;
+    let x_full_end = x.as_ptr().wrapping_add(4 * (groups - last));
     let out1 = out.as_mut_ptr().wrapping_add(px1);
     let out_end = out.as_mut_ptr().wrapping_add(2 * pairs);
     // SAFETY: per pair it reads `4 * groups + 10` consecutive words of `w` (`pairs` of them in all) and the
-    // `4 * groups` words of `x` (the jump skips the chunk's first groups, the chunk loop ends at `x_end`),
+    // `4 * groups` words of `x` (`full` whole chunks, the loop ending at `x_full_end`, then the last chunk's
+    // `last` groups: the jump skips its first ones),
     // writes two bytes from `out` and two from `out + px1`, advancing both by two: `2 * pairs` bytes from
     // each, within `out` (all checked above); `u32` slices are word-aligned as LDM requires. r6 and r7 (LLVM's
-    // base and frame pointers, never operands) are saved on the stack with the frame and restored; the 32
+    // base and frame pointers, never operands) are saved on the stack with the frame and restored; the 36
     // bytes pushed are popped before it ends.
     unsafe {
-        conv_stream_asm!(x, skip, out, out1, out_end, x_end, w,
+        conv_stream_asm!(x, full, skip, out, out1, out_end, x_full_end, w,
             "ldm.w lr!, {{r4, r5, r6, r7}}",
             "ldm.w r12!, {{r8, r9, r10, r11}}",
             "smlad r0, r8, r4, r0",
