@@ -728,7 +728,7 @@ def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
     model_rs = (out / "model.rs").read_text()
     for item in ("pub const INPUT_LEN: usize = 490;", "pub const OUTPUT_LEN: usize = 12;",
                  "pub type Input = i8;", "pub fn invoke(input: &[Input], output: &mut [Output])",
-                 "static W0: [u32; 1280]", "k::conv2d_s8_widened(&P0,"):
+                 "static W0: [u32; 1600]", "k::conv2d_s8_widened(&P0,"):
         assert item in model_rs
     # the DSP board's flash holds the model four times: filters pre-widened to int16 pairs (twice the words);
     # a core without the DSP extension keeps them int8

@@ -177,6 +177,14 @@ fn conv2d<const WIDENED: bool>(
         }
         let scratch = &mut scratch[..4 * words];
         let mut px = 0;
+        // a 1x1 convolution whose input pixels are its output pixels: the pixel pairs in one assembly loop,
+        // the last pixel of an odd count below
+        #[cfg(tinyml_dsp)]
+        if WIDENED && full && !general && pointwise_whole(p) {
+            let pairs = pixels / 2;
+            crate::dsp::conv_1x1_stream(filter, in_batch, words, p.out_c / 2, pairs, out_batch, scratch);
+            px = 2 * pairs;
+        }
         while px < pixels {
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
@@ -257,6 +265,23 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
             }
         }
     }
+}
+
+/// Whether `p` is a 1x1 convolution with stride 1 and no padding, whole words of input channels and pairs of
+/// output channels: pixel `q`'s patch is `input[q * in_c..][..in_c]` and its outputs whole pairs, what
+/// `dsp::conv_1x1_stream` takes.
+#[cfg(tinyml_dsp)]
+fn pointwise_whole(p: &Conv2d) -> bool {
+    p.k_h == 1
+        && p.k_w == 1
+        && p.stride_h == 1
+        && p.stride_w == 1
+        && p.pad_h == 0
+        && p.pad_w == 0
+        && p.in_h == p.out_h
+        && p.in_w == p.out_w
+        && p.in_c % 4 == 0
+        && p.out_c % 2 == 0
 }
 
 /// Four output pixels at a time from `px` on (ARMv7-M without DSP, every channel on the short path, the full

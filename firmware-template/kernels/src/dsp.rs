@@ -521,6 +521,166 @@ macro_rules! conv_stream_asm {
     };
 }
 
+/// `conv_1x1_stream`'s assembly: for every pixel pair, the two pixels widened into the patch words, then
+/// [`conv_stream_asm`]'s loop over the channel pairs.
+macro_rules! conv_1x1_asm {
+    ($frame:ident, $($group:literal,)*) => {
+        asm!(
+            // frame (copied from the caller's `frame`, then the entries computed): x, entry, x_full_end, out0,
+            // out1, out_end, the entry into the last chunk, input, w, groups, the end of all outputs, out_c,
+            // the caller's r6 and r7
+            "push {{r6, r7}}",
+            "sub sp, sp, #48",
+            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
+            "stm sp, {{r1, r2, r3, r4, r5, r6}}",
+            "ldm r0, {{r1, r2, r3, r4, r5, r6}}",
+            "add r7, sp, #24",
+            "stm r7, {{r1, r2, r3, r4, r5, r6}}",
+            "ldr r2, [sp, #24]",
+            "adr r6, 7f",
+            "add r6, r6, r2",
+            "orr r6, r6, #1",
+            "str r6, [sp, #24]",
+            "ldr r1, [sp, #4]",
+            "adr r7, 5f",
+            "orr r7, r7, #1",
+            "cmp r1, #0",
+            "ite eq",
+            "moveq r1, r6",
+            "movne r1, r7",
+            "str r1, [sp, #4]",
+            // a pixel pair: both pixels' values as int16 pairs, group by group (x0 even, x0 odd, x1 even, x1 odd)
+            "2:",
+            "ldr r0, [sp, #28]",
+            "ldr r3, [sp, #36]",
+            "add r1, r0, r3, lsl #2",
+            "ldr r2, [sp]",
+            "3:",
+            "ldr r4, [r0], #4",
+            "ldr r5, [r1], #4",
+            "sxtb16 r8, r4",
+            "sxtb16 r9, r4, ror #8",
+            "sxtb16 r10, r5",
+            "sxtb16 r11, r5, ror #8",
+            "stm r2!, {{r8, r9, r10, r11}}",
+            "subs r3, r3, #1",
+            "bne 3b",
+            "str r1, [sp, #28]",
+            "ldr r12, [sp, #32]",
+            "1:",
+            "ldm r12!, {{r0, r1, r2, r3}}",
+            "ldrd lr, r4, [sp]",
+            "bx r4",
+            "5:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "8:",
+            ".if 8b - 5b - 640",
+            ".error \"conv_1x1_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldr r4, [sp, #8]",
+            "cmp lr, r4",
+            "bne 5b",
+            "ldr r4, [sp, #24]",
+            "bx r4",
+            "7:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 7b - 640",
+            ".error \"conv_1x1_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+            "ldrd r10, r11, [sp, #12]",
+            "smmlar lr, r0, r4, r5",
+            "add lr, lr, r0, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r1, r4, r5",
+            "add lr, lr, r1, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "smmlar lr, r2, r6, r7",
+            "add lr, lr, r2, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r3, r6, r7",
+            "add lr, lr, r3, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "ldr r4, [sp, #20]",
+            "strd r10, r11, [sp, #12]",
+            "cmp r10, r4",
+            "bne 1b",
+            // the next pixel pair's outputs start where pixel 1's end
+            "ldr r4, [sp, #44]",
+            "add r5, r11, r4",
+            "strd r11, r5, [sp, #12]",
+            "str r5, [sp, #20]",
+            "ldr r4, [sp, #40]",
+            "cmp r11, r4",
+            "bne 2b",
+            "add sp, sp, #48",
+            "pop {{r6, r7}}",
+            inout("r0") $frame.as_ptr() => _,
+            out("r1") _, out("r2") _, out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _,
+            out("r10") _, out("r11") _, out("r12") _, out("lr") _,
+        )
+    };
+}
+
+/// A 1x1 convolution with stride 1 over `pixel_pairs` pairs of consecutive pixels (`input`: their values,
+/// `4 * groups` int8 each, back to back), all in one call: per pixel pair both pixels widened into `x` (the
+/// patch words of [`conv_pairs_2px_stream`], plain values: the stream's weights are doubled), then every
+/// channel pair of the filter stream `w` as [`conv_pairs_2px_stream`] does, the outputs of pixel `2q` at
+/// `out[2q * 2 * pairs..]` and of `2q + 1` right after. No Rust between pixels, and the widening of a group
+/// of both pixels is 7 instructions: what a layer of few input channels (few groups) spends besides its MACs.
+pub fn conv_1x1_stream(w: &[u32], input: &[i8], groups: usize, pairs: usize, pixel_pairs: usize, out: &mut [i8], x: &mut [u32]) {
+    if groups == 0
+        || pairs == 0
+        || pixel_pairs == 0
+        || w.len() < (4 * groups + crate::conv::WIDENED_PAIR_EXTRA_WORDS) * pairs
+        || x.len() < 4 * groups
+        || input.len() < pixel_pairs * 8 * groups
+        || out.len() < pixel_pairs * 4 * pairs
+    {
+        return;
+    }
+    let last = (groups - 1) % STREAM_CHUNK + 1;
+    let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
+    let full = (groups - last) / STREAM_CHUNK;
+    let x0 = x.as_mut_ptr() as usize;
+    let out0 = out.as_mut_ptr() as usize;
+    let out_c = 2 * pairs;
+    let frame: [usize; 12] = [
+        x0, full, x0 + 16 * (groups - last), out0, out0 + out_c, out0 + out_c, skip, input.as_ptr() as usize,
+        w.as_ptr() as usize, groups, out0 + 2 * out_c * pixel_pairs, out_c,
+    ];
+    // SAFETY: per pixel pair `q` it reads the `8 * groups` bytes of `input` from `8 * groups * q` (LDR allows
+    // any alignment on ARMv7-M) and writes the `4 * groups` words of `x`; per channel pair it reads `4 * groups
+    // + 10` consecutive words of `w` from its start (`pairs` of them in all) and the `4 * groups` words of `x`
+    // (as `conv_pairs_2px_stream`), and writes two bytes at out0 and two at out1, which advance through pixel
+    // `2q`'s and `2q + 1`'s `out_c` bytes: `4 * pairs` bytes of `out` per pixel pair (all within the slices,
+    // checked above; `u32` slices are word-aligned as LDM and STM require). r6 and r7 (never operands) are
+    // saved on the stack and restored; the 56 bytes it takes are given back before it ends.
+    unsafe {
+        conv_1x1_asm!(frame,
+            "ldm.w lr!, {{r4, r5, r6, r7}}",
+            "ldm.w r12!, {{r8, r9, r10, r11}}",
+            "smlad r0, r8, r4, r0",
+            "smlad r1, r8, r6, r1",
+            "smlad r0, r9, r5, r0",
+            "smlad r1, r9, r7, r1",
+            "smlad r2, r10, r4, r2",
+            "smlad r3, r10, r6, r3",
+            "smlad r2, r11, r5, r2",
+            "smlad r3, r11, r7, r3",
+        )
+    };
+}
+
 /// `dot_2rows_2px_stream`'s assembly: [`conv_stream_asm`]'s chunk of groups for one pair of rows, the
 /// accumulators in and out of r0..r3.
 macro_rules! dot_stream_asm {
