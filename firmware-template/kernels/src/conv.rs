@@ -180,9 +180,13 @@ fn conv2d<const WIDENED: bool>(
         // a 1x1 convolution whose input pixels are its output pixels: the pixel pairs in one assembly loop,
         // the last pixel of an odd count below
         #[cfg(tinyml_dsp)]
-        if WIDENED && full && !general && pointwise_whole(p) {
-            let pairs = pixels / 2;
-            crate::dsp::conv_1x1_stream(filter, in_batch, words, p.out_c / 2, pairs, out_batch, scratch);
+        if WIDENED && !general && pointwise_whole(p) {
+            let (pairs, act) = (pixels / 2, (p.act_min, p.act_max));
+            if full {
+                crate::dsp::conv_1x1_stream::<true>(filter, in_batch, words, p.out_c / 2, pairs, out_batch, scratch, act);
+            } else {
+                crate::dsp::conv_1x1_stream::<false>(filter, in_batch, words, p.out_c / 2, pairs, out_batch, scratch, act);
+            }
             px = 2 * pairs;
         }
         while px < pixels {
@@ -202,7 +206,7 @@ fn conv2d<const WIDENED: bool>(
                 if WIDENED {
                     crate::dsp::conv_pairs_2px_stream(filter, scratch, words, p.out_c / 2, out, px1);
                 } else {
-                    crate::dsp::conv_pairs_2px::<false>(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                    crate::dsp::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
                 }
                 p.out_c / 2
             } else {
@@ -492,7 +496,7 @@ fn widen_word_doubled(w: u32) -> (u32, u32) {
 fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     #[cfg(tinyml_dsp)]
     {
-        acc = crate::dsp::dot_2rows_2px::<false>(w, x, acc);
+        acc = crate::dsp::dot_2rows_2px(w, x, acc);
     }
     #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
     {
