@@ -106,22 +106,13 @@ pub fn conv2d_s8(
     conv2d::<false>(p, input, filter, bias2, rescale, output, scratch, stage);
 }
 
-/// [`conv2d_s8`] with the filter pre-widened (see the module doc): per pair of rows, the four bias words,
-/// then per group of four values row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's, then the
-/// six requantization words ([`WIDENED_PAIR_EXTRA_WORDS`]). `bias2` and `rescale` as for [`conv2d_s8`] (the
-/// paths that do not read them from the filter read them there).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_s8_widened(
-    p: &Conv2d,
-    input: &[i8],
-    filter: &[u32],
-    bias2: &[i32],
-    rescale: &[Rescale],
-    output: &mut [i8],
-    scratch: &mut [u32],
-    stage: &mut [i8],
-) {
-    conv2d::<true>(p, input, filter, bias2, rescale, output, scratch, stage);
+/// [`conv2d_s8`] with the filter pre-widened (see the module doc): per pair of rows, the four bias words
+/// (`bias2` of [`conv2d_s8`], each twice), then per group of four values row 0's words `(v0, v2)`, `(v1, v3)`
+/// as int16 pairs, then row 1's, then the six requantization words ([`WIDENED_PAIR_EXTRA_WORDS`]: the
+/// [`Rescale`]s). The weights are doubled unless the layer's channels are general, and then the patches are
+/// not: the accumulators hold what [`conv2d_s8`]'s do.
+pub fn conv2d_s8_widened(p: &Conv2d, input: &[i8], filter: &[u32], output: &mut [i8], scratch: &mut [u32], stage: &mut [i8]) {
+    conv2d::<true>(p, input, filter, &[], &[], output, scratch, stage);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -149,22 +140,27 @@ fn conv2d<const WIDENED: bool>(
         || input.len() < p.batches * in_size
         || output.len() < p.batches * out_size
         || filter.len() < filter_words::<WIDENED>(p)
-        || bias2.len() < p.out_c
-        || rescale.len() < p.out_c
+        || !WIDENED && (bias2.len() < p.out_c || rescale.len() < p.out_c)
         || scratch.len() < p.scratch_words()
         || stage.len() < p.stage_bytes()
     {
         return;
     }
     let filter = &filter[..filter_words::<WIDENED>(p)];
-    let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
+    let (bias2, rescale) = if WIDENED { (bias2, rescale) } else { (&bias2[..p.out_c], &rescale[..p.out_c]) };
     // the MVE loops read int8 filters: the code generator never widens for a Helium core (generate.py), and a
     // widened filter that reached one anyway takes the DSP path
     #[cfg(tinyml_mve)]
     if !WIDENED && crate::mve::conv2d_s8(p, input, filter, bias2, rescale, output, &mut scratch[..4 * words], stage) {
         return;
     }
-    let general = rescale.iter().any(|r| r.is_general());
+    // a widened filter carries the rescales: the second word of each pair's trailer is the first channel's add
+    let general = if WIDENED {
+        let pair_words = 4 * words + WIDENED_PAIR_EXTRA_WORDS;
+        filter.get(pair_words - 5).is_some_and(|&add| Rescale { multiplier: 0, add: add as i32 }.is_general())
+    } else {
+        rescale.iter().any(|r| r.is_general())
+    };
     let full = p.act_min == -128 && p.act_max == 127;
     // four pixels at a time when the caller's scratch (the largest any layer needs) holds their int32 patches
     #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
@@ -246,22 +242,30 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     px1: usize,
     first_pair: usize,
 ) {
-    let pair_words = if WIDENED { 4 * p.row_words() + WIDENED_PAIR_EXTRA_WORDS } else { 2 * p.row_words() };
+    let words = p.row_words();
+    let pair_words = if WIDENED { 4 * words + WIDENED_PAIR_EXTRA_WORDS } else { 2 * words };
     for (pair, w) in filter.chunks_exact(pair_words).enumerate().skip(first_pair) {
-        // a widened pair's rows sit between its bias and requantization words (read from the arrays here)
-        let w = if WIDENED { &w[4..4 + 4 * p.row_words()] } else { w };
         let oc = 2 * pair;
-        let acc0 = bias2.get(oc).copied().unwrap_or(0);
-        let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);
-        let acc = if WIDENED { dot_2x2_widened(w, x, [acc0, acc0, acc1, acc1]) } else { dot_2x2(w, x, [acc0, acc0, acc1, acc1]) };
-        for (row, accs) in [(oc, [acc[0], acc[1]]), (oc + 1, [acc[2], acc[3]])] {
-            if let Some(rs) = rescale.get(row) {
+        let (acc, rs) = if WIDENED {
+            // a widened pair's rows sit between its bias words and its rescales
+            let t = &w[4 + 4 * words..];
+            let rs = |i: usize| Rescale { multiplier: t[2 * i] as i32, add: t[2 * i + 1] as i32 };
+            let (acc0, acc1) = (w[0] as i32, w[2] as i32);
+            (dot_2x2_widened(&w[4..4 + 4 * words], x, [acc0, acc0, acc1, acc1]), [Some(rs(0)), Some(rs(1))])
+        } else {
+            let acc0 = bias2.get(oc).copied().unwrap_or(0);
+            let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);
+            (dot_2x2(w, x, [acc0, acc0, acc1, acc1]), [rescale.get(oc).copied(), rescale.get(oc + 1).copied()])
+        };
+        for (row, accs, rs) in [(oc, [acc[0], acc[1]], rs[0]), (oc + 1, [acc[2], acc[3]], rs[1])] {
+            // an odd channel count's padding row writes nothing
+            if let Some(rs) = rs.filter(|_| row < p.out_c) {
                 for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
                     if let Some(o) = out.get_mut(at) {
                         let v = if GENERAL && rs.is_general() {
-                            rescale_general(a, *rs, p.output_offset)
+                            rescale_general(a, rs, p.output_offset)
                         } else {
-                            rescale_doubled(a, *rs)
+                            rescale_doubled(a, rs)
                         };
                         *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
                     }

@@ -537,7 +537,7 @@ mod matmul_kernels {
         let filter = widened_stream(&wide_rows, row_words, &bias, &rescales);
         assert_eq!(filter.len(), conv_filter_widened_words(&p));
         let mut output = vec![0i8; expected.len()];
-        conv2d_s8_widened(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
+        conv2d_s8_widened(&p, &input, &filter, &mut output, &mut scratch, &mut stage);
         assert_eq!(output, expected, "conv widened {p:?} wide={wide}");
     }
 

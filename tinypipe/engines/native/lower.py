@@ -513,13 +513,14 @@ class _Lowering:
             # the patch of an output pixel, in whole words: im2col scratch for two pixels, staging for one
             words = -(-per // 4)
             filter_words = conv_filter_words(wv, out_c, per)
-            if self.widen_weights:
-                # doubled weights for a layer whose accumulators hold twice the sum: its patches are then plain
-                filter_words = conv_widened_stream(widen_filter_words(filter_words, 1 if general else 2), words,
-                                                   bias_arg, rescales)
             arrays = [ConstArray(f"W{n}", "u32", filter_words),
                       ConstArray(f"B2{n}", "i32", bias_arg),
                       ConstArray(f"RS{n}", "Rs", rescales)]
+            if self.widen_weights:
+                # doubled weights for a layer whose accumulators hold twice the sum: its patches are then plain;
+                # the biases and rescales travel in the stream
+                arrays = [ConstArray(f"W{n}", "u32", conv_widened_stream(
+                    widen_filter_words(filter_words, 1 if general else 2), words, bias_arg, rescales))]
             scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
