@@ -286,6 +286,8 @@ def _keras_specs(keras):
                                  L.Conv2D(12, 1), L.Flatten(), L.Dense(3)),
         # global max pooling converts to REDUCE_MAX: not supported by the native engine
         "with_reduce_max": lambda: seq((9, 7, 4), L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Dense(3)),
+        # appended (these three), so that the models above keep their seeds
+        "pointwise_clamped": lambda: _pointwise_clamped(keras),
         # ADD and SUB at their edges: operands with zero points -128 and 127 and scales apart, fused RELU and
         # RELU6, a channel broadcast, odd sizes (the table-driven kernel, and in `size` mode TFLM's arithmetic)
         "add_edges": lambda: _add_edges(keras),
@@ -329,6 +331,16 @@ def _elementwise(keras):
     y = keras.ops.multiply(y, np.linspace(-1.0, 2.0, 6).astype("float32"))
     y = L.Add()([y, L.Conv2D(1, 1)(x)])
     return keras.Model(x, y), (5, 7, 3)
+
+
+def _pointwise_clamped(keras):
+    """A 1x1 RELU conv on 8 channels whose output shares a concatenation's range with a linear one: its RELU
+    clamps at the zero point (above -128), so the DSP path's 1x1 loop clamps (conv_1x1_stream without FULL);
+    35 pixels, an odd count."""
+    L = keras.layers
+    x = keras.Input((5, 7, 8), batch_size=1)
+    y = L.Concatenate()([L.Conv2D(6, 1, activation="relu")(x), L.Conv2D(4, 1)(x)])
+    return keras.Model(x, L.Dense(3)(L.Flatten()(y))), (5, 7, 8)
 
 
 def _add_edges(keras):
@@ -413,7 +425,8 @@ def keras_models():
 
 FLOAT_IO = ["float_io", "float_in", "float_out"]
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
-                 "elementwise", "activations_and_copies", "means", "wide_accumulators", "add_edges", "depthwise_clamps", *FLOAT_IO]
+                 "elementwise", "pointwise_clamped", "activations_and_copies", "means", "wide_accumulators",
+                 "add_edges", "depthwise_clamps", *FLOAT_IO]
 # the odd shapes of conv, depthwise and fully connected layers: the edges of the ARMv7-M assembly loops (a last
 # quad of pixels with fewer than four, odd channel counts, partial depthwise blocks, multipliers of four)
 ODD_SHAPES = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast"]
@@ -834,7 +847,7 @@ def test_codegen_stage_writes_model_rs_and_codegen_json(tmp_path, shared_dir):
     model_rs = (out / "model.rs").read_text()
     for item in ("pub const INPUT_LEN: usize = 490;", "pub const OUTPUT_LEN: usize = 12;",
                  "pub type Input = i8;", "pub fn invoke(input: &[Input], output: &mut [Output])",
-                 "static W0: [u32; 1280]", "k::conv2d_s8_widened(&P0,"):
+                 "static W0: [u32; 1600]", "k::conv2d_s8_widened(&P0,"):
         assert item in model_rs
     # the DSP board's flash holds the model four times: filters pre-widened to int16 pairs (twice the words);
     # a core without the DSP extension keeps them int8

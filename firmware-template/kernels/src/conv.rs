@@ -11,7 +11,9 @@
 //! whole words, output channels in pairs (an odd count gets a zero row), the two rows' words interleaved.
 //! [`conv2d_s8_widened`] takes them pre-widened instead: every word of four int8 as the two int16-pair
 //! words the patches have (`(v0, v2)`, `(v1, v3)`), so the DSP inner loop needs no SXTB16 (a quarter fewer
-//! instructions) for twice the filter's flash.
+//! instructions) for twice the filter's flash; and each pair of rows framed by its bias and requantization
+//! ([`WIDENED_PAIR_EXTRA_WORDS`]), so the DSP loop walks the layer with one pointer and loads them with
+//! one LDM each instead of keeping three pointers on the stack.
 
 use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
 
@@ -66,9 +68,15 @@ pub const fn conv_filter_words(p: &Conv2d) -> usize {
     p.out_c.div_ceil(2) * 2 * p.row_words()
 }
 
-/// Number of `u32` filter words of [`conv2d_s8_widened`]: twice [`conv_filter_words`].
+/// Words of one pair of rows in [`conv2d_s8_widened`]'s filter besides its `4 * row_words` widened words:
+/// four before them, `(bias2[2p], bias2[2p], bias2[2p + 1], bias2[2p + 1])`, and six after, both channels'
+/// [`Rescale`] fields `(multiplier, add)` and then their `trailing_zeros(add)` (`right - 1` on the short path).
+pub const WIDENED_PAIR_EXTRA_WORDS: usize = 10;
+
+/// Number of `u32` filter words of [`conv2d_s8_widened`]: twice [`conv_filter_words`], plus
+/// [`WIDENED_PAIR_EXTRA_WORDS`] per pair of rows.
 pub const fn conv_filter_widened_words(p: &Conv2d) -> usize {
-    2 * conv_filter_words(p)
+    2 * conv_filter_words(p) + p.out_c.div_ceil(2) * WIDENED_PAIR_EXTRA_WORDS
 }
 
 const fn filter_words<const WIDENED: bool>(p: &Conv2d) -> usize {
@@ -98,20 +106,13 @@ pub fn conv2d_s8(
     conv2d::<false>(p, input, filter, bias2, rescale, output, scratch, stage);
 }
 
-/// [`conv2d_s8`] with the filter pre-widened (see the module doc): per pair of rows and group of four
-/// values, row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_s8_widened(
-    p: &Conv2d,
-    input: &[i8],
-    filter: &[u32],
-    bias2: &[i32],
-    rescale: &[Rescale],
-    output: &mut [i8],
-    scratch: &mut [u32],
-    stage: &mut [i8],
-) {
-    conv2d::<true>(p, input, filter, bias2, rescale, output, scratch, stage);
+/// [`conv2d_s8`] with the filter pre-widened (see the module doc): per pair of rows, the four bias words
+/// (`bias2` of [`conv2d_s8`], each twice), then per group of four values row 0's words `(v0, v2)`, `(v1, v3)`
+/// as int16 pairs, then row 1's, then the six requantization words ([`WIDENED_PAIR_EXTRA_WORDS`]: the
+/// [`Rescale`]s). The weights are doubled unless the layer's channels are general, and then the patches are
+/// not: the accumulators hold what [`conv2d_s8`]'s do.
+pub fn conv2d_s8_widened(p: &Conv2d, input: &[i8], filter: &[u32], output: &mut [i8], scratch: &mut [u32], stage: &mut [i8]) {
+    conv2d::<true>(p, input, filter, &[], &[], output, scratch, stage);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -139,22 +140,27 @@ fn conv2d<const WIDENED: bool>(
         || input.len() < p.batches * in_size
         || output.len() < p.batches * out_size
         || filter.len() < filter_words::<WIDENED>(p)
-        || bias2.len() < p.out_c
-        || rescale.len() < p.out_c
+        || !WIDENED && (bias2.len() < p.out_c || rescale.len() < p.out_c)
         || scratch.len() < p.scratch_words()
         || stage.len() < p.stage_bytes()
     {
         return;
     }
     let filter = &filter[..filter_words::<WIDENED>(p)];
-    let (bias2, rescale) = (&bias2[..p.out_c], &rescale[..p.out_c]);
+    let (bias2, rescale) = if WIDENED { (bias2, rescale) } else { (&bias2[..p.out_c], &rescale[..p.out_c]) };
     // the MVE loops read int8 filters: the code generator never widens for a Helium core (generate.py), and a
     // widened filter that reached one anyway takes the DSP path
     #[cfg(tinyml_mve)]
     if !WIDENED && crate::mve::conv2d_s8(p, input, filter, bias2, rescale, output, &mut scratch[..4 * words], stage) {
         return;
     }
-    let general = rescale.iter().any(|r| r.is_general());
+    // a widened filter carries the rescales: the second word of each pair's trailer is the first channel's add
+    let general = if WIDENED {
+        let pair_words = 4 * words + WIDENED_PAIR_EXTRA_WORDS;
+        filter.get(pair_words - 5).is_some_and(|&add| Rescale { multiplier: 0, add: add as i32 }.is_general())
+    } else {
+        rescale.iter().any(|r| r.is_general())
+    };
     let full = p.act_min == -128 && p.act_max == 127;
     // four pixels at a time when the caller's scratch (the largest any layer needs) holds their int32 patches
     #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
@@ -167,12 +173,25 @@ fn conv2d<const WIDENED: bool>(
         }
         let scratch = &mut scratch[..4 * words];
         let mut px = 0;
+        // a 1x1 convolution whose input pixels are its output pixels: the pixel pairs in one assembly loop,
+        // the last pixel of an odd count below
+        #[cfg(tinyml_dsp)]
+        if WIDENED && !general && pointwise_whole(p) {
+            let (pairs, act) = (pixels / 2, (p.act_min, p.act_max));
+            if full {
+                crate::dsp::conv_1x1_stream::<true>(filter, in_batch, words, p.out_c / 2, pairs, out_batch, scratch, act);
+            } else {
+                crate::dsp::conv_1x1_stream::<false>(filter, in_batch, words, p.out_c / 2, pairs, out_batch, scratch, act);
+            }
+            px = 2 * pairs;
+        }
         while px < pixels {
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
-            // a general layer accumulates the plain sum: its patches are not doubled
-            load_patch(p, in_batch, px, scratch, 0, stage, !general);
-            load_patch(p, in_batch, second, scratch, 1, stage, !general);
+            // a general layer accumulates the plain sum: its patches are not doubled; nor are they with a
+            // widened filter, which holds the doubled weights instead
+            load_patch(p, in_batch, px, scratch, 0, stage, !general && !WIDENED);
+            load_patch(p, in_batch, second, scratch, 1, stage, !general && !WIDENED);
             let out = match out_batch.get_mut(px * p.out_c..(second + 1) * p.out_c) {
                 Some(o) => o,
                 None => return,
@@ -180,7 +199,11 @@ fn conv2d<const WIDENED: bool>(
             let px1 = (second - px) * p.out_c;
             #[cfg(tinyml_dsp)]
             let first_pair = if full && !general {
-                crate::dsp::conv_pairs_2px::<WIDENED>(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                if WIDENED {
+                    crate::dsp::conv_pairs_2px_stream(filter, scratch, words, p.out_c / 2, out, px1);
+                } else {
+                    crate::dsp::conv_pairs_2px(filter, scratch, words, p.out_c / 2, bias2, rescale, out, px1);
+                }
                 p.out_c / 2
             } else {
                 0
@@ -219,20 +242,30 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
     px1: usize,
     first_pair: usize,
 ) {
-    let pair_words = if WIDENED { 4 * p.row_words() } else { 2 * p.row_words() };
+    let words = p.row_words();
+    let pair_words = if WIDENED { 4 * words + WIDENED_PAIR_EXTRA_WORDS } else { 2 * words };
     for (pair, w) in filter.chunks_exact(pair_words).enumerate().skip(first_pair) {
         let oc = 2 * pair;
-        let acc0 = bias2.get(oc).copied().unwrap_or(0);
-        let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);
-        let acc = if WIDENED { dot_2x2_widened(w, x, [acc0, acc0, acc1, acc1]) } else { dot_2x2(w, x, [acc0, acc0, acc1, acc1]) };
-        for (row, accs) in [(oc, [acc[0], acc[1]]), (oc + 1, [acc[2], acc[3]])] {
-            if let Some(rs) = rescale.get(row) {
+        let (acc, rs) = if WIDENED {
+            // a widened pair's rows sit between its bias words and its rescales
+            let t = &w[4 + 4 * words..];
+            let rs = |i: usize| Rescale { multiplier: t[2 * i] as i32, add: t[2 * i + 1] as i32 };
+            let (acc0, acc1) = (w[0] as i32, w[2] as i32);
+            (dot_2x2_widened(&w[4..4 + 4 * words], x, [acc0, acc0, acc1, acc1]), [Some(rs(0)), Some(rs(1))])
+        } else {
+            let acc0 = bias2.get(oc).copied().unwrap_or(0);
+            let acc1 = bias2.get(oc + 1).copied().unwrap_or(0);
+            (dot_2x2(w, x, [acc0, acc0, acc1, acc1]), [rescale.get(oc).copied(), rescale.get(oc + 1).copied()])
+        };
+        for (row, accs, rs) in [(oc, [acc[0], acc[1]], rs[0]), (oc + 1, [acc[2], acc[3]], rs[1])] {
+            // an odd channel count's padding row writes nothing
+            if let Some(rs) = rs.filter(|_| row < p.out_c) {
                 for (at, a) in [(row, accs[0]), (px1 + row, accs[1])] {
                     if let Some(o) = out.get_mut(at) {
                         let v = if GENERAL && rs.is_general() {
-                            rescale_general(a, *rs, p.output_offset)
+                            rescale_general(a, rs, p.output_offset)
                         } else {
-                            rescale_doubled(a, *rs)
+                            rescale_doubled(a, rs)
                         };
                         *o = clamp_s8::<FULL>(v, p.act_min, p.act_max);
                     }
@@ -240,6 +273,23 @@ fn pairs<const GENERAL: bool, const FULL: bool, const WIDENED: bool>(
             }
         }
     }
+}
+
+/// Whether `p` is a 1x1 convolution with stride 1 and no padding, whole words of input channels and pairs of
+/// output channels: pixel `q`'s patch is `input[q * in_c..][..in_c]` and its outputs whole pairs, what
+/// `dsp::conv_1x1_stream` takes.
+#[cfg(tinyml_dsp)]
+fn pointwise_whole(p: &Conv2d) -> bool {
+    p.k_h == 1
+        && p.k_w == 1
+        && p.stride_h == 1
+        && p.stride_w == 1
+        && p.pad_h == 0
+        && p.pad_w == 0
+        && p.in_h == p.out_h
+        && p.in_w == p.out_w
+        && p.in_c % 4 == 0
+        && p.out_c % 2 == 0
 }
 
 /// Four output pixels at a time from `px` on (ARMv7-M without DSP, every channel on the short path, the full
@@ -294,7 +344,9 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
     }
     let stage = &mut stage[..4 * p.row_words()];
     gather_patch(p, input, px, &mut stage[..patch]);
-    stage[patch..].fill(0);
+    for v in &mut stage[patch..] {
+        *v = 0;
+    }
     stage
 }
 
@@ -310,6 +362,10 @@ pub(crate) fn pixel_patch<'a>(p: &Conv2d, input: &'a [i8], px: usize) -> Option<
 /// Copy output pixel `px`'s input patch (`k_h * k_w * in_c` values, taps outside the input holding the input
 /// zero point) into `patch`, which is that long.
 fn gather_patch(p: &Conv2d, input: &[i8], px: usize, patch: &mut [i8]) {
+    // the runs are short (a row of taps): the DSP path's word loops beat calls to memcpy and memset
+    #[cfg(tinyml_dsp)]
+    gather_patch_with(p, input, px, patch, crate::dsp::copy_bytes, crate::dsp::fill_bytes);
+    #[cfg(not(tinyml_dsp))]
     gather_patch_with(p, input, px, patch, |d, s| d.copy_from_slice(s), |d, v| d.fill(v));
 }
 
@@ -365,9 +421,18 @@ pub(crate) fn gather_patch_with(
 
 /// Values -> doubled int16 pairs in slot `slot`: each group of four `v0..v3` becomes the words `(2 v0, 2 v2)`
 /// and `(2 v1, 2 v3)` (low halfword first) at `scratch[4g + 2 slot ..]`; a short last group is padded with
-/// zeros. Not `doubled`: `(v0, v2)` and `(v1, v3)`.
+/// zeros. Not `doubled`: `(v0, v2)` and `(v1, v3)` (on the DSP path an assembly loop for the whole groups).
 #[inline(always)]
 fn widen(src: &[i8], scratch: &mut [u32], slot: usize, doubled: bool) {
+    #[cfg(tinyml_dsp)]
+    if !doubled {
+        let whole = src.len() / 4;
+        crate::dsp::widen_slot(&src[..4 * whole], scratch, slot);
+        if let Some(rest) = scratch.get_mut(4 * whole..) {
+            widen_with(&src[4 * whole..], rest, slot, widen_word);
+        }
+        return;
+    }
     if doubled {
         widen_with(src, scratch, slot, widen_word_doubled);
     } else {
@@ -435,7 +500,7 @@ fn widen_word_doubled(w: u32) -> (u32, u32) {
 fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     #[cfg(tinyml_dsp)]
     {
-        acc = crate::dsp::dot_2rows_2px::<false>(w, x, acc);
+        acc = crate::dsp::dot_2rows_2px(w, x, acc);
     }
     #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
     {
@@ -475,7 +540,7 @@ fn dot_2x2(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
 fn dot_2x2_widened(w: &[u32], x: &[u32], mut acc: [i32; 4]) -> [i32; 4] {
     #[cfg(tinyml_dsp)]
     {
-        acc = crate::dsp::dot_2rows_2px::<true>(w, x, acc);
+        acc = crate::dsp::dot_2rows_2px_stream(w, x, acc);
     }
     #[cfg(not(tinyml_dsp))]
     {

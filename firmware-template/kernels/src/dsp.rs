@@ -67,68 +67,44 @@ pub fn ssat8(v: i32) -> i32 {
 
 /// Two filter rows against two widened patches (the conv kernel's 2x2 block): `w` holds the rows' words
 /// interleaved (row 0 word g, row 1 word g, ...), `x` per group `g` the words `(x0 even, x0 odd, x1 even,
-/// x1 odd)`; `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. 18 instructions per 16 MACs. `WIDENED`:
-/// pre-widened rows, per group row 0's words `(v0, v2)`, `(v1, v3)` as int16 pairs, then row 1's: 14.
+/// x1 odd)`; `acc` is `[row0 px0, row0 px1, row1 px0, row1 px1]`. 18 instructions per 16 MACs (pre-widened
+/// rows: [`dot_2rows_2px_stream`]).
 #[inline(always)]
-pub fn dot_2rows_2px<const WIDENED: bool>(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
-    let groups = (w.len() / if WIDENED { 4 } else { 2 }).min(x.len() / 4);
+pub fn dot_2rows_2px(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = (w.len() / 2).min(x.len() / 4);
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     if groups == 0 {
         return acc;
     }
-    // SAFETY: reads `2 * groups` words (`4 * groups` if `WIDENED`) from `w` and `4 * groups` from `x`, within
+    // SAFETY: reads `2 * groups` words from `w` and `4 * groups` from `x`, within
     // both slices; both are `u32` slices, so word-aligned as LDRD requires. Registers only otherwise; the
     // stack is not touched.
     unsafe {
-        if WIDENED {
-            asm!(
-                "2:",
-                "ldrd {we}, {wo}, [{pw}], #8",
-                "ldrd {x0e}, {x0o}, [{px}], #8",
-                "ldrd {x1e}, {x1o}, [{px}], #8",
-                "smlad {a0}, {we}, {x0e}, {a0}",
-                "smlad {a1}, {we}, {x1e}, {a1}",
-                "smlad {a0}, {wo}, {x0o}, {a0}",
-                "smlad {a1}, {wo}, {x1o}, {a1}",
-                "ldrd {we}, {wo}, [{pw}], #8",
-                "smlad {a2}, {we}, {x0e}, {a2}",
-                "smlad {a3}, {we}, {x1e}, {a3}",
-                "smlad {a2}, {wo}, {x0o}, {a2}",
-                "smlad {a3}, {wo}, {x1o}, {a3}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
-                we = out(reg) _, wo = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
-                x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
-                options(readonly, nostack),
-            )
-        } else {
-            asm!(
-                "2:",
-                "ldr {w}, [{pw}], #4",
-                "ldrd {x0e}, {x0o}, [{px}], #8",
-                "ldrd {x1e}, {x1o}, [{px}], #8",
-                "sxtb16 {t}, {w}",
-                "smlad {a0}, {t}, {x0e}, {a0}",
-                "smlad {a1}, {t}, {x1e}, {a1}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a0}, {t}, {x0o}, {a0}",
-                "smlad {a1}, {t}, {x1o}, {a1}",
-                "ldr {w}, [{pw}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a2}, {t}, {x0e}, {a2}",
-                "smlad {a3}, {t}, {x1e}, {a3}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a2}, {t}, {x0o}, {a2}",
-                "smlad {a3}, {t}, {x1o}, {a3}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
-                w = out(reg) _, t = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
-                x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
-                options(readonly, nostack),
-            )
-        }
+        asm!(
+            "2:",
+            "ldr {w}, [{pw}], #4",
+            "ldrd {x0e}, {x0o}, [{px}], #8",
+            "ldrd {x1e}, {x1o}, [{px}], #8",
+            "sxtb16 {t}, {w}",
+            "smlad {a0}, {t}, {x0e}, {a0}",
+            "smlad {a1}, {t}, {x1e}, {a1}",
+            "sxtb16 {t}, {w}, ror #8",
+            "smlad {a0}, {t}, {x0o}, {a0}",
+            "smlad {a1}, {t}, {x1o}, {a1}",
+            "ldr {w}, [{pw}], #4",
+            "sxtb16 {t}, {w}",
+            "smlad {a2}, {t}, {x0e}, {a2}",
+            "smlad {a3}, {t}, {x1e}, {a3}",
+            "sxtb16 {t}, {w}, ror #8",
+            "smlad {a2}, {t}, {x0o}, {a2}",
+            "smlad {a3}, {t}, {x1o}, {a3}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            pw = inout(reg) w.as_ptr() => _, px = inout(reg) x.as_ptr() => _, n = inout(reg) groups => _,
+            w = out(reg) _, t = out(reg) _, x0e = out(reg) _, x0o = out(reg) _, x1e = out(reg) _,
+            x1o = out(reg) _, a0 = inout(reg) a0, a1 = inout(reg) a1, a2 = inout(reg) a2, a3 = inout(reg) a3,
+            options(readonly, nostack),
+        )
     };
     [a0, a1, a2, a3]
 }
@@ -403,12 +379,9 @@ macro_rules! conv_pairs_asm {
 /// written to `out[2p..2p + 2]` (pixel 0) and `out[px1 + 2p..]` (pixel 1; `px1 == 0` when both pixels
 /// are the same one, which then gets the same bytes twice). The caller checks that every channel takes the
 /// short path and that the activation range is all of int8. 18 instructions per 16 MACs in the inner
-/// loop, 35 per channel pair around it. `WIDENED`: the filter comes pre-widened by the code generator (per
-/// group, row `2p`'s words `(v0, v2)` and `(v1, v3)` as int16 pairs, then row `2p + 1`'s: `4 * groups *
-/// pairs` words), and the inner loop does no SXTB16: 13.5 instructions per 16 MACs (two groups an
-/// iteration).
+/// loop, 35 per channel pair around it. Pre-widened filters take [`conv_pairs_2px_stream`] instead.
 #[allow(clippy::too_many_arguments)]
-pub fn conv_pairs_2px<const WIDENED: bool>(
+pub fn conv_pairs_2px(
     w: &[u32],
     x: &[u32],
     groups: usize,
@@ -420,7 +393,7 @@ pub fn conv_pairs_2px<const WIDENED: bool>(
 ) {
     if groups == 0
         || pairs == 0
-        || w.len() < if WIDENED { 4 } else { 2 } * groups * pairs
+        || w.len() < 2 * groups * pairs
         || x.len() < 4 * groups
         || bias2.len() < 2 * pairs
         || rescale.len() < 2 * pairs
@@ -429,82 +402,556 @@ pub fn conv_pairs_2px<const WIDENED: bool>(
         return;
     }
     let out1 = out.as_mut_ptr().wrapping_add(px1);
-    // SAFETY: reads `2 * groups * pairs` words of `w` (twice that `WIDENED`), `4 * groups` words of `x` per pair, `2 * pairs`
+    // SAFETY: reads `2 * groups * pairs` words of `w`, `4 * groups` words of `x` per pair, `2 * pairs`
     // words of `bias2` and `2 * pairs` `Rescale`s (`repr(C)`, two words each), writes `2 * pairs` bytes
     // from `out` and from `out + px1`: all within the slices (checked above); word loads are word-aligned
     // (`u32`/`i32` slices). The 32 bytes it pushes on the stack are popped before it ends.
     unsafe {
-        if WIDENED {
-            conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
-                // two groups per iteration (half the loop overhead); an odd one first
-                "lsrs r5, r5, #1",
-                "bcc 3f",
-                "ldrd r8, r9, [r4], #8",
-                "ldrd r10, r11, [r6], #8",
-                "ldrd r12, lr, [r6], #8",
-                "smlad r0, r8, r10, r0",
-                "smlad r1, r8, r12, r1",
-                "smlad r0, r9, r11, r0",
-                "smlad r1, r9, lr, r1",
-                "ldrd r8, r9, [r4], #8",
-                "smlad r2, r8, r10, r2",
-                "smlad r3, r8, r12, r3",
-                "smlad r2, r9, r11, r2",
-                "smlad r3, r9, lr, r3",
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldrd r8, r9, [r4], #8",
-                "ldrd r10, r11, [r6], #8",
-                "ldrd r12, lr, [r6], #8",
-                "smlad r0, r8, r10, r0",
-                "smlad r1, r8, r12, r1",
-                "smlad r0, r9, r11, r0",
-                "smlad r1, r9, lr, r1",
-                "ldrd r8, r9, [r4], #8",
-                "smlad r2, r8, r10, r2",
-                "smlad r3, r8, r12, r3",
-                "smlad r2, r9, r11, r2",
-                "smlad r3, r9, lr, r3",
-                "ldrd r8, r9, [r4], #8",
-                "ldrd r10, r11, [r6], #8",
-                "ldrd r12, lr, [r6], #8",
-                "smlad r0, r8, r10, r0",
-                "smlad r1, r8, r12, r1",
-                "smlad r0, r9, r11, r0",
-                "smlad r1, r9, lr, r1",
-                "ldrd r8, r9, [r4], #8",
-                "smlad r2, r8, r10, r2",
-                "smlad r3, r8, r12, r3",
-                "smlad r2, r9, r11, r2",
-                "smlad r3, r9, lr, r3",
-                "subs r5, r5, #1",
-                "bne 2b",
-                "4:",
+        conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
+            "2:",
+            "ldr r8, [r4], #4",
+            "ldrd r10, r11, [r6], #8",
+            "ldrd r12, lr, [r6], #8",
+            "sxtb16 r9, r8",
+            "smlad r0, r9, r10, r0",
+            "smlad r1, r9, r12, r1",
+            "sxtb16 r9, r8, ror #8",
+            "smlad r0, r9, r11, r0",
+            "smlad r1, r9, lr, r1",
+            "ldr r8, [r4], #4",
+            "sxtb16 r9, r8",
+            "smlad r2, r9, r10, r2",
+            "smlad r3, r9, r12, r3",
+            "sxtb16 r9, r8, ror #8",
+            "smlad r2, r9, r11, r2",
+            "smlad r3, r9, lr, r3",
+            "subs r5, r5, #1",
+            "bne 2b",
+        )
+    };
+}
+
+/// `conv_pairs_2px_stream`'s assembly with one group's lines (`$group`: patch words at lr, filter words at
+/// r12, accumulators in r0..r3) written out [`STREAM_CHUNK`] times: a chunk.
+macro_rules! conv_stream_asm {
+    ($x:ident, $full:ident, $skip:ident, $out:ident, $out1:ident, $out_end:ident, $x_full_end:ident, $w:ident, $($group:literal,)*) => {
+        asm!(
+            // frame: x, entry (of the full chunks' loop, or into the last chunk), x_full_end, out0, out1,
+            // out_end, the entry into the last chunk, the caller's r6 and r7
+            "push {{r6, r7}}",
+            "adr r6, 7f",
+            "add r6, r6, r2",
+            "orr r6, r6, #1",
+            "adr r7, 5f",
+            "orr r7, r7, #1",
+            "cmp r1, #0",
+            "ite eq",
+            "moveq r1, r6",
+            "movne r1, r7",
+            "mov r2, r8",
+            "push {{r0, r1, r2, r3, r4, r5, r6}}",
+            "1:",
+            "ldm r12!, {{r0, r1, r2, r3}}",
+            "ldrd lr, r4, [sp]",
+            "bx r4",
+            // the full chunks, looped until the patch pointer reaches x_full_end
+            "5:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "8:",
+            ".if 8b - 5b - 640",
+            ".error \"conv_pairs_2px_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldr r4, [sp, #8]",
+            "cmp lr, r4",
+            "bne 5b",
+            "ldr r4, [sp, #24]",
+            "bx r4",
+            // the last chunk, entered at its remainder's first group
+            "7:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 7b - 640",
+            ".error \"conv_pairs_2px_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+            "ldrd r10, r11, [sp, #12]",
+            "smmlar lr, r0, r4, r5",
+            "add lr, lr, r0, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r1, r4, r5",
+            "add lr, lr, r1, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "smmlar lr, r2, r6, r7",
+            "add lr, lr, r2, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r3, r6, r7",
+            "add lr, lr, r3, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "ldr r4, [sp, #20]",
+            "strd r10, r11, [sp, #12]",
+            "cmp r10, r4",
+            "bne 1b",
+            "add sp, sp, #28",
+            "pop {{r6, r7}}",
+            inout("r0") $x.as_ptr() => _,
+            inout("r1") $full => _,
+            inout("r2") $skip => _,
+            inout("r3") $out.as_mut_ptr() => _,
+            inout("r4") $out1 => _,
+            inout("r5") $out_end => _,
+            inout("r8") $x_full_end => _,
+            inout("r12") $w.as_ptr() => _,
+            out("r9") _, out("r10") _, out("r11") _, out("lr") _,
+        )
+    };
+}
+
+/// `conv_1x1_stream`'s assembly: for every pixel pair, the two pixels widened into the patch words, then
+/// [`conv_stream_asm`]'s loop over the channel pairs.
+/// `$epilogue`: the lines that requantize a channel pair's four accumulators (r0..r3) and store them at
+/// out0 and out1 (r10 and r11 after `ldrd r10, r11, [sp, #12]`, advanced by two), with r4..r9 and lr free.
+macro_rules! conv_1x1_asm {
+    ($frame:ident, [$($epilogue:literal,)*], $($group:literal,)*) => {
+        asm!(
+            // frame (copied from the caller's `frame`, then the entries computed): x, entry, x_full_end, out0,
+            // out1, out_end, the entry into the last chunk, input, w, groups, the end of all outputs, out_c,
+            // act_min and act_max in every byte, the caller's r6 and r7
+            "push {{r6, r7}}",
+            "sub sp, sp, #56",
+            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
+            "stm sp, {{r1, r2, r3, r4, r5, r6}}",
+            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
+            "add r7, sp, #24",
+            "stm r7, {{r1, r2, r3, r4, r5, r6}}",
+            "ldm r0, {{r1, r2}}",
+            "strd r1, r2, [sp, #48]",
+            "ldr r2, [sp, #24]",
+            "adr r6, 7f",
+            "add r6, r6, r2",
+            "orr r6, r6, #1",
+            "str r6, [sp, #24]",
+            "ldr r1, [sp, #4]",
+            "adr r7, 5f",
+            "orr r7, r7, #1",
+            "cmp r1, #0",
+            "ite eq",
+            "moveq r1, r6",
+            "movne r1, r7",
+            "str r1, [sp, #4]",
+            // a pixel pair: both pixels' values as int16 pairs, group by group (x0 even, x0 odd, x1 even, x1 odd)
+            "2:",
+            "ldr r0, [sp, #28]",
+            "ldr r3, [sp, #36]",
+            "add r1, r0, r3, lsl #2",
+            "ldr r2, [sp]",
+            "3:",
+            "ldr r4, [r0], #4",
+            "ldr r5, [r1], #4",
+            "sxtb16 r8, r4",
+            "sxtb16 r9, r4, ror #8",
+            "sxtb16 r10, r5",
+            "sxtb16 r11, r5, ror #8",
+            "stm r2!, {{r8, r9, r10, r11}}",
+            "subs r3, r3, #1",
+            "bne 3b",
+            "str r1, [sp, #28]",
+            "ldr r12, [sp, #32]",
+            "1:",
+            "ldm r12!, {{r0, r1, r2, r3}}",
+            "ldrd lr, r4, [sp]",
+            "bx r4",
+            "5:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "8:",
+            ".if 8b - 5b - 640",
+            ".error \"conv_1x1_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldr r4, [sp, #8]",
+            "cmp lr, r4",
+            "bne 5b",
+            "ldr r4, [sp, #24]",
+            "bx r4",
+            "7:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 7b - 640",
+            ".error \"conv_1x1_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            $($epilogue,)*
+            "ldr r4, [sp, #20]",
+            "strd r10, r11, [sp, #12]",
+            "cmp r10, r4",
+            "bne 1b",
+            // the next pixel pair's outputs start where pixel 1's end
+            "ldr r4, [sp, #44]",
+            "add r5, r11, r4",
+            "strd r11, r5, [sp, #12]",
+            "str r5, [sp, #20]",
+            "ldr r4, [sp, #40]",
+            "cmp r11, r4",
+            "bne 2b",
+            "add sp, sp, #56",
+            "pop {{r6, r7}}",
+            inout("r0") $frame.as_ptr() => _,
+            out("r1") _, out("r2") _, out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _,
+            out("r10") _, out("r11") _, out("r12") _, out("lr") _,
+        )
+    };
+}
+
+/// A 1x1 convolution with stride 1 over `pixel_pairs` pairs of consecutive pixels (`input`: their values,
+/// `4 * groups` int8 each, back to back), all in one call: per pixel pair both pixels widened into `x` (the
+/// patch words of [`conv_pairs_2px_stream`], plain values: the stream's weights are doubled), then every
+/// channel pair of the filter stream `w` as [`conv_pairs_2px_stream`] does, the outputs of pixel `2q` at
+/// `out[2q * 2 * pairs..]` and of `2q + 1` right after. No Rust between pixels, and the widening of a group
+/// of both pixels is 7 instructions: what a layer of few input channels (few groups) spends besides its MACs.
+///
+/// `FULL`: the activation range is all of int8 (the saturation to int8 is the clamp); else the outputs are
+/// clamped to `act` (`(act_min, act_max)`), the four of a channel pair at once with SSUB8 and SEL on a word
+/// that packs them (7 instructions more per channel pair).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_1x1_stream<const FULL: bool>(
+    w: &[u32],
+    input: &[i8],
+    groups: usize,
+    pairs: usize,
+    pixel_pairs: usize,
+    out: &mut [i8],
+    x: &mut [u32],
+    act: (i32, i32),
+) {
+    if groups == 0
+        || pairs == 0
+        || pixel_pairs == 0
+        || w.len() < (4 * groups + crate::conv::WIDENED_PAIR_EXTRA_WORDS) * pairs
+        || x.len() < 4 * groups
+        || input.len() < pixel_pairs * 8 * groups
+        || out.len() < pixel_pairs * 4 * pairs
+    {
+        return;
+    }
+    let last = (groups - 1) % STREAM_CHUNK + 1;
+    let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
+    let full = (groups - last) / STREAM_CHUNK;
+    let x0 = x.as_mut_ptr() as usize;
+    let out0 = out.as_mut_ptr() as usize;
+    let out_c = 2 * pairs;
+    let bytes = |v: i32| (v as u8 as usize).wrapping_mul(0x0101_0101);
+    let frame: [usize; 14] = [
+        x0, full, x0 + 16 * (groups - last), out0, out0 + out_c, out0 + out_c, skip, input.as_ptr() as usize,
+        w.as_ptr() as usize, groups, out0 + 2 * out_c * pixel_pairs, out_c, bytes(act.0), bytes(act.1),
+    ];
+    // SAFETY: per pixel pair `q` it reads the `8 * groups` bytes of `input` from `8 * groups * q` (LDR allows
+    // any alignment on ARMv7-M) and writes the `4 * groups` words of `x`; per channel pair it reads `4 * groups
+    // + 10` consecutive words of `w` from its start (`pairs` of them in all) and the `4 * groups` words of `x`
+    // (as `conv_pairs_2px_stream`), and writes two bytes at out0 and two at out1, which advance through pixel
+    // `2q`'s and `2q + 1`'s `out_c` bytes: `4 * pairs` bytes of `out` per pixel pair (all within the slices,
+    // checked above; `u32` slices are word-aligned as LDM and STM require). r6 and r7 (never operands) are
+    // saved on the stack and restored; the 64 bytes it takes are given back before it ends.
+    unsafe {
+        if FULL {
+            conv_1x1_asm!(frame, [
+                "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+                "ldrd r10, r11, [sp, #12]",
+                "smmlar lr, r0, r4, r5",
+                "add lr, lr, r0, asr #31",
+                "asr lr, lr, r8",
+                "ssat lr, #8, lr, asr #1",
+                "strb lr, [r10], #1",
+                "smmlar lr, r1, r4, r5",
+                "add lr, lr, r1, asr #31",
+                "asr lr, lr, r8",
+                "ssat lr, #8, lr, asr #1",
+                "strb lr, [r11], #1",
+                "smmlar lr, r2, r6, r7",
+                "add lr, lr, r2, asr #31",
+                "asr lr, lr, r9",
+                "ssat lr, #8, lr, asr #1",
+                "strb lr, [r10], #1",
+                "smmlar lr, r3, r6, r7",
+                "add lr, lr, r3, asr #31",
+                "asr lr, lr, r9",
+                "ssat lr, #8, lr, asr #1",
+                "strb lr, [r11], #1",
+            ],
+                "ldm.w lr!, {{r4, r5, r6, r7}}",
+                "ldm.w r12!, {{r8, r9, r10, r11}}",
+                "smlad r0, r8, r4, r0",
+                "smlad r1, r8, r6, r1",
+                "smlad r0, r9, r5, r0",
+                "smlad r1, r9, r7, r1",
+                "smlad r2, r10, r4, r2",
+                "smlad r3, r10, r6, r3",
+                "smlad r2, r11, r5, r2",
+                "smlad r3, r11, r7, r3",
             )
         } else {
-            conv_pairs_asm!(w, x, groups, pairs, bias2, rescale, out, out1,
-                "2:",
-                "ldr r8, [r4], #4",
-                "ldrd r10, r11, [r6], #8",
-                "ldrd r12, lr, [r6], #8",
-                "sxtb16 r9, r8",
-                "smlad r0, r9, r10, r0",
-                "smlad r1, r9, r12, r1",
-                "sxtb16 r9, r8, ror #8",
-                "smlad r0, r9, r11, r0",
-                "smlad r1, r9, lr, r1",
-                "ldr r8, [r4], #4",
-                "sxtb16 r9, r8",
-                "smlad r2, r9, r10, r2",
-                "smlad r3, r9, r12, r3",
-                "sxtb16 r9, r8, ror #8",
-                "smlad r2, r9, r11, r2",
-                "smlad r3, r9, lr, r3",
-                "subs r5, r5, #1",
-                "bne 2b",
+            conv_1x1_asm!(frame, [
+                "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+                "smmlar lr, r0, r4, r5",
+                "add lr, lr, r0, asr #31",
+                "asr lr, lr, r8",
+                "ssat r0, #8, lr, asr #1",
+                "smmlar lr, r1, r4, r5",
+                "add lr, lr, r1, asr #31",
+                "asr lr, lr, r8",
+                "ssat r1, #8, lr, asr #1",
+                "smmlar lr, r2, r6, r7",
+                "add lr, lr, r2, asr #31",
+                "asr lr, lr, r9",
+                "ssat r2, #8, lr, asr #1",
+                "smmlar lr, r3, r6, r7",
+                "add lr, lr, r3, asr #31",
+                "asr lr, lr, r9",
+                "ssat r3, #8, lr, asr #1",
+                // bytes (channel 0, channel 1) of pixel 0, then of pixel 1: max with act_min, min with act_max
+                "bfi r0, r2, #8, #8",
+                "bfi r0, r1, #16, #8",
+                "bfi r0, r3, #24, #8",
+                "ldrd r4, r5, [sp, #48]",
+                "ssub8 lr, r0, r4",
+                "sel r0, r0, r4",
+                "ssub8 lr, r5, r0",
+                "sel r0, r0, r5",
+                "ldrd r10, r11, [sp, #12]",
+                "strh r0, [r10], #2",
+                "lsr r0, r0, #16",
+                "strh r0, [r11], #2",
+            ],
+                "ldm.w lr!, {{r4, r5, r6, r7}}",
+                "ldm.w r12!, {{r8, r9, r10, r11}}",
+                "smlad r0, r8, r4, r0",
+                "smlad r1, r8, r6, r1",
+                "smlad r0, r9, r5, r0",
+                "smlad r1, r9, r7, r1",
+                "smlad r2, r10, r4, r2",
+                "smlad r3, r10, r6, r3",
+                "smlad r2, r11, r5, r2",
+                "smlad r3, r11, r7, r3",
             )
         }
+    };
+}
+
+/// `dot_2rows_2px_stream`'s assembly: [`conv_stream_asm`]'s chunk of groups for one pair of rows, the
+/// accumulators in and out of r0..r3.
+macro_rules! dot_stream_asm {
+    ($w:ident, $x:ident, $skip:ident, $x_end:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $($group:literal,)*) => {
+        asm!(
+            // frame: the caller's r6 and r7, x_end
+            "adr r4, 5f",
+            "add r4, r4, r5",
+            "orr r4, r4, #1",
+            "push {{r6, r7, r8}}",
+            "bx r4",
+            "5:",
+            $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
+            "6:",
+            ".if 6b - 5b - 640",
+            ".error \"dot_2rows_2px_stream: a group is not 40 bytes of code\"",
+            ".endif",
+            "ldr r4, [sp, #8]",
+            "cmp lr, r4",
+            "bne 5b",
+            "pop {{r6, r7, r8}}",
+            inout("r0") $a0, inout("r1") $a1, inout("r2") $a2, inout("r3") $a3,
+            inout("r5") $skip => _,
+            inout("r8") $x_end => _,
+            inout("r12") $w.as_ptr() => _,
+            inout("lr") $x.as_ptr() => _,
+            out("r4") _, out("r9") _, out("r10") _, out("r11") _,
+        )
+    };
+}
+
+/// [`dot_2rows_2px`] for one pair of rows of the filter stream (`w`: the pair's `4 * groups` widened
+/// words, without its bias and requantization words) with [`conv_pairs_2px_stream`]'s unrolled groups: 10
+/// instructions per 16 MACs. The paths that requantize in Rust (TFLM's general path, a clamped activation
+/// range) use it.
+pub fn dot_2rows_2px_stream(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
+    let groups = (w.len() / 4).min(x.len() / 4);
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    if groups == 0 {
+        return acc;
+    }
+    let skip = (STREAM_CHUNK - ((groups - 1) % STREAM_CHUNK + 1)) * STREAM_GROUP_BYTES;
+    let x_end = x.as_ptr().wrapping_add(4 * groups);
+    // SAFETY: reads the `4 * groups` words of `w` and of `x` (the jump skips the chunk's first groups, the
+    // chunk loop ends at `x_end`), within both slices; `u32` slices are word-aligned as LDM requires. r6 and
+    // r7 (never operands) are saved on the stack and restored; the 12 bytes pushed are popped before it ends.
+    unsafe {
+        dot_stream_asm!(w, x, skip, x_end, a0, a1, a2, a3,
+            "ldm.w lr!, {{r4, r5, r6, r7}}",
+            "ldm.w r12!, {{r8, r9, r10, r11}}",
+            "smlad r0, r8, r4, r0",
+            "smlad r1, r8, r6, r1",
+            "smlad r0, r9, r5, r0",
+            "smlad r1, r9, r7, r1",
+            "smlad r2, r10, r4, r2",
+            "smlad r3, r10, r6, r3",
+            "smlad r2, r11, r5, r2",
+            "smlad r3, r11, r7, r3",
+        )
+    };
+    [a0, a1, a2, a3]
+}
+
+/// The conv kernel's im2col step for one patch: every whole word of `src` (four int8 `v0..v3`, any alignment)
+/// as the int16-pair words `(v0, v2)`, `(v1, v3)` at `dst[4g + 2 slot..]` (`slot` 0 or 1: the patch's place
+/// in the two-pixel layout). 6 instructions per word.
+pub fn widen_slot(src: &[i8], dst: &mut [u32], slot: usize) {
+    let n = (src.len() / 4).min(dst.len() / 4);
+    if n == 0 || slot > 1 {
+        return;
+    }
+    // SAFETY: reads `4 * n` bytes of `src` (LDR allows any alignment on ARMv7-M) and writes the words
+    // `4g + 2 slot` and `4g + 2 slot + 1` of `dst` for `g < n`, within both slices (`dst` is a `u32` slice:
+    // word-aligned for STRD). Registers only otherwise.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {t}, [{ps}], #4",
+            "sxtb16 {a}, {t}",
+            "sxtb16 {b}, {t}, ror #8",
+            "strd {a}, {b}, [{pd}], #16",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            ps = inout(reg) src.as_ptr() => _, pd = inout(reg) dst.as_mut_ptr().wrapping_add(2 * slot) => _,
+            n = inout(reg) n => _, t = out(reg) _, a = out(reg) _, b = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of a conv patch (slices of equal length; else nothing is
+/// copied): word by word (LDR and STR allow any alignment on ARMv7-M), then the bytes left, instead of a
+/// call to memcpy.
+pub fn copy_bytes(dst: &mut [i8], src: &[i8]) {
+    let n = dst.len();
+    if n == 0 || src.len() != n {
+        return;
+    }
+    // SAFETY: reads `n` bytes of `src` and writes `n` bytes of `dst` (equal lengths, checked above), in words
+    // (any alignment) then bytes. Registers only otherwise.
+    unsafe {
+        asm!(
+            "lsrs {w}, {n}, #2",
+            "beq 3f",
+            "2:",
+            "ldr {t}, [{ps}], #4",
+            "str {t}, [{pd}], #4",
+            "subs {w}, {w}, #1",
+            "bne 2b",
+            "3:",
+            "ands {n}, {n}, #3",
+            "beq 5f",
+            "4:",
+            "ldrb {t}, [{ps}], #1",
+            "strb {t}, [{pd}], #1",
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            ps = inout(reg) src.as_ptr() => _, pd = inout(reg) dst.as_mut_ptr() => _, n = inout(reg) n => _,
+            w = out(reg) _, t = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
+/// `dst.fill(v)` for the short runs of a conv patch, like [`copy_bytes`].
+pub fn fill_bytes(dst: &mut [i8], v: i8) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let word = (v as u8 as u32).wrapping_mul(0x0101_0101);
+    // SAFETY: writes the `n` bytes of `dst`, in words (any alignment) then bytes. Registers only otherwise.
+    unsafe {
+        asm!(
+            "lsrs {w}, {n}, #2",
+            "beq 3f",
+            "2:",
+            "str {v}, [{pd}], #4",
+            "subs {w}, {w}, #1",
+            "bne 2b",
+            "3:",
+            "ands {n}, {n}, #3",
+            "beq 5f",
+            "4:",
+            "strb {v}, [{pd}], #1",
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            pd = inout(reg) dst.as_mut_ptr() => _, n = inout(reg) n => _, v = in(reg) word, w = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
+/// Groups per unrolled chunk of [`conv_pairs_2px_stream`]'s inner loop, and bytes of code per group (ten
+/// 32-bit instructions: the computed jump into the chunk relies on it, and the assembly checks it).
+const STREAM_CHUNK: usize = 16;
+const STREAM_GROUP_BYTES: usize = 40;
+
+/// [`conv_pairs_2px`] for a pre-widened filter stream that carries each pair's bias and requantization with
+/// its rows, so one pointer walks the whole layer: per pair `p`, the words `(bias2[2p], bias2[2p],
+/// bias2[2p + 1], bias2[2p + 1])`, then the `4 * groups` filter words (per group row `2p`'s `(v0, v2)`,
+/// `(v1, v3)` as int16 pairs, then row `2p + 1`'s), then `(multiplier, add)` of both channels and their
+/// `right - 1` shifts ([`crate::quant::Rescale`]'s short path: the caller checks that every channel takes it
+/// and that the activation range is all of int8). `x` and `out` as for [`conv_pairs_2px`].
+///
+/// Fourteen registers hold the 2x2 block's accumulators, a group's four patch words and four filter words
+/// and both pointers, so a group is two LDMs and eight SMLADs: 10 instructions per 16 MACs. With no register
+/// left for a counter, the groups are written out in chunks of [`STREAM_CHUNK`]: whole chunks in a loop that
+/// ends when the patch pointer reaches their end (kept on the stack, read between chunks when the data
+/// registers are free), then a second copy for the last chunk, entered by a computed jump at the first of
+/// the groups left (Duff's device) and falling through to the requantization, so a patch of at most
+/// [`STREAM_CHUNK`] groups pays no loop test at all. About 29 instructions per channel pair around the
+/// groups: LDMs for bias and requantization, 20 for the four requantizations.
+pub fn conv_pairs_2px_stream(w: &[u32], x: &[u32], groups: usize, pairs: usize, out: &mut [i8], px1: usize) {
+    if groups == 0
+        || pairs == 0
+        || w.len() < (4 * groups + crate::conv::WIDENED_PAIR_EXTRA_WORDS) * pairs
+        || x.len() < 4 * groups
+        || out.len() < px1 + 2 * pairs
+    {
+        return;
+    }
+    // the last chunk runs the groups left over by whole chunks (a whole chunk when none are)
+    let last = (groups - 1) % STREAM_CHUNK + 1;
+    let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
+    let full = (groups - last) / STREAM_CHUNK;
+    let x_full_end = x.as_ptr().wrapping_add(4 * (groups - last));
+    let out1 = out.as_mut_ptr().wrapping_add(px1);
+    let out_end = out.as_mut_ptr().wrapping_add(2 * pairs);
+    // SAFETY: per pair it reads `4 * groups + 10` consecutive words of `w` (`pairs` of them in all) and the
+    // `4 * groups` words of `x` (`full` whole chunks, the loop ending at `x_full_end`, then the last chunk's
+    // `last` groups: the jump skips its first ones),
+    // writes two bytes from `out` and two from `out + px1`, advancing both by two: `2 * pairs` bytes from
+    // each, within `out` (all checked above); `u32` slices are word-aligned as LDM requires. r6 and r7 (LLVM's
+    // base and frame pointers, never operands) are saved on the stack with the frame and restored; the 36
+    // bytes pushed are popped before it ends.
+    unsafe {
+        conv_stream_asm!(x, full, skip, out, out1, out_end, x_full_end, w,
+            "ldm.w lr!, {{r4, r5, r6, r7}}",
+            "ldm.w r12!, {{r8, r9, r10, r11}}",
+            "smlad r0, r8, r4, r0",
+            "smlad r1, r8, r6, r1",
+            "smlad r0, r9, r5, r0",
+            "smlad r1, r9, r7, r1",
+            "smlad r2, r10, r4, r2",
+            "smlad r3, r10, r6, r3",
+            "smlad r2, r11, r5, r2",
+            "smlad r3, r11, r7, r3",
+        )
     };
 }
 

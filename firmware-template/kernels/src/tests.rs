@@ -506,6 +506,22 @@ mod matmul_kernels {
         words.iter().flat_map(|&w| [half(w) | half(w >> 16) << 16, half(w >> 8) | half(w >> 24) << 16]).collect()
     }
 
+    /// The `conv2d_s8_widened` filter: per pair of rows `(b0, b0, b1, b1)`, the pair's `4 * words` widened
+    /// words, `(m0, add0, m1, add1, tz(add0), tz(add1))`.
+    fn widened_stream(widened: &[u32], words: usize, bias: &[i32], rescales: &[Rescale]) -> Vec<u32> {
+        let pad = Rescale { multiplier: 0, add: 1 };
+        widened.chunks(4 * words).enumerate().flat_map(|(pair, rows)| {
+            let b = |c: usize| bias.get(c).copied().unwrap_or(0) as u32;
+            let r = |c: usize| rescales.get(c).copied().unwrap_or(pad);
+            let (r0, r1) = (r(2 * pair), r(2 * pair + 1));
+            let mut v = vec![b(2 * pair), b(2 * pair), b(2 * pair + 1), b(2 * pair + 1)];
+            v.extend_from_slice(rows);
+            v.extend([r0.multiplier as u32, r0.add as u32, r1.multiplier as u32, r1.add as u32]);
+            v.extend([r0.add.trailing_zeros(), r1.add.trailing_zeros()]);
+            v
+        }).collect()
+    }
+
     fn padded_row(row: &[i8], words: usize) -> Vec<i8> {
         let mut r = row.to_vec();
         r.resize(4 * words, 0);
@@ -576,11 +592,15 @@ mod matmul_kernels {
         let mut stage = vec![0i8; p.stage_bytes()];
         conv2d_s8(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
         assert_eq!(output, expected, "conv {p:?} wide={wide}");
-        // conv_filter_widened_words: each word as its two int16-pair words, row 0's then row 1's
-        let filter = widened(&filter);
+        // conv_filter_widened_words: each word as its two int16-pair words, row 0's then row 1's, each pair
+        // between its doubled biases and its rescales with their shifts (a padding row: zero bias, add 1)
+        // doubled weights unless the layer sums plainly (general): the kernel then widens plain patches
+        let double = |w: u32| ((w as u16).wrapping_mul(2) as u32) | (((w >> 16) as u16).wrapping_mul(2) as u32) << 16;
+        let wide_rows: Vec<u32> = widened(&filter).into_iter().map(|w| if wide { w } else { double(w) }).collect();
+        let filter = widened_stream(&wide_rows, row_words, &bias, &rescales);
         assert_eq!(filter.len(), conv_filter_widened_words(&p));
         let mut output = vec![0i8; expected.len()];
-        conv2d_s8_widened(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
+        conv2d_s8_widened(&p, &input, &filter, &mut output, &mut scratch, &mut stage);
         assert_eq!(output, expected, "conv widened {p:?} wide={wide}");
     }
 

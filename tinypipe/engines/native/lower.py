@@ -114,15 +114,40 @@ def conv_filter_words(weights: tuple[int, ...], out_c: int, row_len: int) -> tup
     return pack_words(out)
 
 
-def widen_filter_words(words: tuple[int, ...]) -> tuple[int, ...]:
+def widen_filter_words(words: tuple[int, ...], factor: int = 1) -> tuple[int, ...]:
     """`conv_filter_words` or `fc_weight_words` -> the `conv2d_s8_widened` or `fully_connected_s8_widened`
     layout: each word's four int8 `v0..v3` as the two words `(v0, v2)` and `(v1, v3)` of int16 pairs (what
-    SXTB16 makes of it), in the same order."""
+    SXTB16 makes of it), in the same order; each value times `factor` (2: a conv filter of a layer whose
+    accumulators hold twice the sum, so its patches need no doubling; -256..254 fits a halfword)."""
     out: list[int] = []
     for word in words:
-        v = struct.unpack("<4b", struct.pack("<I", word))
+        v = [factor * b for b in struct.unpack("<4b", struct.pack("<I", word))]
         out += [pack_halves(v[0], v[2]), pack_halves(v[1], v[3])]
     return tuple(out)
+
+
+def conv_widened_stream(widened: tuple[int, ...], words: int, bias2, rescales) -> tuple[int, ...]:
+    """`widen_filter_words` of a `conv_filter_words` layout (`words` per row) -> the `conv2d_s8_widened`
+    layout: each pair of rows framed by its channels' folded biases (each twice: the four accumulators' start)
+    and their `Rescale` words and shifts (`(multiplier, add)` of both, then both `trailing_zeros(add)`), so
+    the DSP loop reads a whole layer through one pointer (conv.rs `WIDENED_PAIR_EXTRA_WORDS`). An odd
+    channel count's padding row gets a zero bias and a harmless rescale."""
+    bias2 = list(bias2) + [0] * (len(bias2) % 2)
+    rescales = list(rescales) + [(0, 0, 1)] * (len(rescales) % 2)
+    per_pair = 4 * words
+    out: list[int] = []
+    for pair in range(len(bias2) // 2):
+        b0, b1 = bias2[2 * pair], bias2[2 * pair + 1]
+        (m0, a0, r0), (m1, a1, r1) = rescales[2 * pair], rescales[2 * pair + 1]
+        add0, add1 = rescale_word(a0, r0) & 0xFFFFFFFF, rescale_word(a1, r1) & 0xFFFFFFFF
+        out += [b0 & 0xFFFFFFFF, b0 & 0xFFFFFFFF, b1 & 0xFFFFFFFF, b1 & 0xFFFFFFFF]
+        out += widened[pair * per_pair:(pair + 1) * per_pair]
+        out += [m0 & 0xFFFFFFFF, add0, m1 & 0xFFFFFFFF, add1, _trailing_zeros(add0), _trailing_zeros(add1)]
+    return tuple(out)
+
+
+def _trailing_zeros(word: int) -> int:
+    return (word & -word).bit_length() - 1 if word else 32
 
 
 def fc_weight_words(weights: tuple[int, ...], out_depth: int, depth: int) -> tuple[int, ...]:
@@ -509,11 +534,14 @@ class _Lowering:
             # the patch of an output pixel, in whole words: im2col scratch for two pixels, staging for one
             words = -(-per // 4)
             filter_words = conv_filter_words(wv, out_c, per)
-            if self.widen_weights:
-                filter_words = widen_filter_words(filter_words)
             arrays = [ConstArray(f"W{n}", "u32", filter_words),
                       ConstArray(f"B2{n}", "i32", bias_arg),
                       ConstArray(f"RS{n}", "Rs", rescales)]
+            if self.widen_weights:
+                # doubled weights for a layer whose accumulators hold twice the sum: its patches are then plain;
+                # the biases and rescales travel in the stream
+                arrays = [ConstArray(f"W{n}", "u32", conv_widened_stream(
+                    widen_filter_words(filter_words, 1 if general else 2), words, bias_arg, rescales))]
             scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
