@@ -1,11 +1,12 @@
 //! The fused activation of CONV_2D and DEPTHWISE_CONV_2D as a pass of its own over the output.
 //!
-//! The convolution kernels' fast paths (the DSP and Armv7-M assembly loops) saturate to the whole int8 range
-//! only. A layer whose activation range is narrower (RELU or RELU6 whose output zero point is above -128, as a
-//! model calibrated on few samples gets) would otherwise take the portable path, twice the instructions or
-//! more. The code generator runs such a layer with the full range instead and then this clamp: `clamp(lo, hi)`
-//! of `ssat8(v)` equals `clamp(lo, hi)` of `v` for any `-128 <= lo <= hi <= 127`, so the bits are TFLM's, for
-//! about two instructions per output byte on a DSP core.
+//! Several convolution fast paths (the Armv7-M assembly loops, the DSP path's int8-filter loops, the depthwise
+//! row loop for a range clamped at both ends) saturate to the whole int8 range only. A layer whose activation
+//! range is narrower (RELU or RELU6 whose output zero point is above -128, as a model calibrated on few samples
+//! gets) would otherwise take the portable path, twice the instructions or more. The code generator runs such a
+//! layer with the full range instead and then this clamp (emit.py's CLAMPED_KERNELS says which): `clamp(lo,
+//! hi)` of `ssat8(v)` equals `clamp(lo, hi)` of `v` for any `-128 <= lo <= hi <= 127`, so the bits are TFLM's,
+//! for about two instructions per output byte on a DSP core.
 
 /// Every value of `y` clamped into `[lo, hi]` (both within int8; `lo <= hi`).
 pub fn clamp_s8(y: &mut [i8], lo: i32, hi: i32) {

@@ -171,23 +171,32 @@ def _patch_call(patch, plan: ArenaPlan, t, stage_bytes: int) -> str:
     return "".join(text)
 
 
-# kernels whose fast paths saturate to the whole int8 range only (conv.rs, depthwise.rs): a layer with a narrower
-# activation range runs them with the full range, then `k::clamp_s8` over its output (clamp.rs says why the bits
-# are the same)
-CLAMPED_KERNELS = frozenset({"conv2d_s8", "conv2d_s8_widened", "depthwise_conv2d_s8"})
+# A conv or depthwise layer whose activation range is narrower than int8's runs its kernel with the full range,
+# then `k::clamp_s8` over its output (clamp.rs says why the bits are the same), where the kernel's fast path has
+# no narrower range of its own: conv2d_s8 (int8 filters: the Armv7-M, Armv6-M and portable paths, and the modes
+# that do not widen) and a depthwise layer clamped at both ends. The DSP path's widened convolutions
+# (dsp::conv_1x1_stream, dot_2rows_2px_stream) and its depthwise row loop for a range open at one end clamp
+# in their own loops.
+CLAMPED_KERNELS = frozenset({"conv2d_s8", "depthwise_conv2d_s8"})
+
+
+def _clamp_pass(step: Step, lo: int, hi: int) -> bool:
+    if step.kernel == "depthwise_conv2d_s8":
+        return lo > -128 and hi < 127
+    return True
 
 
 def clamped_steps(program: Program, schedule: list | None = None) -> dict[int, tuple[int, int]]:
-    """op index -> (act_min, act_max) of the steps run with the full int8 range and clamped after: every conv
-    or depthwise layer whose activation range is narrower and whose channels all take the short requantization
-    path (the general path has no fast loop to gain), but those inside a patch (ram mode), whose band outputs
-    feed the next layer before any pass over a whole tensor could run."""
+    """op index -> (act_min, act_max) of the steps run with the full int8 range and clamped after: the conv or
+    depthwise layers of CLAMPED_KERNELS whose activation range is narrower and whose channels all take the short
+    requantization path (the general path has no fast loop to gain), but those inside a patch (ram mode), whose
+    band outputs feed the next layer before any pass over a whole tensor could run."""
     patched = {s.index for p in (schedule or []) if p.kernel == "patch" for s in p.steps}
     out = {}
     for s in program.steps:
         if s.kernel in CLAMPED_KERNELS and s.general_channels == 0 and s.index not in patched:
             lo, hi = s.params["act_min"], s.params["act_max"]
-            if (lo, hi) != (-128, 127):
+            if (lo, hi) != (-128, 127) and _clamp_pass(s, lo, hi):
                 out[s.index] = (lo, hi)
     return out
 
