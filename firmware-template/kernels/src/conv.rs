@@ -53,12 +53,13 @@ impl Conv2d {
         4 * self.row_words()
     }
 
-    /// Staging bytes for gathering a patch that is not one contiguous run of the input (any kernel but 1x1).
+    /// Staging bytes for gathering a patch that is not one contiguous run of the input (any kernel but 1x1):
+    /// the patch in whole words, and a word of slack for the DSP path's word-rounded runs (`dsp::gather_runs`).
     pub const fn stage_bytes(&self) -> usize {
         if self.k_h * self.k_w == 1 {
             0
         } else {
-            4 * self.row_words()
+            4 * self.row_words() + 4
         }
     }
 }
@@ -342,12 +343,37 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
     if p.k_h * p.k_w == 1 {
         return pixel_patch(p, input, px).unwrap_or(&[]);
     }
+    #[cfg(tinyml_dsp)]
+    let gathered = gather_inside(p, input, px, stage);
+    #[cfg(not(tinyml_dsp))]
+    let gathered = false;
     let stage = &mut stage[..4 * p.row_words()];
-    gather_patch(p, input, px, &mut stage[..patch]);
-    for v in &mut stage[patch..] {
-        *v = 0;
+    if !gathered {
+        gather_patch(p, input, px, &mut stage[..patch]);
+        for v in &mut stage[patch..] {
+            *v = 0;
+        }
     }
     stage
+}
+
+/// The DSP path's gather for a window wholly inside the input (no padding taps) and without horizontal
+/// dilation: each row of taps is one run of the input, copied in whole words by `dsp::gather_runs`. What
+/// dominates a layer of few input channels (a 3x3x3 patch is three runs of nine bytes); the bytes after the
+/// patch are left as the runs' last words put them, where the filter rows hold zeros. False (nothing
+/// written that matters) when the window reaches the padding: [`gather_patch`] does those.
+#[cfg(tinyml_dsp)]
+#[inline(always)]
+fn gather_inside(p: &Conv2d, input: &[i8], px: usize, stage: &mut [i8]) -> bool {
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let (Some(y0), Some(x0)) = ((oy * p.stride_h).checked_sub(p.pad_h), (ox * p.stride_w).checked_sub(p.pad_w)) else {
+        return false;
+    };
+    if p.dil_w != 1 || y0 + (p.k_h - 1) * p.dil_h >= p.in_h || x0 + p.k_w > p.in_w {
+        return false;
+    }
+    let row = p.in_w * p.in_c;
+    crate::dsp::gather_runs(input, y0 * row + x0 * p.in_c, p.dil_h * row, p.k_w * p.in_c, p.k_h, stage)
 }
 
 /// A 1x1 convolution's patch of output pixel `px`: the input pixel itself (never in the padding: 1x1
