@@ -332,6 +332,10 @@ fn quads_armv7m(
 
 /// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `doubled` or not.
 fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8], doubled: bool) {
+    #[cfg(tinyml_dsp)]
+    if !doubled && gather_inside(p, input, px, scratch, slot, stage) {
+        return;
+    }
     widen(patch(p, input, px, stage), scratch, slot, doubled);
 }
 
@@ -343,28 +347,26 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
     if p.k_h * p.k_w == 1 {
         return pixel_patch(p, input, px).unwrap_or(&[]);
     }
-    #[cfg(tinyml_dsp)]
-    let gathered = gather_inside(p, input, px, stage);
-    #[cfg(not(tinyml_dsp))]
-    let gathered = false;
     let stage = &mut stage[..4 * p.row_words()];
-    if !gathered {
-        gather_patch(p, input, px, &mut stage[..patch]);
-        for v in &mut stage[patch..] {
-            *v = 0;
-        }
+    gather_patch(p, input, px, &mut stage[..patch]);
+    for v in &mut stage[patch..] {
+        *v = 0;
     }
     stage
 }
 
-/// The DSP path's gather for a window wholly inside the input (no padding taps) and without horizontal
-/// dilation: each row of taps is one run of the input, copied in whole words by `dsp::gather_runs`. What
-/// dominates a layer of few input channels (a 3x3x3 patch is three runs of nine bytes); the bytes after the
-/// patch are left as the runs' last words put them, where the filter rows hold zeros. False (nothing
-/// written that matters) when the window reaches the padding: [`gather_patch`] does those.
+/// The DSP path's plain (not doubled) [`load_patch`] for a kernel larger than 1x1 whose window lies wholly
+/// inside the input (no padding taps), without horizontal dilation: each row of taps is one run of the input,
+/// gathered and widened in one assembly block (`dsp::gather_widen_slot`). What dominates a layer of few input
+/// channels (a 3x3x3 patch is three runs of nine bytes); the bytes after the patch are widened as the runs'
+/// last words left them, against filter words that hold zeros there. False (nothing written) when the window
+/// reaches the padding: [`patch`] and [`widen`] do those.
 #[cfg(tinyml_dsp)]
 #[inline(always)]
-fn gather_inside(p: &Conv2d, input: &[i8], px: usize, stage: &mut [i8]) -> bool {
+fn gather_inside(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) -> bool {
+    if p.k_h * p.k_w == 1 {
+        return false;
+    }
     let (oy, ox) = (px / p.out_w, px % p.out_w);
     let (Some(y0), Some(x0)) = ((oy * p.stride_h).checked_sub(p.pad_h), (ox * p.stride_w).checked_sub(p.pad_w)) else {
         return false;
@@ -373,7 +375,8 @@ fn gather_inside(p: &Conv2d, input: &[i8], px: usize, stage: &mut [i8]) -> bool 
         return false;
     }
     let row = p.in_w * p.in_c;
-    crate::dsp::gather_runs(input, y0 * row + x0 * p.in_c, p.dil_h * row, p.k_w * p.in_c, p.k_h, stage)
+    let (at, runs) = (y0 * row + x0 * p.in_c, p.dil_h * row);
+    crate::dsp::gather_widen_slot(input, at, runs, p.k_w * p.in_c, p.k_h, stage, scratch, slot, p.row_words())
 }
 
 /// A 1x1 convolution's patch of output pixel `px`: the input pixel itself (never in the padding: 1x1
