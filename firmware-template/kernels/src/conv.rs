@@ -53,12 +53,13 @@ impl Conv2d {
         4 * self.row_words()
     }
 
-    /// Staging bytes for gathering a patch that is not one contiguous run of the input (any kernel but 1x1).
+    /// Staging bytes for gathering a patch that is not one contiguous run of the input (any kernel but 1x1):
+    /// the patch in whole words, and a word of slack for the DSP path's word-rounded runs (`dsp::gather_runs`).
     pub const fn stage_bytes(&self) -> usize {
         if self.k_h * self.k_w == 1 {
             0
         } else {
-            4 * self.row_words()
+            4 * self.row_words() + 4
         }
     }
 }
@@ -331,6 +332,10 @@ fn quads_armv7m(
 
 /// Widen output pixel `px`'s input patch into slot `slot` (0 or 1) of `scratch`, `doubled` or not.
 fn load_patch(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8], doubled: bool) {
+    #[cfg(tinyml_dsp)]
+    if !doubled && gather_inside(p, input, px, scratch, slot, stage) {
+        return;
+    }
     widen(patch(p, input, px, stage), scratch, slot, doubled);
 }
 
@@ -348,6 +353,30 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
         *v = 0;
     }
     stage
+}
+
+/// The DSP path's plain (not doubled) [`load_patch`] for a kernel larger than 1x1 whose window lies wholly
+/// inside the input (no padding taps), without horizontal dilation: each row of taps is one run of the input,
+/// gathered and widened in one assembly block (`dsp::gather_widen_slot`). What dominates a layer of few input
+/// channels (a 3x3x3 patch is three runs of nine bytes); the bytes after the patch are widened as the runs'
+/// last words left them, against filter words that hold zeros there. False (nothing written) when the window
+/// reaches the padding: [`patch`] and [`widen`] do those.
+#[cfg(tinyml_dsp)]
+#[inline(always)]
+fn gather_inside(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) -> bool {
+    if p.k_h * p.k_w == 1 {
+        return false;
+    }
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let (Some(y0), Some(x0)) = ((oy * p.stride_h).checked_sub(p.pad_h), (ox * p.stride_w).checked_sub(p.pad_w)) else {
+        return false;
+    };
+    if p.dil_w != 1 || y0 + (p.k_h - 1) * p.dil_h >= p.in_h || x0 + p.k_w > p.in_w {
+        return false;
+    }
+    let row = p.in_w * p.in_c;
+    let (at, runs) = (y0 * row + x0 * p.in_c, p.dil_h * row);
+    crate::dsp::gather_widen_slot(input, at, runs, p.k_w * p.in_c, p.k_h, stage, scratch, slot, p.row_words())
 }
 
 /// A 1x1 convolution's patch of output pixel `px`: the input pixel itself (never in the padding: 1x1

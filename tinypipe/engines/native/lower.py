@@ -542,7 +542,8 @@ class _Lowering:
                 # the biases and rescales travel in the stream
                 arrays = [ConstArray(f"W{n}", "u32", conv_widened_stream(
                     widen_filter_words(filter_words, 1 if general else 2), words, bias_arg, rescales))]
-            scratch, stage = 4 * words, (0 if taps == 1 else 4 * words)
+            # staging: the patch and a word of slack for the DSP gather's word-rounded runs (conv.rs stage_bytes)
+            scratch, stage = 4 * words, (0 if taps == 1 else 4 * words + 4)
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
             input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape,
