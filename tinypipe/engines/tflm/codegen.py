@@ -172,16 +172,19 @@ PROBE_HOST_TRIPLES = {"thumbv6m-none-eabi": ("thumbv7m-none-eabi",)}
 
 
 def _probe_machine(variant) -> str | None:
-    """A QEMU machine that runs the variant's code with RAM enough for the probe: the board's own, else another
-    board's with the same core, else one whose ISA contains the variant's."""
+    """A QEMU machine that runs the variant's code with RAM enough for the probe: of the boards with the same core
+    the one with the most RAM (the arena TFLM needs depends on the model and the code, not on the board, and half
+    of a small board's RAM may be too little to measure it: person_detect needs 82 KB, half of netduinoplus2's
+    is 64 KB; whether the arena then fits the board is the firmware stage's fit check, exit 2), else one whose ISA
+    contains the variant's."""
     from tinypipe.config.boards import BOARDS
 
     def runs(board, triples) -> bool:
         return bool(board.qemu_machine) and board.ram.size >= PROBE_MIN_RAM and board.triple in triples
 
-    if runs(variant.board, (variant.triple,)) and variant.board.cpu == variant.cpu:
-        return variant.board.qemu_machine
+    own = [variant.board] if runs(variant.board, (variant.triple,)) and variant.board.cpu == variant.cpu else []
     same_core = [b for b in BOARDS.values() if runs(b, (variant.triple,)) and b.cpu == variant.cpu]
+    same_core = sorted([*own, *same_core], key=lambda b: -b.ram.size)  # stable: the own board wins a tie
     hosts = [b for b in BOARDS.values() if runs(b, PROBE_HOST_TRIPLES.get(variant.triple, ()))]
     return next((b.qemu_machine for b in [*same_core, *hosts]), None)
 
