@@ -15,9 +15,14 @@ from tinypipe.tflite.reader import parse_model
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # TFLM's kScaledDiffIntegerBits for int8 SOFTMAX
 
 
+def softmax_real_multiplier(beta: float, input_scale: float) -> float:
+    """PreprocessSoftmaxScaling's real multiplier for int8 input (capped at int32's largest value)."""
+    return min(beta * input_scale * (1 << (31 - SOFTMAX_SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
+
+
 def softmax_aborts(beta: float, input_scale: float) -> bool:
-    real = min(beta * input_scale * (1 << (31 - SOFTMAX_SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
-    return not real > 1.0
+    """QuantizeMultiplierGreaterThanOne's check: the multiplier must exceed 1."""
+    return not softmax_real_multiplier(beta, input_scale) > 1.0
 
 
 def known_abort(model_bytes: bytes, source: str) -> tuple[str, str] | None:

@@ -15,12 +15,12 @@ import struct
 from typing import TYPE_CHECKING, Callable
 
 from tinypipe.tflite.io import f32_bits, quantize_input  # noqa: F401 - the kernels' QUANTIZE reproduces it
+from tinypipe.tflite.aborts import SOFTMAX_SCALED_DIFF_INTEGER_BITS, softmax_aborts, softmax_real_multiplier
 
 if TYPE_CHECKING:
     import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
-SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # TFLM's kScaledDiffIntegerBits: the exp() input is Q5.26
 
 
 class QuantError(ValueError):
@@ -106,8 +106,8 @@ def activation_range(activation: str, scale: float, zero_point: int,
 def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling + CalculateInputRadius for int8 input: (multiplier, left_shift, diff_min)."""
     bits = SOFTMAX_SCALED_DIFF_INTEGER_BITS
-    real = min(beta * input_scale * (1 << (31 - bits)), (1 << 31) - 1.0)
-    if not real > 1.0:
+    real = softmax_real_multiplier(beta, input_scale)
+    if softmax_aborts(beta, input_scale):
         raise QuantError(f"beta * input scale * 2^{31 - bits} = {real!r} must exceed 1")
     multiplier, left_shift = quantize_multiplier(real)
     radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
