@@ -296,13 +296,20 @@ def _keras_specs(keras):
         "depthwise_clamps": lambda: seq((9, 7, 8), L.DepthwiseConv2D(3, padding="same", activation="relu6"),
                                         L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6"),
                                         L.Conv2D(4, 1), L.Flatten(), L.Dense(3)),
+        # convolutions whose windows lie inside the input on most pixels (the DSP path's gathering assembly
+        # loop, pixel pairs starting at odd columns): a first layer 3x3x3 stride 2 SAME on 15x13 (its first
+        # column padded) clamped to [-128, -28] (`_CLAMP_PATCHES`), 3x2 VALID over 8 channels (whole words), 3x3
+        # SAME over 6 channels (runs of 18 bytes, rounded up)
+        "conv_windows": lambda: seq((15, 13, 3), L.Conv2D(8, 3, strides=2, padding="same", activation="relu6"),
+                                    L.Conv2D(6, (3, 2), padding="valid", activation="relu6"),
+                                    L.Conv2D(4, 3, padding="same"), L.Flatten(), L.Dense(3)),
     }
 
 
 # per model: the outputs of its first operators (by position) -> (scale or None to keep it, zero point) patched
 # into the converted model, TFLM and the native engine both reading the patched ones; RELU6 at scale 0.06 ends at 100
 # steps above the zero point
-_CLAMP_PATCHES = {"depthwise_clamps": {0: (None, -100), 1: (0.06, -128)}}
+_CLAMP_PATCHES = {"depthwise_clamps": {0: (None, -100), 1: (0.06, -128)}, "conv_windows": {0: (0.06, -128)}}
 
 
 def _patch_quantization(data: bytes, patches: dict[int, tuple[float | None, int]]) -> bytes:
@@ -426,7 +433,7 @@ def keras_models():
 FLOAT_IO = ["float_io", "float_in", "float_out"]
 KERAS_CHECKED = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast",
                  "elementwise", "pointwise_clamped", "activations_and_copies", "means", "wide_accumulators",
-                 "add_edges", "depthwise_clamps", *FLOAT_IO]
+                 "add_edges", "depthwise_clamps", "conv_windows", *FLOAT_IO]
 # the odd shapes of conv, depthwise and fully connected layers: the edges of the ARMv7-M assembly loops (a last
 # quad of pixels with fewer than four, odd channel counts, partial depthwise blocks, multipliers of four)
 ODD_SHAPES = ["gesture", "odd_2d", "dilated", "conv1d_stride", "pointwise_odd", "depthwise_broadcast"]

@@ -187,6 +187,15 @@ fn conv2d<const WIDENED: bool>(
             px = 2 * pairs;
         }
         while px < pixels {
+            // a run of pixel pairs whose windows lie inside the input, in one assembly loop
+            #[cfg(tinyml_dsp)]
+            if WIDENED && !general {
+                let pairs = window_pairs(p, in_batch, px, filter, out_batch, scratch, stage);
+                if pairs > 0 {
+                    px += 2 * pairs;
+                    continue;
+                }
+            }
             // the second pixel of the last pair may not exist: it repeats the first (same bytes written twice)
             let second = if px + 1 < pixels { px + 1 } else { px };
             // a general layer accumulates the plain sum: its patches are not doubled; nor are they with a
@@ -353,6 +362,49 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
         *v = 0;
     }
     stage
+}
+
+/// From output pixel `px` on, the pixel pairs of its output row whose windows lie wholly inside the input,
+/// computed by `dsp::conv_window_stream` (a kernel larger than 1x1 without horizontal dilation, a widened
+/// filter stream, pairs of output channels). Returns how many pairs it computed: none when `px` is not such a
+/// pair's first pixel (the caller's pixel pair path then computes it).
+#[cfg(tinyml_dsp)]
+fn window_pairs(p: &Conv2d, input: &[i8], px: usize, filter: &[u32], output: &mut [i8], scratch: &mut [u32], stage: &mut [i8]) -> usize {
+    if p.k_h * p.k_w == 1 || p.dil_w != 1 || p.out_c % 2 != 0 || p.k_w > p.in_w + p.pad_w {
+        return 0;
+    }
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let (Some(y0), Some(x0)) = ((oy * p.stride_h).checked_sub(p.pad_h), (ox * p.stride_w).checked_sub(p.pad_w)) else {
+        return 0;
+    };
+    if y0 + (p.k_h - 1) * p.dil_h >= p.in_h {
+        return 0;
+    }
+    // the last output column whose window ends inside the input row
+    let last_x = ((p.in_w + p.pad_w - p.k_w) / p.stride_w).min(p.out_w - 1);
+    let Some(pixels) = (last_x + 1).checked_sub(ox) else { return 0 };
+    let win = crate::dsp::Window {
+        rows: p.k_h,
+        row_len: p.k_w * p.in_c,
+        run_stride: p.dil_h * p.in_w * p.in_c,
+        pixel_stride: p.stride_w * p.in_c,
+    };
+    let at = (y0 * p.in_w + x0) * p.in_c;
+    let full = p.act_min == -128 && p.act_max == 127;
+    // the last pixel's rounded runs may read up to three bytes past the input: then one pair fewer
+    for n in [pixels / 2, (pixels / 2).saturating_sub(1)] {
+        let Some(out) = output.get_mut(px * p.out_c..(px + 2 * n) * p.out_c) else { return 0 };
+        let (groups, pairs, act) = (p.row_words(), p.out_c / 2, (p.act_min, p.act_max));
+        let done = if full {
+            crate::dsp::conv_window_stream::<true>(filter, input, at, win, groups, pairs, n, out, scratch, stage, act)
+        } else {
+            crate::dsp::conv_window_stream::<false>(filter, input, at, win, groups, pairs, n, out, scratch, stage, act)
+        };
+        if done {
+            return n;
+        }
+    }
+    0
 }
 
 /// The DSP path's plain (not doubled) [`load_patch`] for a kernel larger than 1x1 whose window lies wholly

@@ -514,40 +514,16 @@ macro_rules! conv_stream_asm {
     };
 }
 
-/// `conv_1x1_stream`'s assembly: for every pixel pair, the two pixels widened into the patch words, then
-/// [`conv_stream_asm`]'s loop over the channel pairs.
-/// `$epilogue`: the lines that requantize a channel pair's four accumulators (r0..r3) and store them at
-/// out0 and out1 (r10 and r11 after `ldrd r10, r11, [sp, #12]`, advanced by two), with r4..r9 and lr free.
-macro_rules! conv_1x1_asm {
-    ($frame:ident, [$($epilogue:literal,)*], $($group:literal,)*) => {
-        asm!(
-            // frame (copied from the caller's `frame`, then the entries computed): x, entry, x_full_end, out0,
-            // out1, out_end, the entry into the last chunk, input, w, groups, the end of all outputs, out_c,
-            // act_min and act_max in every byte, the caller's r6 and r7
-            "push {{r6, r7}}",
-            "sub sp, sp, #56",
-            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
-            "stm sp, {{r1, r2, r3, r4, r5, r6}}",
-            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
-            "add r7, sp, #24",
-            "stm r7, {{r1, r2, r3, r4, r5, r6}}",
-            "ldm r0, {{r1, r2}}",
-            "strd r1, r2, [sp, #48]",
-            "ldr r2, [sp, #24]",
-            "adr r6, 7f",
-            "add r6, r6, r2",
-            "orr r6, r6, #1",
-            "str r6, [sp, #24]",
-            "ldr r1, [sp, #4]",
-            "adr r7, 5f",
-            "orr r7, r7, #1",
-            "cmp r1, #0",
-            "ite eq",
-            "moveq r1, r6",
-            "movne r1, r7",
-            "str r1, [sp, #4]",
-            // a pixel pair: both pixels' values as int16 pairs, group by group (x0 even, x0 odd, x1 even, x1 odd)
-            "2:",
+/// The assembly of [`conv_1x1_stream`] and [`conv_window_stream`], written once for both and for both
+/// activation ranges: `conv_pixels_asm!(pointwise | window, full | clamped, frame)`. For every pixel pair
+/// the lines that put both pixels' patches into the patch words `x` (any registers but sp; they store the
+/// next pair's input pointer back at `[sp, #28]`), then [`conv_stream_asm`]'s loop over the channel pairs,
+/// whose epilogue requantizes a channel pair's four accumulators (r0..r3) and stores them at out0 and out1
+/// (r10 and r11 after `ldrd r10, r11, [sp, #12]`, advanced by two), with r4..r9 and lr free.
+macro_rules! conv_pixels_asm {
+    // both pixels' values as int16 pairs, group by group (x0 even, x0 odd, x1 even, x1 odd): 7 instructions
+    (pointwise, $range:ident, $frame:ident) => {
+        conv_pixels_asm!($range $frame, [
             "ldr r0, [sp, #28]",
             "ldr r3, [sp, #36]",
             "add r1, r0, r3, lsl #2",
@@ -563,6 +539,161 @@ macro_rules! conv_1x1_asm {
             "subs r3, r3, #1",
             "bne 3b",
             "str r1, [sp, #28]",
+        ])
+    };
+    // pixel by pixel (r6: its window's first byte, r7: its slot of x, r11: pixels left): the window's runs
+    // copied word by word into the stage, each rounded up to whole words (LDR and STR at any alignment: the
+    // next run overwrites the spill), then the stage widened into the pixel's slot as `widen_slot` does
+    (window, $range:ident, $frame:ident) => {
+        conv_pixels_asm!($range $frame, [
+            "ldr r6, [sp, #28]",
+            "ldr r7, [sp]",
+            "mov r11, #2",
+            "3:",
+            "mov r0, r6",
+            "ldr r2, [sp, #56]",
+            "ldrd r3, r5, [sp, #60]",
+            "ldrd r8, r9, [sp, #68]",
+            "4:",
+            "mov r1, r0",
+            "mov r4, r5",
+            "9:",
+            "ldr lr, [r1], #4",
+            "str lr, [r2], #4",
+            "subs r4, r4, #1",
+            "bne 9b",
+            "sub r2, r2, r9",
+            "add r0, r0, r8",
+            "subs r3, r3, #1",
+            "bne 4b",
+            "ldr r0, [sp, #56]",
+            "ldr r3, [sp, #36]",
+            "10:",
+            "ldr r4, [r0], #4",
+            "sxtb16 r8, r4",
+            "sxtb16 r9, r4, ror #8",
+            "strd r8, r9, [r7], #16",
+            "subs r3, r3, #1",
+            "bne 10b",
+            "ldr r7, [sp]",
+            "add r7, r7, #8",
+            "ldr r4, [sp, #76]",
+            "add r6, r6, r4",
+            "subs r11, r11, #1",
+            "bne 3b",
+            "str r6, [sp, #28]",
+        ])
+    };
+    // the saturation to int8 is the clamp
+    (full $frame:ident, [$($load:literal,)*]) => {
+        conv_pixels_asm!(@groups $frame, [$($load,)*], [
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+            "ldrd r10, r11, [sp, #12]",
+            "smmlar lr, r0, r4, r5",
+            "add lr, lr, r0, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r1, r4, r5",
+            "add lr, lr, r1, asr #31",
+            "asr lr, lr, r8",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+            "smmlar lr, r2, r6, r7",
+            "add lr, lr, r2, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r10], #1",
+            "smmlar lr, r3, r6, r7",
+            "add lr, lr, r3, asr #31",
+            "asr lr, lr, r9",
+            "ssat lr, #8, lr, asr #1",
+            "strb lr, [r11], #1",
+        ])
+    };
+    // the four outputs of a channel pair clamped at once with SSUB8 and SEL on a word that packs them
+    (clamped $frame:ident, [$($load:literal,)*]) => {
+        conv_pixels_asm!(@groups $frame, [$($load,)*], [
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
+            "smmlar lr, r0, r4, r5",
+            "add lr, lr, r0, asr #31",
+            "asr lr, lr, r8",
+            "ssat r0, #8, lr, asr #1",
+            "smmlar lr, r1, r4, r5",
+            "add lr, lr, r1, asr #31",
+            "asr lr, lr, r8",
+            "ssat r1, #8, lr, asr #1",
+            "smmlar lr, r2, r6, r7",
+            "add lr, lr, r2, asr #31",
+            "asr lr, lr, r9",
+            "ssat r2, #8, lr, asr #1",
+            "smmlar lr, r3, r6, r7",
+            "add lr, lr, r3, asr #31",
+            "asr lr, lr, r9",
+            "ssat r3, #8, lr, asr #1",
+            // bytes (channel 0, channel 1) of pixel 0, then of pixel 1: max with act_min, min with act_max
+            "bfi r0, r2, #8, #8",
+            "bfi r0, r1, #16, #8",
+            "bfi r0, r3, #24, #8",
+            "ldrd r4, r5, [sp, #48]",
+            "ssub8 lr, r0, r4",
+            "sel r0, r0, r4",
+            "ssub8 lr, r5, r0",
+            "sel r0, r0, r5",
+            "ldrd r10, r11, [sp, #12]",
+            "strh r0, [r10], #2",
+            "lsr r0, r0, #16",
+            "strh r0, [r11], #2",
+        ])
+    };
+    (@groups $frame:ident, [$($load:literal,)*], [$($epilogue:literal,)*]) => {
+        conv_pixels_asm!(@emit $frame, [$($load,)*], [$($epilogue,)*],
+            "ldm.w lr!, {{r4, r5, r6, r7}}",
+            "ldm.w r12!, {{r8, r9, r10, r11}}",
+            "smlad r0, r8, r4, r0",
+            "smlad r1, r8, r6, r1",
+            "smlad r0, r9, r5, r0",
+            "smlad r1, r9, r7, r1",
+            "smlad r2, r10, r4, r2",
+            "smlad r3, r10, r6, r3",
+            "smlad r2, r11, r5, r2",
+            "smlad r3, r11, r7, r3",
+        )
+    };
+    (@emit $frame:ident, [$($load:literal,)*], [$($epilogue:literal,)*], $($group:literal,)*) => {
+        asm!(
+            // frame (copied from the caller's `frame`, then the entries computed): x, entry, x_full_end, out0,
+            // out1, out_end, the entry into the last chunk, input, w, groups, the end of all outputs, out_c,
+            // act_min and act_max in every byte, then the window's stage, rows, words per run, input bytes
+            // between runs, bytes back from a rounded run's end and input bytes between pixels; the caller's r6
+            // and r7
+            "push {{r6, r7}}",
+            "sub sp, sp, #80",
+            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
+            "stm sp, {{r1, r2, r3, r4, r5, r6}}",
+            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
+            "add r7, sp, #24",
+            "stm r7, {{r1, r2, r3, r4, r5, r6}}",
+            "ldm r0!, {{r1, r2, r3, r4, r5, r6}}",
+            "add r7, sp, #48",
+            "stm r7, {{r1, r2, r3, r4, r5, r6}}",
+            "ldm r0, {{r1, r2}}",
+            "strd r1, r2, [sp, #72]",
+            "ldr r2, [sp, #24]",
+            "adr r6, 7f",
+            "add r6, r6, r2",
+            "orr r6, r6, #1",
+            "str r6, [sp, #24]",
+            "ldr r1, [sp, #4]",
+            "adr r7, 5f",
+            "orr r7, r7, #1",
+            "cmp r1, #0",
+            "ite eq",
+            "moveq r1, r6",
+            "movne r1, r7",
+            "str r1, [sp, #4]",
+            "2:",
+            $($load,)*
             "ldr r12, [sp, #32]",
             "1:",
             "ldm r12!, {{r0, r1, r2, r3}}",
@@ -572,7 +703,7 @@ macro_rules! conv_1x1_asm {
             $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
             "8:",
             ".if 8b - 5b - 640",
-            ".error \"conv_1x1_stream: a group is not 40 bytes of code\"",
+            ".error \"conv_pixels_asm: a group is not 40 bytes of code\"",
             ".endif",
             "ldr r4, [sp, #8]",
             "cmp lr, r4",
@@ -583,7 +714,7 @@ macro_rules! conv_1x1_asm {
             $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)* $($group,)*
             "6:",
             ".if 6b - 7b - 640",
-            ".error \"conv_1x1_stream: a group is not 40 bytes of code\"",
+            ".error \"conv_pixels_asm: a group is not 40 bytes of code\"",
             ".endif",
             $($epilogue,)*
             "ldr r4, [sp, #20]",
@@ -598,13 +729,29 @@ macro_rules! conv_1x1_asm {
             "ldr r4, [sp, #40]",
             "cmp r11, r4",
             "bne 2b",
-            "add sp, sp, #56",
+            "add sp, sp, #80",
             "pop {{r6, r7}}",
             inout("r0") $frame.as_ptr() => _,
             out("r1") _, out("r2") _, out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _,
             out("r10") _, out("r11") _, out("r12") _, out("lr") _,
         )
     };
+}
+
+/// The first 14 words of [`conv_pixels_asm`]'s frame, for `pixel_pairs` pixel pairs whose first pixel's
+/// input (or window) starts at `input` and whose outputs fill `out` from its start.
+fn pixels_frame(w: &[u32], input: *const i8, groups: usize, pairs: usize, pixel_pairs: usize, out: &mut [i8], x: &mut [u32], act: (i32, i32)) -> [usize; 14] {
+    let last = (groups - 1) % STREAM_CHUNK + 1;
+    let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
+    let full = (groups - last) / STREAM_CHUNK;
+    let x0 = x.as_mut_ptr() as usize;
+    let out0 = out.as_mut_ptr() as usize;
+    let out_c = 2 * pairs;
+    let bytes = |v: i32| (v as u8 as usize).wrapping_mul(0x0101_0101);
+    [
+        x0, full, x0 + 16 * (groups - last), out0, out0 + out_c, out0 + out_c, skip, input as usize,
+        w.as_ptr() as usize, groups, out0 + 2 * out_c * pixel_pairs, out_c, bytes(act.0), bytes(act.1),
+    ]
 }
 
 /// A 1x1 convolution with stride 1 over `pixel_pairs` pairs of consecutive pixels (`input`: their values,
@@ -638,107 +785,97 @@ pub fn conv_1x1_stream<const FULL: bool>(
     {
         return;
     }
-    let last = (groups - 1) % STREAM_CHUNK + 1;
-    let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
-    let full = (groups - last) / STREAM_CHUNK;
-    let x0 = x.as_mut_ptr() as usize;
-    let out0 = out.as_mut_ptr() as usize;
-    let out_c = 2 * pairs;
-    let bytes = |v: i32| (v as u8 as usize).wrapping_mul(0x0101_0101);
-    let frame: [usize; 14] = [
-        x0, full, x0 + 16 * (groups - last), out0, out0 + out_c, out0 + out_c, skip, input.as_ptr() as usize,
-        w.as_ptr() as usize, groups, out0 + 2 * out_c * pixel_pairs, out_c, bytes(act.0), bytes(act.1),
-    ];
+    let head = pixels_frame(w, input.as_ptr(), groups, pairs, pixel_pairs, out, x, act);
+    let mut frame = [0usize; 20];
+    frame[..14].copy_from_slice(&head);
     // SAFETY: per pixel pair `q` it reads the `8 * groups` bytes of `input` from `8 * groups * q` (LDR allows
     // any alignment on ARMv7-M) and writes the `4 * groups` words of `x`; per channel pair it reads `4 * groups
     // + 10` consecutive words of `w` from its start (`pairs` of them in all) and the `4 * groups` words of `x`
     // (as `conv_pairs_2px_stream`), and writes two bytes at out0 and two at out1, which advance through pixel
     // `2q`'s and `2q + 1`'s `out_c` bytes: `4 * pairs` bytes of `out` per pixel pair (all within the slices,
     // checked above; `u32` slices are word-aligned as LDM and STM require). r6 and r7 (never operands) are
-    // saved on the stack and restored; the 64 bytes it takes are given back before it ends.
+    // saved on the stack and restored; the 88 bytes it takes are given back before it ends.
     unsafe {
         if FULL {
-            conv_1x1_asm!(frame, [
-                "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
-                "ldrd r10, r11, [sp, #12]",
-                "smmlar lr, r0, r4, r5",
-                "add lr, lr, r0, asr #31",
-                "asr lr, lr, r8",
-                "ssat lr, #8, lr, asr #1",
-                "strb lr, [r10], #1",
-                "smmlar lr, r1, r4, r5",
-                "add lr, lr, r1, asr #31",
-                "asr lr, lr, r8",
-                "ssat lr, #8, lr, asr #1",
-                "strb lr, [r11], #1",
-                "smmlar lr, r2, r6, r7",
-                "add lr, lr, r2, asr #31",
-                "asr lr, lr, r9",
-                "ssat lr, #8, lr, asr #1",
-                "strb lr, [r10], #1",
-                "smmlar lr, r3, r6, r7",
-                "add lr, lr, r3, asr #31",
-                "asr lr, lr, r9",
-                "ssat lr, #8, lr, asr #1",
-                "strb lr, [r11], #1",
-            ],
-                "ldm.w lr!, {{r4, r5, r6, r7}}",
-                "ldm.w r12!, {{r8, r9, r10, r11}}",
-                "smlad r0, r8, r4, r0",
-                "smlad r1, r8, r6, r1",
-                "smlad r0, r9, r5, r0",
-                "smlad r1, r9, r7, r1",
-                "smlad r2, r10, r4, r2",
-                "smlad r3, r10, r6, r3",
-                "smlad r2, r11, r5, r2",
-                "smlad r3, r11, r7, r3",
-            )
+            conv_pixels_asm!(pointwise, full, frame)
         } else {
-            conv_1x1_asm!(frame, [
-                "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
-                "smmlar lr, r0, r4, r5",
-                "add lr, lr, r0, asr #31",
-                "asr lr, lr, r8",
-                "ssat r0, #8, lr, asr #1",
-                "smmlar lr, r1, r4, r5",
-                "add lr, lr, r1, asr #31",
-                "asr lr, lr, r8",
-                "ssat r1, #8, lr, asr #1",
-                "smmlar lr, r2, r6, r7",
-                "add lr, lr, r2, asr #31",
-                "asr lr, lr, r9",
-                "ssat r2, #8, lr, asr #1",
-                "smmlar lr, r3, r6, r7",
-                "add lr, lr, r3, asr #31",
-                "asr lr, lr, r9",
-                "ssat r3, #8, lr, asr #1",
-                // bytes (channel 0, channel 1) of pixel 0, then of pixel 1: max with act_min, min with act_max
-                "bfi r0, r2, #8, #8",
-                "bfi r0, r1, #16, #8",
-                "bfi r0, r3, #24, #8",
-                "ldrd r4, r5, [sp, #48]",
-                "ssub8 lr, r0, r4",
-                "sel r0, r0, r4",
-                "ssub8 lr, r5, r0",
-                "sel r0, r0, r5",
-                "ldrd r10, r11, [sp, #12]",
-                "strh r0, [r10], #2",
-                "lsr r0, r0, #16",
-                "strh r0, [r11], #2",
-            ],
-                "ldm.w lr!, {{r4, r5, r6, r7}}",
-                "ldm.w r12!, {{r8, r9, r10, r11}}",
-                "smlad r0, r8, r4, r0",
-                "smlad r1, r8, r6, r1",
-                "smlad r0, r9, r5, r0",
-                "smlad r1, r9, r7, r1",
-                "smlad r2, r10, r4, r2",
-                "smlad r3, r10, r6, r3",
-                "smlad r2, r11, r5, r2",
-                "smlad r3, r11, r7, r3",
-            )
+            conv_pixels_asm!(pointwise, clamped, frame)
         }
     };
+}
+
+/// The window of a convolution larger than 1x1 for [`conv_window_stream`]: `rows` runs of `row_len` input
+/// bytes, `run_stride` bytes apart, and `pixel_stride` bytes between the windows of consecutive output
+/// pixels (a row of output pixels).
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub rows: usize,
+    pub row_len: usize,
+    pub run_stride: usize,
+    pub pixel_stride: usize,
+}
+
+/// [`conv_1x1_stream`] for `pixel_pairs` pairs of consecutive output pixels whose windows lie wholly inside
+/// the input (no padding taps), the first window starting at `input[at..]`: per pixel, the window's runs
+/// copied into `stage` in whole words (each run's spill overwritten by the next; the last one's, up to three
+/// bytes, lies after the patch, where the filter rows hold zeros) and widened into its slot of `x`, then the
+/// channel pairs. What a first layer of three input channels spends outside its MACs: no Rust between
+/// pixels, 4 instructions per copied word and 6 per widened one. `groups`: words of a filter row (the patch
+/// rounded up to words); `stage` holds the patch's runs rounded up, `4 * groups + 4` bytes
+/// (`Conv2d::stage_bytes`). Returns false, doing nothing, when a rounded run would read past `input`'s end
+/// or the slices are short (the caller then takes its pixel by pixel path).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_window_stream<const FULL: bool>(
+    w: &[u32],
+    input: &[i8],
+    at: usize,
+    win: Window,
+    groups: usize,
+    pairs: usize,
+    pixel_pairs: usize,
+    out: &mut [i8],
+    x: &mut [u32],
+    stage: &mut [i8],
+    act: (i32, i32),
+) -> bool {
+    let words = win.row_len.div_ceil(4);
+    let last_read = at + (2 * pixel_pairs - 1) * win.pixel_stride + (win.rows - 1) * win.run_stride + 4 * words;
+    if groups == 0
+        || pairs == 0
+        || pixel_pairs == 0
+        || win.rows == 0
+        || words == 0
+        || win.rows * win.row_len > 4 * groups
+        || last_read > input.len()
+        || (win.rows - 1) * win.row_len + 4 * words > stage.len()
+        || 4 * groups > stage.len()
+        || w.len() < (4 * groups + crate::conv::WIDENED_PAIR_EXTRA_WORDS) * pairs
+        || x.len() < 4 * groups
+        || out.len() < pixel_pairs * 4 * pairs
+    {
+        return false;
+    }
+    let head = pixels_frame(w, input.as_ptr().wrapping_add(at), groups, pairs, pixel_pairs, out, x, act);
+    let mut frame = [0usize; 20];
+    frame[..14].copy_from_slice(&head);
+    frame[14..].copy_from_slice(&[
+        stage.as_mut_ptr() as usize, win.rows, words, win.run_stride, 4 * words - win.row_len, win.pixel_stride,
+    ]);
+    // SAFETY: per pixel `i < 2 * pixel_pairs` it reads, for each run `r < rows`, the `4 * words` bytes of `input`
+    // from `at + i * pixel_stride + r * run_stride` (the last of them end at `last_read`, checked above; LDR
+    // allows any alignment on ARMv7-M) and writes them to `stage[r * row_len..]` (the last run's end inside
+    // `stage`, checked), reads `stage[..4 * groups]` and writes the words `4g + 2 slot`, `4g + 2 slot + 1` of
+    // `x` for `g < groups` (`4 * groups <= x.len()`; `u32` slices are word-aligned for STRD); per channel pair
+    // as `conv_1x1_stream`. r6 and r7 (never operands) are saved on the stack and restored; the 88 bytes it
+    // takes are given back before it ends.
+    unsafe {
+        if FULL {
+            conv_pixels_asm!(window, full, frame)
+        } else {
+            conv_pixels_asm!(window, clamped, frame)
+        }
+    };
+    true
 }
 
 /// `dot_2rows_2px_stream`'s assembly: [`conv_stream_asm`]'s chunk of groups for one pair of rows, the
