@@ -431,10 +431,63 @@ pub fn conv_pairs_2px(
     };
 }
 
+/// One group of the filter stream's inner loop: the four patch words at lr and the four filter words at r12
+/// (two LDMs) into the 2x2 block's accumulators r0..r3 (eight SMLADs): 16 MACs in ten 32-bit instructions,
+/// [`STREAM_GROUP_BYTES`] of code (the loops' computed jumps rely on it, and their assembly checks it).
+macro_rules! stream_group {
+    () => {
+        concat!(
+            "ldm.w lr!, {{r4, r5, r6, r7}}\n",
+            "ldm.w r12!, {{r8, r9, r10, r11}}\n",
+            "smlad r0, r8, r4, r0\n",
+            "smlad r1, r8, r6, r1\n",
+            "smlad r0, r9, r5, r0\n",
+            "smlad r1, r9, r7, r1\n",
+            "smlad r2, r10, r4, r2\n",
+            "smlad r3, r10, r6, r3\n",
+            "smlad r2, r11, r5, r2\n",
+            "smlad r3, r11, r7, r3\n",
+        )
+    };
+}
+
+/// The requantization of a channel pair's four accumulators (r0..r3) with the stream's six words at r12
+/// (TFLM's short path, saturated to int8: the full activation range), stored at out0 and out1 (`[sp, #12]`,
+/// `[sp, #16]`: r10 and r11, advanced by two), r4..r9 and lr clobbered: one string of assembly for the frames of
+/// [`conv_stream_asm`] and [`conv_pixels_asm`].
+macro_rules! stream_full_epilogue {
+    () => {
+        concat!(
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}\n",
+            "ldrd r10, r11, [sp, #12]\n",
+            "smmlar lr, r0, r4, r5\n",
+            "add lr, lr, r0, asr #31\n",
+            "asr lr, lr, r8\n",
+            "ssat lr, #8, lr, asr #1\n",
+            "strb lr, [r10], #1\n",
+            "smmlar lr, r1, r4, r5\n",
+            "add lr, lr, r1, asr #31\n",
+            "asr lr, lr, r8\n",
+            "ssat lr, #8, lr, asr #1\n",
+            "strb lr, [r11], #1\n",
+            "smmlar lr, r2, r6, r7\n",
+            "add lr, lr, r2, asr #31\n",
+            "asr lr, lr, r9\n",
+            "ssat lr, #8, lr, asr #1\n",
+            "strb lr, [r10], #1\n",
+            "smmlar lr, r3, r6, r7\n",
+            "add lr, lr, r3, asr #31\n",
+            "asr lr, lr, r9\n",
+            "ssat lr, #8, lr, asr #1\n",
+            "strb lr, [r11], #1\n",
+        )
+    };
+}
+
 /// `conv_pairs_2px_stream`'s assembly with one group's lines (`$group`: patch words at lr, filter words at
 /// r12, accumulators in r0..r3) written out [`STREAM_CHUNK`] times: a chunk.
 macro_rules! conv_stream_asm {
-    ($x:ident, $full:ident, $skip:ident, $out:ident, $out1:ident, $out_end:ident, $x_full_end:ident, $w:ident, $($group:literal,)*) => {
+    ($x:ident, $full:ident, $skip:ident, $out:ident, $out1:ident, $out_end:ident, $x_full_end:ident, $w:ident, $($group:expr,)*) => {
         asm!(
             // frame: x, entry (of the full chunks' loop, or into the last chunk), x_full_end, out0, out1,
             // out_end, the entry into the last chunk, the caller's r6 and r7
@@ -473,28 +526,7 @@ macro_rules! conv_stream_asm {
             ".if 6b - 7b - 640",
             ".error \"conv_pairs_2px_stream: a group is not 40 bytes of code\"",
             ".endif",
-            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
-            "ldrd r10, r11, [sp, #12]",
-            "smmlar lr, r0, r4, r5",
-            "add lr, lr, r0, asr #31",
-            "asr lr, lr, r8",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r10], #1",
-            "smmlar lr, r1, r4, r5",
-            "add lr, lr, r1, asr #31",
-            "asr lr, lr, r8",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r11], #1",
-            "smmlar lr, r2, r6, r7",
-            "add lr, lr, r2, asr #31",
-            "asr lr, lr, r9",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r10], #1",
-            "smmlar lr, r3, r6, r7",
-            "add lr, lr, r3, asr #31",
-            "asr lr, lr, r9",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r11], #1",
+            stream_full_epilogue!(),
             "ldr r4, [sp, #20]",
             "strd r10, r11, [sp, #12]",
             "cmp r10, r4",
@@ -586,30 +618,7 @@ macro_rules! conv_pixels_asm {
     };
     // the saturation to int8 is the clamp
     (full $frame:ident, [$($load:literal,)*]) => {
-        conv_pixels_asm!(@groups $frame, [$($load,)*], [
-            "ldm r12!, {{r4, r5, r6, r7, r8, r9}}",
-            "ldrd r10, r11, [sp, #12]",
-            "smmlar lr, r0, r4, r5",
-            "add lr, lr, r0, asr #31",
-            "asr lr, lr, r8",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r10], #1",
-            "smmlar lr, r1, r4, r5",
-            "add lr, lr, r1, asr #31",
-            "asr lr, lr, r8",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r11], #1",
-            "smmlar lr, r2, r6, r7",
-            "add lr, lr, r2, asr #31",
-            "asr lr, lr, r9",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r10], #1",
-            "smmlar lr, r3, r6, r7",
-            "add lr, lr, r3, asr #31",
-            "asr lr, lr, r9",
-            "ssat lr, #8, lr, asr #1",
-            "strb lr, [r11], #1",
-        ])
+        conv_pixels_asm!(@groups $frame, [$($load,)*], [stream_full_epilogue!(),])
     };
     // the four outputs of a channel pair clamped at once with SSUB8 and SEL on a word that packs them
     (clamped $frame:ident, [$($load:literal,)*]) => {
@@ -646,21 +655,12 @@ macro_rules! conv_pixels_asm {
             "strh r0, [r11], #2",
         ])
     };
-    (@groups $frame:ident, [$($load:literal,)*], [$($epilogue:literal,)*]) => {
+    (@groups $frame:ident, [$($load:literal,)*], [$($epilogue:expr,)*]) => {
         conv_pixels_asm!(@emit $frame, [$($load,)*], [$($epilogue,)*],
-            "ldm.w lr!, {{r4, r5, r6, r7}}",
-            "ldm.w r12!, {{r8, r9, r10, r11}}",
-            "smlad r0, r8, r4, r0",
-            "smlad r1, r8, r6, r1",
-            "smlad r0, r9, r5, r0",
-            "smlad r1, r9, r7, r1",
-            "smlad r2, r10, r4, r2",
-            "smlad r3, r10, r6, r3",
-            "smlad r2, r11, r5, r2",
-            "smlad r3, r11, r7, r3",
+            stream_group!(),
         )
     };
-    (@emit $frame:ident, [$($load:literal,)*], [$($epilogue:literal,)*], $($group:literal,)*) => {
+    (@emit $frame:ident, [$($load:literal,)*], [$($epilogue:expr,)*], $($group:expr,)*) => {
         asm!(
             // frame (copied from the caller's `frame`, then the entries computed): x, entry, x_full_end, out0,
             // out1, out_end, the entry into the last chunk, input, w, groups, the end of all outputs, out_c,
@@ -881,7 +881,7 @@ pub fn conv_window_stream<const FULL: bool>(
 /// `dot_2rows_2px_stream`'s assembly: [`conv_stream_asm`]'s chunk of groups for one pair of rows, the
 /// accumulators in and out of r0..r3.
 macro_rules! dot_stream_asm {
-    ($w:ident, $x:ident, $skip:ident, $x_end:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $($group:literal,)*) => {
+    ($w:ident, $x:ident, $skip:ident, $x_end:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $($group:expr,)*) => {
         asm!(
             // frame: the caller's r6 and r7, x_end
             "adr r4, 5f",
@@ -926,16 +926,7 @@ pub fn dot_2rows_2px_stream(w: &[u32], x: &[u32], acc: [i32; 4]) -> [i32; 4] {
     // r7 (never operands) are saved on the stack and restored; the 12 bytes pushed are popped before it ends.
     unsafe {
         dot_stream_asm!(w, x, skip, x_end, a0, a1, a2, a3,
-            "ldm.w lr!, {{r4, r5, r6, r7}}",
-            "ldm.w r12!, {{r8, r9, r10, r11}}",
-            "smlad r0, r8, r4, r0",
-            "smlad r1, r8, r6, r1",
-            "smlad r0, r9, r5, r0",
-            "smlad r1, r9, r7, r1",
-            "smlad r2, r10, r4, r2",
-            "smlad r3, r10, r6, r3",
-            "smlad r2, r11, r5, r2",
-            "smlad r3, r11, r7, r3",
+            stream_group!(),
         )
     };
     [a0, a1, a2, a3]
@@ -1152,16 +1143,7 @@ pub fn conv_pairs_2px_stream(w: &[u32], x: &[u32], groups: usize, pairs: usize, 
     // bytes pushed are popped before it ends.
     unsafe {
         conv_stream_asm!(x, full, skip, out, out1, out_end, x_full_end, w,
-            "ldm.w lr!, {{r4, r5, r6, r7}}",
-            "ldm.w r12!, {{r8, r9, r10, r11}}",
-            "smlad r0, r8, r4, r0",
-            "smlad r1, r8, r6, r1",
-            "smlad r0, r9, r5, r0",
-            "smlad r1, r9, r7, r1",
-            "smlad r2, r10, r4, r2",
-            "smlad r3, r10, r6, r3",
-            "smlad r2, r11, r5, r2",
-            "smlad r3, r11, r7, r3",
+            stream_group!(),
         )
     };
 }
