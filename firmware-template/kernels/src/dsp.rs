@@ -740,6 +740,7 @@ macro_rules! conv_pixels_asm {
 
 /// The first 14 words of [`conv_pixels_asm`]'s frame, for `pixel_pairs` pixel pairs whose first pixel's
 /// input (or window) starts at `input` and whose outputs fill `out` from its start.
+#[allow(clippy::too_many_arguments)]
 fn pixels_frame(w: &[u32], input: *const i8, groups: usize, pairs: usize, pixel_pairs: usize, out: &mut [i8], x: &mut [u32], act: (i32, i32)) -> [usize; 14] {
     let last = (groups - 1) % STREAM_CHUNK + 1;
     let skip = (STREAM_CHUNK - last) * STREAM_GROUP_BYTES;
