@@ -186,10 +186,13 @@ fn conv2d<const WIDENED: bool>(
             }
             px = 2 * pairs;
         }
+        // the layers whose runs of in-window pixel pairs `window_pairs` computes: decided once per layer
+        #[cfg(tinyml_dsp)]
+        let windows = WIDENED && !general && p.k_h * p.k_w > 1 && p.dil_w == 1 && p.out_c % 2 == 0;
         while px < pixels {
             // a run of pixel pairs whose windows lie inside the input, in one assembly loop
             #[cfg(tinyml_dsp)]
-            if WIDENED && !general {
+            if windows {
                 let pairs = window_pairs(p, in_batch, px, filter, out_batch, scratch, stage);
                 if pairs > 0 {
                     px += 2 * pairs;
@@ -370,16 +373,11 @@ fn patch<'a>(p: &Conv2d, input: &'a [i8], px: usize, stage: &'a mut [i8]) -> &'a
 /// pair's first pixel (the caller's pixel pair path then computes it).
 #[cfg(tinyml_dsp)]
 fn window_pairs(p: &Conv2d, input: &[i8], px: usize, filter: &[u32], output: &mut [i8], scratch: &mut [u32], stage: &mut [i8]) -> usize {
-    if p.k_h * p.k_w == 1 || p.dil_w != 1 || p.out_c % 2 != 0 || p.k_w > p.in_w + p.pad_w {
+    if p.k_w > p.in_w + p.pad_w {
         return 0;
     }
-    let (oy, ox) = (px / p.out_w, px % p.out_w);
-    let (Some(y0), Some(x0)) = ((oy * p.stride_h).checked_sub(p.pad_h), (ox * p.stride_w).checked_sub(p.pad_w)) else {
-        return 0;
-    };
-    if y0 + (p.k_h - 1) * p.dil_h >= p.in_h {
-        return 0;
-    }
+    let ox = px % p.out_w;
+    let Some((y0, x0)) = window_origin(p, px) else { return 0 };
     // the last output column whose window ends inside the input row
     let last_x = ((p.in_w + p.pad_w - p.k_w) / p.stride_w).min(p.out_w - 1);
     let Some(pixels) = (last_x + 1).checked_sub(ox) else { return 0 };
@@ -391,10 +389,10 @@ fn window_pairs(p: &Conv2d, input: &[i8], px: usize, filter: &[u32], output: &mu
     };
     let at = (y0 * p.in_w + x0) * p.in_c;
     let full = p.act_min == -128 && p.act_max == 127;
+    let (groups, pairs, act) = (p.row_words(), p.out_c / 2, (p.act_min, p.act_max));
     // the last pixel's rounded runs may read up to three bytes past the input: then one pair fewer
     for n in [pixels / 2, (pixels / 2).saturating_sub(1)] {
         let Some(out) = output.get_mut(px * p.out_c..(px + 2 * n) * p.out_c) else { return 0 };
-        let (groups, pairs, act) = (p.row_words(), p.out_c / 2, (p.act_min, p.act_max));
         let done = if full {
             crate::dsp::conv_window_stream::<true>(filter, input, at, win, groups, pairs, n, out, scratch, stage, act)
         } else {
@@ -416,19 +414,26 @@ fn window_pairs(p: &Conv2d, input: &[i8], px: usize, filter: &[u32], output: &mu
 #[cfg(tinyml_dsp)]
 #[inline(always)]
 fn gather_inside(p: &Conv2d, input: &[i8], px: usize, scratch: &mut [u32], slot: usize, stage: &mut [i8]) -> bool {
-    if p.k_h * p.k_w == 1 {
+    if p.k_h * p.k_w == 1 || p.dil_w != 1 {
         return false;
     }
-    let (oy, ox) = (px / p.out_w, px % p.out_w);
-    let (Some(y0), Some(x0)) = ((oy * p.stride_h).checked_sub(p.pad_h), (ox * p.stride_w).checked_sub(p.pad_w)) else {
+    let Some((y0, x0)) = window_origin(p, px).filter(|&(_, x0)| x0 + p.k_w <= p.in_w) else {
         return false;
     };
-    if p.dil_w != 1 || y0 + (p.k_h - 1) * p.dil_h >= p.in_h || x0 + p.k_w > p.in_w {
-        return false;
-    }
     let row = p.in_w * p.in_c;
     let (at, runs) = (y0 * row + x0 * p.in_c, p.dil_h * row);
     crate::dsp::gather_widen_slot(input, at, runs, p.k_w * p.in_c, p.k_h, stage, scratch, slot, p.row_words())
+}
+
+/// The input row and column of output pixel `px`'s window's first tap when the window starts inside the input
+/// and its rows end inside it (its columns may still reach the right padding: the callers check those).
+#[cfg(tinyml_dsp)]
+#[inline(always)]
+fn window_origin(p: &Conv2d, px: usize) -> Option<(usize, usize)> {
+    let (oy, ox) = (px / p.out_w, px % p.out_w);
+    let y0 = (oy * p.stride_h).checked_sub(p.pad_h)?;
+    let x0 = (ox * p.stride_w).checked_sub(p.pad_w)?;
+    (y0 + (p.k_h - 1) * p.dil_h < p.in_h).then_some((y0, x0))
 }
 
 /// A 1x1 convolution's patch of output pixel `px`: the input pixel itself (never in the padding: 1x1
