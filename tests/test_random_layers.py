@@ -466,8 +466,9 @@ def host_trace_main(names: list[str]) -> str:
     return HOST_MAIN_HEAD + body + '    println!("done");\n}\n'
 
 
-def run_on_host(layers: list[Converted], work: Path) -> str:
-    """One host program holding every case's generated model (as `harness.build_harness` does on the device)."""
+def run_on_host(layers: list[Converted], work: Path, optimize: str = "balanced") -> str:
+    """One host program holding every case's generated model (as `harness.build_harness` does on the device), in
+    the `native.optimize` mode `optimize`."""
     from tinypipe.devtools.harness import INPUTS_RS
 
     rlib = work / "libtinyml_kernels.rlib"
@@ -476,7 +477,7 @@ def run_on_host(layers: list[Converted], work: Path) -> str:
                    check=True, capture_output=True, text=True)
     (work / "model").mkdir()
     for layer in layers:
-        generated = generate(layer.model, f"{layer.case.name}.tflite")
+        generated = generate(layer.model, f"{layer.case.name}.tflite", optimize)
         (work / "model" / f"{layer.case.name}.rs").write_text(generated.model_rs
                                                               + INPUTS_RS.replace("@NAME@", layer.case.name))
         np.ascontiguousarray(layer.inputs).tofile(work / "model" / f"{layer.case.name}.bin")
@@ -495,6 +496,14 @@ def run_on_host(layers: list[Converted], work: Path) -> str:
 @pytest.mark.skipif(RUSTC is None, reason="needs rustc")
 def test_random_layers_are_bit_exact_on_the_host(random_layers, host_tflm, tmp_path):
     assert_traces_match("host", random_layers, run_on_host(random_layers, tmp_path), host_tflm)
+
+
+@pytest.mark.skipif(RUSTC is None, reason="needs rustc")
+def test_random_layers_are_bit_exact_on_the_host_in_size_mode(random_layers, host_tflm, tmp_path):
+    """`optimize: size`: the int8 depthwise kernel and the bit-packed biases and rescales (channels.py), whose
+    field widths the extreme biases and multipliers stretch to their limits."""
+    assert any(generate(layer.model, "m.tflite", "size").model_rs.count("k::unpack_channels") for layer in random_layers)
+    assert_traces_match("host size", random_layers, run_on_host(random_layers, tmp_path, "size"), host_tflm)
 
 
 # --- the emulator: one firmware per board holding every case ---------------------------------------------------

@@ -428,3 +428,222 @@ fn put_bytes_one_by_one(row: &mut [u32], at: usize, src: &[i8]) {
         }
     }
 }
+
+/// [`depthwise_conv2d_s8`] for `optimize: size`: the filter stays as TFLite stores it (int8, 1HWC:
+/// `filter[tap * out_c + o]`, a third of the widened layout's flash) and there is no scratch. Output channels
+/// go four at a time where four adjacent ones read four adjacent input channels (a depth multiplier of 1) or
+/// one input channel (a multiple of 4), one word of input and one of filter per tap; else one at a time. A
+/// tap outside the input reads the input zero point, which the folded bias cancels, as above. `bias2` and
+/// `rescale` as for [`depthwise_conv2d_s8`] (unpadded: `out_c` entries), the accumulator doubled here for
+/// the short path instead of the weights.
+///
+/// The blocking is a const generic the code generator picks (`L` channels at a time, `BROADCAST`: they read
+/// one input channel), so that a model links only the variants its layers use; a variant that does not fit
+/// `p` ([`compact_variant`]) returns without writing.
+pub fn depthwise_conv2d_s8_compact<const L: usize, const BROADCAST: bool>(
+    p: &DepthwiseConv2d,
+    input: &[i8],
+    filter: &[i8],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+) {
+    let out_c = p.in_c * p.depth_multiplier;
+    let in_size = p.in_h * p.in_w * p.in_c;
+    let out_size = p.out_h * p.out_w * out_c;
+    if out_c == 0
+        || p.k_h == 0
+        || p.k_w == 0
+        || input.len() < p.batches * in_size
+        || output.len() < p.batches * out_size
+        || filter.len() < out_c * p.k_h * p.k_w
+        || bias2.len() < out_c
+        || rescale.len() < out_c
+    {
+        return;
+    }
+    if compact_variant(p) != (L, BROADCAST) {
+        return;
+    }
+    let (x, y, b, r) = (&input[..p.batches * in_size], &mut output[..p.batches * out_size], &bias2[..out_c], &rescale[..out_c]);
+    channels::<L, BROADCAST>(p, x, filter, b, r, y);
+}
+
+/// The const generics `<L, BROADCAST>` of [`depthwise_conv2d_s8_compact`] for `p`: four channels reading four
+/// adjacent input channels (a depth multiplier of 1, input channels a multiple of four) or one (a multiplier
+/// that is a multiple of four), else one channel at a time.
+pub const fn compact_variant(p: &DepthwiseConv2d) -> (usize, bool) {
+    if p.depth_multiplier == 1 && p.in_c % 4 == 0 {
+        (4, false)
+    } else if p.depth_multiplier % 4 == 0 {
+        (4, true)
+    } else {
+        (1, false)
+    }
+}
+
+/// Every output channel, `L` at a time (`out_c` a multiple of `L`); `BROADCAST`: the `L` channels read one
+/// input channel.
+#[inline(always)]
+fn channels<const L: usize, const BROADCAST: bool>(
+    p: &DepthwiseConv2d,
+    input: &[i8],
+    filter: &[i8],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+) {
+    let out_c = p.in_c * p.depth_multiplier;
+    let (in_size, out_size) = (p.in_h * p.in_w * p.in_c, p.out_h * p.out_w * out_c);
+    for (x, y) in input.chunks_exact(in_size).zip(output.chunks_exact_mut(out_size)) {
+        let mut o = 0;
+        while o + L <= out_c {
+            let (b, r) = (&bias2[o..o + L], &rescale[o..o + L]);
+            let mut at = o;
+            for oy in 0..p.out_h {
+                for ox in 0..p.out_w {
+                    let acc = window::<L, BROADCAST>(p, x, filter, o, oy, ox);
+                    let mut i = 0;
+                    while i < L {
+                        put(p, y, at + i, acc[i], b[i], r[i]);
+                        i += 1;
+                    }
+                    at += out_c;
+                }
+            }
+            o += L;
+        }
+    }
+}
+
+/// The sums of output pixel `(oy, ox)`'s window for channels `o..o + L` (weights not doubled).
+#[inline(always)]
+fn window<const L: usize, const BROADCAST: bool>(
+    p: &DepthwiseConv2d,
+    x: &[i8],
+    filter: &[i8],
+    o: usize,
+    oy: usize,
+    ox: usize,
+) -> [i32; L] {
+    let (top, left) = (oy * p.stride_h, ox * p.stride_w);
+    let inside = top >= p.pad_h
+        && top - p.pad_h + (p.k_h - 1) * p.dil_h < p.in_h
+        && left >= p.pad_w
+        && left - p.pad_w + (p.k_w - 1) * p.dil_w < p.in_w;
+    if !inside {
+        return edge_window::<L, BROADCAST>(p, x, filter, o, top, left);
+    }
+    // the window lies inside the input: tap offsets step by row and column, no tests
+    let out_c = p.in_c * p.depth_multiplier;
+    let (row_step, col_step) = (p.dil_h * p.in_w * p.in_c, p.dil_w * p.in_c);
+    let mut row = ((top - p.pad_h) * p.in_w + left - p.pad_w) * p.in_c + o / p.depth_multiplier;
+    let mut at_w = o;
+    let mut acc = [0i32; L];
+    for _ in 0..p.k_h {
+        let mut at = row;
+        for _ in 0..p.k_w {
+            let v = if BROADCAST { byte(x, at) * 0x0101_0101 } else if L == 4 { word(x, at) } else { byte(x, at) };
+            let w = if L == 4 { word(filter, at_w) } else { byte(filter, at_w) };
+            mac::<L>(&mut acc, v, w);
+            at += col_step;
+            at_w += out_c;
+        }
+        row += row_step;
+    }
+    acc
+}
+
+/// [`window`] for a window reaching past the input: a tap outside reads the input zero point.
+#[inline(never)]
+fn edge_window<const L: usize, const BROADCAST: bool>(
+    p: &DepthwiseConv2d,
+    x: &[i8],
+    filter: &[i8],
+    o: usize,
+    top: usize,
+    left: usize,
+) -> [i32; L] {
+    let out_c = p.in_c * p.depth_multiplier;
+    let c = o / p.depth_multiplier;
+    let zero_point = (-p.input_offset) as u8 as u32 * 0x0101_0101;
+    let mut acc = [0i32; L];
+    let mut t = 0;
+    for ky in 0..p.k_h {
+        let iy = (top + ky * p.dil_h).wrapping_sub(p.pad_h);
+        for kx in 0..p.k_w {
+            let ix = (left + kx * p.dil_w).wrapping_sub(p.pad_w);
+            // wraps for a tap outside the input, which reads no input
+            let at = iy.wrapping_mul(p.in_w).wrapping_add(ix).wrapping_mul(p.in_c).wrapping_add(c);
+            // four channels of one input channel (`BROADCAST`): its byte in every lane
+            let v = match (iy < p.in_h && ix < p.in_w, BROADCAST) {
+                (false, _) => zero_point,
+                (true, true) => byte(x, at) * 0x0101_0101,
+                (true, false) if L == 4 => word(x, at),
+                (true, false) => byte(x, at),
+            };
+            let w = if L == 4 { word(filter, t * out_c + o) } else { byte(filter, t * out_c + o) };
+            mac::<L>(&mut acc, v, w);
+            t += 1;
+        }
+    }
+    acc
+}
+
+/// `acc[i] += v.byte(i) * w.byte(i)` on signed bytes, for the `L` low bytes.
+#[inline(always)]
+fn mac<const L: usize>(acc: &mut [i32; L], v: u32, w: u32) {
+    let lo = |a: u32, b: u32| i32::from(a as i16) * i32::from(b as i16);
+    let hi = |a: u32, b: u32| (a as i32 >> 16) * (b as i32 >> 16);
+    if L == 4 {
+        #[cfg(tinyml_dsp)]
+        let (v02, v13, w02, w13) =
+            (crate::dsp::sxtb16(v), crate::dsp::sxtb16_ror8(v), crate::dsp::sxtb16(w), crate::dsp::sxtb16_ror8(w));
+        #[cfg(not(tinyml_dsp))]
+        let (v02, v13, w02, w13) = (halves(v), halves(v >> 8), halves(w), halves(w >> 8));
+        // explicit lanes: at opt-level z an iterator over the array stays a call per lane
+        if let [a0, a1, a2, a3, ..] = acc.as_mut_slice() {
+            *a0 = a0.wrapping_add(lo(v02, w02));
+            *a1 = a1.wrapping_add(lo(v13, w13));
+            *a2 = a2.wrapping_add(hi(v02, w02));
+            *a3 = a3.wrapping_add(hi(v13, w13));
+        }
+    } else if let Some(a) = acc.first_mut() {
+        *a = a.wrapping_add(i32::from(v as i8) * i32::from(w as i8));
+    }
+}
+
+/// Bytes 0 and 2 of `x` as sign-extended halfwords (portable `SXTB16`).
+#[cfg(not(tinyml_dsp))]
+#[inline(always)]
+fn halves(x: u32) -> u32 {
+    (x as i8 as i16 as u16 as u32) | (((x >> 16) as i8 as i16 as u16 as u32) << 16)
+}
+
+#[inline(always)]
+fn byte(s: &[i8], at: usize) -> u32 {
+    s.get(at).map_or(0, |&b| b as u8 as u32)
+}
+
+/// Four bytes from `at`, little-endian (0 past the end: the callers' bounds were checked on entry).
+#[inline(always)]
+fn word(s: &[i8], at: usize) -> u32 {
+    match s.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    }
+}
+
+/// One output value: the window's sum requantized, as [`depthwise_conv2d_s8`] does.
+#[inline(always)]
+fn put(p: &DepthwiseConv2d, y: &mut [i8], at: usize, acc: i32, b2: i32, rs: Rescale) {
+    // a general channel's accumulator holds the plain int32 sum (its bias is not doubled)
+    let v = if rs.is_general() {
+        rescale_general(acc.wrapping_add(b2), rs, p.output_offset)
+    } else {
+        rescale_doubled((acc << 1).wrapping_add(b2), rs)
+    };
+    if let Some(out) = y.get_mut(at) {
+        *out = clamp_s8::<false>(v, p.act_min, p.act_max);
+    }
+}

@@ -23,6 +23,7 @@ pub mod arena;
 pub mod armv6m;
 #[cfg(all(tinyml_armv7m, not(tinyml_dsp)))]
 pub mod armv7m;
+pub mod channels;
 pub mod clamp;
 pub mod conv;
 pub mod convert;
@@ -55,7 +56,8 @@ pub use copy::{concatenation_s8, strided_copy_s8, Concatenation, StridedCopy};
 pub use elementwise::{
     add_s8, add_s8_in_place, add_s8_table, add_s8_table_in_place, lookup_s8, lookup_s8_in_place, mul_s8, mul_s8_in_place, Add, AddTable, Broadcast, Lookup, Mul,
 };
-pub use depthwise::{depthwise_conv2d_s8, depthwise_filter_words, DepthwiseConv2d};
+pub use channels::{unpack_channels, PackedChannels};
+pub use depthwise::{compact_variant, depthwise_conv2d_s8, depthwise_conv2d_s8_compact, depthwise_filter_words, DepthwiseConv2d};
 pub use fully_connected::{
     fc_coded_scratch_words, fc_scratch_words, fc_weight_widened_words, fc_weight_words, fully_connected_s8,
     fully_connected_s8_coded, fully_connected_s8_widened, FullyConnected, CODE_TABLE_WORDS,

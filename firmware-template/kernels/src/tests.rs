@@ -676,6 +676,57 @@ mod matmul_kernels {
         let mut scratch = vec![0u32; p.scratch_words()];
         depthwise_conv2d_s8(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch);
         assert_eq!(output, expected, "depthwise {p:?} wide={wide}");
+        // `optimize: size`: TFLite's int8 filter as it is, the variant the code generator picks, and the
+        // biases and rescales through a packed stream (channels.rs)
+        let (words, adds, packed) = pack_channels(&bias[..out_c], &rescales[..out_c]);
+        let (mut b_buf, mut r_buf) = (vec![0i32; out_c], vec![Rescale { multiplier: 0, add: 0 }; out_c]);
+        let (b, r) = unpack_channels(&packed, &words, &adds, &mut b_buf, &mut r_buf);
+        assert_eq!((b, r), (&bias[..out_c], &rescales[..out_c]));
+        let mut compact = vec![0i8; expected.len()];
+        let run = |f: fn(&DepthwiseConv2d, &[i8], &[i8], &[i32], &[Rescale], &mut [i8]), out: &mut [i8]| {
+            f(&p, &input, &filter_1hwc, &bias[..out_c], &rescales[..out_c], out)
+        };
+        match compact_variant(&p) {
+            (4, false) => run(depthwise_conv2d_s8_compact::<4, false>, &mut compact),
+            (4, true) => run(depthwise_conv2d_s8_compact::<4, true>, &mut compact),
+            _ => run(depthwise_conv2d_s8_compact::<1, false>, &mut compact),
+        }
+        assert_eq!(compact, expected, "compact depthwise {p:?} wide={wide}");
+        // a variant that does not fit the layer writes nothing
+        let other = if compact_variant(&p) == (1, false) { depthwise_conv2d_s8_compact::<4, true> } else {
+            depthwise_conv2d_s8_compact::<1, false>
+        };
+        let mut untouched = vec![7i8; expected.len()];
+        run(other, &mut untouched);
+        assert!(untouched.iter().all(|&v| v == 7));
+    }
+
+    /// channels.py's `pack`, written out: fixed-width records, least significant bit first.
+    fn pack_channels(bias: &[i32], rescales: &[Rescale]) -> (Vec<u32>, Vec<i32>, PackedChannels) {
+        let width = |v: u64| 64 - v.leading_zeros();
+        let bias_bits = bias.iter().map(|&b| width((if b < 0 { !b } else { b }) as u64) + 1).max().unwrap_or(0);
+        let shift = rescales.iter().filter(|r| r.multiplier != 0).map(|r| r.multiplier.trailing_zeros()).min().unwrap_or(0);
+        let mult_bits = rescales.iter().map(|r| width((r.multiplier >> shift) as u64)).max().unwrap_or(0);
+        let mut adds: Vec<i32> = rescales.iter().map(|r| r.add).collect();
+        adds.sort_unstable();
+        adds.dedup();
+        let add_bits = width(adds.len() as u64 - 1);
+        let packed = PackedChannels { count: bias.len(), bias_bits, mult_bits, mult_shift: shift, add_bits };
+        let mut words = vec![0u32; packed.words() + 1];
+        let mut put = |at: usize, bits: u32, v: u64| {
+            for i in 0..bits as usize {
+                words[(at + i) / 32] |= (((v >> i) & 1) as u32) << ((at + i) % 32);
+            }
+        };
+        for (o, (b, r)) in bias.iter().zip(rescales).enumerate() {
+            let at = o * packed.record_bits();
+            put(at, bias_bits, *b as u32 as u64);
+            put(at + bias_bits as usize, mult_bits, (r.multiplier >> shift) as u64);
+            let index = adds.iter().position(|a| *a == r.add).unwrap_or(0);
+            put(at + (bias_bits + mult_bits) as usize, add_bits, index as u64);
+        }
+        words.truncate(packed.words());
+        (words, adds, packed)
     }
 
     #[allow(clippy::too_many_arguments)] // one test case's shape, spelled out at the call
@@ -697,6 +748,9 @@ mod matmul_kernels {
             depthwise_case(depthwise((5, 5), 6, 1, 3, 2, 1, (127, -128), (0, 127)), wide, 6);
             depthwise_case(depthwise((4, 5), 3, 2, 3, 1, 0, (5, 3), (-128, 127)), wide, 7);
             depthwise_case(depthwise((5, 4), 2, 4, 3, 1, 1, (-7, -2), (-128, 60)), wide, 8);
+            // the compact kernel's blockings: four adjacent channels, stride 2 with padding on one side only
+            depthwise_case(depthwise((7, 6), 12, 1, 3, 2, 1, (3, -1), (-128, 127)), wide, 9);
+            depthwise_case(depthwise((3, 3), 1, 8, 3, 1, 1, (-128, -128), (-128, 127)), wide, 10);
         }
     }
 

@@ -219,10 +219,36 @@ def scratch_sizes(program: Program) -> tuple[int, int]:
             max((s.stage_bytes for s in program.steps), default=0))
 
 
+def channel_buffer(program: Program) -> int:
+    """Channels of the stack buffers packed layers unpack into (channels.py): the most any step has."""
+    return max((s.packed.count for s in program.steps if s.packed), default=0)
+
+
+# bytes of the stack buffers per channel: an i32 bias and an eight-byte `Rescale`
+CHANNEL_BYTES = 12
+
+
+def _args(step: Step) -> str:
+    """The constant arrays a step's kernel takes; a packed step's (`CW{n}`, `CA{n}`) as the unpacked `b2, rs`."""
+    if step.packed is None:
+        return "".join(f"&{a.name}, " for a in step.arrays)
+    words, adds = f"CW{step.index}", f"CA{step.index}"
+    return "".join("b2, rs, " if a.name == words else "" if a.name == adds else f"&{a.name}, " for a in step.arrays)
+
+
+def _unpack(step: Step) -> str:
+    if step.packed is None:
+        return ""
+    n = step.index
+    return (f"    let (b2, rs) = k::unpack_channels(&PC{n}, &CW{n}, &CA{n}, &mut channel_bias, "
+            "&mut channel_rescale);\n")
+
+
 def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict, schedule: list | None = None) -> str:
     """`schedule`: the steps `invoke` runs in order (default: the program's; a patch stands for its prefix)."""
     t = program.tensors
     scratch_words, stage_bytes = scratch_sizes(program)
+    channels = channel_buffer(program)
     in_t, out_t = t[program.input], t[program.output]
     in_off, out_off = plan.offset(program.input), plan.offset(program.output)
     out = []
@@ -232,7 +258,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append(f"//!\n//! `invoke` runs the model on one {in_t.dtype} input; all activations live in one static "
                "arena.\n")
     out.append("\nuse tinyml_kernels as k;\n")
-    if any(a.rust_type == "Rs" for s in program.steps for a in [*s.const_inputs.values(), *s.arrays]):
+    if channels or any(a.rust_type == "Rs" for s in program.steps for a in [*s.const_inputs.values(), *s.arrays]):
         out.append("use tinyml_kernels::Rescale as Rs;\n")
     out.append("\n")
     out.append(f"/// The element type of the model's input tensor ({in_t.dtype}).\npub type Input = {in_type};\n")
@@ -259,7 +285,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
     out.append(f"pub const ARENA_BYTES: usize = {plan.size};\n")
     out.append("/// Kernel working memory (im2col patches, staging), on `invoke`'s stack: not part of the arena.\n")
     out.append(f"#[allow(dead_code, reason = \"{UNUSED_API}\")]\n")
-    out.append(f"pub const SCRATCH_BYTES: usize = {4 * scratch_words + stage_bytes};\n")
+    out.append(f"pub const SCRATCH_BYTES: usize = {4 * scratch_words + stage_bytes + CHANNEL_BYTES * channels};\n")
     if scratch_words:
         out.append(f"const SCRATCH_WORDS: usize = {scratch_words};\n")
     if stage_bytes:
@@ -318,6 +344,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
         out.append("    let mut scratch = [0u32; SCRATCH_WORDS];\n")
     if stage_bytes:
         out.append("    let mut stage = [0i8; STAGE_BYTES];\n")
+    if channels:  # packed layers' biases and rescales, unpacked one layer at a time
+        out.append(f"    let mut channel_bias = [0i32; {channels}];\n"
+                   f"    let mut channel_rescale = [Rs {{ multiplier: 0, add: 0 }}; {channels}];\n")
     out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, INPUT_AT, INPUT_BYTES), \"the input leaves the arena\");\n"
                "    let Some(dst) = arena.get_mut(INPUT_AT..INPUT_AT + INPUT_BYTES) else { broken_plan(usize::MAX) };\n"
                "    k::store(dst, input);\n")
@@ -347,7 +376,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
             continue
         out.append(f"    //   arena[{src}..{src + n_in}] -> arena[{dst}..{dst + n_out}]"
                    f"{f', {step.macs} MACs' if step.macs else ''}\n")
-        args = "".join(f"&{a.name}, " for a in step.arrays)
+        args = _args(step)
         work = ""
         if step.scratch_words:
             work = ", &mut scratch"
@@ -355,7 +384,7 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
                 work += ", &mut stage" if stage_bytes else ", &mut []"
         text = (_checked(step, f"io_fits(ARENA_BYTES, {src}, {n_in}, {dst}, {n_out})", "(x, y)",
                          f"k::split_io(arena, {src}, {n_in}, {dst}, {n_out})")
-                + f"    k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
+                + _unpack(step) + f"    k::{step.kernel}{step.generics}(&P{step.index}, x, {args}y{work});\n"
                 f"    hook({step.index}, y);\n")
         out.append(_with_clamp(text, step, clamped[step.index], plan, t, False) if step.index in clamped else text)
     out.append("    const _: () = assert!(k::range_fits(ARENA_BYTES, OUTPUT_AT, OUTPUT_BYTES), \"the output leaves the arena\");\n"
@@ -372,6 +401,9 @@ def emit_model_rs(program: Program, plan: ArenaPlan, header: list[str], io: dict
             continue
         out.append(f"\n// --- op {step.index} {step.op} ---\n")
         out.append(_params(step, full_range=step.index in clamped))
+        if step.packed is not None:
+            fields = "".join(f"    {k}: {v},\n" for k, v in step.packed.params().items())
+            out.append(f"const PC{step.index}: k::PackedChannels = k::PackedChannels {{\n{fields}}};\n")
         if step.index in clamped:
             lo, hi = clamped[step.index]
             out.append(f"// op {step.index} runs with the full int8 range, then k::clamp_s8 to [{lo}, {hi}]\n")

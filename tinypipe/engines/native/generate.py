@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinypipe.engines.native.emit import clamped_steps, emit_model_rs, scratch_sizes
+from tinypipe.engines.native.emit import CHANNEL_BYTES, channel_buffer, clamped_steps, emit_model_rs, scratch_sizes
 from tinypipe.engines.native.lower import SUPPORTED_OPS, Program, lower
 from tinypipe.engines.native.modes import DEFAULT, mode
 from tinypipe.engines.native.patch import Patch, candidates, schedule
@@ -96,7 +96,7 @@ def _summary(program: Program, plan: ArenaPlan, io: dict, sha256: str, patch: Pa
         "overlapped_ops": {str(op): shift for op, shift in sorted(plan.overlapped.items())},
         "patch": patch.summary() if patch else None,
         "arena_layer_by_layer": layer_by_layer,
-        "scratch_bytes": 4 * scratch_words + stage_bytes,
+        "scratch_bytes": 4 * scratch_words + stage_bytes + CHANNEL_BYTES * channel_buffer(program),
         "weight_bytes": sum(o["weight_bytes"] for o in ops),
         "macs": sum(o["macs"] for o in ops),
         "input": io["input"],
@@ -121,7 +121,7 @@ def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = D
     model = parse_model(model_bytes, source)
     # `size` keeps ADD's flash-free arithmetic; every other mode takes its tables
     program = lower(model, widen_weights and optimize not in ("ram", "size"), code_weights=optimize == "size",
-                    add_tables=optimize != "size")
+                    add_tables=optimize != "size", compact=optimize == "size")
     plain = _plan(program, program.steps, {}, overlap=False)
     patch, plan = (None, plain) if optimize != "ram" else _plan_ram(program)
     io = _io(program)

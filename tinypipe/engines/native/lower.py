@@ -14,11 +14,13 @@ naming the operator.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 
 from tinypipe.core.errors import UserError
-from tinypipe.engines.native import entropy, quant
+from tinypipe.engines.native import channels, entropy, quant
+from tinypipe.engines.native.channels import Packed
 from tinypipe.engines.native.quant import QuantError
 from tinypipe.tflite.io import IO_DTYPES
 from tinypipe.tflite.reader import Model, Operator, Subgraph, Tensor
@@ -77,6 +79,7 @@ class Step:
     operands: tuple[int, ...] = ()  # a binary operator's (a, b) tensors, constants included
     general_channels: int = 0  # conv/depthwise/FC channels on TFLM's general requantization path (quant.rs `Rescale`)
     coded_weights: tuple[int, int] = ()  # entropy-coded weights (entropy.py): (their bytes plain, coded)
+    packed: Packed | None = None  # biases and rescales bit-packed (channels.py): arrays `CW{index}`, `CA{index}`
 
 
 @dataclass
@@ -296,8 +299,10 @@ def _describe(op: Operator, graph: Subgraph) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: Model, widen_weights: bool, code_weights: bool = False, add_tables: bool = True):
+    def __init__(self, model: Model, widen_weights: bool, code_weights: bool = False, add_tables: bool = True,
+                 compact: bool = False):
         self.code_weights = code_weights
+        self.compact = compact
         self.model = model
         self.widen_weights = widen_weights
         self.add_tables = add_tables
@@ -475,6 +480,7 @@ class _Lowering:
         if y.shape[-1] != out_c:
             raise self.fail(op, f"output has {y.shape[-1]} channels, filter makes {out_c}")
         geo = self.conv_geometry(op, x, y, k_h, k_w)
+        generics = ""
         wq = w.quantization
         if wq.per_channel and wq.quantized_dimension != q_dim:
             raise self.fail(op, f"its filter is quantized along dimension {wq.quantized_dimension}, expected {q_dim}")
@@ -519,7 +525,16 @@ class _Lowering:
             macs = geo["batches"] * geo["out_h"] * geo["out_w"] * out_c * taps * in_c
         note = (f"{k_h}x{k_w} stride {geo['stride_h']}x{geo['stride_w']} {op.options.get('padding')} "
                 f"{op.options.get('fused_activation', 'NONE')}{requant_note(general, out_c)}")
-        if depthwise:
+        if depthwise and self.compact:
+            # the int8 filter as TFLite stores it (1HWC), no scratch: depthwise.rs `depthwise_conv2d_s8_compact`
+            kernel = "depthwise_conv2d_s8_compact"
+            dm = out_c // in_c  # depthwise.rs `compact_variant`: the blocking, a const generic
+            generics = "::<4, false>" if dm == 1 and in_c % 4 == 0 else "::<4, true>" if dm % 4 == 0 else "::<1, false>"
+            arrays = [ConstArray(f"W{n}", "i8", tuple(wv)),
+                      ConstArray(f"B2{n}", "i32", bias_arg),
+                      ConstArray(f"RS{n}", "Rs", rescales)]
+            scratch, stage = 0, 0
+        elif depthwise:
             lanes = -(-out_c // 4) * 4
             span_w = (geo["out_w"] - 1) * geo["stride_w"] + (k_w - 1) * geo["dil_w"] + 1
             # int8 rows for multipliers of four (padded to whole words), else int16 lanes: depthwise.rs
@@ -547,7 +562,8 @@ class _Lowering:
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
             input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape,
-            scratch_words=scratch, stage_bytes=stage, takes_stage=not depthwise, general_channels=general)
+            scratch_words=scratch, stage_bytes=stage, takes_stage=not depthwise, general_channels=general,
+            generics=generics)
 
     def pool(self, op: Operator) -> Step:
         self.single_io(op, (1,))
@@ -963,14 +979,45 @@ class _Lowering:
                 step = self.alias(op)
                 alias_of[step.output] = alias_of.get(step.input, step.input)
             steps.append(step)
+        if self.compact:
+            steps = [pack_channels(s) for s in steps]
         return Program(steps=steps, tensors=self.t, input=g.inputs[0], output=g.outputs[0], alias_of=alias_of,
                        widened_weights=self.widen_weights, coded_weights=self.code_weights)
 
 
-def lower(model: Model, widen_weights: bool = False, code_weights: bool = False, add_tables: bool = True) -> Program:
+def pack_channels(step: Step) -> Step:
+    """A conv or depthwise step with its biases and rescales bit-packed (channels.py) when that saves flash."""
+    if step.kernel not in PACKED_KERNELS:
+        return step
+    n = step.index
+    named = {a.name: a for a in step.arrays}
+    bias, rescales = named.get(f"B2{n}"), named.get(f"RS{n}")
+    if bias is None or rescales is None:
+        return step
+    packed = channels.pack(bias.values, tuple(m for m, _, _ in rescales.values),
+                           tuple(rescale_word(add, right) for _, add, right in rescales.values))
+    if packed is None or packed.nbytes >= bias.nbytes + rescales.nbytes:
+        return step
+    arrays = []
+    for a in step.arrays:
+        if a is bias:
+            arrays += [ConstArray(f"CW{n}", "u32", packed.words), ConstArray(f"CA{n}", "i32", packed.adds)]
+        elif a is not rescales:
+            arrays.append(a)
+    return dataclasses.replace(step, arrays=arrays, packed=packed)
+
+
+# the kernels whose biases and rescales `optimize: size` packs (their arrays `B2{n}`, `RS{n}`)
+PACKED_KERNELS = ("conv2d_s8", "depthwise_conv2d_s8_compact")
+
+
+def lower(model: Model, widen_weights: bool = False, code_weights: bool = False, add_tables: bool = True,
+          compact: bool = False) -> Program:
     """`widen_weights`: convolution filters and fully connected weights pre-widened to int16 pairs (faster on
     the DSP path, twice their flash); `code_weights` (not with `widen_weights`): fully connected weights
     entropy-coded (entropy.py) in the layers where that saves at least `CODED_MIN_SAVING` bytes of flash
     (decoded a row at a time: slower); `add_tables`: ADD and SUB from precomputed operand tables (2 KiB of flash
-    each, a third of the arithmetic). Code generation choices, the arithmetic is the same."""
-    return _Lowering(model, widen_weights, code_weights, add_tables).lower()
+    each, a third of the arithmetic); `compact` (`optimize: size`): int8 depthwise filters, channel by channel,
+    and conv and depthwise biases and rescales bit-packed where that saves flash (channels.py). Code generation
+    choices, the arithmetic is the same."""
+    return _Lowering(model, widen_weights, code_weights, add_tables, compact).lower()
