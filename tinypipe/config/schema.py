@@ -405,7 +405,8 @@ class Native(Strict):
     optimize: Literal["speed", "balanced", "ram", "size"] = Field(
         "balanced", description="what the native engine trades for what, like the commercial tools' modes: "
         "`balanced`, the default; `speed`, the fastest kernels, flash permitting; `ram`, the activation schedule "
-        "with the lowest peak arena; `size`, the least flash (the firmware built for size, `opt-level = \"z\"`). "
+        "with the lowest peak arena; `size`, the least flash (compact kernels, int8 depthwise filters, packed biases "
+        "and scales, entropy-coded dense weights, `opt-level = \"z\"`; about 1.5x the instructions of `balanced`). "
         "Sweep them with `matrix: {native.optimize: [speed, ram, size]}` to compare instructions, arena and flash",
         examples=["size"])
 

@@ -654,3 +654,169 @@ pub(crate) fn mac_pairs(a: u32, b: u32, acc: i32) -> i32 {
         acc.wrapping_add(lo(a) * lo(b)).wrapping_add(hi(a) * hi(b))
     }
 }
+
+/// [`conv2d_s8`] for `optimize: size`: the least code (one small loop nest instead of the paired-pixel paths).
+/// Per output pixel the patch is gathered into `scratch` (`p.row_words()` words; a tap outside the input
+/// holds the input zero point, which the folded bias cancels), then two channels at a time take their dot
+/// products with it, a word (four values) at a time. `filter`, `bias2` and `rescale` as for [`conv2d_s8`]; the
+/// accumulator is the plain sum, doubled here on the short path.
+pub fn conv2d_s8_compact(
+    p: &Conv2d,
+    input: &[i8],
+    filter: &[u32],
+    bias2: &[i32],
+    rescale: &[Rescale],
+    output: &mut [i8],
+    scratch: &mut [u32],
+) {
+    let in_size = p.in_h * p.in_w * p.in_c;
+    let out_size = p.out_h * p.out_w * p.out_c;
+    let words = p.row_words();
+    if words == 0
+        || p.out_c == 0
+        || input.len() < p.batches * in_size
+        || output.len() < p.batches * out_size
+        || filter.len() < conv_filter_words(p)
+        || bias2.len() < p.out_c
+        || rescale.len() < p.out_c
+        || scratch.len() < words
+    {
+        return;
+    }
+    let patch = &mut scratch[..words];
+    let zero_byte = (-p.input_offset) as u8;
+    let zero_word = u32::from(zero_byte) * 0x0101_0101;
+    let mut at_out = 0;
+    for b in 0..p.batches {
+        let x = &input[b * in_size..(b + 1) * in_size];
+        for oy in 0..p.out_h {
+            for ox in 0..p.out_w {
+                // the patch, tap by tap: whole words where the channels come in fours, else byte by byte
+                // into the word being filled; the tail word zero-padded like the filter rows
+                let mut fill = Fill { patch: &mut *patch, word: 0, bytes: 0, at: 0 };
+                for ky in 0..p.k_h {
+                    let iy = (oy * p.stride_h + ky * p.dil_h).wrapping_sub(p.pad_h);
+                    for kx in 0..p.k_w {
+                        let ix = (ox * p.stride_w + kx * p.dil_w).wrapping_sub(p.pad_w);
+                        let inside = iy < p.in_h && ix < p.in_w;
+                        let base = iy.wrapping_mul(p.in_w).wrapping_add(ix).wrapping_mul(p.in_c);
+                        let mut c = 0;
+                        if p.in_c % 4 == 0 {
+                            while c < p.in_c {
+                                fill.word(if inside { word_at(x, base + c) } else { zero_word });
+                                c += 4;
+                            }
+                        } else {
+                            while c < p.in_c {
+                                fill.byte(if inside { x.get(base + c).map_or(0, |&v| v as u8) } else { zero_byte });
+                                c += 1;
+                            }
+                        }
+                    }
+                }
+                fill.finish();
+                // the rows come in interleaved pairs (conv_filter_words): two channels per pass over the patch
+                let mut o = 0;
+                while o < p.out_c {
+                    let (acc0, acc1) = dot_pair(patch, &filter[o * words..(o + 2) * words]);
+                    put(p, output, at_out + o, acc0, bias2[o], rescale[o]);
+                    if o + 1 < p.out_c {
+                        put(p, output, at_out + o + 1, acc1, bias2[o + 1], rescale[o + 1]);
+                    }
+                    o += 2;
+                }
+                at_out += p.out_c;
+            }
+        }
+    }
+}
+
+/// A patch written a word at a time (whole words, or bytes gathered into the word being filled).
+struct Fill<'a> {
+    patch: &'a mut [u32],
+    word: u32,
+    bytes: u32,
+    at: usize,
+}
+
+impl Fill<'_> {
+    #[inline(always)]
+    fn word(&mut self, w: u32) {
+        if let Some(slot) = self.patch.get_mut(self.at) {
+            *slot = w;
+        }
+        self.at += 1;
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.word |= u32::from(b) << (8 * self.bytes);
+        self.bytes += 1;
+        if self.bytes == 4 {
+            let w = self.word;
+            self.word(w);
+            (self.word, self.bytes) = (0, 0);
+        }
+    }
+
+    /// The last, partial word (its unused bytes zero).
+    #[inline(always)]
+    fn finish(&mut self) {
+        if self.bytes > 0 {
+            let w = self.word;
+            self.word(w);
+        }
+    }
+}
+
+/// Four bytes of `x` from `at`, little-endian (0 past its end: the caller checked the bounds on entry).
+#[inline(always)]
+fn word_at(x: &[i8], at: usize) -> u32 {
+    match x.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0,
+    }
+}
+
+/// One output value from its channel's sum, requantized as [`conv2d_s8`] does.
+#[inline(always)]
+fn put(p: &Conv2d, output: &mut [i8], at: usize, acc: i32, b2: i32, rs: Rescale) {
+    // a general channel's accumulator holds the plain int32 sum (its bias is not doubled)
+    let v = if rs.is_general() {
+        rescale_general(acc.wrapping_add(b2), rs, p.output_offset)
+    } else {
+        rescale_doubled((acc << 1).wrapping_add(b2), rs)
+    };
+    if let Some(y) = output.get_mut(at) {
+        *y = clamp_s8::<false>(v, p.act_min, p.act_max);
+    }
+}
+
+/// The dot products of a patch with a pair of rows interleaved word by word (row 0's word g, row 1's word g).
+#[inline(always)]
+fn dot_pair(patch: &[u32], rows: &[u32]) -> (i32, i32) {
+    let (mut acc0, mut acc1) = (0i32, 0i32);
+    let mut g = 0;
+    while g < patch.len() && 2 * g + 1 < rows.len() {
+        let (x, w0, w1) = (patch[g], rows[2 * g], rows[2 * g + 1]);
+        #[cfg(tinyml_dsp)]
+        {
+            use crate::dsp::{smlad, sxtb16, sxtb16_ror8};
+            let (x02, x13) = (sxtb16(x), sxtb16_ror8(x));
+            acc0 = smlad(x02, sxtb16(w0), smlad(x13, sxtb16_ror8(w0), acc0));
+            acc1 = smlad(x02, sxtb16(w1), smlad(x13, sxtb16_ror8(w1), acc1));
+        }
+        #[cfg(not(tinyml_dsp))]
+        {
+            let mut s = 0;
+            while s < 32 {
+                let v = i32::from((x >> s) as i8);
+                acc0 = acc0.wrapping_add(v * i32::from((w0 >> s) as i8));
+                acc1 = acc1.wrapping_add(v * i32::from((w1 >> s) as i8));
+                s += 8;
+            }
+        }
+        g += 1;
+    }
+    (acc0, acc1)
+}

@@ -48,7 +48,7 @@ mod tests;
 
 pub use arena::{copy_into, inputs_fit, io_fits, range_fits, split_in_place, split_inputs, split_io};
 pub use clamp::clamp_s8;
-pub use conv::{conv2d_s8, conv2d_s8_widened, conv_filter_widened_words, conv_filter_words, Conv2d};
+pub use conv::{conv2d_s8, conv2d_s8_compact, conv2d_s8_widened, conv_filter_widened_words, conv_filter_words, Conv2d};
 pub use convert::{
     dequantize_s8_f32, load, quantize_f32, quantize_f32_s8, store, Dequantize, Element, Quantize,
 };

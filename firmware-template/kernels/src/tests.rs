@@ -592,6 +592,11 @@ mod matmul_kernels {
         let mut stage = vec![0i8; p.stage_bytes()];
         conv2d_s8(&p, &input, &filter, &bias, &rescales, &mut output, &mut scratch, &mut stage);
         assert_eq!(output, expected, "conv {p:?} wide={wide}");
+        // `optimize: size`: the same filter and folded biases, one patch of `row_words` words
+        let mut compact = vec![0i8; expected.len()];
+        let mut patch = vec![0u32; p.row_words()];
+        conv2d_s8_compact(&p, &input, &filter, &bias, &rescales, &mut compact, &mut patch);
+        assert_eq!(compact, expected, "compact conv {p:?} wide={wide}");
         // conv_filter_widened_words: each word as its two int16-pair words, row 0's then row 1's, each pair
         // between its doubled biases and its rescales with their shifts (a padding row: zero bias, add 1)
         // doubled weights unless the layer sums plainly (general): the kernel then widens plain patches
@@ -623,6 +628,8 @@ mod matmul_kernels {
             // 1x1 stride 2, a RELU-like range; 2x3 VALID with 6 channels (patch not a multiple of four)
             conv_case(conv((6, 6), 8, 4, (1, 1), 2, (0, 0), (3, -5), (-5, 127)), wide, 3);
             conv_case(conv((4, 7), 6, 6, (2, 3), 1, (0, 0), (-1, 0), (-128, 100)), wide, 4);
+            // four channels padded on every side (the size mode's word-wise patch with zero-point words)
+            conv_case(conv((5, 5), 4, 3, (3, 3), 2, (1, 1), (5, -2), (-128, 127)), wide, 11);
         }
     }
 

@@ -117,7 +117,8 @@ def generate(model_bytes: bytes, source: str = "model.tflite", optimize: str = D
     layer by layer. `widen_weights`: see `lower.lower`; never with "ram", whose row and band kernels take the int8
     filters, nor with "size" (the codegen stage chooses it per mode: codegen.widen_for_mode). "size" entropy-codes
     fully connected weights where that saves flash (`lower.lower`'s `code_weights`; codegen.json lists them in
-    `compressed_weights`)."""
+    `compressed_weights`), takes the compact conv and int8 depthwise kernels and bit-packs the biases and
+    rescales of their layers (`lower.lower`'s `compact`, channels.py)."""
     model = parse_model(model_bytes, source)
     # `size` keeps ADD's flash-free arithmetic; every other mode takes its tables
     program = lower(model, widen_weights and optimize not in ("ram", "size"), code_weights=optimize == "size",

@@ -559,10 +559,13 @@ class _Lowering:
                     widen_filter_words(filter_words, 1 if general else 2), words, bias_arg, rescales))]
             # staging: the patch and a word of slack for the DSP gather's word-rounded runs (conv.rs stage_bytes)
             scratch, stage = 4 * words, (0 if taps == 1 else 4 * words + 4)
+            if self.compact:  # one patch, gathered pixel by pixel: conv.rs `conv2d_s8_compact`
+                kernel, scratch, stage = "conv2d_s8_compact", words, 0
         return Step(
             index=n, op=op.op, kernel=kernel, params_type=ptype, params=params, arrays=arrays,
             input=x.index, output=y.index, macs=macs, note=note, in_shape=x.shape, out_shape=y.shape,
-            scratch_words=scratch, stage_bytes=stage, takes_stage=not depthwise, general_channels=general,
+            scratch_words=scratch, stage_bytes=stage, takes_stage=kernel in ("conv2d_s8", "conv2d_s8_widened"),
+            general_channels=general,
             generics=generics)
 
     def pool(self, op: Operator) -> Step:
@@ -1008,7 +1011,7 @@ def pack_channels(step: Step) -> Step:
 
 
 # the kernels whose biases and rescales `optimize: size` packs (their arrays `B2{n}`, `RS{n}`)
-PACKED_KERNELS = ("conv2d_s8", "depthwise_conv2d_s8_compact")
+PACKED_KERNELS = ("conv2d_s8_compact", "depthwise_conv2d_s8_compact")
 
 
 def lower(model: Model, widen_weights: bool = False, code_weights: bool = False, add_tables: bool = True,

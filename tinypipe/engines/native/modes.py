@@ -26,7 +26,9 @@ MODES = {
     "balanced": Mode("balanced", None, "fast kernels with compact weights (the default)"),
     "ram": Mode("ram", None, "the activation schedule with the lowest peak arena"),
     # "z" over "s": it also stops LLVM unrolling and vectorising loops, the largest code of the kernels
-    "size": Mode("size", "z", "the least flash: the firmware built for size"),
+    # int8 depthwise filters as TFLite stores them, small conv and depthwise loops, bit-packed biases and
+    # rescales, entropy-coded fully connected weights: about 1.5x the instructions of `balanced` for ~17% less flash
+    "size": Mode("size", "z", "the least flash: compact kernels and weights, the firmware built for size"),
 }
 
 
