@@ -32,8 +32,11 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/tinypipe run pipelines/gesture
 
+# the suite on every core: pytest-xdist, one test module per worker at a time (`--dist loadfile`), the workers
+# sharing one user-level cache (sysroots, compiled crates, TFLM objects; tests/conftest.py). TEST_WORKERS=0: one process
+TEST_WORKERS ?= auto
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # the tests not marked `slow` (no sysroot, firmware, TFLM library or training): a couple of minutes at most
 test-fast: setup

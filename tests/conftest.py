@@ -5,6 +5,7 @@ Helpers that are not fixtures live in tests/helpers.py."""
 import hashlib
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,33 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive lock on `path` (created) for the block: one builder at a time across pytest-xdist workers."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory):
-    """One user-level cache (Rust sysroots) for the whole session, outside the developer's real cache."""
-    cache = os.environ.get("TINYPIPE_TEST_CACHE") or str(tmp_path_factory.mktemp("user-cache"))
+    """One user-level cache (Rust sysroots, compiled crates, TFLM objects, the shared store) for the whole
+    session, outside the developer's real cache. Under pytest-xdist every worker uses the same one (in the
+    session's base temporary directory, above the workers' own): the store and the object cache take
+    concurrent writers, and what the fixtures build themselves is built under `file_lock`."""
+    if os.environ.get("TINYPIPE_TEST_CACHE"):
+        cache = os.environ["TINYPIPE_TEST_CACHE"]
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = str(tmp_path_factory.getbasetemp().parent / "user-cache")
+        Path(cache).mkdir(exist_ok=True)
+    else:
+        cache = str(tmp_path_factory.mktemp("user-cache"))
     old = os.environ.get("TINYPIPE_CACHE")
     os.environ["TINYPIPE_CACHE"] = cache
     yield Path(cache)
@@ -61,9 +85,10 @@ def rust_toolchain(session_cache):
         except UserError as exc:
             pytest.skip(str(exc))
         out = session_cache / "toolchain-test" / f"{variant.triple}-{variant.cpu}-{release}"
-        if not (out / "toolchain.json").is_file():
-            shutil.rmtree(out, ignore_errors=True)  # a killed session's partial entry
-            toolchain.run(stage_context(variant, out))
+        with file_lock(out.with_name(out.name + ".lock")):  # another worker may be building it
+            if not (out / "toolchain.json").is_file():
+                shutil.rmtree(out, ignore_errors=True)  # a killed session's partial entry
+                toolchain.run(stage_context(variant, out))
         return out
 
     return entry

@@ -54,9 +54,13 @@ def test_first_run_is_bit_exact_and_accurate(gesture):
                             "build", "run"]
     assert {s for s, status in stages.items() if status != "ran"} <= {"toolchain"}
     # the toolchain lives in the user-level store: cached exactly when an earlier test of the session built it
+    # (or, with pytest-xdist, when another worker committed it while this run was starting)
     toolchain_key = json.loads((project / "tinypipe.lock").read_text())["variants"]["mps2-an386-native"][
         "toolchain"]["key"]
-    assert stages["toolchain"] == ("cached" if toolchain_key in toolchains_before else "ran")
+    if toolchain_key in toolchains_before or not os.environ.get("PYTEST_XDIST_WORKER"):
+        assert stages["toolchain"] == ("cached" if toolchain_key in toolchains_before else "ran")
+    else:
+        assert stages["toolchain"] in ("ran", "cached")
     (row,) = doc["results"]
     assert row["variant"] == "mps2-an386-native" and row["board"] == "mps2-an386" and row["engine"] == "native"
     assert row["bit_exact"] is True
