@@ -15,7 +15,7 @@
 //! ([`WIDENED_PAIR_EXTRA_WORDS`]), so the DSP loop walks the layer with one pointer and loads them with
 //! one LDM each instead of keeping three pointers on the stack.
 
-use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
+use crate::quant::{clamp_s8, requantize_sum, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d {
@@ -769,9 +769,9 @@ impl Fill<'_> {
     }
 }
 
-/// Four bytes of `x` from `at`, little-endian (0 past its end: the caller checked the bounds on entry).
+/// Four bytes of `x` from `at`, little-endian (0 past its end: the callers checked the bounds on entry).
 #[inline(always)]
-fn word_at(x: &[i8], at: usize) -> u32 {
+pub(crate) fn word_at(x: &[i8], at: usize) -> u32 {
     match x.get(at..at + 4) {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
         _ => 0,
@@ -781,14 +781,8 @@ fn word_at(x: &[i8], at: usize) -> u32 {
 /// One output value from its channel's sum, requantized as [`conv2d_s8`] does.
 #[inline(always)]
 fn put(p: &Conv2d, output: &mut [i8], at: usize, acc: i32, b2: i32, rs: Rescale) {
-    // a general channel's accumulator holds the plain int32 sum (its bias is not doubled)
-    let v = if rs.is_general() {
-        rescale_general(acc.wrapping_add(b2), rs, p.output_offset)
-    } else {
-        rescale_doubled((acc << 1).wrapping_add(b2), rs)
-    };
     if let Some(y) = output.get_mut(at) {
-        *y = clamp_s8::<false>(v, p.act_min, p.act_max);
+        *y = requantize_sum(acc, b2, rs, p.output_offset, p.act_min, p.act_max);
     }
 }
 

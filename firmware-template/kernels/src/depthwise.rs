@@ -16,7 +16,8 @@
 //! weights make the accumulators twice the sum, which is what the requantization's high multiply wants
 //! ([`Rescale`]); a general-path channel's are not doubled.
 
-use crate::quant::{clamp_s8, rescale_doubled, rescale_general, Rescale};
+use crate::conv::word_at;
+use crate::quant::{clamp_s8, requantize_sum, rescale_doubled, rescale_general, Rescale};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DepthwiseConv2d {
@@ -543,8 +544,8 @@ fn window<const L: usize, const BROADCAST: bool>(
     for _ in 0..p.k_h {
         let mut at = row;
         for _ in 0..p.k_w {
-            let v = if BROADCAST { byte(x, at) * 0x0101_0101 } else if L == 4 { word(x, at) } else { byte(x, at) };
-            let w = if L == 4 { word(filter, at_w) } else { byte(filter, at_w) };
+            let v = if BROADCAST { byte(x, at) * 0x0101_0101 } else if L == 4 { word_at(x, at) } else { byte(x, at) };
+            let w = if L == 4 { word_at(filter, at_w) } else { byte(filter, at_w) };
             mac::<L>(&mut acc, v, w);
             at += col_step;
             at_w += out_c;
@@ -579,10 +580,10 @@ fn edge_window<const L: usize, const BROADCAST: bool>(
             let v = match (iy < p.in_h && ix < p.in_w, BROADCAST) {
                 (false, _) => zero_point,
                 (true, true) => byte(x, at) * 0x0101_0101,
-                (true, false) if L == 4 => word(x, at),
+                (true, false) if L == 4 => word_at(x, at),
                 (true, false) => byte(x, at),
             };
-            let w = if L == 4 { word(filter, t * out_c + o) } else { byte(filter, t * out_c + o) };
+            let w = if L == 4 { word_at(filter, t * out_c + o) } else { byte(filter, t * out_c + o) };
             mac::<L>(&mut acc, v, w);
             t += 1;
         }
@@ -625,25 +626,10 @@ fn byte(s: &[i8], at: usize) -> u32 {
     s.get(at).map_or(0, |&b| b as u8 as u32)
 }
 
-/// Four bytes from `at`, little-endian (0 past the end: the callers' bounds were checked on entry).
-#[inline(always)]
-fn word(s: &[i8], at: usize) -> u32 {
-    match s.get(at..at + 4) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
-        _ => 0,
-    }
-}
-
 /// One output value: the window's sum requantized, as [`depthwise_conv2d_s8`] does.
 #[inline(always)]
 fn put(p: &DepthwiseConv2d, y: &mut [i8], at: usize, acc: i32, b2: i32, rs: Rescale) {
-    // a general channel's accumulator holds the plain int32 sum (its bias is not doubled)
-    let v = if rs.is_general() {
-        rescale_general(acc.wrapping_add(b2), rs, p.output_offset)
-    } else {
-        rescale_doubled((acc << 1).wrapping_add(b2), rs)
-    };
     if let Some(out) = y.get_mut(at) {
-        *out = clamp_s8::<false>(v, p.act_min, p.act_max);
+        *out = requantize_sum(acc, b2, rs, p.output_offset, p.act_min, p.act_max);
     }
 }

@@ -111,6 +111,18 @@ pub fn rescale_general(acc: i32, rs: Rescale, output_offset: i32) -> i32 {
     multiply_by_quantized_multiplier(acc, rs.multiplier, rs.general_shift()).wrapping_add(output_offset)
 }
 
+/// One output value of a compact kernel from its plain sum `acc`: the short path doubles it (`b2` is the
+/// doubled bias there), a general channel adds its bias as it is; then the fused activation's clamp.
+#[inline(always)]
+pub fn requantize_sum(acc: i32, b2: i32, rs: Rescale, output_offset: i32, act_min: i32, act_max: i32) -> i8 {
+    let v = if rs.is_general() {
+        rescale_general(acc.wrapping_add(b2), rs, output_offset)
+    } else {
+        rescale_doubled((acc << 1).wrapping_add(b2), rs)
+    };
+    clamp_s8::<false>(v, act_min, act_max)
+}
+
 /// Whether a kernel's requantization variant, chosen by the code generator, computes a layer exactly:
 /// `GENERAL` (TFLM's general path for `right == 0` channels) must be set when any channel needs it, and
 /// `FULL` (the activation range is all of int8: saturation only) only when the range is. A kernel taking

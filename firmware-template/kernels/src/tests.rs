@@ -690,9 +690,8 @@ mod matmul_kernels {
         let (b, r) = unpack_channels(&packed, &words, &adds, &mut b_buf, &mut r_buf);
         assert_eq!((b, r), (&bias[..out_c], &rescales[..out_c]));
         let mut compact = vec![0i8; expected.len()];
-        let run = |f: fn(&DepthwiseConv2d, &[i8], &[i8], &[i32], &[Rescale], &mut [i8]), out: &mut [i8]| {
-            f(&p, &input, &filter_1hwc, &bias[..out_c], &rescales[..out_c], out)
-        };
+        type Kernel = fn(&DepthwiseConv2d, &[i8], &[i8], &[i32], &[Rescale], &mut [i8]);
+        let run = |f: Kernel, out: &mut [i8]| f(&p, &input, &filter_1hwc, &bias[..out_c], &rescales[..out_c], out);
         match compact_variant(&p) {
             (4, false) => run(depthwise_conv2d_s8_compact::<4, false>, &mut compact),
             (4, true) => run(depthwise_conv2d_s8_compact::<4, true>, &mut compact),
@@ -777,14 +776,14 @@ mod matmul_kernels {
         }
         let (mut first, mut limits, mut bases, mut codes) = (0u32, vec![], vec![], [0u32; 256]);
         let mut offset = 0usize;
-        for len in 1..=16 {
-            limits.push((first + count[len]) << (16 - len));
+        for (len, &n) in count.iter().enumerate().take(17).skip(1) {
+            limits.push((first + n) << (16 - len));
             bases.push((offset as u32).wrapping_sub(first));
-            for (k, code) in codes.iter_mut().enumerate().skip(offset).take(count[len] as usize) {
+            for (k, code) in codes.iter_mut().enumerate().skip(offset).take(n as usize) {
                 *code = first + (k - offset) as u32;
             }
-            offset += count[len] as usize;
-            first = (first + count[len]) << 1;
+            offset += n as usize;
+            first = (first + n) << 1;
         }
         let (mut stream, mut acc, mut held) = (vec![], 0u64, 0);
         for v in values {
@@ -802,6 +801,7 @@ mod matmul_kernels {
         (stream, [limits, bases].concat(), (0..=255u8).map(|k| k as i8).collect())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn fc_case(batches: usize, depth: usize, out_depth: usize, per_tensor: bool, zero_points: (i32, i32),
                act: (i32, i32), wide: bool, seed: u64) {
         let mut rng = Rng(seed);
