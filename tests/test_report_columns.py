@@ -1,5 +1,6 @@
 """The one-pass table layout (tinypipe/report/columns.py) against rich's Table, which it replaces for speed:
-the same text at every width where the layout applies, and the fallback where it does not."""
+the same text at every width where the layout applies (rich given the names as the layout folds them, at
+separators), and the fallback where it does not; the fold itself on its own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from tinypipe.report.columns import Cell, Column, render
+from tinypipe.report.columns import SEPARATORS, Cell, Column, _fold, render
 from tinypipe.report.results import render_table
 
 COLUMNS = [("variant", "left"), ("accuracy %\nhost/dev", "right"), ("bit-\nexact", "center"),
@@ -65,8 +66,26 @@ def test_the_layout_is_richs_wherever_it_applies(rows, width):
                 for i, (h, _) in enumerate(COLUMNS) if i > 0) + 2 * (len(COLUMNS) - 1)
     if fixed + 1 > width:  # not even one character left for the names: rich's Table cuts columns instead
         assert ours is None
-    else:
-        assert ours == _rich(rows, width)
+        return
+    room = width - fixed  # what the names may take
+    if max(len(r[0]) for r in rows) > room:
+        rows = [["\n".join(_fold(r[0], room)), *r[1:]] for r in rows]
+    assert ours == _rich(rows, width)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet="ab1-_./", min_size=0, max_size=60), width=st.integers(1, 30))
+def test_a_name_folds_after_its_separators_and_loses_nothing(text, width):
+    lines = _fold(text, width)
+    assert "".join(lines) == text
+    assert all(0 < len(line) <= width for line in lines) or lines == [""]
+    for line, after in zip(lines, lines[1:]):
+        if any(ch in SEPARATORS for ch in line):
+            assert line[-1] in SEPARATORS  # cut just after a separator where the line has one ...
+            # ... the last one that fits: the next line's part that would still fit has none
+            assert not any(ch in SEPARATORS for ch in after[:width - len(line)])
+        else:
+            assert len(line) == width  # no separator: cut at the width
 
 
 def test_a_long_sweep_folds_its_names_at_80_columns_and_colours_the_verdict():
@@ -80,6 +99,8 @@ def test_a_long_sweep_folds_its_names_at_80_columns_and_colours_the_verdict():
     plain = Console(file=io.StringIO(), width=80, color_system=None)
     render_table(plain, rows)
     lines = plain.file.getvalue().splitlines()
-    assert max(len(line) for line in lines[:12]) <= 80
-    assert "mps2-an386-native-e" in out and "pochs2-layers0.filt" in out and "ers16" in out  # folded, not cut
+    assert max(len(line) for line in lines[:16]) <= 80
+    names = [line.split()[0] for line in lines[4:16]]
+    assert names == [part for e in (1, 2) for f in (8, 16)  # folded at separators, nothing cut
+                     for part in ("mps2-an386-native-", f"epochs{e}-layers0.", f"filters{f}")]
     assert "\x1b[32myes" in out and "\x1b[31mNO" in out

@@ -2,8 +2,9 @@
 
 A rich `Table` renders every cell through the console, which costs about a millisecond per row: the table of a
 1,000-stage sweep (143 cells) took longer than the no-op run it reports. These tables are simple — one line per
-row except for the first column, which folds when the terminal is narrow — so they are laid out here with string
-operations and printed as one `rich.text.Text`. The look is rich's `box.SIMPLE_HEAD` with `padding=(0, 1)`,
+row except for the first column, which folds when the terminal is narrow (after a `-`, `_`, `.` or `/` where the
+name has one, so `mps2-an386-native-optimize_size` folds into its parts, not mid-word) — so they are laid out
+here with string operations and printed as one `rich.text.Text`. The look is rich's `box.SIMPLE_HEAD` with `padding=(0, 1)`,
 `collapse_padding`, no outer edge: columns two spaces apart, headers bottom-aligned above a rule, the title
 centred over the table. tests/test_report_columns.py checks the output against rich's own rendering.
 """
@@ -44,9 +45,20 @@ def _fit(text: str, width: int, justify: str) -> str:
     return " " * left + text + " " * (pad - left)
 
 
+SEPARATORS = "-_./"
+
+
 def _fold(text: str, width: int) -> list[str]:
-    """`text` (no spaces) in lines of `width` characters."""
-    return [text[i:i + width] for i in range(0, len(text), width)] or [""]
+    """`text` (no spaces) in lines of at most `width` characters, each line but the last ending just after the
+    last separator that fits in it (a line with none is cut at `width`)."""
+    lines, start = [], 0
+    while len(text) - start > width:
+        cut = max(text.rfind(sep, start, start + width) for sep in SEPARATORS) + 1
+        end = cut if cut > start else start + width
+        lines.append(text[start:end])
+        start = end
+    lines.append(text[start:])
+    return lines
 
 
 def render(title: str, columns: list[Column], rows: list[list[Cell]], max_width: int) -> "Text | None":
@@ -60,11 +72,16 @@ def render(title: str, columns: list[Column], rows: list[list[Cell]], max_width:
     widths = [max([len(h) for h in header] + [len(row[i].text) for row in rows])
               for i, header in enumerate(headers)]
     total = sum(widths) + GAP * (len(widths) - 1)
+    folded = [[row[0].text] for row in rows]
     if total > max_width:
         widths[0] -= total - max_width
         if widths[0] < 1:
             return None
-        total = max_width
+        folded = [_fold(row[0].text, widths[0]) for row in rows]
+        # the column as wide as its longest line once folded (folding at separators may leave it narrower)
+        narrower = max([len(h) for h in headers[0]] + [len(line) for lines in folded for line in lines])
+        widths[0] = min(widths[0], narrower)
+        total = sum(widths) + GAP * (len(widths) - 1)
 
     out = Text(no_wrap=True, overflow="ignore", end="\n")
     out.append(_fit(title, total, "center"), style="bold")
