@@ -188,3 +188,19 @@ def test_every_subcommand_in_a_terminal(ran_in_terminal, tmp_path, args, expecte
     flat = " ".join(screen.replace("\r", "").split())
     assert " ".join(expected_text.format(**fill).split()) in flat, screen[-3000:]
     assert "Traceback" not in screen
+
+
+def test_a_report_after_an_edit_says_why_its_cells_are_empty(ran_in_terminal, tmp_path):
+    project, code, _ = ran_in_terminal
+    assert code == 0
+    copy = tmp_path / "edited"
+    shutil.copytree(project, copy)
+    got, screen = finish(spawn(["report", str(copy)]), timeout=120)
+    assert got == 0 and "have not run" not in screen, screen[-3000:]  # all ran: no note
+    config = copy / "project.yaml"
+    config.write_text(config.read_text().replace("epochs:", "epochs: 1  # was", 1))
+    got, screen = finish(spawn(["report", str(copy)]), timeout=120)
+    assert got == 0, screen[-3000:]
+    flat = " ".join(screen.replace("\r", "").split())
+    assert "1 of 1 variant(s) have stages that have not run for the project as it is now (train," in flat, flat
+    assert f"tinypipe run {copy}` runs them" in flat and "--why` says what changed" in flat

@@ -468,6 +468,7 @@ def cmd_report(args) -> int:
         _print_json({"results": rows})
     else:
         render_results(_console(args), rows)
+    _note_not_run(pipeline, args.dir)
     if args.html:
         from tinypipe.core.fs import atomic_write_text
         from tinypipe.report import history
@@ -479,6 +480,22 @@ def cmd_report(args) -> int:
         atomic_write_text(Path(args.html), page)
         sys.stderr.write(f"wrote {args.html}\n")
     return 0
+
+
+def _note_not_run(pipeline, directory: str) -> None:
+    """On stderr, when some stages have no store entry for the project as it is now (it was edited since the
+    last run, or never ran): the report's empty cells say nothing of why."""
+    not_run: dict[str, None] = {}
+    variants: set[str] = set()
+    for node in pipeline.graph.nodes:
+        if node.meta() is None:
+            not_run[node.name] = None
+            variants.update(node.variants)
+    if variants:
+        where = shlex.quote(directory)
+        _error(f"note: {len(variants)} of {len(pipeline.variants)} variant(s) have stages that have not run for the "
+               f"project as it is now ({', '.join(not_run)}): their cells show —",
+               f"`tinypipe run {where}` runs them; `tinypipe status {where} --why` says what changed")
 
 
 def cmd_verify(args) -> int:
