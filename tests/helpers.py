@@ -195,10 +195,12 @@ def build_trace_firmware(cases: dict[str, tuple[bytes, np.ndarray]], variant: Va
 USER_FIRMWARE = REPO / "tests" / "user_firmware"
 
 
-def build_user_rust_firmware(crate: dict, inputs: bytes, toolchain_entry: Path, work: Path) -> Path:
+def build_user_rust_firmware(crate: dict, inputs: bytes, toolchain_entry: Path, work: Path, raw: bool = False
+                             ) -> Path:
     """tests/user_firmware/rust built in `work` against the exported crate (`crate`: one of `export --json`'s
-    crates), replaying `inputs` (windows of the model's input elements, little-endian); its ELF. The build must
-    print no warning: the exported crate builds clean in someone else's build."""
+    crates), replaying `inputs` (windows of the model's input elements, little-endian; with `raw`, raw int16 sensor
+    windows through the crate's `FrontEnd`); its ELF. The build must print no warning: the exported crate builds
+    clean in someone else's build."""
     firmware = work / "rust-firmware"
     shutil.copytree(USER_FIRMWARE / "rust", firmware)
     shutil.copyfile(USER_FIRMWARE / "link.x", firmware / "link.x")
@@ -206,6 +208,7 @@ def build_user_rust_firmware(crate: dict, inputs: bytes, toolchain_entry: Path, 
     (firmware / "Cargo.toml").write_text(
         '[package]\nname = "user-firmware"\nversion = "0.1.0"\nedition = "2021"\n\n'
         f'[dependencies]\nmodel = {{ package = "{crate["package"]}", path = "{crate["path"]}" }}\n\n'
+        '[features]\nraw = []\n\n'
         '[profile.release]\nopt-level = 3\nlto = true\npanic = "abort"\n\n[profile.dev]\npanic = "abort"\n\n'
         '[workspace]\n')
     toolchain = json.loads((toolchain_entry / "toolchain.json").read_text())
@@ -213,7 +216,8 @@ def build_user_rust_firmware(crate: dict, inputs: bytes, toolchain_entry: Path, 
     env.update(PATH=f"/usr/bin{os.pathsep}{env.get('PATH', '')}", RUSTC=toolchain["rustc"],
                CARGO_HOME=str(work / "cargo-home"), CARGO_TARGET_DIR=str(work / "target"),
                CARGO_ENCODED_RUSTFLAGS="\x1f".join(build.build_rustflags(toolchain, toolchain_entry, firmware)))
-    result = subprocess.run([toolchain["cargo"], "build", "--release", "--offline", "--target", toolchain["triple"]],
+    result = subprocess.run([toolchain["cargo"], "build", "--release", "--offline", "--target", toolchain["triple"],
+                             *(["--features", "raw"] if raw else [])],
                             cwd=firmware, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "warning" not in result.stderr, result.stderr

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, build_user_c_program, build_user_rust_firmware, run_user_firmware, tinypipe
+from tests.helpers import (SHARED, build_user_c_program, build_user_rust_firmware, run_user_firmware, store_entry,
+                           tinypipe)
 from tinypipe.core.errors import UserError
 from tinypipe.release import capi
 from tinypipe.release.crate import (MARKER, CrateSpec, check_destination, crate_name, crate_version, f32_literal,
@@ -220,17 +221,131 @@ def test_a_c_program_linked_with_the_static_library_runs_bit_exact(exported, win
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/bin/cargo-clippy").exists(), reason="needs Debian's clippy (rust-web-clippy)")
 def test_the_exported_crate_and_its_c_api_pass_clippy(exported, rust_toolchain, tmp_path):
+    _clippy(exported, rust_toolchain(BOARD), tmp_path, ("", "c"))
+
+
+def _clippy(exported: dict, entry: Path, tmp_path: Path, members: tuple[str, ...]) -> None:
+    """`cargo clippy -D warnings` in a copy of the export: in each of `members` ("": the crate, "c": its C API)."""
     crate = tmp_path / "crate"
     shutil.copytree(exported["path"], crate)  # clippy writes Cargo.lock files: not into the fixture's export
-    entry = rust_toolchain(BOARD)
     toolchain = json.loads((entry / "toolchain.json").read_text())
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CARGO", "RUST"))}
     env.update(PATH=f"/usr/bin{os.pathsep}{env.get('PATH', '')}", RUSTC=toolchain["rustc"],
                CARGO_HOME=str(tmp_path / "cargo-home"), CARGO_TARGET_DIR=str(tmp_path / "target"),
                RUSTFLAGS=" ".join([f"-C target-cpu={toolchain['cpu']}",
                                    *([f"--sysroot {entry / toolchain['sysroot']}"] if toolchain["sysroot"] else [])]))
-    for where in (crate, crate / "c"):  # clippy lints a workspace's members: the crate, then the C API's
+    for member in members:  # clippy lints a workspace's members: the crate, then the C API's
         result = subprocess.run([toolchain["cargo"], "clippy", "--release", "--offline", "--target",
-                                 toolchain["triple"], "--", "-D", "warnings"], cwd=where, env=env,
+                                 toolchain["triple"], "--", "-D", "warnings"], cwd=crate / member, env=env,
                                 capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stderr[-4000:]
+
+
+# --- models that take raw sensor windows: the front end goes with the crate ------------------------------------------
+
+def _keywords_project(parent: Path) -> Path:
+    from tests.test_keywords import KEYWORDS, make_data
+
+    project = parent / "keywords"
+    shutil.copytree(KEYWORDS, project, ignore=shutil.ignore_patterns("data", ".tinypipe", "tinypipe.lock"))
+    make_data(project / "data", "--per-class", "4", "--seconds", "0.45")
+    text = (project / "project.yaml").read_text()
+    (project / "project.yaml").write_text(text.replace("epochs: 30", "epochs: 2"))  # the numbers matter, not skill
+    return project
+
+
+def _spectral_project(parent: Path) -> Path:
+    from tests.helpers import REPO, fresh_example
+
+    project = fresh_example(REPO / "pipelines" / "gesture-features", parent)
+    text = (project / "project.yaml").read_text()
+    assert "matrix:\n  features.kind: [raw, spectral]\n" in text
+    (project / "project.yaml").write_text(text.replace("samples_per_class: 200", "samples_per_class: 30")
+                                          .replace("epochs: 30", "epochs: 2")
+                                          .replace("matrix:\n  features.kind: [raw, spectral]\n", ""))
+    return project
+
+
+def _scaled_project(parent: Path) -> Path:
+    import yaml
+
+    from tests.test_input_scaling import scaled_doc, write_raw_recordings
+
+    project = parent / "scaled"
+    project.mkdir()
+    write_raw_recordings(project)
+    doc = scaled_doc(sensor={"scale": [0.0002, 0.0003, 0.0002], "offset": [0, 0, 16384]}, model={"epochs": 2})
+    del doc["data"]["normalize"]  # the sensor's declared scaling instead
+    (project / "project.yaml").write_text(yaml.safe_dump(doc))
+    return project
+
+
+@pytest.fixture(scope="module")
+def raw_exports(tmp_path_factory, rust_toolchain) -> dict[str, tuple[dict, bytes, list[bytes]]]:
+    """Crates of three models that take raw int16 windows — each sample scaled (`sensor.scale`/`offset` over raw
+    CSV counts), spectral features (gesture-features), MFCCs (the keywords example) — by the front end's kind: the crate
+    (`export --json`), the reference stage's raw test windows and the host TFLM oracle's output bytes for each (on
+    the host's own features)."""
+    rust_toolchain(BOARD)  # the session's sysroot, shared through the user cache
+    root = tmp_path_factory.mktemp("raw-export")
+    found = {}
+    for project in (_scaled_project(root), _spectral_project(root), _keywords_project(root)):
+        result = tinypipe("export", str(project), "--crate", str(root / f"{project.name}-crates"), "--json")
+        assert result.returncode == 0, result.stderr[-6000:]
+        for crate in json.loads(result.stdout)["crates"]:
+            entry = store_entry(project, crate["variant"], "reference")
+            outputs = (entry / "test_outputs.bin").read_bytes()
+            size = int(np.prod(crate["output"]["shape"]))
+            found[crate["raw_input"]["features"] or "scaled"] = (
+                crate, (entry / "test_raw.bin").read_bytes(),
+                [outputs[i:i + size] for i in range(0, len(outputs), size)])
+    assert sorted(found) == ["mfcc", "scaled", "spectral"]
+    return found
+
+
+@pytest.mark.slow
+def test_a_raw_window_model_exports_its_front_end_and_class_names(raw_exports):
+    crate, raw, expected = raw_exports["mfcc"]
+    assert crate["raw_input"] == {"window": 1024, "axes": 1, "window_len": 1024, "features": "mfcc"}
+    assert crate["classes"] == ["chirp", "high", "low", "noise"]
+    assert len(raw) == 2 * 1024 * len(expected)
+    root = Path(crate["path"])
+    for name in ("raw_input.rs", "audio_config.rs", "front_end.rs"):
+        assert (root / "src" / name).is_file(), name
+    lib = (root / "src" / "lib.rs").read_text()
+    assert "pub use front_end::{FrontEnd, RAW_AXES, RAW_WINDOW, RAW_WINDOW_LEN};" in lib
+    assert 'pub const CLASSES: [&str; OUTPUT_LEN] = ["chirp", "high", "low", "noise"];' in lib
+    header = Path(crate["files"]["c_header"]).read_text()
+    assert "#define TP_RAW_WINDOW_LEN 1024" in header and "int32_t tp_input_from_raw(" in header
+    assert '#define TP_CLASSES { "chirp", "high", "low", "noise" }' in header
+    scaled, _, _ = raw_exports["scaled"]
+    assert scaled["raw_input"] == {"window": 24, "axes": 3, "window_len": 72, "features": None}
+    assert not (Path(scaled["path"]) / "src" / "features_config.rs").exists()
+
+
+@pytest.mark.slow
+@needs_tools
+@pytest.mark.parametrize("kind", ["spectral", "mfcc"])
+def test_a_rust_firmware_feeds_raw_windows_through_the_front_end_bit_exact(raw_exports, rust_toolchain, tmp_path,
+                                                                           kind):
+    crate, raw, expected = raw_exports[kind]
+    elf = build_user_rust_firmware(crate, raw, rust_toolchain(BOARD), tmp_path, raw=True)
+    _, outputs = run_user_firmware(elf, BOARD)
+    assert outputs == expected  # device front end + exported model == host features + host TFLM, every byte
+
+
+@pytest.mark.slow
+@needs_tools
+@pytest.mark.parametrize("kind", ["scaled", "spectral", "mfcc"])
+def test_a_c_program_feeds_raw_windows_through_tp_input_from_raw_bit_exact(raw_exports, tmp_path, kind):
+    crate, raw, expected = raw_exports[kind]
+    output, outputs = run_user_firmware(build_user_c_program(crate, raw, tmp_path), BOARD)
+    statuses = dict(re.findall(r"^status (\w+) (-?\d+)$", output, re.M))
+    assert statuses["raw_null"] == "-1" and statuses["init"] == "0"
+    assert outputs == expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/cargo-clippy").exists(), reason="needs Debian's clippy (rust-web-clippy)")
+def test_a_crate_with_a_front_end_passes_clippy(raw_exports, rust_toolchain, tmp_path):
+    _clippy(raw_exports["mfcc"][0], rust_toolchain(BOARD), tmp_path, ("", "c"))  # its front end and tp_input_from_raw

@@ -7,7 +7,9 @@ the toolchain stage's sysroot and flags, and the header that goes with it.
 
 The C API: `tp_model_init(arena, arena_len)` lends the model its arena (at least `TP_ARENA_BYTES` bytes, any
 alignment), `tp_model_invoke(input, output)` runs it (`TP_INPUT_LEN` in, `TP_OUTPUT_LEN` out), both returning
-`TP_OK` or a negative `TP_ERR_*`; `tp_input_from_real` and `tp_output_to_real` convert one value.
+`TP_OK` or a negative `TP_ERR_*`; `tp_input_from_real` and `tp_output_to_real` convert one value. When the model
+takes raw sensor windows through a front end (`front_end.py`), `tp_input_from_raw(raw, input)` makes its input from
+`TP_RAW_WINDOW_LEN` int16 samples; `TP_CLASSES` names the outputs when they are the project's classes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from tinypipe.core import proc
 from tinypipe.core.errors import UserError
-from tinypipe.core.escape import comment_text, toml_string
+from tinypipe.core.escape import c_string, comment_text, toml_string
 from tinypipe.core.fs import atomic_write_text
 
 if TYPE_CHECKING:
@@ -138,6 +140,7 @@ pub unsafe extern "C" fn tp_model_invoke(input: *const Input, output: *mut Outpu
     TP_OK
 }
 
+$front_end_fn
 /// A real value as an input element (quantized as TFLite's QUANTIZE does for an int8 input).
 #[no_mangle]
 pub extern "C" fn tp_input_from_real(x: f32) -> Input {
@@ -215,7 +218,7 @@ tp_input_t tp_input_from_real(float x);
 
 /* An output element as a real value (dequantized for an int8 output). */
 float tp_output_to_real(tp_output_t y);
-
+$front_end$classes
 #ifdef __cplusplus
 }
 #endif
@@ -231,9 +234,70 @@ def render_cargo_toml(spec: "CrateSpec", workspace_root: bool = True) -> str:
     return package + WORKSPACE.replace("\n[workspace]", f"\n{C_CRATE_ROOT}[workspace]") if workspace_root else package
 
 
+FRONT_END_FN = Template('''
+/// The front end `tp_input_from_raw` runs: its working memory in .bss.
+struct FrontEndCell(core::cell::UnsafeCell<$lib::FrontEnd>);
+// SAFETY: only `tp_input_from_raw` touches it, and its contract is one call of this library at a time.
+unsafe impl Sync for FrontEndCell {}
+static FRONT_END: FrontEndCell = FrontEndCell(core::cell::UnsafeCell::new($lib::FrontEnd::new()));
+
+/// The model's input for one raw window: `RAW_WINDOW_LEN` int16 samples at `raw` in, `INPUT_LEN` values written
+/// to `input`.
+///
+/// # Safety
+///
+/// `raw` points to `RAW_WINDOW_LEN` readable, aligned int16 values and `input` to `INPUT_LEN` writable values;
+/// no other call of this library runs at the same time.
+#[no_mangle]
+pub unsafe extern "C" fn tp_input_from_raw(raw: *const i16, input: *mut Input) -> i32 {
+    if raw.is_null() || input.is_null() {
+        return TP_ERR_NULL;
+    }
+    // SAFETY: one call at a time (this function's contract): the only reference to FRONT_END while it lives.
+    let front_end = unsafe { &mut *FRONT_END.0.get() };
+    // SAFETY: the caller's contract: RAW_WINDOW_LEN readable, aligned values, not written during the call.
+    let raw = unsafe { &*raw.cast::<[i16; $lib::RAW_WINDOW_LEN]>() };
+    let made = *front_end.input(raw);
+    // SAFETY: the caller's contract: INPUT_LEN writable values; no reference to them is alive.
+    unsafe { input.cast::<[Input; INPUT_LEN]>().write(made) };
+    TP_OK
+}
+''')
+
+FRONT_END_HEADER = Template("""
+/* Raw sensor windows (the model was trained on numbers made from them: $what):
+ * TP_RAW_WINDOW samples of TP_RAW_AXES int16 values, interleaved (sample t's axes at t * TP_RAW_AXES),
+ * in the order of project.yaml's sensor.axes. */
+#define TP_RAW_WINDOW $window
+#define TP_RAW_AXES $axes
+#define TP_RAW_WINDOW_LEN $window_len
+
+/* The model's input for one raw window: TP_RAW_WINDOW_LEN samples from `raw`, TP_INPUT_LEN values to `input`
+ * (the same integers as tinypipe's host pipeline). TP_ERR_NULL or TP_OK. Then tp_model_invoke(input, output). */
+int32_t tp_input_from_raw(const int16_t *raw, tp_input_t *input);
+""")
+
+
 def render_lib_rs(spec: "CrateSpec") -> str:
     consts = "\n".join(f"/// {what}\npub const {name}: i32 = {value};" for name, value, what in STATUS)
-    return LIB_RS.substitute(lib=spec.lib, status_consts=consts)
+    front_end_fn = FRONT_END_FN.substitute(lib=spec.lib) if spec.front_end else ""
+    return LIB_RS.substitute(lib=spec.lib, status_consts=consts, front_end_fn=front_end_fn)
+
+
+def _front_end_header(spec: "CrateSpec") -> str:
+    shape = spec.front_end
+    if shape is None:
+        return ""
+    what = f"{shape['features']} features" if shape["features"] else "each sample scaled"
+    return FRONT_END_HEADER.substitute(shape, what=what)
+
+
+def _classes_header(spec: "CrateSpec") -> str:
+    classes = spec.classes
+    if not classes:
+        return ""
+    return ("\n/* The class each output value scores, in order (project.yaml's classes). */\n"
+            f"#define TP_CLASSES {{ {', '.join(c_string(c) for c in classes)} }}\n")
 
 
 def render_header(spec: "CrateSpec", gcc_flags: list[str]) -> str:
@@ -257,7 +321,8 @@ def render_header(spec: "CrateSpec", gcc_flags: list[str]) -> str:
         input_shape=", ".join(str(d) for d in inp["shape"]), output_shape=", ".join(str(d) for d in out["shape"]),
         quantization="\n" + "\n".join(quantization) if quantization else "",
         scratch_bytes=spec.info.get("scratch_bytes", 0), arena_bytes=spec.info["arena_bytes"],
-        status_defines="\n".join(f"#define {name} ({value}) /* {what} */" for name, value, what in STATUS))
+        status_defines="\n".join(f"#define {name} ({value}) /* {what} */" for name, value, what in STATUS),
+        front_end=_front_end_header(spec), classes=_classes_header(spec))
 
 
 def library_name(spec: "CrateSpec") -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from string import Template
 
 from tinypipe.core.errors import UserError
-from tinypipe.core.escape import comment_text, toml_string
+from tinypipe.core.escape import comment_text, rust_string, toml_string
 from tinypipe.core.fs import atomic_write_json, atomic_write_text, read_json
 from tinypipe.core.paths import kernels_dir
 from tinypipe.toolchain.flags import gcc_flags
@@ -52,6 +52,20 @@ class CrateSpec:
     triple: str
     cpu: str
     info: dict  # codegen.json: arena_bytes, input/output shape, dtype, scale, zero point, model_sha256
+    reference: dict | None = None  # reference.json: raw_input and features (the front end), classes
+
+    @property
+    def front_end(self) -> dict | None:
+        """The raw-window front end the crate carries (`front_end.describe`), or None."""
+        from tinypipe.release import front_end
+
+        return front_end.describe(self.reference) if self.reference else None
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names, one per output value, when the model's outputs are the project's classes."""
+        classes = (self.reference or {}).get("classes")
+        return list(classes) if classes and len(classes) == int(self.info["output_len"]) else None
 
     @property
     def lib(self) -> str:
@@ -161,12 +175,12 @@ LIB_RS = Template('''\
 mod model;
 
 pub use model::{Input, Output, ARENA_BYTES, INPUT_LEN, OUTPUT_LEN};
-
+$front_end_mods
 $quantization/// The input tensor's shape (TFLite's order); `INPUT_LEN` values, row-major.
 pub const INPUT_SHAPE: $input_shape_decl;
 /// The output tensor's shape (TFLite's order); `OUTPUT_LEN` values, row-major.
 pub const OUTPUT_SHAPE: $output_shape_decl;
-
+$classes
 /// The activation memory `Model` works in: `ARENA_BYTES` bytes, any alignment, its contents need not be kept
 /// between calls.
 pub type Arena = [i8; ARENA_BYTES];
@@ -224,8 +238,35 @@ $output_to_real_body
 ''')
 
 
+FRONT_END_MODS = {
+    None: "",
+    "spectral": ("#[allow(dead_code, reason = \"the firmware's tables, not all of which the front end reads\")]\n"
+                 "mod features_config;\n"),
+    "audio": ("#[allow(dead_code, reason = \"the firmware's tables, not all of which the front end reads\")]\n"
+              "mod audio_config;\n"),
+}
+
+
+def _front_end_mods(spec: CrateSpec) -> str:
+    """lib.rs's modules and re-exports of the raw-window front end (nothing without one)."""
+    from tinypipe.release.front_end import AUDIO_KINDS
+
+    shape = spec.front_end
+    if shape is None:
+        return ""
+    kind = shape["features"] and ("audio" if shape["features"] in AUDIO_KINDS else "spectral")
+    return ("\n/// The fixed-point step of each raw sample (or feature) to the model's int8 input, as tinypipe rendered it.\n"
+            "mod raw_input;\n" + FRONT_END_MODS[kind] +
+            "/// `FrontEnd`: raw int16 sensor windows to the model's input.\nmod front_end;\n\n"
+            "pub use front_end::{FrontEnd, RAW_AXES, RAW_WINDOW, RAW_WINDOW_LEN};\n")
+
+
 def render_lib_rs(spec: CrateSpec) -> str:
     inp, out = spec.io("input"), spec.io("output")
+    classes = spec.classes
+    classes_decl = ("/// The class each output value scores, in order (project.yaml's classes).\n"
+                    f"pub const CLASSES: [&str; OUTPUT_LEN] = [{', '.join(rust_string(c) for c in classes)}];\n"
+                    if classes else "")
     quantization = "".join(
         f"/// The {which} tensor's scale: real = {which.upper()}_SCALE * (q - {which.upper()}_ZERO_POINT).\n"
         f"pub const {which.upper()}_SCALE: f32 = model::{which.upper()}_SCALE;\n"
@@ -243,7 +284,7 @@ def render_lib_rs(spec: CrateSpec) -> str:
         cpu=spec.cpu, lib=spec.lib, input_dtype=inp["dtype"], input_shape=inp["shape"],
         output_shape=out["shape"], model_sha=spec.info.get("model_sha256", "?")[:16], quantization=quantization,
         input_shape_decl=_rust_array(inp["shape"]), output_shape_decl=_rust_array(out["shape"]),
-        input_from_real_doc=(", quantized as TFLite's QUANTIZE does." if spec.int8("input")
+        front_end_mods=_front_end_mods(spec), classes=classes_decl, input_from_real_doc=(", quantized as TFLite's QUANTIZE does." if spec.int8("input")
                              else ": the model takes float32 and quantizes it itself."),
         output_to_real_doc=to_real_doc, output_to_real_body=to_real_body)
 
@@ -280,7 +321,7 @@ let mut input = [$lib::Input::default(); INPUT_LEN];
 // fill `input`: $fill_hint
 let output = model.invoke(&input);            // &[$lib::Output; $lib::OUTPUT_LEN]
 ```
-
+$front_end_section
 No crates.io dependencies: `kernels/` is the `tinyml-kernels` crate it calls, by path. The crate builds for any
 target; the kernels take their DSP path (SMLAD) on `thumbv7em-*` and on ARMv8-M Mainline cores with the extension,
 and ARMv7-M assembly inner loops on `thumbv7m-*` (see `kernels/build.rs`). Build your firmware with `--release` (or `opt-level = 3`): the kernels are slow unoptimised.
@@ -302,7 +343,7 @@ if (tp_model_init(arena, sizeof arena) != TP_OK) { /* arena too small */ }
 /* fill `input` */
 if (tp_model_invoke(input, output) != TP_OK) { /* not initialised, or a NULL pointer */ }
 ```
-
+$c_front_end
 Link it after your objects: `arm-none-eabi-gcc ... main.o c/lib$lib.a` (it needs `memcpy`/`memset` from the C
 library and libgcc's arithmetic helpers, which the gcc driver links by default). The functions are not re-entrant:
 call them from one thread of execution at a time. A panic cannot happen in these functions; should the Rust code
@@ -314,8 +355,46 @@ for the target (`RUSTFLAGS="--sysroot SYSROOT -C target-cpu=$cpu"`).
 """)
 
 
+FRONT_END_SECTION = Template("""
+### From raw sensor samples
+
+The model was trained on $what, made from raw int16 sensor windows. `FrontEnd` computes the same integers as
+tinypipe's host pipeline and its own firmware, so the outputs stay bit for bit those of the host TFLM interpreter
+on the host's $made:
+
+```rust
+let mut front = $lib::FrontEnd::new();                    // owns its working memory (`new` is const)
+let raw: [i16; $lib::RAW_WINDOW_LEN] = read_window();      // RAW_WINDOW x RAW_AXES values, interleaved
+let output = model.invoke(front.input(&raw));
+```
+
+A raw window is `RAW_WINDOW` ($window) samples of `RAW_AXES` ($axes) values, interleaved (sample `t`'s axes at
+`t * RAW_AXES`), in the order of project.yaml's `sensor.axes`.$features_note
+""")
+
+C_FRONT_END = """
+From raw sensor samples: `tp_input_from_raw(raw, input)` makes the model's input from `TP_RAW_WINDOW_LEN` int16
+samples (the same integers as tinypipe's host pipeline), then `tp_model_invoke(input, output)`.
+"""
+
+
+def _front_end_section(spec: CrateSpec) -> tuple[str, str]:
+    """The README's front-end paragraphs (Rust, C), empty without one."""
+    shape = spec.front_end
+    if shape is None:
+        return "", ""
+    kind = shape["features"]
+    what = f"{kind} features" if kind else "scaled samples (project.yaml's `sensor.scale`/`offset`)"
+    section = FRONT_END_SECTION.substitute(
+        what=what, made=f"{kind} features" if kind else "scaled samples", lib=spec.lib, window=shape["window"],
+        axes=shape["axes"], features_note=(" `front.features()` gives the int16 features of the last window."
+                                           if kind else ""))
+    return section, C_FRONT_END
+
+
 def render_readme(spec: CrateSpec, gcc_flags: list[str]) -> str:
     inp, out = spec.io("input"), spec.io("output")
+    front_end_section, c_front_end = _front_end_section(spec)
 
     def quantization(which: str) -> str:
         io = spec.io(which)
@@ -332,7 +411,8 @@ def render_readme(spec: CrateSpec, gcc_flags: list[str]) -> str:
         weight_bytes=spec.info.get("weight_bytes", 0), model_sha=spec.info.get("model_sha256", "?"),
         fill_hint=(f"`{spec.lib}::input_from_real(sample)` quantizes a real value" if spec.int8("input")
                    else "float32 values, as the model was trained on"),
-        gcc_flags=" ".join(f"`{flag}`" for flag in gcc_flags))
+        gcc_flags=" ".join(f"`{flag}`" for flag in gcc_flags), front_end_section=front_end_section,
+        c_front_end=c_front_end)
 
 
 def write_rust_crate(dest: Path, spec: CrateSpec, codegen_entry: Path, gcc_flags: list[str]) -> None:
@@ -345,6 +425,11 @@ def write_rust_crate(dest: Path, spec: CrateSpec, codegen_entry: Path, gcc_flags
     atomic_write_text(dest / "README.md", render_readme(spec, gcc_flags))
     atomic_write_text(dest / "src" / "lib.rs", render_lib_rs(spec))
     shutil.copyfile(codegen_entry / "model.rs", dest / "src" / "model.rs")
+    if spec.reference:
+        from tinypipe.release import front_end
+
+        for name, text in front_end.render(spec.reference).items():
+            atomic_write_text(dest / "src" / name, text)
     shutil.copytree(kernels, dest / "kernels", ignore=shutil.ignore_patterns(*NOT_SOURCE))
 
 
@@ -390,10 +475,12 @@ def write_variant_crate(dest: Path, pipeline, v, package: str, version: str, bui
 
     nodes = pipeline.graph.by_variant[v.name]
     codegen, toolchain_entry = nodes["codegen"].entry_dir(), nodes["toolchain"].entry_dir()
+    reference = read_json(nodes["reference"].entry_dir() / "reference.json") if "reference" in nodes else None
     toolchain = read_json(toolchain_entry / "toolchain.json")
     c_flags = gcc_flags(v)  # with -mfpu spelled out: what the user's C code must be compiled with
     spec = CrateSpec(package=package, version=version, project=pipeline.config["name"], variant=v.name,
-                     board=v.board.name, triple=v.triple, cpu=v.cpu, info=read_json(codegen / "codegen.json"))
+                     board=v.board.name, triple=v.triple, cpu=v.cpu, info=read_json(codegen / "codegen.json"),
+                     reference=reference)
     dest.mkdir(parents=True, exist_ok=True)
     write_rust_crate(dest, spec, codegen, c_flags)
     files = capi.write_c_api(dest, spec, toolchain, toolchain_entry, c_flags, build=build_c)
@@ -401,6 +488,7 @@ def write_variant_crate(dest: Path, pipeline, v, package: str, version: str, bui
                  "cpu": v.cpu, "package": package, "version": version,
                  "arena_bytes": spec.info["arena_bytes"], "input": spec.io("input"),
                  "output": spec.io("output"), "model_sha256": spec.info.get("model_sha256"),
+                 "raw_input": spec.front_end, "classes": spec.classes,
                  "gcc_flags": c_flags, "files": files}
     atomic_write_json(dest / "export.json", described)  # relative paths only: the same bytes anywhere
     return described, files

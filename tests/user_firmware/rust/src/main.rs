@@ -1,7 +1,8 @@
 //! A user's own firmware, written without tinypipe's template: it depends on an exported model crate by path
 //! (renamed `model` in Cargo.toml, which tests/test_export.py writes) and runs it on QEMU's mps2-an386.
 //!
-//! For every window of `inputs.bin` (INPUT_LEN values of `Input`, i8 or little-endian f32) it prints
+//! For every window of `inputs.bin` (INPUT_LEN values of `Input`, i8 or little-endian f32; with the cargo
+//! feature `raw`, RAW_WINDOW_LEN little-endian int16 sensor samples through the crate's `FrontEnd`) it prints
 //! `out <index> <output bytes in hex>`,
 //! then `done`, and exits through semihosting. Its start-up is the least a Cortex-M4F needs: a vector table,
 //! `.data` copied, `.bss` zeroed, the FPU enabled.
@@ -11,7 +12,7 @@
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
 
-use model::{ArenaTooSmall, Input, Model, ARENA_BYTES, INPUT_LEN};
+use model::{ArenaTooSmall, Model, ARENA_BYTES};
 
 static INPUTS: &[u8] = include_bytes!("../inputs.bin");
 
@@ -116,25 +117,45 @@ extern "C" fn start() -> ! {
     }
     let mut arena = [0i8; ARENA_BYTES];
     let mut model = Model::new(&mut arena);
-    let mut input = [Input::default(); INPUT_LEN];
-    const ELEMENT: usize = core::mem::size_of::<Input>(); // i8 or f32, little-endian in inputs.bin
-    for (index, window) in INPUTS.chunks_exact(INPUT_LEN * ELEMENT).enumerate() {
-        for (x, bytes) in input.iter_mut().zip(window.chunks_exact(ELEMENT)) {
-            if let Ok(bytes) = bytes.try_into() {
-                *x = Input::from_le_bytes(bytes);
+    #[cfg(not(feature = "raw"))]
+    {
+        use model::{Input, INPUT_LEN};
+        let mut input = [Input::default(); INPUT_LEN];
+        const ELEMENT: usize = core::mem::size_of::<Input>(); // i8 or f32, little-endian in inputs.bin
+        for (index, window) in INPUTS.chunks_exact(INPUT_LEN * ELEMENT).enumerate() {
+            for (x, bytes) in input.iter_mut().zip(window.chunks_exact(ELEMENT)) {
+                if let Ok(bytes) = bytes.try_into() {
+                    *x = Input::from_le_bytes(bytes);
+                }
             }
+            print_output(index, model.invoke(&input));
         }
-        let mut line = Line::new();
-        let _ = write!(line, "out {} ", index);
-        for y in model.invoke(&input) {
-            for byte in y.to_le_bytes() {
-                let _ = write!(line, "{:02x}", byte);
+    }
+    #[cfg(feature = "raw")]
+    {
+        let mut front_end = model::FrontEnd::new();
+        let mut raw = [0i16; model::RAW_WINDOW_LEN];
+        for (index, window) in INPUTS.chunks_exact(model::RAW_WINDOW_LEN * 2).enumerate() {
+            for (x, bytes) in raw.iter_mut().zip(window.chunks_exact(2)) {
+                *x = i16::from_le_bytes([bytes[0], bytes[1]]);
             }
+            print_output(index, model.invoke(front_end.input(&raw)));
         }
-        line.send();
     }
     say("done");
     exit(true)
+}
+
+/// `out <index> <output bytes in hex>`.
+fn print_output(index: usize, output: &[model::Output]) {
+    let mut line = Line::new();
+    let _ = write!(line, "out {} ", index);
+    for y in output {
+        for byte in y.to_le_bytes() {
+            let _ = write!(line, "{:02x}", byte);
+        }
+    }
+    line.send();
 }
 
 #[no_mangle]
