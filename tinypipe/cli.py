@@ -213,7 +213,10 @@ def _parser() -> argparse.ArgumentParser:
                      "no_std Rust crate per variant to OUT (OUT/<variant>/ when the project has several): the "
                      "generated model, the kernels it calls, a small API (`Model::new(&mut arena)`, "
                      "`invoke(&input)`, shapes, scales, ARENA_BYTES) and, in c/, the same as a static library "
-                     "with a header. Only the native engine's variants can be exported yet.",
+                     "with a header. A model trained on scaled samples or computed features also gets its front "
+                     "end (`FrontEnd::input(&raw)`, `tp_input_from_raw`): raw int16 sensor windows in, the "
+                     "model's input out, the same integers as tinypipe's own firmware. Only the native engine's "
+                     "variants can be exported yet.",
                      [("tinypipe export . --crate model-crate", "one crate per variant"),
                       ("tinypipe export . --crate m --variant mps2-an386-native", "one variant's crate")],
                      project="dir", json_what="what was exported")
@@ -818,6 +821,11 @@ def cmd_export(args) -> int:
         for kind in ("c_library", "c_header"):
             if kind in crate["files"]:
                 print(f"  {kind.replace('_', ' ')}: {crate['files'][kind]}")
+        raw = crate.get("raw_input")
+        if raw:
+            made = f"{raw['features']} features" if raw["features"] else "each sample scaled"
+            print(f"  front end: raw int16 windows of {raw['window']} x {raw['axes']} -> {made} -> the model's input "
+                  "(FrontEnd, tp_input_from_raw)")
     return 0
 
 
