@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import GESTURE, fresh_example, run_json, tinypipe
-from tinypipe.engine.remote import ENV_VAR, RemoteCache, choose_url
+from tinypipe.engine.remote import ENV_VAR, USED, RemoteCache, choose_url
 
 pytest.importorskip("fsspec", reason="fsspec is not installed (pip install -e '.[test]')")
 
@@ -170,6 +170,8 @@ def test_a_second_checkout_pulls_every_stage_from_a_directory(first, tmp_path):
     assert "pulled in" in run["stderr"]  # progress names each pull
     sysroot, _ = lock_outputs(project)["mps2-an386-native"]["toolchain"]
     assert (tmp_path / "empty-user-cache" / "store" / sysroot / "meta.json").is_file()  # into the user-level cache
+    keys = {key for stages in lock_outputs(project).values() for key, _ in stages.values()}
+    assert all((first["local_remote"] / key / USED).is_file() for key in keys)  # each pull recorded, for gc
 
 
 @pytest.mark.slow
@@ -216,6 +218,8 @@ def test_a_second_checkout_pulls_every_stage_over_sftp(first, sftp_server, tmp_p
                                                     "TINYPIPE_CACHE": str(tmp_path / "empty-user-cache")})
     leftovers = [p.name for p in sftp_server["dir"].iterdir() if p.name.startswith(".")]
     assert leftovers == [], "an upload left its temporary directory behind"
+    keys = {key for stages in lock_outputs(project).values() for key, _ in stages.values()}
+    assert all((sftp_server["dir"] / key / USED).is_file() for key in keys)  # each pull recorded, for gc
 
 
 @pytest.mark.slow
@@ -375,3 +379,113 @@ def test_a_no_op_run_without_a_remote_never_imports_fsspec(first, tmp_path):
     path = os.pathsep.join(p for p in (str(poison.parent), os.environ.get("PYTHONPATH")) if p)
     doc = run_json(first["project"], env={"PYTHONPATH": path})
     assert {s["status"] for s in doc["stages"]} == {"cached"}
+
+
+# --- gc --remote ----------------------------------------------------------------------------------------------------
+
+DAY = 86_400
+
+
+def fake_entry(root: Path, key: str, age_days: float, used_days: float | None = None, marker: bool = True) -> None:
+    """An entry directory under a path remote, its files `age_days` old (its last pull `used_days` ago)."""
+    entry = root / key
+    entry.mkdir(parents=True)
+    (entry / "payload.bin").write_bytes(b"x" * 1000)
+    if marker:
+        (entry / "meta.json").write_text(json.dumps({"key": key, "stage": "fake", "output": "0" * 64, "files": {}}))
+    if used_days is not None:
+        (entry / USED).write_text("0\n")
+    for path in entry.iterdir():
+        age = used_days if path.name == USED else age_days
+        os.utime(path, (time.time() - age * DAY, time.time() - age * DAY))
+
+
+def age_all(root: Path, days: float) -> None:
+    for path in root.rglob("*"):
+        os.utime(path, (time.time() - days * DAY, time.time() - days * DAY))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["path", "sftp"])
+def test_gc_remote_prunes_what_nobody_used_and_keeps_the_locked_the_recent_and_foreign_files(first, sftp_server,
+                                                                                             tmp_path, protocol):
+    remote = (sftp_server["dir"].parent if protocol == "sftp" else tmp_path) / f"gc-{protocol}-{tmp_path.name}"
+    shutil.copytree(first["local_remote"], remote)
+    age_all(remote, 90)  # the project's entries: pushed long ago, never pulled since
+    old, pulled, fresh = "a" * 64, "b" * 64, "c" * 64
+    fake_entry(remote, old, 40)
+    fake_entry(remote, pulled, 40, used_days=2)  # pushed long ago, pulled two days ago
+    fake_entry(remote, fresh, 1)
+    fake_entry(remote, "d" * 64, 3, marker=False)  # an S3-style upload that stopped: no marker, 3 days old
+    fake_entry(remote, "e" * 64, 0.01, marker=False)  # perhaps in flight
+    (remote / ".tmp-0123").mkdir()
+    (remote / ".tmp-0123" / "part").write_bytes(b"y")
+    age_all(remote / ".tmp-0123", 2)
+    (remote / "NOTES.txt").write_text("the team's notes, not tinypipe's")
+    (remote / "backup").mkdir()
+    (remote / "backup" / "meta.json").write_text("{}")
+    age_all(remote / "backup", 400)
+    url = f"sftp://tinypipe-test-sftp{remote}" if protocol == "sftp" else str(remote)
+    env = sftp_server["env"] if protocol == "sftp" else {}
+    project_keys = {key for stages in lock_outputs(first["project"]).values() for key, _ in stages.values()}
+
+    dry = tinypipe("gc", str(first["project"]), "--remote", url, "--dry-run", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    listed = json.loads(dry.stdout)
+    assert {e["key"] for e in listed["deleted"]} == {old, "d" * 64, ".tmp-0123"}
+    assert listed["kept_locked"] == len(project_keys) and listed["dry_run"] is True
+    assert {p.name for p in remote.iterdir()} >= {old, "d" * 64, ".tmp-0123"}  # a dry run deletes nothing
+
+    done = tinypipe("gc", str(first["project"]), "--remote", url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"deleted 3 entries" in done.stdout and f"{len(project_keys)} of them in" in done.stdout, done.stdout
+    left = {p.name for p in remote.iterdir()}
+    assert left == project_keys | {pulled, fresh, "e" * 64, "NOTES.txt", "backup"}
+
+    # from outside the project nothing is locked: its entries, unused for 90 days, go at --days 30
+    elsewhere = tinypipe("gc", "--remote", url, "--json", env=env, cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert {e["key"] for e in json.loads(elsewhere.stdout)["deleted"]} == project_keys
+    assert {p.name for p in remote.iterdir()} == {pulled, fresh, "e" * 64, "NOTES.txt", "backup"}
+
+
+@pytest.mark.slow
+def test_gc_remote_on_s3_deletes_unlocked_entries_marker_first_and_a_later_run_still_pulls(first, s3_server,
+                                                                                          tmp_path):
+    import s3fs
+
+    url = f"{s3_server['url']}-gc"
+    push = tinypipe("run", str(first["project"]), "--remote-cache", url, env=s3_server["env"])
+    assert push.returncode == 0, push.stderr
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server["env"]["AWS_ENDPOINT_URL"]}, key="testing",
+                           secret="testing")
+    root = url.removeprefix("s3://")
+    stray = "f" * 64
+    fs.pipe(f"{root}/{stray}/payload.bin", b"z" * 10)
+    fs.pipe(f"{root}/{stray}/meta.json", json.dumps({"key": stray, "stage": "stray"}).encode())
+    fs.pipe(f"{root}/{'9' * 64}/payload.bin", b"half")  # an upload in flight: no marker yet, just written
+    project_keys = {key for stages in lock_outputs(first["project"]).values() for key, _ in stages.values()}
+
+    done = tinypipe("gc", str(first["project"]), "--remote", url, "--days", "0", "--json", env=s3_server["env"])
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(e["key"], e["stage"]) for e in report["deleted"]] == [(stray, "stray")]
+    assert report["kept"] == len(project_keys) + 1 and report["kept_locked"] == len(project_keys)
+    assert not fs.exists(f"{root}/{stray}/meta.json") and not fs.exists(f"{root}/{stray}/payload.bin")
+    assert fs.exists(f"{root}/{'9' * 64}/payload.bin")
+    project, run = second_checkout(tmp_path, url, s3_server["env"])  # what gc kept is whole: everything pulls
+    assert_all_pulled_and_identical(first, project, run)
+    assert all(fs.exists(f"{root}/{key}/{USED}") for key in project_keys)
+
+
+def test_gc_remote_without_a_remote_or_through_http_is_exit_2_with_the_fix(tmp_path):
+    nothing = tinypipe("gc", "--remote", env={ENV_VAR: ""}, cwd=tmp_path)
+    assert nothing.returncode == 2 and "no remote cache to prune" in nothing.stderr
+    assert "tinypipe gc --remote s3://bucket/prefix" in nothing.stderr
+    http = tinypipe("gc", "--remote", "http://127.0.0.1:1/cache", cwd=tmp_path)
+    assert http.returncode == 2 and "read only" in http.stderr, http.stderr
+    both = tinypipe("gc", "--remote", "x", "--cache", cwd=tmp_path)
+    assert both.returncode == 2 and "one at a time" in both.stderr
+    down = tinypipe("gc", "--remote", "sftp://127.0.0.1:1/nowhere", cwd=tmp_path)
+    assert down.returncode == 2 and "check the URL and its credentials" in down.stderr, down.stderr
+    assert "Traceback" not in down.stderr

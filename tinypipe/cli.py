@@ -185,14 +185,22 @@ def _parser() -> argparse.ArgumentParser:
                  "Delete the project store's entries that tinypipe.lock no longer references. With --cache, "
                  "prune the user-level cache instead ($TINYPIPE_CACHE, else $XDG_CACHE_HOME/tinypipe: shared "
                  "Rust sysroots, TFLM libraries and objects) of what no run has used for --days days; a later "
-                 "run rebuilds what it needs.",
+                 "run rebuilds what it needs. With --remote, prune the team's remote cache of the entries "
+                 "nobody has pushed or pulled for --days days (keeping those DIR's tinypipe.lock references) "
+                 "and of uploads interrupted a day or more ago.",
                  [("tinypipe gc . --dry-run", "what would be deleted"),
-                  ("tinypipe gc --cache --days 14", "prune the shared cache")],
+                  ("tinypipe gc --cache --days 14", "prune the shared cache"),
+                  ("tinypipe gc . --remote --days 60 --dry-run", "what pruning the project's remote would delete"),
+                  ("tinypipe gc --remote s3://team/tinypipe", "prune a remote cache by URL")],
                   project="dir", json_what="what was (or would be) deleted")
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     gc.add_argument("--cache", action="store_true", help="prune the user-level cache instead of DIR's store")
+    gc.add_argument("--remote", nargs="?", const="", metavar="URL",
+                    help="prune a remote cache instead: URL, or without one the project's (cache.remote, "
+                         "$TINYPIPE_REMOTE_CACHE)")
     gc.add_argument("--days", type=float, default=30.0, metavar="N",
-                    help="with --cache: delete what has not been used for N days (default 30; 0: everything)")
+                    help="with --cache or --remote: delete what has not been used for N days (default 30; 0: "
+                         "everything not locked)")
 
     boards = command("boards", "list the boards tinypipe can target",
                      "List the board registry: core, target triple, memory, and whether it runs on QEMU or "
@@ -674,8 +682,12 @@ def _trace_lines(traces: dict[str, list], axes: list[str]) -> list[str]:
 
 
 def cmd_gc(args) -> int:
+    if args.cache and args.remote is not None:
+        raise UserError("gc: --cache and --remote prune different caches", "run them one at a time")
     if args.cache:
         return _gc_cache(args)
+    if args.remote is not None:
+        return _gc_remote(args)
     from tinypipe.engine.pipeline import Pipeline
 
     pipeline = Pipeline(Path(args.dir))
@@ -718,6 +730,51 @@ def _gc_cache(args) -> int:
             print(f"would delete {what} {name}… (unused for {idle:.0f} days)")
     print(f"{cache}: {verb} {len(pruned.entries)} entr{'y' if len(pruned.entries) == 1 else 'ies'} unused for "
           f"{args.days:g}+ days ({pruned.bytes / 1e6:.1f} MB)")
+    return 0
+
+
+def _gc_remote(args) -> int:
+    from tinypipe.engine.remote import RemoteCache, RemoteError
+    from tinypipe.engine.remote_gc import prune_remote
+
+    if args.days < 0:
+        raise UserError(f"--days {args.days:g}: must be 0 or more", "give the idle time in days, e.g. --days 60")
+    project = Path(args.dir)
+    keep: frozenset[str] = frozenset()
+    cache = RemoteCache(args.remote) if args.remote else None
+    if (project / "project.yaml").is_file() or project.is_file():
+        pipeline = _pipeline(args)
+        if cache is None:
+            cache = pipeline.remote
+        keep = frozenset(entry["key"] for stages in pipeline.lock.data["variants"].values()
+                         for entry in stages.values())
+    if cache is None:
+        raise UserError("gc --remote: no remote cache to prune (no URL given, and no cache.remote or "
+                        "$TINYPIPE_REMOTE_CACHE for this project)",
+                        "give its URL: `tinypipe gc --remote s3://bucket/prefix` (or sftp://…, a path)")
+    if not cache.push_enabled and cache.protocol in ("http", "https"):
+        raise UserError(f"gc --remote {cache.name}: an http(s) cache is read only; nothing can be deleted through it",
+                        "prune the directory, sftp:// or s3:// URL the builders push to")
+    try:
+        pruned = prune_remote(cache, args.days, keep, dry_run=args.dry_run)
+    except RemoteError as exc:
+        raise UserError(f"gc --remote {cache.name}: {exc}",
+                        "check the URL and its credentials: the ones `tinypipe run --remote-cache` uses") from None
+    if args.json:
+        _print_json({"remote": cache.name, "dry_run": args.dry_run, "days": args.days, "deleted": pruned.deleted,
+                     "bytes": pruned.deleted_bytes, "kept": pruned.kept, "kept_bytes": pruned.kept_bytes,
+                     "kept_locked": pruned.kept_locked})
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    for entry in pruned.deleted if args.dry_run else []:
+        what = entry["stage"] or entry["why"]
+        name = entry["key"] if len(entry["key"]) <= 16 else entry["key"][:16] + "…"
+        print(f"would delete {name} ({what}, unused for {entry['idle_days']:g} days, "
+              f"{entry['bytes'] / 1e6:.1f} MB)")
+    locked = f", {pruned.kept_locked} of them in {args.dir}'s tinypipe.lock" if keep else ""
+    print(f"{cache.name}: {verb} {len(pruned.deleted)} entr{'y' if len(pruned.deleted) == 1 else 'ies'} "
+          f"({pruned.deleted_bytes / 1e6:.1f} MB) unused for {args.days:g}+ days or left by interrupted uploads; "
+          f"kept {pruned.kept} ({pruned.kept_bytes / 1e6:.1f} MB){locked}")
     return 0
 
 

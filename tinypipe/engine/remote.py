@@ -14,12 +14,20 @@ between those steps finds either no marker or files that do not hash to it, and 
 Failures of the remote itself (network down, refused login, a missing bucket) warn once and turn the remote
 off for the rest of the run: a build never fails because its cache is away. fsspec and its protocol packages
 (sshfs, s3fs) are imported only when a remote is used.
+
+A pull that verifies rewrites the entry's `.used` file (not listed in meta.json, so never downloaded): its
+modification time is the entry's last use, which `tinypipe gc --remote` (`remote_gc.py`) reads, with `scan` and
+`delete` here, to prune what nobody has pulled or pushed for a while.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +40,20 @@ ENV_VAR = "TINYPIPE_REMOTE_CACHE"
 READ_ONLY_PROTOCOLS = ("http", "https")
 RENAMING_PROTOCOLS = ("file", "local", "sftp", "ssh")  # others (s3, gcs, ...) get the marker-last upload
 TMP_PREFIX = ".tmp-"
+USED = ".used"  # rewritten by every verified pull: its mtime is the entry's last use
+KEY = re.compile(r"^[0-9a-f]{64}$")  # an entry's directory name; nothing else under the URL is ever deleted
+
+
+@dataclass
+class RemoteItem:
+    """A directory under the remote's URL that `gc --remote` may delete: an entry (`complete`: its marker exists)
+    or an upload's temporary. `last_used`: seconds since the epoch of its newest marker, `.used` or file."""
+
+    name: str
+    complete: bool
+    temporary: bool
+    bytes: int
+    last_used: float
 
 
 def choose_url(flag: str | None, env: dict[str, str], config: dict[str, Any], project_dir: Path) -> str | None:
@@ -166,7 +188,20 @@ class RemoteCache:
             self.warn(f"remote cache {self.name}: {what} {key[:12]}… ignored, {problem}; building it locally"
                       + (" and pushing it over" if self.push_enabled else ""))
             return False
+        self._touch(key)
         return True
+
+    def _touch(self, key: str) -> None:
+        """Record a use of the entry (its `.used` file rewritten) for `gc --remote`; a remote that takes no
+        writes from us (read-only credentials, `push: false`) only misses that record."""
+        if not self.push_enabled or getattr(self, "_untouchable", False):
+            return
+        try:
+            self._fs.pipe(self._path(key, USED), f"{time.time():.0f}\n".encode())
+        except Exception as exc:  # noqa: BLE001 - the pull succeeded; a use not recorded is not worth failing for
+            self._untouchable = True
+            self.warn(f"remote cache {self.name}: could not record the use of entry {key[:12]}… ({exc}); "
+                      "`tinypipe gc --remote` will see such entries as unused since their push")
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -227,6 +262,78 @@ class RemoteCache:
         if fs.exists(marker):  # invalidate the old entry before its files change under a reader
             fs.rm(marker)
         self._put(fs, entry_dir, files, self._path(key))
+
+
+    # --- pruning (`tinypipe gc --remote`) ------------------------------------------------------------------------
+
+    def scan(self) -> list[RemoteItem]:
+        """Every entry and upload temporary under the URL, with its size and last use; other names are left out
+        (a URL pointed at the wrong directory lists nothing to delete). Raises RemoteError when the remote fails."""
+        try:
+            fs = self._connect()
+            try:
+                found = fs.find(self._root, withdirs=False, detail=True)
+            except FileNotFoundError:
+                found = {}
+        except RemoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise RemoteError(str(exc).strip() or type(exc).__name__) from None
+        root, now = self._root.strip("/"), time.time()
+        items: dict[str, RemoteItem] = {}
+        for path, info in found.items():
+            path = path.strip("/")
+            if root and not path.startswith(f"{root}/"):
+                continue
+            name, _, inside = (path[len(root) + 1:] if root else path).partition("/")
+            temporary = name.startswith(TMP_PREFIX)
+            if not inside or not (temporary or KEY.match(name)):
+                continue
+            item = items.setdefault(name, RemoteItem(name, False, temporary, 0, 0.0))
+            item.bytes += int(info.get("size") or 0)
+            item.complete = item.complete or inside == META
+            item.last_used = max(item.last_used, _mtime(info) or now)  # no time given: as if used now (kept)
+        return sorted(items.values(), key=lambda item: item.name)
+
+    def delete(self, name: str) -> None:
+        """Remove one entry or temporary (`scan`'s names) so that a reader never finds half of it: renamed aside
+        and removed where the file system renames, else its marker first. Raises RemoteError."""
+        if not (KEY.match(name) or name.startswith(TMP_PREFIX)) or "/" in name:
+            raise ValueError(f"not an entry of the remote cache: {name!r}")
+        try:
+            fs = self._connect()
+            target = self._path(name)
+            if self.renames and KEY.match(name):
+                aside = self._path(f"{TMP_PREFIX}gc-{uuid.uuid4().hex}")
+                fs.mv(target, aside, recursive=True)
+                target = aside
+            elif KEY.match(name) and fs.exists(self._path(name, META)):
+                fs.rm(self._path(name, META))
+            fs.rm(target, recursive=True)
+        except FileNotFoundError:
+            return  # gone already (another gc, or a push that replaced it)
+        except Exception as exc:  # noqa: BLE001
+            raise RemoteError(str(exc).strip() or type(exc).__name__) from None
+
+    def stage_of(self, key: str) -> str | None:
+        """The stage an entry's marker names (for gc's listing), or None."""
+        try:
+            meta = json.loads(self._connect().cat(self._path(key, META)))
+        except Exception:  # noqa: BLE001 - a listing detail, never an error
+            return None
+        return meta.get("stage") if isinstance(meta, dict) and isinstance(meta.get("stage"), str) else None
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    """A listed file's modification time in seconds since the epoch, whatever the file system calls it (local:
+    `mtime`; sshfs: `mtime` as a datetime; s3fs: `LastModified`); 0 when it gives none."""
+    for field in ("mtime", "LastModified", "last_modified", "modified", "created"):
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and value > 0:
+            return float(value)
+    return 0.0
 
 
 def _safe_relative(rel: str) -> str:
