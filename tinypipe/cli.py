@@ -239,10 +239,16 @@ def _parser() -> argparse.ArgumentParser:
                      json_what="the same data")
 
     init = command("init", "create a new project directory with a commented project.yaml",
-                   "Create DIR with a commented project.yaml (a gesture classifier on generated data) that "
-                   "runs as is. DIR must not hold a project.yaml yet.",
-                   [("tinypipe init myproject", "then: tinypipe run myproject")])
+                   "Create DIR with a commented project.yaml that runs as is: a gesture classifier on generated "
+                   "data, or with --data one for your recordings (a folder per class of CSV or WAV files): the "
+                   "classes, sensor columns, sample rate (a time column, the WAV header), a window that fits the "
+                   "shortest recording and, for whole-number CSV values, a standardisation of the raw counts, "
+                   "each commented with where it came from. DIR must not hold a project.yaml yet.",
+                   [("tinypipe init myproject", "then: tinypipe run myproject"),
+                    ("tinypipe init myproject --data recordings", "a project for your recordings")])
     init.add_argument("dir", metavar="DIR", help="the new project's directory (created if missing)")
+    init.add_argument("--data", metavar="FOLDER",
+                      help="your recordings: FOLDER/<class>/*.csv or *.wav (or FOLDER/train/ and FOLDER/test/)")
     return p
 
 
@@ -893,10 +899,26 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_init(args) -> int:
-    from tinypipe.scaffold import init_project
+    from tinypipe.scaffold import init_from_data, init_project
 
-    path = init_project(Path(args.dir))
-    print(f"created {path}\nnext: tinypipe run {shlex.quote(args.dir)}")
+    where = shlex.quote(args.dir)
+    if args.data is None:
+        path = init_project(Path(args.dir))
+        print(f"created {path}\nnext: tinypipe run {where}")
+        return 0
+    path, found = init_from_data(Path(args.dir), args.data)
+    classes = ", ".join(f"{name} ({n})" for name, n in found.classes.items())
+    print(f"created {path} from {args.data}: {found.source} recordings, classes {classes}")
+    if found.source == "csv":
+        ignored = f" ({', '.join(found.ignored)} ignored)" if found.ignored else ""
+        print(f"  axes {', '.join(found.axes)}{ignored}; {found.rate_hz:g} Hz ({found.rate_from}); window "
+              f"{found.window} of the shortest recording's {found.shortest} samples"
+              + ("; whole-number values: raw counts, standardised" if found.integers else ""))
+    else:
+        print(f"  {found.rate_hz:g} Hz ({found.rate_from}); window {found.window} samples, MFCC features")
+    if found.rate_from == "not in the recordings":
+        print(f"  check sensor.sample_rate_hz in {path}: no time column gave the rate, 50 Hz is a guess")
+    print(f"next: tinypipe data {where}   (what the data stage reads)\n      tinypipe run {where}")
     return 0
 
 
