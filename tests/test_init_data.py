@@ -63,6 +63,14 @@ def test_the_rate_comes_from_a_time_column_and_text_and_time_columns_are_not_axe
     assert ran.returncode == 0, ran.stderr
 
 
+def test_an_absolute_data_path_stays_absolute_and_a_relative_one_is_relative_to_project_yaml(tmp_path):
+    write_raw_recordings(tmp_path)
+    assert init(tmp_path, str(tmp_path / "recordings"), "a").returncode == 0
+    assert yaml.safe_load((tmp_path / "a" / "project.yaml").read_text())["data"]["path"] == str(tmp_path / "recordings")
+    assert init(tmp_path, "recordings", "deeper/b").returncode == 0
+    assert yaml.safe_load((tmp_path / "deeper" / "b" / "project.yaml").read_text())["data"]["path"] == "../../recordings"
+
+
 def test_a_time_column_unit_is_read_from_its_name_or_else_its_step():
     assert _unit_seconds("timestamp_ms", 10) == 1e-3 and _unit_seconds("millis", 5) == 1e-3
     assert _unit_seconds("time_us", 2000) == 1e-6 and _unit_seconds("t", 0.01) == 1.0

@@ -321,8 +321,9 @@ def init_from_data(directory: Path, data: str) -> tuple[Path, Inferred]:
     name = directory.resolve().name or "project"
     safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)
     directory.mkdir(parents=True, exist_ok=True)
-    relative = Path(os.path.relpath(Path(data).resolve(), directory.resolve())).as_posix()
-    atomic_write_text(path, render_from_data(safe, relative, found, typed=data))
+    # as typed when absolute; else relative to project.yaml (which is how the data stage reads a relative path)
+    where = data if Path(data).is_absolute() else Path(os.path.relpath(Path(data).resolve(), directory.resolve()))
+    atomic_write_text(path, render_from_data(safe, Path(where).as_posix(), found, typed=data))
     try:
         load_project(directory)
     except UserError as exc:  # what we wrote must load: anything else is our bug, and the file must not stay
