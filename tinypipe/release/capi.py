@@ -219,6 +219,7 @@ tp_input_t tp_input_from_real(float x);
 /* An output element as a real value (dequantized for an int8 output). */
 float tp_output_to_real(tp_output_t y);
 $front_end$classes
+
 #ifdef __cplusplus
 }
 #endif
