@@ -18,6 +18,7 @@ marker) or nothing at all. Variants on engine `tflm` are refused (exit 2): the T
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -467,8 +468,8 @@ def replace_export(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_variant_crate(dest: Path, pipeline, v, package: str, version: str, build_c: bool = True
-                        ) -> tuple[dict, dict]:
+def write_variant_crate(dest: Path, pipeline, v, package: str, version: str, build_c: bool = True,
+                        reporter=None) -> tuple[dict, dict]:
     """One variant's crate and C library into `dest` (a pipeline that has run up to codegen and toolchain);
     returns what export.json says and the C files (relative to `dest`)."""
     from tinypipe.release import capi
@@ -483,7 +484,11 @@ def write_variant_crate(dest: Path, pipeline, v, package: str, version: str, bui
                      reference=reference)
     dest.mkdir(parents=True, exist_ok=True)
     write_rust_crate(dest, spec, codegen, c_flags)
-    files = capi.write_c_api(dest, spec, toolchain, toolchain_entry, c_flags, build=build_c)
+    step = getattr(reporter, "step", None)
+    building = step(f"{'export':<10} {v.name}", f"the C static library for {v.triple} (cargo, LTO)") \
+        if step and build_c else contextlib.nullcontext()
+    with building:
+        files = capi.write_c_api(dest, spec, toolchain, toolchain_entry, c_flags, build=build_c)
     described = {"project": spec.project, "variant": v.name, "board": v.board.name, "triple": v.triple,
                  "cpu": v.cpu, "package": package, "version": version,
                  "arena_bytes": spec.info["arena_bytes"], "input": spec.io("input"),
@@ -517,7 +522,7 @@ def export_crates(target: Path, out: Path, variant: str | None = None, reporter=
         summaries = []
         for v in chosen:
             dest = staging if len(chosen) == 1 else staging / v.name
-            described, files = write_variant_crate(dest, pipeline, v, package, version, build_c)
+            described, files = write_variant_crate(dest, pipeline, v, package, version, build_c, reporter)
             final = out if len(chosen) == 1 else out / v.name
             summaries.append({**described, "path": str(final),
                               "files": {kind: str(final / rel) for kind, rel in files.items()}})

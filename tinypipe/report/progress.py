@@ -7,6 +7,7 @@ the display is live: the display never captures (and never re-emits) any stream.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -68,6 +69,16 @@ class PlainReporter:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         self._write(f"  ✗ {_label(node)}: failed: {first}")
 
+    @contextlib.contextmanager
+    def step(self, label: str, message: str):
+        """Work outside the stages (an export's library build) shown like a stage: started, then done."""
+        if not self.quiet:
+            self._write(f"  ▶ {label}: {message}")
+        started = time.monotonic()
+        yield
+        if not self.quiet:
+            self._write(f"  ✓ {label}: done in {time.monotonic() - started:.1f}s")
+
 
 class RichReporter:
     """A rich Progress: spinner and bar per running stage, a final line per finished stage."""
@@ -126,6 +137,19 @@ class RichReporter:
                 self.console.print(f"  [dim]· {_label(node)}: cached[/dim]")
         else:
             self.console.print(f"  [green]✓[/green] {_label(node)}: {status} in {seconds:.1f}s")
+
+    @contextlib.contextmanager
+    def step(self, label: str, message: str):
+        """Work outside the stages (an export's library build) shown like a stage: a spinner, then a line."""
+        with self._guard:
+            task = self.progress_ui.add_task("", total=None, label=label, message=message)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._guard:
+                self.progress_ui.remove_task(task)
+        self.console.print(f"  [green]✓[/green] {label}: done in {time.monotonic() - started:.1f}s")
 
     def fail(self, node: Node, error: BaseException) -> None:
         self._done(node)
