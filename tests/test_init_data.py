@@ -101,6 +101,7 @@ def test_wav_clips_get_mfcc_features_and_the_headers_rate(tmp_path):
     ("one-class", "one", "has 1 class folder(s); a classifier needs 2 or more"),
     ("short", "short", "the shortest recording has 3 samples"),
     ("headerless", "numbers", "row 1: no header row"),
+    ("semicolons", "semi", "semi/a/1.csv row 1: fields separated by semicolons, not commas"),
 ])
 def test_a_folder_that_cannot_be_read_is_exit_2_and_writes_nothing(tmp_path, setup, data, message):
     root = tmp_path / data
@@ -121,6 +122,10 @@ def test_a_folder_that_cannot_be_read_is_exit_2_and_writes_nothing(tmp_path, set
         for cls in ("a", "b"):
             (root / cls).mkdir(parents=True)
             (root / cls / "1.csv").write_text("x\n1\n2\n3\n")
+    elif setup == "semicolons":
+        for cls in ("a", "b"):
+            (root / cls).mkdir(parents=True)
+            (root / cls / "1.csv").write_text("t;ax;ay\n0;1,5;2\n")
     elif setup == "headerless":
         for cls in ("a", "b"):
             (root / cls).mkdir(parents=True)

@@ -111,12 +111,15 @@ def _csv_columns(path: Path, label: str) -> tuple[list[str], list[str]]:
     """The header of one CSV recording and its first data row."""
     import csv
 
+    from tinypipe.stages._recordings import _check_separator
+
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         rows = csv.reader(handle)
         header = [cell.strip() for cell in next(rows, [])]
         first = next((row for row in rows if any(cell.strip() for cell in row)), [])
     if not header:
         raise UserError(f"{label}: the file is empty", "delete it, or record again")
+    _check_separator(header, label)
     return header, [cell.strip() for cell in first]
 
 

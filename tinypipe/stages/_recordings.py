@@ -121,6 +121,20 @@ def _is_number(text: str) -> bool:
     return True
 
 
+OTHER_SEPARATORS = {";": ("semicolons", ";"), "\t": ("tabs", "\\t"), "|": ("bars", "|")}  # what, as sed spells it
+
+
+def _check_separator(header: list[str], name: str) -> None:
+    """A header that is one field holding `;`, tabs or `|`: the file is not comma-separated (a spreadsheet's
+    export in a locale whose decimal mark is the comma, or a TSV), which would otherwise read as one column."""
+    if len(header) == 1:
+        for separator, (what, spelled) in OTHER_SEPARATORS.items():
+            if separator in header[0]:
+                raise UserError(f"{name} row 1: fields separated by {what}, not commas ({header[0][:60]!r})",
+                                "save the recording as comma-separated values with decimal points; "
+                                f"e.g. sed -i 's/{spelled}/,/g' on a file without decimal commas")
+
+
 def read_recording(path: Path, name: str, axes: list[str]) -> "np.ndarray":
     """The columns `axes` of one CSV recording, float32 [rows, len(axes)]; `name` is how messages name the file."""
     import csv
@@ -142,6 +156,7 @@ def read_recording(path: Path, name: str, axes: list[str]) -> "np.ndarray":
     if not any(cell.strip() for row in rows for cell in row):
         raise UserError(f"{name}: the file is empty", "delete it, or record again")
     header = [cell.strip() for cell in rows[0]]
+    _check_separator(header, name)
     if header and all(_is_number(cell) for cell in header):
         raise UserError(f"{name} row 1: no header row (the first row is numbers: {','.join(rows[0])[:60]})",
                         f"add a first row naming the columns, e.g. {','.join(axes)}")
