@@ -40,7 +40,7 @@ test: setup
 
 # the tests not marked `slow` (no sysroot, firmware, TFLM library or training): a couple of minutes at most
 test-fast: setup
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow" -n $(TEST_WORKERS)
 
 bench: setup
 	$(VENV)/bin/python benchmarks/noop.py

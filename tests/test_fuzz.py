@@ -72,7 +72,9 @@ def _through_reader_and_codegen(data: bytes) -> str:
     return "accepted"
 
 
-@pytest.mark.parametrize("name", ["hello_world_int8.tflite", "ad01_int8.tflite"])
+# ad01's mutants take about a minute: `make test` runs them, `make test-fast` the small model's
+@pytest.mark.parametrize("name", ["hello_world_int8.tflite",
+                                  pytest.param("ad01_int8.tflite", marks=pytest.mark.slow)])
 def test_tflite_mutants_end_in_success_or_a_user_error(name):
     base = _model_bytes(name)
     outcomes = {"accepted": 0, "refused": 0}
@@ -128,6 +130,7 @@ def configs(draw):
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow  # about 20 s of mutants; the hand-written hostile configs (test_hostile_config.py) stay fast
 def test_project_yaml_mutants_end_in_success_or_a_user_error():
     outcomes = {"valid": 0, "refused": 0}
     with tempfile.TemporaryDirectory() as tmp:
