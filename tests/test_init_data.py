@@ -96,6 +96,7 @@ def test_wav_clips_get_mfcc_features_and_the_headers_rate(tmp_path):
 @pytest.mark.parametrize("setup, data, message", [
     ("mismatch", "bad", "bad/b/1.csv: its columns (x, z) are not those of bad/a/1.csv (x, y)"),
     ("none", "nowhere", "--data nowhere: no such folder"),
+    ("file", "one.csv", "--data one.csv: a file, not a folder of recordings"),
     ("empty", "empty", "--data empty: no .csv or .wav recordings in it"),
     ("mixed", "mixed", "holds both .csv and .wav recordings"),
     ("one-class", "one", "has 1 class folder(s); a classifier needs 2 or more"),
@@ -105,7 +106,9 @@ def test_wav_clips_get_mfcc_features_and_the_headers_rate(tmp_path):
 ])
 def test_a_folder_that_cannot_be_read_is_exit_2_and_writes_nothing(tmp_path, setup, data, message):
     root = tmp_path / data
-    if setup == "mismatch":
+    if setup == "file":
+        root.write_text("x\n1\n")
+    elif setup == "mismatch":
         for cls, header in (("a", "x,y"), ("b", "x,z")):
             (root / cls).mkdir(parents=True)
             (root / cls / "1.csv").write_text(f"{header}\n1,2\n")

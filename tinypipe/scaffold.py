@@ -129,6 +129,10 @@ def infer(root: Path, label: str) -> Inferred:
 
     from tinypipe.stages._recordings import _is_number, discover, read_recording, read_wav
 
+    if root.is_file():
+        raise UserError(f"--data {label}: a file, not a folder of recordings",
+                        f"put each class's recordings in its own folder and give their parent: {root.parent}/<class>/"
+                        f"{'*' + root.suffix if root.suffix else '*.csv'} -> --data {root.parent}")
     if not root.is_dir():
         raise UserError(f"--data {label}: no such folder", "give the folder that holds one folder of recordings per "
                                                            "class (or train/ and test/ with those inside)")
