@@ -697,7 +697,7 @@ def cmd_gc(args) -> int:
     from tinypipe.engine.pipeline import Pipeline
 
     pipeline = Pipeline(Path(args.dir))
-    live = {entry["key"] for stages in pipeline.lock.data["variants"].values() for entry in stages.values()}
+    live = pipeline.lock.keys()
     store = pipeline.store
     swept = 0 if args.dry_run else store.sweep()
     dead = [k for k in store.keys() if k not in live]
@@ -752,8 +752,7 @@ def _gc_remote(args) -> int:
         pipeline = _pipeline(args)
         if cache is None:
             cache = pipeline.remote
-        keep = frozenset(entry["key"] for stages in pipeline.lock.data["variants"].values()
-                         for entry in stages.values())
+        keep = pipeline.lock.keys()
     if cache is None:
         raise UserError("gc --remote: no remote cache to prune (no URL given, and no cache.remote or "
                         "$TINYPIPE_REMOTE_CACHE for this project)",

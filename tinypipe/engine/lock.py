@@ -63,6 +63,10 @@ class Lock:
     def entry(self, variant: str, stage: str) -> dict[str, Any] | None:
         return self.data["variants"].get(variant, {}).get(stage)
 
+    def keys(self) -> frozenset[str]:
+        """Every store key the lock records, over all variants and stages (what `gc` keeps)."""
+        return frozenset(entry["key"] for stages in self.data["variants"].values() for entry in stages.values())
+
     def record(self, variants: list[str], stage: str, entry: dict[str, Any], save: bool = True,
                caveat: str = "") -> None:
         with self._guard:

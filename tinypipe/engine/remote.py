@@ -85,6 +85,7 @@ class RemoteCache:
         self.renames = protocol in RENAMING_PROTOCOLS
         self.warn = warn or _warn_stderr
         self.offline = False  # set on the first failure of the remote itself: the run goes on locally
+        self._untouchable = False  # set when recording a use (`.used`) failed once: not tried again
         self._fs: Any = None
         self._root = ""
 
@@ -194,7 +195,7 @@ class RemoteCache:
     def _touch(self, key: str) -> None:
         """Record a use of the entry (its `.used` file rewritten) for `gc --remote`; a remote that takes no
         writes from us (read-only credentials, `push: false`) only misses that record."""
-        if not self.push_enabled or getattr(self, "_untouchable", False):
+        if not self.push_enabled or self._untouchable:
             return
         try:
             self._fs.pipe(self._path(key, USED), f"{time.time():.0f}\n".encode())
@@ -262,7 +263,6 @@ class RemoteCache:
         if fs.exists(marker):  # invalidate the old entry before its files change under a reader
             fs.rm(marker)
         self._put(fs, entry_dir, files, self._path(key))
-
 
     # --- pruning (`tinypipe gc --remote`) ------------------------------------------------------------------------
 

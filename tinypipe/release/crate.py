@@ -256,8 +256,8 @@ def _front_end_mods(spec: CrateSpec) -> str:
     if shape is None:
         return ""
     kind = shape["features"] and ("audio" if shape["features"] in AUDIO_KINDS else "spectral")
-    return ("\n/// The fixed-point step of each raw sample (or feature) to the model's int8 input, as tinypipe rendered it.\n"
-            "mod raw_input;\n" + FRONT_END_MODS[kind] +
+    return ("\n/// The fixed-point step of each raw sample (or feature) to the model's int8 input, as tinypipe\n"
+            "/// rendered it.\nmod raw_input;\n" + FRONT_END_MODS[kind] +
             "/// `FrontEnd`: raw int16 sensor windows to the model's input.\nmod front_end;\n\n"
             "pub use front_end::{FrontEnd, RAW_AXES, RAW_WINDOW, RAW_WINDOW_LEN};\n")
 
@@ -285,7 +285,8 @@ def render_lib_rs(spec: CrateSpec) -> str:
         cpu=spec.cpu, lib=spec.lib, input_dtype=inp["dtype"], input_shape=inp["shape"],
         output_shape=out["shape"], model_sha=spec.info.get("model_sha256", "?")[:16], quantization=quantization,
         input_shape_decl=_rust_array(inp["shape"]), output_shape_decl=_rust_array(out["shape"]),
-        front_end_mods=_front_end_mods(spec), classes=classes_decl, input_from_real_doc=(", quantized as TFLite's QUANTIZE does." if spec.int8("input")
+        front_end_mods=_front_end_mods(spec), classes=classes_decl,
+        input_from_real_doc=(", quantized as TFLite's QUANTIZE does." if spec.int8("input")
                              else ": the model takes float32 and quantizes it itself."),
         output_to_real_doc=to_real_doc, output_to_real_body=to_real_body)
 

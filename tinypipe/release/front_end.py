@@ -122,8 +122,9 @@ AUDIO = {
     "fields": ("    values: [i16; INPUT_LEN],\n    frame: [i16; FFT_LENGTH],\n    re: [i32; FFT_LENGTH],\n"
                "    im: [i32; FFT_LENGTH],\n    power: [i64; FFT_LENGTH / 2 + 1],\n    energies: [i64; MEL_BINS],\n"
                "    logs: [i32; MEL_BINS],\n"),
-    "init": ("            values: [0; INPUT_LEN],\n            frame: [0; FFT_LENGTH],\n            re: [0; FFT_LENGTH],\n"
-             "            im: [0; FFT_LENGTH],\n            power: [0; FFT_LENGTH / 2 + 1],\n"
+    "init": ("            values: [0; INPUT_LEN],\n            frame: [0; FFT_LENGTH],\n"
+             "            re: [0; FFT_LENGTH],\n            im: [0; FFT_LENGTH],\n"
+             "            power: [0; FFT_LENGTH / 2 + 1],\n"
              "            energies: [0; MEL_BINS],\n            logs: [0; MEL_BINS],\n"),
     "compute": ("        let mut scratch = AudioScratch { frame: &mut self.frame, re: &mut self.re, im: &mut self.im,\n"
                 "            power: &mut self.power, energies: &mut self.energies, logs: &mut self.logs };\n"

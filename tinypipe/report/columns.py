@@ -4,9 +4,9 @@ A rich `Table` renders every cell through the console, which costs about a milli
 1,000-stage sweep (143 cells) took longer than the no-op run it reports. These tables are simple — one line per
 row except for the first column, which folds when the terminal is narrow (after a `-`, `_`, `.` or `/` where the
 name has one, so `mps2-an386-native-optimize_size` folds into its parts, not mid-word) — so they are laid out
-here with string operations and printed as one `rich.text.Text`. The look is rich's `box.SIMPLE_HEAD` with `padding=(0, 1)`,
-`collapse_padding`, no outer edge: columns two spaces apart, headers bottom-aligned above a rule, the title
-centred over the table. tests/test_report_columns.py checks the output against rich's own rendering.
+here with string operations and printed as one `rich.text.Text`. The look is rich's `box.SIMPLE_HEAD` with
+`padding=(0, 1)`, `collapse_padding`, no outer edge: columns two spaces apart, headers bottom-aligned above a
+rule, the title centred over the table. tests/test_report_columns.py checks the output against rich's own rendering.
 """
 
 from __future__ import annotations
